@@ -1,0 +1,81 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func init() { scryptN = 1 << 10 }
+
+func TestEncryptedRoundTrip(t *testing.T) {
+	k, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "root-1.key")
+	if err := k.Save(p, []byte("correct horse")); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(p)
+	if bytes.Contains(raw, []byte("private")) {
+		t.Fatalf("encrypted key file holds a plain private key: %s", raw)
+	}
+	if enc, _ := IsEncrypted(p); !enc {
+		t.Fatal("IsEncrypted = false for an encrypted file")
+	}
+	got, err := Load(p, []byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.KeyID() != k.KeyID() {
+		t.Fatalf("key id %s, want %s", got.KeyID(), k.KeyID())
+	}
+	// The loaded key signs metadata that verifies under the original public key.
+	root := metadata.Root()
+	root.Signed.AddKey(k.TUFKey(), metadata.ROOT)
+	if _, err := root.Sign(got); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.VerifyDelegate(metadata.ROOT, root); err != nil {
+		t.Fatalf("signature from loaded key does not verify: %v", err)
+	}
+}
+
+func TestWrongPassphrase(t *testing.T) {
+	k, _ := Generate()
+	p := filepath.Join(t.TempDir(), "k.key")
+	k.Save(p, []byte("right"))
+	if _, err := Load(p, []byte("wrong")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("err = %v, want ErrWrongPassphrase", err)
+	}
+	if _, err := Load(p, nil); !errors.Is(err, ErrNeedPassphrase) {
+		t.Fatalf("err = %v, want ErrNeedPassphrase", err)
+	}
+}
+
+func TestTamperedKeyFile(t *testing.T) {
+	k, _ := Generate()
+	p := filepath.Join(t.TempDir(), "k.key")
+	k.Save(p, nil)
+	other, _ := Generate()
+	raw, _ := os.ReadFile(p)
+	// Swap the public key: the file no longer matches itself.
+	pub := other.TUFKey().Value.PublicKey
+	s := string(raw)
+	i := strings.Index(s, `"public": "`) + len(`"public": "`)
+	s = s[:i] + pub + s[i+64:]
+	os.WriteFile(p, []byte(s), 0o600)
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("err = %v, want mismatch error", err)
+	}
+	os.WriteFile(p, []byte("{not json"), 0o600)
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "not a key file") {
+		t.Fatalf("err = %v, want parse error", err)
+	}
+}

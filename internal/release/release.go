@@ -1,0 +1,266 @@
+// Package release defines what a release says about itself — the manifest
+// carried in the signed target's custom metadata — and the support
+// declaration of a product, with the rules that apply to them. It is pure: no
+// I/O, no clock.
+//
+// Wire format: the manifest is the value of the "uptrust" key inside a TUF
+// target's "custom" object in the release repository; the support declaration
+// is the content of the target "<product>/support.json". Enum values on the
+// wire are lower-case strings; new fields may be added, none is ever
+// renumbered or reused.
+package release
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/semver"
+)
+
+// Kind says why a release exists.
+type Kind string
+
+// Release kinds.
+const (
+	KindSecurity Kind = "security"
+	KindFix      Kind = "fix"
+	KindFeature  Kind = "feature"
+)
+
+// ParseKind validates a kind string.
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindSecurity, KindFix, KindFeature:
+		return k, nil
+	}
+	return "", fmt.Errorf("release: unknown kind %q (want security, fix or feature)", s)
+}
+
+// Change is a direction of change of one impact dimension.
+type Change string
+
+// Impact directions.
+const (
+	ChangeNone Change = "none"
+	ChangeMore Change = "more"
+	ChangeLess Change = "less"
+)
+
+// Impact declares what a release changes for the owner beyond fixing things.
+type Impact struct {
+	// DataCollection says whether the release collects more or less data.
+	DataCollection Change `json:"data_collection"`
+	// DataCollectionText explains a change in data collection.
+	DataCollectionText string `json:"data_collection_text,omitempty"`
+	// Functionality says whether functions are added ("more") or removed ("less").
+	Functionality Change `json:"functionality"`
+	// FunctionalityText explains a change in functionality.
+	FunctionalityText string `json:"functionality_text,omitempty"`
+}
+
+// Adverse reports whether the impact needs the owner's consent: more data
+// collection or less functionality.
+func (i Impact) Adverse() bool {
+	return i.DataCollection == ChangeMore || i.Functionality == ChangeLess
+}
+
+// Advisory names a vulnerability a release fixes.
+type Advisory struct {
+	ID      string `json:"id"`
+	Summary string `json:"summary,omitempty"`
+}
+
+// Payload describes the bytes of the target.
+type Payload struct {
+	// Type is the payload handler: "rootfs" (full image for the inactive slot).
+	Type string `json:"type"`
+	// Compression of the bytes on the wire: "none".
+	Compression string `json:"compression"`
+}
+
+// Manifest is the release manifest. The target's TUF length and hashes cover
+// the payload; the manifest covers everything else a device decides on.
+type Manifest struct {
+	Product         string     `json:"product"`
+	Version         string     `json:"version"`
+	Hardware        []string   `json:"hardware"`
+	SecurityVersion uint64     `json:"security_version"`
+	Kind            Kind       `json:"kind"`
+	Impact          Impact     `json:"impact"`
+	Notes           string     `json:"notes,omitempty"`
+	Advisories      []Advisory `json:"advisories,omitempty"`
+	Payload         Payload    `json:"payload"`
+	Published       time.Time  `json:"published"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidName checks a product or hardware revision name: lower-case letters,
+// digits and dashes, at most 63 characters, starting with a letter or digit.
+// Names become TUF role names and target path segments, so they must be safe
+// in URLs and file names.
+func ValidName(what, s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("release: invalid %s %q: use lower-case letters, digits and dashes (at most 63)", what, s)
+	}
+	return nil
+}
+
+// ValidVersion checks that v is a semantic version without a leading "v",
+// such as 1.2.3 or 1.2.3-rc.1.
+func ValidVersion(v string) error {
+	if strings.HasPrefix(v, "v") || !semver.IsValid("v"+v) || semver.Canonical("v"+v) == "" {
+		return fmt.Errorf("release: invalid version %q: want a semantic version like 1.2.3", v)
+	}
+	if strings.Count(strings.SplitN(strings.SplitN(v, "-", 2)[0], "+", 2)[0], ".") != 2 {
+		return fmt.Errorf("release: invalid version %q: want major.minor.patch", v)
+	}
+	return nil
+}
+
+// CompareVersions compares two valid versions by semver precedence: -1, 0 or
+// +1.
+func CompareVersions(a, b string) int {
+	return semver.Compare("v"+a, "v"+b)
+}
+
+// Validate checks a manifest for completeness and consistency.
+func (m *Manifest) Validate() error {
+	if err := ValidName("product", m.Product); err != nil {
+		return err
+	}
+	if err := ValidVersion(m.Version); err != nil {
+		return err
+	}
+	if len(m.Hardware) == 0 {
+		return errors.New("release: manifest lists no compatible hardware")
+	}
+	for _, h := range m.Hardware {
+		if err := ValidName("hardware revision", h); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseKind(string(m.Kind)); err != nil {
+		return err
+	}
+	for _, c := range []Change{m.Impact.DataCollection, m.Impact.Functionality} {
+		switch c {
+		case ChangeNone, ChangeMore, ChangeLess:
+		default:
+			return fmt.Errorf("release: unknown impact %q (want none, more or less)", c)
+		}
+	}
+	if m.Payload.Type != "rootfs" {
+		return fmt.Errorf("release: unsupported payload type %q", m.Payload.Type)
+	}
+	if m.Payload.Compression != "none" {
+		return fmt.Errorf("release: unsupported compression %q", m.Payload.Compression)
+	}
+	return nil
+}
+
+// SupportsHardware reports whether the manifest lists hw.
+func (m *Manifest) SupportsHardware(hw string) bool {
+	for _, h := range m.Hardware {
+		if h == hw {
+			return true
+		}
+	}
+	return false
+}
+
+// TargetName is the TUF target path of a release payload. It has exactly two
+// segments so that the delegation pattern "<product>/*" covers it.
+func TargetName(product, version string) string { return product + "/" + version }
+
+// SupportTargetName is the TUF target path of a product's support declaration.
+func SupportTargetName(product string) string { return product + "/support.json" }
+
+// Custom is the shape of a release target's custom metadata.
+type Custom struct {
+	Uptrust *Manifest `json:"uptrust"`
+}
+
+// ManifestFromCustom extracts and validates the manifest from a target's
+// custom metadata.
+func ManifestFromCustom(raw *json.RawMessage) (*Manifest, error) {
+	if raw == nil {
+		return nil, errors.New("release: target has no custom metadata")
+	}
+	var c Custom
+	if err := json.Unmarshal(*raw, &c); err != nil {
+		return nil, fmt.Errorf("release: custom metadata: %w", err)
+	}
+	if c.Uptrust == nil {
+		return nil, errors.New("release: target custom metadata has no uptrust manifest")
+	}
+	if err := c.Uptrust.Validate(); err != nil {
+		return nil, err
+	}
+	return c.Uptrust, nil
+}
+
+// Support is a product's signed support declaration: until when the maker
+// provides security updates, for which hardware, and whom to contact.
+// Invariant kept by server and agent: a later declaration never has an
+// earlier Until than an accepted one.
+type Support struct {
+	Product  string   `json:"product"`
+	Model    string   `json:"model"`
+	Hardware []string `json:"hardware"`
+	// Until is the last day of support, as YYYY-MM-DD.
+	Until   string    `json:"support_until"`
+	Contact string    `json:"contact,omitempty"`
+	Issued  time.Time `json:"issued"`
+}
+
+// ParseDate parses a YYYY-MM-DD date.
+func ParseDate(s string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("release: invalid date %q: want YYYY-MM-DD", s)
+	}
+	return t, nil
+}
+
+// Validate checks a support declaration.
+func (s *Support) Validate() error {
+	if err := ValidName("product", s.Product); err != nil {
+		return err
+	}
+	if _, err := ParseDate(s.Until); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ErrSupportShortened is returned when a support declaration ends earlier than
+// one already published or accepted.
+var ErrSupportShortened = errors.New("release: support period cannot be shortened")
+
+// CheckExtension verifies that next does not end before prev. prev may be nil.
+func CheckExtension(prev, next *Support) error {
+	if prev == nil {
+		return nil
+	}
+	a, err := ParseDate(prev.Until)
+	if err != nil {
+		return err
+	}
+	b, err := ParseDate(next.Until)
+	if err != nil {
+		return err
+	}
+	if b.Before(a) {
+		return fmt.Errorf("%w: %s ends %s, earlier than the declared %s", ErrSupportShortened, next.Product, next.Until, prev.Until)
+	}
+	return nil
+}
+
+// ErrSecurityVersionLower is returned when a release would lower the security
+// version of its product.
+var ErrSecurityVersionLower = errors.New("release: security version lower than an earlier release")
