@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/clock"
+)
+
+// ErrRebooting is returned by Check when the cycle ended by asking the
+// device to restart. With a real reboot command the process is usually
+// killed before it sees it; simulations boot the device and start a new
+// Agent.
+var ErrRebooting = errors.New("agent: device is rebooting")
+
+// ErrPowerLoss is what a PowerLoss hook returns to cut a cycle short, as if
+// power had failed at that point.
+var ErrPowerLoss = errors.New("agent: simulated power loss")
+
+// Options are the agent's collaborators. Zero fields take production
+// defaults derived from the Config.
+type Options struct {
+	Slots  slot.Backend
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// Reboot restarts the device. Default: run Config.RebootCommand and
+	// return ErrRebooting.
+	Reboot func(ctx context.Context) error
+	// Health checks the system after booting a new release. Default: run
+	// Config.HealthCheck, if any.
+	Health func(ctx context.Context) error
+	// PowerLoss, when set, is called at every persisted step with the
+	// step's name; a non-nil result aborts the cycle there (tests inject
+	// power loss with it).
+	PowerLoss func(point string) error
+	// HTTP overrides the fetch client configuration (tests).
+	HTTP *fetch.Config
+}
+
+// Agent runs update cycles for one device. It is not safe for concurrent
+// use: one agent per data directory.
+type Agent struct {
+	cfg    *Config
+	slots  slot.Backend
+	http   *fetch.Client
+	clock  clock.Clock
+	log    *slog.Logger
+	reboot func(ctx context.Context) error
+	health func(ctx context.Context) error
+	power  func(point string) error
+	queue  *reportQueue
+}
+
+// New builds an agent. It does not touch the network.
+func New(cfg *Config, o Options) (*Agent, error) {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.Slots == nil {
+		s, err := openSlots(cfg.Slot)
+		if err != nil {
+			return nil, err
+		}
+		o.Slots = s
+	}
+	fc := fetch.Config{CAFile: cfg.CAFile, AllowInsecureHTTP: cfg.AllowInsecureHTTP,
+		StallTimeout: time.Duration(cfg.StallTimeout), MaxAttempts: cfg.MaxAttempts}
+	if o.HTTP != nil {
+		fc = *o.HTTP
+		fc.CAFile, fc.AllowInsecureHTTP = cfg.CAFile, cfg.AllowInsecureHTTP
+	}
+	hc, err := fetch.New(fc)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := hc.CheckURL(cfg.Server); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, clock: o.Clock, log: o.Logger,
+		reboot: o.Reboot, health: o.Health, power: o.PowerLoss,
+		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}}
+	if a.reboot == nil {
+		a.reboot = a.rebootCommand
+	}
+	if a.health == nil {
+		a.health = a.healthCommand
+	}
+	if a.power == nil {
+		a.power = func(string) error { return nil }
+	}
+	return a, nil
+}
+
+func (a *Agent) rebootCommand(ctx context.Context) error {
+	a.log.Info("rebooting into the new slot", "command", a.cfg.RebootCommand)
+	cmd := exec.CommandContext(ctx, a.cfg.RebootCommand[0], a.cfg.RebootCommand[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("agent: reboot command: %w: %s", err, out)
+	}
+	return ErrRebooting
+}
+
+func (a *Agent) healthCommand(ctx context.Context) error {
+	if len(a.cfg.HealthCheck) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.cfg.HealthCheck[0], a.cfg.HealthCheck[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("health check %s: %w: %s", a.cfg.HealthCheck[0], err, trim(out))
+	}
+	return nil
+}
+
+func trim(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}
+
+// step persists s, then consults the power-loss hook for point.
+func (a *Agent) step(s *State, point string) error {
+	if err := saveState(a.cfg.DataDir, s); err != nil {
+		return err
+	}
+	return a.power(point)
+}
+
+// Check runs one cycle: it first finishes whatever a previous run left
+// (trial boot, commit, rollback), then, when idle, checks for an update and
+// installs it. It returns the check record also stored in state.json.
+func (a *Agent) Check(ctx context.Context) (*Check, error) {
+	s, err := LoadState(a.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.resume(ctx, s); err != nil {
+		return s.LastCheck, err
+	}
+	if s.Phase != PhaseIdle {
+		return s.LastCheck, nil
+	}
+	chk, err := a.checkAndInstall(ctx, s)
+	a.flushReports(ctx)
+	return chk, err
+}
+
+// Run checks at jittered intervals until ctx ends. Failures are logged and
+// retried at the next interval.
+func (a *Agent) Run(ctx context.Context) error {
+	for {
+		chk, err := a.Check(ctx)
+		switch {
+		case errors.Is(err, ErrRebooting):
+			return err
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("update check failed", "err", err)
+		case chk != nil:
+			a.log.Info("update check", "action", chk.Action, "offered", chk.Offered, "reason", chk.Reason)
+		}
+		wait := jitter(time.Duration(a.cfg.PollInterval))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}

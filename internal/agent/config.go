@@ -1,0 +1,188 @@
+// Package agent is the device side of uptrust: a persisted state machine
+// that checks both TUF repositories, installs an agreed release into the
+// inactive A/B slot, boots it on trial, health-checks it and commits it or
+// rolls back, and reports outcomes anonymously.
+//
+// Invariants:
+//   - every step is recorded in state.json (written atomically and
+//     fsync'd) before it acts, so a power loss at any point resumes or
+//     undoes the step on the next start;
+//   - nothing is written to a slot before both repositories agree on the
+//     target's length and hashes; nothing is armed before the written bytes
+//     matched them;
+//   - the highest security version ever committed only grows, and no
+//     release below it or not newer than the running one is installed;
+//   - a release that failed is not retried.
+//
+// This package must not import the server, store or web packages (a test
+// enforces it), so the agent binary stays small.
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/release"
+)
+
+// Duration is a time.Duration written as "90s" or "6h" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// SlotConfig selects and configures the A/B backend.
+type SlotConfig struct {
+	// Backend is "file", "uboot" or "grub".
+	Backend string `json:"backend"`
+	// Dir is the file backend's directory.
+	Dir string `json:"dir,omitempty"`
+	// FwEnvConfig is the fw_env.config file for the uboot backend.
+	FwEnvConfig string `json:"fw_env_config,omitempty"`
+	// GrubEnv is the grubenv file for the grub backend.
+	GrubEnv string `json:"grub_env,omitempty"`
+	// SlotA and SlotB are the slot devices (uboot, grub).
+	SlotA string `json:"slot_a,omitempty"`
+	SlotB string `json:"slot_b,omitempty"`
+	// Cmdline is where the booted slot is read from (default /proc/cmdline).
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// Config is the agent's provisioning file.
+type Config struct {
+	// Server is the base URL of the uptrust server, e.g. https://updates.example.com.
+	Server   string `json:"server"`
+	Product  string `json:"product"`
+	Hardware string `json:"hardware"`
+	// DataDir holds state, the TUF caches and the report queue.
+	DataDir string     `json:"data_dir"`
+	Slot    SlotConfig `json:"slot"`
+	// ReleaseRoot and FleetRoot are the trusted root.json files provisioned
+	// at the factory.
+	ReleaseRoot string `json:"release_root"`
+	FleetRoot   string `json:"fleet_root"`
+	// CAFile is an optional PEM bundle for HTTPS.
+	CAFile string `json:"ca_file,omitempty"`
+	// AllowInsecureHTTP permits plain HTTP to a non-loopback server.
+	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
+	// PollInterval is the mean time between checks (default 6h); each wait
+	// is drawn from [interval/2, interval*3/2).
+	PollInterval Duration `json:"poll_interval,omitempty"`
+	// StallTimeout fails a download that sends nothing this long (default 60s).
+	StallTimeout Duration `json:"stall_timeout,omitempty"`
+	// MaxAttempts per request (default 5).
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// HealthCheck is an executable run after booting a new release; exit
+	// status 0 means healthy. Empty: the system came up, that is enough.
+	HealthCheck []string `json:"health_check,omitempty"`
+	// RebootCommand restarts the device (default ["systemctl", "reboot"]).
+	RebootCommand []string `json:"reboot_command,omitempty"`
+	// Reports turns anonymous outcome reports on (default true).
+	Reports *bool `json:"reports,omitempty"`
+}
+
+// LoadConfig reads and validates a config file. Relative paths in it are
+// taken relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.GrubEnv} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.Server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("server %q is not an http(s) URL", c.Server)
+	}
+	if u.Scheme == "http" && !c.AllowInsecureHTTP && !loopback(u.Hostname()) {
+		return fmt.Errorf("server %s uses plain HTTP to a host that is not loopback: use https, or set allow_insecure_http (anyone on the path then sees which firmware this device fetches)", c.Server)
+	}
+	if err := release.ValidName("product", c.Product); err != nil {
+		return err
+	}
+	if err := release.ValidName("hardware revision", c.Hardware); err != nil {
+		return err
+	}
+	if c.DataDir == "" || c.ReleaseRoot == "" || c.FleetRoot == "" {
+		return errors.New("data_dir, release_root and fleet_root are required")
+	}
+	switch c.Slot.Backend {
+	case "file":
+		if c.Slot.Dir == "" {
+			return errors.New("slot backend file needs slot.dir")
+		}
+	case "uboot":
+		if c.Slot.FwEnvConfig == "" || c.Slot.SlotA == "" || c.Slot.SlotB == "" {
+			return errors.New("slot backend uboot needs slot.fw_env_config, slot.slot_a and slot.slot_b")
+		}
+	case "grub":
+		if c.Slot.GrubEnv == "" || c.Slot.SlotA == "" || c.Slot.SlotB == "" {
+			return errors.New("slot backend grub needs slot.grub_env, slot.slot_a and slot.slot_b")
+		}
+	default:
+		return fmt.Errorf("unknown slot backend %q (want file, uboot or grub)", c.Slot.Backend)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = Duration(6 * time.Hour)
+	}
+	if c.PollInterval < Duration(time.Second) {
+		return fmt.Errorf("poll_interval %v is too short", time.Duration(c.PollInterval))
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = Duration(60 * time.Second)
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if len(c.RebootCommand) == 0 {
+		c.RebootCommand = []string{"systemctl", "reboot"}
+	}
+	return nil
+}
+
+// ReportsEnabled says whether outcome reports are sent.
+func (c *Config) ReportsEnabled() bool { return c.Reports == nil || *c.Reports }
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/payload"
+)
+
+// Error classes: the only detail about a failure that leaves the device.
+const (
+	ClassNetwork           = "network"
+	ClassMetadataExpired   = "metadata-expired"
+	ClassMetadataSignature = "metadata-signature"
+	ClassMetadataRollback  = "metadata-rollback"
+	ClassMetadataInvalid   = "metadata-invalid"
+	ClassRepoMismatch      = "repository-mismatch"
+	ClassManifestInvalid   = "manifest-invalid"
+	ClassNotApplicable     = "not-applicable"
+	ClassRollbackVersion   = "rollback-version"
+	ClassRollbackSecurity  = "rollback-security-version"
+	ClassPayloadHash       = "payload-hash-mismatch"
+	ClassPayloadTooLong    = "payload-too-long"
+	ClassPayloadTruncated  = "payload-truncated"
+	ClassInstallIO         = "install-io"
+	ClassBootloader        = "bootloader"
+	ClassBootFallback      = "boot-fallback"
+	ClassHealthCheck       = "health-check"
+)
+
+// classify maps an error to its class.
+func classify(err error) string {
+	var (
+		expired   *metadata.ErrExpiredMetadata
+		unsigned  *metadata.ErrUnsignedMetadata
+		badVer    *metadata.ErrBadVersionNumber
+		lenHash   *metadata.ErrLengthOrHashMismatch
+		dlLength  *metadata.ErrDownloadLengthMismatch
+		dlHTTP    *metadata.ErrDownloadHTTP
+		repoErr   *metadata.ErrRepository
+		decision  *decisionError
+		syntaxErr *json.SyntaxError
+	)
+	switch {
+	case errors.As(err, &decision):
+		return decision.class
+	case errors.Is(err, errMismatch):
+		return ClassRepoMismatch
+	case errors.Is(err, payload.ErrHashMismatch):
+		return ClassPayloadHash
+	case errors.Is(err, payload.ErrTooLong), errors.Is(err, fetch.ErrTooLong):
+		return ClassPayloadTooLong
+	case errors.Is(err, payload.ErrTruncated):
+		return ClassPayloadTruncated
+	case errors.As(err, &expired):
+		return ClassMetadataExpired
+	case errors.As(err, &unsigned):
+		return ClassMetadataSignature
+	case errors.As(err, &badVer):
+		return ClassMetadataRollback
+	case errors.As(err, &lenHash), errors.As(err, &dlLength), errors.As(err, &syntaxErr):
+		return ClassMetadataInvalid
+	case errors.As(err, &dlHTTP):
+		if dlHTTP.StatusCode >= 500 || dlHTTP.StatusCode == 429 {
+			return ClassNetwork
+		}
+		return ClassMetadataInvalid
+	case errors.As(err, &repoErr):
+		return ClassMetadataInvalid
+	case isTUF(err):
+		// Anything else go-tuf refused while parsing or verifying.
+		if isNetwork(err) {
+			return ClassNetwork
+		}
+		return ClassMetadataInvalid
+	case isNetwork(err):
+		return ClassNetwork
+	default:
+		return ClassInstallIO
+	}
+}
+
+func isTUF(err error) bool {
+	var t *tufError
+	return errors.As(err, &t)
+}
+
+func isNetwork(err error) bool {
+	var se *fetch.StatusError
+	return errors.Is(err, fetch.ErrStalled) || errors.As(err, &se) || isNetErr(err)
+}
+
+// decisionError is a release the agent refuses by its own rules.
+type decisionError struct {
+	class, msg string
+}
+
+func (e *decisionError) Error() string { return e.msg }
+
+func refuse(class, msg string) error { return &decisionError{class: class, msg: msg} }
+
+// securityClasses are refusals that signal an attack or a broken
+// publication; they are reported. Network trouble and "nothing to do" are not.
+func reportable(class string) bool {
+	switch class {
+	case ClassNetwork, "":
+		return false
+	}
+	return true
+}
+
+func jsonUnmarshalStrict(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	return d.Decode(v)
+}

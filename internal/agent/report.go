@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/atomicfile"
+)
+
+// Report is an anonymous outcome report: no device identifier, no
+// address, no time finer than the server's arrival day.
+type Report struct {
+	Product    string `json:"product"`
+	Version    string `json:"version"`
+	Outcome    string `json:"outcome"`
+	ErrorClass string `json:"error_class,omitempty"`
+}
+
+// maxQueued bounds the report queue; the oldest reports go first.
+const maxQueued = 64
+
+// reportQueue keeps reports as files until the server accepted them.
+// A report's file name is derived from its content, so enqueueing the same
+// report twice (a step repeated after power loss) stores it once.
+type reportQueue struct {
+	dir string
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9.-]`)
+
+func (q *reportQueue) add(r Report) error {
+	if err := os.MkdirAll(q.dir, 0o700); err != nil {
+		return fmt.Errorf("agent: report queue: %w", err)
+	}
+	name := strings.Join([]string{r.Product, r.Version, r.Outcome, r.ErrorClass}, "_")
+	name = unsafeChars.ReplaceAllString(strings.ToLower(name), "-") + ".json"
+	b, _ := json.Marshal(r)
+	if err := atomicfile.WriteFile(filepath.Join(q.dir, name), b, 0o600); err != nil {
+		return fmt.Errorf("agent: report queue: %w", err)
+	}
+	return q.trim()
+}
+
+// pending lists queued report files, oldest first.
+func (q *reportQueue) pending() ([]string, error) {
+	entries, err := os.ReadDir(q.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: report queue: %w", err)
+	}
+	type item struct {
+		name string
+		mod  int64
+	}
+	var items []item
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		items = append(items, item{e.Name(), info.ModTime().UnixNano()})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].mod < items[j].mod })
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = filepath.Join(q.dir, it.name)
+	}
+	return out, nil
+}
+
+func (q *reportQueue) trim() error {
+	files, err := q.pending()
+	if err != nil {
+		return err
+	}
+	for len(files) > maxQueued {
+		os.Remove(files[0])
+		files = files[1:]
+	}
+	return nil
+}
+
+// enqueue queues a report if reports are enabled; failures are logged, not
+// fatal: a report is never worth aborting an install for.
+func (a *Agent) enqueue(_ context.Context, product, version, outcome, class string) {
+	if !a.cfg.ReportsEnabled() {
+		return
+	}
+	if err := a.queue.add(Report{Product: product, Version: version, Outcome: outcome, ErrorClass: class}); err != nil {
+		a.log.Warn("queueing report", "err", err)
+	}
+}
+
+// flushReports sends queued reports; a report is removed once the server
+// accepted it (2xx) or refused it as malformed (4xx other than 429).
+func (a *Agent) flushReports(ctx context.Context) {
+	files, err := a.queue.pending()
+	if err != nil {
+		a.log.Warn("report queue", "err", err)
+		return
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		err = a.http.PostJSON(ctx, a.cfg.Server+"/api/device/v1/reports", b)
+		if err != nil && !isPermanentReject(err) {
+			a.log.Info("report not delivered; will retry", "err", err)
+			return
+		}
+		if err != nil {
+			a.log.Warn("report refused by the server; dropped", "err", err)
+		}
+		os.Remove(f)
+	}
+}
+
+// isPermanentReject is a 4xx answer other than 429: resending the same
+// report cannot succeed.
+func isPermanentReject(err error) bool {
+	var se *fetch.StatusError
+	return errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 && se.StatusCode != 429
+}

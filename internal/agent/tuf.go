@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/multirepo"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/uptrust/uptrust/internal/atomicfile"
+	"github.com/uptrust/uptrust/internal/release"
+)
+
+// Repository names as the server publishes them under /repo/<name>/.
+const (
+	repoRelease = "release"
+	repoFleet   = "fleet"
+)
+
+// repoMap is the TAP 4 map: support declarations come from the release
+// repository alone; every other target of a product needs both
+// repositories to list it with identical length and hashes.
+func repoMap(server string) *multirepo.MultiRepoMapType {
+	return &multirepo.MultiRepoMapType{
+		Repositories: map[string][]string{
+			repoRelease: {server + "/repo/release"},
+			repoFleet:   {server + "/repo/fleet"},
+		},
+		Mapping: []*multirepo.Mapping{
+			{Paths: []string{"*/support.json"}, Repositories: []string{repoRelease}, Threshold: 1, Terminating: true},
+			{Paths: []string{"*/*"}, Repositories: []string{repoRelease, repoFleet}, Threshold: 2, Terminating: true},
+		},
+	}
+}
+
+// repos is one refresh of both repositories.
+type repos struct {
+	multi *multirepo.MultiRepoClient
+}
+
+func (a *Agent) tufDir(name string) string { return filepath.Join(a.cfg.DataDir, "tuf", name) }
+
+// trustedRoot returns the newest root this device has verified (cached by
+// go-tuf after following a rotation), else the provisioned one.
+func (a *Agent) trustedRoot(name, provisioned string) ([]byte, error) {
+	if b, err := os.ReadFile(filepath.Join(a.tufDir(name), "root.json")); err == nil {
+		return b, nil
+	}
+	b, err := os.ReadFile(provisioned)
+	if err != nil {
+		return nil, fmt.Errorf("agent: trusted %s root: %w", name, err)
+	}
+	return b, nil
+}
+
+// refresh runs the TUF client workflow on both repositories: root chain,
+// timestamp, snapshot, top-level targets, with version, expiry and
+// threshold checks. Verified metadata is cached under DataDir/tuf.
+func (a *Agent) refresh(ctx context.Context) (*repos, error) {
+	m := &multirepo.MultiRepoClient{
+		TUFClients: map[string]*updater.Updater{},
+		Config:     &multirepo.MultiRepoConfig{RepoMap: repoMap(a.cfg.Server), TrustedRoots: map[string][]byte{}},
+	}
+	now := a.clock.Now()
+	for _, name := range []string{repoRelease, repoFleet} {
+		provisioned := a.cfg.ReleaseRoot
+		if name == repoFleet {
+			provisioned = a.cfg.FleetRoot
+		}
+		root, err := a.trustedRoot(name, provisioned)
+		if err != nil {
+			return nil, err
+		}
+		base := a.cfg.Server + "/repo/" + name
+		cfg, err := config.New(base+"/metadata", root)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %s repository: %w", name, err)
+		}
+		cfg.RemoteTargetsURL = base + "/targets"
+		cfg.LocalMetadataDir = a.tufDir(name)
+		cfg.LocalTargetsDir = filepath.Join(a.tufDir(name), "targets")
+		cfg.Fetcher = a.http.TUFFetcher(ctx)
+		cfg.MaxDelegations = 8
+		u, err := updater.New(cfg)
+		if err != nil {
+			return nil, &tufError{repo: name, err: err}
+		}
+		u.UnsafeSetRefTime(now)
+		if err := u.Refresh(); err != nil {
+			return nil, &tufError{repo: name, err: err}
+		}
+		if err := syncTree(a.tufDir(name)); err != nil {
+			return nil, err
+		}
+		m.TUFClients[name] = u
+	}
+	return &repos{multi: m}, nil
+}
+
+// syncTree fsyncs the files go-tuf wrote (it renames without fsync), so
+// the rollback protection they carry survives a power loss.
+func syncTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("agent: fsync %s: %w", e.Name(), err)
+		}
+	}
+	return atomicfile.SyncDir(dir)
+}
+
+// tufError is a failed TUF refresh of one repository.
+type tufError struct {
+	repo string
+	err  error
+}
+
+func (e *tufError) Error() string { return fmt.Sprintf("%s repository: %v", e.repo, e.err) }
+func (e *tufError) Unwrap() error { return e.err }
+
+// offered returns the fleet's offered targets for product, highest version
+// first.
+func (r *repos) offered(product string) []string {
+	var out []string
+	for path := range r.multi.TUFClients[repoFleet].GetTopLevelTargets() {
+		if v, ok := strings.CutPrefix(path, product+"/"); ok && release.ValidVersion(v) == nil {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return release.CompareVersions(out[i], out[j]) > 0 })
+	return out
+}
+
+// errMismatch is returned when the repositories do not agree on a target.
+var errMismatch = errors.New("the release and fleet repositories do not agree on the target")
+
+// agreed returns the target both repositories list identically, with the
+// release repository's custom metadata, and the fleet's own entry.
+func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err error) {
+	fleet, ferr := r.multi.TUFClients[repoFleet].GetTargetInfo(target)
+	info, _, err := r.multi.GetTargetInfo(target)
+	if err == nil && ferr == nil {
+		// multirepo returns the entry of the first repository in the
+		// mapping, the release repository, whose custom holds the manifest.
+		relInfo, rerr := r.multi.TUFClients[repoRelease].GetTargetInfo(target)
+		if rerr == nil && relInfo.Equal(*info) {
+			return relInfo, fleet, nil
+		}
+	}
+	// Say precisely what is wrong.
+	relInfo, rerr := r.multi.TUFClients[repoRelease].GetTargetInfo(target)
+	switch {
+	case rerr != nil && ferr != nil:
+		return nil, nil, fmt.Errorf("%w: %s is in neither repository", errMismatch, target)
+	case rerr != nil:
+		return nil, nil, fmt.Errorf("%w: %s is offered by the fleet repository but not signed in the release repository", errMismatch, target)
+	case ferr != nil:
+		return nil, nil, fmt.Errorf("%w: %s is not in the fleet repository", errMismatch, target)
+	case relInfo.Length != fleet.Length:
+		return nil, nil, fmt.Errorf("%w: %s has length %d in the release repository and %d in the fleet repository", errMismatch, target, relInfo.Length, fleet.Length)
+	default:
+		return nil, nil, fmt.Errorf("%w: %s has different hashes in the two repositories", errMismatch, target)
+	}
+}
+
+// support downloads and verifies the product's support declaration from
+// the release repository; nil when there is none.
+func (r *repos) support(product string) (*release.Support, error) {
+	u := r.multi.TUFClients[repoRelease]
+	info, err := u.GetTargetInfo(release.SupportTargetName(product))
+	if err != nil {
+		return nil, nil
+	}
+	_, data, err := u.DownloadTarget(info, "", "")
+	if err != nil {
+		return nil, &tufError{repo: repoRelease, err: err}
+	}
+	var s release.Support
+	if err := jsonUnmarshalStrict(data, &s); err != nil {
+		return nil, fmt.Errorf("agent: support declaration: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

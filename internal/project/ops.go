@@ -1,0 +1,300 @@
+package project
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/rollout"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// ProductSpec describes a new product.
+type ProductSpec struct {
+	Name     string
+	Model    string
+	Hardware []string
+	// SupportUntil is the last day of support, YYYY-MM-DD.
+	SupportUntil string
+	Contact      string
+}
+
+// AddProduct creates the product's offline key and delegated role
+// "products/<name>" (paths "<name>/*", terminating), signs the delegation
+// with the top-level targets key and publishes the signed support
+// declaration as the target "<name>/support.json".
+func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
+	if err := release.ValidName("product", s.Name); err != nil {
+		return err
+	}
+	if len(s.Hardware) == 0 {
+		return errors.New("project: a product needs at least one hardware revision (--hardware)")
+	}
+	for _, h := range s.Hardware {
+		if err := release.ValidName("hardware revision", h); err != nil {
+			return err
+		}
+	}
+	if s.Model == "" {
+		s.Model = s.Name
+	}
+	now := p.Clock.Now().UTC()
+	sup := release.Support{Product: s.Name, Model: s.Model, Hardware: s.Hardware, Until: s.SupportUntil, Contact: s.Contact, Issued: now}
+	if err := sup.Validate(); err != nil {
+		return err
+	}
+	if _, err := p.Store.Product(ctx, s.Name); err == nil {
+		return fmt.Errorf("project: product %q exists already", s.Name)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	targetsKey, err := p.keys.load(offlineKey(repo.Release + "-targets"))
+	if err != nil {
+		return err
+	}
+	online, err := p.keys.online(repo.Release)
+	if err != nil {
+		return err
+	}
+	supBytes, _ := json.MarshalIndent(sup, "", "  ")
+	supBlob, err := p.Blobs.Put(ctx, bytes.NewReader(supBytes), 0)
+	if err != nil {
+		return err
+	}
+	productKey, err := p.keys.create(productKey(s.Name))
+	if err != nil {
+		return err
+	}
+	role := repo.ProductRole(s.Name)
+	life := p.Lifetimes()
+	return p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutProduct(ctx, store.Product{Name: s.Name, Model: s.Model, Hardware: s.Hardware, Created: now}); err != nil {
+			return err
+		}
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+			if t.Delegations == nil {
+				t.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
+			}
+			for _, r := range t.Delegations.Roles {
+				if r.Name == role {
+					return fmt.Errorf("project: delegation %s exists already", role)
+				}
+			}
+			t.Delegations.Roles = append(t.Delegations.Roles, metadata.DelegatedRole{
+				Name: role, Threshold: 1, Terminating: true, Paths: []string{s.Name + "/*"}, KeyIDs: []string{},
+			})
+			return t.AddKey(productKey.TUFKey(), role)
+		}, targetsKey)
+		if err != nil {
+			return err
+		}
+		sum, _ := hex.DecodeString(supBlob.SHA256)
+		_, err = repo.UpdateTargets(ctx, tx, repo.Release, role, now, life, func(t *metadata.TargetsType) error {
+			t.Targets[release.SupportTargetName(s.Name)] = repo.NewTarget(repo.TargetInfo{
+				Path: release.SupportTargetName(s.Name), Length: supBlob.Size, SHA256: sum})
+			return nil
+		}, productKey)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+	})
+}
+
+// ReleaseSpec describes a release to publish.
+type ReleaseSpec struct {
+	Product         string
+	Version         string
+	Payload         io.Reader
+	Kind            release.Kind
+	SecurityVersion uint64
+	Notes           string
+	// Hardware defaults to all of the product's hardware revisions.
+	Hardware   []string
+	Impact     release.Impact
+	Advisories []release.Advisory
+}
+
+// AddRelease stores the payload in the blob store (streamed and hashed),
+// writes the release manifest into the target's custom metadata, signs the
+// product role with the product key and refreshes snapshot and timestamp.
+// It refuses a security version lower than any earlier release's.
+func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release, error) {
+	prod, err := p.Store.Product(ctx, s.Product)
+	if err != nil {
+		return store.Release{}, fmt.Errorf("project: product %q: %w (add it with uptrust product add)", s.Product, err)
+	}
+	if len(s.Hardware) == 0 {
+		s.Hardware = prod.Hardware
+	}
+	for _, h := range s.Hardware {
+		if !contains(prod.Hardware, h) {
+			return store.Release{}, fmt.Errorf("project: hardware revision %q is not one of product %s's (%s)", h, s.Product, strings.Join(prod.Hardware, ", "))
+		}
+	}
+	if s.Impact.DataCollection == "" {
+		s.Impact.DataCollection = release.ChangeNone
+	}
+	if s.Impact.Functionality == "" {
+		s.Impact.Functionality = release.ChangeNone
+	}
+	now := p.Clock.Now().UTC()
+	m := release.Manifest{Product: s.Product, Version: s.Version, Hardware: s.Hardware, SecurityVersion: s.SecurityVersion,
+		Kind: s.Kind, Impact: s.Impact, Notes: s.Notes, Advisories: s.Advisories,
+		Payload: release.Payload{Type: "rootfs", Compression: "none"}, Published: now}
+	if err := m.Validate(); err != nil {
+		return store.Release{}, err
+	}
+	if err := p.checkNewRelease(ctx, m); err != nil {
+		return store.Release{}, err
+	}
+	productKey, err := p.keys.load(productKey(s.Product))
+	if err != nil {
+		return store.Release{}, err
+	}
+	online, err := p.keys.online(repo.Release)
+	if err != nil {
+		return store.Release{}, err
+	}
+	b, err := p.Blobs.Put(ctx, s.Payload, p.Config.MaxPayloadBytes)
+	if err != nil {
+		return store.Release{}, err
+	}
+	if b.Size == 0 {
+		return store.Release{}, errors.New("project: the payload is empty")
+	}
+	custom, err := json.Marshal(release.Custom{Uptrust: &m})
+	if err != nil {
+		return store.Release{}, err
+	}
+	manifest, _ := json.Marshal(m)
+	rel := store.Release{Product: s.Product, Version: s.Version, SecurityVersion: s.SecurityVersion, Kind: string(s.Kind),
+		Target: release.TargetName(s.Product, s.Version), Length: b.Size, SHA256: b.SHA256, Manifest: manifest, Created: now}
+	life := p.Lifetimes()
+	err = p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := p.checkNewReleaseTx(ctx, tx, m); err != nil {
+			return err
+		}
+		if err := tx.AddRelease(ctx, rel); err != nil {
+			return err
+		}
+		sum, _ := hex.DecodeString(b.SHA256)
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
+			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
+			return nil
+		}, productKey)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+	})
+	return rel, err
+}
+
+func (p *Project) checkNewRelease(ctx context.Context, m release.Manifest) error {
+	return p.checkNewReleaseTx(ctx, p.Store, m)
+}
+
+// checkNewReleaseTx refuses a duplicate version and a security version below
+// that of an earlier release of the product.
+func (p *Project) checkNewReleaseTx(ctx context.Context, r store.Reader, m release.Manifest) error {
+	rels, err := r.Releases(ctx, m.Product)
+	if err != nil {
+		return err
+	}
+	for _, e := range rels {
+		if e.Version == m.Version {
+			return fmt.Errorf("project: %s %s is published already; releases are immutable, publish a new version", m.Product, m.Version)
+		}
+		if e.SecurityVersion > m.SecurityVersion {
+			return fmt.Errorf("%w: %s %s has security version %d, the earlier release %s has %d; devices would refuse it",
+				release.ErrSecurityVersionLower, m.Product, m.Version, m.SecurityVersion, e.Version, e.SecurityVersion)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// FleetCustom is the custom metadata of a fleet target.
+type FleetCustom struct {
+	Uptrust struct {
+		Rollout rollout.Rule `json:"rollout"`
+	} `json:"uptrust"`
+}
+
+// StartRollout offers a published release to the product's devices: the
+// fleet repository's targets role lists the release's target with the same
+// length and hashes and the rollout rule, replacing any earlier offer for
+// the product.
+func (p *Project) StartRollout(ctx context.Context, product, version string, percent int) (store.Rollout, error) {
+	now := p.Clock.Now().UTC()
+	ro := store.Rollout{Product: product, Version: version, Percent: percent, Start: now, Updated: now}
+	return ro, p.publishRollout(ctx, ro)
+}
+
+// ChangeRollout changes the running rollout of a product.
+func (p *Project) ChangeRollout(ctx context.Context, product string, change func(*store.Rollout)) (store.Rollout, error) {
+	ro, err := p.Store.Rollout(ctx, product)
+	if err != nil {
+		return ro, fmt.Errorf("project: rollout of %s: %w (start one with uptrust rollout start)", product, err)
+	}
+	change(&ro)
+	ro.Updated = p.Clock.Now().UTC()
+	return ro, p.publishRollout(ctx, ro)
+}
+
+func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
+	rule := rollout.Rule{Percent: ro.Percent, Halted: ro.Halted, Start: ro.Start}
+	if err := rule.Validate(); err != nil {
+		return err
+	}
+	rel, err := p.Store.Release(ctx, ro.Product, ro.Version)
+	if err != nil {
+		return fmt.Errorf("project: release %s %s: %w", ro.Product, ro.Version, err)
+	}
+	online, err := p.keys.online(repo.Fleet)
+	if err != nil {
+		return err
+	}
+	var fc FleetCustom
+	fc.Uptrust.Rollout = rule
+	custom, _ := json.Marshal(fc)
+	sum, _ := hex.DecodeString(rel.SHA256)
+	now := p.Clock.Now().UTC()
+	life := p.Lifetimes()
+	return p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutRollout(ctx, ro); err != nil {
+			return err
+		}
+		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+			for path := range t.Targets {
+				if strings.HasPrefix(path, ro.Product+"/") {
+					delete(t.Targets, path)
+				}
+			}
+			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: rel.Length, SHA256: sum, Custom: custom})
+			return nil
+		}, online.Targets)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, now, life, online.Snapshot, online.Timestamp)
+	})
+}

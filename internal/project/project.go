@@ -1,0 +1,289 @@
+// Package project is an uptrust project directory and the operations on it:
+// init, products, releases, rollouts, and what the server serves.
+//
+// Layout of DIR:
+//
+//	uptrust.json              configuration (thresholds, lifetimes, mode)
+//	uptrust.db                SQLite store: products, releases, rollouts, signed metadata, report counters
+//	blobs/sha256/..           payloads by content
+//	keys/offline/*.key        root, top-level targets and product keys (encrypted unless --dev)
+//	keys/online/*.key         snapshot, timestamp and fleet targets keys (0600, used by the server)
+//	device/release-root.json  trusted roots to provision into devices
+//	device/fleet-root.json
+//
+// Offline keys belong on an offline machine: a server needs only uptrust.json,
+// uptrust.db, blobs/ and keys/online/.
+package project
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/atomicfile"
+	"github.com/uptrust/uptrust/internal/blob"
+	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/sqlite"
+)
+
+// Duration is a time.Duration written as a string such as "24h" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Lifetimes mirrors repo.Lifetimes in the configuration file.
+type Lifetimes struct {
+	Root         Duration `json:"root"`
+	Targets      Duration `json:"targets"`
+	Product      Duration `json:"product"`
+	FleetTargets Duration `json:"fleet_targets"`
+	Snapshot     Duration `json:"snapshot"`
+	Timestamp    Duration `json:"timestamp"`
+}
+
+func (l Lifetimes) repo() repo.Lifetimes {
+	return repo.Lifetimes{Root: time.Duration(l.Root), Targets: time.Duration(l.Targets), Product: time.Duration(l.Product),
+		FleetTargets: time.Duration(l.FleetTargets), Snapshot: time.Duration(l.Snapshot), Timestamp: time.Duration(l.Timestamp)}
+}
+
+func lifetimesFrom(r repo.Lifetimes) Lifetimes {
+	return Lifetimes{Root: Duration(r.Root), Targets: Duration(r.Targets), Product: Duration(r.Product),
+		FleetTargets: Duration(r.FleetTargets), Snapshot: Duration(r.Snapshot), Timestamp: Duration(r.Timestamp)}
+}
+
+// Config is uptrust.json.
+type Config struct {
+	// FormatVersion of this file; 1.
+	FormatVersion int `json:"format_version"`
+	// Dev marks a development project: 1-of-1 roots, unencrypted keys.
+	Dev bool `json:"dev"`
+	// RootKeys and RootThreshold apply to both repositories' roots.
+	RootKeys      int       `json:"root_keys"`
+	RootThreshold int       `json:"root_threshold"`
+	Lifetimes     Lifetimes `json:"lifetimes"`
+	// MaxPayloadBytes bounds release payloads (0: no limit).
+	MaxPayloadBytes int64 `json:"max_payload_bytes"`
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.FormatVersion != 1 {
+		return fmt.Errorf("project: uptrust.json format_version %d not supported (want 1)", c.FormatVersion)
+	}
+	if c.RootThreshold < 1 || c.RootThreshold > c.RootKeys {
+		return fmt.Errorf("project: root_threshold %d with %d root keys", c.RootThreshold, c.RootKeys)
+	}
+	return c.Lifetimes.repo().Validate()
+}
+
+// Project is an open project directory. Safe for concurrent use.
+type Project struct {
+	Dir    string
+	Config Config
+	Store  store.Store
+	Blobs  *blob.Store
+	Clock  clock.Clock
+	// Passphrase returns the passphrase for offline keys; it is called at
+	// most once per Project and only when an offline key is needed.
+	Passphrase func() ([]byte, error)
+
+	keys *keyring
+}
+
+// Options for Open and Init.
+type Options struct {
+	Clock      clock.Clock
+	Passphrase func() ([]byte, error)
+}
+
+func (o *Options) defaults() {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Passphrase == nil {
+		o.Passphrase = func() ([]byte, error) { return nil, nil }
+	}
+}
+
+// Paths of the project layout.
+func (p *Project) path(parts ...string) string { return filepath.Join(append([]string{p.Dir}, parts...)...) }
+
+// DeviceRootPath is where the trusted root of repository name is written for
+// device provisioning.
+func DeviceRootPath(dir, name string) string { return filepath.Join(dir, "device", name+"-root.json") }
+
+// ErrNotProject is returned by Open for a directory without uptrust.json.
+var ErrNotProject = errors.New("project: not an uptrust project (run uptrust init --dir DIR)")
+
+// Open opens an existing project.
+func Open(ctx context.Context, dir string, o Options) (*Project, error) {
+	o.defaults()
+	b, err := os.ReadFile(filepath.Join(dir, "uptrust.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotProject, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("project: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("project: %s: %w", filepath.Join(dir, "uptrust.json"), err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return open(ctx, dir, cfg, o)
+}
+
+func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, error) {
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "uptrust.db"))
+	if err != nil {
+		return nil, err
+	}
+	bl, err := blob.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase}
+	p.keys = newKeyring(p)
+	return p, nil
+}
+
+// Close releases the store.
+func (p *Project) Close() error { return p.Store.Close() }
+
+// InitOptions configure a new project.
+type InitOptions struct {
+	Options
+	// Dev makes a 1-of-1, unencrypted key set.
+	Dev bool
+	// Lifetimes overrides the defaults when non-zero.
+	Lifetimes *repo.Lifetimes
+}
+
+// Init creates a project in dir, which must not contain one yet: the
+// configuration, all keys, the database and both repositories, and writes
+// the device root files.
+func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
+	o.defaults()
+	if _, err := os.Stat(filepath.Join(dir, "uptrust.json")); err == nil {
+		return nil, fmt.Errorf("project: %s already holds a project", dir)
+	}
+	cfg := Config{FormatVersion: 1, Dev: o.Dev, RootKeys: 3, RootThreshold: 2, Lifetimes: lifetimesFrom(repo.DefaultLifetimes())}
+	if o.Dev {
+		cfg.RootKeys, cfg.RootThreshold = 1, 1
+	}
+	if o.Lifetimes != nil {
+		cfg.Lifetimes = lifetimesFrom(*o.Lifetimes)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var pass []byte
+	if !o.Dev {
+		var err error
+		if pass, err = o.Passphrase(); err != nil {
+			return nil, err
+		}
+		if len(pass) == 0 {
+			return nil, errors.New("project: offline keys need a passphrase (set UPTRUST_PASSPHRASE, or use --dev for an unencrypted development project)")
+		}
+	}
+	for _, d := range []string{"keys/offline", "keys/online", "device", "blobs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("project: %w", err)
+		}
+	}
+	cfgBytes, _ := json.MarshalIndent(cfg, "", "  ")
+	p, err := open(ctx, dir, cfg, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	p.keys.pass, p.keys.passSet = pass, true
+	if err := p.initRepos(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	// uptrust.json last: its presence marks a complete project.
+	if err := atomicfile.WriteFile(filepath.Join(dir, "uptrust.json"), append(cfgBytes, '\n'), 0o644); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("project: %w", err)
+	}
+	return p, nil
+}
+
+func (p *Project) initRepos(ctx context.Context) error {
+	k := p.keys
+	for _, name := range []string{repo.Release, repo.Fleet} {
+		var roots []repo.Signer
+		for i := 1; i <= p.Config.RootKeys; i++ {
+			s, err := k.create(offlineKey(fmt.Sprintf("%s-root-%d", name, i)))
+			if err != nil {
+				return err
+			}
+			roots = append(roots, s)
+		}
+		targetsKey := onlineKey(name + "-targets")
+		if name == repo.Release {
+			targetsKey = offlineKey(name + "-targets")
+		}
+		rk := repo.RoleKeys{Root: roots, RootThreshold: p.Config.RootThreshold}
+		var err error
+		if rk.Targets, err = k.create(targetsKey); err != nil {
+			return err
+		}
+		if rk.Snapshot, err = k.create(onlineKey(name + "-snapshot")); err != nil {
+			return err
+		}
+		if rk.Timestamp, err = k.create(onlineKey(name + "-timestamp")); err != nil {
+			return err
+		}
+		now := p.Clock.Now()
+		err = p.Store.Update(ctx, func(tx store.Tx) error {
+			return repo.Init(ctx, tx, name, now, p.Config.Lifetimes.repo(), rk)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return p.WriteDeviceRoots(ctx)
+}
+
+// WriteDeviceRoots writes the latest root of each repository to device/.
+func (p *Project) WriteDeviceRoots(ctx context.Context) error {
+	for _, name := range []string{repo.Release, repo.Fleet} {
+		m, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot)
+		if err != nil {
+			return fmt.Errorf("project: %s root: %w", name, err)
+		}
+		if err := atomicfile.WriteFile(DeviceRootPath(p.Dir, name), m.Body, 0o644); err != nil {
+			return fmt.Errorf("project: %w", err)
+		}
+	}
+	return nil
+}
+
+// Lifetimes returns the configured metadata lifetimes.
+func (p *Project) Lifetimes() repo.Lifetimes { return p.Config.Lifetimes.repo() }

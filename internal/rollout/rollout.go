@@ -1,0 +1,68 @@
+// Package rollout decides, without I/O, whether a device takes part in a
+// staged rollout.
+//
+// Anonymous mode: the server publishes one rule per product (release,
+// percent, halted); every device computes its own bucket from a random seed
+// it keeps locally and never sends. The bucket is derived per product and
+// version, so the early devices of one release are not the early devices of
+// the next, and nothing links a device across releases.
+package rollout
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Buckets is the resolution of a rollout: percent is applied in steps of
+// 1/Buckets of the fleet.
+const Buckets = 10000
+
+// Rule is the public rollout of one release, as carried in the fleet
+// repository's target custom metadata under "uptrust"."rollout".
+type Rule struct {
+	Percent int       `json:"percent"`
+	Halted  bool      `json:"halted"`
+	Start   time.Time `json:"start"`
+}
+
+// Validate checks a rule.
+func (r Rule) Validate() error {
+	if r.Percent < 0 || r.Percent > 100 {
+		return fmt.Errorf("rollout: percent %d out of range 0..100", r.Percent)
+	}
+	return nil
+}
+
+// Bucket maps a device seed, product and version to 0..Buckets-1 uniformly.
+func Bucket(seed []byte, product, version string) int {
+	h := sha256.New()
+	h.Write(seed)
+	h.Write([]byte{0})
+	h.Write([]byte(product))
+	h.Write([]byte{0})
+	h.Write([]byte(version))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return int(binary.BigEndian.Uint64(sum[:8]) % Buckets)
+}
+
+// Decision is the outcome of Admit.
+type Decision struct {
+	Admitted bool
+	// Reason explains a refusal in words an owner understands.
+	Reason string
+}
+
+// Admit decides whether a device with the given bucket takes the release now.
+func Admit(r Rule, bucket int) Decision {
+	switch {
+	case r.Halted:
+		return Decision{Reason: "the rollout of this release is halted"}
+	case bucket < r.Percent*Buckets/100:
+		return Decision{Admitted: true}
+	default:
+		return Decision{Reason: fmt.Sprintf("the release is offered to %d%% of devices and this device is not among them yet", r.Percent)}
+	}
+}
