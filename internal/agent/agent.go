@@ -68,7 +68,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if o.Slots == nil {
-		s, err := openSlots(cfg.Slot)
+		s, err := OpenSlots(cfg.Slot)
 		if err != nil {
 			return nil, err
 		}

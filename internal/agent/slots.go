@@ -7,8 +7,8 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 )
 
-// openSlots builds the configured A/B backend.
-func openSlots(c SlotConfig) (slot.Backend, error) {
+// OpenSlots builds the configured A/B backend.
+func OpenSlots(c SlotConfig) (slot.Backend, error) {
 	switch c.Backend {
 	case "file":
 		return fileslot.New(c.Dir), nil

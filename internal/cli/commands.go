@@ -1,0 +1,277 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+func cmdInit(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "init")
+	dev := fs.Bool("dev", false, "1-of-1 unencrypted keys, for trying things out only")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("init takes no arguments")
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	p, err := project.Init(ctx, *dir, project.InitOptions{Dev: *dev, Options: project.Options{Passphrase: passphrase(env, true)}})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if *dev {
+		fmt.Fprintln(env.Stderr, `
+  ************************************************************************
+  *  DEVELOPMENT PROJECT: every key is 1-of-1 and stored UNENCRYPTED.     *
+  *  Anyone who copies this directory can sign firmware for your devices. *
+  *  Never ship devices provisioned with these roots.                     *
+  ************************************************************************`)
+	}
+	fmt.Fprintf(env.Stdout, "initialised uptrust project in %s\n", *dir)
+	fmt.Fprintf(env.Stdout, "  root keys: %d, threshold %d (release and fleet repositories)\n", p.Config.RootKeys, p.Config.RootThreshold)
+	fmt.Fprintf(env.Stdout, "  offline keys: %s/keys/offline (move them off this machine after setup)\n", *dir)
+	fmt.Fprintf(env.Stdout, "  online keys:  %s/keys/online (the server needs these)\n", *dir)
+	fmt.Fprintf(env.Stdout, "  device roots: %s, %s\n", project.DeviceRootPath(*dir, "release"), project.DeviceRootPath(*dir, "fleet"))
+	return nil
+}
+
+func cmdProduct(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		return usagef("product: want add or list")
+	}
+	fs, dir := flags(env, "product "+args[0])
+	switch args[0] {
+	case "add":
+		hw := fs.String("hardware", "", "comma-separated hardware revisions")
+		until := fs.String("support-until", "", "last day of security support, YYYY-MM-DD")
+		model := fs.String("model", "", "model designation shown to owners (default: the name)")
+		contact := fs.String("contact", "", "where owners report security issues")
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("product add: want exactly one NAME")
+		}
+		if *until == "" {
+			return usagef("product add: --support-until is required (owners must know how long the device is supported)")
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		spec := project.ProductSpec{Name: pos[0], Model: *model, Hardware: splitList(*hw), SupportUntil: *until, Contact: *contact}
+		if err := p.AddProduct(ctx, spec); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "added product %s: role products/%s, hardware %s, supported until %s\n", pos[0], pos[0], strings.Join(spec.Hardware, ","), *until)
+		return nil
+	case "list":
+		if _, err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		ps, err := p.Store.Products(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PRODUCT\tMODEL\tHARDWARE")
+		for _, pr := range ps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", pr.Name, pr.Model, strings.Join(pr.Hardware, ","))
+		}
+		return tw.Flush()
+	}
+	return usagef("product: unknown subcommand %q", args[0])
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+func cmdRelease(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		return usagef("release: want add or list")
+	}
+	fs, dir := flags(env, "release "+args[0])
+	switch args[0] {
+	case "add":
+		kind := fs.String("kind", "", "security, fix or feature")
+		sv := fs.String("security-version", "", "monotonic security version")
+		notesFile := fs.String("notes", "", "file with release notes")
+		hw := fs.String("hardware", "", "comma-separated hardware revisions (default: all of the product's)")
+		var adv multiFlag
+		fs.Var(&adv, "advisory", "ID:SUMMARY of a fixed vulnerability (repeatable)")
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 3 {
+			return usagef("release add: want PRODUCT VERSION FILE")
+		}
+		k, err := release.ParseKind(*kind)
+		if err != nil {
+			return usagef("release add: --kind: %v", err)
+		}
+		if *sv == "" {
+			return usagef("release add: --security-version is required")
+		}
+		secv, err := strconv.ParseUint(*sv, 10, 64)
+		if err != nil {
+			return usagef("release add: --security-version %q is not a non-negative integer", *sv)
+		}
+		var notes string
+		if *notesFile != "" {
+			b, err := os.ReadFile(*notesFile)
+			if err != nil {
+				return fmt.Errorf("release add: notes: %w", err)
+			}
+			notes = string(b)
+		}
+		var advisories []release.Advisory
+		for _, a := range adv {
+			id, summary, _ := strings.Cut(a, ":")
+			advisories = append(advisories, release.Advisory{ID: strings.TrimSpace(id), Summary: strings.TrimSpace(summary)})
+		}
+		if err := release.ValidVersion(pos[1]); err != nil {
+			return err
+		}
+		f, err := os.Open(pos[2])
+		if err != nil {
+			return fmt.Errorf("release add: payload: %w", err)
+		}
+		defer f.Close()
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
+			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "published %s %s (%s, security version %d): %d bytes, sha256 %s\n",
+			rel.Product, rel.Version, rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
+		return nil
+	case "list":
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		product := ""
+		if len(pos) == 1 {
+			product = pos[0]
+		} else if len(pos) > 1 {
+			return usagef("release list: at most one PRODUCT")
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		rels, err := p.Store.Releases(ctx, product)
+		if err != nil {
+			return err
+		}
+		ros := map[string]store.Rollout{}
+		if all, err := p.Store.Rollouts(ctx); err == nil {
+			for _, r := range all {
+				ros[r.Product] = r
+			}
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PRODUCT\tVERSION\tKIND\tSECURITY\tBYTES\tSHA256\tPUBLISHED\tOFFERED")
+		for _, r := range rels {
+			offered := ""
+			if ro, ok := ros[r.Product]; ok && ro.Version == r.Version {
+				offered = fmt.Sprintf("%d%%", ro.Percent)
+				if ro.Halted {
+					offered += " (halted)"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.12s\t%s\t%s\n", r.Product, r.Version, r.Kind, r.SecurityVersion, r.Length, r.SHA256,
+				r.Created.Format("2006-01-02 15:04"), offered)
+		}
+		return tw.Flush()
+	}
+	return usagef("release: unknown subcommand %q", args[0])
+}
+
+func cmdRollout(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		return usagef("rollout: want start, set-percent, halt, resume or list")
+	}
+	sub := args[0]
+	fs, dir := flags(env, "rollout "+sub)
+	percent := fs.Int("percent", -1, "share of devices, 0..100")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	var ro store.Rollout
+	switch sub {
+	case "start":
+		if len(pos) != 2 || *percent < 0 {
+			return usagef("rollout start: want PRODUCT VERSION --percent P")
+		}
+		ro, err = p.StartRollout(ctx, pos[0], pos[1], *percent)
+	case "set-percent":
+		if len(pos) != 2 {
+			return usagef("rollout set-percent: want PRODUCT P")
+		}
+		pc, perr := strconv.Atoi(pos[1])
+		if perr != nil {
+			return usagef("rollout set-percent: %q is not a number", pos[1])
+		}
+		ro, err = p.ChangeRollout(ctx, pos[0], func(r *store.Rollout) { r.Percent = pc })
+	case "halt", "resume":
+		if len(pos) != 1 {
+			return usagef("rollout %s: want PRODUCT", sub)
+		}
+		ro, err = p.ChangeRollout(ctx, pos[0], func(r *store.Rollout) { r.Halted = sub == "halt" })
+	case "list":
+		all, err := p.Store.Rollouts(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PRODUCT\tVERSION\tPERCENT\tHALTED\tSTARTED")
+		for _, r := range all {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\n", r.Product, r.Version, r.Percent, r.Halted, r.Start.Format("2006-01-02 15:04"))
+		}
+		return tw.Flush()
+	default:
+		return usagef("rollout: unknown subcommand %q", sub)
+	}
+	if err != nil {
+		return err
+	}
+	state := "running"
+	if ro.Halted {
+		state = "halted"
+	}
+	fmt.Fprintf(env.Stdout, "rollout of %s %s: %d%% of devices, %s\n", ro.Product, ro.Version, ro.Percent, state)
+	return nil
+}
