@@ -216,7 +216,10 @@ func (a *Agent) reject(ctx context.Context, s *State, version, class string, err
 
 // powerWriter lets tests cut power in the middle of writing a slot.
 type powerWriter struct {
-	w     interface{ Write([]byte) (int, error); Sync() error }
+	w interface {
+		Write([]byte) (int, error)
+		Sync() error
+	}
 	power func(string) error
 }
 

@@ -49,7 +49,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 		default:
 			return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: ClassBootFallback,
 				Reason: fmt.Sprintf("the bootloader fell back to slot %s after the new release in slot %s did not come up", st.Booted, p.Slot),
-				At: a.clock.Now().UTC()})
+				At:     a.clock.Now().UTC()})
 		}
 
 	case PhaseCommitting:

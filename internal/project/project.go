@@ -127,7 +127,9 @@ func (o *Options) defaults() {
 }
 
 // Paths of the project layout.
-func (p *Project) path(parts ...string) string { return filepath.Join(append([]string{p.Dir}, parts...)...) }
+func (p *Project) path(parts ...string) string {
+	return filepath.Join(append([]string{p.Dir}, parts...)...)
+}
 
 // DeviceRootPath is where the trusted root of repository name is written for
 // device provisioning.

@@ -18,9 +18,16 @@ package slot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 )
+
+// ErrBootedSlot is returned (wrapped) by OpenWriter and Arm when asked to
+// write or arm the slot the running system was booted from: overwriting it
+// would destroy the fallback, and arming it would make the unverified other
+// slot the fallback.
+var ErrBootedSlot = errors.New("slot: refusing to use the booted slot")
 
 // Name names a slot: "a" or "b".
 type Name string
@@ -71,17 +78,24 @@ type Writer interface {
 
 // Backend is one bootloader + storage pair. Methods are safe to call again
 // after a power loss: each leaves the environment either unchanged or fully
-// changed.
+// changed, and repeating Arm, Commit or Revert gives the same environment as
+// calling it once. Arm, Commit and Revert write all three trial variables in
+// one update and never read-modify-write them, so the result does not depend
+// on what a power loss left behind.
+//
+// The conformance suite in package slottest checks every backend against
+// this contract.
 type Backend interface {
 	// State reads the bootloader environment and the booted slot.
 	State(ctx context.Context) (State, error)
 	// OpenWriter opens slot n for writing an image from offset 0. It
-	// refuses the booted slot.
+	// refuses the booted slot with an error wrapping ErrBootedSlot.
 	OpenWriter(ctx context.Context, n Name) (Writer, error)
 	// OpenReader opens slot n for reading.
 	OpenReader(ctx context.Context, n Name) (io.ReadCloser, error)
 	// Arm makes n the slot to try on the next boot:
-	// boot_part=n, upgrade_available=1, bootcount=0.
+	// boot_part=n, upgrade_available=1, bootcount=0. It refuses the
+	// booted slot with an error wrapping ErrBootedSlot.
 	Arm(ctx context.Context, n Name) error
 	// Commit accepts the booted slot: boot_part=booted,
 	// upgrade_available=0, bootcount=0.

@@ -1,0 +1,68 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// tufFetcher mirrors go-tuf v2.4.2's fetcher.Fetcher. Importing that package
+// would pull github.com/cenkalti/backoff/v5 into the module graph for
+// nothing: the interface is structural, and this check keeps it honest.
+type tufFetcher interface {
+	DownloadFile(urlPath string, maxLength int64, timeout time.Duration) ([]byte, error)
+}
+
+var _ tufFetcher = (*TUFFetcher)(nil)
+
+// TUFFetcher adapts a Client to go-tuf v2's fetcher.Fetcher. go-tuf's
+// interface has no context, so the adapter carries one: make a new
+// TUFFetcher per update cycle with that cycle's ctx. Safe for concurrent use.
+//
+// Errors are translated to what go-tuf's updater inspects: a non-200 status
+// becomes *metadata.ErrDownloadHTTP (a 404 for the next root version is how
+// the updater learns it has the newest root), and a response longer than
+// maxLength becomes *metadata.ErrDownloadLengthMismatch. Other errors keep
+// this package's form.
+type TUFFetcher struct {
+	ctx context.Context
+	c   *Client
+}
+
+// TUFFetcher returns an adapter bound to ctx.
+func (c *Client) TUFFetcher(ctx context.Context) *TUFFetcher {
+	return &TUFFetcher{ctx: ctx, c: c}
+}
+
+// DownloadFile fetches urlPath whole, accepting at most maxLength bytes. The
+// timeout argument is ignored, as go-tuf documents: the Client's stall
+// timeout and the adapter's ctx bound the download.
+func (f *TUFFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	body, err := f.c.Get(f.ctx, urlPath, maxLength)
+	if err != nil {
+		return nil, tufError(urlPath, maxLength, err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, tufError(urlPath, maxLength, err)
+	}
+	return data, nil
+}
+
+func tufError(urlPath string, maxLength int64, err error) error {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return &metadata.ErrDownloadHTTP{StatusCode: se.StatusCode, URL: se.URL}
+	}
+	if errors.Is(err, ErrTooLong) {
+		return &metadata.ErrDownloadLengthMismatch{
+			Msg: fmt.Sprintf("download failed for %s, longer than the maximum of %d bytes", urlPath, maxLength),
+		}
+	}
+	return err
+}

@@ -1,0 +1,357 @@
+// Package grub is the slot.Backend for GRUB 2, driving the environment
+// block (grubenv) with grub-editenv (Debian: grub-common) and finding the
+// booted slot on the kernel command line.
+//
+// # Bootloader side
+//
+// GRUB has no boot counter of its own; grub.cfg.example in this directory
+// (also in ExampleConfig) is the grub.cfg snippet that implements U-Boot's
+// boot-count logic with load_env and save_env and passes
+// uptrust.slot=<slot> to the kernel. Because GRUB script has no arithmetic
+// it counts case by case, which limits bootlimit to MaxBootLimit.
+//
+// # Atomicity
+//
+// grub-editenv rewrites its file in place (truncate, write, fsync), so a
+// power loss in the middle can leave an empty or torn block. Backend never
+// runs it on the live file: it copies the block to a scratch directory,
+// runs grub-editenv there, checks the result and then replaces the live file
+// atomically (temporary file, fsync, rename, fsync of the directory). Every
+// update sets the three trial variables in one grub-editenv call, so each
+// lands whole or not at all. GRUB itself later rewrites the same file in
+// place with save_env; that write is a single sector.
+package grub
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/bootenv"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/devio"
+	"github.com/uptrust/uptrust/internal/atomicfile"
+)
+
+const prefix = "slot/grub"
+
+// ExampleConfig is grub.cfg.example: the grub.cfg snippet that implements
+// the bootloader side. Users edit its device lines and deploy it.
+//
+//go:embed grub.cfg.example
+var ExampleConfig string
+
+// MaxBootLimit is the largest bootlimit ExampleConfig can count to.
+const MaxBootLimit = 9
+
+// Defaults for empty Config fields.
+const (
+	DefaultEnvFile = "/boot/grub/grubenv"
+	DefaultCmdline = "/proc/cmdline"
+)
+
+// envHeader starts every valid GRUB environment block.
+const envHeader = "# GRUB Environment Block\n"
+
+// Config says where the environment, the slots and the kernel command line
+// are.
+type Config struct {
+	// EnvFile is the GRUB environment block, the file load_env and
+	// save_env use. Empty means DefaultEnvFile.
+	EnvFile string
+	// DeviceA and DeviceB are the slot devices (or image files). Both are
+	// required and must differ.
+	DeviceA, DeviceB string
+	// Cmdline is the kernel command line file. Empty means DefaultCmdline.
+	Cmdline string
+	// GrubEditenv is the tool. Empty means "grub-editenv" looked up in
+	// PATH.
+	GrubEditenv string
+}
+
+// Backend is the GRUB slot.Backend. It keeps no state between calls and is
+// safe for concurrent use; concurrent mutations each replace the whole file
+// and the last one wins.
+type Backend struct {
+	cfg Config
+}
+
+var _ slot.Backend = (*Backend)(nil)
+
+// New checks cfg and fills in defaults. It does no I/O.
+func New(cfg Config) (*Backend, error) {
+	if cfg.DeviceA == "" || cfg.DeviceB == "" {
+		return nil, fmt.Errorf("%s: config: DeviceA and DeviceB are required", prefix)
+	}
+	if cfg.DeviceA == cfg.DeviceB {
+		return nil, fmt.Errorf("%s: config: DeviceA and DeviceB are both %s", prefix, cfg.DeviceA)
+	}
+	if cfg.EnvFile == "" {
+		cfg.EnvFile = DefaultEnvFile
+	}
+	if cfg.Cmdline == "" {
+		cfg.Cmdline = DefaultCmdline
+	}
+	if cfg.GrubEditenv == "" {
+		cfg.GrubEditenv = "grub-editenv"
+	}
+	return &Backend{cfg: cfg}, nil
+}
+
+// Provision writes the factory environment: boot_part=a,
+// upgrade_available=0, bootcount=0 and bootlimit (1..MaxBootLimit). It
+// creates the environment block if missing and keeps other variables.
+func (b *Backend) Provision(ctx context.Context, bootlimit int) error {
+	if bootlimit < 1 || bootlimit > MaxBootLimit {
+		return fmt.Errorf("%s: provision: bootlimit %d: want 1..%d (the most grub.cfg.example counts to)", prefix, bootlimit, MaxBootLimit)
+	}
+	want := bootenv.Env{BootPart: slot.A, BootLimit: bootlimit}
+	if err := b.edit(ctx, true, want.Vars()); err != nil {
+		return fmt.Errorf("%s: provision: %w", prefix, err)
+	}
+	got, err := b.readEnv(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: provision: %w", prefix, err)
+	}
+	if got != want {
+		return fmt.Errorf("%s: provision: grub-editenv reported success but the environment reads %+v, want %+v", prefix, got, want)
+	}
+	return nil
+}
+
+// State reads the boot-count variables and the booted slot.
+func (b *Backend) State(ctx context.Context) (slot.State, error) {
+	booted, err := b.booted()
+	if err != nil {
+		return slot.State{}, err
+	}
+	env, err := b.readEnv(ctx)
+	if err != nil {
+		return slot.State{}, fmt.Errorf("%s: state: %w", prefix, err)
+	}
+	return env.State(booted), nil
+}
+
+// OpenWriter opens slot n's device for writing from offset 0, without
+// truncating or creating it. It refuses the booted slot.
+func (b *Backend) OpenWriter(ctx context.Context, n slot.Name) (slot.Writer, error) {
+	if err := b.checkNotBooted(ctx, "open writer", n); err != nil {
+		return nil, err
+	}
+	return devio.OpenWriter(prefix, n, b.device(n), 0, 0)
+}
+
+// OpenReader opens slot n's device for reading.
+func (b *Backend) OpenReader(ctx context.Context, n slot.Name) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: open reader: %w", prefix, err)
+	}
+	if _, err := slot.Parse(string(n)); err != nil {
+		return nil, fmt.Errorf("%s: open reader: %w", prefix, err)
+	}
+	return devio.OpenReader(prefix, n, b.device(n))
+}
+
+// Arm sets boot_part=n, upgrade_available=1, bootcount=0 in one atomic
+// replace of the environment block. It refuses the booted slot.
+func (b *Backend) Arm(ctx context.Context, n slot.Name) error {
+	if err := b.checkNotBooted(ctx, "arm", n); err != nil {
+		return err
+	}
+	return b.update(ctx, "arm", n, true)
+}
+
+// Commit sets boot_part=booted, upgrade_available=0, bootcount=0.
+func (b *Backend) Commit(ctx context.Context) error {
+	booted, err := b.booted()
+	if err != nil {
+		return err
+	}
+	return b.update(ctx, "commit", booted, false)
+}
+
+// Revert sets boot_part=other than booted, upgrade_available=0,
+// bootcount=0.
+func (b *Backend) Revert(ctx context.Context) error {
+	booted, err := b.booted()
+	if err != nil {
+		return err
+	}
+	return b.update(ctx, "revert", booted.Other(), false)
+}
+
+func (b *Backend) update(ctx context.Context, op string, part slot.Name, trial bool) error {
+	if err := b.edit(ctx, false, bootenv.Update(part, trial)); err != nil {
+		return fmt.Errorf("%s: %s: %w", prefix, op, err)
+	}
+	env, err := b.readEnv(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", prefix, op, err)
+	}
+	if err := bootenv.CheckUpdated(env, part, trial); err != nil {
+		return fmt.Errorf("%s: %s: grub-editenv reported success but %w", prefix, op, err)
+	}
+	return nil
+}
+
+func (b *Backend) device(n slot.Name) string {
+	if n == slot.B {
+		return b.cfg.DeviceB
+	}
+	return b.cfg.DeviceA
+}
+
+func (b *Backend) booted() (slot.Name, error) {
+	data, err := os.ReadFile(b.cfg.Cmdline)
+	if err != nil {
+		return "", fmt.Errorf("%s: booted slot: %w", prefix, err)
+	}
+	n, err := bootenv.BootedSlot(string(data), b.cfg.DeviceA, b.cfg.DeviceB)
+	if err != nil {
+		return "", fmt.Errorf("%s: booted slot: %s: %w", prefix, b.cfg.Cmdline, err)
+	}
+	return n, nil
+}
+
+func (b *Backend) checkNotBooted(ctx context.Context, op string, n slot.Name) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %s: %w", prefix, op, err)
+	}
+	if _, err := slot.Parse(string(n)); err != nil {
+		return fmt.Errorf("%s: %s: %w", prefix, op, err)
+	}
+	booted, err := b.booted()
+	if err != nil {
+		return err
+	}
+	if n == booted {
+		return fmt.Errorf("%s: %s slot %s (%s): it is the booted slot: %w", prefix, op, n, b.device(n), slot.ErrBootedSlot)
+	}
+	return nil
+}
+
+// readEnv lists the environment block with grub-editenv. It checks that
+// the file exists first: grub-editenv list creates a missing file.
+func (b *Backend) readEnv(ctx context.Context) (bootenv.Env, error) {
+	if _, err := os.Stat(b.cfg.EnvFile); errors.Is(err, fs.ErrNotExist) {
+		return bootenv.Env{}, fmt.Errorf("%s missing: %w (run grub.Backend.Provision at the factory)", b.cfg.EnvFile, bootenv.ErrNotProvisioned)
+	}
+	out, err := run(ctx, b.cfg.GrubEditenv, b.cfg.EnvFile, "list")
+	if err != nil {
+		return bootenv.Env{}, err
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, value, ok := strings.Cut(line, "="); ok {
+			vars[name] = value
+		}
+	}
+	env, err := bootenv.Parse(vars)
+	if errors.Is(err, bootenv.ErrNotProvisioned) {
+		return bootenv.Env{}, fmt.Errorf("%s: %w (run grub.Backend.Provision at the factory)", b.cfg.EnvFile, err)
+	}
+	if err != nil {
+		return bootenv.Env{}, fmt.Errorf("%s: %w", b.cfg.EnvFile, err)
+	}
+	return env, nil
+}
+
+// edit sets vars in the environment block with one grub-editenv call on a
+// scratch copy, then atomically replaces the live file with the result. If
+// the file is missing, create says whether to start from a blank block.
+func (b *Backend) edit(ctx context.Context, create bool, vars []bootenv.Var) error {
+	live := b.cfg.EnvFile
+	orig, err := os.ReadFile(live)
+	mode := os.FileMode(0o644)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		orig = nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s missing: %w (run grub.Backend.Provision at the factory)", live, bootenv.ErrNotProvisioned)
+	case err != nil:
+		return err
+	default:
+		if fi, err := os.Stat(live); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "uptrust-grubenv-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	scratch := filepath.Join(dir, "grubenv")
+	if orig == nil {
+		if _, err := run(ctx, b.cfg.GrubEditenv, scratch, "create"); err != nil {
+			return err
+		}
+	} else if err := os.WriteFile(scratch, orig, 0o600); err != nil {
+		return err
+	}
+	args := []string{scratch, "set"}
+	for _, v := range vars {
+		args = append(args, v.Name+"="+v.Value)
+	}
+	if _, err := run(ctx, b.cfg.GrubEditenv, args...); err != nil {
+		return err
+	}
+	block, err := os.ReadFile(scratch)
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(block, []byte(envHeader)) || (orig != nil && len(block) != len(orig)) {
+		return fmt.Errorf("grub-editenv produced a %d-byte block that is not a GRUB environment block of the original size (%d bytes); %s left unchanged", len(block), len(orig), live)
+	}
+	return atomicfile.WriteFile(live, block, mode)
+}
+
+// run runs a tool and returns its stdout. Errors read
+// "grub-editenv: exit status 1: <stderr>"; callers add the package prefix.
+func run(ctx context.Context, tool string, args ...string) ([]byte, error) {
+	name := filepath.Base(tool)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
+	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%s: %v (install grub-common)", name, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %v: %s", name, err, oneLine(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// oneLine joins a tool's non-empty stderr lines with "; " and bounds the
+// length.
+func oneLine(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	s = strings.Join(lines, "; ")
+	if s == "" {
+		return "(no stderr)"
+	}
+	const maxLen = 512
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	return s
+}
