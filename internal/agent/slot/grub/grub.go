@@ -31,15 +31,18 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/bootenv"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/devio"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/tool"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 )
+
+// toolPkg is the Debian package to install when a tool is missing.
+const toolPkg = "grub-common"
 
 const prefix = "slot/grub"
 
@@ -244,7 +247,7 @@ func (b *Backend) readEnv(ctx context.Context) (bootenv.Env, error) {
 	if _, err := os.Stat(b.cfg.EnvFile); errors.Is(err, fs.ErrNotExist) {
 		return bootenv.Env{}, fmt.Errorf("%s missing: %w (run grub.Backend.Provision at the factory)", b.cfg.EnvFile, bootenv.ErrNotProvisioned)
 	}
-	out, err := run(ctx, b.cfg.GrubEditenv, b.cfg.EnvFile, "list")
+	out, err := tool.Run(ctx, toolPkg, b.cfg.GrubEditenv, b.cfg.EnvFile, "list")
 	if err != nil {
 		return bootenv.Env{}, err
 	}
@@ -291,7 +294,7 @@ func (b *Backend) edit(ctx context.Context, create bool, vars []bootenv.Var) err
 	defer os.RemoveAll(dir)
 	scratch := filepath.Join(dir, "grubenv")
 	if orig == nil {
-		if _, err := run(ctx, b.cfg.GrubEditenv, scratch, "create"); err != nil {
+		if _, err := tool.Run(ctx, toolPkg, b.cfg.GrubEditenv, scratch, "create"); err != nil {
 			return err
 		}
 	} else if err := os.WriteFile(scratch, orig, 0o600); err != nil {
@@ -301,7 +304,7 @@ func (b *Backend) edit(ctx context.Context, create bool, vars []bootenv.Var) err
 	for _, v := range vars {
 		args = append(args, v.Name+"="+v.Value)
 	}
-	if _, err := run(ctx, b.cfg.GrubEditenv, args...); err != nil {
+	if _, err := tool.Run(ctx, toolPkg, b.cfg.GrubEditenv, args...); err != nil {
 		return err
 	}
 	block, err := os.ReadFile(scratch)
@@ -312,46 +315,4 @@ func (b *Backend) edit(ctx context.Context, create bool, vars []bootenv.Var) err
 		return fmt.Errorf("grub-editenv produced a %d-byte block that is not a GRUB environment block of the original size (%d bytes); %s left unchanged", len(block), len(orig), live)
 	}
 	return atomicfile.WriteFile(live, block, mode)
-}
-
-// run runs a tool and returns its stdout. Errors read
-// "grub-editenv: exit status 1: <stderr>"; callers add the package prefix.
-func run(ctx context.Context, tool string, args ...string) ([]byte, error) {
-	name := filepath.Base(tool)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
-	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("%s: %v (install grub-common)", name, err)
-	case err != nil:
-		return nil, fmt.Errorf("%s: %v: %s", name, err, oneLine(stderr.String()))
-	}
-	return stdout.Bytes(), nil
-}
-
-// oneLine joins a tool's non-empty stderr lines with "; " and bounds the
-// length.
-func oneLine(s string) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	s = strings.Join(lines, "; ")
-	if s == "" {
-		return "(no stderr)"
-	}
-	const maxLen = 512
-	if len(s) > maxLen {
-		s = s[:maxLen] + "..."
-	}
-	return s
 }

@@ -43,14 +43,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/bootenv"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/devio"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/tool"
 )
+
+// toolPkg is the Debian package to install when a tool is missing.
+const toolPkg = "u-boot-tools and libubootenv-tool"
 
 const prefix = "slot/uboot"
 
@@ -265,7 +267,7 @@ func (b *Backend) toolArgs() []string {
 // provisioned.
 func (b *Backend) readEnv(ctx context.Context) (bootenv.Env, error) {
 	names := []string{bootenv.BootPart, bootenv.UpgradeAvailable, bootenv.BootCount, bootenv.BootLimit}
-	out, err := run(ctx, b.cfg.FwPrintenv, append(b.toolArgs(), names...)...)
+	out, err := tool.Run(ctx, toolPkg, b.cfg.FwPrintenv, append(b.toolArgs(), names...)...)
 	if err != nil {
 		return bootenv.Env{}, err
 	}
@@ -304,48 +306,6 @@ func (b *Backend) setenv(ctx context.Context, vars []bootenv.Var) error {
 	if err != nil {
 		return fmt.Errorf("fw_setenv script: %w", err)
 	}
-	_, err = run(ctx, b.cfg.FwSetenv, append(b.toolArgs(), "-s", f.Name())...)
+	_, err = tool.Run(ctx, toolPkg, b.cfg.FwSetenv, append(b.toolArgs(), "-s", f.Name())...)
 	return err
-}
-
-// run runs a tool and returns its stdout. Errors read
-// "fw_setenv: exit status 1: <stderr>"; callers add the package prefix.
-func run(ctx context.Context, tool string, args ...string) ([]byte, error) {
-	name := filepath.Base(tool)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
-	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("%s: %v (install u-boot-tools and libubootenv-tool)", name, err)
-	case err != nil:
-		return nil, fmt.Errorf("%s: %v: %s", name, err, oneLine(stderr.String()))
-	}
-	return stdout.Bytes(), nil
-}
-
-// oneLine joins a tool's non-empty stderr lines with "; " and bounds the
-// length.
-func oneLine(s string) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	s = strings.Join(lines, "; ")
-	if s == "" {
-		return "(no stderr)"
-	}
-	const maxLen = 512
-	if len(s) > maxLen {
-		s = s[:maxLen] + "..."
-	}
-	return s
 }
