@@ -103,14 +103,19 @@ func (e *decisionError) Error() string { return e.msg }
 
 func refuse(class, msg string) error { return &decisionError{class: class, msg: msg} }
 
-// securityClasses are refusals that signal an attack or a broken
-// publication; they are reported. Network trouble and "nothing to do" are not.
-func reportable(class string) bool {
-	switch class {
-	case ClassNetwork, "":
-		return false
+// reportable says whether a class is worth a report. Every failure class
+// is: refusals show attacks or broken publications, network failures show
+// an unreachable server or CDN (the report waits in the queue until it can
+// be delivered). Callers deduplicate per release and class.
+func reportable(class string) bool { return class != "" }
+
+// outcomeOf is the report outcome of a check that ended in class: the agent
+// "rejected" what it refused, and "failed" to get what it could not reach.
+func outcomeOf(class string) string {
+	if class == ClassNetwork {
+		return "failed"
 	}
-	return true
+	return "rejected"
 }
 
 func jsonUnmarshalStrict(data []byte, v any) error {

@@ -41,7 +41,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 				if version == "" {
 					version = "unknown"
 				}
-				a.enqueue(ctx, a.cfg.Product, version, "rejected", class)
+				a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
 				s.LastReported = key
 			}
 		}
@@ -204,7 +204,7 @@ func (a *Agent) reject(ctx context.Context, s *State, version, class string, err
 		s.LastCheck.Action = "error"
 	}
 	if reportable(class) && s.LastReported != version+"|"+class {
-		a.enqueue(ctx, a.cfg.Product, version, "rejected", class)
+		a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
 		s.LastReported = version + "|" + class
 	}
 	if serr := saveState(a.cfg.DataDir, s); serr != nil {

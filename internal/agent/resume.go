@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -81,6 +82,9 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 // arm tells the bootloader to try the written slot, then reboots.
 func (a *Agent) arm(ctx context.Context, s *State) error {
 	if err := a.slots.Arm(ctx, s.Pending.Slot); err != nil {
+		if errors.Is(err, ErrPowerLoss) {
+			return err
+		}
 		return a.abandon(ctx, s, ClassBootloader, fmt.Errorf("arming slot %s: %w", s.Pending.Slot, err))
 	}
 	if err := a.power("after-arm"); err != nil {

@@ -1,0 +1,387 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/keys"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// offered sets up the usual attack target: 1.1.0 published and rolled out.
+func offered(t *testing.T, o worldOptions) *world {
+	w := newWorld(t, o)
+	w.publish("1.1.0", 2, release.KindSecurity)
+	w.rollout("1.1.0", 100)
+	return w
+}
+
+func TestTamperedPayload(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.rewrite(isPayload("1.1.0"), func(_ string, b []byte) []byte {
+		b[len(b)/2] ^= 0x40
+		return b
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "payload-hash-mismatch", "rejected")
+	// With the real payload the device updates: the failure was not held
+	// against the release.
+	w.proxy.clear()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+}
+
+func TestTamperedMetadata(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.rewrite(contains("/repo/fleet/metadata/"), func(path string, b []byte) []byte {
+		if bytes.HasSuffix([]byte(path), []byte(".targets.json")) {
+			return bytes.Replace(b, []byte(`"percent":100`), []byte(`"percent":99`), 1)
+		}
+		return b
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-signature", "rejected")
+}
+
+func TestTruncatedMetadata(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.rewrite(suffix("/repo/release/metadata/timestamp.json"), func(_ string, b []byte) []byte { return b[:len(b)/2] })
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-invalid", "rejected")
+}
+
+// forgeTargets serves the fleet's current targets.json re-signed by key.
+func forgeTargets(t *testing.T, w *world, key *keys.Key, change func(*metadata.TargetsType)) {
+	w.proxy.rewrite(func(p string) bool {
+		return bytes.HasPrefix([]byte(p), []byte("/repo/fleet/metadata/")) && bytes.HasSuffix([]byte(p), []byte(".targets.json"))
+	}, func(_ string, b []byte) []byte {
+		md, err := metadata.Targets().FromBytes(b)
+		if err != nil {
+			t.Errorf("parsing targets: %v", err)
+			return b
+		}
+		change(&md.Signed)
+		md.ClearSignatures()
+		if _, err := md.Sign(key); err != nil {
+			t.Errorf("signing: %v", err)
+		}
+		out, _ := md.ToBytes(false)
+		return out
+	})
+}
+
+func TestMetadataSignedByWrongKey(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	rogue, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeTargets(t, w, rogue, func(*metadata.TargetsType) {})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-signature", "rejected")
+}
+
+// TestForgedRootRotation: a new root signed by one of the three root keys
+// (threshold 2) and by rogue keys is rejected.
+func TestForgedRootRotation(t *testing.T) {
+	w := offered(t, worldOptions{production: true})
+	d := w.device("d", 0)
+	one, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "release-root-1.key"), []byte("correct horse battery staple"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue1, _ := keys.Generate()
+	rogue2, _ := keys.Generate()
+	cur, _ := w.proxy.fetch("/repo/release/metadata/1.root.json")
+	root, err := metadata.Root().FromBytes(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.Signed.Version = 2
+	for _, id := range root.Signed.Roles["root"].KeyIDs {
+		if id != one.KeyID() {
+			if err := root.Signed.RevokeKey(id, "root"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	root.Signed.AddKey(rogue1.TUFKey(), "root")
+	root.Signed.AddKey(rogue2.TUFKey(), "root")
+	root.ClearSignatures()
+	for _, k := range []*keys.Key{one, rogue1, rogue2} {
+		if _, err := root.Sign(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged, _ := root.ToBytes(false)
+	w.proxy.on(suffix("/repo/release/metadata/2.root.json"), func(rw http.ResponseWriter, _ *http.Request) { rw.Write(forged) })
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-signature", "rejected")
+}
+
+// TestRootRotation: a rotation signed by the old threshold and the new key
+// set is followed, and updates keep working.
+func TestRootRotation(t *testing.T) {
+	w := newWorld(t, worldOptions{production: true})
+	d := w.device("d", 0)
+	w.cycle(d)
+	if err := w.p.RotateRootKey(context.Background(), "release", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.p.RotateRootKey(context.Background(), "fleet", 1); err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+	w.publish("1.1.0", 2, release.KindSecurity)
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	for _, name := range []string{"release", "fleet"} {
+		b, err := os.ReadFile(filepath.Join(d.Config.DataDir, "tuf", name, "root.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := metadata.Root().FromBytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Signed.Version != 2 {
+			t.Fatalf("%s: device trusts root v%d, want v2", name, r.Signed.Version)
+		}
+	}
+}
+
+func TestFreezeExpiredTimestamp(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	d.Clock = clock.NewFake(time.Now().Add(50 * time.Hour)) // timestamps live 24 h
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-expired", "rejected")
+}
+
+func TestRollbackByVersion(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	w.rollout("1.0.0", 100) // a stolen online key offers the old release again
+	w.cycle(d)
+	w.assertRefused(d, "1.1.0", "rollback-version", "rejected")
+}
+
+func TestRollbackBySecurityVersion(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 3) // the device already had security version 3
+	w.publish("1.1.0", 2, release.KindFeature)
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "rollback-security-version", "rejected")
+}
+
+// fleetTargets changes the fleet targets with the fleet's online key, as a
+// thief of that key could.
+func fleetTargets(t *testing.T, w *world, change func(*metadata.TargetsType)) {
+	ctx := context.Background()
+	load := func(n string) *keys.Key {
+		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	tk, sk, tsk := load("fleet-targets"), load("fleet-snapshot"), load("fleet-timestamp")
+	err := w.p.Store.Update(ctx, func(tx store.Tx) error {
+		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, time.Now(), w.p.Lifetimes(),
+			func(tt *metadata.TargetsType) error { change(tt); return nil }, tk)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, time.Now(), w.p.Lifetimes(), sk, tsk)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+}
+
+func TestTargetOnlyInFleet(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	fleetTargets(t, w, func(tt *metadata.TargetsType) {
+		evil := bytes.Repeat([]byte{0xee}, 1000)
+		sum := sha256Sum(evil)
+		tt.Targets[product+"/9.9.9"] = repo.NewTarget(repo.TargetInfo{Path: product + "/9.9.9", Length: 1000, SHA256: sum,
+			Custom: json.RawMessage(`{"uptrust":{"rollout":{"percent":100,"halted":false}}}`)})
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+}
+
+func TestTargetHashesDiffer(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	fleetTargets(t, w, func(tt *metadata.TargetsType) {
+		tf := tt.Targets[product+"/1.1.0"]
+		other := make([]byte, 32)
+		rand.Read(other)
+		tf.Hashes["sha256"] = other
+	})
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+	if !bytes.Contains([]byte(st.LastCheck.Reason), []byte("different hashes")) {
+		t.Fatalf("reason does not say what differs: %q", st.LastCheck.Reason)
+	}
+}
+
+func TestEndlessPayload(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.on(isPayload("1.1.0"), func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := w.proxy.fetch(r.URL.Path)
+		rw.Write(body)
+		junk := make([]byte, 64<<10)
+		for i := 0; i < 1<<14; i++ { // up to 1 GiB, until the agent hangs up
+			if _, err := rw.Write(junk); err != nil {
+				return
+			}
+		}
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+}
+
+func TestWrongHardware(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	w.publish("1.1.0", 2, release.KindSecurity, "rev-b")
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "not-applicable", "rejected")
+}
+
+// TestWrongProduct: the product key signs a target whose manifest names
+// another product.
+func TestWrongProduct(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	ctx := context.Background()
+	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := image("1.2.0")
+	w.images["1.2.0"] = img
+	info, err := w.p.Blobs.Put(ctx, bytes.NewReader(img), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := release.Manifest{Product: "doorbell", Version: "1.2.0", Hardware: []string{hardware}, SecurityVersion: 2, Kind: release.KindSecurity,
+		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: release.Payload{Type: "rootfs", Compression: "none"}}
+	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
+	sum, _ := hex.DecodeString(info.SHA256)
+	online := func(n string) *keys.Key {
+		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: "1.2.0", SecurityVersion: 2, Kind: "security",
+			Target: product + "/1.2.0", Length: info.Size, SHA256: info.SHA256, Manifest: custom, Created: time.Now()}); err != nil {
+			return err
+		}
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
+			tt.Targets[product+"/1.2.0"] = repo.NewTarget(repo.TargetInfo{Path: product + "/1.2.0", Length: info.Size, SHA256: sum, Custom: custom})
+			return nil
+		}, pk)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.rollout("1.2.0", 100)
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "not-applicable", "rejected")
+}
+
+func TestServerStallsThenRecovers(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	var mu sync.Mutex
+	var waits []time.Duration
+	d.HTTP.Sleep = func(ctx context.Context, dur time.Duration) error {
+		mu.Lock()
+		waits = append(waits, dur)
+		mu.Unlock()
+		return nil
+	}
+	stall := make(chan struct{})
+	w.proxy.on(suffix("/repo/fleet/metadata/timestamp.json"), func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+	})
+	w.cycle(d)
+	close(stall)
+	w.assertRefused(d, "1.0.0", "network", "failed")
+	if len(waits) < 2 {
+		t.Fatalf("the agent did not back off between attempts: waits %v", waits)
+	}
+	// The stall ends: the next cycle updates.
+	w.proxy.clear()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+}
+
+func TestServerReturnsGarbage(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.on(suffix("/repo/fleet/metadata/timestamp.json"), func(rw http.ResponseWriter, _ *http.Request) {
+		junk := make([]byte, 900)
+		rand.Read(junk)
+		rw.Write(junk)
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "metadata-invalid", "rejected")
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	var mu sync.Mutex
+	failures := 2
+	w.proxy.on(func(p string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if isPayload("1.1.0")(p) && failures > 0 {
+			failures--
+			return true
+		}
+		return false
+	}, func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusServiceUnavailable) })
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+}

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// MaxReportBytes is the largest report body accepted. A valid report is
+// well under 300 bytes.
+const MaxReportBytes = 4 << 10
+
+// Limits of report fields. Fields are short tokens so that a report cannot
+// smuggle free text (and with it personal data) into the counters.
+const (
+	maxFieldLen = 64
+)
+
+// Outcomes a report may carry, as stored by the ReportSink:
+//
+//	installed    the release was installed, booted and committed
+//	rolled_back  the release was installed but the device went back to the
+//	             previous slot (failed health check or boot)
+//	failed       installation failed before the device switched slots
+//	rejected     the device refused the release (verification or policy)
+const (
+	OutcomeInstalled  = "installed"
+	OutcomeRolledBack = "rolled_back"
+	OutcomeFailed     = "failed"
+	OutcomeRejected   = "rejected"
+)
+
+// serveReport accepts one anonymous report. Order of checks: method, rate
+// limit (so a flood costs no parsing), media type, body size, JSON shape,
+// field validation, then the sink.
+func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, start time.Time) {
+	code := s.handleReport(w, r)
+	s.metrics.done(routeReports, code, s.clock.Now().Sub(start))
+}
+
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost {
+		w.Header()["Allow"] = hdrAllowPost
+		return writeProblem(w, http.StatusMethodNotAllowed, "reports are sent with POST")
+	}
+	if !s.limiter.allow(s.clock.Now()) {
+		w.Header().Set("Retry-After", "1")
+		return writeProblem(w, http.StatusTooManyRequests, "too many reports; retry later")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return writeProblem(w, http.StatusUnsupportedMediaType, "body must be application/json")
+		}
+	}
+	rep, err := decodeReport(http.MaxBytesReader(w, r.Body, MaxReportBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return writeProblem(w, http.StatusRequestEntityTooLarge,
+				"report body exceeds "+strconv.Itoa(MaxReportBytes)+" bytes")
+		}
+		return writeProblem(w, http.StatusBadRequest, err.Error())
+	}
+	if err := validateReport(rep); err != nil {
+		return writeProblem(w, http.StatusBadRequest, err.Error())
+	}
+	if err := s.reports.AddReport(r.Context(), rep, s.clock.Now().UTC()); err != nil {
+		// The detail stays in the log; the client learns only that it
+		// should retry.
+		s.logger.Error("report sink failed", "err", err)
+		return writeProblem(w, http.StatusInternalServerError, "report not stored; retry later")
+	}
+	if i := outcomeIndex(rep.Outcome); i >= 0 {
+		s.metrics.reports[i].Add(1)
+	}
+	w.Header()["Cache-Control"] = hdrNoStore
+	w.WriteHeader(http.StatusAccepted)
+	return http.StatusAccepted
+}
+
+// decodeReport reads exactly one JSON object with only Report's fields.
+func decodeReport(body io.Reader) (Report, error) {
+	var rep Report
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return Report{}, err
+		}
+		return Report{}, fmt.Errorf("malformed report: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return Report{}, err
+		}
+		return Report{}, errors.New("malformed report: data after the JSON object")
+	}
+	return rep, nil
+}
+
+// validateReport checks every field against its length and charset limits
+// and the outcome against the documented set.
+func validateReport(r Report) error {
+	if err := checkToken("product", r.Product, true, isNameByte); err != nil {
+		return err
+	}
+	if err := checkToken("version", r.Version, true, isVersionByte); err != nil {
+		return err
+	}
+	if r.Outcome == "" {
+		return errors.New("invalid report: outcome is required")
+	}
+	if outcomeIndex(r.Outcome) < 0 {
+		return errors.New(`invalid report: outcome must be one of "installed", "rolled_back", "failed", "rejected"`)
+	}
+	return checkToken("error_class", r.ErrorClass, false, isNameByte)
+}
+
+func checkToken(field, v string, required bool, ok func(byte) bool) error {
+	if v == "" {
+		if required {
+			return fmt.Errorf("invalid report: %s is required", field)
+		}
+		return nil
+	}
+	if len(v) > maxFieldLen {
+		return fmt.Errorf("invalid report: %s is longer than %d bytes", field, maxFieldLen)
+	}
+	if !isAlnum(v[0]) {
+		return fmt.Errorf("invalid report: %s must start with a letter or digit", field)
+	}
+	for i := 0; i < len(v); i++ {
+		if !ok(v[i]) {
+			return fmt.Errorf("invalid report: %s contains a character outside its allowed set", field)
+		}
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// isNameByte allows letters, digits, '.', '_' and '-'.
+func isNameByte(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' }
+
+// isVersionByte also allows '+' and '~' (semver build metadata, Debian
+// style pre-releases).
+func isVersionByte(c byte) bool { return isNameByte(c) || c == '+' || c == '~' }
+
+// problem is an RFC 9457 problem details object. Type is always
+// "about:blank", so Title is the status phrase; Detail is meant for the
+// client and never carries internal error text.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// writeProblem writes an application/problem+json answer and returns code.
+func writeProblem(w http.ResponseWriter, code int, detail string) int {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(problem{Type: "about:blank", Title: http.StatusText(code), Status: code, Detail: detail})
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h["Cache-Control"] = hdrNoStore
+	h["X-Content-Type-Options"] = hdrNosniff
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+	return code
+}
+
+// tokenBucket is a global rate limiter: it holds up to burst tokens and
+// gains rate tokens per second. It keeps no per-client state because the
+// server keeps no client addresses. Safe for concurrent use.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate float64, burst int) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+// allow takes one token at time now and reports whether there was one. A
+// clock that goes backwards adds no tokens.
+func (b *tokenBucket) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens += now.Sub(b.last).Seconds() * b.rate
+		if b.tokens > b.burst {
+			b.tokens = b.burst
+		}
+	}
+	if b.last.IsZero() || now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

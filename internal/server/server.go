@@ -1,0 +1,325 @@
+// Package server is uptrust's HTTP server for devices: it serves the signed
+// TUF repositories under /repo/, accepts anonymous outcome reports, and
+// exposes health and Prometheus metrics.
+//
+// Content comes from a Source and is held in memory as an immutable
+// snapshot that is swapped atomically when the source's generation changes,
+// so the metadata hot path takes no lock and does no I/O. Payloads are
+// streamed from files named in the snapshot.
+//
+// Privacy: the server never logs per request and never logs a client
+// address, not even in errors from net/http (see redactWriter).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/clock"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultPollEvery       = 2 * time.Second
+	DefaultResignEvery     = time.Minute
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultReportRate      = 100
+	DefaultReportBurst     = 200
+)
+
+// Config configures a Server. Source is required; everything else has a
+// default.
+type Config struct {
+	// Source provides the content under /repo/.
+	Source Source
+	// Reports receives anonymous reports. When nil the reports route
+	// answers 404.
+	Reports ReportSink
+	// Resigner re-signs online metadata. When nil there is no resign loop.
+	Resigner Resigner
+	// ResignEvery is how often Run calls Resigner.ResignDue
+	// (DefaultResignEvery when zero).
+	ResignEvery time.Duration
+	// PollEvery is how often Run checks Source.Generation and reloads when
+	// it changed (DefaultPollEvery when zero).
+	PollEvery time.Duration
+	// ShutdownTimeout bounds the graceful shutdown after Run's context is
+	// cancelled; connections still open then are closed
+	// (DefaultShutdownTimeout when zero).
+	ShutdownTimeout time.Duration
+	// ReportRate and ReportBurst configure the global token bucket that
+	// limits reports: ReportRate per second, at most ReportBurst at once
+	// (DefaultReportRate and DefaultReportBurst when zero).
+	ReportRate  float64
+	ReportBurst int
+	// Logger receives reload, resign and error records (slog.Default when
+	// nil).
+	Logger *slog.Logger
+	// Clock timestamps reports, drives the rate limiter and measures
+	// request latency (clock.Real when nil). The poll and resign loops use
+	// real tickers.
+	Clock clock.Clock
+}
+
+// Server serves devices. Create it with New; its methods are safe for
+// concurrent use, but Run may be called only once.
+type Server struct {
+	source          Source
+	reports         ReportSink
+	resigner        Resigner
+	resignEvery     time.Duration
+	pollEvery       time.Duration
+	shutdownTimeout time.Duration
+	logger          *slog.Logger
+	clock           clock.Clock
+	limiter         *tokenBucket
+	metrics         metrics
+
+	// snap is the content being served; nil until the first successful
+	// load. Readers Load it once per request and use that snapshot only.
+	snap atomic.Pointer[snapshot]
+	// reloadMu serialises reloads so that an older snapshot can never
+	// replace a newer one.
+	reloadMu sync.Mutex
+	running  atomic.Bool
+}
+
+// New checks cfg and returns a Server with no content loaded yet. Content is
+// loaded by Reload or when Run starts.
+func New(cfg Config) (*Server, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("server: config: Source is required")
+	}
+	if cfg.ResignEvery < 0 || cfg.PollEvery < 0 || cfg.ShutdownTimeout < 0 {
+		return nil, errors.New("server: config: negative interval")
+	}
+	if cfg.ReportRate < 0 || cfg.ReportBurst < 0 {
+		return nil, errors.New("server: config: negative report rate or burst")
+	}
+	s := &Server{
+		source:          cfg.Source,
+		reports:         cfg.Reports,
+		resigner:        cfg.Resigner,
+		resignEvery:     orDefault(cfg.ResignEvery, DefaultResignEvery),
+		pollEvery:       orDefault(cfg.PollEvery, DefaultPollEvery),
+		shutdownTimeout: orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout),
+		logger:          cfg.Logger,
+		clock:           cfg.Clock,
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = clock.Real{}
+	}
+	rate, burst := cfg.ReportRate, cfg.ReportBurst
+	if rate == 0 {
+		rate = DefaultReportRate
+	}
+	if burst == 0 {
+		burst = DefaultReportBurst
+	}
+	s.limiter = newTokenBucket(rate, burst)
+	return s, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Handler returns the server's HTTP handler. It answers 503 under /repo/
+// and on /healthz until content is loaded.
+func (s *Server) Handler() http.Handler { return (*handler)(s) }
+
+// Reload loads the source's content now, whatever its generation, and
+// swaps it in. On error the previous content stays in service.
+func (s *Server) Reload(ctx context.Context) error { return s.reload(ctx, true) }
+
+// reload loads content when force is set or the source's generation differs
+// from the served one. The generation is read before the content, so a
+// change racing with the load is seen again on the next poll.
+func (s *Server) reload(ctx context.Context, force bool) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	gen, err := s.source.Generation(ctx)
+	if err != nil {
+		s.metrics.reloadsErr.Add(1)
+		return fmt.Errorf("server: reload: source generation: %w", err)
+	}
+	cur := s.snap.Load()
+	if !force && cur != nil && cur.generation == gen {
+		return nil
+	}
+	c, err := s.source.Content(ctx)
+	if err != nil {
+		s.metrics.reloadsErr.Add(1)
+		return fmt.Errorf("server: reload: source content: %w", err)
+	}
+	snap, err := newSnapshot(gen, c)
+	if err != nil {
+		s.metrics.reloadsErr.Add(1)
+		return fmt.Errorf("server: reload generation %d: %w", gen, err)
+	}
+	s.snap.Store(snap)
+	s.metrics.reloadsOK.Add(1)
+	s.logger.Info("content loaded", "generation", gen,
+		"metadata", len(snap.metadata), "payloads", len(snap.payloads))
+	return nil
+}
+
+// resign asks the Resigner to re-sign due metadata and reloads when it
+// changed something.
+func (s *Server) resign(ctx context.Context) error {
+	changed, err := s.resigner.ResignDue(ctx)
+	if err != nil {
+		s.metrics.resignsErr.Add(1)
+		return fmt.Errorf("server: resign: %w", err)
+	}
+	if !changed {
+		s.metrics.resignsUnchg.Add(1)
+		return nil
+	}
+	s.metrics.resignsChg.Add(1)
+	s.logger.Info("online metadata re-signed")
+	return s.reload(ctx, true)
+}
+
+// Run serves on ln until ctx is cancelled, then shuts down gracefully:
+// it stops accepting, lets in-flight requests finish for up to
+// Config.ShutdownTimeout, and closes what is left. It loads content first
+// (a failure is logged and retried by the poll loop, with /healthz
+// answering 503 meanwhile) and runs the poll and resign loops while
+// serving.
+//
+// When tlsConfig is non-nil Run serves HTTPS with a copy of it whose
+// MinVersion is raised to TLS 1.2 if lower; it must carry certificates.
+// Run returns nil after a clean shutdown and closes ln in every case.
+func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	if !s.running.CompareAndSwap(false, true) {
+		ln.Close()
+		return errors.New("server: Run called twice")
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.New(redactWriter{s.logger}, "", 0),
+		// Requests must not be cancelled by the shutdown signal itself:
+		// graceful shutdown lets them finish.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if tlsConfig != nil {
+		c := tlsConfig.Clone()
+		if c.MinVersion < tls.VersionTLS12 {
+			c.MinVersion = tls.VersionTLS12
+		}
+		hs.TLSConfig = c
+	}
+
+	if err := s.reload(ctx, false); err != nil {
+		s.logger.Error("initial content load failed; will retry", "err", err)
+	}
+
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.pollLoop(loopCtx) })
+	if s.resigner != nil {
+		wg.Go(func() { s.resignLoop(loopCtx) })
+	}
+	defer func() {
+		stopLoops()
+		wg.Wait()
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if hs.TLSConfig != nil {
+			serveErr <- hs.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- hs.Serve(ln)
+		}
+	}()
+	s.logger.Info("serving", "tls", hs.TLSConfig != nil)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("server: serve: %w", err)
+	case <-ctx.Done():
+	}
+	stopLoops()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if err != nil {
+		hs.Close()
+		err = fmt.Errorf("server: graceful shutdown: %w", err)
+	}
+	if serr := <-serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("server: serve: %w", serr)
+	}
+	s.logger.Info("stopped")
+	return err
+}
+
+func (s *Server) pollLoop(ctx context.Context) {
+	t := time.NewTicker(s.pollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.reload(ctx, false); err != nil && ctx.Err() == nil {
+			s.logger.Error("content reload failed; serving previous content", "err", err)
+		}
+	}
+}
+
+func (s *Server) resignLoop(ctx context.Context) {
+	t := time.NewTicker(s.resignEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.resign(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("re-signing failed", "err", err)
+		}
+	}
+}
+
+// addrPattern matches IPv4 and bracketed IPv6 addresses with an optional
+// port, as net/http writes them in its error log.
+var addrPattern = regexp.MustCompile(`\[[0-9A-Fa-f:.%a-zA-Z0-9]+\](:\d+)?|\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b`)
+
+// redactWriter turns net/http's error log lines ("http: TLS handshake
+// error from 203.0.113.9:4711: EOF") into slog records with every client
+// address replaced by "[redacted]".
+type redactWriter struct{ logger *slog.Logger }
+
+func (r redactWriter) Write(p []byte) (int, error) {
+	msg := addrPattern.ReplaceAllString(string(p), "[redacted]")
+	for len(msg) > 0 && msg[len(msg)-1] == '\n' {
+		msg = msg[:len(msg)-1]
+	}
+	r.logger.Warn("http server", "detail", msg)
+	return len(p), nil
+}

@@ -1,0 +1,201 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Cache-Control values. Versioned metadata ("3.targets.json") and
+// content-addressed payloads never change under their URL, so caches may
+// keep them for a year. Everything else, notably timestamp.json, must be
+// revalidated on every use: its freshness is what protects devices from
+// freeze attacks, so no cache may answer for it without asking us.
+const (
+	cacheImmutable  = "public, max-age=31536000, immutable"
+	cacheRevalidate = "no-cache"
+)
+
+// Header values shared by every response of a kind. Slices handed to a
+// header map are never appended to in place (their capacity equals their
+// length), so sharing them between requests is safe.
+var (
+	hdrJSON        = []string{"application/json"}
+	hdrOctetStream = []string{"application/octet-stream"}
+	hdrImmutable   = []string{cacheImmutable}
+	hdrNoStore     = []string{"no-store"}
+	hdrTextPlain   = []string{"text/plain; charset=utf-8"}
+	hdrNosniff     = []string{"nosniff"}
+	hdrAllowRepo   = []string{"GET, HEAD"}
+	hdrAllowPost   = []string{"POST"}
+)
+
+// snapshot is one immutable view of the served content, with every header
+// value precomputed. A snapshot is never modified after newSnapshot returns;
+// the server swaps whole snapshots atomically, so a request sees either the
+// old content or the new, never a mix.
+type snapshot struct {
+	generation int64
+	metadata   map[string]*metaEntry
+	payloads   map[string]*payloadEntry
+}
+
+// metaEntry is a metadata document and its precomputed response headers.
+type metaEntry struct {
+	body          []byte
+	etag          string // quoted strong ETag
+	etagHdr       []string
+	cacheHdr      []string
+	contentLength []string
+}
+
+// payloadEntry is a payload file and its precomputed response headers.
+type payloadEntry struct {
+	file     PayloadFile
+	etagHdr  []string
+	cacheHdr []string
+}
+
+// newSnapshot validates c and precomputes everything a response needs.
+// Keys must be clean, unescaped URL paths under "/repo/"; a path may not be
+// both metadata and a payload; payload digests must be 64 lower-case hex
+// digits and sizes non-negative.
+func newSnapshot(generation int64, c *Content) (*snapshot, error) {
+	if c == nil {
+		return nil, fmt.Errorf("server: content is nil")
+	}
+	s := &snapshot{
+		generation: generation,
+		metadata:   make(map[string]*metaEntry, len(c.Metadata)),
+		payloads:   make(map[string]*payloadEntry, len(c.Payloads)),
+	}
+	for p, body := range c.Metadata {
+		if err := checkRepoPath(p); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(body)
+		etag := `"` + hex.EncodeToString(sum[:]) + `"`
+		cache := cacheRevalidate
+		if isVersionedMetadata(p) {
+			cache = cacheImmutable
+		}
+		s.metadata[p] = &metaEntry{
+			body:          body,
+			etag:          etag,
+			etagHdr:       []string{etag},
+			cacheHdr:      []string{cache},
+			contentLength: []string{strconv.Itoa(len(body))},
+		}
+	}
+	for p, f := range c.Payloads {
+		if err := checkRepoPath(p); err != nil {
+			return nil, err
+		}
+		if _, dup := s.metadata[p]; dup {
+			return nil, fmt.Errorf("server: path %q is both metadata and payload", p)
+		}
+		if !isHexDigest(f.SHA256) {
+			return nil, fmt.Errorf("server: payload %q: sha256 %q is not 64 lower-case hex digits", p, f.SHA256)
+		}
+		if f.Size < 0 {
+			return nil, fmt.Errorf("server: payload %q: negative size %d", p, f.Size)
+		}
+		if f.Path == "" {
+			return nil, fmt.Errorf("server: payload %q: empty file path", p)
+		}
+		cache := cacheRevalidate
+		if isContentAddressed(p, f.SHA256) {
+			cache = cacheImmutable
+		}
+		s.payloads[p] = &payloadEntry{
+			file:     f,
+			etagHdr:  []string{`"` + f.SHA256 + `"`},
+			cacheHdr: []string{cache},
+		}
+	}
+	return s, nil
+}
+
+func checkRepoPath(p string) error {
+	if !strings.HasPrefix(p, "/repo/") {
+		return fmt.Errorf("server: content path %q is not under /repo/", p)
+	}
+	if strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+		return fmt.Errorf("server: content path %q is not clean", p)
+	}
+	return nil
+}
+
+// isVersionedMetadata reports whether the document name, the part of p
+// after its first "/metadata/" component, starts with a version number and
+// a dot ("3.targets.json", "2.products/thermostat.json"). TUF never changes
+// a version once published, so such documents are immutable.
+func isVersionedMetadata(p string) bool {
+	i := strings.Index(p, "/metadata/")
+	if i < 0 {
+		return false
+	}
+	name := p[i+len("/metadata/"):]
+	n := 0
+	for n < len(name) && name[n] >= '0' && name[n] <= '9' {
+		n++
+	}
+	return n > 0 && n < len(name) && name[n] == '.'
+}
+
+// isContentAddressed reports whether the last element of p is the digest
+// itself or starts with the digest and a dot, the TUF consistent-snapshot
+// target naming. Only then is the payload immutable under its URL.
+func isContentAddressed(p, digest string) bool {
+	base := p[strings.LastIndexByte(p, '/')+1:]
+	return base == digest || strings.HasPrefix(base, digest+".")
+}
+
+func isHexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// etagMatches reports whether an If-None-Match header (all its field lines)
+// matches etag under the weak comparison RFC 9110 §13.1.2 prescribes for
+// If-None-Match. etag is a quoted strong tag.
+func etagMatches(values []string, etag string) bool {
+	for _, v := range values {
+		if v == etag {
+			return true // the common case: the client echoes our tag
+		}
+		for v != "" {
+			v = strings.TrimLeft(v, " \t,")
+			if v == "" {
+				break
+			}
+			if v[0] == '*' {
+				return true
+			}
+			v = strings.TrimPrefix(v, "W/")
+			if v == "" || v[0] != '"' {
+				break // malformed: ignore the rest of this line
+			}
+			end := strings.IndexByte(v[1:], '"')
+			if end < 0 {
+				break
+			}
+			if v[:end+2] == etag {
+				return true
+			}
+			v = v[end+2:]
+		}
+	}
+	return false
+}

@@ -1,0 +1,152 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Schema conventions.
+//
+// Every CREATE TABLE carries "-- purpose: ..." comments inside the statement,
+// so SQLite keeps them in sqlite_master.sql and a privacy report can be
+// generated from a live database:
+//   - the comment on the "CREATE TABLE name (" line describes the table;
+//   - the comment on a column's line describes that column.
+//
+// Times are TEXT in timeLayout (UTC, fixed width), so they round-trip to the
+// nanosecond and sort lexically in time order. Days are TEXT "YYYY-MM-DD".
+//
+// Migrations are append-only: never edit a released entry, add a new one.
+// The schema version of a database is the highest version recorded in
+// schema_migrations; migration i (0-based) brings the schema to version i+1.
+
+// createMigrationsTable is run before reading the schema version. It is not a
+// migration itself: it must exist before migrations can be counted.
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations ( -- purpose: which schema migrations have been applied to this database file, so an older program refuses a newer schema
+	version INTEGER PRIMARY KEY, -- purpose: schema version a migration brought the database to
+	applied TEXT NOT NULL -- purpose: when the migration ran (UTC), for operators diagnosing upgrades
+) STRICT`
+
+// migrations are the schema steps, in order. See the conventions above.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE products ( -- purpose: product lines the operator publishes firmware for; operator-defined, holds no device or personal data
+	name TEXT PRIMARY KEY CHECK (name <> ''), -- purpose: product identifier chosen by the operator; names the TUF role products/<name>
+	model TEXT NOT NULL, -- purpose: model name of the product line, set by the operator
+	hardware TEXT NOT NULL CHECK (json_valid(hardware)), -- purpose: JSON array of hardware identifiers the product's firmware is built for
+	created TEXT NOT NULL -- purpose: when the product was created (UTC), for audit and listing
+) STRICT;
+
+CREATE TABLE releases ( -- purpose: published firmware releases; operator-defined, holds no device or personal data
+	product TEXT NOT NULL REFERENCES products (name), -- purpose: product the release belongs to
+	version TEXT NOT NULL CHECK (version <> ''), -- purpose: release version string; unique per product
+	security_version INTEGER NOT NULL CHECK (security_version >= 0), -- purpose: anti-rollback counter devices compare before installing
+	kind TEXT NOT NULL, -- purpose: kind of image (for example full or delta), as in the release manifest
+	target TEXT NOT NULL, -- purpose: TUF target path of the image, "<product>/<version>"
+	length INTEGER NOT NULL CHECK (length >= 0), -- purpose: image size in bytes, as signed in TUF targets
+	sha256 TEXT NOT NULL, -- purpose: hex SHA-256 of the image, as signed in TUF targets
+	manifest BLOB NOT NULL, -- purpose: release manifest JSON exactly as signed, kept byte-for-byte for re-verification
+	created TEXT NOT NULL, -- purpose: when the release was published (UTC); orders a product's releases
+	PRIMARY KEY (product, version)
+) STRICT;
+
+CREATE INDEX releases_by_created ON releases (product, created, version);
+
+CREATE TABLE rollouts ( -- purpose: the current public offer of one release per product to its devices; holds no device or personal data
+	product TEXT PRIMARY KEY, -- purpose: product being rolled out; at most one rollout per product
+	version TEXT NOT NULL, -- purpose: release version offered
+	percent INTEGER NOT NULL CHECK (percent BETWEEN 0 AND 100), -- purpose: share of the fleet offered the release, 0 to 100
+	halted INTEGER NOT NULL CHECK (halted IN (0, 1)), -- purpose: 1 when the operator stopped the rollout, 0 otherwise
+	start TEXT NOT NULL, -- purpose: when the rollout started (UTC)
+	updated TEXT NOT NULL, -- purpose: when the rollout was last changed (UTC)
+	FOREIGN KEY (product, version) REFERENCES releases (product, version)
+) STRICT;
+
+CREATE TABLE metadata ( -- purpose: signed TUF metadata documents, append-only per (repo, role, version); holds no device or personal data
+	repo TEXT NOT NULL CHECK (repo <> ''), -- purpose: which TUF repository the document belongs to ("release" or "fleet")
+	role TEXT NOT NULL CHECK (role <> ''), -- purpose: TUF role name (root, targets, snapshot, timestamp, products/<name>)
+	version INTEGER NOT NULL CHECK (version >= 1), -- purpose: TUF version of the document; devices and snapshot refer to it
+	body BLOB NOT NULL, -- purpose: the signed document exactly as served to devices
+	expires TEXT NOT NULL, -- purpose: expiry from the signed document (UTC), so re-signing can be scheduled without parsing bodies
+	PRIMARY KEY (repo, role, version)
+) STRICT;
+
+CREATE TABLE report_counts ( -- purpose: daily counters of anonymous update reports; aggregated on arrival, no device identifier, address or per-device row is stored
+	day TEXT NOT NULL, -- purpose: UTC day the reports arrived, YYYY-MM-DD
+	product TEXT NOT NULL, -- purpose: product the reporting devices claimed (not checked against products: reports are untrusted)
+	version TEXT NOT NULL, -- purpose: release version the reports are about
+	outcome TEXT NOT NULL, -- purpose: reported result of the update (for example success or failure)
+	error_class TEXT NOT NULL, -- purpose: coarse class of failure, empty on success; never free-form device text
+	count INTEGER NOT NULL CHECK (count >= 0), -- purpose: number of reports with these values on that day
+	PRIMARY KEY (day, product, version, outcome, error_class)
+) STRICT;
+
+CREATE TABLE generation ( -- purpose: single-row counter bumped by every committed update, so caches of served metadata know when to refresh
+	id INTEGER PRIMARY KEY CHECK (id = 1), -- purpose: always 1; keeps the table to one row
+	value INTEGER NOT NULL -- purpose: the generation number
+) STRICT;
+
+INSERT INTO generation (id, value) VALUES (1, 0);
+`,
+}
+
+// ErrSchemaTooNew is returned by Open when the database was written by a newer
+// program whose schema this one does not know. Upgrade the program; do not
+// downgrade the database by hand.
+var ErrSchemaTooNew = errors.New("store/sqlite: database schema is newer than this program supports")
+
+// ErrNotUptrust is returned by Open when the file is an SQLite database that
+// holds tables but was not created by this package.
+var ErrNotUptrust = errors.New("store/sqlite: database was not created by uptrust")
+
+// migrate brings the database to the newest schema version in one transaction. db must be
+// the write pool, whose transactions begin IMMEDIATE, so two processes opening
+// the same file cannot both apply a migration.
+func migrate(ctx context.Context, db *sql.DB, now time.Time) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+
+	var hasMigrations, tables int
+	if err := tx.QueryRowContext(ctx,
+		`SELECT count(*) FILTER (WHERE name = 'schema_migrations'), count(*)
+		 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`,
+	).Scan(&hasMigrations, &tables); err != nil {
+		return err
+	}
+	if hasMigrations == 0 && tables > 0 {
+		return fmt.Errorf("%w: it has %d tables but no schema_migrations", ErrNotUptrust, tables)
+	}
+
+	if _, err := tx.ExecContext(ctx, createMigrationsTable); err != nil {
+		return err
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return err
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("%w: database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(migrations))
+	}
+	for i := current; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`,
+			i+1, now.UTC().Format(timeLayout)); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return tx.Commit()
+}
