@@ -59,6 +59,9 @@ type SlotConfig struct {
 	Dir string `json:"dir,omitempty"`
 	// FwEnvConfig is the fw_env.config file for the uboot backend.
 	FwEnvConfig string `json:"fw_env_config,omitempty"`
+	// FwDefaultEnv is the default environment file for fw_printenv -f
+	// (optional).
+	FwDefaultEnv string `json:"fw_default_env,omitempty"`
 	// GrubEnv is the grubenv file for the grub backend.
 	GrubEnv string `json:"grub_env,omitempty"`
 	// SlotA and SlotB are the slot devices (uboot, grub).
@@ -113,7 +116,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("agent config %s: %w", path, err)
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.GrubEnv} {
+	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.FwDefaultEnv, &c.Slot.GrubEnv} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
