@@ -390,8 +390,9 @@ func (b *body) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("%w: GET %s: more than %d bytes", ErrTooLong, b.url, b.limit)
 	}
 	// Ask for at most one byte past the limit: enough to detect excess.
-	if room := b.limit - b.n + 1; int64(len(p)) > room {
-		p = p[:room]
+	// (Written so that a limit near math.MaxInt64 cannot overflow.)
+	if left := b.limit - b.n; left < int64(len(p)) {
+		p = p[:left+1]
 	}
 	b.timer.Reset(b.stall)
 	n, err := b.rc.Read(p)

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -272,6 +273,17 @@ func TestExactLengthWithoutContentLength(t *testing.T) {
 	}
 	if data, err := getAll(t, c, srv.URL, 9); !errors.Is(err, fetch.ErrTooLong) || string(data) != "012345678" {
 		t.Errorf("max 9: %q, %v; want 9 bytes and ErrTooLong", data, err)
+	}
+}
+
+func TestHugeMaximum(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "0123456789")
+	}))
+	defer srv.Close()
+	c := newClient(t, fetch.Config{}, &recorder{})
+	if data, err := getAll(t, c, srv.URL, math.MaxInt64); err != nil || string(data) != "0123456789" {
+		t.Errorf("%q, %v", data, err)
 	}
 }
 

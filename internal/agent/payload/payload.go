@@ -1,8 +1,8 @@
 // Package payload streams a full image into a slot and proves it arrived
 // intact.
 //
-// Invariants: the image is never held in memory (one fixed 1 MiB buffer per
-// call, taken from a pool); exactly the declared length is copied and at most
+// Invariants: the image is never held in memory (BufferSize bytes of
+// buffers per call, taken from a pool); exactly the declared length is copied and at most
 // one byte beyond it is ever read, so a source that sends more costs nothing
 // and fails with ErrTooLong; every hash algorithm given that this package
 // knows (sha256, sha512) is checked, and a call with none of them is refused
@@ -11,6 +11,12 @@
 //
 // Install writes before it has verified: dst must be a place that is not
 // booted until the caller has seen Install succeed (the inactive slot).
+//
+// Throughput: reading and writing run in the calling goroutine while a
+// second goroutine hashes, so a device whose CPU hashes about as fast as its
+// flash writes is not slowed to half of either. Wrap a file-backed slot in
+// Writeback so that the flash is written during the download rather than
+// all at the end.
 package payload
 
 import (
@@ -77,7 +83,8 @@ var known = map[string]func() hash.Hash{
 // dst. Unknown algorithms in hashes are ignored, but at least one must be
 // known.
 //
-// ctx is checked between buffers; a Read blocked inside src is not
+// Install is safe for concurrent use with distinct src and dst. ctx is
+// checked between buffers; a Read blocked inside src is not
 // interrupted by it, so src should be bound to ctx too (fetch bodies are).
 // Errors start with "payload:" and wrap ErrTooLong, ErrTruncated,
 // ErrHashMismatch, ErrNoKnownHash, ctx's error, or the error of src or dst.
