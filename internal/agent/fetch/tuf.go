@@ -8,16 +8,10 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 )
 
-// tufFetcher mirrors go-tuf v2.4.2's fetcher.Fetcher. Importing that package
-// would pull github.com/cenkalti/backoff/v5 into the module graph for
-// nothing: the interface is structural, and this check keeps it honest.
-type tufFetcher interface {
-	DownloadFile(urlPath string, maxLength int64, timeout time.Duration) ([]byte, error)
-}
-
-var _ tufFetcher = (*TUFFetcher)(nil)
+var _ fetcher.Fetcher = (*TUFFetcher)(nil)
 
 // TUFFetcher adapts a Client to go-tuf v2's fetcher.Fetcher. go-tuf's
 // interface has no context, so the adapter carries one: make a new
