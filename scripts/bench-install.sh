@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# bench-install.sh — the install-pipeline benchmark (see bench/install/doc.go).
+# bench-install.sh — the install-pipeline benchmark, with the real parts:
+# `uptrust serve` on loopback and the `uptrust-agent` binary on a simulated
+# device (file slots).
 #
-# 1. Throughput: download → hash → write into a slot file with fsync, for a
-#    SIZE_MIB payload served on loopback (bench/install/cmd/benchserve) and
-#    installed by bench/install/cmd/installbench exactly as the agent does,
-#    against a plain copy of the same bytes into a file with fsync
-#    (dd bs=1M conv=fsync). RUNS runs of each, alternating, source file in the
-#    page cache for both, destination on the same filesystem. Prints per-run
-#    and median MB/s (10^6 bytes/s, wall time of the whole process) and the
-#    ratio install/copy. Goal: >= 0.8.
-# 2. Memory: one RSS_SIZE_MIB install under /usr/bin/time -v; prints the
-#    agent's peak RSS. Goal: <= 32 MiB for 1 GiB.
+# 1. Throughput: one `uptrust-agent check` that finds a SIZE_MIB release and
+#    downloads → hashes → writes it into the inactive slot file with fsync
+#    (plus the TUF refresh of both repositories and arming the bootloader),
+#    against a plain copy of the same bytes (the blob file the server
+#    serves) into a file with `dd bs=1M conv=fsync`. RUNS runs of each,
+#    alternating, source in the page cache for both, destination on the same
+#    filesystem. Prints per-run and median MB/s (10^6 bytes/s, wall time of
+#    the whole process) and the ratio. Goal: >= 0.8.
+# 2. Memory: one RSS_SIZE_MIB install by `uptrust-agent check` under
+#    /usr/bin/time -v; prints the agent's peak RSS. Goal: <= 32 MiB for 1 GiB.
 #
 # Usage: scripts/bench-install.sh
 # Env:   SIZE_MIB (512), RUNS (5), RSS_SIZE_MIB (1024),
 #        BENCH_DIR (parent of the scratch directory; default $TMPDIR or /var/tmp)
-# Needs: go, dd, sha256sum, /usr/bin/time (Debian package "time"),
-#        about SIZE_MIB*2 + RSS_SIZE_MIB*2 MiB of free disk.
+# Needs: go, dd, curl, /usr/bin/time (Debian package "time"),
+#        about (SIZE_MIB + RSS_SIZE_MIB) * 3 MiB of free disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,62 +35,78 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$WORK/installbench" ./bench/install/cmd/installbench
-go build -o "$WORK/benchserve" ./bench/install/cmd/benchserve
-mkdir "$WORK/srv"
+go build -o "$WORK/uptrust" ./cmd/uptrust
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/uptrust-agent" ./cmd/uptrust-agent
+U="$WORK/uptrust"; A="$WORK/uptrust-agent"; P="$WORK/project"
 
 echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc), sha_ni: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
 echo "load:  $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "agent: $(stat -c %s "$A") bytes (stripped, CGO off)"
 
-# make_payload NAME MIB: random file in the served directory; prints its SHA-256.
-make_payload() {
-  head -c "$(( $2 << 20 ))" /dev/urandom > "$WORK/srv/$1"
-  sync
-  sha256sum "$WORK/srv/$1" | cut -d' ' -f1
+"$U" init --dev --dir "$P" > /dev/null 2>&1
+"$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
+head -c 65536 /dev/urandom > "$WORK/factory.img"
+"$U" release add bench 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
+
+# publish VERSION MIB: a random payload of MIB MiB; prints the blob's path.
+publish() {
+  head -c "$(( $2 << 20 ))" /dev/urandom > "$WORK/payload.img"
+  local sha
+  sha=$("$U" release add bench "$1" "$WORK/payload.img" --kind security --security-version 2 --dir "$P" | awk '{print $NF}')
+  rm -f "$WORK/payload.img"
+  "$U" rollout start bench "$1" --percent 100 --dir "$P" > /dev/null
+  echo "$P/blobs/sha256/${sha:0:2}/$sha"
 }
+BLOB=$(publish 2.0.0 "$SIZE_MIB")
+BYTES=$(stat -c %s "$BLOB")
 
-"$WORK/benchserve" -dir "$WORK/srv" > "$WORK/url" &
+PORT=$(( 20000 + RANDOM % 20000 ))
+"$U" serve --dir "$P" --listen "127.0.0.1:$PORT" 2> "$WORK/serve.log" &
 SERVER_PID=$!
-for _ in $(seq 50); do [ -s "$WORK/url" ] && break; sleep 0.1; done
-BASE=$(head -n1 "$WORK/url")
-[ -n "$BASE" ] || { echo "bench-install: benchserve did not start" >&2; exit 1; }
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
 
-SRC="$WORK/srv/payload.bin"
-DST="$WORK/slot.img"
-BYTES=$(( SIZE_MIB << 20 ))
-SHA=$(make_payload payload.bin "$SIZE_MIB")
+# device N: a fresh simulated device running 1.0.0.
+device() {
+  rm -rf "$WORK/dev"
+  "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PORT" --product bench --hardware rev-a \
+    --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 > /dev/null
+}
+check_installed() {
+  grep -q '"version": "'"$1"'"' "$WORK/dev/data/state.json" || { echo "bench-install: agent did not install $1" >&2; cat "$WORK/agent.log" >&2; exit 1; }
+}
 
 now() { date +%s%N; }
 mbps() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.1f", b / (ns / 1e9) / 1e6 }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# prep: same starting point for both sides — no destination, nothing dirty,
-# source in the page cache.
-prep() { rm -f "$DST"; sync; cat "$SRC" > /dev/null; }
-
-install_once() {
-  "$WORK/installbench" -url "${BASE}payload.bin" -out "$DST" -length "$BYTES" -sha256 "$SHA" 2>> "$WORK/installbench.log"
-}
-copy_once() { dd if="$SRC" of="$DST" bs=1M conv=fsync status=none; }
+DST="$WORK/copy.img"
+# prep: same starting point for both sides — nothing dirty, source in the page cache.
+prep() { rm -f "$DST"; sync; cat "$BLOB" > /dev/null; }
 
 echo "== throughput: ${SIZE_MIB} MiB, ${RUNS} runs each, alternating"
 inst=(); copy=()
 for i in $(seq "$RUNS"); do
-  prep; t0=$(now); install_once; t1=$(now); inst+=($(( t1 - t0 )))
-  prep; t0=$(now); copy_once; t1=$(now); copy+=($(( t1 - t0 )))
-  printf 'run %d: install %8s MB/s   plain copy %8s MB/s\n' "$i" "$(mbps "$BYTES" "${inst[-1]}")" "$(mbps "$BYTES" "${copy[-1]}")"
+  device; prep
+  t0=$(now); "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/agent.log"; t1=$(now); inst+=($(( t1 - t0 )))
+  "$U" simulate-boot "$WORK/dev" > /dev/null; "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"
+  check_installed 2.0.0
+  prep
+  t0=$(now); dd if="$BLOB" of="$DST" bs=1M conv=fsync status=none; t1=$(now); copy+=($(( t1 - t0 )))
+  printf 'run %d: agent install %8s MB/s   plain copy %8s MB/s\n' "$i" "$(mbps "$BYTES" "${inst[-1]}")" "$(mbps "$BYTES" "${copy[-1]}")"
 done
 mi=$(median "${inst[@]}"); mc=$(median "${copy[@]}")
-echo "median: install $(mbps "$BYTES" "$mi") MB/s, plain copy $(mbps "$BYTES" "$mc") MB/s"
+echo "median: agent install $(mbps "$BYTES" "$mi") MB/s, plain copy $(mbps "$BYTES" "$mc") MB/s"
 echo "ratio install/plain copy: $(awk -v a="$mc" -v b="$mi" 'BEGIN { printf "%.2f", a / b }') (goal >= 0.80)"
+rm -f "$DST"
 
-echo "== memory: ${RSS_SIZE_MIB} MiB install under /usr/bin/time -v"
-rm -f "$DST" "$SRC"
-RSS_BYTES=$(( RSS_SIZE_MIB << 20 ))
-RSS_SHA=$(make_payload payload-rss.bin "$RSS_SIZE_MIB")
-/usr/bin/time -v "$WORK/installbench" -url "${BASE}payload-rss.bin" -out "$DST" -length "$RSS_BYTES" -sha256 "$RSS_SHA" 2> "$WORK/time.txt"
-grep '^installbench:' "$WORK/time.txt"
+echo "== memory: ${RSS_SIZE_MIB} MiB install by uptrust-agent check under /usr/bin/time -v"
+BLOB=$(publish 3.0.0 "$RSS_SIZE_MIB")
+sleep 2   # the server reloads content when the store's generation changes
+device
+/usr/bin/time -v "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/time.txt" || { cat "$WORK/time.txt" >&2; exit 1; }
 kb=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$WORK/time.txt")
-echo "Maximum resident set size: ${kb} kB ($(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB; goal <= 32 MiB)"
+"$U" simulate-boot "$WORK/dev" > /dev/null; "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"
+check_installed 3.0.0
+echo "installed $(( RSS_SIZE_MIB )) MiB; maximum resident set size: ${kb} kB ($(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB; goal <= 32 MiB)"

@@ -116,7 +116,8 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("agent config %s: %w", path, err)
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.FwDefaultEnv, &c.Slot.GrubEnv} {
+	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.FwDefaultEnv, &c.Slot.GrubEnv,
+		&c.Slot.SlotA, &c.Slot.SlotB, &c.Slot.Cmdline} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}

@@ -56,7 +56,8 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	if target == nil {
 		return chk, saveState(a.cfg.DataDir, s)
 	}
-	return chk, a.install(ctx, s, target, rel, fleet)
+	err = a.install(ctx, s, target, rel, fleet)
+	return s.LastCheck, err
 }
 
 // decide returns the release to install, or nil with chk explaining why
@@ -180,7 +181,7 @@ func (a *Agent) writeSlot(ctx context.Context, p *Pending, rel *metadata.TargetF
 	for alg, h := range rel.Hashes {
 		hashes[alg] = h
 	}
-	_, err = payload.Install(ctx, body, powerWriter{w, a.power}, p.Length, hashes)
+	_, err = payload.Install(ctx, body, powerWriter{payload.Writeback(w), a.power}, p.Length, hashes)
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
 	}

@@ -31,6 +31,9 @@ usage:
   uptrust rollout list
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
   uptrust demo [--devices N] [--json]
+  uptrust simulate-device DEVICE-DIR --product P --hardware H --factory FILE --version V
+                      [--security-version N] [--server URL] [--reboot-command CMD]
+  uptrust simulate-boot DEVICE-DIR
 
 Every command takes --dir DIR (default $UPTRUST_DIR, else the current
 directory). Offline keys are decrypted with $UPTRUST_PASSPHRASE, or a prompt.
@@ -72,6 +75,10 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdServe(ctx, env, args[1:])
 	case "demo":
 		err = cmdDemo(ctx, env, args[1:])
+	case "simulate-device":
+		err = cmdSimulateDevice(ctx, env, args[1:])
+	case "simulate-boot":
+		err = cmdSimulateBoot(ctx, env, args[1:])
 	default:
 		fmt.Fprintf(env.Stderr, "uptrust: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -34,11 +34,16 @@ type Spec struct {
 	// ReleaseRoot and FleetRoot are the trusted root.json documents.
 	ReleaseRoot, FleetRoot []byte
 	// Factory is the image in slot a, running Version with SecurityVersion.
-	Factory         []byte
+	Factory []byte
+	// FactoryReader, when set, is read instead of Factory.
+	FactoryReader   io.Reader
 	Version         string
 	SecurityVersion uint64
 	// BootLimit for the trial (default 3).
 	BootLimit int
+	// RebootCommand goes into agent.json for runs of the uptrust-agent
+	// binary on this device (default: the agent's default).
+	RebootCommand []string
 }
 
 // Device is one simulated device.
@@ -67,7 +72,11 @@ func New(dir string, s Spec) (*Device, error) {
 		s.BootLimit = 3
 	}
 	slots := filepath.Join(dir, "slots")
-	if err := fileslot.Create(slots, bytesReader(s.Factory), s.BootLimit); err != nil {
+	factory := s.FactoryReader
+	if factory == nil {
+		factory = bytesReader(s.Factory)
+	}
+	if err := fileslot.Create(slots, factory, s.BootLimit); err != nil {
 		return nil, err
 	}
 	for name, b := range map[string][]byte{"release-root.json": s.ReleaseRoot, "fleet-root.json": s.FleetRoot} {
@@ -76,7 +85,7 @@ func New(dir string, s Spec) (*Device, error) {
 		}
 	}
 	cfg := agent.Config{Server: s.Server, Product: s.Product, Hardware: s.Hardware, DataDir: "data",
-		Slot: agent.SlotConfig{Backend: "file", Dir: "slots"}, ReleaseRoot: "release-root.json", FleetRoot: "fleet-root.json"}
+		Slot: agent.SlotConfig{Backend: "file", Dir: "slots"}, ReleaseRoot: "release-root.json", FleetRoot: "fleet-root.json", RebootCommand: s.RebootCommand}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "agent.json")
 	if err := atomicfile.WriteFile(cfgPath, b, 0o644); err != nil {

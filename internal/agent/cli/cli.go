@@ -93,6 +93,9 @@ func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.W
 	if chk != nil {
 		fmt.Fprintf(stdout, "%s: %s\n", chk.Action, chk.Reason)
 	}
+	if errors.Is(err, agent.ErrRebooting) {
+		return nil
+	}
 	return err
 }
 

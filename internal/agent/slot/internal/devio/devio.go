@@ -78,3 +78,7 @@ func (r *reader) Close() error {
 	}
 	return nil
 }
+
+// Fd returns the slot's file descriptor, so that payload.Writeback can start
+// writeback early and keep the page cache bounded while an image streams in.
+func (w *writer) Fd() uintptr { return w.f.Fd() }
