@@ -322,8 +322,14 @@ func (p *proxy) fetch(path string) ([]byte, int) {
 	return b, resp.StatusCode
 }
 
-func suffix(s string) func(string) bool    { return func(p string) bool { return strings.HasSuffix(p, s) } }
-func contains(s string) func(string) bool  { return func(p string) bool { return strings.Contains(p, s) } }
+func suffix(s string) func(string) bool {
+	return func(p string) bool { return strings.HasSuffix(p, s) }
+}
+func contains(s string) func(string) bool {
+	return func(p string) bool { return strings.Contains(p, s) }
+}
 func isPayload(version string) func(string) bool {
-	return func(p string) bool { return strings.Contains(p, "/targets/"+product+"/") && strings.HasSuffix(p, "."+version) }
+	return func(p string) bool {
+		return strings.Contains(p, "/targets/"+product+"/") && strings.HasSuffix(p, "."+version)
+	}
 }
