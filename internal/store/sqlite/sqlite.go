@@ -119,7 +119,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, openErr(ctx, err)
 	}
-	return &Store{reader: reader{q: w}, path: path, w: w, r: r}, nil
+	return &Store{reader: reader{q: r}, path: path, w: w, r: r}, nil
 }
 
 // dsn builds a file: URI for modernc.org/sqlite. Escaping the path keeps '?',

@@ -481,11 +481,15 @@ func testTxSeesOwnWrites(t *testing.T, s store.Store) {
 			t.Errorf("tx.ReportCounts: %v", err)
 		}
 
-		// Readers outside the transaction do not see it before commit.
-		if _, err := s.Product(ctx, "q"); !errors.Is(err, store.ErrNotFound) {
+		// Readers outside the transaction neither wait for it nor see it
+		// before commit. The timeout turns a reader that waits into a
+		// failure instead of a hung test.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := s.Product(rctx, "q"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Store.Product during Update: got %v, want store.ErrNotFound", err)
 		}
-		if rs, err := s.Releases(ctx, "p"); err != nil || len(rs) != 1 {
+		if rs, err := s.Releases(rctx, "p"); err != nil || len(rs) != 1 {
 			t.Errorf("Store.Releases during Update = %d, %v; want 1", len(rs), err)
 		}
 		return nil
