@@ -47,7 +47,6 @@ const busyTimeout = 5 * time.Second
 // safe for concurrent use.
 type Store struct {
 	reader         // reads through the read-only pool
-	path   string  // as given to Open, for error messages
 	w      *sql.DB // exactly one connection; all writes
 	r      *sql.DB // read-only connections
 }
@@ -119,7 +118,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, openErr(ctx, err)
 	}
-	return &Store{reader: reader{q: r}, path: path, w: w, r: r}, nil
+	return &Store{reader: reader{q: r}, w: w, r: r}, nil
 }
 
 // dsn builds a file: URI for modernc.org/sqlite. Escaping the path keeps '?',
@@ -149,8 +148,8 @@ func openErr(ctx context.Context, err error) error {
 	return errors.New(err.Error())
 }
 
-// Close closes the database. It must not be called while other calls are in
-// progress. The last connection to close checkpoints the WAL into the file.
+// Close closes the database, waiting for calls in progress; later calls fail.
+// The last connection to close checkpoints the WAL into the file.
 func (s *Store) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
