@@ -93,7 +93,7 @@ func (k *keyring) load(n keyName) (repo.Signer, error) {
 	enc, err := keys.IsEncrypted(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && n.offline {
-			return nil, fmt.Errorf("project: offline key %s is not on this machine: run the command where the offline keys are", path)
+			return nil, fmt.Errorf("project: offline key %s is not on this machine: run the command where the offline keys are (%w)", path, os.ErrNotExist)
 		}
 		return nil, fmt.Errorf("project: key %s: %w", path, err)
 	}

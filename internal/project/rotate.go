@@ -33,6 +33,12 @@ func (p *Project) RotateRootKey(ctx context.Context, name string, index int) err
 	if err != nil {
 		return err
 	}
+	// Load the online keys before touching the key file: failing after the
+	// rename would leave an unpublished key in place of the trusted one.
+	online, err := p.keys.online(name)
+	if err != nil {
+		return err
+	}
 	path := p.keys.path(kn)
 	retired := path + ".retired"
 	if err := os.Rename(path, retired); err != nil {
@@ -53,10 +59,6 @@ func (p *Project) RotateRootKey(ctx context.Context, name string, index int) err
 		}
 	}
 	signers = append(signers, oldKey, newKey)
-	online, err := p.keys.online(name)
-	if err != nil {
-		return err
-	}
 	now := p.Clock.Now()
 	life := p.Lifetimes()
 	err = p.Store.Update(ctx, func(tx store.Tx) error {
@@ -75,6 +77,9 @@ func (p *Project) RotateRootKey(ctx context.Context, name string, index int) err
 		// Put the old key back; the new one was never published.
 		os.Remove(path)
 		os.Rename(retired, path)
+		p.keys.mu.Lock()
+		delete(p.keys.cache, kn) // the cached key is the unpublished one
+		p.keys.mu.Unlock()
 		return err
 	}
 	return p.WriteDeviceRoots(ctx)
