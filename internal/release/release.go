@@ -60,12 +60,39 @@ type Impact struct {
 	Functionality Change `json:"functionality"`
 	// FunctionalityText explains a change in functionality.
 	FunctionalityText string `json:"functionality_text,omitempty"`
+	// NewRecipients names parties that receive data from the device for
+	// the first time with this release.
+	NewRecipients []string `json:"new_recipients,omitempty"`
+	// NewRecipientsText explains what they receive and why.
+	NewRecipientsText string `json:"new_recipients_text,omitempty"`
 }
 
 // Adverse reports whether the impact needs the owner's consent: more data
-// collection or less functionality.
+// collection, new data recipients, or less functionality.
 func (i Impact) Adverse() bool {
-	return i.DataCollection == ChangeMore || i.Functionality == ChangeLess
+	return i.DataCollection == ChangeMore || i.Functionality == ChangeLess || len(i.NewRecipients) > 0
+}
+
+// Reasons lists, in plain words, why an impact needs consent.
+func (i Impact) Reasons() []string {
+	var out []string
+	if i.DataCollection == ChangeMore {
+		out = append(out, "collects more data: "+orUnexplained(i.DataCollectionText))
+	}
+	if len(i.NewRecipients) > 0 {
+		out = append(out, fmt.Sprintf("sends data to new recipients (%s): %s", strings.Join(i.NewRecipients, ", "), orUnexplained(i.NewRecipientsText)))
+	}
+	if i.Functionality == ChangeLess {
+		out = append(out, "removes functionality: "+orUnexplained(i.FunctionalityText))
+	}
+	return out
+}
+
+func orUnexplained(s string) string {
+	if s == "" {
+		return "(no explanation given)"
+	}
+	return s
 }
 
 // Advisory names a vulnerability a release fixes.
@@ -95,6 +122,12 @@ type Manifest struct {
 	Advisories      []Advisory `json:"advisories,omitempty"`
 	Payload         Payload    `json:"payload"`
 	Published       time.Time  `json:"published"`
+	// SecurityOnly marks a build that carries only the security fixes of
+	// its line, published next to a feature build (SecurityOnlyOf) for
+	// owners who have not consented to that feature build. It is of kind
+	// security and has no adverse impact.
+	SecurityOnly   bool   `json:"security_only,omitempty"`
+	SecurityOnlyOf string `json:"security_only_of,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -153,6 +186,32 @@ func (m *Manifest) Validate() error {
 		default:
 			return fmt.Errorf("release: unknown impact %q (want none, more or less)", c)
 		}
+	}
+	if m.Impact.Adverse() && m.Impact.DataCollection == ChangeMore && m.Impact.DataCollectionText == "" {
+		return errors.New("release: more data collection must be explained (data collection text)")
+	}
+	if m.Impact.Functionality == ChangeLess && m.Impact.FunctionalityText == "" {
+		return errors.New("release: removed functionality must be explained (functionality text)")
+	}
+	for _, r := range m.Impact.NewRecipients {
+		if strings.TrimSpace(r) == "" {
+			return errors.New("release: empty data recipient")
+		}
+	}
+	if m.SecurityOnly {
+		if m.Kind != KindSecurity {
+			return fmt.Errorf("release: a security-only build must be of kind security, not %s", m.Kind)
+		}
+		if m.Impact.Adverse() {
+			return errors.New("release: a security-only build cannot collect more data, add recipients or remove functionality")
+		}
+		if m.SecurityOnlyOf != "" {
+			if err := ValidVersion(m.SecurityOnlyOf); err != nil {
+				return err
+			}
+		}
+	} else if m.SecurityOnlyOf != "" {
+		return errors.New("release: security_only_of is set on a build that is not security-only")
 	}
 	if m.Payload.Type != "rootfs" {
 		return fmt.Errorf("release: unsupported payload type %q", m.Payload.Type)
@@ -216,6 +275,56 @@ type Support struct {
 	Until   string    `json:"support_until"`
 	Contact string    `json:"contact,omitempty"`
 	Issued  time.Time `json:"issued"`
+	// Policy holds the maker's defaults for the devices' update policy.
+	// Owners decide within them on the device.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Policy is the maker's update policy for a product.
+type Policy struct {
+	// AutoInstall lists the kinds that install without the owner's
+	// action when they have no adverse impact.
+	AutoInstall []Kind `json:"auto_install"`
+	// MaxPostponeDays is the longest an owner may postpone automatic
+	// updates.
+	MaxPostponeDays int `json:"max_postpone_days"`
+}
+
+// DefaultPolicy installs security, fix and feature releases without adverse
+// impact automatically and lets owners postpone for up to 30 days.
+func DefaultPolicy() Policy {
+	return Policy{AutoInstall: []Kind{KindSecurity, KindFix, KindFeature}, MaxPostponeDays: 30}
+}
+
+// Validate checks a policy.
+func (p *Policy) Validate() error {
+	for _, k := range p.AutoInstall {
+		if _, err := ParseKind(string(k)); err != nil {
+			return err
+		}
+	}
+	if p.MaxPostponeDays < 0 || p.MaxPostponeDays > 365 {
+		return fmt.Errorf("release: max postpone %d days out of range 0..365", p.MaxPostponeDays)
+	}
+	return nil
+}
+
+// Auto reports whether kind installs automatically under the policy.
+func (p *Policy) Auto(k Kind) bool {
+	for _, a := range p.AutoInstall {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+// EffectivePolicy returns the declaration's policy or the default.
+func (s *Support) EffectivePolicy() Policy {
+	if s == nil || s.Policy == nil {
+		return DefaultPolicy()
+	}
+	return *s.Policy
 }
 
 // ParseDate parses a YYYY-MM-DD date.
@@ -234,6 +343,9 @@ func (s *Support) Validate() error {
 	}
 	if _, err := ParseDate(s.Until); err != nil {
 		return err
+	}
+	if s.Policy != nil {
+		return s.Policy.Validate()
 	}
 	return nil
 }

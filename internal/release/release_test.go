@@ -1,0 +1,130 @@
+package release
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func good() Manifest {
+	return Manifest{Product: "thermostat", Version: "1.2.3", Hardware: []string{"rev-a"}, SecurityVersion: 2, Kind: KindSecurity,
+		Impact: Impact{DataCollection: ChangeNone, Functionality: ChangeNone}, Payload: Payload{Type: "rootfs", Compression: "none"}}
+}
+
+func TestManifestValidate(t *testing.T) {
+	m := good()
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]func(*Manifest){
+		"product":          func(m *Manifest) { m.Product = "Thermo Stat" },
+		"version v prefix": func(m *Manifest) { m.Version = "v1.2.3" },
+		"version two":      func(m *Manifest) { m.Version = "1.2" },
+		"no hardware":      func(m *Manifest) { m.Hardware = nil },
+		"kind":             func(m *Manifest) { m.Kind = "urgent" },
+		"impact":           func(m *Manifest) { m.Impact.DataCollection = "lots" },
+		"payload":          func(m *Manifest) { m.Payload.Type = "exe" },
+		"compression":      func(m *Manifest) { m.Payload.Compression = "rar" },
+		"unexplained more": func(m *Manifest) { m.Impact.DataCollection = ChangeMore },
+		"unexplained less": func(m *Manifest) { m.Impact.Functionality = ChangeLess },
+		"empty recipient":  func(m *Manifest) { m.Impact.NewRecipients = []string{" "} },
+		"security-only feature": func(m *Manifest) {
+			m.SecurityOnly, m.Kind = true, KindFeature
+		},
+		"security-only adverse": func(m *Manifest) {
+			m.SecurityOnly, m.Impact.NewRecipients = true, []string{"ads.example"}
+		},
+		"orphan security_only_of": func(m *Manifest) { m.SecurityOnlyOf = "2.0.0" },
+	}
+	for name, f := range bad {
+		m := good()
+		f(&m)
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{{"1.0.0", "1.0.1", -1}, {"1.10.0", "1.9.0", 1}, {"2.0.0-rc.1", "2.0.0", -1}, {"1.0.0", "1.0.0", 0}}
+	for _, c := range cases {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("Compare(%s,%s) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestImpactAdverseAndReasons(t *testing.T) {
+	if (Impact{DataCollection: ChangeLess, Functionality: ChangeMore}).Adverse() {
+		t.Fatal("less data and more function is not adverse")
+	}
+	i := Impact{DataCollection: ChangeMore, DataCollectionText: "room occupancy", NewRecipients: []string{"analytics.example"}, Functionality: ChangeLess, FunctionalityText: "no local schedule"}
+	if !i.Adverse() {
+		t.Fatal("adverse impact not recognised")
+	}
+	r := strings.Join(i.Reasons(), "; ")
+	for _, want := range []string{"room occupancy", "analytics.example", "no local schedule"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("reasons %q lack %q", r, want)
+		}
+	}
+}
+
+func TestSupportExtension(t *testing.T) {
+	a := &Support{Product: "p", Until: "2030-01-01"}
+	longer := &Support{Product: "p", Until: "2031-01-01"}
+	shorter := &Support{Product: "p", Until: "2029-12-31"}
+	if err := CheckExtension(a, longer); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExtension(a, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExtension(nil, shorter); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExtension(a, shorter); !errors.Is(err, ErrSupportShortened) {
+		t.Fatalf("shortening: %v", err)
+	}
+	if (&Support{Product: "p", Until: "31.12.2030"}).Validate() == nil {
+		t.Fatal("bad date accepted")
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	var s *Support
+	p := s.EffectivePolicy()
+	if !p.Auto(KindSecurity) || p.MaxPostponeDays != 30 {
+		t.Fatalf("default policy %+v", p)
+	}
+	bad := Policy{MaxPostponeDays: 400}
+	if bad.Validate() == nil {
+		t.Fatal("400 days accepted")
+	}
+	if (&Policy{AutoInstall: []Kind{"all"}}).Validate() == nil {
+		t.Fatal("unknown kind accepted")
+	}
+}
+
+func TestManifestFromCustom(t *testing.T) {
+	m := good()
+	b, _ := json.Marshal(Custom{Uptrust: &m})
+	raw := json.RawMessage(b)
+	got, err := ManifestFromCustom(&raw)
+	if err != nil || got.Version != "1.2.3" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, s := range []string{`{}`, `{"uptrust":{"product":"x"}}`, `[`} {
+		r := json.RawMessage(s)
+		if _, err := ManifestFromCustom(&r); err == nil {
+			t.Errorf("%s accepted", s)
+		}
+	}
+	if _, err := ManifestFromCustom(nil); err == nil {
+		t.Error("nil accepted")
+	}
+}
