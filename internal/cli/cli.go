@@ -21,9 +21,16 @@ const usage = `uptrust publishes signed firmware releases and serves them to dev
 usage:
   uptrust init [--dir DIR] [--dev]
   uptrust product add NAME --hardware REV[,REV] --support-until YYYY-MM-DD [--model M] [--contact C]
-  uptrust product list
+        [--auto-install security,fix,feature] [--max-postpone-days N]
+  uptrust product list | show PRODUCT
+  uptrust product support extend PRODUCT --until YYYY-MM-DD
+  uptrust product policy PRODUCT [--auto-install KINDS] [--max-postpone-days N]
   uptrust release add PRODUCT VERSION FILE --kind security|fix|feature --security-version N
                       [--notes FILE] [--hardware REV[,REV]] [--advisory ID:SUMMARY]...
+                      [--data-collection more|less|none --data-collection-text T]
+                      [--new-recipient NAME... --new-recipients-text T]
+                      [--functionality more|less|none --functionality-text T]
+                      [--security-only] [--security-only-of FEATURE-VERSION]
   uptrust release list [PRODUCT]
   uptrust rollout start PRODUCT VERSION --percent P
   uptrust rollout set-percent PRODUCT P

@@ -56,6 +56,8 @@ func cmdProduct(ctx context.Context, env Env, args []string) error {
 		until := fs.String("support-until", "", "last day of security support, YYYY-MM-DD")
 		model := fs.String("model", "", "model designation shown to owners (default: the name)")
 		contact := fs.String("contact", "", "where owners report security issues")
+		auto := fs.String("auto-install", "security,fix,feature", "release kinds that install without the owner's action (when without adverse impact)")
+		postpone := fs.Int("max-postpone-days", 30, "longest an owner may postpone automatic updates")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err
@@ -71,7 +73,11 @@ func cmdProduct(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
-		spec := project.ProductSpec{Name: pos[0], Model: *model, Hardware: splitList(*hw), SupportUntil: *until, Contact: *contact}
+		pol, err := parsePolicy(*auto, *postpone)
+		if err != nil {
+			return err
+		}
+		spec := project.ProductSpec{Name: pos[0], Model: *model, Hardware: splitList(*hw), SupportUntil: *until, Contact: *contact, Policy: &pol}
 		if err := p.AddProduct(ctx, spec); err != nil {
 			return err
 		}
@@ -96,8 +102,91 @@ func cmdProduct(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", pr.Name, pr.Model, strings.Join(pr.Hardware, ","))
 		}
 		return tw.Flush()
+	case "support":
+		if len(args) < 2 || args[1] != "extend" {
+			return usagef("product support: want extend PRODUCT --until YYYY-MM-DD")
+		}
+		until := fs.String("until", "", "new last day of support, YYYY-MM-DD")
+		pos, err := parse(fs, args[2:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 || *until == "" {
+			return usagef("product support extend: want PRODUCT --until YYYY-MM-DD")
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		sup, err := p.ExtendSupport(ctx, pos[0], *until)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "support for %s now ends %s (signed declaration re-issued)\n", sup.Product, sup.Until)
+		return nil
+	case "policy":
+		auto := fs.String("auto-install", "security,fix,feature", "release kinds that install without the owner's action")
+		postpone := fs.Int("max-postpone-days", 30, "longest an owner may postpone automatic updates")
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("product policy: want PRODUCT")
+		}
+		pol, err := parsePolicy(*auto, *postpone)
+		if err != nil {
+			return err
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if _, err := p.SetPolicy(ctx, pos[0], pol); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "policy for %s: auto-install %s, owners may postpone up to %d days\n", pos[0], *auto, *postpone)
+		return nil
+	case "show":
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("product show: want PRODUCT")
+		}
+		p, err := openProject(ctx, env, *dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		sup, err := p.Support(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		pol := sup.EffectivePolicy()
+		fmt.Fprintf(env.Stdout, "product:        %s\nmodel:          %s\nhardware:       %s\nsupport until:  %s\ncontact:        %s\nauto-install:   %v\nmax postpone:   %d days\nissued:         %s\n",
+			sup.Product, sup.Model, strings.Join(sup.Hardware, ","), sup.Until, sup.Contact, pol.AutoInstall, pol.MaxPostponeDays, sup.Issued.Format("2006-01-02 15:04:05Z07:00"))
+		return nil
 	}
 	return usagef("product: unknown subcommand %q", args[0])
+}
+
+func parsePolicy(auto string, postpone int) (release.Policy, error) {
+	pol := release.Policy{MaxPostponeDays: postpone}
+	for _, k := range splitList(auto) {
+		kind, err := release.ParseKind(k)
+		if err != nil {
+			return pol, usagef("--auto-install: %v", err)
+		}
+		pol.AutoInstall = append(pol.AutoInstall, kind)
+	}
+	if err := pol.Validate(); err != nil {
+		return pol, usagef("%v", err)
+	}
+	return pol, nil
 }
 
 type multiFlag []string
@@ -116,8 +205,16 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		sv := fs.String("security-version", "", "monotonic security version")
 		notesFile := fs.String("notes", "", "file with release notes")
 		hw := fs.String("hardware", "", "comma-separated hardware revisions (default: all of the product's)")
-		var adv multiFlag
+		var adv, recipients multiFlag
 		fs.Var(&adv, "advisory", "ID:SUMMARY of a fixed vulnerability (repeatable)")
+		dataColl := fs.String("data-collection", "none", "does the release collect more, less or no different data: more|less|none")
+		dataText := fs.String("data-collection-text", "", "what data is collected in addition, and why")
+		fs.Var(&recipients, "new-recipient", "a party that receives data from the device for the first time (repeatable)")
+		recipText := fs.String("new-recipients-text", "", "what the new recipients receive, and why")
+		function := fs.String("functionality", "none", "does the release add or remove functions: more|less|none")
+		funcText := fs.String("functionality-text", "", "what is removed or added")
+		secOnly := fs.Bool("security-only", false, "a security-only build (for owners who decline a feature build)")
+		secOnlyOf := fs.String("security-only-of", "", "the feature version this security-only build stands in for")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err
@@ -162,8 +259,11 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
+		impact := release.Impact{DataCollection: release.Change(*dataColl), DataCollectionText: *dataText,
+			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
 		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
-			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories})
+			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
+			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf})
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,8 @@ type ProductSpec struct {
 	// SupportUntil is the last day of support, YYYY-MM-DD.
 	SupportUntil string
 	Contact      string
+	// Policy is the maker's update policy; nil means release.DefaultPolicy.
+	Policy *release.Policy
 }
 
 // AddProduct creates the product's offline key and delegated role
@@ -48,7 +50,11 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		s.Model = s.Name
 	}
 	now := p.Clock.Now().UTC()
-	sup := release.Support{Product: s.Name, Model: s.Model, Hardware: s.Hardware, Until: s.SupportUntil, Contact: s.Contact, Issued: now}
+	if s.Policy == nil {
+		def := release.DefaultPolicy()
+		s.Policy = &def
+	}
+	sup := release.Support{Product: s.Name, Model: s.Model, Hardware: s.Hardware, Until: s.SupportUntil, Contact: s.Contact, Issued: now, Policy: s.Policy}
 	if err := sup.Validate(); err != nil {
 		return err
 	}
@@ -122,6 +128,10 @@ type ReleaseSpec struct {
 	Hardware   []string
 	Impact     release.Impact
 	Advisories []release.Advisory
+	// SecurityOnly marks a security-only build; SecurityOnlyOf names the
+	// feature build it stands in for (see release.Manifest).
+	SecurityOnly   bool
+	SecurityOnlyOf string
 }
 
 // AddRelease stores the payload in the blob store (streamed and hashed),
@@ -150,7 +160,8 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	now := p.Clock.Now().UTC()
 	m := release.Manifest{Product: s.Product, Version: s.Version, Hardware: s.Hardware, SecurityVersion: s.SecurityVersion,
 		Kind: s.Kind, Impact: s.Impact, Notes: s.Notes, Advisories: s.Advisories,
-		Payload: release.Payload{Type: "rootfs", Compression: "none"}, Published: now}
+		Payload: release.Payload{Type: "rootfs", Compression: "none"}, Published: now,
+		SecurityOnly: s.SecurityOnly || s.SecurityOnlyOf != "", SecurityOnlyOf: s.SecurityOnlyOf}
 	if err := m.Validate(); err != nil {
 		return store.Release{}, err
 	}
@@ -276,7 +287,12 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
 	var fc FleetCustom
 	fc.Uptrust.Rollout = rule
 	custom, _ := json.Marshal(fc)
-	sum, _ := hex.DecodeString(rel.SHA256)
+	offered := []store.Release{rel}
+	companions, err := p.securityOnlyCompanions(ctx, rel)
+	if err != nil {
+		return err
+	}
+	offered = append(offered, companions...)
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
 	return p.Store.Update(ctx, func(tx store.Tx) error {
@@ -289,7 +305,10 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
 					delete(t.Targets, path)
 				}
 			}
-			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: rel.Length, SHA256: sum, Custom: custom})
+			for _, r := range offered {
+				sum, _ := hex.DecodeString(r.SHA256)
+				t.Targets[r.Target] = repo.NewTarget(repo.TargetInfo{Path: r.Target, Length: r.Length, SHA256: sum, Custom: custom})
+			}
 			return nil
 		}, online.Targets)
 		if err != nil {
@@ -297,4 +316,25 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
 		}
 		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, now, life, online.Snapshot, online.Timestamp)
 	})
+}
+
+// securityOnlyCompanions returns the security-only builds published for a
+// feature release; a rollout offers them next to it, for devices whose
+// owners have not consented to the feature build.
+func (p *Project) securityOnlyCompanions(ctx context.Context, rel store.Release) ([]store.Release, error) {
+	rels, err := p.Store.Releases(ctx, rel.Product)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Release
+	for _, r := range rels {
+		var m release.Manifest
+		if err := json.Unmarshal(r.Manifest, &m); err != nil {
+			return nil, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+		}
+		if m.SecurityOnlyOf == rel.Version {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

@@ -1,0 +1,112 @@
+package project
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// Support returns the product's current signed support declaration.
+func (p *Project) Support(ctx context.Context, product string) (*release.Support, error) {
+	md, err := repo.LoadTargets(ctx, p.Store, repo.Release, repo.ProductRole(product))
+	if err != nil {
+		return nil, err
+	}
+	tf, ok := md.Signed.Targets[release.SupportTargetName(product)]
+	if !ok {
+		return nil, fmt.Errorf("project: product %s has no support declaration", product)
+	}
+	path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("project: support declaration of %s: %w", product, err)
+	}
+	var s release.Support
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("project: support declaration of %s: %w", product, err)
+	}
+	return &s, nil
+}
+
+// ExtendSupport publishes a new support declaration ending on until. A
+// declaration that ends earlier than the published one is refused
+// (release.ErrSupportShortened): support periods can be extended, never
+// shortened.
+func (p *Project) ExtendSupport(ctx context.Context, product, until string) (*release.Support, error) {
+	return p.reissueSupport(ctx, product, func(s *release.Support) error {
+		s.Until = until
+		return nil
+	})
+}
+
+// SetPolicy publishes the product's declaration with a new maker's policy.
+func (p *Project) SetPolicy(ctx context.Context, product string, pol release.Policy) (*release.Support, error) {
+	if err := pol.Validate(); err != nil {
+		return nil, err
+	}
+	return p.reissueSupport(ctx, product, func(s *release.Support) error {
+		s.Policy = &pol
+		return nil
+	})
+}
+
+func (p *Project) reissueSupport(ctx context.Context, product string, change func(*release.Support) error) (*release.Support, error) {
+	prev, err := p.Support(ctx, product)
+	if err != nil {
+		return nil, err
+	}
+	next := *prev
+	if err := change(&next); err != nil {
+		return nil, err
+	}
+	next.Issued = p.Clock.Now().UTC().Truncate(time.Second)
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	if err := release.CheckExtension(prev, &next); err != nil {
+		return nil, err
+	}
+	productKey, err := p.keys.load(productKey(product))
+	if err != nil {
+		return nil, err
+	}
+	online, err := p.keys.online(repo.Release)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(next, "", "  ")
+	info, err := p.Blobs.Put(ctx, bytes.NewReader(b), 0)
+	if err != nil {
+		return nil, err
+	}
+	sum, _ := hex.DecodeString(info.SHA256)
+	now := p.Clock.Now().UTC()
+	life := p.Lifetimes()
+	err = p.Store.Update(ctx, func(tx store.Tx) error {
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), now, life, func(t *metadata.TargetsType) error {
+			t.Targets[release.SupportTargetName(product)] = repo.NewTarget(repo.TargetInfo{Path: release.SupportTargetName(product), Length: info.Size, SHA256: sum})
+			return nil
+		}, productKey)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &next, nil
+}
