@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -427,7 +428,7 @@ func (d *discardWriter) WriteHeader(code int)        { d.code = code }
 
 func benchSetup(t testing.TB) (*Server, *http.Request, *discardWriter) {
 	c, _, _ := testContent(t)
-	s, err := New(Config{Source: &fakeSource{gen: 1, content: c}})
+	s, err := New(Config{Source: &fakeSource{gen: 1, content: c}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,15 +246,16 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 		wg.Wait()
 	}()
 
+	useTLS := hs.TLSConfig != nil // read before Serve: ServeTLS modifies TLSConfig
 	serveErr := make(chan error, 1)
 	go func() {
-		if hs.TLSConfig != nil {
+		if useTLS {
 			serveErr <- hs.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- hs.Serve(ln)
 		}
 	}()
-	s.logger.Info("serving", "tls", hs.TLSConfig != nil)
+	s.logger.Info("serving", "tls", useTLS)
 
 	select {
 	case err := <-serveErr:

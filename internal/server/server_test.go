@@ -272,7 +272,10 @@ func TestRunTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startRun(t, s, nil)
+	r := startRun(t, s, nil)
+	if code, _ := get(t, http.DefaultClient, "http://"+r.addr+healthzPath); code != http.StatusOK {
+		t.Fatalf("first Run: healthz %d", code)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
