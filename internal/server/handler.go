@@ -89,9 +89,9 @@ func (s *Server) serveRepo(w http.ResponseWriter, r *http.Request, p string, sta
 		return
 	}
 	// A missing document is a normal answer under TUF: clients probe for
-	// the next root version on every check. It must not be cached for long
-	// because the document may appear at any time.
-	w.Header()["Cache-Control"] = hdrNoStore
+	// the next root version on every check. A CDN may absorb those probes
+	// for a minute; a new root then reaches devices at most that much later.
+	w.Header()["Cache-Control"] = hdrMissing
 	s.writeText(w, r, routeNotFound, http.StatusNotFound, bodyNotFound, lenNotFound, start)
 }
 

@@ -26,6 +26,7 @@ var (
 	hdrOctetStream = []string{"application/octet-stream"}
 	hdrImmutable   = []string{cacheImmutable}
 	hdrNoStore     = []string{"no-store"}
+	hdrMissing     = []string{"public, max-age=60"}
 	hdrTextPlain   = []string{"text/plain; charset=utf-8"}
 	hdrNosniff     = []string{"nosniff"}
 	hdrAllowRepo   = []string{"GET, HEAD"}
