@@ -37,6 +37,10 @@ usage:
   uptrust rollout halt PRODUCT | resume PRODUCT
   uptrust rollout list
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
+  uptrust reports [PRODUCT] [--k N] [--json]
+  uptrust privacy report [--json]
+  uptrust purge
+  uptrust audit [--json]
   uptrust demo [--devices N] [--json]
   uptrust simulate-device DEVICE-DIR --product P --hardware H --factory FILE --version V
                       [--security-version N] [--server URL] [--reboot-command CMD]
@@ -80,6 +84,14 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdRollout(ctx, env, args[1:])
 	case "serve":
 		err = cmdServe(ctx, env, args[1:])
+	case "reports":
+		err = cmdReports(ctx, env, args[1:])
+	case "privacy":
+		err = cmdPrivacy(ctx, env, args[1:])
+	case "purge":
+		err = cmdPurge(ctx, env, args[1:])
+	case "audit":
+		err = cmdAudit(ctx, env, args[1:])
 	case "demo":
 		err = cmdDemo(ctx, env, args[1:])
 	case "simulate-device":

@@ -86,6 +86,11 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		if err := tx.PutProduct(ctx, store.Product{Name: s.Name, Model: s.Model, Hardware: s.Hardware, Created: now}); err != nil {
 			return err
 		}
+		// Not the contact: it may name a person.
+		if err := audit(ctx, tx, now, ActionProductAdd, s.Name, fmt.Sprintf("model %s; hardware %s; support until %s; %s",
+			s.Model, strings.Join(s.Hardware, ","), s.SupportUntil, policyDetail(s.Policy))); err != nil {
+			return err
+		}
 		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
 			if t.Delegations == nil {
 				t.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
@@ -198,6 +203,17 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 		if err := tx.AddRelease(ctx, rel); err != nil {
 			return err
 		}
+		// Not the notes: free text is no audit material.
+		detail := fmt.Sprintf("kind %s; security version %d; %d bytes; sha256 %s", rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
+		if m.SecurityOnly {
+			detail += "; security-only"
+			if m.SecurityOnlyOf != "" {
+				detail += " build of " + m.SecurityOnlyOf
+			}
+		}
+		if err := audit(ctx, tx, now, ActionReleaseAdd, rel.Product+"/"+rel.Version, detail); err != nil {
+			return err
+		}
 		sum, _ := hex.DecodeString(b.SHA256)
 		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
 			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
@@ -257,7 +273,11 @@ type FleetCustom struct {
 func (p *Project) StartRollout(ctx context.Context, product, version string, percent int) (store.Rollout, error) {
 	now := p.Clock.Now().UTC()
 	ro := store.Rollout{Product: product, Version: version, Percent: percent, Start: now, Updated: now}
-	return ro, p.publishRollout(ctx, ro)
+	detail := fmt.Sprintf("percent %d", percent)
+	if old, err := p.Store.Rollout(ctx, product); err == nil {
+		detail += fmt.Sprintf("; replaces the rollout of %s at %d%%", old.Version, old.Percent)
+	}
+	return ro, p.publishRollout(ctx, ro, ActionRolloutStart, detail)
 }
 
 // ChangeRollout changes the running rollout of a product.
@@ -266,12 +286,15 @@ func (p *Project) ChangeRollout(ctx context.Context, product string, change func
 	if err != nil {
 		return ro, fmt.Errorf("project: rollout of %s: %w (start one with uptrust rollout start)", product, err)
 	}
+	old := ro
 	change(&ro)
 	ro.Updated = p.Clock.Now().UTC()
-	return ro, p.publishRollout(ctx, ro)
+	return ro, p.publishRollout(ctx, ro, ActionRolloutChange, rolloutChange(old, ro))
 }
 
-func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
+// publishRollout stores ro, publishes it in the fleet repository and
+// records action with detail in the audit log, in one transaction.
+func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, detail string) error {
 	rule := rollout.Rule{Percent: ro.Percent, Halted: ro.Halted, Start: ro.Start}
 	if err := rule.Validate(); err != nil {
 		return err
@@ -297,6 +320,9 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout) error {
 	life := p.Lifetimes()
 	return p.Store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutRollout(ctx, ro); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, now, action, ro.Product+"/"+ro.Version, detail); err != nil {
 			return err
 		}
 		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {

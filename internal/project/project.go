@@ -4,7 +4,7 @@
 // Layout of DIR:
 //
 //	uptrust.json              configuration (thresholds, lifetimes, mode)
-//	uptrust.db                SQLite store: products, releases, rollouts, signed metadata, report counters
+//	uptrust.db                SQLite store: products, releases, rollouts, signed metadata, report counters, audit log
 //	blobs/sha256/..           payloads by content
 //	keys/offline/*.key        root, top-level targets and product keys (encrypted unless --dev)
 //	keys/online/*.key         snapshot, timestamp and fleet targets keys (0600, used by the server)
@@ -84,6 +84,24 @@ type Config struct {
 	Lifetimes     Lifetimes `json:"lifetimes"`
 	// MaxPayloadBytes bounds release payloads (0: no limit).
 	MaxPayloadBytes int64 `json:"max_payload_bytes"`
+	// Retention bounds how long rows that grow with use are kept; absent
+	// entries take the defaults (see Retention).
+	Retention Retention `json:"retention"`
+	// ReportK is the smallest report count shown exactly: smaller sums are
+	// shown as "fewer than ReportK" (uptrust reports). Absent or 0 means
+	// DefaultReportK.
+	ReportK int `json:"report_k"`
+}
+
+// DefaultReportK is the default ReportK.
+const DefaultReportK = 5
+
+// setDefaults fills fields that older configuration files lack.
+func (c *Config) setDefaults() {
+	c.Retention.setDefaults()
+	if c.ReportK == 0 {
+		c.ReportK = DefaultReportK
+	}
 }
 
 // Validate checks the configuration.
@@ -93,6 +111,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RootThreshold < 1 || c.RootThreshold > c.RootKeys {
 		return fmt.Errorf("project: root_threshold %d with %d root keys", c.RootThreshold, c.RootKeys)
+	}
+	if c.ReportK < 1 {
+		return fmt.Errorf("project: report_k %d must be at least 1", c.ReportK)
+	}
+	if err := c.Retention.Validate(); err != nil {
+		return err
 	}
 	return c.Lifetimes.repo().Validate()
 }
@@ -152,6 +176,7 @@ func Open(ctx context.Context, dir string, o Options) (*Project, error) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("project: %s: %w", filepath.Join(dir, "uptrust.json"), err)
 	}
+	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -200,6 +225,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 	if o.Lifetimes != nil {
 		cfg.Lifetimes = lifetimesFrom(*o.Lifetimes)
 	}
+	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -263,8 +289,16 @@ func (p *Project) initRepos(ctx context.Context) error {
 			return err
 		}
 		now := p.Clock.Now()
+		kind := "production project"
+		if p.Config.Dev {
+			kind = "development project (unencrypted 1-of-1 keys)"
+		}
 		err = p.Store.Update(ctx, func(tx store.Tx) error {
-			return repo.Init(ctx, tx, name, now, p.Config.Lifetimes.repo(), rk)
+			if err := repo.Init(ctx, tx, name, now, p.Config.Lifetimes.repo(), rk); err != nil {
+				return err
+			}
+			return audit(ctx, tx, now, ActionInit, name, fmt.Sprintf("%s repository created: root threshold %d of %d; %s",
+				name, p.Config.RootThreshold, p.Config.RootKeys, kind))
 		})
 		if err != nil {
 			return err

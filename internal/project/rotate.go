@@ -71,6 +71,10 @@ func (p *Project) RotateRootKey(ctx context.Context, name string, index int) err
 		if err != nil {
 			return err
 		}
+		if err := audit(ctx, tx, now, ActionRootRotate, name, fmt.Sprintf("root key %d replaced: key %s retired, key %s added",
+			index, oldKey.KeyID(), newKey.KeyID())); err != nil {
+			return err
+		}
 		return repo.RefreshSnapshot(ctx, tx, name, now, life, online.Snapshot, online.Timestamp)
 	})
 	if err != nil {

@@ -46,9 +46,10 @@ func (p *Project) Support(ctx context.Context, product string) (*release.Support
 // (release.ErrSupportShortened): support periods can be extended, never
 // shortened.
 func (p *Project) ExtendSupport(ctx context.Context, product, until string) (*release.Support, error) {
-	return p.reissueSupport(ctx, product, func(s *release.Support) error {
+	return p.reissueSupport(ctx, product, ActionSupportExtend, func(s *release.Support) (string, error) {
+		detail := fmt.Sprintf("support until %s (was %s)", until, s.Until)
 		s.Until = until
-		return nil
+		return detail, nil
 	})
 }
 
@@ -57,19 +58,22 @@ func (p *Project) SetPolicy(ctx context.Context, product string, pol release.Pol
 	if err := pol.Validate(); err != nil {
 		return nil, err
 	}
-	return p.reissueSupport(ctx, product, func(s *release.Support) error {
+	return p.reissueSupport(ctx, product, ActionPolicy, func(s *release.Support) (string, error) {
 		s.Policy = &pol
-		return nil
+		return policyDetail(&pol), nil
 	})
 }
 
-func (p *Project) reissueSupport(ctx context.Context, product string, change func(*release.Support) error) (*release.Support, error) {
+// reissueSupport publishes the product's declaration as changed by change,
+// which returns the audit detail; the audit entry records action.
+func (p *Project) reissueSupport(ctx context.Context, product, action string, change func(*release.Support) (string, error)) (*release.Support, error) {
 	prev, err := p.Support(ctx, product)
 	if err != nil {
 		return nil, err
 	}
 	next := *prev
-	if err := change(&next); err != nil {
+	detail, err := change(&next)
+	if err != nil {
 		return nil, err
 	}
 	next.Issued = p.Clock.Now().UTC().Truncate(time.Second)
@@ -101,6 +105,9 @@ func (p *Project) reissueSupport(ctx context.Context, product string, change fun
 			return nil
 		}, productKey)
 		if err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, now, action, product, detail); err != nil {
 			return err
 		}
 		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)

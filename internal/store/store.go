@@ -7,6 +7,12 @@
 //   - Metadata documents are append-only per (repo, role, version); putting
 //     the same version twice with a different body is ErrConflict.
 //   - Generation increases with every committed Update.
+//   - Audit entries are written through a Tx, so an entry lands exactly when
+//     the change it records does.
+//   - Purge and AddReport do not change the generation: neither touches
+//     served metadata.
+//   - No table holds a device identifier or a client address (see
+//     Describe: every table and column states its purpose).
 package store
 
 import (
@@ -19,6 +25,15 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: conflict")
+	// ErrNotPurgeable is returned by Purge for a table whose rows do not
+	// age out.
+	ErrNotPurgeable = errors.New("store: table has no age-based retention")
+)
+
+// Tables whose rows age out; Purge accepts these names.
+const (
+	TableReportCounts = "report_counts"
+	TableAudit        = "audit"
 )
 
 // Product is a product line.
@@ -72,6 +87,33 @@ type ReportCount struct {
 	Day time.Time
 }
 
+// AuditEntry records one operator action on the project. It names objects
+// the operator chose (products, releases, repositories), never a device, a
+// person or a client address.
+type AuditEntry struct {
+	Time time.Time
+	// Action is a fixed token such as "release.add"; it must not be empty.
+	Action string
+	// Object is what the action changed, such as "thermostat/1.1.0".
+	Object string
+	// Detail is a short summary written by uptrust, not free device text.
+	Detail string
+}
+
+// Table describes one table of the live schema: what it holds and why.
+type Table struct {
+	Name    string
+	Purpose string
+	Columns []Column
+}
+
+// Column describes one column of a Table.
+type Column struct {
+	Name    string
+	Type    string
+	Purpose string
+}
+
 // Reader reads the store.
 type Reader interface {
 	Product(ctx context.Context, name string) (Product, error)
@@ -87,6 +129,9 @@ type Reader interface {
 	// AllMetadata returns every stored document of a repo.
 	AllMetadata(ctx context.Context, repo string) ([]Metadata, error)
 	ReportCounts(ctx context.Context) ([]ReportCount, error)
+	// Audit returns every audit entry, oldest first; entries of equal time
+	// in the order they were added.
+	Audit(ctx context.Context) ([]AuditEntry, error)
 }
 
 // Tx is a transaction: reads see its own writes.
@@ -97,6 +142,8 @@ type Tx interface {
 	AddRelease(ctx context.Context, r Release) error
 	PutRollout(ctx context.Context, r Rollout) error
 	PutMetadata(ctx context.Context, m Metadata) error
+	// AddAudit records e; it commits or rolls back with the transaction.
+	AddAudit(ctx context.Context, e AuditEntry) error
 }
 
 // Store is a persistent store.
@@ -108,5 +155,15 @@ type Store interface {
 	Generation(ctx context.Context) (int64, error)
 	// AddReport adds n to a report counter for the UTC day of at.
 	AddReport(ctx context.Context, c ReportCount) error
+	// Purge deletes the rows of table that are older than before and
+	// returns how many it deleted. TableReportCounts: counters whose UTC
+	// day began before before, so that no remaining counter can hold a
+	// report received before it. TableAudit: entries whose Time is before
+	// before. Any other table fails with ErrNotPurgeable.
+	Purge(ctx context.Context, table string, before time.Time) (int64, error)
+	// Describe returns every table of the live schema, ordered by name,
+	// with its columns in schema order, their types, and the purpose of
+	// each as the schema states it ("" where it states none).
+	Describe(ctx context.Context) ([]Table, error)
 	Close() error
 }

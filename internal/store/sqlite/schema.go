@@ -92,6 +92,17 @@ CREATE TABLE generation ( -- purpose: single-row counter bumped by every committ
 
 INSERT INTO generation (id, value) VALUES (1, 0);
 `,
+	// 2: audit log of operator actions.
+	`
+CREATE TABLE audit ( -- purpose: record of operator actions on the project (init, products, support, policy, releases, rollouts, root keys, retention purges) for accountability; names what changed, never a device, a person or a client address
+	time TEXT NOT NULL, -- purpose: when the change was committed (UTC); entries older than the audit retention are purged
+	action TEXT NOT NULL CHECK (action <> ''), -- purpose: what was done, a fixed token such as release.add or rollout.change
+	object TEXT NOT NULL, -- purpose: what it was done to: a product, product/version or repository name chosen by the operator
+	detail TEXT NOT NULL -- purpose: short summary of the change written by uptrust (for example the new rollout percentage); never device data
+) STRICT;
+
+CREATE INDEX audit_by_time ON audit (time);
+`,
 }
 
 // ErrSchemaTooNew is returned by Open when the database was written by a newer
@@ -103,10 +114,13 @@ var ErrSchemaTooNew = errors.New("store/sqlite: database schema is newer than th
 // holds tables but was not created by this package.
 var ErrNotUptrust = errors.New("store/sqlite: database was not created by uptrust")
 
-// migrate brings the database to the newest schema version in one transaction. db must be
-// the write pool, whose transactions begin IMMEDIATE, so two processes opening
-// the same file cannot both apply a migration.
-func migrate(ctx context.Context, db *sql.DB, now time.Time) (err error) {
+// migrate brings the database to schema version len(steps) in one
+// transaction, applying the steps it has not applied yet. Open passes
+// migrations; tests pass a prefix of it to build a database as an older
+// program did. db must be the write pool, whose transactions begin
+// IMMEDIATE, so two processes opening the same file cannot both apply a
+// migration.
+func migrate(ctx context.Context, db *sql.DB, now time.Time, steps []string) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -135,11 +149,11 @@ func migrate(ctx context.Context, db *sql.DB, now time.Time) (err error) {
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return err
 	}
-	if current > len(migrations) {
-		return fmt.Errorf("%w: database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(migrations))
+	if current > len(steps) {
+		return fmt.Errorf("%w: database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(steps))
 	}
-	for i := current; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+	for i := current; i < len(steps); i++ {
+		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 		if _, err := tx.ExecContext(ctx,

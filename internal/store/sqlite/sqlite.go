@@ -7,7 +7,7 @@
 // enforced: a release needs its product, a rollout needs its release.
 //
 // Concurrency: a Store is safe for concurrent use. All writes (Update,
-// AddReport) go through a single connection whose transactions begin
+// AddReport, Purge) go through a single connection whose transactions begin
 // IMMEDIATE, so writers in this process queue on that connection and writers
 // in other processes wait up to busy_timeout (5 s) for the file lock. Reads go
 // through a separate pool of read-only connections and never wait for a
@@ -62,14 +62,15 @@ var (
 // when it is someone else's SQLite database, and ErrCorrupt when it is not a
 // database at all. ctx bounds the opening and migration only.
 func Open(ctx context.Context, path string) (*Store, error) {
-	s, err := open(ctx, path)
+	s, err := open(ctx, path, migrations)
 	if err != nil {
 		return nil, fmt.Errorf("store/sqlite: open %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func open(ctx context.Context, path string) (*Store, error) {
+// open opens path and migrates it to schema version len(steps).
+func open(ctx context.Context, path string, steps []string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, openErr(ctx, err)
 	}
-	if err := migrate(ctx, w, time.Now()); err != nil {
+	if err := migrate(ctx, w, time.Now(), steps); err != nil {
 		w.Close()
 		return nil, openErr(ctx, err)
 	}
@@ -160,7 +161,7 @@ func (s *Store) Close() error {
 // error unchanged; when fn panics, Update rolls back and the panic continues.
 // Reads through the Tx see its writes; reads through the Store during fn see
 // the state before it. fn must not call the Store's write methods (Update,
-// AddReport): they wait for the connection fn holds until ctx ends.
+// AddReport, Purge): they wait for the connection fn holds until ctx ends.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {

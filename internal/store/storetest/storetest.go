@@ -11,7 +11,14 @@
 //   - Updates are serialisable: concurrent read-modify-write Updates lose
 //     nothing (package repo reads the latest version and writes the next);
 //   - a failed Update leaves the generation unchanged;
-//   - Update with a cancelled context fails with the context's error.
+//   - Update with a cancelled context fails with the context's error;
+//   - audit entries commit and roll back with their Update and come back
+//     oldest first;
+//   - Purge deletes exactly the rows older than its bound (a report counter
+//     once its day began before it), leaves the generation alone and
+//     refuses tables without age-based retention;
+//   - Describe lists every table with a purpose, and every column with a
+//     type and a purpose.
 package storetest
 
 import (
@@ -50,6 +57,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"Reports", testReports},
 		{"ConcurrentReports", testConcurrentReports},
+		{"Audit", testAudit},
+		{"PurgeReportCounts", testPurgeReportCounts},
+		{"PurgeAudit", testPurgeAudit},
+		{"PurgeOtherTables", testPurgeOtherTables},
+		{"Describe", testDescribe},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,6 +195,7 @@ func testEmpty(t *testing.T, s store.Store) {
 			return len(v), err
 		},
 		"ReportCounts": func() (int, error) { v, err := s.ReportCounts(ctx); return len(v), err },
+		"Audit":        func() (int, error) { v, err := s.Audit(ctx); return len(v), err },
 	}
 	for name, list := range lists {
 		if n, err := list(); err != nil || n != 0 {

@@ -23,6 +23,7 @@ func writeEverything(ctx context.Context, tx store.Tx) error {
 		tx.AddRelease(ctx, release("p", "2.0", at(time.Hour))),
 		tx.PutRollout(ctx, store.Rollout{Product: "p", Version: "1.0", Percent: 50, Start: at(0), Updated: at(0)}),
 		tx.PutMetadata(ctx, metadata("release", "root", 1)),
+		tx.AddAudit(ctx, store.AuditEntry{Time: at(0), Action: "test.write", Object: "q"}),
 	)
 }
 
@@ -38,6 +39,9 @@ func wantNothingWritten(t *testing.T, s store.Store) {
 	wantNotFound(t, "rollout of a failed Update", err)
 	if ms, err := s.AllMetadata(ctx, "release"); err != nil || len(ms) != 0 {
 		t.Errorf("metadata after a failed Update: %d documents, %v; want none", len(ms), err)
+	}
+	if es, err := s.Audit(ctx); err != nil || len(es) != 0 {
+		t.Errorf("audit after a failed Update: %+v, %v; want none", es, err)
 	}
 }
 

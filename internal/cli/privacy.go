@@ -1,0 +1,253 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/project"
+)
+
+// writeJSON writes v indented, with a final newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// cmdReports prints the anonymous report counters with small counts hidden.
+func cmdReports(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "reports")
+	k := fs.Int("k", 0, "hide counts below K (default: report_k from uptrust.json; cannot be lower)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("reports: at most one PRODUCT")
+	}
+	if *k < 0 {
+		return usagef("reports: --k must be positive")
+	}
+	product := ""
+	if len(pos) == 1 {
+		product = pos[0]
+	}
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	sum, err := p.Reports(ctx, product, *k)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, sum)
+	}
+	fmt.Fprintf(env.Stdout, "anonymous update reports of the last %s, per release, outcome and error class\n", sum.Retention)
+	fmt.Fprintf(env.Stdout, "counts below %d are shown as \"fewer than %d\"\n\n", sum.K, sum.K)
+	if len(sum.Rows) == 0 {
+		fmt.Fprintln(env.Stdout, "no reports")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tVERSION\tOUTCOME\tERROR CLASS\tREPORTS")
+	for _, r := range sum.Rows {
+		class := r.ErrorClass
+		if class == "" {
+			class = "-"
+		}
+		count := fmt.Sprintf("fewer than %d", r.FewerThan)
+		if r.Count != nil {
+			count = strconv.FormatInt(*r.Count, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Product, r.Version, r.Outcome, class, count)
+	}
+	return tw.Flush()
+}
+
+// cmdPurge applies the configured retention once.
+func cmdPurge(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "purge")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("purge takes no arguments")
+	}
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	res, err := p.Purge(ctx)
+	for _, t := range res.Tables {
+		fmt.Fprintf(env.Stdout, "%s: removed %d rows older than %s (retention %s)\n",
+			t.Table, t.Rows, t.Before.Format(time.RFC3339), t.Period)
+	}
+	return err
+}
+
+// purgeEvery is how often uptrust serve applies the retention.
+const purgeEvery = time.Hour
+
+// purgeLoop applies the project's retention now and then every interval
+// until ctx ends, logging what each run removed. Errors are logged and the
+// loop goes on: a failed purge is retried at the next tick.
+func purgeLoop(ctx context.Context, p *project.Project, logger *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := p.Purge(ctx)
+		if err != nil && ctx.Err() == nil {
+			logger.Error("retention purge failed; retrying at the next run", "err", err)
+		}
+		if res.Rows() > 0 {
+			attrs := []any{"rows", res.Rows()}
+			for _, tb := range res.Tables {
+				attrs = append(attrs, tb.Table, tb.Rows)
+			}
+			logger.Info("retention purge", attrs...)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// cmdAudit prints the audit log.
+func cmdAudit(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "audit")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("audit takes no arguments")
+	}
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	es, err := p.Audit(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		type entry struct {
+			Time   time.Time `json:"time"`
+			Action string    `json:"action"`
+			Object string    `json:"object"`
+			Detail string    `json:"detail"`
+		}
+		out := make([]entry, len(es))
+		for i, e := range es {
+			out[i] = entry(e)
+		}
+		return writeJSON(env.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
+	}
+	return tw.Flush()
+}
+
+// cmdPrivacy prints the privacy report.
+func cmdPrivacy(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 || args[0] != "report" {
+		return usagef("privacy: want report")
+	}
+	fs, dir := flags(env, "privacy report")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if pos, err := parse(fs, args[1:]); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		return usagef("privacy report takes no arguments")
+	}
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	r, err := p.PrivacyReport(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, r)
+	}
+	return writePrivacyReport(env.Stdout, r)
+}
+
+func writePrivacyReport(w io.Writer, r *project.PrivacyReport) error {
+	var b strings.Builder
+	yesNo := func(v bool) string {
+		if v {
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintf(&b, "uptrust privacy report, generated %s\n", r.Generated.Format(time.RFC3339))
+	fmt.Fprintf(&b, "from the live schema of %s and the project's uptrust.json\n\n", r.Database)
+	fmt.Fprintf(&b, "Mode: %s. Devices have no identity on this server.\n\n", r.Mode)
+
+	b.WriteString("WHAT DEVICES SEND\n")
+	fmt.Fprintf(&b, "  Reading updates: %s.\n", r.DeviceRequests)
+	b.WriteString("  After an update attempt, one anonymous report with exactly these fields:\n")
+	for _, f := range r.DeviceReport {
+		fmt.Fprintf(&b, "    %-12s %s\n", f.Name, f.Description)
+	}
+	b.WriteString("  The server adds the report to a daily counter per release, outcome and error class and keeps nothing else of it.\n\n")
+
+	b.WriteString("CLIENT ADDRESSES\n")
+	fmt.Fprintf(&b, "  Stored: %s. Logged: %s.\n", yesNo(r.ClientAddressesStored), yesNo(r.ClientAddressesLogged))
+	fmt.Fprintf(&b, "  %s.\n\n", r.ClientAddresses)
+
+	b.WriteString("RATE LIMITING\n")
+	fmt.Fprintf(&b, "  %s.\n\n", r.RateLimit)
+
+	b.WriteString("WHAT THE SERVER STORES, FOR HOW LONG, AND WHY\n")
+	for _, t := range r.Tables {
+		fmt.Fprintf(&b, "  table %s\n", t.Name)
+		fmt.Fprintf(&b, "    why:  %s\n", orNone(t.Purpose))
+		fmt.Fprintf(&b, "    retention: %s\n", t.Kept)
+		b.WriteString("    columns:\n")
+		for _, c := range t.Columns {
+			fmt.Fprintf(&b, "      %s (%s): %s\n", c.Name, orNone(c.Type), orNone(c.Purpose))
+		}
+	}
+	b.WriteString("\n")
+
+	b.WriteString("WHAT OPERATORS SEE\n")
+	fmt.Fprintf(&b, "  uptrust reports sums the counters over the retained days and shows every count below %d as \"fewer than %d\" (report_k in uptrust.json).\n\n", r.ReportK, r.ReportK)
+
+	b.WriteString("WHAT THE SERVER LOGS\n")
+	for _, l := range r.ServerLogs {
+		fmt.Fprintf(&b, "  - %s\n", l)
+	}
+	b.WriteString("\nNOT COVERED BY THIS REPORT\n")
+	for _, l := range r.NotCovered {
+		fmt.Fprintf(&b, "  - %s\n", l)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(not stated in the schema)"
+	}
+	return s
+}

@@ -1,0 +1,176 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/server"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// PrivacyReport says what the server stores, for how long and why, what
+// devices send and what the server logs. It is generated: the tables and
+// columns from the live database schema (store.Store.Describe and its
+// "-- purpose:" comments), the periods and thresholds from uptrust.json,
+// the report fields from server.Report, the rate limit from the server's
+// defaults. Nothing lists tables by hand, so a new table shows up in the
+// report the moment it exists in the database.
+type PrivacyReport struct {
+	Generated time.Time `json:"generated"`
+	// Mode is the privacy mode of the project: "anonymous", the only one
+	// this server implements.
+	Mode     string         `json:"mode"`
+	Database string         `json:"database"`
+	Tables   []TablePrivacy `json:"tables"`
+	// ReportK is the threshold below which uptrust reports hides counts.
+	ReportK int `json:"report_k"`
+	// DeviceReport lists the fields of the one message devices send.
+	DeviceReport []ReportField `json:"device_report"`
+	// DeviceRequests describes the requests devices make to read updates.
+	DeviceRequests string `json:"device_requests"`
+	// ClientAddressesStored and ClientAddressesLogged are always false:
+	// no table has a place for an address and the server redacts them
+	// from its logs. ClientAddresses says so in words.
+	ClientAddressesStored bool     `json:"client_addresses_stored"`
+	ClientAddressesLogged bool     `json:"client_addresses_logged"`
+	ClientAddresses       string   `json:"client_addresses"`
+	RateLimit             string   `json:"rate_limit"`
+	ServerLogs            []string `json:"server_logs"`
+	NotCovered            []string `json:"not_covered"`
+}
+
+// TablePrivacy is one table of the live schema with its retention.
+type TablePrivacy struct {
+	Name    string         `json:"name"`
+	Purpose string         `json:"purpose"`
+	Columns []ColumnReport `json:"columns"`
+	// Retention is the configured period, absent when the rows are kept
+	// until the operator deletes them.
+	Retention *Period `json:"retention,omitempty"`
+	// Kept says in words how long rows stay and why.
+	Kept string `json:"kept"`
+}
+
+// ColumnReport is one column of a TablePrivacy.
+type ColumnReport struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Purpose string `json:"purpose"`
+}
+
+// ReportField is one field of the anonymous report devices send.
+type ReportField struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// KeptUntilDeleted starts the Kept text of a table without a retention
+// period.
+const KeptUntilDeleted = "kept until deleted by the operator"
+
+// keptReasons says why a table without a retention period keeps its rows.
+// It is not a list of tables: the report lists what the database holds,
+// and a table missing here is reported as kept with no reason recorded.
+// TestPrivacyReportCoversLiveSchema fails when a table of the schema has
+// neither a retention period nor a reason.
+var keptReasons = map[string]string{
+	"products":          "product lines are the operator's own definitions of what they publish, not records of device activity",
+	"releases":          "releases are the product itself: devices verify and install them, and the published history must stay complete",
+	"rollouts":          "one row per product holds the current offer; a change replaces it rather than adding a row",
+	"metadata":          "signed TUF metadata is the product itself: devices need every root version to follow key rotations, and documents are append-only",
+	"schema_migrations": "one row per schema upgrade of this database file, needed to upgrade it safely",
+	"generation":        "a single counter row",
+}
+
+// reportFieldDocs describes the fields of server.Report by JSON name. The
+// fields themselves are read from the type; TestPrivacyReportFields fails
+// when one has no description here.
+var reportFieldDocs = map[string]string{
+	"product":     "the product name the device was built for, as published by the operator",
+	"version":     "the release version the report is about",
+	"outcome":     "one of " + strings.Join([]string{server.OutcomeInstalled, server.OutcomeRolledBack, server.OutcomeFailed, server.OutcomeRejected}, ", "),
+	"error_class": "a coarse failure class such as health-check or hash, empty on success; a short token, never free text",
+}
+
+// PrivacyReport builds the report from the live database and configuration.
+func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
+	tables, err := p.Store.Describe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("project: privacy report: %w", err)
+	}
+	r := &PrivacyReport{
+		Generated: p.Clock.Now().UTC(),
+		Mode:      "anonymous",
+		Database:  p.path("uptrust.db"),
+		ReportK:   p.Config.ReportK,
+		DeviceRequests: "devices read the signed repositories under /repo/ with plain GET requests that carry no identifier: " +
+			"no cookies, no credentials, no query strings, and the same User-Agent on every device and version; " +
+			"each device computes its rollout share from a random seed that never leaves it",
+		ClientAddresses: "Not stored: no table has a column for them, and a report is added to a daily counter and then dropped. " +
+			"Not logged: the server writes no line per request, and client addresses in net/http's own error messages are replaced by [redacted]",
+		RateLimit: fmt.Sprintf("Reports are rate-limited by one global token bucket in memory (%d per second, bursts of %d, unless "+
+			"configured otherwise); it keeps no state per client, because the server keeps no client addresses",
+			server.DefaultReportRate, server.DefaultReportBurst),
+		ServerLogs: []string{
+			"start and stop: the server's own listening address, whether TLS is on, the project directory",
+			"content reloads: the store generation and how many documents are served",
+			"re-signing of online metadata close to expiry",
+			"errors: payload files missing or of the wrong size (with the URL path, which names a release, not a device); failures to store a report; net/http errors with client addresses redacted",
+			"retention purges: the table and how many rows were removed",
+			"never: requests, client addresses, report contents",
+		},
+		NotCovered: []string{
+			"a reverse proxy, load balancer or CDN in front of the server keeps its own logs, usually with client addresses; configure their retention separately",
+			"backups of uptrust.db keep purged rows until the backups themselves expire",
+		},
+	}
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[server.Report]()) {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		r.DeviceReport = append(r.DeviceReport, ReportField{Name: name, Description: reportFieldDocs[name]})
+	}
+	for _, t := range tables {
+		r.Tables = append(r.Tables, p.tablePrivacy(t))
+	}
+	return r, nil
+}
+
+func (p *Project) tablePrivacy(t store.Table) TablePrivacy {
+	tp := TablePrivacy{Name: t.Name, Purpose: t.Purpose, Columns: make([]ColumnReport, len(t.Columns))}
+	for i, c := range t.Columns {
+		tp.Columns[i] = ColumnReport(c)
+	}
+	if per, ok := p.Config.Retention.Period(t.Name); ok {
+		tp.Retention = &per
+		tp.Kept = fmt.Sprintf("deleted %s after it was recorded (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
+			humanPeriod(per), t.Name)
+		if t.Name == store.TableReportCounts {
+			tp.Kept = fmt.Sprintf("a daily counter is deleted once its day began more than %s ago (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
+				humanPeriod(per), t.Name)
+		}
+		return tp
+	}
+	if why, ok := keptReasons[t.Name]; ok {
+		tp.Kept = KeptUntilDeleted + ": " + why
+	} else {
+		tp.Kept = KeptUntilDeleted + ": no reason is recorded for this table; review what it holds and give it a retention period if it grows with device activity"
+	}
+	return tp
+}
+
+// humanPeriod writes "400 days" for whole days and a duration otherwise.
+func humanPeriod(p Period) string {
+	d := time.Duration(p)
+	switch {
+	case d == day:
+		return "1 day"
+	case d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
