@@ -142,7 +142,17 @@ func (a *Agent) step(s *State, point string) error {
 // Check runs one cycle: it first finishes whatever a previous run left
 // (trial boot, commit, rollback), then, when idle, checks for an update and
 // installs it. It returns the check record also stored in state.json.
+//
+// The cycle holds the state lock (see lockState) throughout, so owner
+// commands wait for it rather than lose their change. Events for the owner
+// are queued in state with the step that caused them and handed to the
+// notify hook at the end of the cycle, or before a reboot.
 func (a *Agent) Check(ctx context.Context) (*Check, error) {
+	unlock, err := lockState(ctx, a.cfg.DataDir, func() { a.log.Info("waiting for another agent process or an owner command to release the state") })
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	s, err := LoadState(a.cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -151,9 +161,16 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 		return s.LastCheck, err
 	}
 	if s.Phase != PhaseIdle {
-		return s.LastCheck, nil
+		return s.LastCheck, a.deliver(ctx, s)
 	}
 	chk, err := a.checkAndInstall(ctx, s)
+	if errors.Is(err, ErrPowerLoss) || errors.Is(err, ErrRebooting) {
+		return chk, err
+	}
+	a.watch(s, a.clock.Now())
+	if derr := a.deliver(ctx, s); derr != nil && err == nil {
+		err = derr
+	}
 	a.flushReports(ctx)
 	return chk, err
 }

@@ -12,7 +12,14 @@
 //     matched them;
 //   - the highest security version ever committed only grows, and no
 //     release below it or not newer than the running one is installed;
-//   - a release that failed is not retried.
+//   - a release that failed is not retried;
+//   - a release with adverse impact (more data collection, new data
+//     recipients, removed functions) or of a kind the maker's policy does
+//     not install automatically installs only with the owner's recorded
+//     consent; while the owner has automatic updates off or postponed,
+//     nothing installs without consent (see Judge);
+//   - the accepted support declaration is never replaced by one that ends
+//     earlier.
 //
 // This package must not import the server, store or web packages (a test
 // enforces it), so the agent binary stays small.
@@ -26,12 +33,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
 )
 
-// Duration is a time.Duration written as "90s" or "6h" in JSON.
+// Duration is a time.Duration written as "90s", "6h" or "14d" in JSON (see
+// ParseDuration).
 type Duration time.Duration
 
 // MarshalJSON writes a Go duration string.
@@ -43,12 +53,42 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration: %w", err)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return err
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// maxDays bounds the day count ParseDuration accepts (about 100 years), far
+// below what a time.Duration can hold.
+const maxDays = 36500
+
+// ParseDuration parses a Go duration ("90s", "72h30m") that may start with
+// a whole number of days ("7d", "1d12h"). A day is 24 hours.
+func ParseDuration(s string) (time.Duration, error) {
+	days, rest, hasDays := strings.Cut(s, "d")
+	if !hasDays {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("duration %q: want e.g. 90s, 72h or 7d", s)
+		}
+		return v, nil
+	}
+	n, err := strconv.Atoi(days)
+	if err != nil || n < 0 || n > maxDays || strings.HasPrefix(days, "+") {
+		return 0, fmt.Errorf("duration %q: want a whole number of days before \"d\" (at most %d), e.g. 7d", s, maxDays)
+	}
+	v := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("duration %q: %q after the days is not a duration like 12h", s, rest)
+		}
+		v += r
+	}
+	return v, nil
 }
 
 // SlotConfig selects and configures the A/B backend.
@@ -102,6 +142,16 @@ type Config struct {
 	RebootCommand []string `json:"reboot_command,omitempty"`
 	// Reports turns anonymous outcome reports on (default true).
 	Reports *bool `json:"reports,omitempty"`
+	// Notify is an executable with its arguments that tells the owner
+	// about events (see Event): it gets one JSON event on stdin per call.
+	// Empty: no notifications.
+	Notify []string `json:"notify,omitempty"`
+	// NotifyTimeout bounds one run of Notify (default 30s).
+	NotifyTimeout Duration `json:"notify_timeout,omitempty"`
+	// StaleAfter is how long the device may go without fresh signed
+	// metadata before it warns that it may be cut off from updates
+	// (default 14 days).
+	StaleAfter Duration `json:"stale_after,omitempty"`
 }
 
 // LoadConfig reads and validates a config file. Relative paths in it are
@@ -176,6 +226,21 @@ func (c *Config) Validate() error {
 	}
 	if len(c.RebootCommand) == 0 {
 		c.RebootCommand = []string{"systemctl", "reboot"}
+	}
+	if len(c.Notify) > 0 && c.Notify[0] == "" {
+		return errors.New("notify: the first element must be the executable to run")
+	}
+	if c.NotifyTimeout == 0 {
+		c.NotifyTimeout = Duration(30 * time.Second)
+	}
+	if c.NotifyTimeout < 0 {
+		return fmt.Errorf("notify_timeout %v is negative", time.Duration(c.NotifyTimeout))
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = Duration(14 * 24 * time.Hour)
+	}
+	if c.StaleAfter < Duration(time.Hour) {
+		return fmt.Errorf("stale_after %v is too short (at least 1h)", time.Duration(c.StaleAfter))
 	}
 	return nil
 }

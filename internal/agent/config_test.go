@@ -116,6 +116,21 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if !c.ReportsEnabled() {
 		t.Error("reports are off by default")
 	}
+	if len(c.Notify) != 0 || time.Duration(c.NotifyTimeout) != 30*time.Second || time.Duration(c.StaleAfter) != 14*24*time.Hour {
+		t.Errorf("notify %q, notify timeout %v, stale after %v; want none, 30s, 14 days", c.Notify, time.Duration(c.NotifyTimeout), time.Duration(c.StaleAfter))
+	}
+}
+
+func TestLoadConfigOwnerFields(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, with(baseConfig(),
+		"notify", []string{"/usr/libexec/notify-owner", "--via", "mail"}, "notify_timeout", "5s", "stale_after", "7d12h")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Notify, []string{"/usr/libexec/notify-owner", "--via", "mail"}) || time.Duration(c.NotifyTimeout) != 5*time.Second ||
+		time.Duration(c.StaleAfter) != 7*24*time.Hour+12*time.Hour {
+		t.Errorf("owner fields: notify %q, timeout %v, stale after %v", c.Notify, time.Duration(c.NotifyTimeout), time.Duration(c.StaleAfter))
+	}
 }
 
 func TestLoadConfigExplicitValues(t *testing.T) {
@@ -183,6 +198,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"short poll", with(baseConfig(), "poll_interval", "500ms"), "too short"},
 		{"bad duration", with(baseConfig(), "poll_interval", "soon"), "duration"},
 		{"duration not a string", with(baseConfig(), "poll_interval", 60), "duration"},
+		{"notify without executable", with(baseConfig(), "notify", []string{""}), "notify"},
+		{"negative notify timeout", with(baseConfig(), "notify_timeout", "-1s"), "notify_timeout"},
+		{"short stale_after", with(baseConfig(), "stale_after", "10m"), "stale_after"},
+		{"bad days", with(baseConfig(), "stale_after", "2weeks"), "duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.cfg)

@@ -30,6 +30,9 @@ const (
 	ClassBootloader        = "bootloader"
 	ClassBootFallback      = "boot-fallback"
 	ClassHealthCheck       = "health-check"
+	// ClassSupportShortened: a signed support declaration ended earlier
+	// than the one accepted before; the agent kept the earlier one.
+	ClassSupportShortened = "support-shortened"
 )
 
 // classify maps an error to its class.

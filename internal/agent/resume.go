@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/uptrust/uptrust/internal/release"
 )
 
 // resume finishes an install that a reboot or a power loss interrupted. It
@@ -103,6 +105,10 @@ func (a *Agent) doReboot(ctx context.Context, s *State) error {
 	if err := saveState(a.cfg.DataDir, s); err != nil {
 		return err
 	}
+	// A real reboot ends this process: tell the owner first.
+	if err := a.deliver(ctx, s); err != nil {
+		return err
+	}
 	return a.reboot(ctx)
 }
 
@@ -148,6 +154,9 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 	s.Phase, s.Pending = PhaseIdle, nil
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "installed",
 		Reason: fmt.Sprintf("%s is installed and committed in slot %s", p.Version, p.Slot)}
+	s.Waiting = stillWaiting(s.Waiting, s.Version)
+	a.emit(s, Event{Event: EventInstalled, Key: EventInstalled + "|" + p.Version, Version: p.Version,
+		Message: fmt.Sprintf("%s %s is installed and running", p.Product, p.Version)})
 	a.log.Info("update committed", "version", p.Version, "slot", p.Slot)
 	return a.step(s, "idle-after-commit")
 }
@@ -161,6 +170,8 @@ func (a *Agent) fail(ctx context.Context, s *State, f *Failure) error {
 	s.Phase, s.Pending = PhaseIdle, nil
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "rolled-back", ErrorClass: f.ErrorClass,
 		Reason: fmt.Sprintf("%s was rolled back (%s): %s; running %s again, the release will not be retried", p.Version, f.ErrorClass, f.Reason, s.Version)}
+	a.emit(s, Event{Event: EventRolledBack, Key: EventRolledBack + "|" + p.Version, Version: p.Version, ErrorClass: f.ErrorClass,
+		Message: fmt.Sprintf("%s %s was rolled back (%s): %s; %s runs again", p.Product, p.Version, f.ErrorClass, f.Reason, s.Version)})
 	a.log.Warn("update rolled back", "version", p.Version, "class", f.ErrorClass, "reason", f.Reason)
 	return a.step(s, "idle-after-rollback")
 }
@@ -177,4 +188,15 @@ func (a *Agent) abandon(ctx context.Context, s *State, class string, err error) 
 		return serr
 	}
 	return fmt.Errorf("agent: %w", err)
+}
+
+// stillWaiting drops the releases that are no longer newer than running.
+func stillWaiting(ws []Waiting, running string) []Waiting {
+	var out []Waiting
+	for _, w := range ws {
+		if release.CompareVersions(w.Version, running) > 0 {
+			out = append(out, w)
+		}
+	}
+	return out
 }

@@ -66,7 +66,8 @@ type Failure struct {
 // Check is the outcome of the last update check, for status.
 type Check struct {
 	At time.Time `json:"at"`
-	// Offered is the version the repositories agree on, if any.
+	// Offered is the version the decision is about: the one installed or
+	// refused, else the highest offered.
 	Offered string `json:"offered,omitempty"`
 	// Action: "none", "installed", "rebooting", "waiting", "rejected", "error".
 	Action     string `json:"action"`
@@ -95,6 +96,106 @@ type State struct {
 	Support *release.Support `json:"support,omitempty"`
 	// LastReported avoids reporting the same rejection every poll.
 	LastReported string `json:"last_reported,omitempty"`
+
+	// Fields below were added after format version 1 was first written;
+	// all are optional, and a state.json without them reads as "no owner
+	// choices, nothing waiting, nothing notified".
+
+	// Provisioned is the wall-clock time of provisioning; it stands in for
+	// LastRefresh until the first successful refresh.
+	Provisioned *time.Time `json:"provisioned,omitempty"`
+	// LastRefresh is when both repositories last refreshed successfully:
+	// verified, unexpired metadata (TUF rejects anything else).
+	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// Offered lists the versions offered at the last successful refresh,
+	// highest first.
+	Offered []string `json:"offered,omitempty"`
+	// Owner holds the owner's choices. Only owner commands change it.
+	Owner Owner `json:"owner"`
+	// Waiting lists offered releases held for the owner at the last
+	// successful refresh, highest first, with what `consent` shows.
+	Waiting []Waiting `json:"waiting,omitempty"`
+	// SupportRefused is the latest support declaration refused for ending
+	// earlier than the accepted one, while the repository still serves it.
+	SupportRefused *SupportRefusal `json:"support_refused,omitempty"`
+	// Notified maps the key of every event handed to the notify hook to
+	// when it was queued, so each is sent once (bounded, oldest dropped).
+	Notified map[string]time.Time `json:"notified,omitempty"`
+	// Outbox holds events queued for the notify hook and not yet run.
+	Outbox []Event `json:"outbox,omitempty"`
+}
+
+// Owner is what the device's owner decided, within the maker's policy
+// (release.Policy in the accepted support declaration).
+type Owner struct {
+	// Consents maps a version to when the owner consented to installing
+	// it. A consent lifts every owner rule for that version only.
+	Consents map[string]time.Time `json:"consents,omitempty"`
+	// PostponedUntil: automatic installs wait until then.
+	PostponedUntil *time.Time `json:"postponed_until,omitempty"`
+	// PostponedSince is when the current, uninterrupted postponement
+	// began; the maker's MaxPostponeDays counts from it, so renewing a
+	// postponement cannot stretch it beyond the limit.
+	PostponedSince *time.Time `json:"postponed_since,omitempty"`
+	// AutoUpdatesOffSince is set while the owner has turned automatic
+	// updates off.
+	AutoUpdatesOffSince *time.Time `json:"auto_updates_off_since,omitempty"`
+	// History lists the owner's decisions, oldest first (the latest
+	// maxHistory).
+	History []OwnerChange `json:"history,omitempty"`
+}
+
+// OwnerChange is one decision of the owner.
+type OwnerChange struct {
+	At time.Time `json:"at"`
+	// Action: "consent", "postpone", "postpone-cancel", "auto-updates-off"
+	// or "auto-updates-on".
+	Action  string     `json:"action"`
+	Version string     `json:"version,omitempty"`
+	Until   *time.Time `json:"until,omitempty"`
+}
+
+// maxHistory bounds Owner.History.
+const maxHistory = 100
+
+// record appends c to the history, dropping the oldest beyond maxHistory.
+func (o *Owner) record(c OwnerChange) {
+	o.History = append(o.History, c)
+	if n := len(o.History); n > maxHistory {
+		o.History = append([]OwnerChange(nil), o.History[n-maxHistory:]...)
+	}
+}
+
+// Waiting is an offered release that passed every check of the agent and
+// is held by an owner rule (see Judge). It keeps what the owner needs to
+// decide offline: notes, impact reasons, advisories.
+type Waiting struct {
+	Version string       `json:"version"`
+	Kind    release.Kind `json:"kind"`
+	// Hold is the rule that holds it: HoldAdverse, HoldKind, HoldAutoOff
+	// or HoldPostponed.
+	Hold string `json:"hold"`
+	// Reason says in plain words why it waits and how to install it.
+	Reason string `json:"reason"`
+	// ImpactReasons are the manifest's adverse impacts in plain words.
+	ImpactReasons []string           `json:"impact_reasons,omitempty"`
+	Notes         string             `json:"notes,omitempty"`
+	Advisories    []release.Advisory `json:"advisories,omitempty"`
+	// SecurityOnlyOf is set on a security-only build: the feature build
+	// it carries the security fixes of.
+	SecurityOnlyOf string `json:"security_only_of,omitempty"`
+	// Since is when the release was first found waiting.
+	Since time.Time `json:"since"`
+}
+
+// SupportRefusal records a support declaration the agent refused because
+// it ends earlier than the one accepted before.
+type SupportRefusal struct {
+	OfferedUntil  string    `json:"offered_until"`
+	OfferedIssued time.Time `json:"offered_issued"`
+	AcceptedUntil string    `json:"accepted_until"`
+	// At is when the agent first refused it.
+	At time.Time `json:"at"`
 }
 
 func statePath(dataDir string) string { return filepath.Join(dataDir, "state.json") }
@@ -121,6 +222,12 @@ func LoadState(dataDir string) (*State, error) {
 	if s.Failed == nil {
 		s.Failed = map[string]Failure{}
 	}
+	if s.Owner.Consents == nil {
+		s.Owner.Consents = map[string]time.Time{}
+	}
+	if s.Notified == nil {
+		s.Notified = map[string]time.Time{}
+	}
 	return &s, nil
 }
 
@@ -137,8 +244,8 @@ func saveState(dataDir string, s *State) error {
 }
 
 // Provision creates the data directory's initial state: the factory
-// version running from the booted slot and a fresh random rollout seed. It
-// refuses to overwrite existing state.
+// version running from the booted slot, a fresh random rollout seed and the
+// provisioning time (wall clock). It refuses to overwrite existing state.
 func Provision(dataDir, version string, securityVersion uint64) error {
 	if _, err := os.Stat(statePath(dataDir)); err == nil {
 		return fmt.Errorf("agent: %s is provisioned already", dataDir)
@@ -150,6 +257,8 @@ func Provision(dataDir, version string, securityVersion uint64) error {
 	if _, err := rand.Read(seed); err != nil {
 		return fmt.Errorf("agent: seed: %w", err)
 	}
+	now := time.Now().UTC()
 	return saveState(dataDir, &State{FormatVersion: 1, Phase: PhaseIdle, Version: version,
-		SecurityVersion: securityVersion, MaxSecurityVersion: securityVersion, Seed: seed, Failed: map[string]Failure{}})
+		SecurityVersion: securityVersion, MaxSecurityVersion: securityVersion, Seed: seed, Failed: map[string]Failure{},
+		Provisioned: &now})
 }

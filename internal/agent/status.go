@@ -4,14 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/release"
 )
 
-// Status is what `uptrust-agent status` shows the owner.
+// Status is what `uptrust-agent status` shows the owner. The JSON field
+// names are stable: new fields may be added, none is renamed or removed.
 type Status struct {
 	Product            string             `json:"product"`
 	Hardware           string             `json:"hardware"`
@@ -26,6 +27,33 @@ type Status struct {
 	Failed             map[string]Failure `json:"failed,omitempty"`
 	QueuedReports      int                `json:"queued_reports"`
 	Warnings           []string           `json:"warnings,omitempty"`
+
+	// Offered lists the versions offered at the last successful refresh,
+	// highest first.
+	Offered []string `json:"offered,omitempty"`
+	// LastRefresh is when fresh signed metadata last arrived.
+	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// MetadataStale is true when that was longer ago than stale_after.
+	MetadataStale bool `json:"metadata_stale"`
+	// Waiting lists releases held for the owner and why.
+	Waiting []Waiting `json:"waiting,omitempty"`
+	// AutoUpdates is "on" or "off" (the owner's choice).
+	AutoUpdates         string     `json:"auto_updates"`
+	AutoUpdatesOffSince *time.Time `json:"auto_updates_off_since,omitempty"`
+	// PostponedUntil is set while a postponement is in force.
+	PostponedUntil *time.Time `json:"postponed_until,omitempty"`
+	// Consents maps versions to when the owner consented.
+	Consents map[string]time.Time `json:"consents,omitempty"`
+	// MakerPolicy is the policy of the accepted support declaration (or
+	// the default when it has none).
+	MakerPolicy release.Policy `json:"maker_policy"`
+	// SupportEnded is true after the last day of support.
+	SupportEnded   bool   `json:"support_ended"`
+	SupportContact string `json:"support_contact,omitempty"`
+	// SupportRefused is a shortened declaration the agent refused.
+	SupportRefused *SupportRefusal `json:"support_refused,omitempty"`
+	// OwnerHistory lists the owner's decisions, oldest first.
+	OwnerHistory []OwnerChange `json:"owner_history,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It
@@ -36,7 +64,12 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 		return nil, err
 	}
 	st := &Status{Product: cfg.Product, Hardware: cfg.Hardware, Version: s.Version, SecurityVersion: s.SecurityVersion,
-		MaxSecurityVersion: s.MaxSecurityVersion, Phase: s.Phase, LastCheck: s.LastCheck, Failed: s.Failed}
+		MaxSecurityVersion: s.MaxSecurityVersion, Phase: s.Phase, LastCheck: s.LastCheck, Failed: s.Failed,
+		Offered: s.Offered, LastRefresh: s.LastRefresh, Waiting: s.Waiting, AutoUpdates: "on",
+		MakerPolicy: s.Support.EffectivePolicy(), SupportRefused: s.SupportRefused, OwnerHistory: s.Owner.History}
+	if len(s.Owner.Consents) > 0 {
+		st.Consents = s.Owner.Consents
+	}
 	if slots != nil {
 		if bs, err := slots.State(ctx); err == nil {
 			st.BootedSlot = bs.Booted
@@ -48,10 +81,27 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 		st.Installing = s.Pending.Version
 	}
 	if s.Support != nil {
-		st.SupportUntil = s.Support.Until
+		st.SupportUntil, st.SupportContact = s.Support.Until, s.Support.Contact
 		if t, err := time.Parse(time.DateOnly, s.Support.Until); err == nil && now.After(t.Add(24*time.Hour)) {
+			st.SupportEnded = true
 			st.Warnings = append(st.Warnings, fmt.Sprintf("security support for this device ended on %s", s.Support.Until))
 		}
+	}
+	if r := s.SupportRefused; r != nil {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("the maker signed a support declaration ending on %s, earlier than the %s accepted on this device; "+
+			"it was refused (support can be extended, never shortened) and reported", r.OfferedUntil, r.AcceptedUntil))
+	}
+	if off := s.Owner.AutoUpdatesOffSince; off != nil {
+		st.AutoUpdates, st.AutoUpdatesOffSince = "off", off
+		st.Warnings = append(st.Warnings, fmt.Sprintf("automatic updates are off since %s (owner's choice): security fixes are not installed; "+
+			"turn them on with uptrust-agent policy auto-updates on", off.UTC().Format(timeFormat)))
+	}
+	if u := s.Owner.PostponedUntil; u != nil && now.Before(*u) {
+		st.PostponedUntil = u
+	}
+	if ref, stale := staleSince(s, cfg, now); stale {
+		st.MetadataStale = true
+		st.Warnings = append(st.Warnings, staleMessage(ref, now))
 	}
 	q := &reportQueue{dir: reportsDir(cfg)}
 	if files, err := q.pending(); err == nil {
@@ -70,35 +120,71 @@ func (st *Status) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "product:          %s (hardware %s)\n", st.Product, st.Hardware)
 	fmt.Fprintf(w, "running:          %s (security version %d) in slot %s\n", st.Version, st.SecurityVersion, orDash(string(st.BootedSlot)))
 	if st.SupportUntil != "" {
-		fmt.Fprintf(w, "supported until:  %s\n", st.SupportUntil)
+		line := st.SupportUntil
+		if st.SupportEnded {
+			line += " (ended; releases the maker still signs are installed)"
+		}
+		if st.SupportContact != "" {
+			line += ", contact " + st.SupportContact
+		}
+		fmt.Fprintf(w, "supported until:  %s\n", line)
 	}
 	if st.Installing != "" {
 		fmt.Fprintf(w, "installing:       %s (step: %s)\n", st.Installing, st.Phase)
 	}
 	if c := st.LastCheck; c != nil {
 		fmt.Fprintf(w, "last check:       %s\n", c.At.Format(time.RFC3339))
-		fmt.Fprintf(w, "offered:          %s\n", orDash(c.Offered))
+		offered := c.Offered
+		if len(st.Offered) > 0 {
+			offered = strings.Join(st.Offered, ", ")
+		}
+		fmt.Fprintf(w, "offered:          %s\n", orDash(offered))
 		fmt.Fprintf(w, "decision:         %s\n", c.Action)
 		fmt.Fprintf(w, "why:              %s\n", c.Reason)
 		if c.ErrorClass != "" {
 			fmt.Fprintf(w, "error class:      %s\n", c.ErrorClass)
 		}
 	}
-	if len(st.Failed) > 0 {
-		var vs []string
-		for v := range st.Failed {
-			vs = append(vs, v)
+	for _, wt := range st.Waiting {
+		fmt.Fprintf(w, "waiting:          %s (%s) %s\n", wt.Version, wt.Kind, wt.Reason)
+		if wt.SecurityOnlyOf != "" {
+			fmt.Fprintf(w, "                    security-only build of %s\n", wt.SecurityOnlyOf)
 		}
-		sort.Strings(vs)
-		for _, v := range vs {
-			f := st.Failed[v]
-			fmt.Fprintf(w, "failed release:   %s (%s) %s\n", v, f.ErrorClass, f.Reason)
+		for _, r := range wt.ImpactReasons {
+			fmt.Fprintf(w, "                    impact: %s\n", r)
 		}
+		for _, a := range wt.Advisories {
+			fmt.Fprintf(w, "                    fixes: %s\n", advisory(a))
+		}
+	}
+	fmt.Fprintf(w, "auto-updates:     %s", st.AutoUpdates)
+	if st.AutoUpdatesOffSince != nil {
+		fmt.Fprintf(w, " since %s (owner's choice)", st.AutoUpdatesOffSince.UTC().Format(timeFormat))
+	}
+	fmt.Fprintf(w, "; the maker installs %s releases without adverse impact automatically\n", kinds(st.MakerPolicy.AutoInstall))
+	if st.PostponedUntil != nil {
+		fmt.Fprintf(w, "postponed until:  %s (owner's choice; the maker allows up to %d days)\n",
+			st.PostponedUntil.UTC().Format(timeFormat), st.MakerPolicy.MaxPostponeDays)
+	}
+	for _, v := range sortedKeys(st.Consents) {
+		fmt.Fprintf(w, "consented:        %s on %s\n", v, st.Consents[v].UTC().Format(timeFormat))
+	}
+	for _, v := range sortedKeys(st.Failed) {
+		f := st.Failed[v]
+		fmt.Fprintf(w, "failed release:   %s (%s) %s\n", v, f.ErrorClass, f.Reason)
 	}
 	fmt.Fprintf(w, "queued reports:   %d\n", st.QueuedReports)
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "WARNING:          %s\n", warn)
 	}
+}
+
+// advisory shows an advisory as "CVE-2026-1234: summary".
+func advisory(a release.Advisory) string {
+	if a.Summary == "" {
+		return a.ID
+	}
+	return a.ID + ": " + a.Summary
 }
 
 func orDash(s string) string {

@@ -36,6 +36,8 @@ func statusFixture(t *testing.T, now time.Time, supportUntil string) (*Config, s
 	if err != nil {
 		t.Fatal(err)
 	}
+	refreshed := now.Add(-time.Hour).UTC()
+	s.LastRefresh = &refreshed
 	s.LastCheck = &Check{At: now.Add(-time.Hour).UTC(), Offered: "1.1.0", Action: "waiting",
 		Reason: "the rollout of 1.1.0 has reached 10% of devices; this one is not among them yet"}
 	if supportUntil != "" {
@@ -192,5 +194,87 @@ func TestStatusNotProvisioned(t *testing.T) {
 	cfg := &Config{DataDir: t.TempDir()}
 	if _, err := ReadStatus(context.Background(), cfg, nil, time.Now()); err != ErrNotProvisioned {
 		t.Fatalf("ReadStatus without state = %v, want ErrNotProvisioned", err)
+	}
+}
+
+func TestStatusOwnerChoicesAndWarnings(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cfg, slots := statusFixture(t, now, "2030-12-31")
+	s, err := LoadState(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, until := now.AddDate(0, 0, -2), now.Add(48*time.Hour)
+	stale := now.AddDate(0, 0, -20)
+	s.LastRefresh = &stale
+	s.Offered = []string{"2.0.0", "1.1.1"}
+	s.Owner.AutoUpdatesOffSince = &off
+	s.Owner.PostponedUntil = &until
+	s.Owner.Consents["1.9.0"] = off
+	s.Support.Policy = &release.Policy{AutoInstall: []release.Kind{release.KindSecurity, release.KindFix}, MaxPostponeDays: 14}
+	s.SupportRefused = &SupportRefusal{OfferedUntil: "2028-01-01", AcceptedUntil: "2030-12-31", At: now}
+	s.Waiting = []Waiting{{Version: "2.0.0", Kind: release.KindFeature, Hold: HoldAdverse, Reason: "2.0.0 waits for the owner's consent",
+		ImpactReasons: []string{"collects more data: hourly statistics"}, Advisories: []release.Advisory{{ID: "CVE-2026-0001", Summary: "overflow"}}}}
+	if err := saveState(cfg.DataDir, s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(context.Background(), cfg, slots, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	st.WriteText(&text)
+	for _, want := range []string{
+		"offered:          2.0.0, 1.1.1",
+		"waiting:          2.0.0 (feature) 2.0.0 waits for the owner's consent",
+		"impact: collects more data: hourly statistics",
+		"fixes: CVE-2026-0001: overflow",
+		"auto-updates:     off since 2026-02-27 12:00 UTC (owner's choice); the maker installs security and fix releases",
+		"postponed until:  2026-03-03 12:00 UTC (owner's choice; the maker allows up to 14 days)",
+		"consented:        1.9.0",
+		"WARNING:          automatic updates are off since 2026-02-27 12:00 UTC (owner's choice)",
+		"WARNING:          no fresh signed update information since 2026-02-09 12:00 UTC (20 days): the device may be cut off from updates",
+		"WARNING:          the maker signed a support declaration ending on 2028-01-01, earlier than the 2030-12-31 accepted",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text status lacks %q:\n%s", want, text.String())
+		}
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j struct {
+		Offered     []string `json:"offered"`
+		AutoUpdates string   `json:"auto_updates"`
+		Postponed   string   `json:"postponed_until"`
+		Stale       bool     `json:"metadata_stale"`
+		Waiting     []struct {
+			Version string   `json:"version"`
+			Hold    string   `json:"hold"`
+			Impact  []string `json:"impact_reasons"`
+		} `json:"waiting"`
+		Policy struct {
+			MaxPostponeDays int `json:"max_postpone_days"`
+		} `json:"maker_policy"`
+		Refused struct {
+			Offered string `json:"offered_until"`
+		} `json:"support_refused"`
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Offered) != 2 || j.AutoUpdates != "off" || j.Postponed != "2026-03-03T12:00:00Z" || !j.Stale || len(j.Waiting) != 1 ||
+		j.Waiting[0].Hold != HoldAdverse || len(j.Waiting[0].Impact) != 1 || j.Policy.MaxPostponeDays != 14 || j.Refused.Offered != "2028-01-01" {
+		t.Fatalf("JSON status: %s", b)
+	}
+
+	// A lapsed postponement is not shown.
+	st, err = ReadStatus(context.Background(), cfg, slots, until.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PostponedUntil != nil {
+		t.Fatalf("lapsed postponement shown: %v", st.PostponedUntil)
 	}
 }

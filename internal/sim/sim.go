@@ -101,6 +101,31 @@ func New(dir string, s Spec) (*Device, error) {
 	return &Device{Name: s.Name, Dir: dir, Config: loaded}, nil
 }
 
+// ConfigPath is the device's agent.json, for runs of the uptrust-agent
+// command line (internal/agent/cli) on this device.
+func (d *Device) ConfigPath() string { return filepath.Join(d.Dir, "agent.json") }
+
+// SetConfig changes the device's agent configuration, as its integrator
+// would by editing agent.json: change edits the loaded config, which is
+// validated, written back and used by every agent started afterwards.
+func (d *Device) SetConfig(change func(*agent.Config)) error {
+	c := *d.Config
+	change(&c)
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if err := atomicfile.WriteFile(d.ConfigPath(), b, 0o644); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	loaded, err := agent.LoadConfig(d.ConfigPath())
+	if err != nil {
+		return err
+	}
+	d.Config = loaded
+	return nil
+}
+
 func bytesReader(b []byte) io.Reader { return &byteReader{b: b} }
 
 type byteReader struct{ b []byte }

@@ -1,5 +1,6 @@
-// Package cli is the command line of uptrust-agent: provision, check, run
-// and status. It only wires flags to package agent.
+// Package cli is the command line of uptrust-agent: provision, check, run,
+// status, and the owner's commands consent, postpone and policy. It only
+// wires flags to package agent.
 package cli
 
 import (
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,13 +26,41 @@ usage:
   uptrust-agent [--config FILE] provision --version V --security-version N
   uptrust-agent [--config FILE] check           one update cycle
   uptrust-agent [--config FILE] run             check at jittered intervals
-  uptrust-agent [--config FILE] status [--json] what runs, what is offered, and why
+  uptrust-agent [--config FILE] status [--json] what runs, what is offered, what waits, and why
+
+the owner's choices:
+  uptrust-agent consent VERSION [--yes]         show a waiting release, then install it from the next check
+  uptrust-agent postpone DURATION               hold automatic updates for e.g. 72h or 7d (within the maker's limit)
+  uptrust-agent postpone --cancel               end a postponement
+  uptrust-agent policy                          show the maker's policy and the owner's choices
+  uptrust-agent policy auto-updates off|on      turn automatic updates off or back on
 
 The config file defaults to /etc/uptrust/agent.json.
 `
 
-// Main runs the command line and returns the exit status.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Env is what a command line runs against.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Now tells the time for the owner's commands and status.
+	Now func() time.Time
+}
+
+// DefaultEnv is the process environment.
+func DefaultEnv() Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Now: time.Now}
+}
+
+// Main runs the command line and returns the exit status: 0 success, 1
+// failure or refusal, 2 usage error.
+func Main(ctx context.Context, args []string, env Env) int {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("uptrust-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
@@ -57,10 +87,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		err = run(ctx, cfg, log)
 	case "status":
-		err = status(ctx, cfg, rest, stdout, stderr)
+		err = status(ctx, cfg, rest, env)
+	case "consent":
+		err = consent(ctx, cfg, rest, env)
+	case "postpone":
+		err = postpone(ctx, cfg, rest, env)
+	case "policy":
+		err = policy(ctx, cfg, rest, env)
 	default:
 		fmt.Fprintf(stderr, "uptrust-agent: unknown command %q\n\n", cmd)
 		fs.Usage()
+		return 2
+	}
+	if errors.Is(err, errUsage) {
 		return 2
 	}
 	if err != nil {
@@ -69,6 +108,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// errUsage is a usage error already explained on stderr.
+var errUsage = errors.New("usage")
 
 func provision(cfg *agent.Config, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
@@ -113,9 +155,10 @@ func run(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
 	return err
 }
 
-func status(ctx context.Context, cfg *agent.Config, args []string, stdout, stderr io.Writer) error {
+func status(ctx context.Context, cfg *agent.Config, args []string, env Env) error {
+	stdout := env.Stdout
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(env.Stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,7 +167,7 @@ func status(ctx context.Context, cfg *agent.Config, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	st, err := agent.ReadStatus(ctx, cfg, slots, time.Now())
+	st, err := agent.ReadStatus(ctx, cfg, slots, env.Now())
 	if err != nil {
 		return err
 	}
