@@ -36,6 +36,7 @@ usage:
   uptrust rollout set-percent PRODUCT P
   uptrust rollout halt PRODUCT | resume PRODUCT
   uptrust rollout list
+  uptrust compliance PRODUCT [--json]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
   uptrust reports [PRODUCT] [--k N] [--json]
   uptrust privacy report [--json]
@@ -82,6 +83,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdRelease(ctx, env, args[1:])
 	case "rollout":
 		err = cmdRollout(ctx, env, args[1:])
+	case "compliance":
+		err = cmdCompliance(ctx, env, args[1:])
 	case "serve":
 		err = cmdServe(ctx, env, args[1:])
 	case "reports":

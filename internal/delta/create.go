@@ -1,0 +1,271 @@
+package delta
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Create writes a delta that turns source into target. Both images are held in memory (the
+// server side): peak memory is about len(source)*5 + len(target) plus a few MiB. The output is
+// written as it is produced. ctx is checked between matches; cancelling it stops Create with
+// ctx.Err().
+func Create(ctx context.Context, w io.Writer, source, target []byte) error {
+	h := Header{
+		SourceSize:   int64(len(source)),
+		SourceSHA256: sha256.Sum256(source),
+		TargetSize:   int64(len(target)),
+		TargetSHA256: sha256.Sum256(target),
+	}
+	if _, err := w.Write(h.marshal()); err != nil {
+		return fmt.Errorf("delta: writing header: %w", err)
+	}
+	sa, err := suffixArray(source)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	zw, err := zstd.NewWriter(bw,
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithWindowSize(MaxWindow),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true))
+	if err != nil {
+		return fmt.Errorf("delta: zstd encoder: %w", err)
+	}
+	e := &encoder{w: zw}
+	if err := diff(ctx, sa, source, target, e); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := e.finish(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("delta: compressing: %w", err)
+	}
+	return bw.Flush()
+}
+
+// encoder collects ops into blocks and writes each block to w.
+type encoder struct {
+	w          io.Writer
+	ops        []op
+	cur        op // open op, not yet in ops
+	diff       []byte
+	extra      []byte
+	out        int64 // target bytes in the current block, including cur
+	hdr        []byte
+	runs, vals []byte
+	err        error
+}
+
+// room is how many more target bytes fit in the current block.
+func (e *encoder) room() int64 { return MaxBlockOutput - e.out }
+
+func (e *encoder) closeOp() {
+	if e.cur != (op{}) {
+		e.ops = append(e.ops, e.cur)
+		e.cur = op{}
+	}
+	if len(e.ops) >= MaxOpsPerBlock-1 {
+		e.flush()
+	}
+}
+
+// addDiff appends diff bytes (target minus source at the current source position).
+func (e *encoder) addDiff(d []byte) {
+	if e.cur.extra != 0 || e.cur.seek != 0 {
+		e.closeOp()
+	}
+	for len(d) > 0 {
+		n := min(int64(len(d)), e.room())
+		e.cur.add += n
+		e.diff = append(e.diff, d[:n]...)
+		e.out += n
+		d = d[n:]
+		if e.room() == 0 {
+			e.flush()
+		}
+	}
+}
+
+func (e *encoder) addExtra(x []byte) {
+	if e.cur.seek != 0 {
+		e.closeOp()
+	}
+	for len(x) > 0 {
+		n := min(int64(len(x)), e.room())
+		e.cur.extra += n
+		e.extra = append(e.extra, x[:n]...)
+		e.out += n
+		x = x[n:]
+		if e.room() == 0 {
+			e.flush()
+		}
+	}
+}
+
+func (e *encoder) seek(s int64) {
+	e.cur.seek += s
+	e.closeOp()
+}
+
+// flush writes the current block; the open op goes into it.
+func (e *encoder) flush() {
+	if e.cur != (op{}) {
+		e.ops = append(e.ops, e.cur)
+		e.cur = op{}
+	}
+	if len(e.ops) == 0 || e.err != nil {
+		return
+	}
+	b := e.hdr[:0]
+	b = binary.AppendUvarint(b, uint64(len(e.ops)))
+	for _, o := range e.ops {
+		b = binary.AppendUvarint(b, uint64(o.add))
+		b = binary.AppendUvarint(b, uint64(o.extra))
+		b = binary.AppendVarint(b, o.seek)
+	}
+	runs, vals := sparse(e.runs[:0], e.vals[:0], e.diff)
+	e.runs, e.vals = runs, vals
+	b = binary.AppendUvarint(b, uint64(len(runs)))
+	b = binary.AppendUvarint(b, uint64(len(vals)))
+	e.hdr = b
+	for _, p := range [][]byte{b, runs, vals, e.extra} {
+		if _, err := e.w.Write(p); err != nil {
+			e.err = fmt.Errorf("delta: compressing: %w", err)
+			return
+		}
+	}
+	e.ops, e.diff, e.extra, e.out = e.ops[:0], e.diff[:0], e.extra[:0], 0
+}
+
+func (e *encoder) finish() error {
+	e.flush()
+	if e.err != nil {
+		return e.err
+	}
+	if _, err := e.w.Write([]byte{0}); err != nil {
+		return fmt.Errorf("delta: compressing: %w", err)
+	}
+	return nil
+}
+
+// diff is bsdiff 4.3's matching loop (Colin Percival, BSD licence), writing ops to e.
+func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
+	oldsize, newsize := len(old), len(new)
+	var scan, pos, n, lastscan, lastpos, lastoffset int
+	var dbuf []byte
+	for steps := 0; scan < newsize; steps++ {
+		if steps&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if e.err != nil {
+				return e.err
+			}
+		}
+		oldscore := 0
+		scan += n
+		scsc := scan
+		for ; scan < newsize; scan++ {
+			pos, n = search(sa, old, new[scan:])
+			for ; scsc < scan+n; scsc++ {
+				if o := scsc + lastoffset; o >= 0 && o < oldsize && old[o] == new[scsc] {
+					oldscore++
+				}
+			}
+			if (n == oldscore && n != 0) || n > oldscore+8 {
+				break
+			}
+			if o := scan + lastoffset; o >= 0 && o < oldsize && old[o] == new[scan] {
+				oldscore--
+			}
+		}
+		if n == oldscore && scan != newsize {
+			continue
+		}
+		// Extend the previous match forwards.
+		s, sf, lenf := 0, 0, 0
+		for i := 0; lastscan+i < scan && lastpos+i < oldsize; {
+			if old[lastpos+i] == new[lastscan+i] {
+				s++
+			}
+			i++
+			if s*2-i > sf*2-lenf {
+				sf, lenf = s, i
+			}
+		}
+		// Extend the new match backwards.
+		lenb := 0
+		if scan < newsize {
+			s, sb := 0, 0
+			for i := 1; scan >= lastscan+i && pos >= i; i++ {
+				if old[pos-i] == new[scan-i] {
+					s++
+				}
+				if s*2-i > sb*2-lenb {
+					sb, lenb = s, i
+				}
+			}
+		}
+		// Resolve an overlap between the two extensions.
+		if lastscan+lenf > scan-lenb {
+			overlap := (lastscan + lenf) - (scan - lenb)
+			s, ss, lens := 0, 0, 0
+			for i := 0; i < overlap; i++ {
+				if new[lastscan+lenf-overlap+i] == old[lastpos+lenf-overlap+i] {
+					s++
+				}
+				if new[scan-lenb+i] == old[pos-lenb+i] {
+					s--
+				}
+				if s > ss {
+					ss, lens = s, i+1
+				}
+			}
+			lenf += lens - overlap
+			lenb -= lens
+		}
+		for off := 0; off < lenf; {
+			k := min(lenf-off, 1<<16)
+			dbuf = dbuf[:0]
+			for i := off; i < off+k; i++ {
+				dbuf = append(dbuf, new[lastscan+i]-old[lastpos+i])
+			}
+			e.addDiff(dbuf)
+			off += k
+		}
+		e.addExtra(new[lastscan+lenf : scan-lenb])
+		e.seek(int64((pos - lenb) - (lastpos + lenf)))
+		lastscan, lastpos, lastoffset = scan-lenb, pos-lenb, pos-scan
+	}
+	return e.err
+}
+
+// sparse splits diff bytes into run lengths (uvarint pairs: zero bytes, then nonzero bytes)
+// and the nonzero bytes. Diff bytes are mostly zero with short nonzero runs where code moved;
+// coding the runs and the values as separate streams compresses better than the raw bytes.
+func sparse(runs, vals, diff []byte) ([]byte, []byte) {
+	for i := 0; i < len(diff); {
+		j := i
+		for j < len(diff) && diff[j] == 0 {
+			j++
+		}
+		k := j
+		for k < len(diff) && diff[k] != 0 {
+			k++
+		}
+		runs = binary.AppendUvarint(runs, uint64(j-i))
+		runs = binary.AppendUvarint(runs, uint64(k-j))
+		vals = append(vals, diff[j:k]...)
+		i = k
+	}
+	return runs, vals
+}
