@@ -198,6 +198,9 @@ func (m *Manifest) Validate() error {
 			return errors.New("release: empty data recipient")
 		}
 	}
+	if len(m.Impact.NewRecipients) > 0 && m.Impact.NewRecipientsText == "" {
+		return errors.New("release: new data recipients must be explained (new recipients text)")
+	}
 	if m.SecurityOnly {
 		if m.Kind != KindSecurity {
 			return fmt.Errorf("release: a security-only build must be of kind security, not %s", m.Kind)

@@ -18,22 +18,23 @@ func TestManifestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := map[string]func(*Manifest){
-		"product":          func(m *Manifest) { m.Product = "Thermo Stat" },
-		"version v prefix": func(m *Manifest) { m.Version = "v1.2.3" },
-		"version two":      func(m *Manifest) { m.Version = "1.2" },
-		"no hardware":      func(m *Manifest) { m.Hardware = nil },
-		"kind":             func(m *Manifest) { m.Kind = "urgent" },
-		"impact":           func(m *Manifest) { m.Impact.DataCollection = "lots" },
-		"payload":          func(m *Manifest) { m.Payload.Type = "exe" },
-		"compression":      func(m *Manifest) { m.Payload.Compression = "rar" },
-		"unexplained more": func(m *Manifest) { m.Impact.DataCollection = ChangeMore },
-		"unexplained less": func(m *Manifest) { m.Impact.Functionality = ChangeLess },
-		"empty recipient":  func(m *Manifest) { m.Impact.NewRecipients = []string{" "} },
+		"product":                func(m *Manifest) { m.Product = "Thermo Stat" },
+		"version v prefix":       func(m *Manifest) { m.Version = "v1.2.3" },
+		"version two":            func(m *Manifest) { m.Version = "1.2" },
+		"no hardware":            func(m *Manifest) { m.Hardware = nil },
+		"kind":                   func(m *Manifest) { m.Kind = "urgent" },
+		"impact":                 func(m *Manifest) { m.Impact.DataCollection = "lots" },
+		"payload":                func(m *Manifest) { m.Payload.Type = "exe" },
+		"compression":            func(m *Manifest) { m.Payload.Compression = "rar" },
+		"unexplained more":       func(m *Manifest) { m.Impact.DataCollection = ChangeMore },
+		"unexplained less":       func(m *Manifest) { m.Impact.Functionality = ChangeLess },
+		"empty recipient":        func(m *Manifest) { m.Impact.NewRecipients = []string{" "}; m.Impact.NewRecipientsText = "x" },
+		"unexplained recipients": func(m *Manifest) { m.Impact.NewRecipients = []string{"ads.example"} },
 		"security-only feature": func(m *Manifest) {
 			m.SecurityOnly, m.Kind = true, KindFeature
 		},
 		"security-only adverse": func(m *Manifest) {
-			m.SecurityOnly, m.Impact.NewRecipients = true, []string{"ads.example"}
+			m.SecurityOnly, m.Impact.NewRecipients, m.Impact.NewRecipientsText = true, []string{"ads.example"}, "ads"
 		},
 		"orphan security_only_of": func(m *Manifest) { m.SecurityOnlyOf = "2.0.0" },
 	}
