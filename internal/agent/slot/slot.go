@@ -68,8 +68,8 @@ type State struct {
 }
 
 // Writer receives an image for a slot. Write calls are sequential from
-// offset 0; Sync makes everything written durable; Close releases the slot
-// without implying Sync.
+// the offset the writer was opened at (0 for OpenWriter); Sync makes
+// everything written durable; Close releases the slot without implying Sync.
 type Writer interface {
 	io.Writer
 	Sync() error
@@ -91,6 +91,13 @@ type Backend interface {
 	// OpenWriter opens slot n for writing an image from offset 0. It
 	// refuses the booted slot with an error wrapping ErrBootedSlot.
 	OpenWriter(ctx context.Context, n Name) (Writer, error)
+	// OpenWriterAt opens slot n for writing from byte offset off >= 0, to
+	// resume an image whose first off bytes an earlier writer made durable.
+	// It never truncates or shrinks the slot and never changes the bytes
+	// before off. It fails if the slot holds fewer than off bytes (for
+	// example a file backend's image file that was replaced since), and
+	// refuses the booted slot with an error wrapping ErrBootedSlot.
+	OpenWriterAt(ctx context.Context, n Name, off int64) (Writer, error)
 	// OpenReader opens slot n for reading.
 	OpenReader(ctx context.Context, n Name) (io.ReadCloser, error)
 	// Arm makes n the slot to try on the next boot:

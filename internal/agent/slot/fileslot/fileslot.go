@@ -156,6 +156,16 @@ func (b *Backend) OpenWriter(ctx context.Context, n slot.Name) (slot.Writer, err
 	return devio.OpenWriter(prefix, n, filepath.Join(b.dir, ImageFile(n)), os.O_CREATE|os.O_TRUNC, 0o644)
 }
 
+// OpenWriterAt opens slot n's image file for writing from offset off, to
+// resume an image; it keeps the bytes before off and fails if the file
+// is shorter than off. It refuses the booted slot.
+func (b *Backend) OpenWriterAt(ctx context.Context, n slot.Name, off int64) (slot.Writer, error) {
+	if err := b.checkNotBooted(ctx, "open writer", n); err != nil {
+		return nil, err
+	}
+	return devio.OpenWriterAt(prefix, n, filepath.Join(b.dir, ImageFile(n)), off)
+}
+
 // OpenReader opens slot n's image file.
 func (b *Backend) OpenReader(ctx context.Context, n slot.Name) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {

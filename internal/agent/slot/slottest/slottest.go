@@ -64,6 +64,7 @@ func Run(t *testing.T, newDevice func(t *testing.T) Device) {
 	}{
 		{"Factory", testFactory},
 		{"WriteReadBack", testWriteReadBack},
+		{"ResumeWriter", testResumeWriter},
 		{"RefusesBootedSlot", testRefusesBootedSlot},
 		{"InvalidName", testInvalidName},
 		{"ArmBootCommit", testArmBootCommit},
@@ -212,6 +213,60 @@ func testWriteReadBack(t *testing.T, d *dev) {
 		d.checkPrefix(t, slot.A, d.Factory)
 	}
 	d.want(t, "writing a slot leaves the environment alone", d.st(slot.A, slot.A, false, 0))
+}
+
+// testResumeWriter writes the first part of an image, closes the writer as
+// an interrupted download would, and finishes it with OpenWriterAt: the slot
+// must read back the whole image, the first part untouched. Resuming beyond
+// what the slot holds, or in the booted slot, must fail.
+func testResumeWriter(t *testing.T, d *dev) {
+	// Something else is in the slot first: resuming must not depend on
+	// the slot being blank beyond the offset.
+	d.write(t, slot.B, image(21, 400_000))
+	img := image(22, 300_001)
+	const cut = 123_457
+	d.write(t, slot.B, img[:cut])
+	w, err := d.Backend.OpenWriterAt(d.ctx, slot.B, cut)
+	if err != nil {
+		t.Fatalf("OpenWriterAt(b, %d): %v", cut, err)
+	}
+	for rest := img[cut:]; len(rest) > 0; {
+		k := min(len(rest), 65536+3)
+		if _, err := w.Write(rest[:k]); err != nil {
+			t.Fatalf("Write slot b after resuming: %v", err)
+		}
+		rest = rest[k:]
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("Sync slot b after resuming: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close slot b after resuming: %v", err)
+	}
+	d.checkPrefix(t, slot.B, img)
+
+	// Resuming at the very end writes nothing and keeps everything.
+	w, err = d.Backend.OpenWriterAt(d.ctx, slot.B, int64(len(img)))
+	if err != nil {
+		t.Fatalf("OpenWriterAt(b, end): %v", err)
+	}
+	w.Close()
+	d.checkPrefix(t, slot.B, img)
+
+	for _, off := range []int64{-1, 1 << 50} {
+		if w, err := d.Backend.OpenWriterAt(d.ctx, slot.B, off); err == nil {
+			w.Close()
+			t.Errorf("OpenWriterAt(b, %d) succeeded", off)
+		}
+	}
+	if w, err := d.Backend.OpenWriterAt(d.ctx, slot.A, 0); !errors.Is(err, slot.ErrBootedSlot) {
+		if w != nil {
+			w.Close()
+		}
+		t.Fatalf("OpenWriterAt(booted a) = %v, want error wrapping slot.ErrBootedSlot", err)
+	}
+	d.checkPrefix(t, slot.B, img)
+	d.want(t, "resuming a slot leaves the environment alone", d.st(slot.A, slot.A, false, 0))
 }
 
 func testRefusesBootedSlot(t *testing.T, d *dev) {

@@ -164,6 +164,16 @@ func (b *Backend) OpenWriter(ctx context.Context, n slot.Name) (slot.Writer, err
 	return devio.OpenWriter(prefix, n, b.device(n), 0, 0)
 }
 
+// OpenWriterAt opens slot n's device for writing from offset off, to
+// resume an image; it keeps the bytes before off and fails if the device
+// is shorter than off. It refuses the booted slot.
+func (b *Backend) OpenWriterAt(ctx context.Context, n slot.Name, off int64) (slot.Writer, error) {
+	if err := b.checkNotBooted(ctx, "open writer", n); err != nil {
+		return nil, err
+	}
+	return devio.OpenWriterAt(prefix, n, b.device(n), off)
+}
+
 // OpenReader opens slot n's device for reading.
 func (b *Backend) OpenReader(ctx context.Context, n slot.Name) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {

@@ -21,6 +21,34 @@ func OpenWriter(prefix string, n slot.Name, path string, flag int, perm os.FileM
 	return &writer{f: f, prefix: prefix, n: n}, nil
 }
 
+// OpenWriterAt opens the existing file or device at path for writing slot
+// n's image from byte offset off, without creating, truncating or
+// shrinking it: the bytes before off stay as they are. It fails if path
+// holds fewer than off bytes. prefix names the backend in errors.
+func OpenWriterAt(prefix string, n slot.Name, path string, off int64) (slot.Writer, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("%s: open slot %s for writing at offset %d: negative offset", prefix, n, off)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open slot %s for writing: %w", prefix, n, err)
+	}
+	// Seeking to the end gives the size of a regular file and of a block
+	// device alike.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil && size < off {
+		err = fmt.Errorf("it holds %d bytes, fewer than the %d to resume after", size, off)
+	}
+	if err == nil {
+		_, err = f.Seek(off, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: open slot %s for writing at offset %d: %w", prefix, n, off, err)
+	}
+	return &writer{f: f, prefix: prefix, n: n}, nil
+}
+
 // OpenReader opens slot n's image at path for reading.
 func OpenReader(prefix string, n slot.Name, path string) (io.ReadCloser, error) {
 	f, err := os.Open(path)
