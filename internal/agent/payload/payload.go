@@ -20,7 +20,6 @@
 package payload
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -88,126 +87,32 @@ var known = map[string]func() hash.Hash{
 // interrupted by it, so src should be bound to ctx too (fetch bodies are).
 // Errors start with "payload:" and wrap ErrTooLong, ErrTruncated,
 // ErrHashMismatch, ErrNoKnownHash, ctx's error, or the error of src or dst.
+// Install is NewResumable and Resumable.Install without checkpoints.
 func Install(ctx context.Context, src io.Reader, dst Writer, length int64, hashes map[string][]byte) (Result, error) {
-	res, err := copyVerified(ctx, src, dst, length, hashes, true)
+	r, err := NewResumable(length, hashes)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
-	if err := dst.Sync(); err != nil {
-		return res, fmt.Errorf("payload: sync: %w", err)
-	}
-	return res, nil
+	return r.Install(ctx, src, dst, Checkpoints{})
 }
 
 // Verify reads exactly length bytes from r and checks them against hashes,
 // with the same rules as Install. Bytes after length are not read: a slot
 // is usually larger than the image in it.
 func Verify(ctx context.Context, r io.Reader, length int64, hashes map[string][]byte) (Result, error) {
-	return copyVerified(ctx, r, nil, length, hashes, false)
+	v, err := NewResumable(length, hashes)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := v.copy(ctx, r, nil, Checkpoints{}); err != nil {
+		return Result{Bytes: v.off}, err
+	}
+	return v.compare()
 }
 
 type check struct {
 	name string
 	want []byte
-	h    hash.Hash
-}
-
-func copyVerified(ctx context.Context, src io.Reader, dst io.Writer, length int64, hashes map[string][]byte, checkEnd bool) (Result, error) {
-	if length < 0 {
-		return Result{}, fmt.Errorf("payload: negative length %d", length)
-	}
-	checks, err := prepare(hashes)
-	if err != nil {
-		return Result{}, err
-	}
-	s256 := sha256.New()
-	hashers := []io.Writer{s256}
-	for _, c := range checks {
-		if c.name != "sha256" {
-			hashers = append(hashers, c.h)
-		}
-	}
-
-	slab := slabPool.Get().(*[]byte)
-	defer slabPool.Put(slab)
-
-	// Pipeline: this goroutine reads each chunk and writes it to dst while a
-	// second one hashes it. A buffer returns to free only after it has been
-	// hashed, and this goroutine takes a buffer from free only after its own
-	// write of the previous one returned, so no buffer is overwritten while
-	// in use.
-	free := make(chan []byte, nbuf)
-	for i := range nbuf {
-		size := BufferSize / nbuf
-		free <- (*slab)[i*size : (i+1)*size : (i+1)*size]
-	}
-	work := make(chan []byte, nbuf)
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		for b := range work {
-			for _, h := range hashers {
-				h.Write(b)
-			}
-			free <- b[:cap(b)]
-		}
-	}()
-	stopHashing := sync.OnceFunc(func() { close(work); <-hashed })
-	defer stopHashing()
-
-	var res Result
-	for res.Bytes < length {
-		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("payload: after %d of %d bytes: %w", res.Bytes, length, err)
-		}
-		buf := <-free
-		chunk := buf[:min(int64(len(buf)), length-res.Bytes)]
-		n, err := io.ReadFull(src, chunk)
-		if n > 0 {
-			work <- chunk[:n]
-			if dst != nil {
-				if w, werr := dst.Write(chunk[:n]); werr != nil || w != n {
-					if werr == nil {
-						werr = io.ErrShortWrite
-					}
-					return res, fmt.Errorf("payload: write at offset %d: %w", res.Bytes, werr)
-				}
-			}
-			res.Bytes += int64(n)
-		} else {
-			free <- buf
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return res, fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, res.Bytes, length)
-		}
-		if err != nil {
-			return res, fmt.Errorf("payload: read at offset %d: %w", res.Bytes, err)
-		}
-	}
-	if checkEnd {
-		// One more byte, never more: enough to tell "exactly length" from
-		// "longer", without reading an endless source.
-		var one [1]byte
-		n, err := io.ReadFull(src, one[:])
-		if n > 0 {
-			return res, fmt.Errorf("%w: more than %d bytes", ErrTooLong, length)
-		}
-		if err != io.EOF {
-			return res, fmt.Errorf("payload: checking for data beyond %d bytes: %w", length, err)
-		}
-	}
-	stopHashing()
-	res.SHA256 = s256.Sum(nil)
-	for _, c := range checks {
-		got := res.SHA256
-		if c.name != "sha256" {
-			got = c.h.Sum(nil)
-		}
-		if !bytes.Equal(got, c.want) {
-			return res, fmt.Errorf("%w: %s expected %s…, got %s…", ErrHashMismatch, c.name, prefix(c.want), prefix(got))
-		}
-	}
-	return res, nil
 }
 
 // prepare returns the known checks in a stable order, refusing a set with
@@ -219,11 +124,10 @@ func prepare(hashes map[string][]byte) ([]check, error) {
 		if !ok {
 			continue
 		}
-		h := newHash()
-		if len(want) != h.Size() {
-			return nil, fmt.Errorf("payload: expected %s digest has %d bytes, want %d", name, len(want), h.Size())
+		if size := newHash().Size(); len(want) != size {
+			return nil, fmt.Errorf("payload: expected %s digest has %d bytes, want %d", name, len(want), size)
 		}
-		checks = append(checks, check{name: name, want: want, h: h})
+		checks = append(checks, check{name: name, want: want})
 	}
 	if len(checks) == 0 {
 		names := make([]string, 0, len(hashes))

@@ -24,10 +24,15 @@ const WritebackWindow = 8 << 20
 //
 // Elsewhere, or when w has no Fd method, Writeback returns w unchanged.
 // The result is not safe for concurrent use, like w.
-func Writeback(w Writer) Writer {
+func Writeback(w Writer) Writer { return WritebackAt(w, 0) }
+
+// WritebackAt is Writeback for a writer positioned at offset off of its
+// file (a slot opened to resume an image), so that the hints cover the
+// ranges actually written.
+func WritebackAt(w Writer, off int64) Writer {
 	f, ok := w.(interface{ Fd() uintptr })
 	if !ok {
 		return w
 	}
-	return newWriteback(w, f.Fd())
+	return newWriteback(w, f.Fd(), off)
 }

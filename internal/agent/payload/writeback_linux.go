@@ -10,15 +10,15 @@ import (
 type writeback struct {
 	Writer
 	fd       int
-	off      int64 // bytes written
-	started  int64 // writeback started for [0, started)
-	dropped  int64 // waited for and dropped [0, dropped)
+	off      int64 // file offset after the bytes written
+	started  int64 // writeback started up to here
+	dropped  int64 // waited for and dropped up to here
 	disabled bool  // hints switched off
 	err      error // sticky I/O error from a wait
 }
 
-func newWriteback(w Writer, fd uintptr) Writer {
-	return &writeback{Writer: w, fd: int(fd)}
+func newWriteback(w Writer, fd uintptr, off int64) Writer {
+	return &writeback{Writer: w, fd: int(fd), off: off, started: off, dropped: off}
 }
 
 func (w *writeback) Write(p []byte) (int, error) {

@@ -2,4 +2,4 @@
 
 package payload
 
-func newWriteback(w Writer, _ uintptr) Writer { return w }
+func newWriteback(w Writer, _ uintptr, _ int64) Writer { return w }

@@ -1,0 +1,363 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"encoding"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"io"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Progress is a resumable position in an image: its first Offset bytes are
+// durable in the slot, and States holds every hash's state after exactly
+// those bytes, marshalled with encoding.BinaryMarshaler (the format of Go's
+// crypto/sha256 and crypto/sha512, which records the byte count; Restore
+// checks that it equals Offset).
+type Progress struct {
+	Offset int64 `json:"offset"`
+	// States maps an algorithm name ("sha256", "sha512") to its state.
+	States map[string][]byte `json:"hash_states"`
+}
+
+// SourceError is a failure to read the image from its source after Offset
+// bytes: a dropped connection, a stall, a source that ended early, or one
+// that failed while being checked for trailing bytes. Everything before
+// Offset was written and, with checkpoints on, saved; reading the rest from
+// Offset may succeed. Err starts with "payload:".
+type SourceError struct {
+	Offset int64
+	Err    error
+}
+
+func (e *SourceError) Error() string { return e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// Checkpoints says when Resumable.Install saves its progress. The zero
+// value never saves.
+//
+// A save first waits until every byte written so far is hashed, then calls
+// dst.Sync, and only after Sync returned nil calls Save: a saved Progress
+// never claims bytes that are not durable. Install saves when Bytes or
+// Interval have passed since the last save, whichever comes first, checked
+// between buffers (at most BufferSize/4 bytes apart), and once more,
+// at the exact offset reached, when the source fails or ctx ends. It never
+// saves after a write to dst failed: what that write left is unknown.
+type Checkpoints struct {
+	// Save persists p. An error stops Install and is returned.
+	Save func(p Progress) error
+	// Bytes saves after this many bytes since the last save (0: never by
+	// bytes).
+	Bytes int64
+	// Interval saves once this long has passed since the last save (0:
+	// never by time), as told by Now (nil: time.Now).
+	Interval time.Duration
+	Now      func() time.Time
+}
+
+// Resumable copies one image into a slot and verifies it, possibly over
+// several calls to Install with different sources (a download resumed after
+// a dropped connection) and across processes (Progress and Restore). It
+// tracks sha256, always, and every known algorithm among the expected
+// hashes.
+//
+// Invariant: the hash states always cover exactly the first Offset bytes of
+// the image as they were handed to dst, or restored from a Progress that
+// claimed so. A restored prefix was not seen by this Resumable; see
+// Restored. A Resumable is not safe for concurrent use.
+type Resumable struct {
+	length   int64
+	checks   []check
+	names    []string // tracked algorithms, sorted; includes "sha256"
+	hashes   map[string]hash.Hash
+	off      int64
+	restored bool
+}
+
+// NewResumable returns a Resumable for an image of length bytes expected to
+// match hashes (as for Install), at offset 0.
+func NewResumable(length int64, hashes map[string][]byte) (*Resumable, error) {
+	if length < 0 {
+		return nil, fmt.Errorf("payload: negative length %d", length)
+	}
+	checks, err := prepare(hashes)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resumable{length: length, checks: checks, names: []string{"sha256"}}
+	for _, c := range checks {
+		if c.name != "sha256" {
+			r.names = append(r.names, c.name)
+		}
+	}
+	sort.Strings(r.names)
+	r.Reset()
+	return r, nil
+}
+
+// Reset starts over at offset 0.
+func (r *Resumable) Reset() {
+	r.hashes = make(map[string]hash.Hash, len(r.names))
+	for _, n := range r.names {
+		r.hashes[n] = known[n]()
+	}
+	r.off, r.restored = 0, false
+}
+
+// Offset is the number of image bytes copied (or restored) so far.
+func (r *Resumable) Offset() int64 { return r.off }
+
+// Length is the image's declared length.
+func (r *Resumable) Length() int64 { return r.length }
+
+// Restored reports whether a prefix of the image was taken on trust from a
+// Progress rather than seen by this Resumable. The hashes then prove what
+// the source sent, not what the slot holds: read the slot back (Verify)
+// before trusting it.
+func (r *Resumable) Restored() bool { return r.restored }
+
+// Progress returns the current position and hash states.
+func (r *Resumable) Progress() (Progress, error) {
+	p := Progress{Offset: r.off, States: make(map[string][]byte, len(r.names))}
+	for _, n := range r.names {
+		m, ok := r.hashes[n].(encoding.BinaryMarshaler)
+		if !ok {
+			return Progress{}, fmt.Errorf("payload: %s state cannot be saved", n)
+		}
+		b, err := m.MarshalBinary()
+		if err != nil {
+			return Progress{}, fmt.Errorf("payload: saving %s state: %w", n, err)
+		}
+		p.States[n] = b
+	}
+	return p, nil
+}
+
+// Restore continues from p. It checks that p is within the image and holds
+// a state for every tracked algorithm that covers exactly p.Offset bytes;
+// on error r is unchanged. The caller must make sure the slot holds the
+// bytes p claims (see Restored).
+func (r *Resumable) Restore(p Progress) error {
+	if p.Offset < 0 || p.Offset > r.length {
+		return fmt.Errorf("payload: saved offset %d is outside the image of %d bytes", p.Offset, r.length)
+	}
+	hs := make(map[string]hash.Hash, len(r.names))
+	for _, n := range r.names {
+		st, ok := p.States[n]
+		if !ok {
+			return fmt.Errorf("payload: saved progress has no %s state", n)
+		}
+		if got, ok := stateLength(st); !ok || got != uint64(p.Offset) {
+			return fmt.Errorf("payload: saved %s state does not cover the %d bytes of the saved offset", n, p.Offset)
+		}
+		h := known[n]()
+		u, ok := h.(encoding.BinaryUnmarshaler)
+		if !ok {
+			return fmt.Errorf("payload: %s state cannot be restored", n)
+		}
+		if err := u.UnmarshalBinary(st); err != nil {
+			return fmt.Errorf("payload: restoring %s state: %w", n, err)
+		}
+		hs[n] = h
+	}
+	r.hashes, r.off, r.restored = hs, p.Offset, p.Offset > 0
+	return nil
+}
+
+// stateLength reads the byte count that Go's SHA-2 state encoding keeps in
+// its last eight bytes (big-endian).
+func stateLength(st []byte) (uint64, bool) {
+	if len(st) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(st[len(st)-8:]), true
+}
+
+// Install copies the rest of the image, from Offset to the declared length,
+// from src into dst, which must both be positioned at Offset. Then it reads
+// once more to make sure src has nothing beyond the image, checks the hashes
+// of the whole image and, if they match, syncs dst. It saves progress as cp says.
+//
+// Errors start with "payload:". A failure of src is a *SourceError (which
+// wraps ErrTruncated when src ended early, and the source's own error
+// otherwise; progress was saved at its Offset); bytes beyond the image
+// give ErrTooLong, a wrong image ErrHashMismatch; ctx's error, dst's and
+// cp.Save's are wrapped. After any error r stands at the offset reached,
+// and another Install may continue from there with a new source.
+func (r *Resumable) Install(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints) (Result, error) {
+	if err := r.copy(ctx, src, dst, cp); err != nil {
+		return Result{Bytes: r.off}, err
+	}
+	// One more byte, never more: enough to tell "exactly length" from
+	// "longer", without reading an endless source.
+	var one [1]byte
+	n, err := io.ReadFull(src, one[:])
+	if n > 0 {
+		return Result{Bytes: r.off}, fmt.Errorf("%w: more than %d bytes", ErrTooLong, r.length)
+	}
+	if err != io.EOF {
+		err = &SourceError{Offset: r.off, Err: fmt.Errorf("payload: checking for data beyond %d bytes: %w", r.length, err)}
+		if cp.Save != nil {
+			if serr := r.save(dst, cp); serr != nil {
+				return Result{Bytes: r.off}, serr
+			}
+		}
+		return Result{Bytes: r.off}, err
+	}
+	res, err := r.compare()
+	if err != nil {
+		return res, err
+	}
+	if err := dst.Sync(); err != nil {
+		return res, fmt.Errorf("payload: sync: %w", err)
+	}
+	return res, nil
+}
+
+// compare checks the digests of a complete image.
+func (r *Resumable) compare() (Result, error) {
+	res := Result{Bytes: r.off, SHA256: r.hashes["sha256"].Sum(nil)}
+	for _, c := range r.checks {
+		got := r.hashes[c.name].Sum(nil)
+		if !bytes.Equal(got, c.want) {
+			return res, fmt.Errorf("%w: %s expected %s…, got %s…", ErrHashMismatch, c.name, prefix(c.want), prefix(got))
+		}
+	}
+	return res, nil
+}
+
+// save makes the bytes so far durable and then persists the progress. The
+// hashing goroutine must be idle (no buffer in flight).
+func (r *Resumable) save(dst Writer, cp Checkpoints) error {
+	if err := dst.Sync(); err != nil {
+		return fmt.Errorf("payload: sync at offset %d: %w", r.off, err)
+	}
+	p, err := r.Progress()
+	if err != nil {
+		return err
+	}
+	if err := cp.Save(p); err != nil {
+		return fmt.Errorf("payload: saving progress at offset %d: %w", r.off, err)
+	}
+	return nil
+}
+
+// item is a buffer to hash, or (b == nil) a barrier whose done channel is
+// closed once every earlier buffer is hashed.
+type item struct {
+	b    []byte
+	done chan struct{}
+}
+
+// copy moves bytes from src to dst (nil: only hash) until Offset reaches
+// the length, saving progress as cp says (dst must be non-nil then).
+func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints) error {
+	hashers := make([]io.Writer, 0, len(r.names))
+	for _, n := range r.names {
+		hashers = append(hashers, r.hashes[n])
+	}
+	slab := slabPool.Get().(*[]byte)
+	defer slabPool.Put(slab)
+
+	// Pipeline: this goroutine reads each chunk and writes it to dst, then
+	// hands it to a second goroutine that hashes it while the next chunk is
+	// read and written. A buffer returns to free only after it has been
+	// hashed, so no buffer is overwritten while in use. A barrier lets this
+	// goroutine wait until the hashes cover everything written, before it
+	// saves them.
+	free := make(chan []byte, nbuf)
+	for i := range nbuf {
+		size := BufferSize / nbuf
+		free <- (*slab)[i*size : (i+1)*size : (i+1)*size]
+	}
+	work := make(chan item, nbuf+1)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for it := range work {
+			if it.b == nil {
+				close(it.done)
+				continue
+			}
+			for _, h := range hashers {
+				h.Write(it.b)
+			}
+			free <- it.b[:cap(it.b)]
+		}
+	}()
+	stopHashing := sync.OnceFunc(func() { close(work); <-hashed })
+	defer stopHashing()
+	barrier := func() {
+		done := make(chan struct{})
+		work <- item{done: done}
+		<-done
+	}
+
+	now := cp.Now
+	if now == nil {
+		now = time.Now
+	}
+	savedOff, savedAt := r.off, now()
+	checkpoint := func() error {
+		barrier()
+		if err := r.save(dst, cp); err != nil {
+			return err
+		}
+		savedOff, savedAt = r.off, now()
+		return nil
+	}
+	// failed saves the exact offset reached when the source or ctx failed,
+	// then returns err (or the save's error).
+	failed := func(err error) error {
+		if cp.Save != nil && r.off > savedOff {
+			if serr := checkpoint(); serr != nil {
+				return serr
+			}
+		}
+		return err
+	}
+
+	for r.off < r.length {
+		if err := ctx.Err(); err != nil {
+			return failed(fmt.Errorf("payload: after %d of %d bytes: %w", r.off, r.length, err))
+		}
+		buf := <-free
+		chunk := buf[:min(int64(len(buf)), r.length-r.off)]
+		n, err := io.ReadFull(src, chunk)
+		if n > 0 {
+			// Written first, hashed after: the hashes never cover a byte
+			// whose write failed.
+			if dst != nil {
+				if w, werr := dst.Write(chunk[:n]); werr != nil || w != n {
+					if werr == nil {
+						werr = io.ErrShortWrite
+					}
+					free <- buf
+					return fmt.Errorf("payload: write at offset %d: %w", r.off, werr)
+				}
+			}
+			work <- item{b: chunk[:n]}
+			r.off += int64(n)
+		} else {
+			free <- buf
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return failed(&SourceError{Offset: r.off, Err: fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, r.off, r.length)})
+		}
+		if err != nil {
+			return failed(&SourceError{Offset: r.off, Err: fmt.Errorf("payload: read at offset %d: %w", r.off, err)})
+		}
+		if cp.Save != nil && r.off < r.length &&
+			((cp.Bytes > 0 && r.off-savedOff >= cp.Bytes) || (cp.Interval > 0 && now().Sub(savedAt) >= cp.Interval)) {
+			if err := checkpoint(); err != nil {
+				return err
+			}
+		}
+	}
+	stopHashing()
+	return nil
+}

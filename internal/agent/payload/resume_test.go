@@ -1,0 +1,385 @@
+package payload_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/agent/payload"
+)
+
+// journal is a slot Writer at an offset that logs writes, syncs and saves,
+// so tests can check that a save never claims bytes that were not synced.
+type journal struct {
+	img     []byte // the slot's content
+	pos     int64
+	synced  int64 // bytes durable
+	saves   []payload.Progress
+	failAt  int64 // a Write reaching this offset fails (0: never)
+	events  []string
+	syncErr error
+}
+
+func (j *journal) Write(p []byte) (int, error) {
+	if j.failAt > 0 && j.pos+int64(len(p)) >= j.failAt {
+		return 0, errors.New("flash worn out")
+	}
+	end := j.pos + int64(len(p))
+	if int64(len(j.img)) < end {
+		j.img = append(j.img, make([]byte, end-int64(len(j.img)))...)
+	}
+	copy(j.img[j.pos:], p)
+	j.pos = end
+	j.events = append(j.events, "write")
+	return len(p), nil
+}
+
+func (j *journal) Sync() error {
+	if j.syncErr != nil {
+		return j.syncErr
+	}
+	j.synced = j.pos
+	j.events = append(j.events, "sync")
+	return nil
+}
+
+func (j *journal) save(p payload.Progress) error {
+	if p.Offset != j.synced || p.Offset != j.pos {
+		return errors.New("save claims bytes that are not durable")
+	}
+	// Through JSON, as the agent's state file stores it.
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	var q payload.Progress
+	if err := json.Unmarshal(b, &q); err != nil {
+		return err
+	}
+	j.saves = append(j.saves, q)
+	j.events = append(j.events, "save")
+	return nil
+}
+
+// at reopens the journal's slot at off, as OpenWriterAt does.
+func (j *journal) at(off int64) *journal { j.pos = off; return j }
+
+// cutAfter delivers the first n bytes of r, then fails like a dropped
+// connection.
+type cutAfter struct {
+	r io.Reader
+	n int64
+}
+
+var errDropped = errors.New("connection reset by peer")
+
+func (c *cutAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, errDropped
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
+// TestResumeAcrossProcesses cuts the source at random points; after each
+// cut a new Resumable, as a new process would, restores the last saved
+// progress and continues with a source starting at its offset. The slot
+// ends with the image and both hashes verified.
+func TestResumeAcrossProcesses(t *testing.T) {
+	data, hashes := image(t, 5*payload.BufferSize+777)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 5 {
+		j := &journal{}
+		var p *payload.Progress
+		for pieces := 0; ; pieces++ {
+			if pieces > 50 {
+				t.Fatalf("round %d: no end after 50 pieces", round)
+			}
+			r, err := payload.NewResumable(int64(len(data)), hashes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p != nil {
+				if err := r.Restore(*p); err != nil {
+					t.Fatalf("round %d: restore at %d: %v", round, p.Offset, err)
+				}
+				if !r.Restored() && p.Offset > 0 {
+					t.Fatal("Restored() = false after restoring a prefix")
+				}
+			}
+			off := r.Offset()
+			cut := rng.Int64N(int64(len(data))/2 + 1)
+			src := &cutAfter{r: bytes.NewReader(data[off:]), n: cut}
+			res, err := r.Install(context.Background(), src, j.at(off), payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize})
+			if err == nil {
+				if res.Bytes != int64(len(data)) || !bytes.Equal(res.SHA256, hashes["sha256"]) {
+					t.Fatalf("round %d: result %+v", round, res)
+				}
+				break
+			}
+			var se *payload.SourceError
+			if !errors.As(err, &se) || !errors.Is(err, errDropped) {
+				t.Fatalf("round %d: err = %v, want a SourceError wrapping the dropped connection", round, err)
+			}
+			// The cut is saved at the exact offset reached.
+			if want := off + min(cut, int64(len(data))-off); se.Offset != want || r.Offset() != want {
+				t.Fatalf("round %d: source error at %d, resumable at %d, want %d", round, se.Offset, r.Offset(), want)
+			}
+			if r.Offset() > off {
+				last := j.saves[len(j.saves)-1]
+				if last.Offset != r.Offset() {
+					t.Fatalf("round %d: the cut at %d was not saved (last save at %d)", round, r.Offset(), last.Offset)
+				}
+				p = &last
+			}
+		}
+		if !bytes.Equal(j.img, data) {
+			t.Fatalf("round %d: slot does not hold the image", round)
+		}
+	}
+}
+
+func TestCheckpointsEveryBytes(t *testing.T) {
+	data, hashes := image(t, 9*payload.BufferSize/4+5)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	if _, err := r.Install(context.Background(), bytes.NewReader(data), j, payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize / 2}); err != nil {
+		t.Fatal(err)
+	}
+	// Saves at every 2 buffers of BufferSize/4, none at the end (the
+	// caller persists the finished install itself).
+	var got []int64
+	for _, s := range j.saves {
+		got = append(got, s.Offset)
+	}
+	want := []int64{}
+	for off := int64(payload.BufferSize / 2); off < int64(len(data)); off += payload.BufferSize / 2 {
+		want = append(want, off)
+	}
+	if !equal(got, want) {
+		t.Fatalf("saved at %v, want %v", got, want)
+	}
+	for i, e := range j.events {
+		if e == "save" && (i == 0 || j.events[i-1] != "sync") {
+			t.Fatalf("save without a sync just before it: %v", j.events)
+		}
+	}
+}
+
+func TestCheckpointsEveryInterval(t *testing.T) {
+	data, hashes := image(t, 2*payload.BufferSize)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	// A fake clock that advances 1 s per reading: the first reading is the
+	// start, and a 3 s interval passes every third reading.
+	now := time.Unix(0, 0)
+	clock := func() time.Time { now = now.Add(time.Second); return now }
+	if _, err := r.Install(context.Background(), bytes.NewReader(data), j, payload.Checkpoints{Save: j.save, Interval: 3 * time.Second, Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	// The start reads 1 s; chunks of BufferSize/4 then read 2, 3, 4 (3 s
+	// passed: save, which reads 5), 6, 7, 8 (save, 9), 10, and nothing
+	// after the last chunk.
+	var got []int64
+	for _, s := range j.saves {
+		got = append(got, s.Offset)
+	}
+	q := int64(payload.BufferSize / 4)
+	if want := []int64{3 * q, 6 * q}; !equal(got, want) {
+		t.Fatalf("saved at %v, want %v", got, want)
+	}
+}
+
+func TestNoSaveAfterWriteFails(t *testing.T) {
+	data, hashes := image(t, 2*payload.BufferSize)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{failAt: payload.BufferSize + 1}
+	_, err := r.Install(context.Background(), bytes.NewReader(data), j, payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize / 4})
+	if err == nil || !strings.Contains(err.Error(), "flash worn out") {
+		t.Fatalf("err = %v, want the write error", err)
+	}
+	var se *payload.SourceError
+	if errors.As(err, &se) {
+		t.Fatal("a write failure is reported as a source failure")
+	}
+	last := j.saves[len(j.saves)-1]
+	if last.Offset > r.Offset() || r.Offset() != payload.BufferSize {
+		t.Fatalf("after the failed write: last save %d, offset %d", last.Offset, r.Offset())
+	}
+	// The state after the failure covers exactly Offset: resuming from it
+	// with a writer that works gives the image.
+	p, err := r.Progress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := payload.NewResumable(int64(len(data)), hashes)
+	if err := r2.Restore(p); err != nil {
+		t.Fatal(err)
+	}
+	j.failAt = 0
+	if _, err := r2.Install(context.Background(), bytes.NewReader(data[p.Offset:]), j.at(p.Offset), payload.Checkpoints{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSaveOnCancel(t *testing.T) {
+	data, hashes := image(t, 3*payload.BufferSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	src := &cancelAfter{r: bytes.NewReader(data), limit: payload.BufferSize + 10, cancel: cancel}
+	_, err := r.Install(ctx, src, j, payload.Checkpoints{Save: j.save})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(j.saves) != 1 || j.saves[0].Offset != r.Offset() || r.Offset() == 0 {
+		t.Fatalf("saves %v at offset %d: want one save at the offset reached", len(j.saves), r.Offset())
+	}
+}
+
+func TestResumeDetectsExtraBytes(t *testing.T) {
+	data, hashes := image(t, payload.BufferSize)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	src := &cutAfter{r: bytes.NewReader(data), n: 1000}
+	if _, err := r.Install(context.Background(), src, j, payload.Checkpoints{Save: j.save}); err == nil {
+		t.Fatal("cut source succeeded")
+	}
+	longer := append(bytes.Clone(data[1000:]), 'x')
+	_, err := r.Install(context.Background(), bytes.NewReader(longer), j.at(1000), payload.Checkpoints{Save: j.save})
+	if !errors.Is(err, payload.ErrTooLong) {
+		t.Fatalf("err = %v, want ErrTooLong", err)
+	}
+}
+
+// TestResumeWithWrongPrefixFails: a restored state that does not belong to
+// the bytes that follow gives a hash mismatch, never success.
+func TestResumeWithWrongPrefixFails(t *testing.T) {
+	data, hashes := image(t, payload.BufferSize)
+	other, _ := image(t, payload.BufferSize)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	if _, err := r.Install(context.Background(), &cutAfter{r: bytes.NewReader(other), n: 5000}, j, payload.Checkpoints{Save: j.save}); err == nil {
+		t.Fatal("cut source succeeded")
+	}
+	r2, _ := payload.NewResumable(int64(len(data)), hashes)
+	if err := r2.Restore(j.saves[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r2.Install(context.Background(), bytes.NewReader(data[5000:]), j.at(5000), payload.Checkpoints{})
+	if !errors.Is(err, payload.ErrHashMismatch) {
+		t.Fatalf("err = %v, want ErrHashMismatch", err)
+	}
+}
+
+func TestRestoreRefusesBadProgress(t *testing.T) {
+	data, hashes := image(t, payload.BufferSize)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	if _, err := r.Install(context.Background(), &cutAfter{r: bytes.NewReader(data), n: 4096}, j, payload.Checkpoints{Save: j.save}); err == nil {
+		t.Fatal("cut source succeeded")
+	}
+	good := j.saves[0]
+	without := func(name string) map[string][]byte {
+		m := map[string][]byte{}
+		for k, v := range good.States {
+			if k != name {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	swapped := map[string][]byte{"sha256": good.States["sha512"], "sha512": good.States["sha256"]}
+	for name, p := range map[string]payload.Progress{
+		"negative offset":     {Offset: -1, States: good.States},
+		"beyond the image":    {Offset: int64(len(data)) + 1, States: good.States},
+		"other offset":        {Offset: good.Offset + 1, States: good.States},
+		"no sha512":           {Offset: good.Offset, States: without("sha512")},
+		"no sha256":           {Offset: good.Offset, States: without("sha256")},
+		"swapped algorithms":  {Offset: good.Offset, States: swapped},
+		"garbage":             {Offset: 8, States: map[string][]byte{"sha256": bytes.Repeat([]byte{0, 0, 0, 0, 0, 0, 0, 8}, 4), "sha512": good.States["sha512"]}},
+		"truncated state":     {Offset: good.Offset, States: map[string][]byte{"sha256": good.States["sha256"][:20], "sha512": good.States["sha512"]}},
+		"empty sha512 state":  {Offset: good.Offset, States: map[string][]byte{"sha256": good.States["sha256"], "sha512": nil}},
+		"state of zero bytes": {Offset: good.Offset, States: freshStates(t, hashes)},
+	} {
+		r2, _ := payload.NewResumable(int64(len(data)), hashes)
+		if err := r2.Restore(p); err == nil {
+			t.Errorf("%s: Restore succeeded", name)
+		} else if !strings.HasPrefix(err.Error(), "payload:") {
+			t.Errorf("%s: error %q does not say where it comes from", name, err)
+		}
+		if r2.Offset() != 0 || r2.Restored() {
+			t.Errorf("%s: a refused Restore changed the resumable", name)
+		}
+	}
+	r2, _ := payload.NewResumable(int64(len(data)), hashes)
+	if err := r2.Restore(good); err != nil {
+		t.Fatalf("good progress: %v", err)
+	}
+}
+
+// freshStates returns the saved states of a Resumable that saw no bytes.
+func freshStates(t *testing.T, hashes map[string][]byte) map[string][]byte {
+	r, _ := payload.NewResumable(1, hashes)
+	p, err := r.Progress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.States
+}
+
+// TestProgressRoundTripMatchesOneShot: the sha256 of an image hashed in
+// one go equals the one hashed with a save and restore in the middle,
+// at every offset class (block boundary, inside a block).
+func TestProgressRoundTripMatchesOneShot(t *testing.T) {
+	data, hashes := image(t, 3000)
+	for _, cut := range []int64{0, 1, 63, 64, 65, 127, 128, 1000, 2999, 3000} {
+		r, _ := payload.NewResumable(3000, hashes)
+		j := &journal{}
+		src := &cutAfter{r: bytes.NewReader(data), n: cut}
+		_, err := r.Install(context.Background(), src, j, payload.Checkpoints{Save: j.save})
+		if cut == 3000 {
+			// All bytes arrived; the check for more failed.
+			var se *payload.SourceError
+			if !errors.As(err, &se) || se.Offset != 3000 {
+				t.Fatalf("cut at the end: %v", err)
+			}
+		}
+		p, _ := r.Progress()
+		r2, _ := payload.NewResumable(3000, hashes)
+		if err := r2.Restore(p); err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		res, err := r2.Install(context.Background(), bytes.NewReader(data[cut:]), j.at(cut), payload.Checkpoints{})
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		if want := sha256.Sum256(data); !bytes.Equal(res.SHA256, want[:]) {
+			t.Fatalf("cut %d: sha256 differs", cut)
+		}
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
