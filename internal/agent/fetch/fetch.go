@@ -16,6 +16,11 @@
 // Get fails with ErrTooLong instead of truncating, so an endless-data attack
 // costs at most maxLength bytes. A server that stops sending for
 // Config.StallTimeout fails the read with ErrStalled.
+//
+// Resuming: GetFrom asks for the rest of a resource from an offset with
+// Range (and If-Range, given a strong ETag) and checks that a 206 answer
+// starts exactly there and stays within the maximum. With Config.RateLimit
+// set, every body is read through one token bucket shared by the Client.
 package fetch
 
 import (
@@ -51,6 +56,10 @@ var (
 	ErrStalled = errors.New("fetch: stalled")
 	// ErrInsecureURL means a URL was refused by CheckURL.
 	ErrInsecureURL = errors.New("fetch: insecure url")
+	// ErrBadRange means a 206 response did not answer the range asked
+	// for: another start, several ranges, or a Content-Range that does not
+	// parse or contradicts the Content-Length.
+	ErrBadRange = errors.New("fetch: partial response does not match the range requested")
 )
 
 // StatusError is a response whose status was not 200 OK. It matches
@@ -107,12 +116,19 @@ type Config struct {
 	// Sleep waits for d or until ctx is done, returning ctx's error in the
 	// latter case. Nil means a real timer. Tests inject their own.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// RateLimit caps the bytes per second read from all response bodies
+	// of the Client together (0: no limit). See NewRateLimiter.
+	RateLimit int64
+	// Now tells the time to the rate limiter. Nil means time.Now. Tests
+	// inject their own, with a Sleep that advances it.
+	Now func() time.Time
 }
 
 // Client is the agent's HTTP client. It is safe for concurrent use.
 type Client struct {
-	cfg Config
-	hc  *http.Client
+	cfg  Config
+	hc   *http.Client
+	rate *RateLimiter // nil: no limit
 }
 
 // New returns a Client for cfg. It fails if CAFile cannot be read or holds
@@ -142,6 +158,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RateLimit < 0 {
+		return nil, fmt.Errorf("fetch: negative rate limit %d", cfg.RateLimit)
+	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
@@ -165,6 +187,9 @@ func New(cfg Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	c := &Client{cfg: cfg}
+	if cfg.RateLimit > 0 {
+		c.rate = NewRateLimiter(cfg.RateLimit, cfg.Now)
+	}
 	c.hc = &http.Client{
 		Transport: tr,
 		Jar:       nil,
@@ -228,17 +253,58 @@ func isLoopback(host string) bool {
 // that waits longer than Config.StallTimeout fails with ErrStalled. ctx
 // governs the whole request, body included.
 func (c *Client) Get(ctx context.Context, rawURL string, maxLength int64) (io.ReadCloser, error) {
+	r, err := c.GetFrom(ctx, rawURL, maxLength, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Resource is a response body with what the server said about it. The
+// caller must Close it.
+type Resource struct {
+	io.ReadCloser
+	// Offset is where the body starts within the resource: the offset
+	// asked for after a 206 response, 0 after a 200 (the server ignored
+	// the Range, or If-Range did not match).
+	Offset int64
+	// Size is the resource's whole length as the server stated it (the
+	// complete length of Content-Range, or the Content-Length of a 200),
+	// or -1 if it did not.
+	Size int64
+	// ETag is the response's entity tag as sent (quotes and any W/
+	// prefix included), or "".
+	ETag string
+}
+
+// GetFrom fetches rawURL from byte offset off on, as Get does (same
+// retries, limits and stall timeout), for a resource of at most maxLength
+// bytes. With off > 0 it sends "Range: bytes=off-" and, when etag is a
+// strong entity tag, "If-Range: etag", so that a server whose resource
+// changed sends all of it instead.
+//
+// The answer is checked before it is returned: a 200 must not announce more
+// than maxLength bytes; a 206 must carry a single Content-Range that starts
+// at off (else ErrBadRange) and whose complete length, when stated, is at
+// most maxLength (else ErrTooLong). The body then delivers at most the bytes
+// the Content-Range announces, and never more than maxLength-off: beyond
+// that, reading fails with ErrTooLong. Anything but 200 or 206 is a
+// *StatusError (a 416 among them). off must be within [0, maxLength].
+func (c *Client) GetFrom(ctx context.Context, rawURL string, maxLength, off int64, etag string) (*Resource, error) {
 	if maxLength < 0 {
 		return nil, fmt.Errorf("fetch: GET %s: negative maxLength %d", rawURL, maxLength)
+	}
+	if off < 0 || off > maxLength {
+		return nil, fmt.Errorf("fetch: GET %s: offset %d outside [0, %d]", rawURL, off, maxLength)
 	}
 	if err := c.CheckURL(rawURL); err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		body, retryAfter, err := c.try(ctx, rawURL, maxLength)
+		res, retryAfter, err := c.try(ctx, rawURL, maxLength, off, etag)
 		if err == nil {
-			return body, nil
+			return res, nil
 		}
 		lastErr = err
 		if retryAfter < 0 {
@@ -258,6 +324,14 @@ func (c *Client) Get(ctx context.Context, rawURL string, maxLength int64) (io.Re
 	return nil, fmt.Errorf("fetch: GET %s: giving up after %d attempts: %w", rawURL, c.cfg.MaxAttempts, lastErr)
 }
 
+// Backoff waits as Get does between attempts, after failed attempt n
+// (1-based): a jittered, exponentially growing time up to
+// Config.MaxBackoff. It returns ctx's error if ctx ends first. Callers that
+// retry on their own (a dropped download) use it to keep the same pacing.
+func (c *Client) Backoff(ctx context.Context, n int) error {
+	return c.cfg.Sleep(ctx, c.backoff(n))
+}
+
 // backoff returns the jittered wait after failed attempt n (1-based).
 func (c *Client) backoff(n int) time.Duration {
 	ceiling := c.cfg.BaseBackoff
@@ -274,7 +348,7 @@ func (c *Client) backoff(n int) time.Duration {
 // try makes one attempt. On failure, retryAfter >= 0 means the failure is
 // transient (retry, waiting at least retryAfter); retryAfter < 0 means it
 // is permanent.
-func (c *Client) try(ctx context.Context, rawURL string, maxLength int64) (rc io.ReadCloser, retryAfter time.Duration, err error) {
+func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, etag string) (res *Resource, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, -1, fmt.Errorf("fetch: GET %s: %w", rawURL, err)
 	}
@@ -285,6 +359,8 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength int64) (rc io
 		stall:  c.cfg.StallTimeout,
 		ctx:    reqCtx,
 		cancel: cancel,
+		rate:   c.rate,
+		sleep:  c.cfg.Sleep,
 	}
 	b.timer = time.AfterFunc(c.cfg.StallTimeout, b.fire)
 	defer func() {
@@ -298,6 +374,12 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength int64) (rc io
 		return nil, -1, fmt.Errorf("fetch: GET %s: %w", rawURL, err)
 	}
 	req.Header.Set("User-Agent", UserAgent)
+	if off > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
+		if strongETag(etag) {
+			req.Header.Set("If-Range", etag)
+		}
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		err = b.translate(err)
@@ -307,7 +389,33 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength int64) (rc io
 		return nil, 0, fmt.Errorf("fetch: GET %s: %w", rawURL, err)
 	}
 	b.timer.Stop()
-	if resp.StatusCode != http.StatusOK {
+	res = &Resource{ReadCloser: b, Size: -1, ETag: resp.Header.Get("ETag")}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if resp.ContentLength > maxLength {
+			resp.Body.Close()
+			return nil, -1, fmt.Errorf("%w: GET %s: Content-Length %d exceeds maximum %d", ErrTooLong, rawURL, resp.ContentLength, maxLength)
+		}
+		res.Size = resp.ContentLength
+	case resp.StatusCode == http.StatusPartialContent && off > 0:
+		first, last, size, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err == nil && first != off {
+			err = fmt.Errorf("it starts at byte %d, not at %d", first, off)
+		}
+		if err == nil && resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
+			err = fmt.Errorf("Content-Length %d for a range of %d bytes", resp.ContentLength, last-first+1)
+		}
+		if err != nil {
+			resp.Body.Close()
+			return nil, -1, fmt.Errorf("%w: GET %s from %d: %v", ErrBadRange, rawURL, off, err)
+		}
+		if size > maxLength || last >= maxLength {
+			resp.Body.Close()
+			return nil, -1, fmt.Errorf("%w: GET %s: Content-Range %q exceeds maximum %d", ErrTooLong, rawURL, resp.Header.Get("Content-Range"), maxLength)
+		}
+		res.Offset, res.Size = first, size
+		b.limit = last - first + 1
+	default:
 		retryAfter = -1
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
@@ -317,12 +425,38 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength int64) (rc io
 		resp.Body.Close()
 		return nil, retryAfter, &StatusError{URL: rawURL, StatusCode: resp.StatusCode}
 	}
-	if resp.ContentLength > maxLength {
-		resp.Body.Close()
-		return nil, -1, fmt.Errorf("%w: GET %s: Content-Length %d exceeds maximum %d", ErrTooLong, rawURL, resp.ContentLength, maxLength)
-	}
 	b.rc = resp.Body
-	return b, 0, nil
+	return res, 0, nil
+}
+
+// strongETag reports whether etag is a strong entity tag: quoted, not W/.
+func strongETag(etag string) bool {
+	return len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"'
+}
+
+// parseContentRange parses "bytes FIRST-LAST/SIZE" (SIZE may be "*":
+// returned as -1).
+func parseContentRange(v string) (first, last, size int64, err error) {
+	spec, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q is not a byte range", v)
+	}
+	rng, total, ok := strings.Cut(spec, "/")
+	a, z, ok2 := strings.Cut(rng, "-")
+	if !ok || !ok2 {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q does not parse", v)
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(z, 10, 64)
+	size = -1
+	var err3 error
+	if total != "*" {
+		size, err3 = strconv.ParseInt(total, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || (size >= 0 && last >= size) {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q does not parse", v)
+	}
+	return first, last, size, nil
 }
 
 // isPermanent reports errors that a retry cannot fix.
@@ -367,6 +501,8 @@ type body struct {
 	timer  *time.Timer
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	rate   *RateLimiter // nil: no limit
+	sleep  func(ctx context.Context, d time.Duration) error
 
 	closeOnce sync.Once
 }
@@ -384,10 +520,15 @@ func (b *body) translate(err error) error {
 
 // Read delivers at most limit bytes in total; the first byte beyond the
 // limit turns into ErrTooLong. The stall timer runs only while Read waits,
-// so a slow consumer is not mistaken for a stalled server.
+// so a slow consumer is not mistaken for a stalled server. With a rate
+// limit, Read asks for at most one burst and, after reading, waits until
+// the bytes it got are paid for.
 func (b *body) Read(p []byte) (int, error) {
 	if b.n > b.limit {
 		return 0, fmt.Errorf("%w: GET %s: more than %d bytes", ErrTooLong, b.url, b.limit)
+	}
+	if b.rate != nil && len(p) > b.rate.burst {
+		p = p[:b.rate.burst]
 	}
 	// Ask for at most one byte past the limit: enough to detect excess.
 	// (Written so that a limit near math.MaxInt64 cannot overflow.)
@@ -403,6 +544,13 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("fetch: GET %s: reading body: %w", b.url, b.translate(err))
+	}
+	if b.rate != nil && n > 0 {
+		if d := b.rate.take(n); d > 0 {
+			if serr := b.sleep(b.ctx, d); serr != nil && err == nil {
+				err = fmt.Errorf("fetch: GET %s: rate limit: %w", b.url, serr)
+			}
+		}
 	}
 	return n, err
 }
