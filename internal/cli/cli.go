@@ -38,6 +38,8 @@ usage:
   uptrust rollout list
   uptrust compliance PRODUCT [--json]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
+  uptrust mirror export DIR [--copy]
+  uptrust mirror sync DIR [--grace 24h] [--verify] [--copy]
   uptrust reports [PRODUCT] [--k N] [--json]
   uptrust privacy report [--json]
   uptrust purge
@@ -87,6 +89,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdCompliance(ctx, env, args[1:])
 	case "serve":
 		err = cmdServe(ctx, env, args[1:])
+	case "mirror":
+		err = cmdMirror(ctx, env, args[1:])
 	case "reports":
 		err = cmdReports(ctx, env, args[1:])
 	case "privacy":

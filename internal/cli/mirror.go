@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/mirror"
+	"github.com/uptrust/uptrust/internal/project"
+)
+
+// cmdMirror writes the public /repo/ tree as static files (export) and
+// keeps it current (sync). Both re-sign due online roles first, exactly as
+// `uptrust serve` does on its own, so run sync well within half a
+// timestamp's lifetime (dist/systemd/uptrust-mirror-sync.timer).
+func cmdMirror(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		return usagef("mirror needs a subcommand: export or sync")
+	}
+	sub := args[0]
+	if sub != "export" && sub != "sync" {
+		return usagef("unknown mirror subcommand %q", sub)
+	}
+	fs, dir := flags(env, "mirror "+sub)
+	copyFlag := fs.Bool("copy", false, "copy payloads instead of hard-linking them from the blob store")
+	var grace *time.Duration
+	var verify *bool
+	if sub == "sync" {
+		grace = fs.Duration("grace", mirror.DefaultGrace, "how long files that are no longer published stay (0: remove at once)")
+		verify = fs.Bool("verify", false, "re-hash the payloads already in the mirror and replace damaged ones")
+	}
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("mirror %s takes one directory", sub)
+	}
+	out := pos[0]
+	p, err := openProject(ctx, env, *dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	o := mirror.Options{Resigner: p, Repositories: []string{project.ReleaseBase, project.FleetBase},
+		Copy: *copyFlag, Clock: p.Clock}
+	var res mirror.Result
+	if sub == "export" {
+		res, err = mirror.Export(ctx, out, p, o)
+	} else {
+		o.Grace, o.Verify = *grace, *verify
+		if o.Grace == 0 {
+			o.Grace = -1 // the flag's 0 means no grace; Options' 0 means the default
+		} else if o.Grace < 0 {
+			return usagef("--grace must not be negative")
+		}
+		res, err = mirror.Sync(ctx, out, p, o)
+	}
+	if err != nil {
+		return fmt.Errorf("mirror %s %s: %w", sub, out, err)
+	}
+	fmt.Fprintf(env.Stdout, "mirror %s: %d files written (%d payloads linked, %d copied), %d unchanged, %d removed, %d kept for the grace period\n",
+		out, res.Written, res.Linked, res.Copied, res.Unchanged, res.Removed, res.Kept)
+	for _, ts := range res.Timestamps {
+		fmt.Fprintf(env.Stdout, "  %s: timestamp v%d, expires %s\n", ts.Repository, ts.Version, ts.Expires.UTC().Format(time.RFC3339))
+	}
+	if sub == "export" {
+		fmt.Fprintf(env.Stdout, "serve %s with any web server (see README, \"Static mirrors and CDNs\"); run `uptrust mirror sync %s` at least every %v\n",
+			out, out, syncEvery(p))
+	}
+	return nil
+}
+
+// syncEvery is the longest advisable interval between syncs: timestamps
+// are re-signed when half their lifetime is left, and a sync must publish
+// the new one before the old expires, with room for a failed run.
+func syncEvery(p *project.Project) time.Duration {
+	return (p.Lifetimes().Timestamp / 4).Round(time.Minute)
+}
