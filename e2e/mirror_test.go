@@ -407,6 +407,7 @@ func assertMirrorRefused(t *testing.T, w *world, d *sim.Device, version, class s
 	if st.LastCheck == nil || st.LastCheck.ErrorClass != class || st.LastCheck.Reason == "" {
 		t.Fatalf("%s: last check %+v, want error class %s with a reason", d.Name, st.LastCheck, class)
 	}
+	t.Logf("%s refused the mirror: %s: %s", d.Name, class, st.LastCheck.Reason)
 	code, out, errOut := ownerCLI(t, d, "", now, "status")
 	if code != 0 || !strings.Contains(out, "error class:      "+class) || !strings.Contains(out, st.LastCheck.Reason) {
 		t.Fatalf("uptrust-agent status: exit %d, does not say why:\n%s%s", code, out, errOut)
