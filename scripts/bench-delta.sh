@@ -71,8 +71,10 @@ for p in $PAIRS; do
   declare -A SZ=() ROW=()
   run() { # tool diffcmd applycmd; a tool not in $TOOLS reuses its last recorded row
     local t=$1
-    if [[ " $TOOLS " != *" $t "* && -f "$P.$t.row" ]]; then
-      SZ[$t]=$(stat -c %s "$P.$t"); ROW[$t]="$(cat "$P.$t.row") (earlier run)"; return
+    if [[ " $TOOLS " != *" $t "* ]]; then
+      if [ -f "$P.$t.row" ]; then SZ[$t]=$(stat -c %s "$P.$t"); ROW[$t]="$(cat "$P.$t.row") (earlier run)"
+      else SZ[$t]=""; ROW[$t]="not run | | | "; fi
+      return
     fi
     rm -f "$P.$t" "$OUT"
     measure bash -c "$2"; local ct=$T cm=$M
@@ -87,7 +89,7 @@ for p in $PAIRS; do
   run uptrust "'$UD' diff '$OLD' '$NEW' '$P.uptrust'" "'$UD' apply '$OLD' '$P.uptrust' '$OUT'"
   at=$T
   rm -f "$OUT"; measure dd if="$NEW" of="$OUT" bs=1M conv=fsync status=none; ct=$T
-  small=$(printf '%s\n' "${SZ[bsdiff]}" "${SZ[xdelta3]}" "${SZ[zstd]}" | sort -n | head -1)
+  small=$(printf '%s\n' "${SZ[bsdiff]}" "${SZ[xdelta3]}" "${SZ[zstd]}" | grep . | sort -n | head -1)
   for t in bsdiff xdelta3 zstd uptrust; do
     r=""; [ $t = uptrust ] && r=$(awk -v a="${SZ[$t]}" -v b="$small" 'BEGIN{printf "%.2f", a/b}')
     echo "| $p | $(mb "$S") | $t | ${SZ[$t]} | $r | ${ROW[$t]} |"
