@@ -57,11 +57,21 @@ import (
 )
 
 // Source is the published content of a project. project.Project implements
-// it. Content must return a consistent view: metadata and payloads of one
-// publication.
+// it. Generation must change whenever the content does; Content need not
+// read in one transaction, because a run reads it between two equal
+// generations (a content read while the project changes could pair a new
+// fleet repository with an old release repository).
 type Source interface {
+	Generation(ctx context.Context) (int64, error)
 	Content(ctx context.Context) (*server.Content, error)
 }
+
+// readAttempts bounds how often a run reads the content while the project
+// keeps changing under it.
+const readAttempts = 5
+
+// ErrUnstable: the project changed during every read of its content.
+var ErrUnstable = errors.New("mirror: the project changed while its content was read")
 
 // Resigner re-signs online roles that are due (project.Project implements
 // it), so that a mirror synced regularly never serves an expired timestamp.
@@ -205,9 +215,9 @@ func run(ctx context.Context, dir string, prev State, src Source, o Options) (Re
 			return Result{}, fmt.Errorf("mirror: re-signing due roles before the export: %w", err)
 		}
 	}
-	c, err := src.Content(ctx)
+	c, err := readContent(ctx, src)
 	if err != nil {
-		return Result{}, fmt.Errorf("mirror: reading the published content: %w", err)
+		return Result{}, err
 	}
 	p, err := makePlan(c, prev, o.Clock.Now(), o.Grace, o.Repositories)
 	if err != nil {
@@ -261,6 +271,28 @@ func run(ctx context.Context, dir string, prev State, src Source, o Options) (Re
 		}
 	}
 	return res, nil
+}
+
+// readContent reads src's content between two equal generations.
+func readContent(ctx context.Context, src Source) (*server.Content, error) {
+	for range readAttempts {
+		before, err := src.Generation(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: reading the project's generation: %w", err)
+		}
+		c, err := src.Content(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: reading the published content: %w", err)
+		}
+		after, err := src.Generation(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: reading the project's generation: %w", err)
+		}
+		if before == after {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w, %d times in a row (try again)", ErrUnstable, readAttempts)
 }
 
 // timestamps parses the published timestamps, in the plan's order.

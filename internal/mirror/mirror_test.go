@@ -26,13 +26,25 @@ type fakeSource struct {
 	blobs   string
 	content *server.Content
 	err     error
+	gen     int64
+	// during, if set, runs inside Content, as a concurrent publication
+	// would.
+	during func()
 }
 
 func newSource(t *testing.T) *fakeSource {
 	return &fakeSource{t: t, blobs: t.TempDir()}
 }
 
-func (s *fakeSource) Content(context.Context) (*server.Content, error) { return s.content, s.err }
+func (s *fakeSource) Generation(context.Context) (int64, error) { return s.gen, nil }
+
+func (s *fakeSource) Content(context.Context) (*server.Content, error) {
+	c := s.content
+	if s.during != nil {
+		s.during()
+	}
+	return c, s.err
+}
 
 // blob stores b and returns its payload entry and URL path for a release.
 func (s *fakeSource) blob(version string, b []byte) (string, server.PayloadFile) {
@@ -54,6 +66,7 @@ func (s *fakeSource) publish(v int, releases ...string) {
 		payloads[p] = f
 	}
 	s.content = pubContent(v, payloads)
+	s.gen++
 }
 
 // assertTree checks that dir/repo holds exactly the files of c, plus extra.
@@ -437,5 +450,35 @@ func TestResignBeforeContent(t *testing.T) {
 	}
 	if res.Timestamps[0].Version != 2 {
 		t.Fatalf("exported timestamp v%d, want the re-signed v2", res.Timestamps[0].Version)
+	}
+}
+
+// TestConcurrentPublication: content read while the project changed is
+// read again; a project that never holds still is an error.
+func TestConcurrentPublication(t *testing.T) {
+	src := newSource(t)
+	src.publish(1)
+	once := true
+	src.during = func() {
+		if once {
+			once = false
+			src.publish(2)
+		}
+	}
+	res, err := Export(t.Context(), t.TempDir(), src, Options{Repositories: repos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Timestamps[0].Version != 2 {
+		t.Fatalf("exported v%d, read while the project changed; want v2", res.Timestamps[0].Version)
+	}
+	v := 2
+	src.during = func() { v++; src.publish(v) }
+	dir := t.TempDir()
+	if _, err := Export(t.Context(), dir, src, Options{Repositories: repos}); !errors.Is(err, ErrUnstable) {
+		t.Fatalf("export: %v, want ErrUnstable", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "repo")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed read still wrote files: %v", err)
 	}
 }
