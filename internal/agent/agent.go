@@ -75,10 +75,13 @@ func New(cfg *Config, o Options) (*Agent, error) {
 		o.Slots = s
 	}
 	fc := fetch.Config{CAFile: cfg.CAFile, AllowInsecureHTTP: cfg.AllowInsecureHTTP,
-		StallTimeout: time.Duration(cfg.StallTimeout), MaxAttempts: cfg.MaxAttempts}
+		StallTimeout: time.Duration(cfg.StallTimeout), MaxAttempts: cfg.MaxAttempts, RateLimit: int64(cfg.DownloadRateLimit)}
 	if o.HTTP != nil {
 		fc = *o.HTTP
 		fc.CAFile, fc.AllowInsecureHTTP = cfg.CAFile, cfg.AllowInsecureHTTP
+		if fc.RateLimit == 0 {
+			fc.RateLimit = int64(cfg.DownloadRateLimit)
+		}
 	}
 	hc, err := fetch.New(fc)
 	if err != nil {
@@ -140,8 +143,8 @@ func (a *Agent) step(s *State, point string) error {
 }
 
 // Check runs one cycle: it first finishes whatever a previous run left
-// (trial boot, commit, rollback), then, when idle, checks for an update and
-// installs it. It returns the check record also stored in state.json.
+// (trial boot, commit, rollback), then, when idle or in the middle of a
+// resumable download, checks for an update and installs it. It returns the check record also stored in state.json.
 //
 // The cycle holds the state lock (see lockState) throughout, so owner
 // commands wait for it rather than lose their change. Events for the owner
@@ -160,7 +163,7 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	if err := a.resume(ctx, s); err != nil {
 		return s.LastCheck, err
 	}
-	if s.Phase != PhaseIdle {
+	if s.Phase != PhaseIdle && s.Phase != PhaseWriting {
 		return s.LastCheck, a.deliver(ctx, s)
 	}
 	chk, err := a.checkAndInstall(ctx, s)

@@ -133,8 +133,14 @@ type Config struct {
 	PollInterval Duration `json:"poll_interval,omitempty"`
 	// StallTimeout fails a download that sends nothing this long (default 60s).
 	StallTimeout Duration `json:"stall_timeout,omitempty"`
-	// MaxAttempts per request (default 5).
+	// MaxAttempts per request (default 5). A payload download whose
+	// connection drops is also resumed up to this many times in a row
+	// without progress before the check gives up until the next one.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// DownloadRateLimit caps the bytes per second the agent reads from the
+	// server, payloads and metadata together: a number, or a string such as
+	// "512KiB" or "2MiB" (see ParseByteRate). 0 or absent: no limit.
+	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
 	// HealthCheck is an executable run after booting a new release; exit
 	// status 0 means healthy. Empty: the system came up, that is enough.
 	HealthCheck []string `json:"health_check,omitempty"`
@@ -217,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval < Duration(time.Second) {
 		return fmt.Errorf("poll_interval %v is too short", time.Duration(c.PollInterval))
+	}
+	if _, err := checkByteRate(c.DownloadRateLimit.String(), float64(c.DownloadRateLimit)); err != nil {
+		return err
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = Duration(60 * time.Second)

@@ -26,6 +26,9 @@ type fleetCustom struct {
 func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	chk := &Check{At: a.clock.Now().UTC(), Action: "none"}
 	target, rel, fleet, err := a.decide(ctx, s, chk)
+	if s.Phase == PhaseWriting && (err != nil || target == nil) {
+		a.dropPartial(s, err)
+	}
 	if err != nil {
 		class := classify(err)
 		chk.Action, chk.ErrorClass = "rejected", class
@@ -57,6 +60,19 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	}
 	err = a.install(ctx, s, target, rel, fleet)
 	return s.LastCheck, err
+}
+
+// dropPartial gives up a download interrupted in an earlier check, because
+// this check installs nothing (err nil) or was refused (err). A network
+// error keeps it: the server may be restarting, and the next check can
+// still resume.
+func (a *Agent) dropPartial(s *State, err error) {
+	if err != nil && classify(err) == ClassNetwork {
+		a.log.Info("keeping the interrupted download for the next check", "version", s.Pending.Version, "err", err)
+		return
+	}
+	a.log.Info("dropping the interrupted download: this check does not install it", "version", s.Pending.Version, "err", err)
+	s.Phase, s.Pending = PhaseIdle, nil
 }
 
 // decide refreshes both repositories and returns the release to install,

@@ -8,12 +8,13 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
 // install streams the payload into the inactive slot, verifies it, arms
-// the bootloader and reboots.
+// the bootloader and reboots. A download interrupted in an earlier check
+// (phase writing, with saved progress) is resumed if it was for the same
+// release, target hash, length and slot; otherwise it starts over.
 func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
 	st, err := a.slots.State(ctx)
 	if err != nil {
@@ -23,20 +24,44 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	if len(sum) == 0 {
 		return a.reject(ctx, s, m.Version, ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
 	}
-	s.Pending = &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
+	next := &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
 		Target: release.TargetName(m.Product, m.Version), Length: rel.Length, SHA256: hex.EncodeToString(sum),
 		Slot: st.Booted.Other(), From: st.Booted, FromVersion: s.Version}
+	if prev := s.Pending; s.Phase == PhaseWriting && prev != nil && prev.Download != nil {
+		if sameDownload(prev, next) {
+			next.Download = prev.Download
+			a.log.Info("resuming the download", "version", m.Version, "offset", prev.Download.Offset, "length", rel.Length)
+		} else {
+			a.log.Info("the saved download is for another release or slot; starting over", "saved", prev.Version, "saved_sha256", prev.SHA256,
+				"saved_slot", prev.Slot, "version", m.Version, "sha256", next.SHA256, "slot", next.Slot)
+		}
+	}
+	s.Pending = next
 	s.Phase = PhaseWriting
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
 	if err := a.step(s, "writing"); err != nil {
 		return err
 	}
 	a.log.Info("installing", "version", m.Version, "slot", s.Pending.Slot, "bytes", rel.Length)
-	if err := a.writeSlot(ctx, s.Pending, rel); err != nil {
+	if err := a.download(ctx, s, rel); err != nil {
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
+		p := s.Pending
+		if ctx.Err() != nil {
+			// Stopped: the progress is saved; the next check resumes.
+			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+				return serr
+			}
+			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
+		}
 		class := classify(err)
+		if class == ClassNetwork && p.Download != nil {
+			// Keep phase writing and the progress: the next check
+			// resumes the download where it stopped.
+			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
+				p.Download.Offset, p.Length, err))
+		}
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.reject(ctx, s, m.Version, class, err)
 	}
@@ -47,26 +72,10 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	return a.arm(ctx, s)
 }
 
-func (a *Agent) writeSlot(ctx context.Context, p *Pending, rel *metadata.TargetFiles) error {
-	url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
-	body, err := a.http.Get(ctx, url, p.Length)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	w, err := a.slots.OpenWriter(ctx, p.Slot)
-	if err != nil {
-		return fmt.Errorf("opening slot %s: %w", p.Slot, err)
-	}
-	hashes := map[string][]byte{}
-	for alg, h := range rel.Hashes {
-		hashes[alg] = h
-	}
-	_, err = payload.Install(ctx, body, powerWriter{payload.Writeback(w), a.power}, p.Length, hashes)
-	if cerr := w.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
-	}
-	return err
+// sameDownload reports whether saved progress for prev may continue as
+// next: the same target, payload hash and length, into the same slot.
+func sameDownload(prev, next *Pending) bool {
+	return prev.Target == next.Target && prev.SHA256 == next.SHA256 && prev.Length == next.Length && prev.Slot == next.Slot
 }
 
 // targetFileName is the consistent-snapshot file name of a target.

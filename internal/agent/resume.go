@@ -26,7 +26,15 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 	switch s.Phase {
 	case PhaseWriting:
 		// The slot holds an unverified, partial image and the bootloader
-		// was never armed: forget it and start over in this cycle.
+		// was never armed. With saved progress, stay in this phase: the
+		// check that follows resumes the download if it still installs
+		// this release (see install), and drops it otherwise (see
+		// checkAndInstall). Without, forget it and start over.
+		if p.Download != nil {
+			a.log.Info("download was interrupted; it resumes if the release is still to be installed",
+				"version", p.Version, "offset", p.Download.Offset, "length", p.Length)
+			return nil
+		}
 		a.log.Info("install was interrupted while writing; starting over", "version", p.Version)
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.step(s, "idle-after-interrupted-write")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
@@ -23,7 +24,9 @@ const (
 	// PhaseIdle: nothing in progress.
 	PhaseIdle Phase = "idle"
 	// PhaseWriting: the inactive slot is being written; its content is
-	// not trusted. Resumed by starting over.
+	// not trusted. Pending.Download, when set, says how much of it is
+	// durable: the next check resumes from there if it still installs the
+	// same release into the same slot, and starts over otherwise.
 	PhaseWriting Phase = "writing"
 	// PhaseArming: the slot was written and verified; the bootloader is
 	// being armed. Resumed by arming again (idempotent).
@@ -53,7 +56,50 @@ type Pending struct {
 	FromVersion string    `json:"from_version"`
 	// Failure is set once the new slot has been judged bad.
 	Failure *Failure `json:"failure,omitempty"`
+	// Download is the saved progress of the payload download, while the
+	// phase is writing; nil before the first checkpoint.
+	Download *Download `json:"download,omitempty"`
 }
+
+// Download is how far the payload download of a Pending release got.
+//
+// Invariant: it is saved only after the slot's first Offset bytes were
+// synced, and its hash states cover exactly those bytes as they arrived
+// from the server. Nothing here is trusted for arming: the whole image is
+// verified against the signed hashes first, and a resumed image is read
+// back from the slot and verified again.
+type Download struct {
+	payload.Progress
+	// ETag is the server's entity tag of the payload the bytes came from;
+	// a resume asks for the rest only if the server still has it.
+	ETag string `json:"etag,omitempty"`
+}
+
+// DownloadCount is what downloading one release's payload cost on the
+// wire, for metered links.
+type DownloadCount struct {
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+	// Length is the payload's signed length.
+	Length int64 `json:"length"`
+	// Bytes counts every payload byte received for this release, over all
+	// checks, requests and restarts: bytes received twice count twice.
+	// Bytes received after the last saved checkpoint before a power loss
+	// are not counted (at most CheckpointBytes).
+	Bytes int64 `json:"bytes"`
+	// Requests counts payload requests answered with 200 or 206, Resumed
+	// those that continued from a saved offset, and Restarts the times
+	// progress was thrown away (server ignored the range, ETag changed,
+	// slot no longer matched).
+	Requests int `json:"requests"`
+	Resumed  int `json:"resumed,omitempty"`
+	Restarts int `json:"restarts,omitempty"`
+	// Complete is set once the whole payload arrived and verified.
+	Complete bool `json:"complete"`
+}
+
+// maxDownloads bounds State.Downloads.
+const maxDownloads = 8
 
 // Failure records why a release was given up.
 type Failure struct {
@@ -123,6 +169,24 @@ type State struct {
 	Notified map[string]time.Time `json:"notified,omitempty"`
 	// Outbox holds events queued for the notify hook and not yet run.
 	Outbox []Event `json:"outbox,omitempty"`
+	// Downloads counts the payload bytes received per release, oldest
+	// first (the latest maxDownloads releases).
+	Downloads []DownloadCount `json:"downloads,omitempty"`
+}
+
+// downloadCount returns the counter of p's release, adding it (and dropping
+// the oldest beyond maxDownloads) if there is none.
+func (s *State) downloadCount(p *Pending) *DownloadCount {
+	for i := range s.Downloads {
+		if d := &s.Downloads[i]; d.Version == p.Version && d.SHA256 == p.SHA256 {
+			return d
+		}
+	}
+	s.Downloads = append(s.Downloads, DownloadCount{Version: p.Version, SHA256: p.SHA256, Length: p.Length})
+	if n := len(s.Downloads); n > maxDownloads {
+		s.Downloads = append([]DownloadCount(nil), s.Downloads[n-maxDownloads:]...)
+	}
+	return &s.Downloads[len(s.Downloads)-1]
 }
 
 // Owner is what the device's owner decided, within the maker's policy

@@ -54,6 +54,16 @@ type Status struct {
 	SupportRefused *SupportRefusal `json:"support_refused,omitempty"`
 	// OwnerHistory lists the owner's decisions, oldest first.
 	OwnerHistory []OwnerChange `json:"owner_history,omitempty"`
+	// Download counts the payload bytes received for the release being
+	// installed or, when none is, for the last release downloaded,
+	// re-downloaded bytes included.
+	Download *DownloadCount `json:"download,omitempty"`
+	// DownloadSaved is how many bytes of the payload being installed are
+	// durable in the slot; the download resumes from there.
+	DownloadSaved int64 `json:"download_saved,omitempty"`
+	// DownloadRateLimit is the configured limit in bytes per second (0:
+	// none).
+	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It
@@ -79,7 +89,12 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	}
 	if s.Pending != nil {
 		st.Installing = s.Pending.Version
+		if d := s.Pending.Download; d != nil {
+			st.DownloadSaved = d.Offset
+		}
 	}
+	st.Download = lastDownload(s)
+	st.DownloadRateLimit = cfg.DownloadRateLimit
 	if s.Support != nil {
 		st.SupportUntil, st.SupportContact = s.Support.Until, s.Support.Contact
 		if t, err := time.Parse(time.DateOnly, s.Support.Until); err == nil && now.After(t.Add(24*time.Hour)) {
@@ -132,6 +147,9 @@ func (st *Status) WriteText(w io.Writer) {
 	if st.Installing != "" {
 		fmt.Fprintf(w, "installing:       %s (step: %s)\n", st.Installing, st.Phase)
 	}
+	if d := st.Download; d != nil {
+		fmt.Fprintf(w, "download:         %s\n", st.downloadLine())
+	}
 	if c := st.LastCheck; c != nil {
 		fmt.Fprintf(w, "last check:       %s\n", c.At.Format(time.RFC3339))
 		offered := c.Offered
@@ -177,6 +195,57 @@ func (st *Status) WriteText(w io.Writer) {
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "WARNING:          %s\n", warn)
 	}
+}
+
+// lastDownload is the counter of the pending release, else the newest.
+func lastDownload(s *State) *DownloadCount {
+	for i := len(s.Downloads) - 1; i >= 0; i-- {
+		d := s.Downloads[i]
+		if s.Pending == nil || d.Version == s.Pending.Version && d.SHA256 == s.Pending.SHA256 {
+			return &d
+		}
+	}
+	return nil
+}
+
+// downloadLine says what the download of st.Download cost and, while it
+// is in progress, how far it got.
+func (st *Status) downloadLine() string {
+	d := st.Download
+	line := fmt.Sprintf("%s, payload %s: %s received in %d request", d.Version, size(d.Length), size(d.Bytes), d.Requests)
+	if d.Requests != 1 {
+		line += "s"
+	}
+	if d.Resumed > 0 || d.Restarts > 0 {
+		line += fmt.Sprintf(" (%d resumed, %d restarted from zero)", d.Resumed, d.Restarts)
+	}
+	switch {
+	case d.Complete:
+		line += "; complete"
+	case st.Installing == d.Version && st.DownloadSaved > 0:
+		line += fmt.Sprintf("; %s saved, resumes from there", size(st.DownloadSaved))
+	case st.Installing == d.Version:
+		line += "; in progress"
+	default:
+		line += "; not completed"
+	}
+	if st.DownloadRateLimit > 0 {
+		line += fmt.Sprintf("; limit %s/s", st.DownloadRateLimit)
+	}
+	return line
+}
+
+// size shows a byte count exactly and, from 1 KiB, in binary units too.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%d bytes (%.1f GiB)", n, float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d bytes (%.1f KiB)", n, float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // advisory shows an advisory as "CVE-2026-1234: summary".

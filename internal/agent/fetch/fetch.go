@@ -399,6 +399,10 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 		res.Size = resp.ContentLength
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		first, last, size, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err == nil && (size > maxLength || last >= maxLength) {
+			resp.Body.Close()
+			return nil, -1, fmt.Errorf("%w: GET %s: Content-Range %q exceeds maximum %d", ErrTooLong, rawURL, resp.Header.Get("Content-Range"), maxLength)
+		}
 		if err == nil && first != off {
 			err = fmt.Errorf("it starts at byte %d, not at %d", first, off)
 		}
@@ -408,10 +412,6 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 		if err != nil {
 			resp.Body.Close()
 			return nil, -1, fmt.Errorf("%w: GET %s from %d: %v", ErrBadRange, rawURL, off, err)
-		}
-		if size > maxLength || last >= maxLength {
-			resp.Body.Close()
-			return nil, -1, fmt.Errorf("%w: GET %s: Content-Range %q exceeds maximum %d", ErrTooLong, rawURL, resp.Header.Get("Content-Range"), maxLength)
 		}
 		res.Offset, res.Size = first, size
 		b.limit = last - first + 1

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// ByteRate is a download rate limit in bytes per second; 0 means no limit.
+// In JSON it is a number of bytes per second or a string with a unit, as
+// ParseByteRate reads it.
+type ByteRate int64
+
+// MinByteRate is the lowest limit accepted: below it an update of a few
+// megabytes would take days, which is almost certainly a wrong unit.
+const MinByteRate = 1024
+
+// maxByteRate bounds what ParseByteRate accepts (1 TiB/s).
+const maxByteRate = 1 << 40
+
+var byteUnits = map[string]float64{
+	"": 1, "b": 1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+}
+
+// ParseByteRate reads a rate such as "512KiB", "2MiB", "1.5MB/s" or
+// "65536": a non-negative number, an optional unit (B, kB, MB, GB in powers
+// of 1000, KiB, MiB, GiB in powers of 1024; case does not matter) and an
+// optional "/s". Fractions of a byte are dropped. "0" means no limit;
+// otherwise the rate must be at least MinByteRate.
+func ParseByteRate(s string) (ByteRate, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(t, "/s")
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	mult, ok := byteUnits[strings.ToLower(unit)]
+	v, err := strconv.ParseFloat(num, 64)
+	if num == "" || err != nil || !ok {
+		return 0, fmt.Errorf("download_rate_limit %q: want bytes per second, e.g. 512KiB, 2MiB, 1.5MB or 65536", s)
+	}
+	return checkByteRate(s, v*mult)
+}
+
+func checkByteRate(s string, v float64) (ByteRate, error) {
+	if math.IsNaN(v) || v < 0 || v > maxByteRate {
+		return 0, fmt.Errorf("download_rate_limit %q: out of range (0 to 1TiB per second)", s)
+	}
+	r := ByteRate(v)
+	if v > 0 && r < MinByteRate {
+		return 0, fmt.Errorf("download_rate_limit %q is %d bytes per second, below the minimum of %d; use 0 for no limit, or a unit such as KiB", s, r, MinByteRate)
+	}
+	return r, nil
+}
+
+// UnmarshalJSON reads a number of bytes per second or a string with a unit.
+func (r *ByteRate) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := ParseByteRate(s)
+		if err != nil {
+			return err
+		}
+		*r = v
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("download_rate_limit: want a number of bytes per second or a string such as \"2MiB\"")
+	}
+	v, err := checkByteRate(string(b), f)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// MarshalJSON writes the rate as a string, in the largest binary unit that
+// divides it exactly ("2MiB", "1536KiB", "1000000").
+func (r ByteRate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
+
+func (r ByteRate) String() string {
+	switch {
+	case r == 0:
+		return "0"
+	case r%(1<<30) == 0:
+		return strconv.FormatInt(int64(r)>>30, 10) + "GiB"
+	case r%(1<<20) == 0:
+		return strconv.FormatInt(int64(r)>>20, 10) + "MiB"
+	case r%(1<<10) == 0:
+		return strconv.FormatInt(int64(r)>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(int64(r), 10)
+}

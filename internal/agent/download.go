@@ -1,0 +1,255 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/slot"
+)
+
+// When the download's progress is saved (see payload.Checkpoints): after
+// CheckpointBytes or CheckpointInterval since the last save, whichever
+// comes first, and at once, at the exact offset reached, when the
+// connection fails or the agent is stopped. A power loss therefore costs at
+// most CheckpointBytes, or CheckpointInterval's worth on a slow link, of
+// bytes downloaded again; a dropped connection costs none. Each save is an
+// fsync of the slot and an atomic, fsync'd rewrite of state.json.
+const (
+	CheckpointBytes    = 4 << 20
+	CheckpointInterval = 2 * time.Second
+)
+
+// minProgress is how far one request must get for a dropped connection not
+// to count against Config.MaxAttempts: a link that drops now and then but
+// moves on is followed to the end; one that cannot deliver this much in
+// MaxAttempts tries in a row waits for the next check.
+const minProgress = 1 << 20
+
+// errStartOver makes download request the payload again from byte 0 at
+// once: the server could not continue the saved download.
+var errStartOver = errors.New("agent: starting the download over")
+
+// download streams the payload of s.Pending into its slot and returns nil
+// once the slot holds the whole image, verified against the signed hashes
+// of rel and synced.
+//
+// It resumes from s.Pending.Download when that is usable, and saves
+// progress there as it goes (persisting s). A dropped connection is resumed
+// from the exact offset reached, after the fetch client's jittered backoff,
+// up to Config.MaxAttempts times in a row without minProgress; then the
+// error is returned with the progress saved, for the next check. A server
+// that cannot continue the download (it ignores Range, its ETag changed,
+// it answers with another range or 416) makes it start over from byte 0,
+// after the reset is saved; one that announces or sends more than the
+// signed length fails it. An image whose first bytes were restored from
+// saved progress is read back from the slot and verified before download
+// returns; if that, or the hash of the resumed stream, does not match, the
+// payload is downloaded once more from byte 0.
+func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
+	p := s.Pending
+	hashes := map[string][]byte{}
+	for alg, h := range rel.Hashes {
+		hashes[alg] = h
+	}
+	r, err := payload.NewResumable(p.Length, hashes)
+	if err != nil {
+		return err
+	}
+	if d := p.Download; d != nil {
+		if err := r.Restore(d.Progress); err != nil {
+			a.log.Warn("saved download progress is unusable; starting over", "version", p.Version, "err", err)
+			if err := a.startOver(s, r); err != nil {
+				return err
+			}
+		}
+	}
+	err = a.fetchInto(ctx, s, r)
+	if err == nil && r.Restored() {
+		err = a.verifySlot(ctx, p, hashes)
+	}
+	// A prefix taken from saved progress makes a mismatch ambiguous: the
+	// slot or the saved hash states may be what is wrong. Only a download
+	// from byte 0 tells.
+	if err == nil || !r.Restored() || !errors.Is(err, payload.ErrHashMismatch) {
+		return err
+	}
+	a.log.Warn("the resumed image does not verify; downloading the whole payload again",
+		"version", p.Version, "slot", p.Slot, "err", err)
+	if err := a.startOver(s, r); err != nil {
+		return err
+	}
+	return a.fetchInto(ctx, s, r)
+}
+
+// fetchInto runs requests until r has the whole image or a failure is
+// final for this check.
+func (a *Agent) fetchInto(ctx context.Context, s *State, r *payload.Resumable) error {
+	p := s.Pending
+	drops := 0
+	for {
+		from := r.Offset()
+		err := a.transfer(ctx, s, r)
+		if err == nil {
+			return nil
+		}
+		var se *payload.SourceError
+		switch {
+		case errors.Is(err, errStartOver):
+		case errors.As(err, &se) && !errors.Is(err, fetch.ErrTooLong):
+		default:
+			return err
+		}
+		if r.Offset()-from >= minProgress {
+			drops = 0
+		}
+		drops++
+		if drops >= a.cfg.MaxAttempts {
+			return fmt.Errorf("payload download interrupted %d times in a row, at %d of %d bytes: %w", drops, r.Offset(), p.Length, err)
+		}
+		a.log.Warn("payload download interrupted; resuming", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
+		if err := a.http.Backoff(ctx, drops); err != nil {
+			return fmt.Errorf("payload download: waiting to resume: %w", err)
+		}
+	}
+}
+
+// transfer makes one request for the rest of the payload, from r's offset,
+// and streams the answer into the slot.
+func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) error {
+	p := s.Pending
+	etag := ""
+	if p.Download != nil {
+		etag = p.Download.ETag
+	}
+	var src io.Reader = eof{}
+	// A download saved at its very end needs no request: only the final
+	// checks remain.
+	if off := r.Offset(); off < p.Length || p.Length == 0 {
+		url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
+		res, err := a.http.GetFrom(ctx, url, p.Length, off, etag)
+		var se *fetch.StatusError
+		if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+			a.log.Warn("the server cannot continue the download; starting over", "version", p.Version, "offset", off, "err", err)
+			if err := a.startOver(s, r); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errStartOver, err)
+		}
+		if err != nil {
+			return err
+		}
+		defer res.Close()
+		c := s.downloadCount(p)
+		c.Requests++
+		if res.Size >= 0 && res.Size != p.Length {
+			return fmt.Errorf("%w: the server says the payload has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, p.Length)
+		}
+		switch {
+		case off > 0 && res.Offset == 0:
+			a.log.Warn("the server sent the whole payload instead of the rest (it ignores Range, or the payload's ETag changed); starting over",
+				"version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
+			if err := a.startOver(s, r); err != nil {
+				return err
+			}
+		case off > 0 && etag != "" && res.ETag != etag:
+			// A server that honoured the Range but not the If-Range: the
+			// rest may belong to another file.
+			a.log.Warn("the payload's ETag changed; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
+			if err := a.startOver(s, r); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
+		case off > 0:
+			c.Resumed++
+		}
+		etag = res.ETag
+		src = &counter{r: res, add: func(n int) { s.downloadCount(p).Bytes += int64(n) }}
+	}
+	w, err := a.openSlot(ctx, p.Slot, r.Offset())
+	if err != nil {
+		return err
+	}
+	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now,
+		Save: func(pr payload.Progress) error {
+			p.Download = &Download{Progress: pr, ETag: etag}
+			return saveState(a.cfg.DataDir, s)
+		}}
+	_, err = r.Install(ctx, src, powerWriter{payload.WritebackAt(w, r.Offset()), a.power}, cp)
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
+	}
+	if err == nil {
+		s.downloadCount(p).Complete = true
+	}
+	return err
+}
+
+// openSlot opens the slot for writing at off: from the start (truncating a
+// file slot) at 0, else resuming without truncating.
+func (a *Agent) openSlot(ctx context.Context, n slot.Name, off int64) (slot.Writer, error) {
+	var w slot.Writer
+	var err error
+	if off == 0 {
+		w, err = a.slots.OpenWriter(ctx, n)
+	} else {
+		w, err = a.slots.OpenWriterAt(ctx, n, off)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening slot %s at offset %d: %w", n, off, err)
+	}
+	return w, nil
+}
+
+// startOver throws the progress away and saves that before anything is
+// written again, so that a power loss cannot pair the old hash states with
+// slot bytes that the new attempt rewrote.
+func (a *Agent) startOver(s *State, r *payload.Resumable) error {
+	r.Reset()
+	if s.Pending.Download == nil {
+		return nil
+	}
+	s.Pending.Download = nil
+	s.downloadCount(s.Pending).Restarts++
+	return saveState(a.cfg.DataDir, s)
+}
+
+// verifySlot reads the image back from the slot and checks it against the
+// signed hashes.
+func (a *Agent) verifySlot(ctx context.Context, p *Pending, hashes map[string][]byte) error {
+	rd, err := a.slots.OpenReader(ctx, p.Slot)
+	if err != nil {
+		return fmt.Errorf("reading back slot %s: %w", p.Slot, err)
+	}
+	defer rd.Close()
+	if _, err := payload.Verify(ctx, rd, p.Length, hashes); err != nil {
+		return fmt.Errorf("reading back slot %s after a resumed download: %w", p.Slot, err)
+	}
+	return nil
+}
+
+// counter passes reads through and reports how many bytes each returned.
+type counter struct {
+	r   io.Reader
+	add func(n int)
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(n)
+	}
+	return n, err
+}
+
+// eof is an empty source.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }

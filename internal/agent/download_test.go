@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/agent/payload"
+)
+
+func TestParseByteRate(t *testing.T) {
+	for in, want := range map[string]ByteRate{
+		"0": 0, "1024": 1024, "65536": 65536, "512KiB": 512 << 10, "2MiB": 2 << 20, "2 MiB": 2 << 20,
+		"1GiB": 1 << 30, "1.5MB": 1_500_000, "64kB": 64_000, "64KB": 64_000, "2mib/s": 2 << 20, "1.5KiB": 1536,
+		"100000B": 100_000, " 3MiB ": 3 << 20, "1024.9": 1024,
+	} {
+		got, err := ParseByteRate(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1MiB", "2M", "2 Mbit", "1023", "1KB", "MiB", "1e3", "0.5", "2TiB", "99999GiB", "1..2MiB"} {
+		if got, err := ParseByteRate(in); err == nil {
+			t.Errorf("ParseByteRate(%q) = %d, want an error", in, got)
+		} else if !strings.Contains(err.Error(), "download_rate_limit") {
+			t.Errorf("ParseByteRate(%q): error %q does not name the setting", in, err)
+		}
+	}
+}
+
+func TestByteRateJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ByteRate
+		out  string
+	}{
+		{`"2MiB"`, 2 << 20, `"2MiB"`},
+		{`"1536KiB"`, 1536 << 10, `"1536KiB"`},
+		{`1000000`, 1_000_000, `"1000000"`},
+		{`0`, 0, `"0"`},
+	} {
+		var r ByteRate
+		if err := json.Unmarshal([]byte(tc.in), &r); err != nil || r != tc.want {
+			t.Errorf("unmarshal %s = %d, %v; want %d", tc.in, r, err, tc.want)
+		}
+		out, _ := json.Marshal(r)
+		if string(out) != tc.out {
+			t.Errorf("marshal %d = %s, want %s", r, out, tc.out)
+		}
+	}
+	for _, in := range []string{`-5`, `12`, `true`, `"12"`, `{}`} {
+		var r ByteRate
+		if err := json.Unmarshal([]byte(in), &r); err == nil {
+			t.Errorf("unmarshal %s succeeded: %d", in, r)
+		}
+	}
+}
+
+func TestConfigDownloadRateLimit(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, with(baseConfig(), "download_rate_limit", "512KiB")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DownloadRateLimit != 512<<10 {
+		t.Fatalf("download_rate_limit = %d", c.DownloadRateLimit)
+	}
+	if _, err := LoadConfig(writeConfig(t, with(baseConfig(), "download_rate_limit", "512"))); err == nil || !strings.Contains(err.Error(), "minimum") {
+		t.Fatalf("512 bytes/s: err = %v, want a minimum error", err)
+	}
+	c = &Config{Server: "https://u.example", Product: "p", Hardware: "h", DataDir: "d", ReleaseRoot: "r", FleetRoot: "f",
+		Slot: SlotConfig{Backend: "file", Dir: "s"}, DownloadRateLimit: -1}
+	if err := c.Validate(); err == nil {
+		t.Fatal("a negative rate limit validated")
+	}
+}
+
+func TestDownloadCountBounded(t *testing.T) {
+	s := &State{}
+	for i := range maxDownloads + 3 {
+		p := &Pending{Version: fmt.Sprintf("1.%d.0", i), SHA256: "aa", Length: 10}
+		s.downloadCount(p).Bytes += int64(i)
+		s.downloadCount(p).Bytes++ // the same counter again
+	}
+	if len(s.Downloads) != maxDownloads || s.Downloads[0].Version != "1.3.0" || s.Downloads[maxDownloads-1].Bytes != maxDownloads+3 {
+		t.Fatalf("downloads %+v", s.Downloads)
+	}
+	// Another payload of the same version counts apart.
+	s.downloadCount(&Pending{Version: "1.10.0", SHA256: "bb"}).Bytes = 7
+	if c := s.downloadCount(&Pending{Version: "1.10.0", SHA256: "aa"}); c.Bytes != 11 {
+		t.Fatalf("counter of 1.10.0/aa = %+v", c)
+	}
+}
+
+// TestStateKeepsDownloadProgress: the saved progress survives state.json
+// with its hash states, and restores into a Resumable at the same offset.
+func TestStateKeepsDownloadProgress(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cfg, _ := statusFixture(t, now, "")
+	data := bytes.Repeat([]byte("firmware"), 1000)
+	r, err := payload.NewResumable(int64(len(data)), map[string][]byte{"sha256": make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved payload.Progress
+	src := &dropAfter{data: data, n: 3000}
+	_, err = r.Install(context.Background(), src, nopWriter{}, payload.Checkpoints{Save: func(p payload.Progress) error { saved = p; return nil }})
+	if err == nil || saved.Offset != 3000 {
+		t.Fatalf("install: %v, saved at %d", err, saved.Offset)
+	}
+	s, _ := LoadState(cfg.DataDir)
+	s.Phase = PhaseWriting
+	s.Pending = &Pending{Version: "1.1.0", Length: int64(len(data)), Download: &Download{Progress: saved, ETag: `"e"`}}
+	if err := saveState(cfg.DataDir, s); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadState(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := back.Pending.Download
+	r2, _ := payload.NewResumable(int64(len(data)), map[string][]byte{"sha256": make([]byte, 32)})
+	if err := r2.Restore(d.Progress); err != nil || d.ETag != `"e"` || r2.Offset() != 3000 {
+		t.Fatalf("restored %+v: %v", d, err)
+	}
+}
+
+type dropAfter struct {
+	data []byte
+	n    int
+}
+
+func (d *dropAfter) Read(p []byte) (int, error) {
+	if d.n == 0 {
+		return 0, fmt.Errorf("connection reset")
+	}
+	k := copy(p[:min(len(p), d.n)], d.data)
+	d.data, d.n = d.data[k:], d.n-k
+	return k, nil
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (nopWriter) Sync() error                 { return nil }
+
+func TestStatusShowsDownload(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cfg, slots := statusFixture(t, now, "")
+	cfg.DownloadRateLimit = 2 << 20
+	s, _ := LoadState(cfg.DataDir)
+	s.Phase = PhaseWriting
+	s.Pending = &Pending{Version: "1.1.0", SHA256: "aa", Length: 512 << 20,
+		Download: &Download{Progress: payload.Progress{Offset: 256 << 20}}}
+	*s.downloadCount(&Pending{Version: "1.0.9", SHA256: "cc"}) = DownloadCount{Version: "1.0.9", SHA256: "cc", Length: 100, Bytes: 100, Requests: 1, Complete: true}
+	*s.downloadCount(s.Pending) = DownloadCount{Version: "1.1.0", SHA256: "aa", Length: 512 << 20, Bytes: 300 << 20, Requests: 3, Resumed: 1, Restarts: 1}
+	if err := saveState(cfg.DataDir, s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(context.Background(), cfg, slots, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	st.WriteText(&text)
+	want := "download:         1.1.0, payload 536870912 bytes (512.0 MiB): 314572800 bytes (300.0 MiB) received in 3 requests " +
+		"(1 resumed, 1 restarted from zero); 268435456 bytes (256.0 MiB) saved, resumes from there; limit 2MiB/s\n"
+	if !strings.Contains(text.String(), want) {
+		t.Fatalf("status text:\n%s\nwant the line\n%s", text.String(), want)
+	}
+	b, _ := json.Marshal(st)
+	for _, field := range []string{`"download":{"version":"1.1.0"`, `"download_saved":268435456`, `"download_rate_limit":"2MiB"`} {
+		if !bytes.Contains(b, []byte(field)) {
+			t.Errorf("status JSON lacks %s: %s", field, b)
+		}
+	}
+
+	// Installed and idle: the last release downloaded is shown.
+	s.Phase, s.Pending = PhaseIdle, nil
+	s.Downloads[1].Complete = true
+	if err := saveState(cfg.DataDir, s); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = ReadStatus(context.Background(), cfg, slots, now)
+	text.Reset()
+	st.WriteText(&text)
+	if !strings.Contains(text.String(), "received in 3 requests (1 resumed, 1 restarted from zero); complete") {
+		t.Fatalf("status text after the install:\n%s", text.String())
+	}
+}
