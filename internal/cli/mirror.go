@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/mirror"
@@ -57,7 +58,7 @@ func cmdMirror(ctx context.Context, env Env, args []string) error {
 		res, err = mirror.Sync(ctx, out, p, o)
 	}
 	if err != nil {
-		return fmt.Errorf("mirror %s %s: %w", sub, out, err)
+		return err // mirror errors name the directory or file
 	}
 	fmt.Fprintf(env.Stdout, "mirror %s: %d files written (%d payloads linked, %d copied), %d unchanged, %d removed, %d kept for the grace period\n",
 		out, res.Written, res.Linked, res.Copied, res.Unchanged, res.Removed, res.Kept)
@@ -66,9 +67,22 @@ func cmdMirror(ctx context.Context, env Env, args []string) error {
 	}
 	if sub == "export" {
 		fmt.Fprintf(env.Stdout, "serve %s with any web server (see README, \"Static mirrors and CDNs\"); run `uptrust mirror sync %s` at least every %v\n",
-			out, out, syncEvery(p))
+			out, out, shortDuration(syncEvery(p)))
 	}
 	return nil
+}
+
+// shortDuration drops the zero minutes and seconds time.Duration prints
+// ("6h", "1h30m", "45m").
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // syncEvery is the longest advisable interval between syncs: timestamps
