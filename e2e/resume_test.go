@@ -145,6 +145,61 @@ func TestResumeAfterPowerLoss(t *testing.T) {
 	}
 }
 
+// TestResumeAfterAgentKilled: the agent's process dies while writing the
+// slot (SIGKILL, a crash) but the device keeps running. The next agent
+// reuses what the dead one wrote after its last checkpoint (the write
+// hint): the bytes downloaded afterwards are exactly the ones never
+// written. If those bytes are damaged, the resumed image does not verify
+// and the payload is downloaded again from byte 0.
+func TestResumeAfterAgentKilled(t *testing.T) {
+	w := resumeWorld(t)
+	const write = 256 << 10
+	for _, tc := range []struct {
+		k       int
+		corrupt bool
+	}{{3, false}, {17, false}, {30, false}, {30, true}} {
+		t.Run(fmt.Sprintf("writes=%d/corrupt=%v", tc.k, tc.corrupt), func(t *testing.T) {
+			d := w.device(fmt.Sprintf("kill-%d-%v", tc.k, tc.corrupt), 0)
+			tp := w.tapPayload("1.1.0", nil)
+			defer w.proxy.clear()
+			writes := 0
+			d.PowerLoss = func(p string) error {
+				if p == "mid-write" {
+					if writes++; writes == tc.k {
+						// The process ends here, as at a power loss,
+						// but the device does not boot.
+						return agent.ErrPowerLoss
+					}
+				}
+				return nil
+			}
+			if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
+				t.Fatalf("cycle: %v, want the agent stopped", err)
+			}
+			d.PowerLoss = nil
+			written := int64(tc.k-1) * write
+			if tc.corrupt {
+				f, err := os.OpenFile(filepath.Join(d.SlotsDir(), fileslot.ImageFile("b")), os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.WriteAt([]byte("lost"), written-100)
+				f.Close()
+			}
+			before := len(tp.requests())
+			w.cycle(d)
+			w.assertRunning(d, "1.1.0")
+			want := bigSize - written
+			if tc.corrupt {
+				want += bigSize
+			}
+			if after := tp.since(before); after != want {
+				t.Fatalf("after the agent was killed %d bytes were downloaded, want %d (%d written before)", after, want, written)
+			}
+		})
+	}
+}
+
 // powerLossAt cuts power at the k-th slot write and boots; it returns the
 // saved progress.
 func powerLossAt(t *testing.T, w *world, d *sim.Device, k int) *agent.Pending {

@@ -41,7 +41,8 @@ var errStartOver = errors.New("agent: starting the download over")
 // once the slot holds the whole image, verified against the signed hashes
 // of rel and synced.
 //
-// It resumes from s.Pending.Download when that is usable, and saves
+// It resumes from s.Pending.Download when that is usable, plus what an
+// agent process of this boot wrote after it (see hintFile), and saves
 // progress there as it goes (persisting s). A dropped connection is resumed
 // from the exact offset reached, after the fetch client's jittered backoff,
 // up to Config.MaxAttempts times in a row without minProgress; then the
@@ -71,6 +72,7 @@ func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFile
 			}
 		}
 	}
+	a.absorbHint(ctx, p, r)
 	err = a.fetchInto(ctx, s, r)
 	if err == nil && r.Restored() {
 		err = a.verifySlot(ctx, p, hashes)
@@ -182,7 +184,9 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 			p.Download = &Download{Progress: pr, ETag: etag}
 			return saveState(a.cfg.DataDir, s)
 		}}
-	_, err = r.Install(ctx, src, powerWriter{payload.WritebackAt(w, r.Offset()), a.power}, cp)
+	hw := a.openHint(ctx, payload.WritebackAt(w, r.Offset()), p, r.Offset())
+	_, err = r.Install(ctx, src, powerWriter{hw, a.power}, cp)
+	hw.close()
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
 	}
@@ -213,6 +217,7 @@ func (a *Agent) openSlot(ctx context.Context, n slot.Name, off int64) (slot.Writ
 // slot bytes that the new attempt rewrote.
 func (a *Agent) startOver(s *State, r *payload.Resumable) error {
 	r.Reset()
+	a.dropHint()
 	if s.Pending.Download == nil {
 		return nil
 	}

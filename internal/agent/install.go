@@ -62,9 +62,11 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
 				p.Download.Offset, p.Length, err))
 		}
+		a.dropHint()
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.reject(ctx, s, m.Version, class, err)
 	}
+	a.dropHint()
 	s.Phase = PhaseArming
 	if err := a.step(s, "arming"); err != nil {
 		return err

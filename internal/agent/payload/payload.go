@@ -104,7 +104,7 @@ func Verify(ctx context.Context, r io.Reader, length int64, hashes map[string][]
 	if err != nil {
 		return Result{}, err
 	}
-	if err := v.copy(ctx, r, nil, Checkpoints{}); err != nil {
+	if err := v.copy(ctx, r, nil, Checkpoints{}, length); err != nil {
 		return Result{Bytes: v.off}, err
 	}
 	return v.compare()

@@ -168,6 +168,31 @@ func (r *Resumable) Restore(p Progress) error {
 	return nil
 }
 
+// Absorb hashes the next n image bytes from src, which must already be in
+// the slot at Offset (written there by an earlier process that did not live
+// to save them), and advances Offset past them. On error r is unchanged.
+// Like Restore, it takes the slot's word for the bytes: Restored reports
+// true afterwards.
+func (r *Resumable) Absorb(ctx context.Context, src io.Reader, n int64) error {
+	if n < 0 || n > r.length-r.off {
+		return fmt.Errorf("payload: cannot absorb %d bytes at offset %d of %d", n, r.off, r.length)
+	}
+	p, err := r.Progress()
+	if err != nil {
+		return err
+	}
+	next := &Resumable{length: r.length, checks: r.checks, names: r.names}
+	next.Reset()
+	if err := next.Restore(p); err != nil {
+		return err
+	}
+	if err := next.copy(ctx, io.LimitReader(src, n), nil, Checkpoints{}, r.off+n); err != nil {
+		return fmt.Errorf("payload: absorbing %d bytes at offset %d: %w", n, r.off, err)
+	}
+	r.hashes, r.off, r.restored = next.hashes, next.off, true
+	return nil
+}
+
 // stateLength reads the byte count that Go's SHA-2 state encoding keeps in
 // its last eight bytes (big-endian).
 func stateLength(st []byte) (uint64, bool) {
@@ -189,7 +214,7 @@ func stateLength(st []byte) (uint64, bool) {
 // cp.Save's are wrapped. After any error r stands at the offset reached,
 // and another Install may continue from there with a new source.
 func (r *Resumable) Install(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints) (Result, error) {
-	if err := r.copy(ctx, src, dst, cp); err != nil {
+	if err := r.copy(ctx, src, dst, cp, r.length); err != nil {
 		return Result{Bytes: r.off}, err
 	}
 	// One more byte, never more: enough to tell "exactly length" from
@@ -254,8 +279,8 @@ type item struct {
 }
 
 // copy moves bytes from src to dst (nil: only hash) until Offset reaches
-// the length, saving progress as cp says (dst must be non-nil then).
-func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints) error {
+// end, saving progress as cp says (dst must be non-nil then).
+func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints, end int64) error {
 	hashers := make([]io.Writer, 0, len(r.names))
 	for _, n := range r.names {
 		hashers = append(hashers, r.hashes[n])
@@ -321,12 +346,12 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		return err
 	}
 
-	for r.off < r.length {
+	for r.off < end {
 		if err := ctx.Err(); err != nil {
 			return failed(fmt.Errorf("payload: after %d of %d bytes: %w", r.off, r.length, err))
 		}
 		buf := <-free
-		chunk := buf[:min(int64(len(buf)), r.length-r.off)]
+		chunk := buf[:min(int64(len(buf)), end-r.off)]
 		n, err := io.ReadFull(src, chunk)
 		if n > 0 {
 			// Written first, hashed after: the hashes never cover a byte
@@ -351,7 +376,7 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		if err != nil {
 			return failed(&SourceError{Offset: r.off, Err: fmt.Errorf("payload: read at offset %d: %w", r.off, err)})
 		}
-		if cp.Save != nil && r.off < r.length &&
+		if cp.Save != nil && r.off < end &&
 			((cp.Bytes > 0 && r.off-savedOff >= cp.Bytes) || (cp.Interval > 0 && now().Sub(savedAt) >= cp.Interval)) {
 			if err := checkpoint(); err != nil {
 				return err

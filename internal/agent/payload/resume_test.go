@@ -383,3 +383,50 @@ func equal(a, b []int64) bool {
 	}
 	return true
 }
+
+// TestAbsorb: a process wrote past its last save and died; the next one
+// restores the save, absorbs the bytes already in the slot and downloads
+// only the rest.
+func TestAbsorb(t *testing.T) {
+	data, hashes := image(t, 3*payload.BufferSize+99)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	const written = 2*payload.BufferSize + 12345
+	_, err := r.Install(context.Background(), &cutAfter{r: bytes.NewReader(data), n: written}, j, payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize})
+	if err == nil {
+		t.Fatal("cut source succeeded")
+	}
+	first := j.saves[0] // the save at BufferSize; the later ones are "lost"
+	if first.Offset != payload.BufferSize {
+		t.Fatalf("first save at %d", first.Offset)
+	}
+
+	r2, _ := payload.NewResumable(int64(len(data)), hashes)
+	if err := r2.Restore(first); err != nil {
+		t.Fatal(err)
+	}
+	// A slot that ends early: refused, nothing changes.
+	if err := r2.Absorb(context.Background(), bytes.NewReader(j.img[first.Offset:written-1]), written-first.Offset); err == nil || r2.Offset() != first.Offset {
+		t.Fatalf("short absorb: %v, offset %d", err, r2.Offset())
+	}
+	if err := r2.Absorb(context.Background(), bytes.NewReader(j.img[first.Offset:]), int64(len(data))); err == nil {
+		t.Fatal("absorbed beyond the image")
+	}
+	if err := r2.Absorb(context.Background(), bytes.NewReader(j.img[first.Offset:]), written-first.Offset); err != nil || r2.Offset() != written || !r2.Restored() {
+		t.Fatalf("absorb: %v, offset %d", err, r2.Offset())
+	}
+	if _, err := r2.Install(context.Background(), bytes.NewReader(data[written:]), j.at(written), payload.Checkpoints{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Absorbing bytes that are not the image's ends in a mismatch.
+	r3, _ := payload.NewResumable(int64(len(data)), hashes)
+	r3.Restore(first)
+	junk := make([]byte, written-first.Offset)
+	if err := r3.Absorb(context.Background(), bytes.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r3.Install(context.Background(), bytes.NewReader(data[written:]), j.at(written), payload.Checkpoints{}); !errors.Is(err, payload.ErrHashMismatch) {
+		t.Fatalf("err = %v, want ErrHashMismatch", err)
+	}
+}

@@ -111,3 +111,12 @@ type Backend interface {
 	// than booted, upgrade_available=0, bootcount=0. The caller reboots.
 	Revert(ctx context.Context) error
 }
+
+// BootCounter is implemented by simulated backends, whose power cycles do
+// not restart the kernel. BootCount changes with every simulated power
+// cycle, so that the agent can tell a new (simulated) boot from a restart
+// of its own process; real backends do not implement it, and the kernel's
+// boot ID is used alone.
+type BootCounter interface {
+	BootCount(ctx context.Context) (uint64, error)
+}

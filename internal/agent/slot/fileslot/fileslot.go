@@ -8,6 +8,7 @@
 //	                        string variables (boot_part, upgrade_available,
 //	                        bootcount, bootlimit), like a U-Boot env
 //	booted                  the slot the simulated bootloader last booted
+//	boots                   how many power cycles Boot simulated (absent: 0)
 //
 // Create provisions a factory device; Boot simulates a power cycle. Every
 // write of env.json and booted is atomic and durable (temporary file, fsync,
@@ -24,6 +25,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,6 +41,7 @@ const prefix = "slot/file"
 const (
 	EnvFile    = "env.json"
 	BootedFile = "booted"
+	BootsFile  = "boots"
 )
 
 // ImageFile returns the file name of slot n's image: "slot-a.img" or
@@ -113,11 +116,19 @@ func Create(dir string, factory io.Reader, bootlimit int) error {
 // env.json, applies U-Boot's boot-count logic (bootenv.Env.PowerOn: during
 // a trial bootcount++, and past bootlimit fall back to the other slot and end
 // the trial), saves env.json if it changed, and the system comes up on
-// boot_part, recorded in the booted file. It returns the booted slot.
+// boot_part, recorded in the booted file. The boots counter goes up by one
+// first (see BootCount). It returns the booted slot.
 func Boot(dir string) (slot.Name, error) {
 	env, err := readEnv(dir)
 	if err != nil {
 		return "", err
+	}
+	n, err := readBoots(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, BootsFile), []byte(strconv.FormatUint(n+1, 10)+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("%s: count boots: %w", prefix, err)
 	}
 	next, changed := env.PowerOn()
 	if changed {
@@ -129,6 +140,32 @@ func Boot(dir string) (slot.Name, error) {
 		return "", err
 	}
 	return next.BootPart, nil
+}
+
+var _ slot.BootCounter = (*Backend)(nil)
+
+// BootCount returns how many power cycles Boot simulated on this device.
+// The kernel does not restart with them; the agent combines the two.
+func (b *Backend) BootCount(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("%s: boot count: %w", prefix, err)
+	}
+	return readBoots(b.dir)
+}
+
+func readBoots(dir string) (uint64, error) {
+	data, err := os.ReadFile(filepath.Join(dir, BootsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: read boot count: %w", prefix, err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", prefix, filepath.Join(dir, BootsFile), err)
+	}
+	return n, nil
 }
 
 // State reads env.json and the booted marker.

@@ -217,3 +217,24 @@ func state(t *testing.T, b slot.Backend) slot.State {
 	}
 	return s
 }
+
+// TestBootCount: every simulated power cycle counts, so that the agent
+// can tell it from a restart of its own process.
+func TestBootCount(t *testing.T) {
+	dir, b := newDevice(t)
+	for want := uint64(0); want < 3; want++ {
+		n, err := b.BootCount(t.Context())
+		if err != nil || n != want {
+			t.Fatalf("BootCount = %d, %v; want %d", n, err, want)
+		}
+		if _, err := fileslot.Boot(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, fileslot.BootsFile), []byte("many\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BootCount(t.Context()); err == nil || !strings.HasPrefix(err.Error(), "slot/file: ") {
+		t.Fatalf("BootCount of a damaged counter = %v, want a slot/file error", err)
+	}
+}

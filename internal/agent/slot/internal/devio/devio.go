@@ -49,7 +49,8 @@ func OpenWriterAt(prefix string, n slot.Name, path string, off int64) (slot.Writ
 	return &writer{f: f, prefix: prefix, n: n}, nil
 }
 
-// OpenReader opens slot n's image at path for reading.
+// OpenReader opens slot n's image at path for reading. The reader is also
+// an io.Seeker.
 func OpenReader(prefix string, n slot.Name, path string) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -95,6 +96,16 @@ type reader struct {
 func (r *reader) Read(p []byte) (int, error) {
 	n, err := r.f.Read(p)
 	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: slot %s: %w", r.prefix, r.n, err)
+	}
+	return n, err
+}
+
+// Seek moves the read position (io.Seeker), so that a reader can start in
+// the middle of a slot.
+func (r *reader) Seek(off int64, whence int) (int64, error) {
+	n, err := r.f.Seek(off, whence)
+	if err != nil {
 		err = fmt.Errorf("%s: slot %s: %w", r.prefix, r.n, err)
 	}
 	return n, err
