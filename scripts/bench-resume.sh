@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# bench-resume.sh — bytes downloaded twice when a payload download is
+# interrupted at about 50 %, with the real parts: `uptrust serve` on
+# loopback, the `uptrust-agent` binary on a simulated device (file slots),
+# and bench/resume (resumeproxy) between them, which counts every payload
+# byte it sends.
+#
+# Cases, each on a fresh device, SIZE_MIB payload:
+#   drop        the proxy closes the payload connection after half the
+#               payload; the same `uptrust-agent check` resumes.
+#   kill-pause  the proxy stops sending at PAUSE bytes (half the payload
+#               plus 2 MiB + 12345, halfway between two checkpoints) and
+#               holds the connection; once the agent has written all the
+#               whole buffers it got, it is killed with SIGKILL (long before
+#               its stall timeout) and a new `check` resumes.
+#   power       as kill-pause, then the simulated device power-cycles
+#               before the new `check`: bytes written after the last
+#               checkpoint are treated as lost, as after a real power loss.
+#   kill-flow   the agent is killed with SIGKILL as soon as the proxy has
+#               sent half the payload, data still flowing; a new `check`
+#               resumes. Bytes in the sockets at that moment are lost too.
+# For each: re-downloaded = payload bytes sent by the proxy − payload size;
+# the offset saved in state.json at the interruption; the agent's own
+# counter (`uptrust-agent status`); and that the device then boots the new
+# release. Goal: under 1 MiB re-downloaded.
+#
+# Usage: scripts/bench-resume.sh
+# Env:   SIZE_MIB (512), AGENT_LOG (copy the agents' log there), BENCH_DIR (parent of the scratch directory; default
+#        $TMPDIR or /var/tmp)
+# Needs: go, curl, about 3 * SIZE_MIB MiB of free disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB=${SIZE_MIB:-512}
+WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/uptrust-bench-resume.XXXXXX")
+SERVER_PID=; PROXY_PID=; AGENT_PID=
+stop() { if [ -n "${1:-}" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
+cleanup() {
+  stop "$AGENT_PID"; stop "$PROXY_PID"; stop "$SERVER_PID"
+  if [ -n "${AGENT_LOG:-}" ]; then cp "$WORK/agent.log" "$AGENT_LOG"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+go build -o "$WORK/uptrust" ./cmd/uptrust
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/uptrust-agent" ./cmd/uptrust-agent
+go build -o "$WORK/resumeproxy" ./bench/resume
+U="$WORK/uptrust"; A="$WORK/uptrust-agent"; P="$WORK/project"
+
+echo "== machine"
+echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
+echo "go:    $(go version)"
+echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
+echo "agent: $(grep -Eo '(CheckpointBytes|CheckpointInterval) += [^ ]+( [^ ]+)?' internal/agent/download.go | tr '\n' ' ')"
+
+"$U" init --dev --dir "$P" > /dev/null 2>&1
+"$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
+head -c 65536 /dev/urandom > "$WORK/factory.img"
+"$U" release add bench 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
+head -c "$(( SIZE_MIB << 20 ))" /dev/urandom > "$WORK/payload.img"
+"$U" release add bench 2.0.0 "$WORK/payload.img" --kind security --security-version 2 --dir "$P" > /dev/null
+rm -f "$WORK/payload.img"
+"$U" rollout start bench 2.0.0 --percent 100 --dir "$P" > /dev/null
+BYTES=$(( SIZE_MIB << 20 ))
+HALF=$(( BYTES / 2 ))
+
+SPORT=$(( 20000 + RANDOM % 20000 )); PPORT=$(( SPORT + 1 ))
+"$U" serve --dir "$P" --listen "127.0.0.1:$SPORT" 2> "$WORK/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$SPORT/healthz" > /dev/null && break; sleep 0.1; done
+
+# proxy [ARGS]: (re)start the proxy on PPORT.
+proxy() {
+  stop "$PROXY_PID"
+  "$WORK/resumeproxy" -listen "127.0.0.1:$PPORT" -upstream "http://127.0.0.1:$SPORT" -payload-suffix .2.0.0 "$@" > /dev/null 2> "$WORK/proxy.log" &
+  PROXY_PID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PPORT/_stats" > /dev/null && return; sleep 0.05; done
+  echo "bench-resume: proxy did not start" >&2; cat "$WORK/proxy.log" >&2; exit 1
+}
+stats() { curl -sf "http://127.0.0.1:$PPORT/_stats"; }
+served() { stats | sed -n 's/.*"payload_bytes":\([0-9]*\).*/\1/p'; }
+device() {
+  rm -rf "$WORK/dev"
+  "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PPORT" --product bench --hardware rev-a \
+    --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 > /dev/null
+}
+check() { "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"; }
+saved() { "$A" --config "$WORK/dev/agent.json" status --json | sed -n 's/.*"download_saved": *\([0-9]*\).*/\1/p'; }
+counted() { "$A" --config "$WORK/dev/agent.json" status --json | tr -d '\n ' | sed -n 's/.*"download":{[^}]*"bytes":\([0-9]*\).*/\1/p'; }
+finish() {
+  "$U" simulate-boot "$WORK/dev" > /dev/null; check
+  grep -q '"version": "2.0.0"' "$WORK/dev/data/state.json" || { echo "bench-resume: 2.0.0 not installed" >&2; tail -20 "$WORK/agent.log" >&2; exit 1; }
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
+report() { # CASE INTERRUPTED-AT SAVED
+  local total; total=$(served)
+  local again=$(( total - BYTES ))
+  printf '%-10s interrupted at %10d (%5.1f %%), saved offset %10s; proxy sent %d bytes for %d: re-downloaded %d bytes (%s); agent counted %s; %s\n' \
+    "$1" "$2" "$(awk -v a="$2" -v b="$BYTES" 'BEGIN { print 100 * a / b }')" "$3" "$total" "$BYTES" "$again" "$(mib "$again")" \
+    "$(counted)" "$(awk -v a="$again" 'BEGIN { print (a < 1048576) ? "goal met (< 1 MiB)" : "goal MISSED (>= 1 MiB)" }')"
+}
+
+echo "== ${SIZE_MIB} MiB payload, interrupted at about 50 %"
+
+# drop: one check, the connection is cut at HALF and resumed in-process.
+device; proxy -cut-at "$HALF"
+check
+report drop "$HALF" "-"
+finish
+
+# pause CASE [boot]: SIGKILL once the agent has written all whole buffers
+# up to PAUSE; with "boot", also power-cycle the simulated device (a new
+# boot: what was not synced counts as lost, as after a power loss).
+PAUSE=$(( HALF + (2 << 20) + 12345 ))
+pause() {
+  device; proxy -pause-at "$PAUSE"
+  "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
+  local img="$WORK/dev/slots/slot-b.img"
+  local written=$(( PAUSE / (256 << 10) * (256 << 10) ))   # the agent writes whole buffers of 256 KiB
+  for _ in $(seq 3000); do
+    stats | grep -q '"paused":true' && [ "$(stat -c %s "$img" 2>/dev/null || echo 0)" -ge "$written" ] && break
+    kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before the pause" >&2; tail -5 "$WORK/agent.log" >&2; exit 1; }
+    sleep 0.01
+  done
+  sleep 0.2   # let the last write return; the agent then waits for the next byte
+  kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+  echo "--- killed ($1)" >> "$WORK/agent.log"
+  if [ "${2:-}" = boot ]; then "$U" simulate-boot "$WORK/dev" > /dev/null; fi
+  local s; s=$(saved)
+  proxy   # pass everything from now on; the counts start again from 0
+  check
+  local again=$(( $(served) - (BYTES - PAUSE) ))
+  printf '%-10s interrupted at %10d (%5.1f %%), saved offset %10s; after the restart the proxy sent %d bytes for the %d missing: re-downloaded %d bytes (%s); %s\n' \
+    "$1" "$PAUSE" "$(awk -v a="$PAUSE" -v b="$BYTES" 'BEGIN { print 100 * a / b }')" "$s" "$(served)" "$(( BYTES - PAUSE ))" "$again" "$(mib "$again")" \
+    "$(awk -v a="$again" 'BEGIN { print (a < 1048576) ? "goal met (< 1 MiB)" : "goal MISSED (>= 1 MiB)" }')"
+  finish
+}
+pause kill-pause
+pause power boot
+
+# kill-flow: SIGKILL while data flows, as soon as HALF bytes were sent.
+device; proxy
+"$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
+AT=0
+for _ in $(seq 100000); do
+  AT=$(served); [ "${AT:-0}" -ge "$HALF" ] && break
+  kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before half the payload was sent" >&2; exit 1; }
+done
+kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+echo "--- killed (kill-flow)" >> "$WORK/agent.log"
+AT=$(served); S=$(saved)
+check
+report kill-flow "$AT" "$S"
+finish
+echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"
