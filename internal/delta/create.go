@@ -157,6 +157,10 @@ func (e *encoder) finish() error {
 	return nil
 }
 
+// skipMin is the match length from which the search loop, when the old offset stays nearly as
+// good as the new match, skips half the match instead of one byte (see diff).
+const skipMin = 256
+
 // diff is bsdiff 4.3's matching loop (Colin Percival, BSD licence), writing ops to e.
 func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 	oldsize, newsize := len(old), len(new)
@@ -184,9 +188,19 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 			if (n == oldscore && n != 0) || n > oldscore+8 {
 				break
 			}
-			if o := scan + lastoffset; o >= 0 && o < oldsize && old[o] == new[scan] {
-				oldscore--
+			// The old offset is nearly as good as the best match here. bsdiff moves on by one
+			// byte and searches again, which re-finds the same long match at every byte
+			// (quadratic on long near-identical regions). Skip part of the match instead.
+			k := 1
+			if n >= skipMin {
+				k = n / 2
 			}
+			for end := scan + k; scan < end; scan++ {
+				if o := scan + lastoffset; o >= 0 && o < oldsize && old[o] == new[scan] {
+					oldscore--
+				}
+			}
+			scan--
 		}
 		if n == oldscore && scan != newsize {
 			continue

@@ -53,6 +53,50 @@ func TestSuffixArray(t *testing.T) {
 	}
 }
 
+// TestSearch checks that search finds a longest match (capped at matchLimit), notably when
+// the source ends inside a run that the target continues: suffixes that are proper prefixes
+// of the target must sort before it (the 0xff-bitmap case of the ext4 benchmark pair).
+func TestSearch(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	type tc struct{ old, target []byte }
+	run := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+	cases := []tc{
+		{append([]byte("abc"), run(0xff, 100)...), run(0xff, 300)},
+		{append(run(0xff, 50), append([]byte("x"), run(0xff, 20)...)...), run(0xff, 40)},
+		{append(run(0, 10), run(0xff, matchLimit+100)...), run(0xff, matchLimit+50)},
+		{append(run(0xff, matchLimit+10), 1), run(0xff, matchLimit*2)},
+	}
+	for range 300 {
+		old := make([]byte, 1+r.IntN(200))
+		for i := range old {
+			old[i] = byte(r.IntN(3))
+		}
+		target := make([]byte, 1+r.IntN(60))
+		for i := range target {
+			target[i] = byte(r.IntN(3))
+		}
+		if r.IntN(2) == 0 { // a suffix of old, extended
+			k := r.IntN(len(old))
+			target = append(slices.Clone(old[k:]), target...)
+		}
+		cases = append(cases, tc{old, target})
+	}
+	for i, c := range cases {
+		sa, err := suffixArray(c.old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for p := range c.old {
+			want = max(want, commonPrefix(c.old[p:], c.target, 0, matchLimit))
+		}
+		pos, n := search(sa, c.old, c.target)
+		if n != want || commonPrefix(c.old[pos:], c.target, 0, matchLimit) != n {
+			t.Errorf("case %d: search = (%d, %d), longest match %d", i, pos, n, want)
+		}
+	}
+}
+
 func create(t testing.TB, src, dst []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer

@@ -14,13 +14,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/uptrust/uptrust/internal/delta"
 )
 
 func main() {
+	// UPTRUST_DELTA_CPUPROFILE=FILE writes a CPU profile (for tuning the matcher).
+	if p := os.Getenv("UPTRUST_DELTA_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(context.Background(), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "uptrust-delta:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
