@@ -24,7 +24,7 @@ type Source struct {
 // Apply reads a delta from patch and writes the target image to dst in order, reading src
 // with random access. It returns the delta's header. It returns nil only if the full target
 // was written and its SHA-256 matches the header; otherwise dst holds garbage and must not be
-// used. Memory use is bounded (about 12 MiB) whatever the image sizes. ctx is checked between
+// used. Memory use is bounded (about 20 MiB) whatever the image sizes. ctx is checked between
 // blocks.
 func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Header, error) {
 	h, err := ReadHeader(patch)
@@ -38,7 +38,7 @@ func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Hea
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(MaxWindow),
-		zstd.WithDecoderMaxMemory(MaxWindow+MaxBlockOutput))
+		zstd.WithDecoderMaxMemory(MaxWindow+(1<<20)))
 	if err != nil {
 		return h, fmt.Errorf("delta: zstd decoder: %w", err)
 	}
@@ -68,8 +68,9 @@ type applier struct {
 	written int64
 	pos     int64 // source position
 	ops     []op
-	runs    []byte
-	vals    []byte
+	runs    []byte // unread run lengths of the block
+	vals    []byte // unread nonzero diff values of the block
+	z, nz   int    // rest of the current (zeros, nonzeros) pair
 	diff    []byte
 	buf     []byte
 }
@@ -107,10 +108,10 @@ func (a *applier) write(p []byte) error {
 }
 
 func (a *applier) run(ctx context.Context) error {
-	a.diff = make([]byte, 0, MaxBlockOutput)
-	a.runs = make([]byte, 0, maxRuns)
-	a.vals = make([]byte, 0, MaxBlockOutput)
-	a.buf = make([]byte, 1<<16)
+	a.diff = make([]byte, diffChunk)
+	a.runs = make([]byte, 0, MaxDiffRuns)
+	a.vals = make([]byte, 0, MaxDiffValues)
+	a.buf = make([]byte, diffChunk)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -125,7 +126,7 @@ func (a *applier) run(ctx context.Context) error {
 		if nops > MaxOpsPerBlock {
 			return fmt.Errorf("%w: block of %d ops", ErrCorrupt, nops)
 		}
-		if err := a.block(int(nops)); err != nil {
+		if err := a.block(ctx, int(nops)); err != nil {
 			return err
 		}
 	}
@@ -144,9 +145,9 @@ func (a *applier) run(ctx context.Context) error {
 	return nil
 }
 
-func (a *applier) block(nops int) error {
+func (a *applier) block(ctx context.Context, nops int) error {
 	a.ops = a.ops[:0]
-	var adds, total int64
+	var total int64
 	for range nops {
 		add, err := a.uvarint("op")
 		if err != nil {
@@ -163,18 +164,21 @@ func (a *applier) block(nops int) error {
 		if add > MaxBlockOutput || extra > MaxBlockOutput {
 			return fmt.Errorf("%w: op too long", ErrCorrupt)
 		}
-		adds += int64(add)
 		total += int64(add + extra)
 		if total > MaxBlockOutput {
 			return fmt.Errorf("%w: block produces more than %d bytes", ErrCorrupt, MaxBlockOutput)
 		}
 		a.ops = append(a.ops, op{add: int64(add), extra: int64(extra), seek: seek})
 	}
-	if err := a.readDiff(adds); err != nil {
+	if err := a.readSparse(); err != nil {
 		return err
 	}
-	d := a.diff
-	for _, o := range a.ops {
+	for i, o := range a.ops {
+		if i&1023 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		if o.add > 0 {
 			if a.pos < 0 || a.pos > a.src.Size-o.add {
 				return fmt.Errorf("%w: source range %d+%d outside the %d-byte source", ErrCorrupt, a.pos, o.add, a.src.Size)
@@ -185,11 +189,15 @@ func (a *applier) block(nops int) error {
 				if _, err := a.src.R.ReadAt(b, a.pos); err != nil {
 					return fmt.Errorf("delta: reading source at %d: %w", a.pos, err)
 				}
-				addBytes(b, d[:n])
+				d, err := a.nextDiff(int(n))
+				if err != nil {
+					return err
+				}
+				addBytes(b, d)
 				if err := a.write(b); err != nil {
 					return err
 				}
-				d, left, a.pos = d[n:], left-n, a.pos+n
+				left, a.pos = left-n, a.pos+n
 			}
 		}
 		for left := o.extra; left > 0; {
@@ -204,6 +212,9 @@ func (a *applier) block(nops int) error {
 			left -= n
 		}
 		a.pos += o.seek
+	}
+	if len(a.runs) != 0 || len(a.vals) != 0 || a.z != 0 || a.nz != 0 {
+		return fmt.Errorf("%w: diff runs do not match the block", ErrCorrupt)
 	}
 	return nil
 }
@@ -225,12 +236,9 @@ func addBytes(dst, d []byte) {
 	}
 }
 
-// maxRuns bounds the run-length section of a block: at most one (zero, nonzero) pair per two
-// diff bytes, each uvarint at most 3 bytes for lengths up to MaxBlockOutput, plus one pair.
-const maxRuns = 3*MaxBlockOutput + 6
-
-// readDiff reads a block's sparse diff sections and expands them into a.diff (n bytes).
-func (a *applier) readDiff(n int64) error {
+// readSparse reads a block's sparse diff sections (run lengths and nonzero values); nextDiff
+// expands them as the ops consume diff bytes.
+func (a *applier) readSparse() error {
 	nr, err := a.uvarint("diff runs")
 	if err != nil {
 		return err
@@ -239,7 +247,7 @@ func (a *applier) readDiff(n int64) error {
 	if err != nil {
 		return err
 	}
-	if nr > maxRuns || nv > uint64(n) {
+	if nr > MaxDiffRuns || nv > MaxDiffValues {
 		return fmt.Errorf("%w: diff sections too long", ErrCorrupt)
 	}
 	a.runs, a.vals = a.runs[:nr], a.vals[:nv]
@@ -249,27 +257,35 @@ func (a *applier) readDiff(n int64) error {
 	if _, err := io.ReadFull(a.r, a.vals); err != nil {
 		return readErr("diff values", err)
 	}
-	a.diff = a.diff[:n]
-	runs, vals, out := a.runs, a.vals, a.diff
-	for len(runs) > 0 {
-		z, k1 := binary.Uvarint(runs)
-		if k1 <= 0 {
-			return fmt.Errorf("%w: diff runs", ErrCorrupt)
-		}
-		nz, k2 := binary.Uvarint(runs[k1:])
-		if k2 <= 0 {
-			return fmt.Errorf("%w: diff runs", ErrCorrupt)
-		}
-		runs = runs[k1+k2:]
-		if z > uint64(len(out)) || nz > uint64(len(out))-z || nz > uint64(len(vals)) {
-			return fmt.Errorf("%w: diff runs exceed the block", ErrCorrupt)
-		}
-		clear(out[:z])
-		copy(out[z:z+nz], vals[:nz])
-		out, vals = out[z+nz:], vals[nz:]
-	}
-	if len(out) != 0 || len(vals) != 0 {
-		return fmt.Errorf("%w: diff runs do not cover the block", ErrCorrupt)
-	}
+	a.z, a.nz = 0, 0
 	return nil
+}
+
+// nextDiff returns the next n (at most diffChunk) diff bytes of the block.
+func (a *applier) nextDiff(n int) ([]byte, error) {
+	out := a.diff[:n]
+	for o := out; len(o) > 0; {
+		if a.z == 0 && a.nz == 0 {
+			z, k1 := binary.Uvarint(a.runs)
+			if k1 <= 0 {
+				return nil, fmt.Errorf("%w: diff runs", ErrCorrupt)
+			}
+			nz, k2 := binary.Uvarint(a.runs[k1:])
+			if k2 <= 0 {
+				return nil, fmt.Errorf("%w: diff runs", ErrCorrupt)
+			}
+			a.runs = a.runs[k1+k2:]
+			if z > MaxBlockOutput || nz > uint64(len(a.vals)) || z+nz == 0 {
+				return nil, fmt.Errorf("%w: diff runs exceed the block", ErrCorrupt)
+			}
+			a.z, a.nz = int(z), int(nz)
+		}
+		k := min(a.z, len(o))
+		clear(o[:k])
+		o, a.z = o[k:], a.z-k
+		k = min(a.nz, len(o))
+		copy(o[:k], a.vals[:k])
+		o, a.vals, a.nz = o[k:], a.vals[k:], a.nz-k
+	}
+	return out, nil
 }

@@ -52,17 +52,17 @@ func Create(ctx context.Context, w io.Writer, source, target []byte) error {
 	return bw.Flush()
 }
 
-// encoder collects ops into blocks and writes each block to w.
+// encoder collects ops into blocks and writes each block to w. Diff bytes are coded sparsely
+// as they arrive (see sparse); extra bytes are kept until the block is written.
 type encoder struct {
-	w          io.Writer
-	ops        []op
-	cur        op // open op, not yet in ops
-	diff       []byte
-	extra      []byte
-	out        int64 // target bytes in the current block, including cur
-	hdr        []byte
-	runs, vals []byte
-	err        error
+	w     io.Writer
+	ops   []op
+	cur   op // open op, not yet in ops
+	sp    sparse
+	extra []byte
+	out   int64 // target bytes in the current block, including cur
+	hdr   []byte
+	err   error
 }
 
 // room is how many more target bytes fit in the current block.
@@ -84,9 +84,13 @@ func (e *encoder) addDiff(d []byte) {
 		e.closeOp()
 	}
 	for len(d) > 0 {
-		n := min(int64(len(d)), e.room())
+		n := min(int64(len(d)), e.room(), diffChunk)
+		if !e.sp.fits(int(n)) {
+			e.flush()
+			continue
+		}
 		e.cur.add += n
-		e.diff = append(e.diff, d[:n]...)
+		e.sp.add(d[:n])
 		e.out += n
 		d = d[n:]
 		if e.room() == 0 {
@@ -125,6 +129,7 @@ func (e *encoder) flush() {
 	if len(e.ops) == 0 || e.err != nil {
 		return
 	}
+	e.sp.end()
 	b := e.hdr[:0]
 	b = binary.AppendUvarint(b, uint64(len(e.ops)))
 	for _, o := range e.ops {
@@ -132,18 +137,17 @@ func (e *encoder) flush() {
 		b = binary.AppendUvarint(b, uint64(o.extra))
 		b = binary.AppendVarint(b, o.seek)
 	}
-	runs, vals := sparse(e.runs[:0], e.vals[:0], e.diff)
-	e.runs, e.vals = runs, vals
-	b = binary.AppendUvarint(b, uint64(len(runs)))
-	b = binary.AppendUvarint(b, uint64(len(vals)))
+	b = binary.AppendUvarint(b, uint64(len(e.sp.runs)))
+	b = binary.AppendUvarint(b, uint64(len(e.sp.vals)))
 	e.hdr = b
-	for _, p := range [][]byte{b, runs, vals, e.extra} {
+	for _, p := range [][]byte{b, e.sp.runs, e.sp.vals, e.extra} {
 		if _, err := e.w.Write(p); err != nil {
 			e.err = fmt.Errorf("delta: compressing: %w", err)
 			return
 		}
 	}
-	e.ops, e.diff, e.extra, e.out = e.ops[:0], e.diff[:0], e.extra[:0], 0
+	e.ops, e.extra, e.out = e.ops[:0], e.extra[:0], 0
+	e.sp.runs, e.sp.vals = e.sp.runs[:0], e.sp.vals[:0]
 }
 
 func (e *encoder) finish() error {
@@ -155,6 +159,60 @@ func (e *encoder) finish() error {
 		return fmt.Errorf("delta: compressing: %w", err)
 	}
 	return nil
+}
+
+// diffChunk is the most diff bytes the encoder codes at once (and the applier expands at once).
+const diffChunk = 1 << 16
+
+// sparse codes diff bytes as run lengths (uvarint pairs: zero bytes, then nonzero bytes) and
+// the nonzero bytes. Diff bytes are mostly zero with short nonzero runs where code moved;
+// coding the runs and the values as separate sections compresses better than the raw bytes.
+type sparse struct {
+	runs, vals []byte
+	z, nz      int // pending pair
+}
+
+// fits reports whether n more diff bytes surely fit in the block's section limits: each pair
+// takes at most 8 bytes (lengths < 2^28) and covers at least 2 diff bytes, or ends the block.
+func (s *sparse) fits(n int) bool {
+	return len(s.runs)+8*(n/2+2) <= MaxDiffRuns && len(s.vals)+n <= MaxDiffValues
+}
+
+func (s *sparse) add(d []byte) {
+	for i := 0; i < len(d); {
+		if d[i] == 0 {
+			if s.nz > 0 {
+				s.end()
+			}
+			j := i
+			for j+8 <= len(d) && binary.LittleEndian.Uint64(d[j:]) == 0 {
+				j += 8
+			}
+			for j < len(d) && d[j] == 0 {
+				j++
+			}
+			s.z += j - i
+			i = j
+			continue
+		}
+		j := i
+		for j < len(d) && d[j] != 0 {
+			j++
+		}
+		s.nz += j - i
+		s.vals = append(s.vals, d[i:j]...)
+		i = j
+	}
+}
+
+// end writes the pending pair.
+func (s *sparse) end() {
+	if s.z == 0 && s.nz == 0 {
+		return
+	}
+	s.runs = binary.AppendUvarint(s.runs, uint64(s.z))
+	s.runs = binary.AppendUvarint(s.runs, uint64(s.nz))
+	s.z, s.nz = 0, 0
 }
 
 // skipMin is the match length from which the search loop, when the old offset stays nearly as
@@ -248,7 +306,7 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 			lenb -= lens
 		}
 		for off := 0; off < lenf; {
-			k := min(lenf-off, 1<<16)
+			k := min(lenf-off, diffChunk)
 			dbuf = dbuf[:0]
 			for i := off; i < off+k; i++ {
 				dbuf = append(dbuf, new[lastscan+i]-old[lastpos+i])
@@ -263,23 +321,3 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 	return e.err
 }
 
-// sparse splits diff bytes into run lengths (uvarint pairs: zero bytes, then nonzero bytes)
-// and the nonzero bytes. Diff bytes are mostly zero with short nonzero runs where code moved;
-// coding the runs and the values as separate streams compresses better than the raw bytes.
-func sparse(runs, vals, diff []byte) ([]byte, []byte) {
-	for i := 0; i < len(diff); {
-		j := i
-		for j < len(diff) && diff[j] == 0 {
-			j++
-		}
-		k := j
-		for k < len(diff) && diff[k] != 0 {
-			k++
-		}
-		runs = binary.AppendUvarint(runs, uint64(j-i))
-		runs = binary.AppendUvarint(runs, uint64(k-j))
-		vals = append(vals, diff[j:k]...)
-		i = k
-	}
-	return runs, vals
-}

@@ -10,12 +10,14 @@ import (
 // Format constants. Changing any of them changes the format version.
 const (
 	Magic          = "UPTDELTA"
-	Version        = 1
+	Version        = 2
 	compressZstd   = 1
 	HeaderSize     = 8 + 4 + 8 + 32 + 8 + 32
-	MaxWindow      = 8 << 20 // largest zstd window the applier accepts
-	MaxBlockOutput = 1 << 20 // target bytes one block may produce
+	MaxWindow      = 8 << 20  // largest zstd window the applier accepts
+	MaxBlockOutput = 64 << 20 // target bytes one block may produce
 	MaxOpsPerBlock = 1 << 16
+	MaxDiffRuns    = 4 << 20 // bytes of one block's diff run-length section
+	MaxDiffValues  = 4 << 20 // bytes of one block's nonzero diff values
 )
 
 // Errors returned by Apply and ReadHeader. They are wrapped with detail; compare with errors.Is.
