@@ -94,7 +94,7 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 // TestResumeAfterPowerLoss cuts power while the slot is written, after k
 // writes of BufferSize/4; the device boots its old image, and the next
 // check continues from the saved checkpoint: the bytes downloaded after
-// the power loss are exactly the rest of the payload.
+// the power loss are exactly the rest of the payload after it.
 func TestResumeAfterPowerLoss(t *testing.T) {
 	w := resumeWorld(t)
 	const write = 256 << 10 // payload.BufferSize / 4
@@ -123,10 +123,12 @@ func TestResumeAfterPowerLoss(t *testing.T) {
 			written := int64(k-1) * write
 			saved := int64(0)
 			if written >= agent.CheckpointBytes {
+				// The first save begins at CheckpointBytes; later ones
+				// run in the background and may lag.
 				p := pending(t, d)
 				saved = p.Download.Offset
-				if saved > written || saved < written-agent.CheckpointBytes || saved%write != 0 {
-					t.Fatalf("saved at %d after %d bytes written, want a checkpoint within the last %d", saved, written, agent.CheckpointBytes)
+				if saved > written || saved < agent.CheckpointBytes || saved%write != 0 {
+					t.Fatalf("saved at %d after %d bytes written, want a checkpoint between %d and there", saved, written, agent.CheckpointBytes)
 				}
 			}
 			before := len(tp.requests())

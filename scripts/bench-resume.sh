@@ -9,13 +9,15 @@
 #   drop        the proxy closes the payload connection after half the
 #               payload; the same `uptrust-agent check` resumes.
 #   kill-pause  the proxy stops sending at PAUSE bytes (half the payload
-#               plus 2 MiB + 12345, halfway between two checkpoints) and
+#               plus 2.5 MiB + 12345, between two checkpoints) and
 #               holds the connection; once the agent has written all the
 #               whole buffers it got, it is killed with SIGKILL (long before
 #               its stall timeout) and a new `check` resumes.
 #   power       as kill-pause, then the simulated device power-cycles
 #               before the new `check`: bytes written after the last
 #               checkpoint are treated as lost, as after a real power loss.
+#   power-link  the same with download_rate_limit 32MiB, a fast real link
+#               rather than loopback and the page cache.
 #   kill-flow   the agent is killed with SIGKILL as soon as the proxy has
 #               sent half the payload, data still flowing; a new `check`
 #               resumes. Bytes in the sockets at that moment are lost too.
@@ -51,7 +53,7 @@ echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
-echo "agent: $(grep -Eo '(CheckpointBytes|CheckpointInterval) += [^ ]+( [^ ]+)?' internal/agent/download.go | tr '\n' ' ')"
+echo "agent: $(grep -E '^\s*Checkpoint(Bytes|Interval)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
@@ -108,16 +110,19 @@ check
 report drop "$HALF" "-"
 finish
 
-# pause CASE [boot]: SIGKILL once the agent has written all whole buffers
-# up to PAUSE; with "boot", also power-cycle the simulated device (a new
-# boot: what was not synced counts as lost, as after a power loss).
-PAUSE=$(( HALF + (2 << 20) + 12345 ))
+# pause CASE [boot [RATE]]: SIGKILL once the agent has written all whole
+# buffers up to PAUSE; with "boot", also power-cycle the simulated device (a
+# new boot: what was not synced counts as lost, as after a power loss); with
+# RATE, the agent runs with that download_rate_limit, like on a real link.
+# PAUSE lies between checkpoints (1 MiB and 4 MiB grids alike).
+PAUSE=$(( HALF + (2 << 20) + (512 << 10) + 12345 ))
 pause() {
   device; proxy -pause-at "$PAUSE"
+  if [ -n "${3:-}" ]; then sed -i '1s/^{/{\n  "download_rate_limit": "'"$3"'",/' "$WORK/dev/agent.json"; fi
   "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
   local img="$WORK/dev/slots/slot-b.img"
   local written=$(( PAUSE / (256 << 10) * (256 << 10) ))   # the agent writes whole buffers of 256 KiB
-  for _ in $(seq 3000); do
+  for _ in $(seq 30000); do
     stats | grep -q '"paused":true' && [ "$(stat -c %s "$img" 2>/dev/null || echo 0)" -ge "$written" ] && break
     kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before the pause" >&2; tail -5 "$WORK/agent.log" >&2; exit 1; }
     sleep 0.01
@@ -137,6 +142,7 @@ pause() {
 }
 pause kill-pause
 pause power boot
+pause power-link boot 32MiB
 
 # kill-flow: SIGKILL while data flows, as soon as HALF bytes were sent.
 device; proxy

@@ -107,7 +107,9 @@ func TestStateKeepsDownloadProgress(t *testing.T) {
 	}
 	var saved payload.Progress
 	src := &dropAfter{data: data, n: 3000}
-	_, err = r.Install(context.Background(), src, nopWriter{}, payload.Checkpoints{Save: func(p payload.Progress) error { saved = p; return nil }})
+	_, err = r.Install(context.Background(), src, nopWriter{}, payload.Checkpoints{Save: func(p payload.Progress) (func() error, error) {
+		return func() error { saved = p; return nil }, nil
+	}})
 	if err == nil || saved.Offset != 3000 {
 		t.Fatalf("install: %v, saved at %d", err, saved.Offset)
 	}

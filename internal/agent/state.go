@@ -297,11 +297,25 @@ func LoadState(dataDir string) (*State, error) {
 
 // saveState writes state.json atomically and durably.
 func saveState(dataDir string, s *State) error {
+	b, err := encodeState(s)
+	if err != nil {
+		return err
+	}
+	return writeState(dataDir, b)
+}
+
+// encodeState is the content of state.json for s.
+func encodeState(s *State) ([]byte, error) {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return fmt.Errorf("agent: state: %w", err)
+		return nil, fmt.Errorf("agent: state: %w", err)
 	}
-	if err := atomicfile.WriteFile(statePath(dataDir), append(b, '\n'), 0o600); err != nil {
+	return append(b, '\n'), nil
+}
+
+// writeState replaces state.json with b atomically and durably.
+func writeState(dataDir string, b []byte) error {
+	if err := atomicfile.WriteFile(statePath(dataDir), b, 0o600); err != nil {
 		return fmt.Errorf("agent: saving state: %w", err)
 	}
 	return nil

@@ -40,23 +40,93 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // Checkpoints says when Resumable.Install saves its progress. The zero
 // value never saves.
 //
-// A save first waits until every byte written so far is hashed, then calls
-// dst.Sync, and only after Sync returned nil calls Save: a saved Progress
-// never claims bytes that are not durable. Install saves when Bytes or
-// Interval have passed since the last save, whichever comes first, checked
-// between buffers (at most BufferSize/4 bytes apart), and once more,
-// at the exact offset reached, when the source fails or ctx ends. It never
-// saves after a write to dst failed: what that write left is unknown.
+// A save takes the progress at an offset once every byte written so far is
+// hashed, hands it to Save (on Install's goroutine, so that Save can
+// capture whatever it persists along with it), then calls dst.Sync, and
+// only after Sync returned nil calls the persist function Save returned: a
+// persisted Progress never claims bytes that are not durable. Install saves
+// when Bytes or Interval have passed since the last save began, whichever
+// comes first, checked between buffers (at most BufferSize/4 bytes apart),
+// and once more, at the exact offset reached, when the source fails or ctx
+// ends. It never saves after a write to dst failed: what that write left
+// is unknown.
+//
+// With Background, the periodic saves (Sync and persist) run in a second
+// goroutine while the copy goes on, one at a time: a save that comes due
+// while the previous one runs waits for the next buffer. The save at a
+// failure, and the end of Install, wait for it first, so saves persist in
+// order and none outlives Install; a failed background save fails Install.
+// dst.Sync must then be safe to call while Write runs.
 type Checkpoints struct {
-	// Save persists p. An error stops Install and is returned.
-	Save func(p Progress) error
+	// Save records p and returns the function that persists it. Errors
+	// of either stop Install and are returned.
+	Save func(p Progress) (persist func() error, err error)
 	// Bytes saves after this many bytes since the last save (0: never by
 	// bytes).
 	Bytes int64
 	// Interval saves once this long has passed since the last save (0:
 	// never by time), as told by Now (nil: time.Now).
-	Interval time.Duration
-	Now      func() time.Time
+	Interval   time.Duration
+	Now        func() time.Time
+	Background bool
+}
+
+// saver runs the saves of one copy, at most one in the background.
+type saver struct {
+	dst  Writer
+	cp   Checkpoints
+	done chan error // non-nil while a background save runs
+	off  int64      // offset of the last save begun
+	at   time.Time  // when it began
+}
+
+// begin saves p: at once, or in the background when bg is set.
+func (sv *saver) begin(p Progress, bg bool) error {
+	persist, err := sv.cp.Save(p)
+	if err != nil {
+		return fmt.Errorf("payload: saving progress at offset %d: %w", p.Offset, err)
+	}
+	run := func() error {
+		if err := sv.dst.Sync(); err != nil {
+			return fmt.Errorf("payload: sync at offset %d: %w", p.Offset, err)
+		}
+		if err := persist(); err != nil {
+			return fmt.Errorf("payload: saving progress at offset %d: %w", p.Offset, err)
+		}
+		return nil
+	}
+	if !bg {
+		return run()
+	}
+	done := make(chan error, 1)
+	sv.done = done
+	go func() { done <- run() }()
+	return nil
+}
+
+// wait waits for a background save and returns its error.
+func (sv *saver) wait() error {
+	if sv.done == nil {
+		return nil
+	}
+	err := <-sv.done
+	sv.done = nil
+	return err
+}
+
+// busy reports whether a background save still runs, and the error of one
+// that ended.
+func (sv *saver) busy() (bool, error) {
+	if sv.done == nil {
+		return false, nil
+	}
+	select {
+	case err := <-sv.done:
+		sv.done = nil
+		return false, err
+	default:
+		return true, nil
+	}
 }
 
 // Resumable copies one image into a slot and verifies it, possibly over
@@ -227,8 +297,12 @@ func (r *Resumable) Install(ctx context.Context, src io.Reader, dst Writer, cp C
 	if err != io.EOF {
 		err = &SourceError{Offset: r.off, Err: fmt.Errorf("payload: checking for data beyond %d bytes: %w", r.length, err)}
 		if cp.Save != nil {
-			if serr := r.save(dst, cp); serr != nil {
-				return Result{Bytes: r.off}, serr
+			p, perr := r.Progress()
+			if perr == nil {
+				perr = (&saver{dst: dst, cp: cp}).begin(p, false)
+			}
+			if perr != nil {
+				return Result{Bytes: r.off}, perr
 			}
 		}
 		return Result{Bytes: r.off}, err
@@ -255,22 +329,6 @@ func (r *Resumable) compare() (Result, error) {
 	return res, nil
 }
 
-// save makes the bytes so far durable and then persists the progress. The
-// hashing goroutine must be idle (no buffer in flight).
-func (r *Resumable) save(dst Writer, cp Checkpoints) error {
-	if err := dst.Sync(); err != nil {
-		return fmt.Errorf("payload: sync at offset %d: %w", r.off, err)
-	}
-	p, err := r.Progress()
-	if err != nil {
-		return err
-	}
-	if err := cp.Save(p); err != nil {
-		return fmt.Errorf("payload: saving progress at offset %d: %w", r.off, err)
-	}
-	return nil
-}
-
 // item is a buffer to hash, or (b == nil) a barrier whose done channel is
 // closed once every earlier buffer is hashed.
 type item struct {
@@ -280,7 +338,7 @@ type item struct {
 
 // copy moves bytes from src to dst (nil: only hash) until Offset reaches
 // end, saving progress as cp says (dst must be non-nil then).
-func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints, end int64) error {
+func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Checkpoints, end int64) (err error) {
 	hashers := make([]io.Writer, 0, len(r.names))
 	for _, n := range r.names {
 		hashers = append(hashers, r.hashes[n])
@@ -326,20 +384,30 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 	if now == nil {
 		now = time.Now
 	}
-	savedOff, savedAt := r.off, now()
-	checkpoint := func() error {
+	sv := &saver{dst: dst, cp: cp, off: r.off, at: now()}
+	defer func() {
+		if serr := sv.wait(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	// checkpoint saves the current offset, in the background if bg.
+	checkpoint := func(bg bool) error {
 		barrier()
-		if err := r.save(dst, cp); err != nil {
+		p, err := r.Progress()
+		if err != nil {
 			return err
 		}
-		savedOff, savedAt = r.off, now()
-		return nil
+		sv.off, sv.at = r.off, now()
+		return sv.begin(p, bg)
 	}
 	// failed saves the exact offset reached when the source or ctx failed,
-	// then returns err (or the save's error).
+	// after any save in progress, then returns err (or a save's error).
 	failed := func(err error) error {
-		if cp.Save != nil && r.off > savedOff {
-			if serr := checkpoint(); serr != nil {
+		if serr := sv.wait(); serr != nil {
+			return serr
+		}
+		if cp.Save != nil && r.off > sv.off {
+			if serr := checkpoint(false); serr != nil {
 				return serr
 			}
 		}
@@ -377,9 +445,15 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 			return failed(&SourceError{Offset: r.off, Err: fmt.Errorf("payload: read at offset %d: %w", r.off, err)})
 		}
 		if cp.Save != nil && r.off < end &&
-			((cp.Bytes > 0 && r.off-savedOff >= cp.Bytes) || (cp.Interval > 0 && now().Sub(savedAt) >= cp.Interval)) {
-			if err := checkpoint(); err != nil {
+			((cp.Bytes > 0 && r.off-sv.off >= cp.Bytes) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
+			busy, err := sv.busy()
+			if err != nil {
 				return err
+			}
+			if !busy {
+				if err := checkpoint(cp.Background); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 
 // journal is a slot Writer at an offset that logs writes, syncs and saves,
 // so tests can check that a save never claims bytes that were not synced.
+// It is safe for Sync and persist to run while Write runs.
 type journal struct {
+	mu      sync.Mutex
 	img     []byte // the slot's content
 	pos     int64
 	synced  int64 // bytes durable
@@ -28,6 +31,8 @@ type journal struct {
 }
 
 func (j *journal) Write(p []byte) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.failAt > 0 && j.pos+int64(len(p)) >= j.failAt {
 		return 0, errors.New("flash worn out")
 	}
@@ -42,6 +47,8 @@ func (j *journal) Write(p []byte) (int, error) {
 }
 
 func (j *journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.syncErr != nil {
 		return j.syncErr
 	}
@@ -50,22 +57,30 @@ func (j *journal) Sync() error {
 	return nil
 }
 
-func (j *journal) save(p payload.Progress) error {
-	if p.Offset != j.synced || p.Offset != j.pos {
-		return errors.New("save claims bytes that are not durable")
-	}
-	// Through JSON, as the agent's state file stores it.
+// save is a Checkpoints.Save: it records p through JSON, as the agent's
+// state file stores it, and persists it only if p's bytes were synced.
+func (j *journal) save(p payload.Progress) (func() error, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var q payload.Progress
-	if err := json.Unmarshal(b, &q); err != nil {
-		return err
-	}
-	j.saves = append(j.saves, q)
-	j.events = append(j.events, "save")
-	return nil
+	return func() error {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if p.Offset > j.synced {
+			return errors.New("save claims bytes that are not durable")
+		}
+		var q payload.Progress
+		if err := json.Unmarshal(b, &q); err != nil {
+			return err
+		}
+		if n := len(j.saves); n > 0 && j.saves[n-1].Offset >= q.Offset {
+			return errors.New("saves out of order")
+		}
+		j.saves = append(j.saves, q)
+		j.events = append(j.events, "save")
+		return nil
+	}, nil
 }
 
 // at reopens the journal's slot at off, as OpenWriterAt does.
@@ -428,5 +443,35 @@ func TestAbsorb(t *testing.T) {
 	}
 	if _, err := r3.Install(context.Background(), bytes.NewReader(data[written:]), j.at(written), payload.Checkpoints{}); !errors.Is(err, payload.ErrHashMismatch) {
 		t.Fatalf("err = %v, want ErrHashMismatch", err)
+	}
+}
+
+// TestBackgroundCheckpoints: with saves in the background the copy goes on
+// while they sync and persist; every save still claims only synced bytes,
+// they persist in order, and the exact offset of a failure is saved last.
+func TestBackgroundCheckpoints(t *testing.T) {
+	data, hashes := image(t, 20*payload.BufferSize+3)
+	for round := range 10 {
+		r, _ := payload.NewResumable(int64(len(data)), hashes)
+		j := &journal{}
+		cut := int64(len(data)) - int64(round)*payload.BufferSize - 1
+		_, err := r.Install(context.Background(), &cutAfter{r: bytes.NewReader(data), n: cut}, j,
+			payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize / 4, Background: true})
+		var se *payload.SourceError
+		if !errors.As(err, &se) {
+			t.Fatalf("round %d: err = %v, want the cut", round, err)
+		}
+		if len(j.saves) < 2 || j.saves[len(j.saves)-1].Offset != cut {
+			t.Fatalf("round %d: %d saves, last at %v, want the cut at %d last", round, len(j.saves), j.saves[len(j.saves)-1].Offset, cut)
+		}
+	}
+	// A failing background save fails Install.
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	full := func(payload.Progress) (func() error, error) {
+		return func() error { return errors.New("state disk full") }, nil
+	}
+	_, err := r.Install(context.Background(), bytes.NewReader(data), &journal{}, payload.Checkpoints{Save: full, Bytes: payload.BufferSize, Background: true})
+	if err == nil || !strings.Contains(err.Error(), "state disk full") {
+		t.Fatalf("err = %v, want the save error", err)
 	}
 }

@@ -3,6 +3,7 @@ package payload
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +15,15 @@ type writeback struct {
 	started  int64 // writeback started up to here
 	dropped  int64 // waited for and dropped up to here
 	disabled bool  // hints switched off
-	err      error // sticky I/O error from a wait
+
+	mu  sync.Mutex // guards err: Sync may run while Write does
+	err error      // sticky I/O error from a wait
+}
+
+func (w *writeback) sticky() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func newWriteback(w Writer, fd uintptr, off int64) Writer {
@@ -22,16 +31,16 @@ func newWriteback(w Writer, fd uintptr, off int64) Writer {
 }
 
 func (w *writeback) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
+	if err := w.sticky(); err != nil {
+		return 0, err
 	}
 	n, err := w.Writer.Write(p)
 	w.off += int64(n)
 	if err == nil && !w.disabled && w.off-w.started >= WritebackWindow {
 		w.hint()
 	}
-	if w.err != nil {
-		return n, w.err
+	if serr := w.sticky(); serr != nil {
+		return n, serr
 	}
 	return n, err
 }
@@ -63,12 +72,16 @@ func (w *writeback) fail(err error) {
 			return
 		}
 	}
+	w.mu.Lock()
 	w.err = fmt.Errorf("payload: writeback at offset %d: %w", w.dropped, err)
+	w.mu.Unlock()
 }
 
+// Sync may run while Write does (a background checkpoint); so may the
+// underlying Sync (os.File's is safe for that).
 func (w *writeback) Sync() error {
-	if w.err != nil {
-		return w.err
+	if err := w.sticky(); err != nil {
+		return err
 	}
 	return w.Writer.Sync()
 }
