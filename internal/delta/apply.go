@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -68,7 +69,9 @@ type applier struct {
 	written int64
 	pos     int64 // source position
 	ops     []op
-	runs    []byte // unread run lengths of the block
+	runs    []byte // the block's run-length sections: zruns, then nzruns
+	zruns   []byte // unread zero-run lengths
+	nzruns  []byte // unread nonzero-run lengths
 	vals    []byte // unread nonzero diff values of the block
 	z, nz   int    // rest of the current (zeros, nonzeros) pair
 	diff    []byte
@@ -146,29 +149,32 @@ func (a *applier) run(ctx context.Context) error {
 }
 
 func (a *applier) block(ctx context.Context, nops int) error {
-	a.ops = a.ops[:0]
-	var total int64
-	for range nops {
+	a.ops = slices.Grow(a.ops[:0], nops)[:nops]
+	for i := range a.ops {
 		add, err := a.uvarint("op")
 		if err != nil {
 			return err
 		}
+		a.ops[i].add = int64(min(add, MaxBlockOutput+1))
+	}
+	for i := range a.ops {
 		extra, err := a.uvarint("op")
 		if err != nil {
 			return err
 		}
+		a.ops[i].extra = int64(min(extra, MaxBlockOutput+1))
+	}
+	var total int64
+	for i := range a.ops {
 		seek, err := binary.ReadVarint(a.r)
 		if err != nil {
 			return readErr("op", err)
 		}
-		if add > MaxBlockOutput || extra > MaxBlockOutput {
-			return fmt.Errorf("%w: op too long", ErrCorrupt)
-		}
-		total += int64(add + extra)
+		a.ops[i].seek = seek
+		total += a.ops[i].add + a.ops[i].extra
 		if total > MaxBlockOutput {
 			return fmt.Errorf("%w: block produces more than %d bytes", ErrCorrupt, MaxBlockOutput)
 		}
-		a.ops = append(a.ops, op{add: int64(add), extra: int64(extra), seek: seek})
 	}
 	if err := a.readSparse(); err != nil {
 		return err
@@ -213,7 +219,7 @@ func (a *applier) block(ctx context.Context, nops int) error {
 		}
 		a.pos += o.seek
 	}
-	if len(a.runs) != 0 || len(a.vals) != 0 || a.z != 0 || a.nz != 0 {
+	if len(a.zruns) != 0 || len(a.nzruns) != 0 || len(a.vals) != 0 || a.z != 0 || a.nz != 0 {
 		return fmt.Errorf("%w: diff runs do not match the block", ErrCorrupt)
 	}
 	return nil
@@ -239,7 +245,11 @@ func addBytes(dst, d []byte) {
 // readSparse reads a block's sparse diff sections (run lengths and nonzero values); nextDiff
 // expands them as the ops consume diff bytes.
 func (a *applier) readSparse() error {
-	nr, err := a.uvarint("diff runs")
+	nz, err := a.uvarint("diff runs")
+	if err != nil {
+		return err
+	}
+	nnz, err := a.uvarint("diff runs")
 	if err != nil {
 		return err
 	}
@@ -247,16 +257,17 @@ func (a *applier) readSparse() error {
 	if err != nil {
 		return err
 	}
-	if nr > MaxDiffRuns || nv > MaxDiffValues {
+	if nz > MaxDiffRuns || nnz > MaxDiffRuns-nz || nv > MaxDiffValues {
 		return fmt.Errorf("%w: diff sections too long", ErrCorrupt)
 	}
-	a.runs, a.vals = a.runs[:nr], a.vals[:nv]
+	a.runs, a.vals = a.runs[:nz+nnz], a.vals[:nv]
 	if _, err := io.ReadFull(a.r, a.runs); err != nil {
 		return readErr("diff runs", err)
 	}
 	if _, err := io.ReadFull(a.r, a.vals); err != nil {
 		return readErr("diff values", err)
 	}
+	a.zruns, a.nzruns = a.runs[:nz], a.runs[nz:]
 	a.z, a.nz = 0, 0
 	return nil
 }
@@ -266,15 +277,15 @@ func (a *applier) nextDiff(n int) ([]byte, error) {
 	out := a.diff[:n]
 	for o := out; len(o) > 0; {
 		if a.z == 0 && a.nz == 0 {
-			z, k1 := binary.Uvarint(a.runs)
+			z, k1 := binary.Uvarint(a.zruns)
 			if k1 <= 0 {
 				return nil, fmt.Errorf("%w: diff runs", ErrCorrupt)
 			}
-			nz, k2 := binary.Uvarint(a.runs[k1:])
+			nz, k2 := binary.Uvarint(a.nzruns)
 			if k2 <= 0 {
 				return nil, fmt.Errorf("%w: diff runs", ErrCorrupt)
 			}
-			a.runs = a.runs[k1+k2:]
+			a.zruns, a.nzruns = a.zruns[k1:], a.nzruns[k2:]
 			if z > MaxBlockOutput || nz > uint64(len(a.vals)) || z+nz == 0 {
 				return nil, fmt.Errorf("%w: diff runs exceed the block", ErrCorrupt)
 			}

