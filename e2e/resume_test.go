@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/sim"
 )
@@ -88,6 +91,44 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestResumeAcrossChecks: every connection drops after a few hundred KiB,
+// so the check gives up after Config.MaxAttempts drops in a row without
+// 1 MiB of progress. The progress stays (phase writing, class network in
+// status), and the next check, on a good link, downloads only the rest.
+func TestResumeAcrossChecks(t *testing.T) {
+	w := resumeWorld(t)
+	d := w.device("d", 0)
+	const n = 300 << 10
+	tp := w.tapPayload("1.1.0", func(int) plan { return plan{cut: n} })
+	w.cycle(d)
+	reqs := tp.requests()
+	if len(reqs) != d.Config.MaxAttempts {
+		t.Fatalf("%d requests in the first check, want %d (max_attempts)", len(reqs), d.Config.MaxAttempts)
+	}
+	p := pending(t, d)
+	if p.Download.Offset != int64(len(reqs))*n {
+		t.Fatalf("saved at %d, want %d", p.Download.Offset, len(reqs)*n)
+	}
+	st, err := d.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastCheck.ErrorClass != "network" || st.Installing != "1.1.0" || st.DownloadSaved != p.Download.Offset ||
+		!strings.Contains(st.LastCheck.Reason, "resumes at the next check") {
+		t.Fatalf("status %+v / %+v, want a network error and the download saved", st, st.LastCheck)
+	}
+	w.proxy.clear()
+	tp = w.tapPayload("1.1.0", nil)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if got := tp.total(); got != bigSize-p.Download.Offset {
+		t.Fatalf("the second check downloaded %d bytes, want the %d missing", got, bigSize-p.Download.Offset)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != bigSize || c.Requests != len(reqs)+1 {
+		t.Fatalf("counter %+v, want every byte once in %d requests", c, len(reqs)+1)
 	}
 }
 
@@ -444,5 +485,39 @@ func editState(t *testing.T, d *sim.Device, change func(*agent.State)) {
 	}
 	if err := os.WriteFile(filepath.Join(d.Config.DataDir, "state.json"), b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDownloadRateLimit: download_rate_limit in agent.json paces every
+// body the agent reads. The fetch client's clock and sleep are fakes that
+// record the waits, so the check is exact and takes no real time: the
+// payload alone must have cost (size − one burst) / rate of waiting.
+func TestDownloadRateLimit(t *testing.T) {
+	w := resumeWorld(t)
+	d := w.device("d", 0)
+	const rate = 1 << 20
+	if err := d.SetConfig(func(c *agent.Config) { c.DownloadRateLimit = rate }); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Unix(1e9, 0)
+	var waited time.Duration
+	d.HTTP.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	d.HTTP.Sleep = func(ctx context.Context, dur time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		now, waited = now.Add(dur), waited+dur
+		return ctx.Err()
+	}
+	tp := w.tapPayload("1.1.0", nil)
+	w.cycle(d)
+	st := w.assertRunning(d, "1.1.0")
+	burst := fetch.NewRateLimiter(rate, nil).Burst()
+	least := time.Duration(float64(bigSize-burst) / rate * float64(time.Second))
+	if waited < least || waited > least+2*time.Second {
+		t.Fatalf("waited %v for %d payload bytes at %d B/s, want %v plus the metadata's share", waited, tp.total(), rate, least)
+	}
+	if st.DownloadRateLimit != rate || st.Download == nil || st.Download.Bytes != bigSize {
+		t.Fatalf("status: limit %v, download %+v", st.DownloadRateLimit, st.Download)
 	}
 }

@@ -108,11 +108,7 @@ func (a *Agent) fetchInto(ctx context.Context, s *State, r *payload.Resumable) e
 		if err == nil {
 			return nil
 		}
-		var se *payload.SourceError
-		switch {
-		case errors.Is(err, errStartOver):
-		case errors.As(err, &se) && !errors.Is(err, fetch.ErrTooLong):
-		default:
+		if !errors.Is(err, errStartOver) && !isDrop(err) {
 			return err
 		}
 		if r.Offset()-from >= minProgress {

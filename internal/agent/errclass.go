@@ -57,6 +57,8 @@ func classify(err error) string {
 		return ClassPayloadHash
 	case errors.Is(err, payload.ErrTooLong), errors.Is(err, fetch.ErrTooLong):
 		return ClassPayloadTooLong
+	case isDrop(err):
+		return ClassNetwork
 	case errors.Is(err, payload.ErrTruncated):
 		return ClassPayloadTruncated
 	case errors.As(err, &expired):
@@ -85,6 +87,14 @@ func classify(err error) string {
 	default:
 		return ClassInstallIO
 	}
+}
+
+// isDrop reports a payload download that failed on the wire (a dropped
+// connection, a stall, a body that ended early): worth resuming, unlike a
+// source that sent too much.
+func isDrop(err error) bool {
+	var se *payload.SourceError
+	return errors.As(err, &se) && !errors.Is(err, fetch.ErrTooLong)
 }
 
 func isTUF(err error) bool {
