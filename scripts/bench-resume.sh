@@ -93,6 +93,7 @@ finish() {
   "$U" simulate-boot "$WORK/dev" > /dev/null; check
   grep -q '"version": "2.0.0"' "$WORK/dev/data/state.json" || { echo "bench-resume: 2.0.0 not installed" >&2; tail -20 "$WORK/agent.log" >&2; exit 1; }
 }
+statusline() { "$A" --config "$WORK/dev/agent.json" status | sed -n 's/^download: */           status: /p'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 report() { # CASE INTERRUPTED-AT SAVED
   local total; total=$(served)
@@ -108,6 +109,7 @@ echo "== ${SIZE_MIB} MiB payload, interrupted at about 50 %"
 device; proxy -cut-at "$HALF"
 check
 report drop "$HALF" "-"
+statusline
 finish
 
 # pause CASE [boot [RATE]]: SIGKILL once the agent has written all whole
@@ -138,6 +140,7 @@ pause() {
   printf '%-10s interrupted at %10d (%5.1f %%), saved offset %10s; after the restart the proxy sent %d bytes for the %d missing: re-downloaded %d bytes (%s); %s\n' \
     "$1" "$PAUSE" "$(awk -v a="$PAUSE" -v b="$BYTES" 'BEGIN { print 100 * a / b }')" "$s" "$(served)" "$(( BYTES - PAUSE ))" "$again" "$(mib "$again")" \
     "$(awk -v a="$again" 'BEGIN { print (a < 1048576) ? "goal met (< 1 MiB)" : "goal MISSED (>= 1 MiB)" }')"
+  statusline
   finish
 }
 pause kill-pause
@@ -157,5 +160,6 @@ echo "--- killed (kill-flow)" >> "$WORK/agent.log"
 AT=$(served); S=$(saved)
 check
 report kill-flow "$AT" "$S"
+statusline
 finish
 echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"
