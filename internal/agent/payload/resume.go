@@ -53,10 +53,13 @@ func (e *SourceError) Unwrap() error { return e.Err }
 //
 // With Background, the periodic saves (Sync and persist) run in a second
 // goroutine while the copy goes on, one at a time: a save that comes due
-// while the previous one runs waits for the next buffer. The save at a
-// failure, and the end of Install, wait for it first, so saves persist in
-// order and none outlives Install; a failed background save fails Install.
-// dst.Sync must then be safe to call while Write runs.
+// while the previous one runs waits for the next buffer, unless the copy is
+// MaxLag or more past the offset of the running save: then the copy waits
+// for it. So the bytes written and not covered by a persisted save stay
+// below about twice MaxLag, however slow the syncs. The save at a failure,
+// and the end of Install, wait for a running save first, so saves persist
+// in order and none outlives Install; a failed background save fails
+// Install. dst.Sync must then be safe to call while Write runs.
 type Checkpoints struct {
 	// Save records p and returns the function that persists it. Errors
 	// of either stop Install and are returned.
@@ -69,6 +72,9 @@ type Checkpoints struct {
 	Interval   time.Duration
 	Now        func() time.Time
 	Background bool
+	// MaxLag bounds how far the copy runs ahead of a background save (0:
+	// no bound).
+	MaxLag int64
 }
 
 // saver runs the saves of one copy, at most one in the background.
@@ -449,6 +455,12 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 			busy, err := sv.busy()
 			if err != nil {
 				return err
+			}
+			if busy && cp.MaxLag > 0 && r.off-sv.off >= cp.MaxLag {
+				if err := sv.wait(); err != nil {
+					return err
+				}
+				busy = false
 			}
 			if !busy {
 				if err := checkpoint(cp.Background); err != nil {

@@ -475,3 +475,71 @@ func TestBackgroundCheckpoints(t *testing.T) {
 		t.Fatalf("err = %v, want the save error", err)
 	}
 }
+
+// slowSync is a journal whose Sync blocks until released, and which
+// records how far writes got past the offset of the sync in progress.
+type slowSync struct {
+	journal
+	release  chan struct{}
+	syncing  bool
+	at       int64 // j.pos when the blocked sync began
+	maxAhead int64
+}
+
+func (s *slowSync) Write(p []byte) (int, error) {
+	n, err := s.journal.Write(p)
+	s.mu.Lock()
+	if s.syncing && s.pos-s.at > s.maxAhead {
+		s.maxAhead = s.pos - s.at
+	}
+	s.mu.Unlock()
+	return n, err
+}
+
+func (s *slowSync) Sync() error {
+	s.mu.Lock()
+	s.syncing, s.at = true, s.pos
+	s.mu.Unlock()
+	<-s.release
+	s.mu.Lock()
+	s.syncing = false
+	s.mu.Unlock()
+	return s.journal.Sync()
+}
+
+// TestBackgroundCheckpointsMaxLag: a save whose sync hangs holds the copy
+// back once it is MaxLag ahead. (The syncs are released by a helper once
+// writes stop for a while; releasing early only makes the lag smaller, so
+// the check on bytes cannot fail because of timing.)
+func TestBackgroundCheckpointsMaxLag(t *testing.T) {
+	data, hashes := image(t, 40*payload.BufferSize)
+	s := &slowSync{release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		last := int64(-1)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			s.mu.Lock()
+			pos, syncing := s.pos, s.syncing
+			s.mu.Unlock()
+			if syncing && pos == last {
+				s.release <- struct{}{}
+			}
+			last = pos
+		}
+	}()
+	defer close(done)
+	const lag = 4 * payload.BufferSize
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	if _, err := r.Install(context.Background(), bytes.NewReader(data), s, payload.Checkpoints{Save: s.save, Bytes: payload.BufferSize,
+		Background: true, MaxLag: lag}); err != nil {
+		t.Fatal(err)
+	}
+	if s.maxAhead > lag+payload.BufferSize/4 || len(s.saves) < 3 {
+		t.Fatalf("writes ran %d bytes ahead of a hanging sync (bound %d); %d saves", s.maxAhead, lag, len(s.saves))
+	}
+}
