@@ -10,6 +10,10 @@
 //   - nothing is written to a slot before both repositories agree on the
 //     target's length and hashes; nothing is armed before the written bytes
 //     matched them;
+//   - an interrupted download resumes only for the same target, payload
+//     hash, length and slot, from progress saved after the slot was synced;
+//     a resumed image is also read back from the slot and verified before
+//     it is armed, and any doubt starts the download over from byte 0;
 //   - the highest security version ever committed only grows, and no
 //     release below it or not newer than the running one is installed;
 //   - a release that failed is not retried;
