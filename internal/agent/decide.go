@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -90,23 +91,45 @@ func (a *Agent) dropPartial(s *State, err error) {
 // in State.Waiting with what `uptrust-agent consent` shows, the owner is
 // notified, and the next candidate is considered; so a security-only build
 // installs while its feature build waits for consent.
+//
+// The two repositories are refreshed one after the other, so a publication
+// that lands between the two requests makes them disagree once, through no
+// fault of either. When the agreement check fails (errMismatch), decide
+// refreshes both once more and decides again; a second disagreement is
+// refused.
 func (a *Agent) decide(ctx context.Context, s *State, chk *Check) (*release.Manifest, *metadata.TargetFiles, *metadata.TargetFiles, error) {
-	r, err := a.refresh(ctx)
-	if err != nil {
-		return nil, nil, nil, err
+	var (
+		p          pass
+		m          *release.Manifest
+		rel, fleet *metadata.TargetFiles
+		versions   []string
+		now        time.Time
+		err        error
+	)
+	for attempt := 0; ; attempt++ {
+		var r *repos
+		r, err = a.refresh(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		now = a.clock.Now().UTC()
+		s.LastRefresh = &now
+		a.acceptSupport(ctx, r, s, now)
+		versions = r.offered(a.cfg.Product)
+		s.Offered = versions
+		if len(versions) == 0 {
+			s.Waiting = nil
+			chk.Reason = fmt.Sprintf("no release of %s is offered", a.cfg.Product)
+			return nil, nil, nil, nil
+		}
+		p = pass{}
+		m, rel, fleet, err = a.choose(s, r, versions, chk, now, &p)
+		if attempt == 0 && errors.Is(err, errMismatch) {
+			a.log.Info("the repositories disagree; refreshing both once more in case a release was published between the two requests", "err", err)
+			continue
+		}
+		break
 	}
-	now := a.clock.Now().UTC()
-	s.LastRefresh = &now
-	a.acceptSupport(ctx, r, s, now)
-	versions := r.offered(a.cfg.Product)
-	s.Offered = versions
-	if len(versions) == 0 {
-		s.Waiting = nil
-		chk.Reason = fmt.Sprintf("no release of %s is offered", a.cfg.Product)
-		return nil, nil, nil, nil
-	}
-	var p pass
-	m, rel, fleet, err := a.choose(s, r, versions, chk, now, &p)
 	s.Waiting = a.hold(s, p.held, now)
 	if err != nil {
 		return nil, nil, nil, err

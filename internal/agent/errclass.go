@@ -26,10 +26,19 @@ const (
 	ClassPayloadHash       = "payload-hash-mismatch"
 	ClassPayloadTooLong    = "payload-too-long"
 	ClassPayloadTruncated  = "payload-truncated"
-	ClassInstallIO         = "install-io"
-	ClassBootloader        = "bootloader"
-	ClassBootFallback      = "boot-fallback"
-	ClassHealthCheck       = "health-check"
+	// ClassPayloadWindow: a zstd payload asks for a decoder window larger
+	// than release.MaxZstdWindow.
+	ClassPayloadWindow = "payload-window-too-large"
+	// ClassPayloadDecode: a payload that matches its signed hashes is not
+	// a valid zstd stream.
+	ClassPayloadDecode = "payload-decode"
+	// ClassImageHash: the decompressed image does not match the
+	// manifest's image_length and image_sha256.
+	ClassImageHash    = "image-hash-mismatch"
+	ClassInstallIO    = "install-io"
+	ClassBootloader   = "bootloader"
+	ClassBootFallback = "boot-fallback"
+	ClassHealthCheck  = "health-check"
 	// ClassSupportShortened: a signed support declaration ended earlier
 	// than the one accepted before; the agent kept the earlier one.
 	ClassSupportShortened = "support-shortened"
@@ -53,6 +62,12 @@ func classify(err error) string {
 		return decision.class
 	case errors.Is(err, errMismatch):
 		return ClassRepoMismatch
+	case errors.Is(err, errImageMismatch):
+		return ClassImageHash
+	case errors.Is(err, errWindowTooLarge):
+		return ClassPayloadWindow
+	case errors.Is(err, errDecode):
+		return ClassPayloadDecode
 	case errors.Is(err, payload.ErrHashMismatch):
 		return ClassPayloadHash
 	case errors.Is(err, payload.ErrTooLong), errors.Is(err, fetch.ErrTooLong):

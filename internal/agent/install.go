@@ -14,7 +14,8 @@ import (
 // install streams the payload into the inactive slot, verifies it, arms
 // the bootloader and reboots. A download interrupted in an earlier check
 // (phase writing, with saved progress) is resumed if it was for the same
-// release, target hash, length and slot; otherwise it starts over.
+// release, target hash, length and slot; otherwise it starts over. A
+// compressed payload always starts over (see downloadZstd).
 func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
 	st, err := a.slots.State(ctx)
 	if err != nil {
@@ -27,6 +28,9 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	next := &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
 		Target: release.TargetName(m.Product, m.Version), Length: rel.Length, SHA256: hex.EncodeToString(sum),
 		Slot: st.Booted.Other(), From: st.Booted, FromVersion: s.Version}
+	if m.Payload.Compression == release.CompressionZstd {
+		next.Compression, next.ImageLength, next.ImageSHA256 = m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256
+	}
 	if prev := s.Pending; s.Phase == PhaseWriting && prev != nil && prev.Download != nil {
 		if sameDownload(prev, next) {
 			next.Download = prev.Download
@@ -43,7 +47,11 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		return err
 	}
 	a.log.Info("installing", "version", m.Version, "slot", s.Pending.Slot, "bytes", rel.Length)
-	if err := a.download(ctx, s, rel); err != nil {
+	dl := a.download
+	if next.Compression == release.CompressionZstd {
+		dl = a.downloadZstd
+	}
+	if err := dl(ctx, s, rel); err != nil {
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}

@@ -57,8 +57,15 @@ type Pending struct {
 	// Failure is set once the new slot has been judged bad.
 	Failure *Failure `json:"failure,omitempty"`
 	// Download is the saved progress of the payload download, while the
-	// phase is writing; nil before the first checkpoint.
+	// phase is writing; nil before the first checkpoint, and always nil
+	// for a compressed payload (which restarts from byte 0).
 	Download *Download `json:"download,omitempty"`
+	// Compression is the manifest's payload compression ("" or "none":
+	// the payload is the image). With "zstd", ImageLength and ImageSHA256
+	// (hex) describe the decompressed image the slot must hold.
+	Compression string `json:"compression,omitempty"`
+	ImageLength int64  `json:"image_length,omitempty"`
+	ImageSHA256 string `json:"image_sha256,omitempty"`
 }
 
 // Download is how far the payload download of a Pending release got.

@@ -468,3 +468,33 @@ func TestServe(t *testing.T) {
 		t.Errorf("serve exited %d after cancellation, want 0", code)
 	}
 }
+
+func TestReleaseAddCompressZstd(t *testing.T) {
+	tmp := t.TempDir()
+	dir := devProject(t)
+	img := strings.Repeat("firmware ", 10_000)
+	payload := writeFile(t, tmp, "fw.img", img)
+	r := mustRun(t, nil, "release", "add", "thermostat", "1.1.0", payload, "--kind", "security", "--security-version", "2",
+		"--compress", "zstd", "--dir", dir)
+	if !strings.Contains(r.stdout, "zstd-compressed; image 90000 bytes") {
+		t.Errorf("release add --compress zstd output:\n%s", r.stdout)
+	}
+	p := openProject(t, dir)
+	defer p.Close()
+	rels, err := p.Store.Releases(t.Context(), "thermostat")
+	if err != nil || len(rels) != 1 {
+		t.Fatalf("releases: %v, %v", rels, err)
+	}
+	var m release.Manifest
+	if err := json.Unmarshal(rels[0].Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Payload.Compression != "zstd" || m.Payload.ImageLength != int64(len(img)) || rels[0].Length >= int64(len(img)) {
+		t.Errorf("release %+v, manifest payload %+v", rels[0], m.Payload)
+	}
+	r = run(t, nil, "release", "add", "thermostat", "1.2.0", payload, "--kind", "security", "--security-version", "2",
+		"--compress", "gzip", "--dir", dir)
+	if r.code != 2 || !strings.Contains(r.stderr, "--compress") {
+		t.Errorf("release add --compress gzip: %v; want usage error", r)
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -215,6 +216,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		funcText := fs.String("functionality-text", "", "what is removed or added")
 		secOnly := fs.Bool("security-only", false, "a security-only build (for owners who decline a feature build)")
 		secOnlyOf := fs.String("security-only-of", "", "the feature version this security-only build stands in for")
+		compress := fs.String("compress", "none", "store the payload compressed: none|zstd (devices verify the decompressed image too)")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err
@@ -225,6 +227,9 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		k, err := release.ParseKind(*kind)
 		if err != nil {
 			return usagef("release add: --kind: %v", err)
+		}
+		if *compress != release.CompressionNone && *compress != release.CompressionZstd {
+			return usagef("release add: --compress %q: want none or zstd", *compress)
 		}
 		if *sv == "" {
 			return usagef("release add: --security-version is required")
@@ -263,12 +268,18 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
 		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
 			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
-			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf})
+			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "published %s %s (%s, security version %d): %d bytes, sha256 %s\n",
 			rel.Product, rel.Version, rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
+		if *compress == release.CompressionZstd {
+			var m release.Manifest
+			if err := json.Unmarshal(rel.Manifest, &m); err == nil {
+				fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
+			}
+		}
 		return nil
 	case "list":
 		pos, err := parse(fs, args[1:])

@@ -12,6 +12,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
@@ -137,9 +138,16 @@ type ReleaseSpec struct {
 	// feature build it stands in for (see release.Manifest).
 	SecurityOnly   bool
 	SecurityOnlyOf string
+	// Compression is release.CompressionNone (or empty) or
+	// release.CompressionZstd: the payload is stored zstd-compressed (window
+	// release.MaxZstdWindow), the target's length and hashes cover the
+	// compressed bytes and the manifest carries the image's length and
+	// SHA-256.
+	Compression string
 }
 
-// AddRelease stores the payload in the blob store (streamed and hashed),
+// AddRelease stores the payload in the blob store (streamed and hashed,
+// compressed on the way if s.Compression says so),
 // writes the release manifest into the target's custom metadata, signs the
 // product role with the product key and refreshes snapshot and timestamp.
 // It refuses a security version lower than any earlier release's.
@@ -170,6 +178,11 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	if err := m.Validate(); err != nil {
 		return store.Release{}, err
 	}
+	switch s.Compression {
+	case "", release.CompressionNone, release.CompressionZstd:
+	default:
+		return store.Release{}, fmt.Errorf("project: unsupported compression %q (want none or zstd)", s.Compression)
+	}
 	if err := p.checkNewRelease(ctx, m); err != nil {
 		return store.Release{}, err
 	}
@@ -181,9 +194,25 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	if err != nil {
 		return store.Release{}, err
 	}
-	b, err := p.Blobs.Put(ctx, s.Payload, p.Config.MaxPayloadBytes)
-	if err != nil {
-		return store.Release{}, err
+	var b blob.Info
+	if s.Compression == release.CompressionZstd {
+		var img image
+		b, img, err = putCompressed(ctx, p.Blobs, s.Payload, p.Config.MaxPayloadBytes)
+		if err != nil {
+			return store.Release{}, err
+		}
+		if img.length == 0 {
+			return store.Release{}, errors.New("project: the payload is empty")
+		}
+		m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = release.CompressionZstd, img.length, img.sha256
+		if err := m.Validate(); err != nil {
+			return store.Release{}, err
+		}
+	} else {
+		b, err = p.Blobs.Put(ctx, s.Payload, p.Config.MaxPayloadBytes)
+		if err != nil {
+			return store.Release{}, err
+		}
 	}
 	if b.Size == 0 {
 		return store.Release{}, errors.New("project: the payload is empty")
@@ -205,6 +234,9 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 		}
 		// Not the notes: free text is no audit material.
 		detail := fmt.Sprintf("kind %s; security version %d; %d bytes; sha256 %s", rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
+		if m.Payload.Compression == release.CompressionZstd {
+			detail += fmt.Sprintf("; zstd of a %d-byte image, sha256 %s", m.Payload.ImageLength, m.Payload.ImageSHA256)
+		}
 		if m.SecurityOnly {
 			detail += "; security-only"
 			if m.SecurityOnlyOf != "" {

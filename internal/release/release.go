@@ -105,9 +105,31 @@ type Advisory struct {
 type Payload struct {
 	// Type is the payload handler: "rootfs" (full image for the inactive slot).
 	Type string `json:"type"`
-	// Compression of the bytes on the wire: "none".
+	// Compression of the bytes on the wire: CompressionNone or
+	// CompressionZstd. The target's TUF length and hashes always cover the
+	// bytes on the wire.
 	Compression string `json:"compression"`
+	// ImageLength and ImageSHA256 (hex) describe the image written into
+	// the slot, after decompression. Required with CompressionZstd, absent
+	// otherwise (the target's own length and hashes are the image's then).
+	ImageLength int64  `json:"image_length,omitempty"`
+	ImageSHA256 string `json:"image_sha256,omitempty"`
 }
+
+// Payload compressions.
+const (
+	CompressionNone = "none"
+	// CompressionZstd is a zstd stream (RFC 8878) whose frames ask for a
+	// window of at most MaxZstdWindow bytes, so that a device decodes it
+	// within bounded memory.
+	CompressionZstd = "zstd"
+)
+
+// MaxZstdWindow is the largest zstd window a release may use: the server
+// encodes with it and the agent refuses a frame that asks for more.
+const MaxZstdWindow = 8 << 20
+
+var sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Manifest is the release manifest. The target's TUF length and hashes cover
 // the payload; the manifest covers everything else a device decides on.
@@ -219,7 +241,19 @@ func (m *Manifest) Validate() error {
 	if m.Payload.Type != "rootfs" {
 		return fmt.Errorf("release: unsupported payload type %q", m.Payload.Type)
 	}
-	if m.Payload.Compression != "none" {
+	switch m.Payload.Compression {
+	case CompressionNone:
+		if m.Payload.ImageLength != 0 || m.Payload.ImageSHA256 != "" {
+			return errors.New("release: image_length and image_sha256 are only for a compressed payload")
+		}
+	case CompressionZstd:
+		if m.Payload.ImageLength <= 0 {
+			return errors.New("release: a zstd payload needs a positive image_length")
+		}
+		if !sha256HexRE.MatchString(m.Payload.ImageSHA256) {
+			return fmt.Errorf("release: a zstd payload needs image_sha256 as 64 lower-case hex digits, not %q", m.Payload.ImageSHA256)
+		}
+	default:
 		return fmt.Errorf("release: unsupported compression %q", m.Payload.Compression)
 	}
 	return nil

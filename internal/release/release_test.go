@@ -37,6 +37,19 @@ func TestManifestValidate(t *testing.T) {
 			m.SecurityOnly, m.Impact.NewRecipients, m.Impact.NewRecipientsText = true, []string{"ads.example"}, "ads"
 		},
 		"orphan security_only_of": func(m *Manifest) { m.SecurityOnlyOf = "2.0.0" },
+		"image hash uncompressed": func(m *Manifest) { m.Payload.ImageLength, m.Payload.ImageSHA256 = 5, strings.Repeat("ab", 32) },
+		"zstd without image":      func(m *Manifest) { m.Payload.Compression = CompressionZstd },
+		"zstd without length": func(m *Manifest) {
+			m.Payload.Compression, m.Payload.ImageSHA256 = CompressionZstd, strings.Repeat("ab", 32)
+		},
+		"zstd bad hash": func(m *Manifest) {
+			m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = CompressionZstd, 5, "AB"
+		},
+	}
+	z := good()
+	z.Payload = Payload{Type: "rootfs", Compression: CompressionZstd, ImageLength: 5, ImageSHA256: strings.Repeat("ab", 32)}
+	if err := z.Validate(); err != nil {
+		t.Errorf("zstd manifest: %v", err)
 	}
 	for name, f := range bad {
 		m := good()

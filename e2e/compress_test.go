@@ -1,0 +1,290 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/keys"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/sim"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// compressible returns a deterministic image of version that zstd shrinks:
+// the random image of the version, each 4 KiB block repeated four times.
+func compressible(version string) []byte {
+	r := image(version)
+	out := make([]byte, 0, imgSize)
+	for i := 0; len(out) < imgSize; i += 4096 {
+		for range 4 {
+			out = append(out, r[i:i+4096]...)
+		}
+	}
+	return out[:imgSize]
+}
+
+// publishZstd publishes version through AddRelease with --compress zstd.
+func (w *world) publishZstd(version string, sv uint64, img []byte) store.Release {
+	w.t.Helper()
+	w.images[version] = img
+	rel, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
+		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: release.CompressionZstd})
+	if err != nil {
+		w.t.Fatalf("publishing %s: %v", version, err)
+	}
+	w.reload()
+	return rel
+}
+
+// publishRaw publishes payload as version with the given payload
+// description, signed by the product key like AddRelease does, but without
+// AddRelease's encoding: the way to publish what the server never makes.
+func (w *world) publishRaw(version string, sv uint64, body []byte, pl release.Payload) {
+	w.t.Helper()
+	t := w.t
+	ctx := context.Background()
+	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.p.Blobs.Put(ctx, bytes.NewReader(body), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := release.Manifest{Product: product, Version: version, Hardware: []string{hardware}, SecurityVersion: sv, Kind: release.KindSecurity,
+		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: pl, Published: time.Now().UTC()}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
+	manifest, _ := json.Marshal(m)
+	sum, _ := hex.DecodeString(info.SHA256)
+	online := func(n string) *keys.Key {
+		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	target := release.TargetName(product, version)
+	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
+			Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()}); err != nil {
+			return err
+		}
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
+			tt.Targets[target] = repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom})
+			return nil
+		}, pk)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+}
+
+// zstdOf compresses img with the given encoder window.
+func zstdOf(t *testing.T, img []byte, window int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc, err := zstd.NewWriter(&buf, zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.Write(img); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func hexSHA256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// assertNotArmed checks that the bootloader still boots the running slot.
+func assertNotArmed(t *testing.T, d *sim.Device) {
+	t.Helper()
+	bs, err := d.Backend().State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Primary != bs.Booted || bs.Trial {
+		t.Fatalf("%s: the other slot was armed: %+v", d.Name, bs)
+	}
+}
+
+func TestCompressedReleaseInstalls(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := compressible("1.1.0")
+	rel := w.publishZstd("1.1.0", 2, img)
+	if rel.Length >= int64(len(img)) {
+		t.Fatalf("compressed payload has %d bytes, the image %d", rel.Length, len(img))
+	}
+	var m release.Manifest
+	if err := json.Unmarshal(rel.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Payload.Compression != "zstd" || m.Payload.ImageLength != int64(len(img)) || m.Payload.ImageSHA256 != hexSHA256(img) {
+		t.Fatalf("manifest payload %+v", m.Payload)
+	}
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	// What crossed the wire is the compressed payload, once.
+	if c := download(t, d, "1.1.0"); c.Bytes != rel.Length || !c.Complete {
+		t.Fatalf("download count %+v; the compressed payload has %d bytes", c, rel.Length)
+	}
+	w.assertReport("installed", "")
+}
+
+// A dropped connection restarts a compressed download from byte 0 (its
+// decoder cannot be checkpointed); the image still installs.
+func TestCompressedDownloadRestartsAfterDrop(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := compressible("1.1.0")
+	rel := w.publishZstd("1.1.0", 2, img)
+	w.rollout("1.1.0", 100)
+	var once sync.Once
+	w.proxy.on(isPayload("1.1.0"), func(rw http.ResponseWriter, r *http.Request) {
+		cut := false
+		once.Do(func() { cut = true })
+		if !cut {
+			w.proxy.rp.ServeHTTP(rw, r)
+			return
+		}
+		if r.Header.Get("Range") != "" {
+			t.Errorf("a compressed download asked for a range: %s", r.Header.Get("Range"))
+		}
+		body, _ := w.proxy.fetch(r.URL.Path)
+		rw.Header().Set("Content-Length", "0")
+		hj := rw.(http.Hijacker)
+		conn, buf, err := hj.Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n")
+		buf.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+		buf.Write(body[:len(body)/2])
+		buf.Flush()
+	})
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if c := download(t, d, "1.1.0"); c.Restarts != 1 || c.Resumed != 0 || c.Bytes != rel.Length+rel.Length/2 {
+		t.Fatalf("download count %+v; want one restart and %d bytes", c, rel.Length+rel.Length/2)
+	}
+}
+
+func TestCompressedHugeWindowRefused(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := compressible("1.1.0")
+	body := zstdOf(t, img, 64<<20)
+	// The frame asks for 64 MiB, more than the agent's 8 MiB.
+	var fh zstd.Header
+	if err := fh.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	if fh.WindowSize <= release.MaxZstdWindow {
+		t.Fatalf("crafted frame asks for a window of %d bytes only", fh.WindowSize)
+	}
+	w.publishRaw("1.1.0", 2, body, release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(img)})
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", agent.ClassPayloadWindow, "rejected")
+	assertNotArmed(t, d)
+	if st.LastCheck.Offered != "1.1.0" {
+		t.Fatalf("last check %+v", st.LastCheck)
+	}
+}
+
+func TestCompressedWrongImageRefused(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := compressible("1.1.0")
+	other := compressible("9.9.9")
+	// The payload is signed and decodes, but to another image than the
+	// manifest describes.
+	w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
+		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(other)})
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", agent.ClassImageHash, "rejected")
+	assertNotArmed(t, d)
+}
+
+func TestCompressedWrongImageLengthRefused(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := compressible("1.1.0")
+	w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
+		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)) - 1, ImageSHA256: hexSHA256(img[:len(img)-1])})
+	w.rollout("1.1.0", 100)
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", agent.ClassImageHash, "rejected")
+	assertNotArmed(t, d)
+}
+
+// A compressed payload altered on the way is a payload hash mismatch,
+// checked before anything the decoder says.
+func TestCompressedTamperedPayload(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	w.publishZstd("1.1.0", 2, compressible("1.1.0"))
+	w.rollout("1.1.0", 100)
+	w.proxy.rewrite(isPayload("1.1.0"), func(_ string, b []byte) []byte {
+		b[len(b)/2] ^= 0x40
+		return b
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "payload-hash-mismatch", "rejected")
+	assertNotArmed(t, d)
+	w.proxy.clear()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+}
+
+// A release published between the agent's two repository refreshes makes
+// them disagree once; the agent refreshes again and installs it.
+func TestPublishBetweenRefreshes(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	var once sync.Once
+	w.proxy.on(suffix("/repo/fleet/metadata/timestamp.json"), func(rw http.ResponseWriter, r *http.Request) {
+		once.Do(func() {
+			w.publish("1.2.0", 3, release.KindSecurity)
+			w.rollout("1.2.0", 100)
+		})
+		w.proxy.rp.ServeHTTP(rw, r)
+	})
+	w.cycle(d)
+	w.assertRunning(d, "1.2.0")
+}

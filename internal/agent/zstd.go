@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/release"
+)
+
+// Errors of a compressed payload; classify maps them to their classes.
+var (
+	// errWindowTooLarge: a zstd frame asks for a window larger than
+	// release.MaxZstdWindow, more memory than the agent gives a decoder.
+	errWindowTooLarge = errors.New("agent: the zstd payload asks for a window larger than the agent allows")
+	// errDecode: the payload, verified against the signed hashes, is not a
+	// valid zstd stream.
+	errDecode = errors.New("agent: the zstd payload does not decode")
+	// errImageMismatch: the decompressed image is not the one the signed
+	// manifest describes (image_length, image_sha256).
+	errImageMismatch = errors.New("agent: the decompressed image does not match the manifest")
+)
+
+// downloadZstd is download for a zstd-compressed payload: the bytes on the
+// wire stream through the same verification as an uncompressed payload
+// (exactly the signed length, every signed hash) while a decoder writes
+// the image they decompress to into the slot; then the image is read back
+// from the slot and checked against the manifest's image_length and
+// image_sha256 before download returns.
+//
+// Memory: the decoder runs with a window limit of release.MaxZstdWindow,
+// low-memory buffers and no concurrency; a frame that asks for a larger
+// window is refused (errWindowTooLarge) as soon as its header arrives.
+//
+// Resume: a decoder's state cannot be checkpointed, so a compressed
+// payload never saves progress (s.Pending.Download stays nil). A dropped
+// connection makes the agent request the payload again from byte 0, up to
+// Config.MaxAttempts times in a row; a power loss or a stopped agent
+// starts over at the next check.
+func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
+	p := s.Pending
+	hashes := map[string][]byte{}
+	for alg, h := range rel.Hashes {
+		hashes[alg] = h
+	}
+	want, err := hex.DecodeString(p.ImageSHA256)
+	if err != nil || len(want) == 0 || p.ImageLength <= 0 {
+		return fmt.Errorf("%w: no usable image length and sha256", errImageMismatch)
+	}
+	r, err := payload.NewResumable(p.Length, hashes)
+	if err != nil {
+		return err
+	}
+	// Progress saved by an older agent or for an uncompressed download
+	// does not apply: start from byte 0.
+	if err := a.startOver(s, r); err != nil {
+		return err
+	}
+	for drops := 1; ; drops++ {
+		err = a.transferZstd(ctx, s, r)
+		if err == nil {
+			break
+		}
+		if !isDrop(err) {
+			return err
+		}
+		if drops >= a.cfg.MaxAttempts {
+			return fmt.Errorf("compressed payload download interrupted %d times in a row, at %d of %d bytes (it restarts from byte 0): %w", drops, r.Offset(), p.Length, err)
+		}
+		a.log.Warn("compressed payload download interrupted; starting over from byte 0", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
+		s.downloadCount(p).Restarts++
+		r.Reset()
+		if err := a.http.Backoff(ctx, drops); err != nil {
+			return fmt.Errorf("payload download: waiting to restart: %w", err)
+		}
+	}
+	return a.verifyImage(ctx, p, want)
+}
+
+// transferZstd makes one request for the whole compressed payload and
+// streams it through r (length and hashes) into a decoder that writes the
+// slot.
+func (a *Agent) transferZstd(ctx context.Context, s *State, r *payload.Resumable) error {
+	p := s.Pending
+	url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
+	res, err := a.http.GetFrom(ctx, url, p.Length, 0, "")
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	c := s.downloadCount(p)
+	c.Requests++
+	if res.Size >= 0 && res.Size != p.Length {
+		return fmt.Errorf("%w: the server says the payload has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, p.Length)
+	}
+	src := &counter{r: res, add: func(n int) { s.downloadCount(p).Bytes += int64(n) }}
+	w, err := a.openSlot(ctx, p.Slot, 0)
+	if err != nil {
+		return err
+	}
+	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power}, p.ImageLength)
+	_, err = r.Install(ctx, src, sink, payload.Checkpoints{})
+	if serr := sink.close(); err == nil && serr != nil {
+		err = serr
+	}
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
+	}
+	if err == nil {
+		s.downloadCount(p).Complete = true
+	}
+	return err
+}
+
+// verifyImage reads the image back from the slot and checks it against the
+// manifest's image_length and image_sha256.
+func (a *Agent) verifyImage(ctx context.Context, p *Pending, want []byte) error {
+	rd, err := a.slots.OpenReader(ctx, p.Slot)
+	if err != nil {
+		return fmt.Errorf("reading back slot %s: %w", p.Slot, err)
+	}
+	defer rd.Close()
+	if _, err := payload.Verify(ctx, rd, p.ImageLength, map[string][]byte{"sha256": want}); err != nil {
+		if errors.Is(err, payload.ErrHashMismatch) || errors.Is(err, payload.ErrTruncated) {
+			return fmt.Errorf("%w: slot %s: %w", errImageMismatch, p.Slot, err)
+		}
+		return fmt.Errorf("reading back slot %s: %w", p.Slot, err)
+	}
+	return nil
+}
+
+// zstdSink is the payload.Writer that decompresses: compressed bytes
+// written to it go through a pipe to a decoder goroutine, which writes the
+// image to dst, at most limit bytes.
+//
+// Errors of dst (the slot, a power loss) and a too-large window fail the
+// next Write at once. Any other decoding error is held back until Sync, so
+// that payload.Resumable.Install first reads the whole payload and checks
+// it against the signed hashes: a payload altered on the way is reported
+// as a hash mismatch, not as a decoding failure. Sync reports the decoder's
+// error, an image longer or shorter than limit, or dst.Sync's.
+type zstdSink struct {
+	pw   *io.PipeWriter
+	done chan struct{}
+	dst  payload.Writer
+	// set by the decoder goroutine before done is closed, or (fatal)
+	// before the pipe is closed with it
+	err     error
+	written int64
+	limit   int64
+	once    sync.Once
+}
+
+// errDecodeHeld stops the pipe's reader side once the decoder failed in a
+// way that Write ignores; Write then discards the rest.
+var errDecodeHeld = errors.New("agent: zstd decoding failed; error held for after the hash check")
+
+func newZstdSink(dst payload.Writer, limit int64) *zstdSink {
+	pr, pw := io.Pipe()
+	z := &zstdSink{pw: pw, done: make(chan struct{}), dst: dst, limit: limit}
+	go func() {
+		defer close(z.done)
+		z.err = z.decode(pr)
+		if z.err == nil {
+			pr.Close()
+			return
+		}
+		if errors.Is(z.err, errWindowTooLarge) || errors.Is(z.err, errSinkWrite) {
+			pr.CloseWithError(z.err)
+			return
+		}
+		pr.CloseWithError(errDecodeHeld)
+	}()
+	return z
+}
+
+// errSinkWrite marks a failure of the sink's destination.
+var errSinkWrite = errors.New("agent: writing the decompressed image")
+
+func (z *zstdSink) decode(pr io.Reader) error {
+	dec, err := zstd.NewReader(pr, zstd.WithDecoderMaxWindow(release.MaxZstdWindow), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return zstdErr(err)
+	}
+	defer dec.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, rerr := dec.Read(buf)
+		if n > 0 {
+			if z.written+int64(n) > z.limit {
+				return fmt.Errorf("%w: it is longer than the manifest's image_length %d", errImageMismatch, z.limit)
+			}
+			if _, werr := z.dst.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("%w at offset %d: %w", errSinkWrite, z.written, werr)
+			}
+			z.written += int64(n)
+		}
+		if rerr == io.EOF {
+			if z.written != z.limit {
+				return fmt.Errorf("%w: it has %d bytes, the manifest's image_length says %d", errImageMismatch, z.written, z.limit)
+			}
+			return nil
+		}
+		if rerr != nil {
+			return zstdErr(rerr)
+		}
+	}
+}
+
+// zstdErr translates the decoder's errors into the agent's.
+func zstdErr(err error) error {
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return fmt.Errorf("%w (%d bytes): %v", errWindowTooLarge, release.MaxZstdWindow, err)
+	}
+	return fmt.Errorf("%w: %v", errDecode, err)
+}
+
+func (z *zstdSink) Write(b []byte) (int, error) {
+	n, err := z.pw.Write(b)
+	if errors.Is(err, errDecodeHeld) {
+		return len(b), nil
+	}
+	return n, err
+}
+
+// Sync waits for the decoder to finish the image and syncs dst.
+func (z *zstdSink) Sync() error {
+	z.once.Do(func() { z.pw.Close() })
+	<-z.done
+	if z.err != nil {
+		return z.err
+	}
+	return z.dst.Sync()
+}
+
+// close stops the decoder if Sync did not run, and waits for it.
+func (z *zstdSink) close() error {
+	z.once.Do(func() { z.pw.CloseWithError(errors.New("agent: compressed download ended early")) })
+	<-z.done
+	return nil
+}
