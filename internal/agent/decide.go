@@ -106,6 +106,7 @@ func (a *Agent) decide(ctx context.Context, s *State, chk *Check) (*release.Mani
 		now        time.Time
 		err        error
 	)
+	s.delta = nil
 	for attempt := 0; ; attempt++ {
 		var r *repos
 		r, err = a.refresh(ctx)
@@ -229,6 +230,7 @@ func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now ti
 		verdict := Judge(m, policy, &s.Owner, now)
 		if verdict.Install {
 			p.stop = verdict.Reason
+			s.delta = a.offerDelta(r, m, s.Version)
 			return m, rel, fleet, nil
 		}
 		p.held = append(p.held, Waiting{Version: v, Kind: m.Kind, Hold: verdict.Hold, Reason: verdict.Reason,

@@ -46,6 +46,40 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	if err := a.step(s, "writing"); err != nil {
 		return err
 	}
+	offer := s.delta
+	s.delta = nil
+	if offer != nil && next.Download == nil {
+		// A resumed full download keeps going; otherwise try the delta
+		// first and fall back to the full payload in this same check.
+		a.log.Info("installing from a delta", "version", m.Version, "from", offer.d.From, "slot", s.Pending.Slot, "bytes", offer.d.Length)
+		n, err := a.installDelta(ctx, s, m, offer)
+		if errors.Is(err, ErrPowerLoss) {
+			return err
+		}
+		if err != nil && ctx.Err() != nil {
+			s.Phase, s.Pending = PhaseIdle, nil
+			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+				return serr
+			}
+			return fmt.Errorf("agent: delta install of %s stopped: %w", m.Version, err)
+		}
+		s.LastDelta = &DeltaOutcome{Version: m.Version, From: offer.d.From, Used: err == nil, Bytes: n, At: a.clock.Now().UTC()}
+		if err == nil {
+			a.dropHint()
+			s.LastCheck.Reason += fmt.Sprintf("; applied the %d-byte delta from %s", n, offer.d.From)
+			s.Phase = PhaseArming
+			if err := a.step(s, "arming"); err != nil {
+				return err
+			}
+			return a.arm(ctx, s)
+		}
+		s.LastDelta.Reason = err.Error()
+		s.LastCheck.Reason += fmt.Sprintf("; the delta from %s was not used (%v), downloading the full payload", offer.d.From, err)
+		a.log.Warn("delta not used; falling back to the full payload", "version", m.Version, "from", offer.d.From, "err", err)
+		if err := saveState(a.cfg.DataDir, s); err != nil {
+			return err
+		}
+	}
 	a.log.Info("installing", "version", m.Version, "slot", s.Pending.Slot, "bytes", rel.Length)
 	dl := a.download
 	if next.Compression == release.CompressionZstd {

@@ -145,6 +145,14 @@ type State struct {
 	Seed []byte `json:"seed"`
 	// LastCheck is the result of the latest check cycle.
 	LastCheck *Check `json:"last_check,omitempty"`
+	// ActiveHash caches the hash of the booted slot's image, for deltas.
+	ActiveHash *SlotHash `json:"active_hash,omitempty"`
+	// LastDelta says whether the latest install used a delta, and if not,
+	// why.
+	LastDelta *DeltaOutcome `json:"last_delta,omitempty"`
+	// delta is the delta offered for the release chosen in this check
+	// (never saved).
+	delta *deltaOffer
 	// Support is the newest accepted support declaration.
 	Support *release.Support `json:"support,omitempty"`
 	// LastReported avoids reporting the same rejection every poll.

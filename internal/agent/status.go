@@ -14,19 +14,21 @@ import (
 // Status is what `uptrust-agent status` shows the owner. The JSON field
 // names are stable: new fields may be added, none is renamed or removed.
 type Status struct {
-	Product            string             `json:"product"`
-	Hardware           string             `json:"hardware"`
-	Version            string             `json:"version"`
-	SecurityVersion    uint64             `json:"security_version"`
-	MaxSecurityVersion uint64             `json:"max_security_version"`
-	BootedSlot         slot.Name          `json:"booted_slot,omitempty"`
-	Phase              Phase              `json:"phase"`
-	Installing         string             `json:"installing,omitempty"`
-	LastCheck          *Check             `json:"last_check,omitempty"`
-	SupportUntil       string             `json:"support_until,omitempty"`
-	Failed             map[string]Failure `json:"failed,omitempty"`
-	QueuedReports      int                `json:"queued_reports"`
-	Warnings           []string           `json:"warnings,omitempty"`
+	Product            string    `json:"product"`
+	Hardware           string    `json:"hardware"`
+	Version            string    `json:"version"`
+	SecurityVersion    uint64    `json:"security_version"`
+	MaxSecurityVersion uint64    `json:"max_security_version"`
+	BootedSlot         slot.Name `json:"booted_slot,omitempty"`
+	Phase              Phase     `json:"phase"`
+	Installing         string    `json:"installing,omitempty"`
+	LastCheck          *Check    `json:"last_check,omitempty"`
+	// LastDelta says whether the latest install used a delta, and if not, why.
+	LastDelta     *DeltaOutcome      `json:"last_delta,omitempty"`
+	SupportUntil  string             `json:"support_until,omitempty"`
+	Failed        map[string]Failure `json:"failed,omitempty"`
+	QueuedReports int                `json:"queued_reports"`
+	Warnings      []string           `json:"warnings,omitempty"`
 
 	// Offered lists the versions offered at the last successful refresh,
 	// highest first.
@@ -74,7 +76,7 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 		return nil, err
 	}
 	st := &Status{Product: cfg.Product, Hardware: cfg.Hardware, Version: s.Version, SecurityVersion: s.SecurityVersion,
-		MaxSecurityVersion: s.MaxSecurityVersion, Phase: s.Phase, LastCheck: s.LastCheck, Failed: s.Failed,
+		MaxSecurityVersion: s.MaxSecurityVersion, Phase: s.Phase, LastCheck: s.LastCheck, LastDelta: s.LastDelta, Failed: s.Failed,
 		Offered: s.Offered, LastRefresh: s.LastRefresh, Waiting: s.Waiting, AutoUpdates: "on",
 		MakerPolicy: s.Support.EffectivePolicy(), SupportRefused: s.SupportRefused, OwnerHistory: s.Owner.History}
 	if len(s.Owner.Consents) > 0 {

@@ -217,6 +217,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		secOnly := fs.Bool("security-only", false, "a security-only build (for owners who decline a feature build)")
 		secOnlyOf := fs.String("security-only-of", "", "the feature version this security-only build stands in for")
 		compress := fs.String("compress", "none", "store the payload compressed: none|zstd (devices verify the decompressed image too)")
+		deltaFrom := fs.String("delta-from", "", "comma-separated earlier versions: publish a delta from each one's image to this release")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err
@@ -268,7 +269,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
 		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
 			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
-			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress})
+			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress, DeltaFrom: splitList(*deltaFrom)})
 		if err != nil {
 			return err
 		}
@@ -278,6 +279,12 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			var m release.Manifest
 			if err := json.Unmarshal(rel.Manifest, &m); err == nil {
 				fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
+			}
+		}
+		var m release.Manifest
+		if err := json.Unmarshal(rel.Manifest, &m); err == nil {
+			for _, d := range m.Deltas {
+				fmt.Fprintf(env.Stdout, "delta from %s: %s, %d bytes, sha256 %s\n", d.From, d.Target, d.Length, d.SHA256)
 			}
 		}
 		return nil

@@ -144,6 +144,10 @@ type ReleaseSpec struct {
 	// compressed bytes and the manifest carries the image's length and
 	// SHA-256.
 	Compression string
+	// DeltaFrom names earlier releases of the product: for each, a delta
+	// from its image to this release's image is created, published as its
+	// own target (release.DeltaTargetName) and listed in the manifest.
+	DeltaFrom []string
 }
 
 // AddRelease stores the payload in the blob store (streamed and hashed,
@@ -194,6 +198,19 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	if err != nil {
 		return store.Release{}, err
 	}
+	if len(s.DeltaFrom) > 0 {
+		img, err := readImage(s.Payload, p.Config.MaxPayloadBytes)
+		if err != nil {
+			return store.Release{}, err
+		}
+		if m.Deltas, err = p.buildDeltas(ctx, s.Product, s.Version, s.DeltaFrom, img); err != nil {
+			return store.Release{}, err
+		}
+		if err := m.Validate(); err != nil {
+			return store.Release{}, err
+		}
+		s.Payload = bytes.NewReader(img)
+	}
 	var b blob.Info
 	if s.Compression == release.CompressionZstd {
 		var img image
@@ -237,6 +254,9 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 		if m.Payload.Compression == release.CompressionZstd {
 			detail += fmt.Sprintf("; zstd of a %d-byte image, sha256 %s", m.Payload.ImageLength, m.Payload.ImageSHA256)
 		}
+		for _, d := range m.Deltas {
+			detail += fmt.Sprintf("; delta from %s: %d bytes, sha256 %s", d.From, d.Length, d.SHA256)
+		}
 		if m.SecurityOnly {
 			detail += "; security-only"
 			if m.SecurityOnlyOf != "" {
@@ -249,6 +269,10 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 		sum, _ := hex.DecodeString(b.SHA256)
 		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
 			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
+			for _, d := range m.Deltas {
+				dsum, _ := hex.DecodeString(d.SHA256)
+				t.Targets[d.Target] = repo.NewTarget(repo.TargetInfo{Path: d.Target, Length: d.Length, SHA256: dsum})
+			}
 			return nil
 		}, productKey)
 		if err != nil {
@@ -348,6 +372,16 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		return err
 	}
 	offered = append(offered, companions...)
+	// The deltas of the offered releases, listed with the release
+	// repository's length and hashes so that both repositories agree.
+	var deltas []release.Delta
+	for _, r := range offered {
+		ds, err := deltaTargets(r)
+		if err != nil {
+			return err
+		}
+		deltas = append(deltas, ds...)
+	}
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
 	return p.Store.Update(ctx, func(tx store.Tx) error {
@@ -366,6 +400,10 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 			for _, r := range offered {
 				sum, _ := hex.DecodeString(r.SHA256)
 				t.Targets[r.Target] = repo.NewTarget(repo.TargetInfo{Path: r.Target, Length: r.Length, SHA256: sum, Custom: custom})
+			}
+			for _, d := range deltas {
+				dsum, _ := hex.DecodeString(d.SHA256)
+				t.Targets[d.Target] = repo.NewTarget(repo.TargetInfo{Path: d.Target, Length: d.Length, SHA256: dsum})
 			}
 			return nil
 		}, online.Targets)

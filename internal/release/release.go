@@ -150,6 +150,51 @@ type Manifest struct {
 	// security and has no adverse impact.
 	SecurityOnly   bool   `json:"security_only,omitempty"`
 	SecurityOnlyOf string `json:"security_only_of,omitempty"`
+	// Deltas lists the signed deltas that turn an earlier release's image
+	// into this release's image (internal/delta format).
+	Deltas []Delta `json:"deltas,omitempty"`
+}
+
+// Delta describes one delta of a release: its own TUF target (Target,
+// Length, SHA256 over the delta bytes, signed like any target) and the
+// image it applies to (the installed image of release From: SourceLength
+// bytes with SHA-256 SourceSHA256). A device takes it only if its active
+// slot holds exactly that image.
+type Delta struct {
+	From         string `json:"from"`
+	Target       string `json:"target"`
+	Length       int64  `json:"length"`
+	SHA256       string `json:"sha256"`
+	SourceLength int64  `json:"source_length"`
+	SourceSHA256 string `json:"source_sha256"`
+}
+
+// DeltaTargetName is the TUF target path of the delta from release from to
+// release version: "<product>/<version>.from-<from>.delta". It has two
+// segments, so the product role's pattern covers it, and it is not a valid
+// version, so it is never mistaken for a release.
+func DeltaTargetName(product, version, from string) string {
+	return product + "/" + version + ".from-" + from + ".delta"
+}
+
+// Image returns the length and hex SHA-256 of the image this release
+// writes into a slot: the manifest's image fields for a compressed payload,
+// else the target's own length and hash (passed in).
+func (m *Manifest) Image(targetLength int64, targetSHA256 string) (int64, string) {
+	if m.Payload.Compression == CompressionZstd {
+		return m.Payload.ImageLength, m.Payload.ImageSHA256
+	}
+	return targetLength, targetSHA256
+}
+
+// DeltaFrom returns the delta from version from, or nil.
+func (m *Manifest) DeltaFrom(from string) *Delta {
+	for i := range m.Deltas {
+		if m.Deltas[i].From == from {
+			return &m.Deltas[i]
+		}
+	}
+	return nil
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -255,6 +300,28 @@ func (m *Manifest) Validate() error {
 		}
 	default:
 		return fmt.Errorf("release: unsupported compression %q", m.Payload.Compression)
+	}
+	seen := map[string]bool{}
+	for _, d := range m.Deltas {
+		if err := ValidVersion(d.From); err != nil {
+			return fmt.Errorf("release: delta: %w", err)
+		}
+		if CompareVersions(d.From, m.Version) >= 0 {
+			return fmt.Errorf("release: a delta of %s must be from an earlier version, not %s", m.Version, d.From)
+		}
+		if seen[d.From] {
+			return fmt.Errorf("release: two deltas from %s", d.From)
+		}
+		seen[d.From] = true
+		if d.Target != DeltaTargetName(m.Product, m.Version, d.From) {
+			return fmt.Errorf("release: the delta from %s must be the target %q, not %q", d.From, DeltaTargetName(m.Product, m.Version, d.From), d.Target)
+		}
+		if d.Length <= 0 || d.SourceLength <= 0 {
+			return fmt.Errorf("release: the delta from %s needs a positive length and source_length", d.From)
+		}
+		if !sha256HexRE.MatchString(d.SHA256) || !sha256HexRE.MatchString(d.SourceSHA256) {
+			return fmt.Errorf("release: the delta from %s needs sha256 and source_sha256 as 64 lower-case hex digits", d.From)
+		}
 	}
 	return nil
 }

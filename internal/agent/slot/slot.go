@@ -98,7 +98,9 @@ type Backend interface {
 	// example a file backend's image file that was replaced since), and
 	// refuses the booted slot with an error wrapping ErrBootedSlot.
 	OpenWriterAt(ctx context.Context, n Name, off int64) (Writer, error)
-	// OpenReader opens slot n for reading.
+	// OpenReader opens slot n for reading. The reader should also
+	// implement io.ReaderAt: the agent applies a delta only with random
+	// access to the active slot, and otherwise downloads the full payload.
 	OpenReader(ctx context.Context, n Name) (io.ReadCloser, error)
 	// Arm makes n the slot to try on the next boot:
 	// boot_part=n, upgrade_available=1, bootcount=0. It refuses the

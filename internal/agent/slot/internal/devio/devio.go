@@ -101,6 +101,16 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadAt reads at an offset (io.ReaderAt), so that a delta can read its
+// source from the active slot with random access.
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.f.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: slot %s: %w", r.prefix, r.n, err)
+	}
+	return n, err
+}
+
 // Seek moves the read position (io.Seeker), so that a reader can start in
 // the middle of a slot.
 func (r *reader) Seek(off int64, whence int) (int64, error) {

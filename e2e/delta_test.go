@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/sim"
+)
+
+// near returns the image of version as a small change of base: base with
+// 8 KiB in the middle replaced by bytes of version's random image.
+func near(base []byte, version string) []byte {
+	out := bytes.Clone(base)
+	copy(out[len(out)/2:len(out)/2+8192], image(version))
+	return out
+}
+
+// publishDelta publishes version with img and deltas from the named
+// earlier releases.
+func (w *world) publishDelta(version string, sv uint64, img []byte, compression string, from ...string) release.Manifest {
+	w.t.Helper()
+	w.images[version] = img
+	rel, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
+		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: compression, DeltaFrom: from})
+	if err != nil {
+		w.t.Fatalf("publishing %s: %v", version, err)
+	}
+	w.reload()
+	var m release.Manifest
+	if err := json.Unmarshal(rel.Manifest, &m); err != nil {
+		w.t.Fatal(err)
+	}
+	return m
+}
+
+// served counts the bytes the proxy serves for matching paths.
+func (p *proxy) served(match func(string) bool) *atomic.Int64 {
+	var n atomic.Int64
+	p.on(match, func(w http.ResponseWriter, r *http.Request) {
+		p.rp.ServeHTTP(countingWriter{w, &n}, r)
+	})
+	return &n
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func isDelta(p string) bool {
+	return strings.Contains(p, "/targets/"+product+"/") && strings.HasSuffix(p, ".delta")
+}
+
+// deviceWith provisions a device that says it runs 1.0.0 from factory.
+func (w *world) deviceWith(name string, factory []byte) *sim.Device {
+	w.t.Helper()
+	rr, err := os.ReadFile(project.DeviceRootPath(w.p.Dir, "release"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	fr, err := os.ReadFile(project.DeviceRootPath(w.p.Dir, "fleet"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	d, err := sim.New(filepath.Join(w.dir, "devices", name), sim.Spec{Name: name, Server: w.url, Product: product, Hardware: hardware,
+		ReleaseRoot: rr, FleetRoot: fr, Factory: factory, Version: "1.0.0", SecurityVersion: 1})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	d.HTTP = &fetch.Config{StallTimeout: 300 * time.Millisecond, ConnectTimeout: time.Second, MaxAttempts: 3,
+		BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	return d
+}
+
+func lastDelta(t *testing.T, d *sim.Device) *agent.DeltaOutcome {
+	t.Helper()
+	st, err := d.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastDelta == nil {
+		t.Fatalf("%s: status has no last_delta (last check %+v)", d.Name, st.LastCheck)
+	}
+	return st.LastDelta
+}
+
+// A release with a delta from the running version installs from the
+// delta: the full payload never crosses the wire.
+func TestDeltaInstalls(t *testing.T) {
+	for _, comp := range []string{release.CompressionNone, release.CompressionZstd} {
+		t.Run(comp, func(t *testing.T) {
+			w := newWorld(t, worldOptions{})
+			d := w.device("d", 0)
+			img := near(w.images["1.0.0"], "1.1.0")
+			m := w.publishDelta("1.1.0", 2, img, comp, "1.0.0")
+			if len(m.Deltas) != 1 || m.Deltas[0].From != "1.0.0" || m.Deltas[0].SourceSHA256 != hexSHA256(w.images["1.0.0"]) ||
+				m.Deltas[0].SourceLength != imgSize || m.Deltas[0].Target != "thermostat/1.1.0.from-1.0.0.delta" {
+				t.Fatalf("manifest deltas %+v", m.Deltas)
+			}
+			if m.Deltas[0].Length >= imgSize/4 {
+				t.Fatalf("delta of an 8 KiB change has %d bytes", m.Deltas[0].Length)
+			}
+			w.rollout("1.1.0", 100)
+			full, dl := w.proxy.served(isPayload("1.1.0")), w.proxy.served(isDelta)
+			w.cycle(d)
+			w.assertRunning(d, "1.1.0")
+			if full.Load() != 0 {
+				t.Fatalf("the full payload was fetched (%d bytes)", full.Load())
+			}
+			if dl.Load() != m.Deltas[0].Length {
+				t.Fatalf("delta bytes served %d, the delta has %d", dl.Load(), m.Deltas[0].Length)
+			}
+			if ld := lastDelta(t, d); !ld.Used || ld.From != "1.0.0" {
+				t.Fatalf("last delta %+v", ld)
+			}
+			w.assertReport("installed", "")
+		})
+	}
+}
+
+// A delta from another version than the running one is not offered; and
+// a delta whose source hash does not match the active slot is not applied:
+// the full payload installs in the same check.
+func TestDeltaSourceMismatch(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	w.publish("1.1.0", 1, release.KindSecurity)
+	img := near(w.images["1.0.0"], "1.2.0")
+	w.publishDelta("1.2.0", 2, img, release.CompressionNone, "1.0.0", "1.1.0")
+	w.rollout("1.2.0", 100)
+	// The device says it runs 1.0.0 but its slot holds other bytes.
+	factory := bytes.Clone(w.images["1.0.0"])
+	factory[100] ^= 0xff
+	d := w.deviceWith("d", factory)
+	full, dl := w.proxy.served(isPayload("1.2.0")), w.proxy.served(isDelta)
+	w.cycle(d)
+	w.assertRunning(d, "1.2.0")
+	if full.Load() != imgSize {
+		t.Fatalf("full payload bytes %d, want %d", full.Load(), imgSize)
+	}
+	if dl.Load() != 0 {
+		t.Fatalf("the delta was downloaded (%d bytes) for an unverified source", dl.Load())
+	}
+	if ld := lastDelta(t, d); ld.Used || !strings.Contains(ld.Reason, "does not hold the delta's source") {
+		t.Fatalf("last delta %+v", ld)
+	}
+}
+
+// A corrupted delta is detected (signed hashes) and the full payload
+// installs in the same check.
+func TestDeltaCorrupted(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	w.publishDelta("1.1.0", 2, near(w.images["1.0.0"], "1.1.0"), release.CompressionNone, "1.0.0")
+	w.rollout("1.1.0", 100)
+	w.proxy.rewrite(isDelta, func(_ string, b []byte) []byte {
+		b[len(b)/2] ^= 0x55
+		return b
+	})
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if ld := lastDelta(t, d); ld.Used || ld.Reason == "" {
+		t.Fatalf("last delta %+v", ld)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != imgSize || !c.Complete {
+		t.Fatalf("full download %+v", c)
+	}
+}
+
+// A power loss while a delta is applied (or after) leaves a bootable
+// verified image; the next checks apply the delta again and install.
+func TestDeltaPowerLoss(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	w.publishDelta("1.1.0", 2, near(w.images["1.0.0"], "1.1.0"), release.CompressionNone, "1.0.0")
+	w.rollout("1.1.0", 100)
+	full := w.proxy.served(isPayload("1.1.0"))
+	for i, point := range []string{"writing", "mid-write", "arming", "rebooting"} {
+		t.Run(point, func(t *testing.T) {
+			d := w.device("cut-"+strconv.Itoa(i), 0)
+			fired := false
+			d.PowerLoss = func(p string) error {
+				if !fired && p == point {
+					fired = true
+					return agent.ErrPowerLoss
+				}
+				return nil
+			}
+			_, err := d.Cycle(context.Background())
+			if !fired || !errors.Is(err, agent.ErrPowerLoss) {
+				t.Fatalf("power loss at %s: fired %v, cycle %v", point, fired, err)
+			}
+			if _, err := d.Boot(); err != nil {
+				t.Fatal(err)
+			}
+			assertBootsKnownImage(t, w, d)
+			d.PowerLoss = nil
+			for range 3 {
+				w.cycle(d)
+			}
+			w.assertRunning(d, "1.1.0")
+			if full.Load() != 0 {
+				t.Fatalf("the full payload was fetched (%d bytes)", full.Load())
+			}
+		})
+	}
+}

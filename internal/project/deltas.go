@@ -1,0 +1,120 @@
+package project
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/uptrust/uptrust/internal/delta"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// readImage reads the new release's image into memory (delta.Create needs
+// both images), bounded by limit (0: no limit).
+func readImage(r io.Reader, limit int64) ([]byte, error) {
+	if limit > 0 {
+		r = io.LimitReader(r, limit+1)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("project: reading the payload: %w", err)
+	}
+	if limit > 0 && int64(len(b)) > limit {
+		return nil, fmt.Errorf("project: the payload is larger than the limit of %d bytes", limit)
+	}
+	return b, nil
+}
+
+// releaseImage returns the image an earlier release writes into a slot:
+// its blob, decompressed if the release is zstd-compressed, checked
+// against the signed length and SHA-256.
+func (p *Project) releaseImage(r store.Release) ([]byte, int64, string, error) {
+	var m release.Manifest
+	if err := json.Unmarshal(r.Manifest, &m); err != nil {
+		return nil, 0, "", fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+	}
+	path, err := p.Blobs.Path(r.SHA256)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("project: payload of %s %s: %w", r.Product, r.Version, err)
+	}
+	defer f.Close()
+	length, sum := m.Image(r.Length, r.SHA256)
+	var src io.Reader = f
+	if m.Payload.Compression == release.CompressionZstd {
+		dec, err := zstd.NewReader(f, zstd.WithDecoderMaxWindow(release.MaxZstdWindow), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, 0, "", err
+		}
+		defer dec.Close()
+		src = dec
+	}
+	img, err := io.ReadAll(io.LimitReader(src, length+1))
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("project: image of %s %s: %w", r.Product, r.Version, err)
+	}
+	if int64(len(img)) != length || sha256Hex(img) != sum {
+		return nil, 0, "", fmt.Errorf("project: the stored image of %s %s does not match its signed length and hash", r.Product, r.Version)
+	}
+	return img, length, sum, nil
+}
+
+// buildDeltas creates, for each earlier version in from, a delta from that
+// release's image to img and stores it in the blob store.
+func (p *Project) buildDeltas(ctx context.Context, product, version string, from []string, img []byte) ([]release.Delta, error) {
+	var out []release.Delta
+	for _, f := range from {
+		if err := release.ValidVersion(f); err != nil {
+			return nil, err
+		}
+		src, err := p.Store.Release(ctx, product, f)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("project: --delta-from %s: %s has no release %s", f, product, f)
+			}
+			return nil, err
+		}
+		srcImg, srcLen, srcSum, err := p.releaseImage(src)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		if err := delta.Create(ctx, &buf, srcImg, img); err != nil {
+			return nil, fmt.Errorf("project: delta from %s: %w", f, err)
+		}
+		b, err := p.Blobs.Put(ctx, &buf, 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, release.Delta{From: f, Target: release.DeltaTargetName(product, version, f), Length: b.Size, SHA256: b.SHA256,
+			SourceLength: srcLen, SourceSHA256: srcSum})
+	}
+	return out, nil
+}
+
+// deltaTargets returns the delta targets a release's manifest lists, as
+// releases-shaped rows (target, length, sha256) for publishing.
+func deltaTargets(r store.Release) ([]release.Delta, error) {
+	var m release.Manifest
+	if err := json.Unmarshal(r.Manifest, &m); err != nil {
+		return nil, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+	}
+	return m.Deltas, nil
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
