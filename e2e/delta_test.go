@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -14,11 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/delta"
+	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/sim"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 // near returns the image of version as a small change of base: base with
@@ -222,4 +229,136 @@ func TestDeltaPowerLoss(t *testing.T) {
 			}
 		})
 	}
+}
+
+// publishWrongDelta publishes version (full payload img) with a signed
+// delta from 1.0.0 that decodes to another image: what a broken build
+// server would publish.
+func (w *world) publishWrongDelta(version string, sv uint64, img, wrong []byte) {
+	w.t.Helper()
+	t := w.t
+	ctx := context.Background()
+	w.images[version] = img
+	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patch bytes.Buffer
+	if err := delta.Create(ctx, &patch, w.images["1.0.0"], wrong); err != nil {
+		t.Fatal(err)
+	}
+	dinfo, err := w.p.Blobs.Put(ctx, &patch, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.p.Blobs.Put(ctx, bytes.NewReader(img), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := release.Delta{From: "1.0.0", Target: release.DeltaTargetName(product, version, "1.0.0"), Length: dinfo.Size, SHA256: dinfo.SHA256,
+		SourceLength: int64(len(w.images["1.0.0"])), SourceSHA256: hexSHA256(w.images["1.0.0"])}
+	m := release.Manifest{Product: product, Version: version, Hardware: []string{hardware}, SecurityVersion: sv, Kind: release.KindSecurity,
+		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: release.Payload{Type: "rootfs", Compression: "none"},
+		Published: time.Now().UTC(), Deltas: []release.Delta{dl}}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
+	manifest, _ := json.Marshal(m)
+	online := func(n string) *keys.Key {
+		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	target := release.TargetName(product, version)
+	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
+			Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()}); err != nil {
+			return err
+		}
+		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
+			sum, _ := hex.DecodeString(info.SHA256)
+			tt.Targets[target] = repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom})
+			dsum, _ := hex.DecodeString(dinfo.SHA256)
+			tt.Targets[dl.Target] = repo.NewTarget(repo.TargetInfo{Path: dl.Target, Length: dinfo.Size, SHA256: dsum})
+			return nil
+		}, pk)
+		if err != nil {
+			return err
+		}
+		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+}
+
+// A signed delta that decodes to another image than the manifest's is
+// detected by the image hash before arming; the full payload installs.
+func TestDeltaWrongImage(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	img := near(w.images["1.0.0"], "1.1.0")
+	w.publishWrongDelta("1.1.0", 2, img, near(w.images["1.0.0"], "9.9.9"))
+	w.rollout("1.1.0", 100)
+	dl := w.proxy.served(isDelta)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if dl.Load() == 0 {
+		t.Fatal("the delta was not tried")
+	}
+	if ld := lastDelta(t, d); ld.Used || !strings.Contains(ld.Reason, "does not match the manifest") {
+		t.Fatalf("last delta %+v", ld)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != imgSize || !c.Complete {
+		t.Fatalf("full download %+v", c)
+	}
+}
+
+// A cached active-slot hash that lies (it names the delta's source, the
+// slot holds other bytes) still cannot arm a wrong image: the delta's
+// output fails its hash, and the full payload installs.
+func TestDeltaTamperedHashCache(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	img := near(w.images["1.0.0"], "1.1.0")
+	w.publishDelta("1.1.0", 2, img, release.CompressionNone, "1.0.0")
+	w.rollout("1.1.0", 100)
+	factory := bytes.Clone(w.images["1.0.0"])
+	factory[100] ^= 0xff
+	d := w.deviceWith("d", factory)
+	booted, _, err := d.BootedImage(context.Background(), imgSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(d.Config.DataDir, "state.json")
+	var st map[string]any
+	if err := json.Unmarshal(readAll(t, path), &st); err != nil {
+		t.Fatal(err)
+	}
+	st["active_hash"] = map[string]any{"slot": string(booted), "version": "1.0.0", "length": imgSize, "sha256": hexSHA256(w.images["1.0.0"])}
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dl := w.proxy.served(isDelta)
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if dl.Load() == 0 {
+		t.Fatal("the delta was not tried")
+	}
+	if ld := lastDelta(t, d); ld.Used || !strings.Contains(ld.Reason, "does not match the declared target hash") {
+		t.Fatalf("last delta %+v", ld)
+	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -142,3 +142,41 @@ func TestManifestFromCustom(t *testing.T) {
 		t.Error("nil accepted")
 	}
 }
+
+func TestManifestValidateDeltas(t *testing.T) {
+	d := func() Delta {
+		return Delta{From: "1.2.0", Target: "thermostat/1.2.3.from-1.2.0.delta", Length: 10, SHA256: strings.Repeat("ab", 32),
+			SourceLength: 100, SourceSHA256: strings.Repeat("cd", 32)}
+	}
+	m := good()
+	m.Deltas = []Delta{d()}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if DeltaTargetName("thermostat", "1.2.3", "1.2.0") != d().Target || ValidVersion("1.2.3.from-1.2.0.delta") == nil {
+		t.Fatal("delta target name")
+	}
+	bad := map[string]func(*Delta){
+		"from invalid":     func(x *Delta) { x.From = "1.2" },
+		"from not earlier": func(x *Delta) { x.From, x.Target = "1.2.3", DeltaTargetName("thermostat", "1.2.3", "1.2.3") },
+		"target":           func(x *Delta) { x.Target = "thermostat/other" },
+		"length":           func(x *Delta) { x.Length = 0 },
+		"source length":    func(x *Delta) { x.SourceLength = -1 },
+		"sha256":           func(x *Delta) { x.SHA256 = "AB" },
+		"source sha256":    func(x *Delta) { x.SourceSHA256 = "" },
+	}
+	for name, f := range bad {
+		m := good()
+		x := d()
+		f(&x)
+		m.Deltas = []Delta{x}
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	m = good()
+	m.Deltas = []Delta{d(), d()}
+	if err := m.Validate(); err == nil {
+		t.Error("two deltas from one version accepted")
+	}
+}
