@@ -140,6 +140,13 @@ func TestDeltaInstalls(t *testing.T) {
 			if ld := lastDelta(t, d); !ld.Used || ld.From != "1.0.0" {
 				t.Fatalf("last delta %+v", ld)
 			}
+			st, err := agent.LoadState(d.Config.DataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(st.Downloads); n != 1 || st.Downloads[0].DeltaFrom != "1.0.0" || st.Downloads[0].Bytes != m.Deltas[0].Length || !st.Downloads[0].Complete {
+				t.Fatalf("download counters %+v", st.Downloads)
+			}
 			w.assertReport("installed", "")
 		})
 	}

@@ -34,7 +34,7 @@ func download(t *testing.T, d *sim.Device, version string) agent.DownloadCount {
 		t.Fatal(err)
 	}
 	for _, c := range s.Downloads {
-		if c.Version == version {
+		if c.Version == version && c.DeltaFrom == "" {
 			return c
 		}
 	}

@@ -102,7 +102,7 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 	if _, err := hex.Decode(src[:], []byte(srcSum)); err != nil {
 		return 0, err
 	}
-	tmp, err := a.fetchDelta(ctx, o)
+	tmp, err := a.fetchDelta(ctx, s, m.Version, o)
 	if err != nil {
 		return 0, err
 	}
@@ -179,7 +179,7 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 // fetchDelta downloads the delta target into a temporary file in the data
 // directory, verified against its signed length and hashes, and returns
 // the file's path.
-func (a *Agent) fetchDelta(ctx context.Context, o *deltaOffer) (string, error) {
+func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *deltaOffer) (string, error) {
 	t := o.target
 	hashes := map[string][]byte{}
 	for alg, h := range t.Hashes {
@@ -195,12 +195,19 @@ func (a *Agent) fetchDelta(ctx context.Context, o *deltaOffer) (string, error) {
 		return "", fmt.Errorf("downloading the delta: %w", err)
 	}
 	defer res.Close()
-	path := filepath.Join(a.cfg.DataDir, "delta.tmp")
+	key := &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length}
+	count := func() *DownloadCount {
+		c := s.downloadCount(key)
+		c.DeltaFrom = o.d.From
+		return c
+	}
+	count().Requests++
+	path := a.deltaFile()
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
-	_, err = v.Install(ctx, res, f, payload.Checkpoints{})
+	_, err = v.Install(ctx, &counter{r: res, add: func(n int) { count().Bytes += int64(n) }}, f, payload.Checkpoints{})
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -208,5 +215,16 @@ func (a *Agent) fetchDelta(ctx context.Context, o *deltaOffer) (string, error) {
 		os.Remove(path)
 		return "", fmt.Errorf("downloading the delta: %w", err)
 	}
+	count().Complete = true
 	return path, nil
+}
+
+// deltaFile is where a downloaded delta waits to be applied.
+func (a *Agent) deltaFile() string { return filepath.Join(a.cfg.DataDir, "delta.tmp") }
+
+// dropDeltaFile removes a delta a power loss left behind.
+func (a *Agent) dropDeltaFile() {
+	if err := os.Remove(a.deltaFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("removing a leftover delta", "err", err)
+	}
 }

@@ -36,6 +36,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 			return nil
 		}
 		a.log.Info("install was interrupted while writing; starting over", "version", p.Version)
+		a.dropDeltaFile()
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.step(s, "idle-after-interrupted-write")
 

@@ -103,6 +103,9 @@ type DownloadCount struct {
 	Restarts int `json:"restarts,omitempty"`
 	// Complete is set once the whole payload arrived and verified.
 	Complete bool `json:"complete"`
+	// DeltaFrom is set when the payload counted is the release's delta
+	// from that version, not its full payload.
+	DeltaFrom string `json:"delta_from,omitempty"`
 }
 
 // maxDownloads bounds State.Downloads.

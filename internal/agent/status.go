@@ -214,7 +214,11 @@ func lastDownload(s *State) *DownloadCount {
 // is in progress, how far it got.
 func (st *Status) downloadLine() string {
 	d := st.Download
-	line := fmt.Sprintf("%s, payload %s: %s received in %d request", d.Version, size(d.Length), size(d.Bytes), d.Requests)
+	what := "payload"
+	if d.DeltaFrom != "" {
+		what = "delta from " + d.DeltaFrom
+	}
+	line := fmt.Sprintf("%s, %s %s: %s received in %d request", d.Version, what, size(d.Length), size(d.Bytes), d.Requests)
 	if d.Requests != 1 {
 		line += "s"
 	}

@@ -272,7 +272,8 @@ func gatherOffers(ctx context.Context, st store.Reader, product string) ([]Offer
 	var out []Offer
 	for path, tf := range md.Signed.Targets {
 		version, ok := strings.CutPrefix(path, product+"/")
-		if !ok {
+		if !ok || release.ValidVersion(version) != nil {
+			// Not a release: a delta target offered with it.
 			continue
 		}
 		o := Offer{Version: version}
