@@ -91,6 +91,11 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 	}
 	p := s.Pending
 	d := o.d
+	if d.Length >= p.Length {
+		// Not smaller than the full payload: nothing to gain, and the
+		// temporary file stays bounded by the payload's size.
+		return 0, fmt.Errorf("the %d-byte delta is not smaller than the %d-byte payload", d.Length, p.Length)
+	}
 	srcSum, err := a.activeHash(ctx, s, p.From, d.SourceLength)
 	if err != nil {
 		return 0, err
