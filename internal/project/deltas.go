@@ -24,7 +24,13 @@ func readImage(r io.Reader, limit int64) ([]byte, error) {
 	if limit > 0 {
 		r = io.LimitReader(r, limit+1)
 	}
-	b, err := io.ReadAll(r)
+	var hint int64
+	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
+			hint = fi.Size()
+		}
+	}
+	b, err := readSized(r, hint)
 	if err != nil {
 		return nil, fmt.Errorf("project: reading the payload: %w", err)
 	}
@@ -32,6 +38,26 @@ func readImage(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("project: the payload is larger than the limit of %d bytes", limit)
 	}
 	return b, nil
+}
+
+// readSized reads r to its end into one buffer sized for hint bytes, so a
+// large image costs its own size in memory instead of io.ReadAll's doubling
+// (which leaves up to twice the image as garbage while the delta is built).
+func readSized(r io.Reader, hint int64) ([]byte, error) {
+	b := make([]byte, 0, hint+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // releaseImage returns the image an earlier release writes into a slot:
@@ -61,7 +87,7 @@ func (p *Project) releaseImage(r store.Release) ([]byte, int64, string, error) {
 		defer dec.Close()
 		src = dec
 	}
-	img, err := io.ReadAll(io.LimitReader(src, length+1))
+	img, err := readSized(io.LimitReader(src, length+1), length)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("project: image of %s %s: %w", r.Product, r.Version, err)
 	}
