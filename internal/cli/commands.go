@@ -343,6 +343,25 @@ func cmdRollout(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Check the command line before touching the project, so a usage
+	// mistake is reported as one wherever it is typed.
+	want := map[string]int{"start": 2, "set-percent": 2, "halt": 1, "resume": 1, "list": 0}
+	n, known := want[sub]
+	if !known {
+		return usagef("rollout: unknown subcommand %q", sub)
+	}
+	if len(pos) != n || (sub == "start" && *percent < 0) {
+		switch sub {
+		case "start":
+			return usagef("rollout start: want PRODUCT VERSION --percent P")
+		case "set-percent":
+			return usagef("rollout set-percent: want PRODUCT P")
+		case "list":
+			return usagef("rollout list takes no arguments")
+		default:
+			return usagef("rollout %s: want PRODUCT", sub)
+		}
+	}
 	p, err := openProject(ctx, env, *dir)
 	if err != nil {
 		return err
