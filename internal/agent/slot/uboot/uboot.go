@@ -41,13 +41,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/bootenv"
-	"github.com/uptrust/uptrust/internal/agent/slot/internal/devio"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/envslot"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/tool"
 )
 
@@ -92,7 +91,17 @@ type Config struct {
 // is safe for concurrent use; libubootenv serialises the tools with a lock
 // file, and concurrent mutations leave the last one's values.
 type Backend struct {
+	envslot.Slots
 	cfg Config
+}
+
+// env reads and writes the environment for envslot.
+type env struct{ b *Backend }
+
+func (e env) Read(ctx context.Context) (bootenv.Env, error) { return e.b.readEnv(ctx) }
+func (e env) Write(ctx context.Context, vars []bootenv.Var) error {
+	b := e.b
+	return b.setenv(ctx, vars)
 }
 
 var _ slot.Backend = (*Backend)(nil)
@@ -117,7 +126,9 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.FwSetenv == "" {
 		cfg.FwSetenv = "fw_setenv"
 	}
-	return &Backend{cfg: cfg}, nil
+	b := &Backend{cfg: cfg}
+	b.Slots = envslot.Slots{Prefix: prefix, Tool: "fw_setenv", Env: env{b}, DeviceA: cfg.DeviceA, DeviceB: cfg.DeviceB, Cmdline: cfg.Cmdline}
+	return b, nil
 }
 
 // Provision writes the factory environment: boot_part=a,
@@ -138,127 +149,6 @@ func (b *Backend) Provision(ctx context.Context, bootlimit int) error {
 	}
 	if got != want {
 		return fmt.Errorf("%s: provision: fw_setenv reported success but the environment reads %+v, want %+v", prefix, got, want)
-	}
-	return nil
-}
-
-// State reads the boot-count variables and the booted slot.
-func (b *Backend) State(ctx context.Context) (slot.State, error) {
-	booted, err := b.booted()
-	if err != nil {
-		return slot.State{}, err
-	}
-	env, err := b.readEnv(ctx)
-	if err != nil {
-		return slot.State{}, fmt.Errorf("%s: state: %w", prefix, err)
-	}
-	return env.State(booted), nil
-}
-
-// OpenWriter opens slot n's device for writing from offset 0, without
-// truncating or creating it. It refuses the booted slot.
-func (b *Backend) OpenWriter(ctx context.Context, n slot.Name) (slot.Writer, error) {
-	if err := b.checkNotBooted(ctx, "open writer", n); err != nil {
-		return nil, err
-	}
-	return devio.OpenWriter(prefix, n, b.device(n), 0, 0)
-}
-
-// OpenWriterAt opens slot n's device for writing from offset off, to
-// resume an image; it keeps the bytes before off and fails if the device
-// is shorter than off. It refuses the booted slot.
-func (b *Backend) OpenWriterAt(ctx context.Context, n slot.Name, off int64) (slot.Writer, error) {
-	if err := b.checkNotBooted(ctx, "open writer", n); err != nil {
-		return nil, err
-	}
-	return devio.OpenWriterAt(prefix, n, b.device(n), off)
-}
-
-// OpenReader opens slot n's device for reading.
-func (b *Backend) OpenReader(ctx context.Context, n slot.Name) (io.ReadCloser, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open reader: %w", prefix, err)
-	}
-	if _, err := slot.Parse(string(n)); err != nil {
-		return nil, fmt.Errorf("%s: open reader: %w", prefix, err)
-	}
-	return devio.OpenReader(prefix, n, b.device(n))
-}
-
-// Arm sets boot_part=n, upgrade_available=1, bootcount=0 in one fw_setenv
-// call and reads them back. It refuses the booted slot.
-func (b *Backend) Arm(ctx context.Context, n slot.Name) error {
-	if err := b.checkNotBooted(ctx, "arm", n); err != nil {
-		return err
-	}
-	return b.update(ctx, "arm", n, true)
-}
-
-// Commit sets boot_part=booted, upgrade_available=0, bootcount=0.
-func (b *Backend) Commit(ctx context.Context) error {
-	booted, err := b.booted()
-	if err != nil {
-		return err
-	}
-	return b.update(ctx, "commit", booted, false)
-}
-
-// Revert sets boot_part=other than booted, upgrade_available=0,
-// bootcount=0.
-func (b *Backend) Revert(ctx context.Context) error {
-	booted, err := b.booted()
-	if err != nil {
-		return err
-	}
-	return b.update(ctx, "revert", booted.Other(), false)
-}
-
-func (b *Backend) update(ctx context.Context, op string, part slot.Name, trial bool) error {
-	if err := b.setenv(ctx, bootenv.Update(part, trial)); err != nil {
-		return fmt.Errorf("%s: %s: %w", prefix, op, err)
-	}
-	env, err := b.readEnv(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", prefix, op, err)
-	}
-	if err := bootenv.CheckUpdated(env, part, trial); err != nil {
-		return fmt.Errorf("%s: %s: fw_setenv reported success but %w", prefix, op, err)
-	}
-	return nil
-}
-
-func (b *Backend) device(n slot.Name) string {
-	if n == slot.B {
-		return b.cfg.DeviceB
-	}
-	return b.cfg.DeviceA
-}
-
-func (b *Backend) booted() (slot.Name, error) {
-	data, err := os.ReadFile(b.cfg.Cmdline)
-	if err != nil {
-		return "", fmt.Errorf("%s: booted slot: %w", prefix, err)
-	}
-	n, err := bootenv.BootedSlot(string(data), b.cfg.DeviceA, b.cfg.DeviceB)
-	if err != nil {
-		return "", fmt.Errorf("%s: booted slot: %s: %w", prefix, b.cfg.Cmdline, err)
-	}
-	return n, nil
-}
-
-func (b *Backend) checkNotBooted(ctx context.Context, op string, n slot.Name) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %s: %w", prefix, op, err)
-	}
-	if _, err := slot.Parse(string(n)); err != nil {
-		return fmt.Errorf("%s: %s: %w", prefix, op, err)
-	}
-	booted, err := b.booted()
-	if err != nil {
-		return err
-	}
-	if n == booted {
-		return fmt.Errorf("%s: %s slot %s (%s): it is the booted slot: %w", prefix, op, n, b.device(n), slot.ErrBootedSlot)
 	}
 	return nil
 }
