@@ -200,14 +200,7 @@ func TestRollbackBySecurityVersion(t *testing.T) {
 // thief of that key could.
 func fleetTargets(t *testing.T, w *world, change func(*metadata.TargetsType)) {
 	ctx := context.Background()
-	load := func(n string) *keys.Key {
-		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	tk, sk, tsk := load("fleet-targets"), load("fleet-snapshot"), load("fleet-timestamp")
+	tk, sk, tsk := w.key("online/fleet-targets"), w.key("online/fleet-snapshot"), w.key("online/fleet-timestamp")
 	err := w.p.Store.Update(ctx, func(tx store.Tx) error {
 		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, time.Now(), w.p.Lifetimes(),
 			func(tt *metadata.TargetsType) error { change(tt); return nil }, tk)
@@ -283,10 +276,6 @@ func TestWrongProduct(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	d := w.device("d", 0)
 	ctx := context.Background()
-	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	img := image("1.2.0")
 	w.images["1.2.0"] = img
 	info, err := w.p.Blobs.Put(ctx, bytes.NewReader(img), 0)
@@ -297,30 +286,9 @@ func TestWrongProduct(t *testing.T) {
 		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: release.Payload{Type: "rootfs", Compression: "none"}}
 	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
 	sum, _ := hex.DecodeString(info.SHA256)
-	online := func(n string) *keys.Key {
-		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: "1.2.0", SecurityVersion: 2, Kind: "security",
-			Target: product + "/1.2.0", Length: info.Size, SHA256: info.SHA256, Manifest: custom, Created: time.Now()}); err != nil {
-			return err
-		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
-			tt.Targets[product+"/1.2.0"] = repo.NewTarget(repo.TargetInfo{Path: product + "/1.2.0", Length: info.Size, SHA256: sum, Custom: custom})
-			return nil
-		}, pk)
-		if err != nil {
-			return err
-		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w.signAsProduct(&store.Release{Product: product, Version: "1.2.0", SecurityVersion: 2, Kind: "security",
+		Target: product + "/1.2.0", Length: info.Size, SHA256: info.SHA256, Manifest: custom, Created: time.Now()},
+		repo.NewTarget(repo.TargetInfo{Path: product + "/1.2.0", Length: info.Size, SHA256: sum, Custom: custom}))
 	w.rollout("1.2.0", 100)
 	w.cycle(d)
 	w.assertRefused(d, "1.0.0", "not-applicable", "rejected")

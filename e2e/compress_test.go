@@ -8,17 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent"
-	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -59,10 +56,6 @@ func (w *world) publishRaw(version string, sv uint64, body []byte, pl release.Pa
 	w.t.Helper()
 	t := w.t
 	ctx := context.Background()
-	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	info, err := w.p.Blobs.Put(ctx, bytes.NewReader(body), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -75,32 +68,10 @@ func (w *world) publishRaw(version string, sv uint64, body []byte, pl release.Pa
 	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
 	manifest, _ := json.Marshal(m)
 	sum, _ := hex.DecodeString(info.SHA256)
-	online := func(n string) *keys.Key {
-		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
 	target := release.TargetName(product, version)
-	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
-			Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()}); err != nil {
-			return err
-		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
-			tt.Targets[target] = repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom})
-			return nil
-		}, pk)
-		if err != nil {
-			return err
-		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.reload()
+	w.signAsProduct(&store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
+		Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()},
+		repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom}))
 }
 
 // zstdOf compresses img with the given encoder window.

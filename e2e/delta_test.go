@@ -15,12 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/delta"
-	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -246,10 +243,6 @@ func (w *world) publishWrongDelta(version string, sv uint64, img, wrong []byte) 
 	t := w.t
 	ctx := context.Background()
 	w.images[version] = img
-	pk, err := keys.Load(filepath.Join(w.p.Dir, "keys", "offline", "product-"+product+".key"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var patch bytes.Buffer
 	if err := delta.Create(ctx, &patch, w.images["1.0.0"], wrong); err != nil {
 		t.Fatal(err)
@@ -272,35 +265,13 @@ func (w *world) publishWrongDelta(version string, sv uint64, img, wrong []byte) 
 	}
 	custom, _ := json.Marshal(release.Custom{Uptrust: &m})
 	manifest, _ := json.Marshal(m)
-	online := func(n string) *keys.Key {
-		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", "online", n+".key"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
 	target := release.TargetName(product, version)
-	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.AddRelease(ctx, store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
-			Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()}); err != nil {
-			return err
-		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
-			sum, _ := hex.DecodeString(info.SHA256)
-			tt.Targets[target] = repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom})
-			dsum, _ := hex.DecodeString(dinfo.SHA256)
-			tt.Targets[dl.Target] = repo.NewTarget(repo.TargetInfo{Path: dl.Target, Length: dinfo.Size, SHA256: dsum})
-			return nil
-		}, pk)
-		if err != nil {
-			return err
-		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), online("release-snapshot"), online("release-timestamp"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.reload()
+	sum, _ := hex.DecodeString(info.SHA256)
+	dsum, _ := hex.DecodeString(dinfo.SHA256)
+	w.signAsProduct(&store.Release{Product: product, Version: version, SecurityVersion: sv, Kind: "security",
+		Target: target, Length: info.Size, SHA256: info.SHA256, Manifest: manifest, Created: time.Now()},
+		repo.NewTarget(repo.TargetInfo{Path: target, Length: info.Size, SHA256: sum, Custom: custom}),
+		repo.NewTarget(repo.TargetInfo{Path: dl.Target, Length: dinfo.Size, SHA256: dsum}))
 }
 
 // A signed delta that decodes to another image than the manifest's is

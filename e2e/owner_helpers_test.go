@@ -11,17 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/cli"
 	"github.com/uptrust/uptrust/internal/agent/fetch"
-	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/sim"
-	"github.com/uptrust/uptrust/internal/store"
 )
 
 // moreData is an adverse impact: the release collects more data.
@@ -164,27 +160,6 @@ func forgeSupport(t *testing.T, w *world, until string) {
 		t.Fatal(err)
 	}
 	sum, _ := hex.DecodeString(info.SHA256)
-	load := func(path string) *keys.Key {
-		k, err := keys.Load(filepath.Join(w.p.Dir, "keys", path+".key"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	pk := load("offline/product-" + product)
-	err = w.p.Store.Update(ctx, func(tx store.Tx) error {
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
-			name := release.SupportTargetName(product)
-			tt.Targets[name] = repo.NewTarget(repo.TargetInfo{Path: name, Length: info.Size, SHA256: sum})
-			return nil
-		}, pk)
-		if err != nil {
-			return err
-		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), load("online/release-snapshot"), load("online/release-timestamp"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.reload()
+	name := release.SupportTargetName(product)
+	w.signAsProduct(nil, repo.NewTarget(repo.TargetInfo{Path: name, Length: info.Size, SHA256: sum}))
 }
