@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -271,23 +270,7 @@ func TestCompressedPowerLoss(t *testing.T) {
 	for i, point := range []string{"writing", "mid-write", "arming", "rebooting"} {
 		t.Run(point, func(t *testing.T) {
 			d := w.device("cut-"+strconv.Itoa(i), 0)
-			fired := false
-			d.PowerLoss = func(p string) error {
-				if !fired && p == point {
-					fired = true
-					return agent.ErrPowerLoss
-				}
-				return nil
-			}
-			_, err := d.Cycle(context.Background())
-			if !fired || !errors.Is(err, agent.ErrPowerLoss) {
-				t.Fatalf("power loss at %s: fired %v, cycle %v", point, fired, err)
-			}
-			if _, err := d.Boot(); err != nil {
-				t.Fatal(err)
-			}
-			assertBootsKnownImage(t, w, d)
-			d.PowerLoss = nil
+			cutPowerAt(t, w, d, point)
 			for range 3 {
 				w.cycle(d)
 			}

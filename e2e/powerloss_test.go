@@ -99,3 +99,27 @@ func assertBootsKnownImage(t *testing.T, w *world, d *sim.Device) {
 	}
 	t.Fatalf("after power loss the booted slot holds no verified image")
 }
+
+// cutPowerAt runs a cycle that loses power at the agent step point, powers
+// the device on again and checks that it boots a verified image. The hook is
+// removed afterwards.
+func cutPowerAt(t *testing.T, w *world, d *sim.Device, point string) {
+	t.Helper()
+	fired := false
+	d.PowerLoss = func(p string) error {
+		if !fired && p == point {
+			fired = true
+			return agent.ErrPowerLoss
+		}
+		return nil
+	}
+	_, err := d.Cycle(context.Background())
+	if !fired || !errors.Is(err, agent.ErrPowerLoss) {
+		t.Fatalf("power loss at %s: fired %v, cycle %v", point, fired, err)
+	}
+	if _, err := d.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	assertBootsKnownImage(t, w, d)
+	d.PowerLoss = nil
+}
