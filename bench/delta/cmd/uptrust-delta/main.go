@@ -1,15 +1,18 @@
 // Command uptrust-delta creates and applies uptrust deltas, for benchmarks and by hand:
 //
 //	uptrust-delta diff OLD NEW PATCH
-//	uptrust-delta apply OLD PATCH OUT
+//	uptrust-delta apply [-source-sha256 HEX] OLD PATCH OUT
 //
-// apply hashes OLD first (the agent uses its cached hash of the active slot instead), writes
-// OUT, fsyncs it and removes it again if the delta does not produce the declared image.
+// apply hashes OLD first, writes OUT, fsyncs it and removes it again if the delta does not
+// produce the declared image. -source-sha256 skips hashing OLD and trusts the given hash, as the
+// agent trusts its cached, verified hash of the active slot; a wrong hash makes apply fail
+// (the delta names its source hash) but is not detected if OLD merely has changed.
 package main
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,14 +37,29 @@ func main() {
 	}
 }
 
+const usage = "usage: uptrust-delta diff OLD NEW PATCH | apply [-source-sha256 HEX] OLD PATCH OUT"
+
 func run(ctx context.Context, args []string) error {
-	if len(args) != 4 || (args[0] != "diff" && args[0] != "apply") {
-		return errors.New("usage: uptrust-delta diff OLD NEW PATCH | apply OLD PATCH OUT")
-	}
-	if args[0] == "diff" {
+	if len(args) == 4 && args[0] == "diff" {
 		return diff(ctx, args[1], args[2], args[3])
 	}
-	return apply(ctx, args[1], args[2], args[3])
+	if len(args) < 1 || args[0] != "apply" {
+		return errors.New(usage)
+	}
+	args = args[1:]
+	var srcHash *[32]byte
+	if len(args) == 5 && (args[0] == "-source-sha256" || args[0] == "--source-sha256") {
+		b, err := hex.DecodeString(args[1])
+		if err != nil || len(b) != 32 {
+			return errors.New("-source-sha256: want 64 hex digits")
+		}
+		srcHash = (*[32]byte)(b)
+		args = args[2:]
+	}
+	if len(args) != 3 {
+		return errors.New(usage)
+	}
+	return apply(ctx, args[0], args[1], args[2], srcHash)
 }
 
 func diff(ctx context.Context, oldPath, newPath, patchPath string) error {
@@ -68,16 +86,28 @@ func diff(ctx context.Context, oldPath, newPath, patchPath string) error {
 	return f.Close()
 }
 
-func apply(ctx context.Context, oldPath, patchPath, outPath string) error {
+// apply writes OUT from OLD and PATCH. srcHash, if not nil, is trusted as OLD's SHA-256
+// instead of hashing OLD.
+func apply(ctx context.Context, oldPath, patchPath, outPath string, srcHash *[32]byte) error {
 	old, err := os.Open(oldPath)
 	if err != nil {
 		return err
 	}
 	defer old.Close()
-	h := sha256.New()
-	size, err := io.Copy(h, old)
-	if err != nil {
-		return err
+	var src delta.Source
+	if srcHash != nil {
+		fi, err := old.Stat()
+		if err != nil {
+			return err
+		}
+		src = delta.Source{R: old, Size: fi.Size(), SHA256: *srcHash}
+	} else {
+		h := sha256.New()
+		size, err := io.Copy(h, old)
+		if err != nil {
+			return err
+		}
+		src = delta.Source{R: old, Size: size, SHA256: [32]byte(h.Sum(nil))}
 	}
 	patch, err := os.Open(patchPath)
 	if err != nil {
@@ -88,7 +118,6 @@ func apply(ctx context.Context, oldPath, patchPath, outPath string) error {
 	if err != nil {
 		return err
 	}
-	src := delta.Source{R: old, Size: size, SHA256: [32]byte(h.Sum(nil))}
 	if _, err := delta.Apply(ctx, out, src, patch); err != nil {
 		out.Close()
 		os.Remove(outPath)
