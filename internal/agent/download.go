@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -26,8 +27,10 @@ import (
 // A power loss therefore costs at most CheckpointBytes, plus what arrived
 // while the last save ran, of bytes downloaded again: about CheckpointBytes
 // on a link slower than the slot's fsyncs; at local-disk speed, where saves
-// lag, at most about twice checkpointMaxLag. A dropped connection costs
-// none, and so does the death of the agent's process alone (see hintFile).
+// lag, at most about twice checkpointMaxLag. A server that stalls gets a
+// save after checkpointIdle, so a power loss during a stall costs at most a
+// partly filled buffer. A dropped connection costs none, and so does the
+// death of the agent's process alone (see hintFile).
 const (
 	CheckpointBytes    = 1 << 20
 	CheckpointInterval = 2 * time.Second
@@ -36,6 +39,11 @@ const (
 // checkpointMaxLag: the download waits for a running save rather than get
 // further ahead of it (payload.Checkpoints.MaxLag).
 const checkpointMaxLag = 16 << 20
+
+// checkpointIdle: a download whose server has sent nothing for this long
+// is saved at the offset reached (payload.Checkpoints.Idle), so that a
+// stall followed by a power loss costs at most one partly filled buffer.
+const checkpointIdle = 250 * time.Millisecond
 
 // minProgress is how far one request must get for a dropped connection not
 // to count against Config.MaxAttempts: a link that drops now and then but
@@ -138,6 +146,12 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 		etag = p.Download.ETag
 	}
 	var src io.Reader = eof{}
+	// Bytes received, counted in src.Read and added to s only while the
+	// copy stands still (in Save and at the end): an idle save may encode
+	// s while src.Read runs.
+	var received atomic.Int64
+	fold := func() { s.downloadCount(p).Bytes += received.Swap(0) }
+	defer fold()
 	// A download saved at its very end needs no request: only the final
 	// checks remain.
 	if off := r.Offset(); off < p.Length || p.Length == 0 {
@@ -179,7 +193,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 			c.Resumed++
 		}
 		etag = res.ETag
-		src = &counter{r: res, add: func(n int) { s.downloadCount(p).Bytes += int64(n) }}
+		src = &counter{r: res, add: func(n int) { received.Add(int64(n)) }}
 	}
 	w, err := a.openSlot(ctx, p.Slot, r.Offset())
 	if err != nil {
@@ -188,7 +202,9 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	// Progress is recorded in s on this goroutine, and state.json written
 	// (after the slot's sync) in the background while the download goes on.
 	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now, Background: true, MaxLag: checkpointMaxLag,
+		Idle: checkpointIdle,
 		Save: func(pr payload.Progress) (func() error, error) {
+			fold()
 			p.Download = &Download{Progress: pr, ETag: etag}
 			b, err := encodeState(s)
 			if err != nil {

@@ -41,8 +41,9 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // value never saves.
 //
 // A save takes the progress at an offset once every byte written so far is
-// hashed, hands it to Save (on Install's goroutine, so that Save can
-// capture whatever it persists along with it), then calls dst.Sync, and
+// hashed, hands it to Save (while the copy stands still: never during a
+// write to dst or another Save, so that Save can capture whatever it
+// persists along with it; src.Read may be running), then calls dst.Sync, and
 // only after Sync returned nil calls the persist function Save returned: a
 // persisted Progress never claims bytes that are not durable. Install saves
 // when Bytes or Interval have passed since the last save began, whichever
@@ -60,6 +61,15 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
+//
+// With Idle, a source that has sent nothing for Idle while the copy waits
+// for it gets a save, at once and not in the background, at the offset
+// reached (of the whole buffers written; a partly filled buffer, at most
+// BufferSize/4, is not saved): a download that stalls and then loses power
+// costs no more than that buffer. The save runs on a watchdog goroutine
+// while Install's goroutine is blocked in src.Read, which waits for it to
+// finish before it goes on; src.Read must therefore not touch what Save
+// captures.
 type Checkpoints struct {
 	// Save records p and returns the function that persists it. Errors
 	// of either stop Install and are returned.
@@ -75,6 +85,8 @@ type Checkpoints struct {
 	// MaxLag bounds how far the copy runs ahead of a background save (0:
 	// no bound).
 	MaxLag int64
+	// Idle saves once the source has been silent this long (0: never).
+	Idle time.Duration
 }
 
 // saver runs the saves of one copy, at most one in the background.
@@ -420,13 +432,32 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		return err
 	}
 
+	read := io.ReadFull
+	if cp.Save != nil && cp.Idle > 0 && dst != nil {
+		w := startWatchdog(cp.Idle, func() error {
+			if err := sv.wait(); err != nil {
+				return err
+			}
+			if r.off > sv.off {
+				return checkpoint(false)
+			}
+			return nil
+		})
+		defer w.stop()
+		read = w.read
+	}
+
 	for r.off < end {
 		if err := ctx.Err(); err != nil {
 			return failed(fmt.Errorf("payload: after %d of %d bytes: %w", r.off, r.length, err))
 		}
 		buf := <-free
 		chunk := buf[:min(int64(len(buf)), end-r.off)]
-		n, err := io.ReadFull(src, chunk)
+		n, err := read(src, chunk)
+		if werr, ok := err.(*watchdogError); ok {
+			free <- buf // read, not written: the save that failed is the error
+			return werr.err
+		}
 		if n > 0 {
 			// Written first, hashed after: the hashes never cover a byte
 			// whose write failed.

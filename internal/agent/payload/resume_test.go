@@ -28,6 +28,8 @@ type journal struct {
 	failAt  int64 // a Write reaching this offset fails (0: never)
 	events  []string
 	syncErr error
+	// syncCalls counts Sync calls, failed ones included.
+	syncCalls int
 }
 
 func (j *journal) Write(p []byte) (int, error) {
@@ -49,6 +51,7 @@ func (j *journal) Write(p []byte) (int, error) {
 func (j *journal) Sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.syncCalls++
 	if j.syncErr != nil {
 		return j.syncErr
 	}
