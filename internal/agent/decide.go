@@ -75,6 +75,7 @@ func (a *Agent) dropPartial(s *State, err error) {
 	a.log.Info("dropping the interrupted download: this check does not install it", "version", s.Pending.Version, "err", err)
 	s.Phase, s.Pending = PhaseIdle, nil
 	a.dropHint()
+	a.dropDeltaFile()
 }
 
 // decide refreshes both repositories and returns the release to install,

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/delta"
@@ -81,11 +83,36 @@ var (
 // installDelta writes the release's image into the pending slot from a
 // delta: it checks the active slot's image against the delta's source
 // hash, downloads the delta (verified against its signed length and
-// hashes) into a temporary file in the data directory, applies it with the
-// active slot as the source and verifies the resulting image against the
-// manifest. It saves no progress: after a power loss the install restarts
-// (phase writing without Download, see resume).
+// hashes) into deltaFile, applies it with the active slot as the source
+// and verifies the resulting image against the manifest.
+//
+// The download saves its progress in s.Pending.Delta (see fetchDelta), so
+// a dropped connection is resumed with a Range request within this check,
+// and a power loss or a stopped agent (ctx) leaves phase writing with the
+// progress and the file for the next check, which resumes it (see
+// savedDelta). The same holds after a power loss during the apply: the
+// progress then says the delta is complete, and the next check reads the
+// file back, verifies it and applies it again into the slot from byte 0.
+// Any other failure drops the progress and the file: the caller falls
+// back to the full payload.
 func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (int64, error) {
+	n, err := a.tryDelta(ctx, s, m, o)
+	if err != nil && (errors.Is(err, ErrPowerLoss) || ctx.Err() != nil) {
+		// Keep the progress: the next check resumes.
+		return n, err
+	}
+	if s.Pending.Delta != nil {
+		s.Pending.Delta = nil
+		if serr := saveState(a.cfg.DataDir, s); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	a.dropDeltaFile()
+	return n, err
+}
+
+// tryDelta is installDelta without the clean-up.
+func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (int64, error) {
 	if o.err != nil {
 		return 0, o.err
 	}
@@ -107,16 +134,14 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 	if _, err := hex.Decode(src[:], []byte(srcSum)); err != nil {
 		return 0, err
 	}
-	tmp, err := a.fetchDelta(ctx, s, m.Version, o)
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(tmp)
-	f, err := os.Open(tmp)
+	f, err := a.fetchDelta(ctx, s, m.Version, o)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("reading the delta: %w", err)
+	}
 	rd, err := a.slots.OpenReader(ctx, p.From)
 	if err != nil {
 		return 0, fmt.Errorf("opening slot %s for reading: %w", p.From, err)
@@ -131,7 +156,7 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 		return 0, err
 	}
 	bw := bufio.NewWriterSize(powerWriter{payload.WritebackAt(w, 0), a.power}, 1<<20)
-	_, err = delta.Apply(ctx, bw, delta.Source{R: ra, Size: d.SourceLength, SHA256: src}, bufio.NewReaderSize(f, 1<<16))
+	_, err = delta.Apply(ctx, bw, delta.Source{R: ra, Size: d.SourceLength, SHA256: src}, bufio.NewReaderSize(io.LimitReader(f, d.Length), 1<<16))
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -181,53 +206,323 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 	return sum, saveState(a.cfg.DataDir, s)
 }
 
-// fetchDelta downloads the delta target into a temporary file in the data
-// directory, verified against its signed length and hashes, and returns
-// the file's path.
-func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *deltaOffer) (string, error) {
+// DeltaCheckpointBytes is how often the delta download saves its progress:
+// after this many bytes or CheckpointInterval, whichever comes first, and
+// at once, at the exact offset reached, when the connection fails or the
+// agent is stopped. Each save is an fsync of deltaFile, then an atomic,
+// fsync'd rewrite of state.json, done before the download goes on: deltas
+// are small, and a power loss costs at most this many bytes (plus one
+// buffer, payload.BufferSize/4) of the delta downloaded again.
+const DeltaCheckpointBytes = 256 << 10
+
+// deltaFetch is the download of one delta into deltaFile, over one or
+// more requests.
+type deltaFetch struct {
+	a      *Agent
+	s      *State
+	o      *deltaOffer
+	key    *Pending // names the delta's download counter
+	url    string
+	hashes map[string][]byte
+	r      *payload.Resumable
+	f      *os.File
+	etag   string // of the latest answer
+}
+
+// count returns the delta's download counter.
+func (df *deltaFetch) count() *DownloadCount {
+	c := df.s.downloadCount(df.key)
+	c.DeltaFrom = df.o.d.From
+	return c
+}
+
+// progress is the delta progress to save in the pending install.
+func (df *deltaFetch) progress(pr payload.Progress, etag string) *DeltaDownload {
+	d := df.o.d
+	return &DeltaDownload{From: d.From, Target: d.Target, Length: d.Length, SHA256: d.SHA256, Download: Download{Progress: pr, ETag: etag}}
+}
+
+// fetchDelta downloads the delta target into deltaFile, verified against
+// its signed length and hashes, and returns the file (open for reading and
+// writing).
+//
+// It continues from s.Pending.Delta (see savedDelta) when the file still
+// holds the bytes that progress claims: it is cut back to the saved offset
+// and the rest is asked for with a Range request. A file shorter than
+// that, or progress that does not restore, starts over from byte 0. The
+// progress is saved as the download goes (DeltaCheckpointBytes), and once
+// more when it is complete. A dropped connection is resumed from the exact
+// offset reached, with the retry policy of the full payload (see
+// fetchInto); a server that cannot continue (Range ignored, ETag changed,
+// 416) makes it start over. A delta whose first bytes came from saved
+// progress is read back from the file and verified; if that, or the hash
+// of the resumed stream, does not match, the delta is downloaded once more
+// from byte 0.
+func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *deltaOffer) (*os.File, error) {
 	t := o.target
 	hashes := map[string][]byte{}
 	for alg, h := range t.Hashes {
 		hashes[alg] = h
 	}
-	v, err := payload.NewResumable(t.Length, hashes)
+	r, err := payload.NewResumable(t.Length, hashes)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	url := a.cfg.Server + "/repo/release/targets/" + targetFileName(o.d.Target, hex.EncodeToString(t.Hashes["sha256"]))
-	res, err := a.http.GetFrom(ctx, url, t.Length, 0, "")
+	df := &deltaFetch{a: a, s: s, o: o, key: &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length},
+		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(o.d.Target, hex.EncodeToString(t.Hashes["sha256"])),
+		hashes: hashes, r: r}
+	if err := df.open(); err != nil {
+		return nil, err
+	}
+	err = df.fetch(ctx)
+	if err == nil && r.Restored() {
+		err = df.verify(ctx)
+	}
+	if err != nil && r.Restored() && errors.Is(err, payload.ErrHashMismatch) {
+		// A prefix taken from saved progress makes a mismatch ambiguous:
+		// the file or the saved hash states may be what is wrong. Only a
+		// download from byte 0 tells.
+		a.log.Warn("the resumed delta does not verify; downloading it again", "version", version, "from", o.d.From, "err", err)
+		err = df.startOver()
+		if err == nil {
+			err = df.fetch(ctx)
+		}
+	}
+	if err == nil {
+		// Complete and synced (Install syncs on success): save that, so
+		// that a power loss during the apply does not download it again.
+		var pr payload.Progress
+		if pr, err = r.Progress(); err == nil {
+			s.Pending.Delta = df.progress(pr, df.etag)
+			df.count().Complete = true
+			err = saveState(a.cfg.DataDir, s)
+		}
+	}
 	if err != nil {
-		return "", fmt.Errorf("downloading the delta: %w", err)
+		df.f.Close()
+		return nil, fmt.Errorf("downloading the delta: %w", err)
 	}
-	defer res.Close()
-	key := &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length}
-	count := func() *DownloadCount {
-		c := s.downloadCount(key)
-		c.DeltaFrom = o.d.From
-		return c
-	}
-	count().Requests++
+	return df.f, nil
+}
+
+// open opens deltaFile: at the saved progress when it can continue from
+// there, else empty, with the progress dropped and that saved first.
+func (df *deltaFetch) open() error {
+	a, p := df.a, df.s.Pending
 	path := a.deltaFile()
-	f, err := os.Create(path)
+	if d := p.Delta; d != nil {
+		f, err := resumeDeltaFile(path, df.r, d.Progress)
+		if err == nil {
+			df.f = f
+			a.log.Info("resuming the delta download", "version", p.Version, "from", d.From, "offset", d.Offset, "length", d.Length)
+			return nil
+		}
+		a.log.Warn("the saved delta download cannot continue; starting over", "version", p.Version, "from", d.From, "err", err)
+		df.r.Reset()
+		p.Delta = nil
+		df.count().Restarts++
+		if err := saveState(a.cfg.DataDir, df.s); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("creating %s: %w", path, err)
 	}
-	_, err = v.Install(ctx, &counter{r: res, add: func(n int) { count().Bytes += int64(n) }}, f, payload.Checkpoints{})
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = cerr
+	df.f = f
+	return nil
+}
+
+// resumeDeltaFile restores r from pr and opens path cut back to
+// pr.Offset; it fails, with r unchanged, when pr does not restore or the
+// file is missing or shorter than pr.Offset.
+func resumeDeltaFile(path string, r *payload.Resumable, pr payload.Progress) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() < pr.Offset {
+		err = fmt.Errorf("%s has %d bytes, the saved progress claims %d", path, fi.Size(), pr.Offset)
+	}
+	if err == nil {
+		err = f.Truncate(pr.Offset)
+	}
+	if err == nil {
+		err = r.Restore(pr)
 	}
 	if err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("downloading the delta: %w", err)
+		f.Close()
+		return nil, err
 	}
-	count().Complete = true
-	return path, nil
+	return f, nil
+}
+
+// startOver throws the progress away and saves that before anything is
+// written again (see Agent.startOver).
+func (df *deltaFetch) startOver() error {
+	df.r.Reset()
+	if err := df.f.Truncate(0); err != nil {
+		return fmt.Errorf("emptying %s: %w", df.f.Name(), err)
+	}
+	df.count().Restarts++
+	df.s.Pending.Delta = nil
+	return saveState(df.a.cfg.DataDir, df.s)
+}
+
+// verify reads the delta back from the file and checks it against the
+// signed hashes.
+func (df *deltaFetch) verify(ctx context.Context) error {
+	if _, err := df.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reading back %s: %w", df.f.Name(), err)
+	}
+	if _, err := payload.Verify(ctx, bufio.NewReaderSize(df.f, 1<<16), df.r.Length(), df.hashes); err != nil {
+		return fmt.Errorf("reading back %s after a resumed download: %w", df.f.Name(), err)
+	}
+	return nil
+}
+
+// fetch runs requests until the file has the whole delta or a failure is
+// final for this check, with the policy of fetchInto.
+func (df *deltaFetch) fetch(ctx context.Context) error {
+	a, r := df.a, df.r
+	drops := 0
+	for {
+		from := r.Offset()
+		err := df.transfer(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errStartOver) && !isDrop(err) {
+			return err
+		}
+		if r.Offset()-from >= minProgress {
+			drops = 0
+		}
+		drops++
+		if drops >= a.cfg.MaxAttempts {
+			return fmt.Errorf("interrupted %d times in a row, at %d of %d bytes: %w", drops, r.Offset(), r.Length(), err)
+		}
+		a.log.Warn("delta download interrupted; resuming", "version", df.key.Version, "from", df.o.d.From, "offset", r.Offset(), "length", r.Length(), "err", err)
+		if err := a.http.Backoff(ctx, drops); err != nil {
+			return fmt.Errorf("waiting to resume: %w", err)
+		}
+	}
+}
+
+// transfer makes one request for the rest of the delta, from r's offset,
+// and streams the answer into the file (see Agent.transfer).
+func (df *deltaFetch) transfer(ctx context.Context) error {
+	a, r, p := df.a, df.r, df.s.Pending
+	length := r.Length()
+	etag := ""
+	if p.Delta != nil {
+		etag = p.Delta.ETag
+	}
+	df.etag = etag
+	var src io.Reader = eof{}
+	// A download saved at its very end needs no request.
+	if off := r.Offset(); off < length || length == 0 {
+		res, err := a.http.GetFrom(ctx, df.url, length, off, etag)
+		var se *fetch.StatusError
+		if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+			a.log.Warn("the server cannot continue the delta download; starting over", "version", p.Version, "offset", off, "err", err)
+			if err := df.startOver(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errStartOver, err)
+		}
+		if err != nil {
+			return err
+		}
+		defer res.Close()
+		c := df.count()
+		c.Requests++
+		if res.Size >= 0 && res.Size != length {
+			return fmt.Errorf("%w: the server says the delta has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, length)
+		}
+		switch {
+		case off > 0 && res.Offset == 0:
+			a.log.Warn("the server sent the whole delta instead of the rest; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
+			if err := df.startOver(); err != nil {
+				return err
+			}
+		case off > 0 && etag != "" && res.ETag != etag:
+			a.log.Warn("the delta's ETag changed; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
+			if err := df.startOver(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
+		case off > 0:
+			c.Resumed++
+		}
+		etag, df.etag = res.ETag, res.ETag
+		src = &counter{r: res, add: func(n int) { df.count().Bytes += int64(n) }}
+	}
+	// The file holds exactly the bytes r covers: a failed write may have
+	// left more.
+	if err := df.f.Truncate(r.Offset()); err != nil {
+		return fmt.Errorf("cutting %s back to %d bytes: %w", df.f.Name(), r.Offset(), err)
+	}
+	if _, err := df.f.Seek(r.Offset(), io.SeekStart); err != nil {
+		return fmt.Errorf("seeking %s to %d: %w", df.f.Name(), r.Offset(), err)
+	}
+	cp := payload.Checkpoints{Bytes: DeltaCheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now,
+		Save: func(pr payload.Progress) (func() error, error) {
+			p.Delta = df.progress(pr, etag)
+			b, err := encodeState(df.s)
+			if err != nil {
+				return nil, err
+			}
+			return func() error { return writeState(a.cfg.DataDir, b) }, nil
+		}}
+	_, err := r.Install(ctx, src, deltaWriter{df.f, a.power}, cp)
+	return err
+}
+
+// deltaWriter lets tests cut power in the middle of writing deltaFile
+// (point "delta-write").
+type deltaWriter struct {
+	f     *os.File
+	power func(string) error
+}
+
+func (w deltaWriter) Write(b []byte) (int, error) {
+	if err := w.power("delta-write"); err != nil {
+		return 0, err
+	}
+	return w.f.Write(b)
+}
+
+func (w deltaWriter) Sync() error { return w.f.Sync() }
+
+// savedDelta returns the delta progress of the interrupted install in s
+// that next may continue: the same release into the same slot (see
+// sameDownload), and the same delta as the one offered now. Otherwise it
+// returns nil and removes any delta file left behind.
+func (a *Agent) savedDelta(s *State, next *Pending, o *deltaOffer) *DeltaDownload {
+	prev := s.Pending
+	if s.Phase == PhaseWriting && prev != nil && prev.Delta != nil && prev.Download == nil && sameDownload(prev, next) &&
+		o != nil && o.err == nil && sameDelta(prev.Delta, o.d) {
+		return prev.Delta
+	}
+	if prev != nil && prev.Delta != nil {
+		a.log.Info("the saved delta download is for another release, delta or slot; dropping it", "saved", prev.Version, "saved_from", prev.Delta.From,
+			"version", next.Version)
+	}
+	a.dropDeltaFile()
+	return nil
+}
+
+// sameDelta reports whether saved delta progress is for the delta d.
+func sameDelta(saved *DeltaDownload, d release.Delta) bool {
+	return saved.From == d.From && saved.Target == d.Target && saved.Length == d.Length && saved.SHA256 == d.SHA256
 }
 
 // deltaFile is where a downloaded delta waits to be applied.
 func (a *Agent) deltaFile() string { return filepath.Join(a.cfg.DataDir, "delta.tmp") }
 
-// dropDeltaFile removes a delta a power loss left behind.
+// dropDeltaFile removes a delta file that no saved progress refers to.
 func (a *Agent) dropDeltaFile() {
 	if err := os.Remove(a.deltaFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.log.Warn("removing a leftover delta", "err", err)

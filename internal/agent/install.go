@@ -40,6 +40,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 				"saved_slot", prev.Slot, "version", m.Version, "sha256", next.SHA256, "slot", next.Slot)
 		}
 	}
+	next.Delta = a.savedDelta(s, next, s.delta)
 	s.Pending = next
 	s.Phase = PhaseWriting
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
@@ -57,7 +58,10 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 			return err
 		}
 		if err != nil && ctx.Err() != nil {
-			s.Phase, s.Pending = PhaseIdle, nil
+			if s.Pending.Delta == nil {
+				s.Phase, s.Pending = PhaseIdle, nil
+			}
+			// else stay in phase writing: the next check resumes the delta.
 			if serr := saveState(a.cfg.DataDir, s); serr != nil {
 				return serr
 			}

@@ -60,6 +60,11 @@ type Pending struct {
 	// phase is writing; nil before the first checkpoint, and always nil
 	// for a compressed payload (which restarts from byte 0).
 	Download *Download `json:"download,omitempty"`
+	// Delta is the saved progress of the download of the release's delta
+	// into the data directory (deltaFile), while the phase is writing and
+	// the delta is being tried; nil otherwise. At most one of Download and
+	// Delta is set.
+	Delta *DeltaDownload `json:"delta,omitempty"`
 	// Compression is the manifest's payload compression ("" or "none":
 	// the payload is the image). With "zstd", ImageLength and ImageSHA256
 	// (hex) describe the decompressed image the slot must hold.
@@ -80,6 +85,24 @@ type Download struct {
 	// ETag is the server's entity tag of the payload the bytes came from;
 	// a resume asks for the rest only if the server still has it.
 	ETag string `json:"etag,omitempty"`
+}
+
+// DeltaDownload is how far the download of a delta into deltaFile got:
+// the delta it is (from version From, with the signed target, length and
+// sha256 of the manifest's entry) and the Download progress, whose Offset
+// equals Length once the whole delta arrived and matched its signed hashes.
+//
+// Invariant: it is saved only after the file's first Offset bytes were
+// synced. Nothing here is trusted for applying: a delta whose first bytes
+// came from saved progress is read back from the file and verified against
+// the signed hashes first, and the image it produces is verified against
+// the manifest before the slot is armed.
+type DeltaDownload struct {
+	From   string `json:"from"`
+	Target string `json:"target"`
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
+	Download
 }
 
 // DownloadCount is what downloading one release's payload cost on the
