@@ -254,6 +254,17 @@ func TestDeltaResumeAfterPowerLoss(t *testing.T) {
 				f.Write(make([]byte, 12345))
 				f.Close()
 			}
+			if saved > 0 {
+				st, err := d.Status(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Installing != "1.1.0" || st.DownloadSaved != saved || st.Download == nil || st.Download.DeltaFrom != "1.0.0" ||
+					st.Download.Complete || st.Download.Bytes < saved {
+					t.Fatalf("status after the power loss: installing %q, saved %d, download %+v; want the delta's counter and %d saved",
+						st.Installing, st.DownloadSaved, st.Download, saved)
+				}
+			}
 			before := len(tp.requests())
 			w.cycle(d)
 			assertDeltaUsed(t, w, d, full)

@@ -61,7 +61,8 @@ type Status struct {
 	// re-downloaded bytes included.
 	Download *DownloadCount `json:"download,omitempty"`
 	// DownloadSaved is how many bytes of the payload being installed are
-	// durable in the slot; the download resumes from there.
+	// durable in the slot (of its delta, in the data directory, while a
+	// delta download is saved); the download resumes from there.
 	DownloadSaved int64 `json:"download_saved,omitempty"`
 	// DownloadRateLimit is the configured limit in bytes per second (0:
 	// none).
@@ -92,6 +93,8 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	if s.Pending != nil {
 		st.Installing = s.Pending.Version
 		if d := s.Pending.Download; d != nil {
+			st.DownloadSaved = d.Offset
+		} else if d := s.Pending.Delta; d != nil {
 			st.DownloadSaved = d.Offset
 		}
 	}
@@ -199,11 +202,16 @@ func (st *Status) WriteText(w io.Writer) {
 	}
 }
 
-// lastDownload is the counter of the pending release, else the newest.
+// lastDownload is the counter of the pending release (of its delta while
+// the delta's download is saved), else the newest.
 func lastDownload(s *State) *DownloadCount {
+	p := s.Pending
 	for i := len(s.Downloads) - 1; i >= 0; i-- {
 		d := s.Downloads[i]
-		if s.Pending == nil || d.Version == s.Pending.Version && d.SHA256 == s.Pending.SHA256 {
+		switch {
+		case p == nil,
+			p.Delta == nil && d.Version == p.Version && d.SHA256 == p.SHA256,
+			p.Delta != nil && d.Version == p.Version && d.SHA256 == p.Delta.SHA256 && d.DeltaFrom == p.Delta.From:
 			return &d
 		}
 	}
