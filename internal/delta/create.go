@@ -4,18 +4,16 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"io"
-
-	"github.com/klauspost/compress/zstd"
+	"math"
+	"os"
 )
 
 // Create writes a delta that turns source into target. Both images are held in memory (the
-// server side): peak memory is about len(source)*5 + len(target) plus one block (at most
-// MaxBlockOutput of extra bytes and 8 MiB of sparse sections). The output is
-// written as it is produced. ctx is checked between matches; cancelling it stops Create with
-// ctx.Err().
+// server side): peak memory is about len(source)*5 + len(target) plus one op (at most
+// 2*MaxOpLength) and the model. The output is written as it is produced. ctx is checked
+// between matches; cancelling it stops Create with ctx.Err().
 func Create(ctx context.Context, w io.Writer, source, target []byte) error {
 	h := Header{
 		SourceSize:   int64(len(source)),
@@ -23,211 +21,178 @@ func Create(ctx context.Context, w io.Writer, source, target []byte) error {
 		TargetSize:   int64(len(target)),
 		TargetSHA256: sha256.Sum256(target),
 	}
-	if _, err := w.Write(h.marshal()); err != nil {
-		return fmt.Errorf("delta: writing header: %w", err)
-	}
+	ew := &errWriter{w: w}
+	bw := bufio.NewWriterSize(ew, 1<<16)
+	bw.Write(h.marshal())
 	sa, err := suffixArray(source)
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	zw, err := zstd.NewWriter(bw,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithWindowSize(MaxWindow),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true))
-	if err != nil {
-		return fmt.Errorf("delta: zstd encoder: %w", err)
+	e := &encoder{c: newEncoder(bw), w: bw, ew: ew, m: newModel(), source: source, target: target}
+	if statsEnabled() {
+		e.c.stats = &costStats{}
+		defer e.c.stats.print(os.Stderr)
 	}
-	e := &encoder{w: zw}
 	if err := diff(ctx, sa, source, target, e); err != nil {
-		zw.Close()
 		return err
 	}
-	if err := e.finish(); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("delta: compressing: %w", err)
-	}
-	return bw.Flush()
+	return e.finish()
 }
 
-// encoder collects ops into blocks and writes each block to w. Diff bytes are coded sparsely
-// as they arrive (see sparse); extra bytes are kept until the block is written.
+// errWriter keeps the first write error, so that the matcher can stop early.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = fmt.Errorf("delta: writing delta: %w", err)
+	}
+	return n, err
+}
+
+// encoder turns the matcher's ops into the range-coded body. The ops come as diff bytes, extra
+// bytes and seeks; an op is coded when the next one starts (its lengths come first), so the
+// encoder holds one op's diff and extra bytes, at most MaxOpLength each.
 type encoder struct {
-	w     io.Writer
-	ops   []op
-	cur   op // open op, not yet in ops
-	sp    sparse
-	extra []byte
-	out   int64 // target bytes in the current block, including cur
-	hdr   []byte
-	err   error
-}
-
-// room is how many more target bytes fit in the current block.
-func (e *encoder) room() int64 { return MaxBlockOutput - e.out }
-
-func (e *encoder) closeOp() {
-	if e.cur != (op{}) {
-		e.ops = append(e.ops, e.cur)
-		e.cur = op{}
-	}
-	if len(e.ops) >= MaxOpsPerBlock-1 {
-		e.flush()
-	}
+	c              *rangeCoder
+	w              *bufio.Writer
+	ew             *errWriter
+	m              *model
+	source, target []byte
+	cur            op     // open op: seek, then add diff bytes, then extra bytes
+	diff, extra    []byte // cur's bytes
+	pos            int64  // source position before cur's seek
+	out            int64  // target bytes coded, before cur
+	err            error
 }
 
 // addDiff appends diff bytes (target minus source at the current source position).
 func (e *encoder) addDiff(d []byte) {
-	if e.cur.extra != 0 || e.cur.seek != 0 {
-		e.closeOp()
+	if e.cur.extra != 0 {
+		e.emit()
 	}
 	for len(d) > 0 {
-		n := min(int64(len(d)), e.room(), diffChunk)
-		if !e.sp.fits(int(n)) {
-			e.flush()
-			continue
-		}
-		e.cur.add += n
-		e.sp.add(d[:n])
-		e.out += n
+		n := min(len(d), MaxOpLength-len(e.diff))
+		e.diff = append(e.diff, d[:n]...)
+		e.cur.add += int64(n)
 		d = d[n:]
-		if e.room() == 0 {
-			e.flush()
+		if len(e.diff) == MaxOpLength {
+			e.emit()
 		}
 	}
 }
 
 func (e *encoder) addExtra(x []byte) {
-	if e.cur.seek != 0 {
-		e.closeOp()
-	}
 	for len(x) > 0 {
-		n := min(int64(len(x)), e.room())
-		e.cur.extra += n
+		n := min(len(x), MaxOpLength-len(e.extra))
 		e.extra = append(e.extra, x[:n]...)
-		e.out += n
+		e.cur.extra += int64(n)
 		x = x[n:]
-		if e.room() == 0 {
-			e.flush()
+		if len(e.extra) == MaxOpLength {
+			e.emit()
 		}
 	}
 }
 
+// seek moves the source position; it belongs to the next op.
 func (e *encoder) seek(s int64) {
+	if e.cur.add != 0 || e.cur.extra != 0 {
+		e.emit()
+	}
 	e.cur.seek += s
-	e.closeOp()
 }
 
-// flush writes the current block; the open op goes into it.
-func (e *encoder) flush() {
-	if e.cur != (op{}) {
-		e.ops = append(e.ops, e.cur)
-		e.cur = op{}
-	}
-	if len(e.ops) == 0 || e.err != nil {
+// emit codes the open op and starts a new one.
+func (e *encoder) emit() {
+	o := e.cur
+	if o.add == 0 && o.extra == 0 {
 		return
 	}
-	e.sp.end()
-	b := e.hdr[:0]
-	b = binary.AppendUvarint(b, uint64(len(e.ops)))
-	for _, o := range e.ops {
-		b = binary.AppendUvarint(b, uint64(o.add))
+	c := e.c
+	st := c.stats
+	if st != nil {
+		st.cat = catOp
+		st.n[catOp]++
 	}
-	for _, o := range e.ops {
-		b = binary.AppendUvarint(b, uint64(o.extra))
+	c.bit(&e.m.more, 1)
+	stored := storeRaw(e.extra)
+	e.m.codeOp(c, &o, stored)
+	e.pos += o.seek
+	if st != nil {
+		st.cat = catRuns
 	}
-	for _, o := range e.ops {
-		b = binary.AppendVarint(b, o.seek)
+	if dumpHook != nil {
+		dumpHook(e.source[e.pos:e.pos+o.add], e.diff, e.extra)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.sp.zruns)))
-	b = binary.AppendUvarint(b, uint64(len(e.sp.nzruns)))
-	b = binary.AppendUvarint(b, uint64(len(e.sp.vals)))
-	e.hdr = b
-	for _, p := range [][]byte{b, e.sp.zruns, e.sp.nzruns, e.sp.vals, e.extra} {
-		if _, err := e.w.Write(p); err != nil {
-			e.err = fmt.Errorf("delta: compressing: %w", err)
-			return
-		}
-		// End the zstd block after each section, so that no block mixes two sections and
-		// each gets its own literal and sequence tables (tar pair: 2 % smaller).
-		if f, ok := e.w.(interface{ Flush() error }); ok && len(p) > 0 {
-			if err := f.Flush(); err != nil {
-				e.err = fmt.Errorf("delta: compressing: %w", err)
-				return
+	e.m.codeDiff(c, e.out, e.source[e.pos:e.pos+o.add], e.diff)
+	e.pos += o.add
+	e.out += o.add
+	if o.extra > 0 {
+		if st != nil {
+			st.cat = catLit
+			st.n[catLit] += o.extra
+			if stored {
+				st.bits[catStored] += float64(8*o.extra + 40)
+				st.n[catStored] += o.extra
 			}
 		}
+		if stored {
+			c.flush()
+			e.w.Write(e.extra)
+			c.reset()
+		} else {
+			var prev byte
+			if e.out > 0 {
+				prev = e.target[e.out-1]
+			}
+			e.m.codeLit(c, prev, e.extra)
+		}
 	}
-	e.ops, e.extra, e.out = e.ops[:0], e.extra[:0], 0
-	e.sp.zruns, e.sp.nzruns, e.sp.vals = e.sp.zruns[:0], e.sp.nzruns[:0], e.sp.vals[:0]
+	e.out += o.extra
+	e.cur, e.diff, e.extra = op{}, e.diff[:0], e.extra[:0]
+	if e.ew.err != nil {
+		e.err = e.ew.err
+	}
 }
 
 func (e *encoder) finish() error {
-	e.flush()
-	if e.err != nil {
-		return e.err
+	e.emit()
+	e.c.bit(&e.m.more, 0)
+	e.c.flush()
+	if err := e.w.Flush(); err != nil {
+		return fmt.Errorf("delta: writing delta: %w", err)
 	}
-	if _, err := e.w.Write([]byte{0}); err != nil {
-		return fmt.Errorf("delta: compressing: %w", err)
+	return e.ew.err
+}
+
+// storeRaw reports whether extra bytes look incompressible (compressed or encrypted data), so
+// that they are better stored raw than modelled: at least 64 bytes, and an order-0 entropy
+// estimate (with the Miller-Madow small-sample correction) of at least 7.5 bits per byte.
+func storeRaw(x []byte) bool {
+	if len(x) < 64 {
+		return false
 	}
-	return nil
-}
-
-// diffChunk is the most diff bytes the encoder codes at once (and the applier expands at once).
-const diffChunk = 1 << 16
-
-// sparse codes diff bytes as (zero bytes, nonzero bytes) run-length pairs and the nonzero
-// bytes. Diff bytes are mostly zero with short nonzero runs where code moved; the zero-run
-// lengths, the nonzero-run lengths and the values are separate sections because each
-// compresses best on its own (tar pair: 5 % smaller than interleaved pairs).
-type sparse struct {
-	zruns, nzruns, vals []byte
-	z, nz               int // pending pair
-}
-
-// fits reports whether n more diff bytes surely fit in the block's section limits: each pair
-// takes at most 8 bytes (lengths < 2^28) and covers at least 2 diff bytes, or ends the block.
-func (s *sparse) fits(n int) bool {
-	return len(s.zruns)+len(s.nzruns)+8*(n/2+2) <= MaxDiffRuns && len(s.vals)+n <= MaxDiffValues
-}
-
-func (s *sparse) add(d []byte) {
-	for i := 0; i < len(d); {
-		if d[i] == 0 {
-			if s.nz > 0 {
-				s.end()
-			}
-			j := i
-			for j+8 <= len(d) && binary.LittleEndian.Uint64(d[j:]) == 0 {
-				j += 8
-			}
-			for j < len(d) && d[j] == 0 {
-				j++
-			}
-			s.z += j - i
-			i = j
-			continue
+	var cnt [256]int
+	for _, b := range x {
+		cnt[b]++
+	}
+	n := float64(len(x))
+	h, used := 0.0, 0
+	for _, k := range cnt {
+		if k > 0 {
+			p := float64(k) / n
+			h -= p * math.Log2(p)
+			used++
 		}
-		j := i
-		for j < len(d) && d[j] != 0 {
-			j++
-		}
-		s.nz += j - i
-		s.vals = append(s.vals, d[i:j]...)
-		i = j
 	}
-}
-
-// end writes the pending pair.
-func (s *sparse) end() {
-	if s.z == 0 && s.nz == 0 {
-		return
-	}
-	s.zruns = binary.AppendUvarint(s.zruns, uint64(s.z))
-	s.nzruns = binary.AppendUvarint(s.nzruns, uint64(s.nz))
-	s.z, s.nz = 0, 0
+	h += float64(used-1) / (2 * n * math.Ln2)
+	return h >= 7.5
 }
 
 // skipMin is the match length from which the search loop, when the old offset stays nearly as
@@ -321,7 +286,7 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 			lenb -= lens
 		}
 		for off := 0; off < lenf; {
-			k := min(lenf-off, diffChunk)
+			k := min(lenf-off, 1<<16)
 			dbuf = dbuf[:0]
 			for i := off; i < off+k; i++ {
 				dbuf = append(dbuf, new[lastscan+i]-old[lastpos+i])

@@ -9,15 +9,12 @@ import (
 
 // Format constants. Changing any of them changes the format version.
 const (
-	Magic          = "UPTDELTA"
-	Version        = 2
-	compressZstd   = 1
-	HeaderSize     = 8 + 4 + 8 + 32 + 8 + 32
-	MaxWindow      = 8 << 20  // largest zstd window the applier accepts
-	MaxBlockOutput = 64 << 20 // target bytes one block may produce
-	MaxOpsPerBlock = 1 << 16
-	MaxDiffRuns    = 4 << 20 // bytes of one block's diff run-length section
-	MaxDiffValues  = 4 << 20 // bytes of one block's nonzero diff values
+	Magic      = "UPTDELTA"
+	Version    = 3
+	coderRange = 2 // the body is range coded (version 2: 1, zstd)
+	HeaderSize = 8 + 4 + 8 + 32 + 8 + 32
+	// MaxOpLength bounds an op's add and its extra bytes, and so the applier's buffers.
+	MaxOpLength = 1 << 20
 )
 
 // Errors returned by Apply and ReadHeader. They are wrapped with detail; compare with errors.Is.
@@ -28,7 +25,6 @@ var (
 	ErrSourceMismatch = errors.New("delta: source image does not match the delta")
 	ErrTargetMismatch = errors.New("delta: result does not match the declared target hash")
 	ErrTooLong        = errors.New("delta: output longer than the declared target length")
-	ErrWindowTooLarge = errors.New("delta: compression window larger than allowed")
 )
 
 // Header is the uncompressed prefix of a delta. It can be read on its own (ReadHeader) to
@@ -43,7 +39,7 @@ type Header struct {
 func (h Header) marshal() []byte {
 	b := make([]byte, 0, HeaderSize)
 	b = append(b, Magic...)
-	b = append(b, Version, compressZstd, 0, 0)
+	b = append(b, Version, coderRange, 0, 0)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.SourceSize))
 	b = append(b, h.SourceSHA256[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.TargetSize))
@@ -63,7 +59,7 @@ func ReadHeader(r io.Reader) (Header, error) {
 	if string(b[:8]) != Magic {
 		return Header{}, fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
-	if b[8] != Version || b[9] != compressZstd || b[10] != 0 || b[11] != 0 {
+	if b[8] != Version || b[9] != coderRange || b[10] != 0 || b[11] != 0 {
 		return Header{}, fmt.Errorf("%w: version %d, compression %d", ErrVersion, b[8], b[9])
 	}
 	var h Header
@@ -79,8 +75,9 @@ func ReadHeader(r io.Reader) (Header, error) {
 	return h, nil
 }
 
-// op is one control triple. A block's ops refer to its diff bytes and extra bytes in order.
+// op is one control triple, applied in this order: move the source position by seek, then
+// produce add bytes as source plus diff, then extra literal bytes.
 type op struct {
-	add, extra int64
 	seek       int64
+	add, extra int64
 }

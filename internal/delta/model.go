@@ -1,0 +1,290 @@
+package delta
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// numModel codes a non-negative integer below 2^63: its bit length (0..63) with a 6-bit tree,
+// then the bits below the leading one, the first three with a tree per length (so small
+// values are modelled exactly), the rest with one probability per length and bit position.
+type numModel struct {
+	length [64]prob
+	high   [64][8]prob
+	low    [64][64]prob
+}
+
+func newNumModels(n int) []numModel {
+	m := make([]numModel, n)
+	for i := range m {
+		setProbs(m[i].length[:])
+		for k := range m[i].high {
+			setProbs(m[i].high[k][:])
+			setProbs(m[i].low[k][:])
+		}
+	}
+	return m
+}
+
+func setProbs(p []prob) {
+	for i := range p {
+		p[i] = probInit
+	}
+}
+
+// num codes v (encoder) or decodes a value (decoder) with model m.
+func (c *rangeCoder) num(m *numModel, v uint64) uint64 {
+	k := int(c.tree(m.length[:], 6, uint32(bits.Len64(v))))
+	if k <= 1 {
+		return uint64(k)
+	}
+	out := uint64(1)
+	for i := k - 2; i >= 0; i-- {
+		var p *prob
+		if out < 8 {
+			p = &m.high[k][out]
+		} else {
+			p = &m.low[k][i]
+		}
+		out = out<<1 | uint64(c.bit(p, uint32(v>>uint(i))&1))
+	}
+	return out
+}
+
+// model holds every adaptive probability of a delta body and the little history the
+// contexts use. Both sides start from the same state and update it identically, so they must
+// make exactly the same sequence of calls. Its size is fixed (about 1 MiB), whatever the
+// images.
+type model struct {
+	more   prob // another op follows
+	seek0  prob // seek is zero
+	sign   prob // seek is negative
+	stored prob // the op's extra bytes follow raw, outside the range coder
+	end    [2]prob
+	zSame  [64]prob   // zero run as long as the previous one, by hit history
+	align  [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
+	more2  [4][2][2]prob
+	nums   []numModel // see numSeek...
+	val    []prob     // nonzero diff values: valContexts trees of 256
+	lit    []prob     // extra bytes: 256 trees of 256, by the previous target byte
+
+	// Run history, kept across ops: diff bytes of tables of offsets come in periodic
+	// patterns (zero run 6, nonzero run 2, ...) and the values repeat those of the run before.
+	prevZ     uint64
+	prevAlign uint32
+	hist      uint32 // hit bits: zero run same as previous
+	prevRun   [4]byte
+}
+
+const (
+	numSeek    = 0
+	numAdd     = 1
+	numExtra   = 2  // 2: by whether the op has an add
+	numZero    = 4  // 16: by the bit length of the previous zero run
+	numNonzero = 20 // 4: by the previous nonzero run's length (up to 3)
+	numModels  = 24
+	// valContexts: the first value of a run by the previous run's first value; a later value
+	// by the value at the same place in the previous run and the carry out of the byte
+	// before.
+	valContexts = 256 + 512
+)
+
+func newModel() *model {
+	m := &model{
+		nums: newNumModels(numModels),
+		val:  newProbs(valContexts * 256),
+		lit:  newProbs(256 * 256),
+	}
+	for _, p := range []*prob{&m.more, &m.seek0, &m.sign, &m.stored, &m.end[0], &m.end[1]} {
+		*p = probInit
+	}
+	setProbs(m.zSame[:])
+	for i := range m.align {
+		setProbs(m.align[i][:])
+	}
+	for i := range m.more2 {
+		setProbs(m.more2[i][0][:])
+		setProbs(m.more2[i][1][:])
+	}
+	return m
+}
+
+// codeOp codes an op's seek, lengths and extra coding (stored: raw bytes, not modelled).
+func (m *model) codeOp(c *rangeCoder, o *op, stored bool) bool {
+	var z, neg uint32
+	if o.seek == 0 {
+		z = 1
+	}
+	if c.bit(&m.seek0, z) == 0 {
+		if o.seek < 0 {
+			neg = 1
+		}
+		neg = c.bit(&m.sign, neg)
+		mag := uint64(o.seek)
+		if neg == 1 {
+			mag = -mag
+		}
+		mag = c.num(&m.nums[numSeek], mag-1) + 1
+		o.seek = int64(mag)
+		if neg == 1 {
+			o.seek = -o.seek
+		}
+	} else {
+		o.seek = 0
+	}
+	o.add = int64(c.num(&m.nums[numAdd], uint64(o.add)))
+	hasAdd := 0
+	if o.add > 0 {
+		hasAdd = 1
+	}
+	o.extra = int64(c.num(&m.nums[numExtra+hasAdd], uint64(o.extra)))
+	if o.extra > 0 {
+		var s uint32
+		if stored {
+			s = 1
+		}
+		return c.bit(&m.stored, s) == 1
+	}
+	return false
+}
+
+// codeDiff codes the diff bytes d (target minus source) of one add op that starts at target
+// offset at; old holds the source bytes under them. The decoder fills d. Diff bytes are coded
+// as runs: a flag "the rest is zero", else a zero run, then the nonzero run value by value,
+// each followed by a flag "the next byte is nonzero too".
+func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
+	n := len(d)
+	last := -1
+	if !c.dec {
+		for last = n - 1; last >= 0 && d[last] == 0; last-- {
+		}
+	}
+	for i := 0; i < n; {
+		start := 0
+		if i == 0 {
+			start = 1
+		}
+		var end uint32
+		if i > last {
+			end = 1
+		}
+		if c.bit(&m.end[start], end) == 1 {
+			if c.dec {
+				clear(d[i:])
+			}
+			return nil
+		}
+		var z uint64
+		if !c.dec {
+			for int(z) < n-i && d[i+int(z)] == 0 {
+				z++
+			}
+		}
+		z = m.runLength(c, z, start, uint64(at)+uint64(i))
+		if z >= uint64(n-i) {
+			return fmt.Errorf("%w: diff run beyond the op", ErrCorrupt)
+		}
+		if c.dec {
+			clear(d[i : i+int(z)])
+		}
+		i += int(z)
+		if c.stats != nil {
+			c.stats.cat = catVal
+		}
+		i = m.values(c, old, d, i)
+		if c.stats != nil {
+			c.stats.cat = catRuns
+		}
+	}
+	return nil
+}
+
+// runLength codes the length of a zero run that starts at target offset at; start: the run
+// begins the op (and may be empty). Nonzero diff bytes in tables start at aligned offsets, so
+// the run is coded as the offset where it ends modulo 8, then the rest in units of 8.
+func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64) uint64 {
+	h := m.hist & 63
+	var same uint32
+	if z == m.prevZ {
+		same = 1
+	}
+	if start == 0 && m.prevZ > 0 {
+		same = c.bit(&m.zSame[h], same)
+	} else {
+		same = 0
+	}
+	if same == 1 {
+		z = m.prevZ
+	} else {
+		e := c.tree(m.align[m.prevAlign][:], 3, uint32(at+z)&7)
+		low := uint64(e-uint32(at)) & 7
+		ctx := numZero + min(bits.Len64(m.prevZ), 15)
+		z = c.num(&m.nums[ctx], (z-low)/8)*8 + low
+	}
+	m.prevAlign = uint32(at+z) & 7
+	m.prevZ = z
+	m.hist = m.hist<<1 | same
+	return z
+}
+
+// values codes the nonzero run that starts at d[i] (i < len(d)), value by value, and returns
+// where it ends. old holds the source bytes under d. The value contexts: the first value of a
+// run by the previous run's first value; later ones by the value at the same place in the
+// previous run and the carry out of the byte before (tables of offsets that all moved by the
+// same amount give the same low byte, and the next byte differs only by that carry).
+func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
+	var run [4]byte
+	j := i
+	for {
+		k := j - i
+		var ctx uint32
+		var carry uint32
+		if k == 0 {
+			ctx = uint32(m.prevRun[0])
+		} else {
+			if old[j-1]+d[j-1] < old[j-1] {
+				carry = 1
+			}
+			pr := byte(0)
+			if k < len(m.prevRun) {
+				pr = m.prevRun[k]
+			}
+			ctx = 256 + (uint32(pr)<<1 | carry)
+		}
+		ctx <<= 8
+		d[j] = byte(c.tree(m.val[ctx:ctx+256], 8, uint32(d[j])))
+		if k < len(run) {
+			run[k] = d[j]
+		}
+		j++
+		if j == len(d) {
+			break
+		}
+		carry = 0
+		if old[j-1]+d[j-1] < old[j-1] {
+			carry = 1
+		}
+		var more uint32
+		if d[j] != 0 {
+			more = 1
+		}
+		longer := uint32(0)
+		if k+1 < len(m.prevRun) && m.prevRun[k+1] != 0 {
+			longer = 1
+		}
+		if c.bit(&m.more2[min(k, 3)][carry][longer], more) == 0 {
+			break
+		}
+	}
+	m.prevRun = run
+	return j
+}
+
+// codeLit codes the extra bytes x; prev is the target byte before them. The decoder fills x.
+func (m *model) codeLit(c *rangeCoder, prev byte, x []byte) {
+	for i := range x {
+		ctx := uint32(prev) << 8
+		x[i] = byte(c.tree(m.lit[ctx:ctx+256], 8, uint32(x[i])))
+		prev = x[i]
+	}
+}
