@@ -21,6 +21,11 @@
 #   kill-flow   the agent is killed with SIGKILL as soon as the proxy has
 #               sent half the payload, data still flowing; a new `check`
 #               resumes. Bytes in the sockets at that moment are lost too.
+#   power-flow  the same, then the simulated device power-cycles: a power
+#               loss while the download runs at full local speed, the
+#               worst case (the checkpoints lag the download by the slot's
+#               sync time).
+#   power-flow-link  the same with download_rate_limit 32MiB.
 # For each: re-downloaded = payload bytes sent by the proxy − payload size;
 # the offset saved in state.json at the interruption; the agent's own
 # counter (`uptrust-agent status`); and that the device then boots the new
@@ -53,7 +58,7 @@ echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
-echo "agent: $(grep -E '^\s*Checkpoint(Bytes|Interval)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
+echo "agent: $(grep -E '^\s*(const )?[cC]heckpoint(Bytes|Interval|MaxLag|Idle)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
@@ -147,19 +152,28 @@ pause kill-pause
 pause power boot
 pause power-link boot 32MiB
 
-# kill-flow: SIGKILL while data flows, as soon as HALF bytes were sent.
-device; proxy
-"$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
-AT=0
-for _ in $(seq 100000); do
-  AT=$(served); [ "${AT:-0}" -ge "$HALF" ] && break
-  kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before half the payload was sent" >&2; exit 1; }
-done
-kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
-echo "--- killed (kill-flow)" >> "$WORK/agent.log"
-AT=$(served); S=$(saved)
-check
-report kill-flow "$AT" "$S"
-statusline
-finish
+# flow CASE [boot [RATE]]: SIGKILL while data flows, as soon as HALF bytes were
+# sent; with "boot", also power-cycle the simulated device (bytes not
+# covered by the last checkpoint count as lost). A new `check` resumes.
+flow() {
+  device; proxy
+  if [ -n "${3:-}" ]; then sed -i '1s/^{/{\n  "download_rate_limit": "'"$3"'",/' "$WORK/dev/agent.json"; fi
+  "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
+  AT=0
+  for _ in $(seq 100000); do
+    AT=$(served); [ "${AT:-0}" -ge "$HALF" ] && break
+    kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before half the payload was sent" >&2; exit 1; }
+  done
+  kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+  echo "--- killed ($1)" >> "$WORK/agent.log"
+  if [ "${2:-}" = boot ]; then "$U" simulate-boot "$WORK/dev" > /dev/null; fi
+  AT=$(served); S=$(saved)
+  check
+  report "$1" "$AT" "$S"
+  statusline
+  finish
+}
+flow kill-flow
+flow power-flow boot
+flow power-flow-link boot 32MiB
 echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"

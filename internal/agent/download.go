@@ -32,7 +32,7 @@ import (
 // partly filled buffer. A dropped connection costs none, and so does the
 // death of the agent's process alone (see hintFile).
 const (
-	CheckpointBytes    = 1 << 20
+	CheckpointBytes    = 512 << 10
 	CheckpointInterval = 2 * time.Second
 )
 
@@ -43,7 +43,7 @@ const checkpointMaxLag = 16 << 20
 // checkpointIdle: a download whose server has sent nothing for this long
 // is saved at the offset reached (payload.Checkpoints.Idle), so that a
 // stall followed by a power loss costs at most one partly filled buffer.
-const checkpointIdle = 250 * time.Millisecond
+const checkpointIdle = 100 * time.Millisecond
 
 // minProgress is how far one request must get for a dropped connection not
 // to count against Config.MaxAttempts: a link that drops now and then but

@@ -16,6 +16,7 @@ type watchdog struct {
 	mu      sync.Mutex
 	idle    time.Duration
 	save    func() error
+	due     func() bool // whether enough is unsaved to be worth a save
 	waiting time.Time // when the pending read began; zero while the copy runs
 	saved   bool      // the current wait was saved already
 	err     error     // the save's error, returned by the next read
@@ -29,8 +30,8 @@ type watchdogError struct{ err error }
 func (e *watchdogError) Error() string { return e.err.Error() }
 
 // startWatchdog starts the watchdog; the caller holds mu from now on.
-func startWatchdog(idle time.Duration, save func() error) *watchdog {
-	w := &watchdog{idle: idle, save: save, quit: make(chan struct{}), done: make(chan struct{})}
+func startWatchdog(idle time.Duration, due func() bool, save func() error) *watchdog {
+	w := &watchdog{idle: idle, due: due, save: save, quit: make(chan struct{}), done: make(chan struct{})}
 	w.mu.Lock()
 	go w.run()
 	return w
@@ -49,7 +50,7 @@ func (w *watchdog) run() {
 		if !w.mu.TryLock() {
 			continue // the copy is running
 		}
-		if !w.waiting.IsZero() && !w.saved && w.err == nil && time.Since(w.waiting) >= w.idle {
+		if !w.waiting.IsZero() && !w.saved && w.err == nil && time.Since(w.waiting) >= w.idle && w.due() {
 			w.saved = true
 			w.err = w.save()
 		}

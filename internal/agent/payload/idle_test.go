@@ -113,3 +113,31 @@ func TestIdleCheckpointSyncFails(t *testing.T) {
 		t.Fatalf("saved %v after a failed sync", j.saves)
 	}
 }
+
+// TestIdleCheckpointNothingNew: a stall right after a save gets no second
+// save of the same offset.
+func TestIdleCheckpointNothingNew(t *testing.T) {
+	data, hashes := image(t, payload.BufferSize)
+	stallAt := int64(payload.BufferSize / 2)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	j := &journal{}
+	src := &stallAfter{r: bytes.NewReader(data), n: stallAt, stalled: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Install(context.Background(), src, j, payload.Checkpoints{Save: j.save, Bytes: payload.BufferSize / 4, Idle: 5 * time.Millisecond})
+		done <- err
+	}()
+	<-src.stalled
+	time.Sleep(100 * time.Millisecond) // twenty idle periods
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, s := range j.saves {
+		got = append(got, s.Offset)
+	}
+	if want := []int64{payload.BufferSize / 4, payload.BufferSize / 2, 3 * payload.BufferSize / 4}; !equal(got, want) {
+		t.Fatalf("saved at %v, want %v (the byte grid only)", got, want)
+	}
+}

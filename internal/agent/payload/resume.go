@@ -65,8 +65,10 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // With Idle, a source that has sent nothing for Idle while the copy waits
 // for it gets a save, at once and not in the background, at the offset
 // reached (of the whole buffers written; a partly filled buffer, at most
-// BufferSize/4, is not saved): a download that stalls and then loses power
-// costs no more than that buffer. The save runs on a watchdog goroutine
+// BufferSize/4, is not saved), if at least minIdleSave bytes are not yet
+// covered by a save: a download that stalls and then loses power costs no
+// more than that buffer and minIdleSave, and a slow, bursty link does not
+// rewrite the state file at every pause. The save runs on a watchdog goroutine
 // while Install's goroutine is blocked in src.Read, which waits for it to
 // finish before it goes on; src.Read must therefore not touch what Save
 // captures.
@@ -88,6 +90,9 @@ type Checkpoints struct {
 	// Idle saves once the source has been silent this long (0: never).
 	Idle time.Duration
 }
+
+// minIdleSave is the least progress an idle save covers (Checkpoints.Idle).
+const minIdleSave = 64 << 10
 
 // saver runs the saves of one copy, at most one in the background.
 type saver struct {
@@ -434,7 +439,10 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 
 	read := io.ReadFull
 	if cp.Save != nil && cp.Idle > 0 && dst != nil {
-		w := startWatchdog(cp.Idle, func() error {
+		// sv.off is read with the copy stopped; a background save only
+		// moves it forward when the copy begins one.
+		due := func() bool { return r.off-sv.off >= minIdleSave }
+		w := startWatchdog(cp.Idle, due, func() error {
 			if err := sv.wait(); err != nil {
 				return err
 			}
