@@ -389,3 +389,43 @@ func TestDeltaPowerLossDuringApply(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaResumeAfterAgentStopped: the agent is stopped (its context
+// ends, as at SIGTERM) while the delta arrives. It saves the exact offset
+// reached and keeps the install in phase writing; the next check asks for
+// the rest of the delta with a Range request and installs from it.
+func TestDeltaResumeAfterAgentStopped(t *testing.T) {
+	w, dl := deltaResumeWorld(t)
+	d := w.device("d", 0)
+	tp := w.tapDelta(nil)
+	full := w.proxy.served(isPayload("1.1.0"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writes := 0
+	d.PowerLoss = func(p string) error {
+		// Stopped while the third buffer is written: the copy ends before
+		// it reads the next one.
+		if p == "delta-write" {
+			if writes++; writes == 3 {
+				cancel()
+			}
+		}
+		return nil
+	}
+	if _, err := d.Cycle(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cycle: %v, want the agent stopped", err)
+	}
+	d.PowerLoss = nil
+	saved := deltaPending(t, d).Offset
+	if saved != 3*deltaWrite {
+		t.Fatalf("saved at %d, want the offset reached (%d)", saved, 3*deltaWrite)
+	}
+	before := len(tp.requests())
+	w.cycle(d)
+	assertDeltaUsed(t, w, d, full)
+	reqs := tp.requests()[before:]
+	if len(reqs) != 1 || reqs[0].rangeHdr != fmt.Sprintf("bytes=%d-", saved) || reqs[0].bytes != dl.Length-saved {
+		t.Fatalf("requests after the stop %+v, want one for the %d bytes from %d", reqs, dl.Length-saved, saved)
+	}
+	t.Logf("stopped at %d of %d delta bytes; the next check fetched %d", saved, dl.Length, reqs[0].bytes)
+}
