@@ -3,6 +3,8 @@ package delta
 import (
 	"fmt"
 	"math/bits"
+	"os"
+	"strconv"
 )
 
 // numModel codes a non-negative integer below 2^63: its bit length (0..63) with a 6-bit tree,
@@ -61,7 +63,11 @@ type model struct {
 	sign   prob // seek is negative
 	stored prob // the op's extra bytes follow raw, outside the range coder
 	end    [2]prob
-	zSame  [64]prob   // zero run as long as the previous one, by hit history
+	flagA  []counter // zero run ends here, by the source byte there, alignment, position
+	flagB  []counter // the same by the source byte after it
+	flagC  []counter // the same by the previous run's length
+	flagW  [][maxInputs]int32
+	mx     mixer
 	align  [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
 	more2  [4][2][2]prob
 	nums   []numModel // see numSeek...
@@ -72,11 +78,12 @@ type model struct {
 	// patterns (zero run 6, nonzero run 2, ...) and the values repeat those of the run before.
 	prevZ     uint64
 	prevAlign uint32
-	hist      uint32 // hit bits: zero run same as previous
 	prevRun   [4]byte
 }
 
 const (
+	flagSpan   = 16
+	flagBits   = 18
 	numSeek    = 0
 	numAdd     = 1
 	numExtra   = 2  // 2: by whether the op has an add
@@ -89,6 +96,8 @@ const (
 	valContexts = 256 + 512
 )
 
+var variant, _ = strconv.Atoi(os.Getenv("V"))
+
 func newModel() *model {
 	m := &model{
 		nums: newNumModels(numModels),
@@ -98,7 +107,10 @@ func newModel() *model {
 	for _, p := range []*prob{&m.more, &m.seek0, &m.sign, &m.stored, &m.end[0], &m.end[1]} {
 		*p = probInit
 	}
-	setProbs(m.zSame[:])
+	m.flagA = newCounters(128 << 8)
+	m.flagB = newCounters(128 << 8)
+	m.flagC = newCounters(128 << 4)
+	m.flagW = newWeights(64)
 	for i := range m.align {
 		setProbs(m.align[i][:])
 	}
@@ -180,7 +192,7 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 				z++
 			}
 		}
-		z = m.runLength(c, z, start, uint64(at)+uint64(i))
+		z = m.runLength(c, z, start, uint64(at)+uint64(i), old, i)
 		if z >= uint64(n-i) {
 			return fmt.Errorf("%w: diff run beyond the op", ErrCorrupt)
 		}
@@ -199,31 +211,46 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 	return nil
 }
 
-// runLength codes the length of a zero run that starts at target offset at; start: the run
-// begins the op (and may be empty). Nonzero diff bytes in tables start at aligned offsets, so
-// the run is coded as the offset where it ends modulo 8, then the rest in units of 8.
-func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64) uint64 {
-	h := m.hist & 63
-	var same uint32
-	if z == m.prevZ {
-		same = 1
+// runLength codes the length of the zero run at d[i:]; at is the target offset of d[0], old
+// the source bytes under d; start: the run begins the op (and may be empty). Its first
+// flagSpan positions are coded one by one ("the run ends here"), in context of the source
+// bytes there and the alignment: which fields of a table change is told by their old values.
+// A longer run is coded as the offset where it ends modulo 8, then the rest in units of 8.
+func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []byte, i int) uint64 {
+	n := uint64(len(old) - i)
+	for k := uint64(1 - start); k < flagSpan; k++ {
+		if k >= n {
+			return n // only on corrupt input: no nonzero byte before the end
+		}
+		q := i + int(k)
+		ctx := uint32((at+k)&3) | uint32(min(k, 15))<<2
+		if k == m.prevZ {
+			ctx |= 1 << 6
+		}
+		var b1 uint32
+		if q+1 < len(old) {
+			b1 = uint32(old[q+1])
+		}
+		mx := &m.mx
+		mx.n = 3
+		mx.in[0] = &m.flagA[ctx<<8|uint32(old[q])]
+		mx.in[1] = &m.flagB[ctx<<8|b1]
+		mx.in[2] = &m.flagC[ctx<<4|uint32(min(bits.Len64(m.prevZ), 15))]
+		var hit uint32
+		if z == k {
+			hit = 1
+		}
+		if c.mixBit(mx, &m.flagW[ctx&63], hit) == 1 {
+			m.prevZ = k
+			return k
+		}
 	}
-	if start == 0 && m.prevZ > 0 {
-		same = c.bit(&m.zSame[h], same)
-	} else {
-		same = 0
-	}
-	if same == 1 {
-		z = m.prevZ
-	} else {
-		e := c.tree(m.align[m.prevAlign][:], 3, uint32(at+z)&7)
-		low := uint64(e-uint32(at)) & 7
-		ctx := numZero + min(bits.Len64(m.prevZ), 15)
-		z = c.num(&m.nums[ctx], (z-low)/8)*8 + low
-	}
+	e := c.tree(m.align[m.prevAlign][:], 3, uint32(at+z)&7)
+	low := uint64(e-uint32(at+flagSpan)) & 7
+	ctx := numZero + min(bits.Len64(m.prevZ), 15)
+	z = c.num(&m.nums[ctx], (z-flagSpan-low)/8)*8 + low + flagSpan
 	m.prevAlign = uint32(at+z) & 7
 	m.prevZ = z
-	m.hist = m.hist<<1 | same
 	return z
 }
 
@@ -272,7 +299,14 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 		if k+1 < len(m.prevRun) && m.prevRun[k+1] != 0 {
 			longer = 1
 		}
-		if c.bit(&m.more2[min(k, 3)][carry][longer], more) == 0 {
+		if c.stats != nil {
+			c.stats.cat = catRuns
+		}
+		more = c.bit(&m.more2[min(k, 3)][carry][longer], more)
+		if c.stats != nil {
+			c.stats.cat = catVal
+		}
+		if more == 0 {
 			break
 		}
 	}

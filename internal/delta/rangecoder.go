@@ -157,6 +157,44 @@ func (c *rangeCoder) bit(p *prob, b uint32) uint32 {
 	return b
 }
 
+// bitP codes bit b (encoder) or decodes a bit (decoder) with probability p0/probOne of a 0,
+// 0 < p0 < probOne, without adapting anything.
+func (c *rangeCoder) bitP(p0 uint32, b uint32) uint32 {
+	if c.stats != nil {
+		c.stats.add(prob(p0), b)
+	}
+	bound := (c.rng >> probBits) * p0
+	if c.dec {
+		b = 0
+		if c.code >= bound {
+			b = 1
+		}
+	}
+	if b == 0 {
+		c.rng = bound
+	} else {
+		if c.dec {
+			c.code -= bound
+		} else {
+			c.low += uint64(bound)
+		}
+		c.rng -= bound
+	}
+	for c.rng < rangeTop {
+		c.rng <<= 8
+		if c.dec {
+			c.code = c.code<<8 | uint32(c.readByte())
+			if c.code >= c.rng {
+				c.fail(fmt.Errorf("%w: range coder out of range", ErrCorrupt))
+				c.code = 0
+			}
+		} else {
+			c.shiftLow()
+		}
+	}
+	return b
+}
+
 // direct codes the low n bits of v with probability 1/2 each (no model).
 func (c *rangeCoder) direct(v uint32, n int) uint32 {
 	var out uint32
