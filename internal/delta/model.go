@@ -71,8 +71,10 @@ type model struct {
 	align  [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
 	more2  [4][2][2]prob
 	nums   []numModel // see numSeek...
-	val    []prob     // nonzero diff values: valContexts trees of 256
-	lit    []prob     // extra bytes: 256 trees of 256, by the previous target byte
+	valA   []counter  // nonzero diff values: valContexts trees of 256
+	valH   []counter  // the same in hashed contexts
+	valW   [][maxInputs]int32
+	lit    []prob // extra bytes: 256 trees of 256, by the previous target byte
 
 	// Run history, kept across ops: diff bytes of tables of offsets come in periodic
 	// patterns (zero run 6, nonzero run 2, ...) and the values repeat those of the run before.
@@ -82,14 +84,15 @@ type model struct {
 }
 
 const (
-	flagSpan   = 16
-	flagBits   = 18
-	numSeek    = 0
-	numAdd     = 1
-	numExtra   = 2  // 2: by whether the op has an add
-	numZero    = 4  // 16: by the bit length of the previous zero run
-	numNonzero = 20 // 4: by the previous nonzero run's length (up to 3)
-	numModels  = 24
+	flagSpan    = 16
+	valHashBits = 20
+	flagBits    = 18
+	numSeek     = 0
+	numAdd      = 1
+	numExtra    = 2  // 2: by whether the op has an add
+	numZero     = 4  // 16: by the bit length of the previous zero run
+	numNonzero  = 20 // 4: by the previous nonzero run's length (up to 3)
+	numModels   = 24
 	// valContexts: the first value of a run by the previous run's first value; a later value
 	// by the value at the same place in the previous run and the carry out of the byte
 	// before.
@@ -101,7 +104,9 @@ var variant, _ = strconv.Atoi(os.Getenv("V"))
 func newModel() *model {
 	m := &model{
 		nums: newNumModels(numModels),
-		val:  newProbs(valContexts * 256),
+		valA: newCounters(valContexts * 256),
+		valH: newCounters(1 << valHashBits),
+		valW: newWeights(32),
 		lit:  newProbs(256 * 256),
 	}
 	for _, p := range []*prob{&m.more, &m.seek0, &m.sign, &m.stored, &m.end[0], &m.end[1]} {
@@ -278,8 +283,31 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 			}
 			ctx = 256 + (uint32(pr)<<1 | carry)
 		}
+		var o1, o2 uint32
+		if j+1 < len(old) {
+			o1 = uint32(old[j+1])
+		}
+		if j+2 < len(old) {
+			o2 = uint32(old[j+2])
+		}
+		hb := (o1 | o2<<8 | uint32(min(k, 3))<<16 | carry<<18) * 0x2545F491
+		var pd uint32
+		if j > 0 {
+			pd = uint32(d[j-1])
+		}
+		hc := (pd | uint32(min(k, 3))<<8 | carry<<10 | 1<<12) * 0x2545F491
 		ctx <<= 8
-		d[j] = byte(c.tree(m.val[ctx:ctx+256], 8, uint32(d[j])))
+		mx := &m.mx
+		mx.n = 3
+		v := uint32(d[j])
+		node := uint32(1)
+		for b := 7; b >= 0; b-- {
+			mx.in[0] = &m.valA[ctx|node]
+			mx.in[1] = &m.valH[((hb+node)*0x9E3779B1)>>(32-valHashBits)]
+			mx.in[2] = &m.valH[((hc+node)*0x9E3779B1)>>(32-valHashBits)]
+			node = node<<1 | c.mixBit(mx, &m.valW[min(k, 3)*8+b], (v>>uint(b))&1)
+		}
+		d[j] = byte(node)
 		if k < len(run) {
 			run[k] = d[j]
 		}
