@@ -18,6 +18,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/delta"
 	"github.com/uptrust/uptrust/internal/release"
 )
@@ -211,8 +212,10 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 // at once, at the exact offset reached, when the connection fails or the
 // agent is stopped. Each save is an fsync of deltaFile, then an atomic,
 // fsync'd rewrite of state.json, done before the download goes on: deltas
-// are small, and a power loss costs at most this many bytes (plus one
-// buffer, payload.BufferSize/4) of the delta downloaded again.
+// are small (a few MiB, a few dozen saves). It is one copy buffer
+// (payload.BufferSize/4), so every whole buffer written is saved and a
+// power loss costs at most the buffer being filled; an idle save
+// (payload.Checkpoints.Idle) would add nothing.
 const DeltaCheckpointBytes = 256 << 10
 
 // deltaFetch is the download of one delta into deltaFile, over one or
@@ -327,6 +330,11 @@ func (df *deltaFetch) open() error {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	// The file's name must survive a power loss as its synced bytes do.
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		f.Close()
 		return fmt.Errorf("creating %s: %w", path, err)
 	}
 	df.f = f

@@ -15,7 +15,9 @@ import (
 // the bootloader and reboots. A download interrupted in an earlier check
 // (phase writing, with saved progress) is resumed if it was for the same
 // release, target hash, length and slot; otherwise it starts over. A
-// compressed payload always starts over (see downloadZstd).
+// compressed payload always starts over (see downloadZstd). An interrupted
+// delta download (or apply) resumes likewise if the same delta is still
+// offered (see savedDelta and installDelta).
 func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
 	st, err := a.slots.State(ctx)
 	if err != nil {
