@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent"
@@ -428,4 +429,57 @@ func TestDeltaResumeAfterAgentStopped(t *testing.T) {
 		t.Fatalf("requests after the stop %+v, want one for the %d bytes from %d", reqs, dl.Length-saved, saved)
 	}
 	t.Logf("stopped at %d of %d delta bytes; the next check fetched %d", saved, dl.Length, reqs[0].bytes)
+}
+
+// TestDeltaResumeETagChanged: the delta's ETag differs when the agent
+// comes back after a drop, from a server that ignores If-Range: it sends
+// the range with the new ETag, which the agent refuses to append; the delta
+// starts over from byte 0 and still installs.
+func TestDeltaResumeETagChanged(t *testing.T) {
+	w, dl := deltaResumeWorld(t)
+	d := w.device("d", 0)
+	full := w.proxy.served(isPayload("1.1.0"))
+	cut := dl.Length / 3
+	tp := w.tapDelta(func(i int) plan {
+		if i == 0 {
+			return plan{cut: cut, etag: `"first"`}
+		}
+		return plan{cut: -1, etag: `"second"`, stripIfRange: true}
+	})
+	w.cycle(d)
+	assertDeltaUsed(t, w, d, full)
+	reqs := wantRequests(t, tp, 3)
+	if reqs[1].ifRange != `"first"` || reqs[1].rangeHdr != fmt.Sprintf("bytes=%d-", cut) {
+		t.Fatalf("resume request %+v, want Range from %d with If-Range of the first ETag", reqs[1], cut)
+	}
+	if reqs[2].rangeHdr != "" || reqs[2].status != http.StatusOK || reqs[2].bytes != dl.Length {
+		t.Fatalf("last request %+v, want the whole delta from byte 0", reqs[2])
+	}
+	if c := deltaCount(t, d, "1.1.0"); c.Restarts != 1 || c.Resumed != 0 || !c.Complete {
+		t.Fatalf("delta counter %+v, want one restart", c)
+	}
+}
+
+// TestDeltaResumeDeltaWithdrawn: after a power loss mid-delta, the server
+// no longer has the delta file (404). The saved delta is given up and the
+// full payload installs in the same check; nothing of the delta is left.
+func TestDeltaResumeDeltaWithdrawn(t *testing.T) {
+	w, _ := deltaResumeWorld(t)
+	d := w.device("d", 0)
+	if saved := deltaPowerLossAt(t, w, d, 4); saved == 0 {
+		t.Fatal("no checkpoint saved")
+	}
+	w.proxy.on(isDelta, func(rw http.ResponseWriter, r *http.Request) { http.NotFound(rw, r) })
+	full := w.proxy.served(isPayload("1.1.0"))
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if n := full.Load(); n != int64(len(w.images["1.1.0"])) {
+		t.Fatalf("full payload bytes %d, want %d", n, len(w.images["1.1.0"]))
+	}
+	if ld := lastDelta(t, d); ld.Used || !strings.Contains(ld.Reason, "404") {
+		t.Fatalf("last delta %+v, want not used because of the 404", ld)
+	}
+	if _, err := os.Stat(filepath.Join(d.Config.DataDir, "delta.tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("delta.tmp left behind: %v", err)
+	}
 }
