@@ -66,13 +66,19 @@ type model struct {
 	flagA  []counter // zero run ends here, by the source byte there, alignment, position
 	flagB  []counter // the same by the source byte after it
 	flagC  []counter // the same by the previous run's length
+	flagD  []counter // the same by the two source bytes after it, hashed
 	flagW  [][maxInputs]int32
 	mx     mixer
 	align  [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
 	more2  [4][2][2]prob
 	nums   []numModel // see numSeek...
-	valA   []counter  // nonzero diff values: valContexts trees of 256
-	valH   []counter  // the same in hashed contexts
+	pred   []byte     // predicted value by the field's higher source bytes (last seen)
+	hitA   []counter  // the value is the predicted one: by prediction slot
+	hitB   [16]counter
+	hitC   []counter
+	hitW   [][maxInputs]int32
+	valA   []counter // nonzero diff values: valContexts × 272 (see mixNibble)
+	valH   []counter // the same in hashed contexts
 	valW   [][maxInputs]int32
 	lit    []prob // extra bytes: 256 trees of 256, by the previous target byte
 
@@ -86,6 +92,8 @@ type model struct {
 const (
 	flagSpan    = 16
 	valHashBits = 20
+	predBits    = 16
+	flagDBits   = 18
 	flagBits    = 18
 	numSeek     = 0
 	numAdd      = 1
@@ -104,7 +112,11 @@ var variant, _ = strconv.Atoi(os.Getenv("V"))
 func newModel() *model {
 	m := &model{
 		nums: newNumModels(numModels),
-		valA: newCounters(valContexts * 256),
+		valA: newCounters(valContexts * 272),
+		pred: make([]byte, 1<<predBits),
+		hitA: newCounters(1 << predBits),
+		hitC: newCounters(1 << 11),
+		hitW: newWeights(4),
 		valH: newCounters(1 << valHashBits),
 		valW: newWeights(32),
 		lit:  newProbs(256 * 256),
@@ -116,6 +128,10 @@ func newModel() *model {
 	m.flagB = newCounters(128 << 8)
 	m.flagC = newCounters(128 << 4)
 	m.flagW = newWeights(64)
+	m.flagD = newCounters(1 << flagDBits)
+	for i := range m.hitB {
+		m.hitB[i] = counterInit
+	}
 	for i := range m.align {
 		setProbs(m.align[i][:])
 	}
@@ -241,6 +257,15 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 		mx.in[0] = &m.flagA[ctx<<8|uint32(old[q])]
 		mx.in[1] = &m.flagB[ctx<<8|b1]
 		mx.in[2] = &m.flagC[ctx<<4|uint32(min(bits.Len64(m.prevZ), 15))]
+		{
+			var b2 uint32
+			if q+2 < len(old) {
+				b2 = uint32(old[q+2])
+			}
+			mx.n = 4
+			hd := b1 | b2<<8 | uint32((at+k)&3)<<16
+			mx.in[3] = &m.flagD[hash(hd)>>(32-flagDBits)]
+		}
 		var hit uint32
 		if z == k {
 			hit = 1
@@ -257,6 +282,30 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 	m.prevAlign = uint32(at+z) & 7
 	m.prevZ = z
 	return z
+}
+
+// mixNibble codes the 4-bit value v with a mix of three counters per bit: from valA at slot
+// baseA (16 slots) and from the 16-counter buckets of valH that contexts hb and hc hash to
+// (one cache line each). w holds the mixer weights by bit.
+func (m *model) mixNibble(c *rangeCoder, baseA, hb, hc uint32, w [][maxInputs]int32, v uint32) uint32 {
+	bb := hash(hb) >> (32 - valHashBits + 4) << 4
+	bc := hash(hc) >> (32 - valHashBits + 4) << 4
+	mx := &m.mx
+	mx.n = 3
+	sub := uint32(1)
+	for b := 3; b >= 0; b-- {
+		mx.in[0] = &m.valA[baseA+sub]
+		mx.in[1] = &m.valH[bb+sub]
+		mx.in[2] = &m.valH[bc+sub]
+		sub = sub<<1 | c.mixBit(mx, &w[b], (v>>uint(b))&1)
+	}
+	return sub - 16
+}
+
+func hash(x uint32) uint32 {
+	x *= 0x9E3779B1
+	x ^= x >> 16
+	return x * 0x85EBCA6B
 }
 
 // values codes the nonzero run that starts at d[i] (i < len(d)), value by value, and returns
@@ -290,24 +339,41 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 		if j+2 < len(old) {
 			o2 = uint32(old[j+2])
 		}
-		hb := (o1 | o2<<8 | uint32(min(k, 3))<<16 | carry<<18) * 0x2545F491
+		kk := uint32(min(k, 3))
+		hb := o1 | o2<<8 | kk<<16 | carry<<18
 		var pd uint32
 		if j > 0 {
 			pd = uint32(d[j-1])
 		}
-		hc := (pd | uint32(min(k, 3))<<8 | carry<<10 | 1<<12) * 0x2545F491
-		ctx <<= 8
-		mx := &m.mx
-		mx.n = 3
+		hc := pd | kk<<8 | carry<<10 | 1<<19
 		v := uint32(d[j])
-		node := uint32(1)
-		for b := 7; b >= 0; b-- {
-			mx.in[0] = &m.valA[ctx|node]
-			mx.in[1] = &m.valH[((hb+node)*0x9E3779B1)>>(32-valHashBits)]
-			mx.in[2] = &m.valH[((hc+node)*0x9E3779B1)>>(32-valHashBits)]
-			node = node<<1 | c.mixBit(mx, &m.valW[min(k, 3)*8+b], (v>>uint(b))&1)
+		key := hash(hb) >> (32 - predBits)
+		pv := m.pred[key]
+		hit := uint32(0)
+		if pv != 0 {
+			if byte(v) == pv {
+				hit = 1
+			}
+			same := uint32(0)
+			if k < len(m.prevRun) && m.prevRun[k] == pv {
+				same = 1
+			}
+			mx := &m.mx
+			mx.n = 3
+			mx.in[0] = &m.hitA[key]
+			mx.in[1] = &m.hitB[kk<<2|carry<<1|same]
+			mx.in[2] = &m.hitC[(pd<<3|kk<<1|carry)&0x7FF]
+			hit = c.mixBit(mx, &m.hitW[kk], hit)
 		}
-		d[j] = byte(node)
+		if hit == 1 {
+			d[j] = pv
+		} else {
+			w := m.valW[kk*8 : kk*8+8]
+			hi := m.mixNibble(c, ctx*272, hb, hc, w[4:], v>>4)
+			lo := m.mixNibble(c, ctx*272+16+16*hi, hb|(hi+1)<<20, hc|(hi+1)<<20, w[:4], v&15)
+			d[j] = byte(hi<<4 | lo)
+		}
+		m.pred[key] = d[j]
 		if k < len(run) {
 			run[k] = d[j]
 		}
