@@ -60,8 +60,8 @@ type applier struct {
 	dst       io.Writer
 	m         *model
 	written   int64
-	last      byte  // last target byte written
-	pos       int64 // source position
+	last      uint32 // last four target bytes written, the last one in the low byte
+	pos       int64  // source position
 	buf, diff []byte
 }
 
@@ -71,7 +71,9 @@ func (a *applier) write(p []byte) error {
 		return fmt.Errorf("delta: writing target: %w", err)
 	}
 	a.written += int64(len(p))
-	a.last = p[len(p)-1]
+	for _, b := range p[max(len(p)-4, 0):] {
+		a.last = a.last<<8 | uint32(b)
+	}
 	return nil
 }
 

@@ -147,11 +147,11 @@ func (e *encoder) emit() {
 			e.w.Write(e.extra)
 			c.reset()
 		} else {
-			var prev byte
-			if e.out > 0 {
-				prev = e.target[e.out-1]
+			var hist uint32
+			for _, b := range e.target[max(e.out-4, 0):e.out] {
+				hist = hist<<8 | uint32(b)
 			}
-			e.m.codeLit(c, prev, e.extra)
+			e.m.codeLit(c, hist, e.extra)
 		}
 	}
 	e.out += o.extra

@@ -77,7 +77,7 @@ var stretchTab = func() (t [4096]int16) {
 }()
 
 const (
-	maxInputs = 4
+	maxInputs = 5
 	mixShift  = 14 // learning rate of the mixer weights
 	weightOne = 1 << 16
 )

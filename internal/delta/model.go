@@ -3,8 +3,6 @@ package delta
 import (
 	"fmt"
 	"math/bits"
-	"os"
-	"strconv"
 )
 
 // numModel codes a non-negative integer below 2^63: its bit length (0..63) with a 6-bit tree,
@@ -58,56 +56,58 @@ func (c *rangeCoder) num(m *numModel, v uint64) uint64 {
 // make exactly the same sequence of calls. Its size is fixed (about 1 MiB), whatever the
 // images.
 type model struct {
-	more   prob // another op follows
-	seek0  prob // seek is zero
-	sign   prob // seek is negative
-	stored prob // the op's extra bytes follow raw, outside the range coder
-	end    [2]prob
-	flagA  []counter // zero run ends here, by the source byte there, alignment, position
-	flagB  []counter // the same by the source byte after it
-	flagC  []counter // the same by the previous run's length
-	flagD  []counter // the same by the two source bytes after it, hashed
-	flagW  [][maxInputs]int32
-	mx     mixer
-	align  [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
-	more2  [4][2][2]prob
-	nums   []numModel // see numSeek...
-	pred   []byte     // predicted value by the field's higher source bytes (last seen)
-	hitA   []counter  // the value is the predicted one: by prediction slot
-	hitB   [16]counter
-	hitC   []counter
-	hitW   [][maxInputs]int32
-	valA   []counter // nonzero diff values: valContexts × 272 (see mixNibble)
-	valH   []counter // the same in hashed contexts
-	valW   [][maxInputs]int32
-	lit    []prob // extra bytes: 256 trees of 256, by the previous target byte
+	more     prob       // another op follows
+	seek0    [2]prob    // seek is zero, by whether the previous one was
+	seekBack prob       // seek undoes the previous one
+	sign     [2][2]prob // seek is negative, by the previous seek's sign
+	stored   prob       // the op's extra bytes follow raw, outside the range coder
+	end      [2]prob
+	flagA    []counter // zero run ends here, by the source byte there, alignment, position
+	flagB    []counter // the same by the source byte after it
+	flagC    []counter // the same by the previous run's length
+	flagD    []counter // the same by the two source bytes after it, hashed
+	flagW    [][maxInputs]int32
+	mx       mixer
+	align    [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
+	more2    [4][2][2]prob
+	nums     []numModel // see numSeek...
+	pred     []byte     // predicted value by the field's higher source bytes (last seen)
+	hitA     []counter  // the value is the predicted one: by prediction slot
+	hitB     [16]counter
+	hitC     []counter
+	hitW     [][maxInputs]int32
+	valA     []counter // nonzero diff values: valContexts × 272 (see mixNibble)
+	valH     []counter // the same in hashed contexts
+	valW     [][maxInputs]int32
+	litA     []counter // extra bytes by the previous target byte: 256 × 272 (see mixNibble)
+	litH     []counter // extra bytes by the two and three previous target bytes, hashed
+	litW     [][maxInputs]int32
 
 	// Run history, kept across ops: diff bytes of tables of offsets come in periodic
 	// patterns (zero run 6, nonzero run 2, ...) and the values repeat those of the run before.
-	prevZ     uint64
-	prevAlign uint32
-	prevRun   [4]byte
+	prevSeek, prevAdd, prevExtra int64
+	prevZ                        uint64
+	prevAlign                    uint32
+	prevRun                      [4]byte
 }
 
 const (
 	flagSpan    = 16
 	valHashBits = 20
 	predBits    = 16
+	litHashBits = 19
 	flagDBits   = 18
 	flagBits    = 18
-	numSeek     = 0
-	numAdd      = 1
-	numExtra    = 2  // 2: by whether the op has an add
-	numZero     = 4  // 16: by the bit length of the previous zero run
-	numNonzero  = 20 // 4: by the previous nonzero run's length (up to 3)
-	numModels   = 24
+	numSeek     = 0  // 8: by the bucket of the previous seek
+	numAdd      = 8  // 8: by the bucket of the previous add
+	numExtra    = 16 // 8: by whether the op has an add, the previous extra's bucket
+	numZero     = 24 // 16: by the bit length of the previous zero run
+	numModels   = 40
 	// valContexts: the first value of a run by the previous run's first value; a later value
 	// by the value at the same place in the previous run and the carry out of the byte
 	// before.
 	valContexts = 256 + 512
 )
-
-var variant, _ = strconv.Atoi(os.Getenv("V"))
 
 func newModel() *model {
 	m := &model{
@@ -119,9 +119,12 @@ func newModel() *model {
 		hitW: newWeights(4),
 		valH: newCounters(1 << valHashBits),
 		valW: newWeights(32),
-		lit:  newProbs(256 * 256),
+		litA: newCounters(256 * 272),
+		litH: newCounters(1 << litHashBits),
+		litW: newWeights(8),
 	}
-	for _, p := range []*prob{&m.more, &m.seek0, &m.sign, &m.stored, &m.end[0], &m.end[1]} {
+	for _, p := range []*prob{&m.more, &m.seek0[0], &m.seek0[1], &m.seekBack, &m.sign[0][0], &m.sign[0][1],
+		&m.sign[1][0], &m.sign[1][1], &m.stored, &m.end[0], &m.end[1]} {
 		*p = probInit
 	}
 	m.flagA = newCounters(128 << 8)
@@ -148,37 +151,58 @@ func (m *model) codeOp(c *rangeCoder, o *op, stored bool) bool {
 	if o.seek == 0 {
 		z = 1
 	}
-	if c.bit(&m.seek0, z) == 0 {
-		if o.seek < 0 {
-			neg = 1
+	pz := uint32(0)
+	if m.prevSeek == 0 {
+		pz = 1
+	}
+	if c.bit(&m.seek0[pz], z) == 0 {
+		back := uint32(0)
+		if o.seek == -m.prevSeek {
+			back = 1
 		}
-		neg = c.bit(&m.sign, neg)
-		mag := uint64(o.seek)
-		if neg == 1 {
-			mag = -mag
-		}
-		mag = c.num(&m.nums[numSeek], mag-1) + 1
-		o.seek = int64(mag)
-		if neg == 1 {
-			o.seek = -o.seek
+		if m.prevSeek != 0 && c.bit(&m.seekBack, back) == 1 {
+			o.seek = -m.prevSeek
+		} else {
+			if o.seek < 0 {
+				neg = 1
+			}
+			neg = c.bit(&m.sign[1-pz][boolBit(m.prevSeek < 0)], neg)
+			mag := uint64(o.seek)
+			if neg == 1 {
+				mag = -mag
+			}
+			mag = c.num(&m.nums[numSeek+bucket(m.prevSeek)], mag-1) + 1
+			o.seek = int64(mag)
+			if neg == 1 {
+				o.seek = -o.seek
+			}
 		}
 	} else {
 		o.seek = 0
 	}
-	o.add = int64(c.num(&m.nums[numAdd], uint64(o.add)))
-	hasAdd := 0
-	if o.add > 0 {
-		hasAdd = 1
-	}
-	o.extra = int64(c.num(&m.nums[numExtra+hasAdd], uint64(o.extra)))
+	o.add = int64(c.num(&m.nums[numAdd+bucket(m.prevAdd)], uint64(o.add)))
+	hasAdd := boolBit(o.add > 0)
+	o.extra = int64(c.num(&m.nums[numExtra+int(hasAdd)*4+bucket(m.prevExtra)/2], uint64(o.extra)))
+	m.prevSeek, m.prevAdd, m.prevExtra = o.seek, o.add, o.extra
 	if o.extra > 0 {
-		var s uint32
-		if stored {
-			s = 1
-		}
-		return c.bit(&m.stored, s) == 1
+		return c.bit(&m.stored, boolBit(stored)) == 1
 	}
 	return false
+}
+
+func boolBit(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// bucket returns 0..7 by the bit length of |v|.
+func bucket(v int64) int {
+	if v < 0 {
+		v = -v
+	}
+	return min(bits.Len64(uint64(v)), 31) / 4
 }
 
 // codeDiff codes the diff bytes d (target minus source) of one add op that starts at target
@@ -266,6 +290,10 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 			hd := b1 | b2<<8 | uint32((at+k)&3)<<16
 			mx.in[3] = &m.flagD[hash(hd)>>(32-flagDBits)]
 		}
+		if q > 0 {
+			mx.n = 5
+			mx.in[4] = &m.flagD[hash(uint32(old[q-1])|uint32((at+k)&3)<<8|uint32(min(k, 15))<<10|1<<20)>>(32-flagDBits)]
+		}
 		var hit uint32
 		if z == k {
 			hit = 1
@@ -284,19 +312,25 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 	return z
 }
 
-// mixNibble codes the 4-bit value v with a mix of three counters per bit: from valA at slot
-// baseA (16 slots) and from the 16-counter buckets of valH that contexts hb and hc hash to
+// mixNibble codes the 4-bit value v with a mix of three counters per bit: from tabA at slot
+// baseA (16 slots) and from the 16-counter buckets of tabH that contexts hb and hc hash to
 // (one cache line each). w holds the mixer weights by bit.
-func (m *model) mixNibble(c *rangeCoder, baseA, hb, hc uint32, w [][maxInputs]int32, v uint32) uint32 {
-	bb := hash(hb) >> (32 - valHashBits + 4) << 4
-	bc := hash(hc) >> (32 - valHashBits + 4) << 4
+func (m *model) mixNibble(c *rangeCoder, tabA []counter, baseA uint32, tabH []counter, hb, hc, hd uint32, w [][maxInputs]int32, v uint32) uint32 {
+	shift := 32 - bits.Len(uint(len(tabH))) + 1 + 4
+	bb := hash(hb) >> shift << 4
+	bc := hash(hc) >> shift << 4
+	bd := hash(hd) >> shift << 4
 	mx := &m.mx
 	mx.n = 3
+	if hd != 0 {
+		mx.n = 4
+	}
 	sub := uint32(1)
 	for b := 3; b >= 0; b-- {
-		mx.in[0] = &m.valA[baseA+sub]
-		mx.in[1] = &m.valH[bb+sub]
-		mx.in[2] = &m.valH[bc+sub]
+		mx.in[0] = &tabA[baseA+sub]
+		mx.in[1] = &tabH[bb+sub]
+		mx.in[2] = &tabH[bc+sub]
+		mx.in[3] = &tabH[bd+sub]
 		sub = sub<<1 | c.mixBit(mx, &w[b], (v>>uint(b))&1)
 	}
 	return sub - 16
@@ -369,8 +403,13 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 			d[j] = pv
 		} else {
 			w := m.valW[kk*8 : kk*8+8]
-			hi := m.mixNibble(c, ctx*272, hb, hc, w[4:], v>>4)
-			lo := m.mixNibble(c, ctx*272+16+16*hi, hb|(hi+1)<<20, hc|(hi+1)<<20, w[:4], v&15)
+			var ob uint32
+			if i > 0 {
+				ob = uint32(old[i-1])
+			}
+			hd := ob | kk<<8 | carry<<10 | 3<<19
+			hi := m.mixNibble(c, m.valA, ctx*272, m.valH, hb, hc, hd, w[4:], v>>4)
+			lo := m.mixNibble(c, m.valA, ctx*272+16+16*hi, m.valH, hb|(hi+1)<<20, hc|(hi+1)<<20, hd|(hi+1)<<20, w[:4], v&15)
 			d[j] = byte(hi<<4 | lo)
 		}
 		m.pred[key] = d[j]
@@ -408,11 +447,18 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 	return j
 }
 
-// codeLit codes the extra bytes x; prev is the target byte before them. The decoder fills x.
-func (m *model) codeLit(c *rangeCoder, prev byte, x []byte) {
+// codeLit codes the extra bytes x; hist holds the target bytes before them (the last one in
+// the low byte). The decoder fills x. Each byte is coded by nibbles with a mix of order-1
+// (direct), order-2 and order-3 (hashed) contexts.
+func (m *model) codeLit(c *rangeCoder, hist uint32, x []byte) {
 	for i := range x {
-		ctx := uint32(prev) << 8
-		x[i] = byte(c.tree(m.lit[ctx:ctx+256], 8, uint32(x[i])))
-		prev = x[i]
+		v := uint32(x[i])
+		p1 := hist & 0xFF
+		h2 := hist&0xFFFF | 1<<24
+		h3 := hist&0xFFFFFF | 2<<24
+		hi := m.mixNibble(c, m.litA, p1*272, m.litH, h2, h3, 0, m.litW[4:], v>>4)
+		lo := m.mixNibble(c, m.litA, p1*272+16+16*hi, m.litH, h2+(hi+1)<<26, h3+(hi+1)<<26, 0, m.litW[:4], v&15)
+		x[i] = byte(hi<<4 | lo)
+		hist = hist<<8 | uint32(x[i])
 	}
 }
