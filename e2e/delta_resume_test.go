@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent"
@@ -208,24 +209,45 @@ func TestDeltaResumeServerIgnoresRange(t *testing.T) {
 	}
 }
 
-// TestDeltaResumeRetriesExhausted: every delta connection drops early, so
-// the delta cannot arrive within Config.MaxAttempts drops in a row. The
-// agent falls back to the full payload in the same check.
+// TestDeltaResumeRetriesExhausted: a link that drops the delta download
+// max_attempts times in a row fails the check as a network failure, without
+// fetching the (larger) full payload over the same link; the progress is
+// kept, and the next check resumes the delta where it stopped: every delta
+// byte is fetched once, the full payload never.
 func TestDeltaResumeRetriesExhausted(t *testing.T) {
-	w, _ := deltaResumeWorld(t)
+	w, dl := deltaResumeWorld(t)
 	d := w.device("d", 0)
-	tp := w.tapDelta(func(int) plan { return plan{cut: 100 << 10} })
+	var cut atomic.Bool
+	cut.Store(true)
+	tp := w.tapDelta(func(int) plan {
+		if cut.Load() {
+			return plan{cut: 100 << 10}
+		}
+		return pass
+	})
 	full := w.proxy.served(isPayload("1.1.0"))
-	w.cycle(d)
-	w.assertRunning(d, "1.1.0")
+	if _, err := d.Cycle(context.Background()); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("check over a link that keeps dropping: %v, want the delta download interrupted", err)
+	}
 	if n := len(tp.requests()); n != d.Config.MaxAttempts {
 		t.Fatalf("%d delta requests, want %d (max_attempts)", n, d.Config.MaxAttempts)
 	}
-	if n := full.Load(); n != int64(len(w.images["1.1.0"])) {
-		t.Fatalf("full payload bytes %d, want %d", n, len(w.images["1.1.0"]))
+	if n := full.Load(); n != 0 {
+		t.Fatalf("the full payload was fetched (%d bytes) over a link that drops the delta", n)
 	}
-	if ld := lastDelta(t, d); ld.Used {
-		t.Fatalf("last delta %+v, want not used", ld)
+	st, err := d.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(d.Config.MaxAttempts) * (100 << 10)
+	if st.Installing != "1.1.0" || st.DownloadSaved != want {
+		t.Fatalf("status after the failed check: installing %q, saved %d; want 1.1.0 with %d saved", st.Installing, st.DownloadSaved, want)
+	}
+	cut.Store(false)
+	w.cycle(d)
+	assertDeltaUsed(t, w, d, full)
+	if got := tp.since(0); got != dl.Length {
+		t.Fatalf("%d delta bytes fetched in all, want each of the %d once", got, dl.Length)
 	}
 }
 

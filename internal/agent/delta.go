@@ -79,6 +79,11 @@ func (a *Agent) offerDelta(r *repos, m *release.Manifest, running string) *delta
 var (
 	errDeltaSource     = errors.New("agent: the active slot does not hold the delta's source image")
 	errDeltaNoReaderAt = errors.New("agent: the slot backend's reader has no random access (io.ReaderAt)")
+	// errDeltaInterrupted: the link dropped the delta download
+	// Config.MaxAttempts times in a row. Not a reason to fetch the larger
+	// full payload over the same link: the progress is kept and the next
+	// check resumes the delta.
+	errDeltaInterrupted = errors.New("agent: the delta download was interrupted")
 )
 
 // installDelta writes the release's image into the pending slot from a
@@ -98,7 +103,7 @@ var (
 // back to the full payload.
 func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (int64, error) {
 	n, err := a.tryDelta(ctx, s, m, o)
-	if err != nil && (errors.Is(err, ErrPowerLoss) || ctx.Err() != nil) {
+	if err != nil && (errors.Is(err, ErrPowerLoss) || ctx.Err() != nil || errors.Is(err, errDeltaInterrupted) && s.Pending.Delta != nil) {
 		// Keep the progress: the next check resumes.
 		return n, err
 	}
@@ -409,7 +414,7 @@ func (df *deltaFetch) fetch(ctx context.Context) error {
 		}
 		drops++
 		if drops >= a.cfg.MaxAttempts {
-			return fmt.Errorf("interrupted %d times in a row, at %d of %d bytes: %w", drops, r.Offset(), r.Length(), err)
+			return fmt.Errorf("%w: %d times in a row, at %d of %d bytes: %w", errDeltaInterrupted, drops, r.Offset(), r.Length(), err)
 		}
 		a.log.Warn("delta download interrupted; resuming", "version", df.key.Version, "from", df.o.d.From, "offset", r.Offset(), "length", r.Length(), "err", err)
 		if err := a.http.Backoff(ctx, drops); err != nil {

@@ -59,6 +59,15 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
+		if err != nil && s.Pending.Delta != nil && errors.Is(err, errDeltaInterrupted) {
+			// The link keeps dropping: stay in phase writing with the
+			// delta's progress; the next check resumes it.
+			s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", offer.d.From)
+			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+				return serr
+			}
+			return fmt.Errorf("agent: delta download for %s: %w", m.Version, err)
+		}
 		if err != nil && ctx.Err() != nil {
 			if s.Pending.Delta == nil {
 				s.Phase, s.Pending = PhaseIdle, nil
