@@ -67,6 +67,7 @@ type model struct {
 	flagC    []counter // the same by the previous run's length
 	flagD    []counter // the same by the two source bytes after it, hashed
 	flagW    [][maxInputs]int32
+	long     [32]prob // zero run of at least flagSpan, by the previous run length and start
 	mx       mixer
 	align    [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
 	more2    [4][2][2]prob
@@ -92,7 +93,8 @@ type model struct {
 }
 
 const (
-	flagSpan    = 16
+	flagSpan    = 256
+	longAfter   = 256
 	valHashBits = 20
 	predBits    = 16
 	litHashBits = 19
@@ -131,6 +133,7 @@ func newModel() *model {
 	m.flagB = newCounters(128 << 8)
 	m.flagC = newCounters(128 << 4)
 	m.flagW = newWeights(64)
+	setProbs(m.long[:])
 	m.flagD = newCounters(1 << flagDBits)
 	for i := range m.hitB {
 		m.hitB[i] = counterInit
@@ -263,12 +266,27 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 // A longer run is coded as the offset where it ends modulo 8, then the rest in units of 8.
 func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []byte, i int) uint64 {
 	n := uint64(len(old) - i)
-	for k := uint64(1 - start); k < flagSpan; k++ {
+	// After a long run, a first flag tells whether this one is long too (one decision
+	// instead of flagSpan in sparse regions).
+	var long uint32
+	coded := m.prevZ >= longAfter
+	if coded {
+		long = c.bit(&m.long[min(bits.Len64(m.prevZ), 15)*2+start], boolBit(z >= flagSpan))
+	}
+	for k := uint64(1 - start); long == 0 && k < flagSpan; k++ {
 		if k >= n {
 			return n // only on corrupt input: no nonzero byte before the end
 		}
+		if coded && k == flagSpan-1 {
+			m.prevZ = k
+			return k
+		}
 		q := i + int(k)
-		ctx := uint32((at+k)&3) | uint32(min(k, 15))<<2
+		kb := uint32(k)
+		if k >= 12 {
+			kb = 12 + uint32(min(bits.Len64(k)-4, 3))
+		}
+		ctx := uint32((at+k)&3) | kb<<2
 		if k == m.prevZ {
 			ctx |= 1 << 6
 		}
@@ -292,7 +310,7 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 		}
 		if q > 0 {
 			mx.n = 5
-			mx.in[4] = &m.flagD[hash(uint32(old[q-1])|uint32((at+k)&3)<<8|uint32(min(k, 15))<<10|1<<20)>>(32-flagDBits)]
+			mx.in[4] = &m.flagD[hash(uint32(old[q-1])|uint32((at+k)&3)<<8|kb<<10|1<<20)>>(32-flagDBits)]
 		}
 		var hit uint32
 		if z == k {
