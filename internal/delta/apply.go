@@ -3,7 +3,6 @@ package delta
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,24 +39,23 @@ func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Hea
 		h:    h,
 		src:  src,
 		r:    r,
-		hash: sha256.New(),
-		dst:  dst,
+		out:  newPipeWriter(dst),
 		m:    newModel(),
 		buf:  make([]byte, MaxOpLength),
 		diff: make([]byte, MaxOpLength),
 	}
-	return h, a.run(ctx)
+	err = a.run(ctx)
+	if cerr := a.out.close(); err == nil {
+		err = cerr
+	}
+	return h, err
 }
 
 type applier struct {
-	h    Header
-	src  Source
-	r    *bufio.Reader
-	hash interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
-	dst       io.Writer
+	h         Header
+	src       Source
+	r         *bufio.Reader
+	out       *pipeWriter
 	m         *model
 	written   int64
 	last      uint32 // last four target bytes written, the last one in the low byte
@@ -66,9 +64,8 @@ type applier struct {
 }
 
 func (a *applier) write(p []byte) error {
-	a.hash.Write(p)
-	if _, err := a.dst.Write(p); err != nil {
-		return fmt.Errorf("delta: writing target: %w", err)
+	if _, err := a.out.Write(p); err != nil {
+		return err
 	}
 	a.written += int64(len(p))
 	for _, b := range p[max(len(p)-4, 0):] {
@@ -107,7 +104,10 @@ func (a *applier) run(ctx context.Context) error {
 	if a.written != a.h.TargetSize {
 		return fmt.Errorf("%w: wrote %d of %d target bytes", ErrCorrupt, a.written, a.h.TargetSize)
 	}
-	if [32]byte(a.hash.Sum(nil)) != a.h.TargetSHA256 {
+	if err := a.out.close(); err != nil {
+		return err
+	}
+	if [32]byte(a.out.hash.Sum(nil)) != a.h.TargetSHA256 {
 		return ErrTargetMismatch
 	}
 	return nil

@@ -127,9 +127,6 @@ func (e *encoder) emit() {
 	if st != nil {
 		st.cat = catRuns
 	}
-	if dumpHook != nil {
-		dumpHook(e.source[e.pos:e.pos+o.add], e.diff, e.extra)
-	}
 	e.m.codeDiff(c, e.out, e.source[e.pos:e.pos+o.add], e.diff)
 	e.pos += o.add
 	e.out += o.add

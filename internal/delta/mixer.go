@@ -60,6 +60,14 @@ func squash(x int32) int32 {
 	return (t[i]*(128-w) + t[i+1]*w + 64) >> 7
 }
 
+// squashTab[x+2047] = squash(x).
+var squashTab = func() (t [4095]int16) {
+	for x := range t {
+		t[x] = int16(squash(int32(x) - 2047))
+	}
+	return t
+}()
+
 // stretchTab inverts squash: stretchTab[p] is the x with squash(x) closest to p from below.
 var stretchTab = func() (t [4096]int16) {
 	pi := int32(0)
@@ -97,7 +105,13 @@ func (c *rangeCoder) mixBit(m *mixer, w *[maxInputs]int32, b uint32) uint32 {
 		m.st[i] = int32(stretchTab[m.in[i].p12()])
 		dot += int64(m.st[i]) * int64(w[i])
 	}
-	p1 := squash(int32(dot >> 16))
+	x := dot >> 16
+	if x > 2047 {
+		x = 2047
+	} else if x < -2047 {
+		x = -2047
+	}
+	p1 := int32(squashTab[x+2047])
 	b = c.bitP(uint32(probOne-p1), b)
 	err := int32(b)<<12 - p1
 	for i := 0; i < m.n; i++ {

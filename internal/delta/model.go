@@ -93,13 +93,12 @@ type model struct {
 }
 
 const (
-	flagSpan    = 256
-	longAfter   = 256
-	valHashBits = 20
+	flagSpan    = 128 // zero-run positions coded one by one
+	longAfter   = 64  // previous zero run length from which a "long again" flag comes first
+	valHashBits = 18
 	predBits    = 16
-	litHashBits = 19
-	flagDBits   = 18
-	flagBits    = 18
+	litHashBits = 18
+	flagDBits   = 16
 	numSeek     = 0  // 8: by the bucket of the previous seek
 	numAdd      = 8  // 8: by the bucket of the previous add
 	numExtra    = 16 // 8: by whether the op has an add, the previous extra's bucket
@@ -306,11 +305,11 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 			}
 			mx.n = 4
 			hd := b1 | b2<<8 | uint32((at+k)&3)<<16
-			mx.in[3] = &m.flagD[hash(hd)>>(32-flagDBits)]
+			mx.in[3] = &m.flagD[mixHash(hd)>>(32-flagDBits)]
 		}
 		if q > 0 {
 			mx.n = 5
-			mx.in[4] = &m.flagD[hash(uint32(old[q-1])|uint32((at+k)&3)<<8|kb<<10|1<<20)>>(32-flagDBits)]
+			mx.in[4] = &m.flagD[mixHash(uint32(old[q-1])|uint32((at+k)&3)<<8|kb<<10|1<<20)>>(32-flagDBits)]
 		}
 		var hit uint32
 		if z == k {
@@ -335,9 +334,9 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 // (one cache line each). w holds the mixer weights by bit.
 func (m *model) mixNibble(c *rangeCoder, tabA []counter, baseA uint32, tabH []counter, hb, hc, hd uint32, w [][maxInputs]int32, v uint32) uint32 {
 	shift := 32 - bits.Len(uint(len(tabH))) + 1 + 4
-	bb := hash(hb) >> shift << 4
-	bc := hash(hc) >> shift << 4
-	bd := hash(hd) >> shift << 4
+	bb := mixHash(hb) >> shift << 4
+	bc := mixHash(hc) >> shift << 4
+	bd := mixHash(hd) >> shift << 4
 	mx := &m.mx
 	mx.n = 3
 	if hd != 0 {
@@ -354,7 +353,7 @@ func (m *model) mixNibble(c *rangeCoder, tabA []counter, baseA uint32, tabH []co
 	return sub - 16
 }
 
-func hash(x uint32) uint32 {
+func mixHash(x uint32) uint32 {
 	x *= 0x9E3779B1
 	x ^= x >> 16
 	return x * 0x85EBCA6B
@@ -399,7 +398,7 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 		}
 		hc := pd | kk<<8 | carry<<10 | 1<<19
 		v := uint32(d[j])
-		key := hash(hb) >> (32 - predBits)
+		key := mixHash(hb) >> (32 - predBits)
 		pv := m.pred[key]
 		hit := uint32(0)
 		if pv != 0 {

@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -42,7 +41,3 @@ func (s *costStats) print(w io.Writer) {
 }
 
 func statsEnabled() bool { return os.Getenv("UPTRUST_DELTA_STATS") != "" }
-
-func bufioW(w io.Writer) *bufio.Writer { return bufio.NewWriter(w) }
-
-var dumpHook func(old, d, x []byte)
