@@ -14,38 +14,42 @@
 // embedded addresses shifted still becomes a run of small byte differences. The result is a
 // list of operations:
 //
+//	seek s:  pos += s
 //	add n:   target[i] = source[pos+i] + diff[i] for i < n  (diff mostly zero)
 //	extra m: m literal bytes
-//	seek s:  pos += s
 //
-// # Format (version 2)
+// # Format (version 3)
 //
 //	header, uncompressed, HeaderSize bytes:
-//	  magic "UPTDELTA", version byte 2, compression byte 1 (zstd), 2 zero bytes,
+//	  magic "UPTDELTA", version byte 3, coder byte 2 (range coder), 2 zero bytes,
 //	  source length (uint64 BE), source SHA-256, target length (uint64 BE), target SHA-256
-//	body: one zstd frame (window at most MaxWindow) holding a sequence of blocks:
-//	  uvarint nops (0 ends the body; at most MaxOpsPerBlock)
-//	  nops × uvarint add, then nops × uvarint extra, then nops × zigzag varint seek
-//	  uvarint len(zero runs), uvarint len(nonzero runs), uvarint len(values)
-//	  the block's diff bytes (the add bytes of all its ops) coded sparsely as (zero bytes,
-//	  nonzero bytes) run-length pairs: zero runs = the first uvarint of every pair, nonzero
-//	  runs = the second, values = the nonzero bytes
-//	  then the extra bytes of all its ops
+//	body: range-coded ops in target order, each preceded by a "more" flag (0 ends the body):
+//	  seek, add length, extra length (each at most MaxOpLength), and if extra > 0 a
+//	  "stored" flag
+//	  the add's diff bytes: runs of zeros and nonzeros (see model.codeDiff)
+//	  the extra bytes: modelled (order-1/2/3 context mixing), or, if stored, the range
+//	  coder stream ends, the raw bytes follow, and a new stream starts after them
 //
-// A block produces at most MaxBlockOutput (64 MiB) of target; its run sections together hold
-// at most MaxDiffRuns bytes and its values at most MaxDiffValues. The applier holds one block's
-// ops and sparse sections and expands the diff bytes 64 KiB at a time as the ops consume them;
-// extra bytes stream straight from the decoder to the output. Keeping every kind of data in its
-// own section (column order for the ops too), and ending a zstd block after each section, lets
-// zstd model each kind (lengths, positions, near-zero differences, literal data) with its own
-// Huffman/FSE tables. The encoder keeps the same format whatever the block boundaries.
+// An op moves the source position by seek, produces add bytes as source plus diff and then
+// extra literal bytes; add+extra is at least 1. The range coder (rangecoder.go) is LZMA's
+// binary adaptive coder; the models (model.go) say what each bit is predicted from: diff runs
+// from the source bytes at and around the position (which fields of a table or which
+// instruction operands change is told by their old values), diff values from the last value
+// seen for the same field's higher source bytes, the previous run and the carry out of the
+// byte before, mixed in the logistic domain (mixer.go, after lpaq1). Encoder and decoder run
+// the same model code (rangeCoder.bit codes or decodes), so they cannot drift apart. Stored
+// extra bytes keep incompressible data (compressed files) fast to apply. The models' memory
+// is fixed, about 4 MiB; the applier holds one op (two MaxOpLength buffers) and three 256 KiB
+// output buffers, whatever the images.
 //
 // # Security model
 //
 // A delta is untrusted input until its own signed hash has been checked, and even then the
-// applier treats it as hostile: every length is bounded before anything is allocated, the zstd
-// window is capped at MaxWindow (a frame asking for more is refused with ErrWindowTooLarge),
-// source reads are range-checked against the declared source length, and output beyond the
+// applier treats it as hostile: no length read from it sizes an allocation (all buffers are
+// fixed), op lengths are checked against MaxOpLength and the declared target length before
+// use, the range decoder checks its invariant (code below range) on every byte and reports a
+// body that ends early as ErrTruncated, and every decoding loop is bounded by checked lengths.
+// Source reads are range-checked against the declared source length; output beyond the
 // declared target length stops with ErrTooLong. Apply refuses a delta whose source hash is not
 // the hash the caller computed for its source (ErrSourceMismatch): a delta is never applied to
 // an unverified source. The hash of the written target is checked at the end (ErrTargetMismatch);

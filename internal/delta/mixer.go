@@ -130,3 +130,12 @@ func newWeights(n int) [][maxInputs]int32 {
 	}
 	return w
 }
+
+// counterBit codes bit b (encoder) or decodes one (decoder) with the prediction of counter k
+// alone, and updates it.
+func (c *rangeCoder) counterBit(k *counter, b uint32) uint32 {
+	p1 := min(max(k.p12(), 1), probOne-1)
+	b = c.bitP(uint32(probOne-p1), b)
+	k.update(b)
+	return b
+}

@@ -69,11 +69,12 @@ type model struct {
 	flagW    [][maxInputs]int32
 	long     [32]prob // zero run of at least flagSpan, by the previous run length and start
 	mx       mixer
-	align    [8][8]prob // where a zero run ends modulo 8, by where the previous one ended
-	more2    [4][2][2]prob
-	nums     []numModel // see numSeek...
-	pred     []byte     // predicted value by the field's higher source bytes (last seen)
-	hitA     []counter  // the value is the predicted one: by prediction slot
+	mm       *matchModel
+	align    [8][8]prob       // where a zero run ends modulo 8, by where the previous one ended
+	more2    [4][2][2][3]prob // the next byte is nonzero too: by position, carry, previous run, match
+	nums     []numModel       // see numSeek...
+	pred     []byte           // predicted value by the field's higher source bytes (last seen)
+	hitA     []counter        // the value is the predicted one: by prediction slot
 	hitB     [16]counter
 	hitC     []counter
 	hitW     [][maxInputs]int32
@@ -123,6 +124,7 @@ func newModel() *model {
 		litA: newCounters(256 * 272),
 		litH: newCounters(1 << litHashBits),
 		litW: newWeights(8),
+		mm:   newMatchModel(),
 	}
 	for _, p := range []*prob{&m.more, &m.seek0[0], &m.seek0[1], &m.seekBack, &m.sign[0][0], &m.sign[0][1],
 		&m.sign[1][0], &m.sign[1][1], &m.stored, &m.end[0], &m.end[1]} {
@@ -141,8 +143,11 @@ func newModel() *model {
 		setProbs(m.align[i][:])
 	}
 	for i := range m.more2 {
-		setProbs(m.more2[i][0][:])
-		setProbs(m.more2[i][1][:])
+		for j := range m.more2[i] {
+			for k := range m.more2[i][j] {
+				setProbs(m.more2[i][j][k][:])
+			}
+		}
 	}
 	return m
 }
@@ -250,7 +255,7 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 		if c.stats != nil {
 			c.stats.cat = catVal
 		}
-		i = m.values(c, old, d, i)
+		i = m.values(c, old, d, i, z)
 		if c.stats != nil {
 			c.stats.cat = catRuns
 		}
@@ -265,6 +270,17 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 // A longer run is coded as the offset where it ends modulo 8, then the rest in units of 8.
 func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []byte, i int) uint64 {
 	n := uint64(len(old) - i)
+	if g, _, ok := m.mm.predicted(); ok && g > 0 && g <= maxGap && uint64(g-1) >= uint64(1-start) {
+		// A long-range match predicts this run: one flag if it is right.
+		zp := uint64(g - 1)
+		if c.counterBit(&m.mm.gapHit[m.mm.lenBucket()], boolBit(z == zp)) == 1 {
+			m.prevZ = zp
+			if zp >= flagSpan {
+				m.prevAlign = uint32(at+zp) & 7
+			}
+			return zp
+		}
+	}
 	// After a long run, a first flag tells whether this one is long too (one decision
 	// instead of flagSpan in sparse regions).
 	var long uint32
@@ -364,7 +380,7 @@ func mixHash(x uint32) uint32 {
 // run by the previous run's first value; later ones by the value at the same place in the
 // previous run and the carry out of the byte before (tables of offsets that all moved by the
 // same amount give the same low byte, and the next byte differs only by that carry).
-func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
+func (m *model) values(c *rangeCoder, old, d []byte, i int, z uint64) int {
 	var run [4]byte
 	j := i
 	for {
@@ -401,7 +417,16 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 		key := mixHash(hb) >> (32 - predBits)
 		pv := m.pred[key]
 		hit := uint32(0)
-		if pv != 0 {
+		mg, mv, ok := m.mm.predicted()
+		gap := gapCode(k == 0, z)
+		if ok && mg == gap {
+			// A long-range match predicts this value: one flag if it is right.
+			ctx := m.mm.lenBucket()*8 + kk*2 + boolBit(mv == pv)
+			if c.counterBit(&m.mm.valHit[ctx], boolBit(byte(v) == mv)) == 1 {
+				hit, pv = 1, mv
+			}
+		}
+		if hit == 0 && pv != 0 {
 			if byte(v) == pv {
 				hit = 1
 			}
@@ -429,6 +454,7 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 			lo := m.mixNibble(c, m.valA, ctx*272+16+16*hi, m.valH, hb|(hi+1)<<20, hc|(hi+1)<<20, hd|(hi+1)<<20, w[:4], v&15)
 			d[j] = byte(hi<<4 | lo)
 		}
+		m.mm.push(gap, d[j])
 		m.pred[key] = d[j]
 		if k < len(run) {
 			run[k] = d[j]
@@ -452,7 +478,11 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int) int {
 		if c.stats != nil {
 			c.stats.cat = catRuns
 		}
-		more = c.bit(&m.more2[min(k, 3)][carry][longer], more)
+		ms := 0
+		if g, _, ok := m.mm.predicted(); ok {
+			ms = 1 + int(boolBit(g == 0))
+		}
+		more = c.bit(&m.more2[min(k, 3)][carry][longer][ms], more)
 		if c.stats != nil {
 			c.stats.cat = catVal
 		}
