@@ -93,3 +93,121 @@ func (m *matchModel) push(gap uint16, v byte) {
 	}
 	m.table[h] = m.n
 }
+
+// litMatch predicts modelled extra bytes from earlier ones, as a long-range match: new file
+// contents that occur more than once in an image. Its memory is fixed: a ring of matchRing
+// bytes and a table of 1<<matchBits positions.
+type litMatch struct {
+	ring  []byte
+	table []uint32 // hash of the last litOrder bytes -> index after them
+	n     uint32
+	ptr   uint32
+	len   uint32
+	hit   [16]counter // the byte is the predicted one, by match length
+}
+
+const litOrder = 6
+
+func newLitMatch() *litMatch {
+	m := &litMatch{ring: make([]byte, matchRing), table: make([]uint32, 1<<matchBits)}
+	for i := range m.hit {
+		m.hit[i] = counterInit
+	}
+	return m
+}
+
+// code codes byte v (encoder) or decodes one if a match predicts it; ok is false if there is
+// no usable match or it predicted wrong.
+func (m *litMatch) code(c *rangeCoder, v byte) (byte, bool) {
+	if m.len < matchMin {
+		return 0, false
+	}
+	pv := m.ring[m.ptr&(matchRing-1)]
+	b := min(m.len, 15)
+	if c.counterBit(&m.hit[b], boolBit(v == pv)) == 1 {
+		return pv, true
+	}
+	return 0, false
+}
+
+// push appends a coded byte and follows or looks up the match.
+func (m *litMatch) push(v byte) {
+	if m.len > 0 && m.ring[m.ptr&(matchRing-1)] == v {
+		m.ptr++
+		m.len++
+	} else {
+		m.len = 0
+	}
+	m.ring[m.n&(matchRing-1)] = v
+	m.n++
+	var h uint32
+	for k := m.n - min(m.n, litOrder); k != m.n; k++ {
+		h = (h + uint32(m.ring[k&(matchRing-1)]) + 1) * 0x2F0B4F27
+	}
+	h >>= 32 - matchBits
+	if m.len == 0 && m.n >= litOrder {
+		if p := m.table[h]; p != 0 && m.n-p < matchRing-1 {
+			m.ptr, m.len = p, 1
+		}
+	}
+	m.table[h] = m.n
+}
+
+// opMatch predicts an op from earlier ones, as a long-range match on the op sequence (the
+// ops of a changed file that occurs more than once in an image repeat).
+type opMatch struct {
+	ring    []op
+	table   []uint32 // hash of the last two ops' lengths -> index after them
+	n       uint32
+	ptr     uint32
+	len     uint32
+	seekHit [8]counter // the seek is the predicted one, by match length
+	lenHit  [16]counter
+}
+
+const (
+	opRing = 1 << 15
+	opBits = 14
+)
+
+func newOpMatch() *opMatch {
+	m := &opMatch{ring: make([]op, opRing), table: make([]uint32, 1<<opBits)}
+	for i := range m.seekHit {
+		m.seekHit[i] = counterInit
+	}
+	for i := range m.lenHit {
+		m.lenHit[i] = counterInit
+	}
+	return m
+}
+
+// predicted returns the predicted next op, if there is a match.
+func (m *opMatch) predicted() (op, bool) {
+	if m.len < 1 {
+		return op{}, false
+	}
+	return m.ring[m.ptr&(opRing-1)], true
+}
+
+func (m *opMatch) push(o op) {
+	if p, ok := m.predicted(); ok && p == o {
+		m.ptr++
+		m.len++
+	} else {
+		m.len = 0
+	}
+	m.ring[m.n&(opRing-1)] = o
+	m.n++
+	if m.n < 2 {
+		return
+	}
+	a, b := m.ring[(m.n-2)&(opRing-1)], m.ring[(m.n-1)&(opRing-1)]
+	h := uint32(a.add)*0x9E3779B1 ^ uint32(a.extra)*0x85EBCA6B ^ uint32(b.add)*0xC2B2AE35 ^ uint32(b.extra)*0x27D4EB2F
+	h = mixHash(h) >> (32 - opBits)
+	if m.len == 0 {
+		if p := m.table[h]; p != 0 && m.n-p < opRing-1 {
+			m.ptr, m.len = p, 1
+		}
+	}
+	m.table[h] = m.n
+}

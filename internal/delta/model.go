@@ -70,6 +70,8 @@ type model struct {
 	long     [32]prob // zero run of at least flagSpan, by the previous run length and start
 	mx       mixer
 	mm       *matchModel
+	lm       *litMatch
+	om       *opMatch
 	align    [8][8]prob       // where a zero run ends modulo 8, by where the previous one ended
 	more2    [4][2][2][3]prob // the next byte is nonzero too: by position, carry, previous run, match
 	nums     []numModel       // see numSeek...
@@ -125,6 +127,8 @@ func newModel() *model {
 		litH: newCounters(1 << litHashBits),
 		litW: newWeights(8),
 		mm:   newMatchModel(),
+		lm:   newLitMatch(),
+		om:   newOpMatch(),
 	}
 	for _, p := range []*prob{&m.more, &m.seek0[0], &m.seek0[1], &m.seekBack, &m.sign[0][0], &m.sign[0][1],
 		&m.sign[1][0], &m.sign[1][1], &m.stored, &m.end[0], &m.end[1]} {
@@ -154,6 +158,35 @@ func newModel() *model {
 
 // codeOp codes an op's seek, lengths and extra coding (stored: raw bytes, not modelled).
 func (m *model) codeOp(c *rangeCoder, o *op, stored bool) bool {
+	p, ok := m.om.predicted()
+	var seekHit, lenHit uint32
+	if ok {
+		b := min(m.om.len, 7)
+		seekHit = c.counterBit(&m.om.seekHit[b], boolBit(o.seek == p.seek))
+		lenHit = c.counterBit(&m.om.lenHit[b*2+seekHit], boolBit(o.add == p.add && o.extra == p.extra))
+		if seekHit == 1 {
+			o.seek = p.seek
+		}
+		if lenHit == 1 {
+			o.add, o.extra = p.add, p.extra
+		}
+	}
+	if seekHit == 0 {
+		m.codeSeek(c, o)
+	}
+	if lenHit == 0 {
+		m.codeLengths(c, o)
+	}
+	m.om.push(op{seek: o.seek, add: o.add, extra: o.extra})
+	m.prevSeek, m.prevAdd, m.prevExtra = o.seek, o.add, o.extra
+	if o.extra > 0 {
+		return c.bit(&m.stored, boolBit(stored)) == 1
+	}
+	return false
+}
+
+// codeSeek codes an op's seek.
+func (m *model) codeSeek(c *rangeCoder, o *op) {
 	var z, neg uint32
 	if o.seek == 0 {
 		z = 1
@@ -187,14 +220,13 @@ func (m *model) codeOp(c *rangeCoder, o *op, stored bool) bool {
 	} else {
 		o.seek = 0
 	}
+}
+
+// codeLengths codes an op's add and extra lengths.
+func (m *model) codeLengths(c *rangeCoder, o *op) {
 	o.add = int64(c.num(&m.nums[numAdd+bucket(m.prevAdd)], uint64(o.add)))
 	hasAdd := boolBit(o.add > 0)
 	o.extra = int64(c.num(&m.nums[numExtra+int(hasAdd)*4+bucket(m.prevExtra)/2], uint64(o.extra)))
-	m.prevSeek, m.prevAdd, m.prevExtra = o.seek, o.add, o.extra
-	if o.extra > 0 {
-		return c.bit(&m.stored, boolBit(stored)) == 1
-	}
-	return false
 }
 
 func boolBit(b bool) uint32 {
@@ -499,6 +531,12 @@ func (m *model) values(c *rangeCoder, old, d []byte, i int, z uint64) int {
 // (direct), order-2 and order-3 (hashed) contexts.
 func (m *model) codeLit(c *rangeCoder, hist uint32, x []byte) {
 	for i := range x {
+		if b, ok := m.lm.code(c, x[i]); ok {
+			x[i] = b
+			m.lm.push(b)
+			hist = hist<<8 | uint32(b)
+			continue
+		}
 		v := uint32(x[i])
 		p1 := hist & 0xFF
 		h2 := hist&0xFFFF | 1<<24
@@ -506,6 +544,7 @@ func (m *model) codeLit(c *rangeCoder, hist uint32, x []byte) {
 		hi := m.mixNibble(c, m.litA, p1*272, m.litH, h2, h3, 0, m.litW[4:], v>>4)
 		lo := m.mixNibble(c, m.litA, p1*272+16+16*hi, m.litH, h2+(hi+1)<<26, h3+(hi+1)<<26, 0, m.litW[:4], v&15)
 		x[i] = byte(hi<<4 | lo)
+		m.lm.push(x[i])
 		hist = hist<<8 | uint32(x[i])
 	}
 }
