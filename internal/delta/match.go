@@ -13,6 +13,7 @@ type matchModel struct {
 	n     uint32   // values seen
 	ptr   uint32   // index of the predicted value, if length > 0
 	len   uint32   // length of the current match (0: none)
+	reg   uint64   // the last matchOrder (value, gap) pairs, 16 bits each
 
 	gapHit [16]counter // the zero run is the predicted one, by match length
 	valHit []counter   // the value is the predicted one, by match length and agreement
@@ -77,15 +78,11 @@ func (m *matchModel) push(gap uint16, v byte) {
 	i := m.n & (matchRing - 1)
 	m.vals[i], m.gaps[i] = v, gap
 	m.n++
+	m.reg = m.reg<<16 | uint64(v) | uint64(min(gap, 255))<<8 // the last matchOrder pairs
 	if m.n < matchOrder {
 		return
 	}
-	var h uint32
-	for k := m.n - matchOrder; k != m.n; k++ {
-		j := k & (matchRing - 1)
-		h = (h + uint32(m.vals[j]) + uint32(m.gaps[j])<<8) * 0x2F0B4F27
-	}
-	h >>= 32 - matchBits
+	h := uint32((m.reg * 0x9E3779B97F4A7C15) >> (64 - matchBits))
 	if m.len == 0 {
 		if p := m.table[h]; p != 0 && m.n-p < matchRing-1 {
 			m.ptr, m.len = p, 1
@@ -103,6 +100,7 @@ type litMatch struct {
 	n     uint32
 	ptr   uint32
 	len   uint32
+	reg   uint64      // the last litOrder bytes
 	hit   [16]counter // the byte is the predicted one, by match length
 }
 
@@ -140,11 +138,8 @@ func (m *litMatch) push(v byte) {
 	}
 	m.ring[m.n&(matchRing-1)] = v
 	m.n++
-	var h uint32
-	for k := m.n - min(m.n, litOrder); k != m.n; k++ {
-		h = (h + uint32(m.ring[k&(matchRing-1)]) + 1) * 0x2F0B4F27
-	}
-	h >>= 32 - matchBits
+	m.reg = (m.reg<<8 | uint64(v)) & (1<<(8*litOrder) - 1)
+	h := uint32((m.reg * 0x9E3779B97F4A7C15) >> (64 - matchBits))
 	if m.len == 0 && m.n >= litOrder {
 		if p := m.table[h]; p != 0 && m.n-p < matchRing-1 {
 			m.ptr, m.len = p, 1
