@@ -38,9 +38,11 @@
 // seen for the same field's higher source bytes, the previous run and the carry out of the
 // byte before, mixed in the logistic domain (mixer.go, after lpaq1). Encoder and decoder run
 // the same model code (rangeCoder.bit codes or decodes), so they cannot drift apart. Stored
-// extra bytes keep incompressible data (compressed files) fast to apply. The models' memory
-// is fixed, about 4 MiB; the applier holds one op (two MaxOpLength buffers) and three 256 KiB
-// output buffers, whatever the images.
+// extra bytes keep incompressible data (compressed files) fast to apply. Long-range match
+// models (match.go) predict runs, values, extra bytes and ops that repeat earlier ones (the
+// same changed file twice in one image). The models' memory is fixed, about 11 MiB; the
+// applier holds one op (two MaxOpLength buffers) and three 256 KiB output buffers, whatever
+// the images.
 //
 // # Security model
 //

@@ -53,19 +53,19 @@ func (c *rangeCoder) num(m *numModel, v uint64) uint64 {
 
 // model holds every adaptive probability of a delta body and the little history the
 // contexts use. Both sides start from the same state and update it identically, so they must
-// make exactly the same sequence of calls. Its size is fixed (about 1 MiB), whatever the
-// images.
+// make exactly the same sequence of calls. Its size is fixed (about 11 MiB with the match
+// models), whatever the images. It is not safe for concurrent use.
 type model struct {
 	more     prob       // another op follows
 	seek0    [2]prob    // seek is zero, by whether the previous one was
 	seekBack prob       // seek undoes the previous one
 	sign     [2][2]prob // seek is negative, by the previous seek's sign
 	stored   prob       // the op's extra bytes follow raw, outside the range coder
-	end      [2]prob
-	flagA    []counter // zero run ends here, by the source byte there, alignment, position
-	flagB    []counter // the same by the source byte after it
-	flagC    []counter // the same by the previous run's length
-	flagD    []counter // the same by the two source bytes after it, hashed
+	end      [2]prob    // the rest of the add is zero, by whether this is its start
+	flagA    []counter  // zero run ends here, by the source byte there, alignment, position
+	flagB    []counter  // the same by the source byte after it
+	flagC    []counter  // the same by the previous run's length
+	flagD    []counter  // the same by the two source bytes after it, hashed
 	flagW    [][maxInputs]int32
 	long     [32]prob // zero run of at least flagSpan, by the previous run length and start
 	mx       mixer
