@@ -21,7 +21,7 @@ type Source struct {
 // Apply reads a delta from patch and writes the target image to dst in order, reading src
 // with random access. It returns the delta's header. It returns nil only if the full target
 // was written and its SHA-256 matches the header; otherwise dst holds garbage and must not be
-// used. Memory use is bounded (about 14 MiB: the model's 11 MiB, two MaxOpLength buffers and
+// used. Memory use is bounded (about 11 MiB: the model's 8 MiB, two MaxOpLength buffers and
 // 768 KiB of output buffers) whatever the image sizes. The target is hashed and written by a
 // second goroutine, which has ended when Apply returns. ctx is checked every 256 ops.
 func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Header, error) {

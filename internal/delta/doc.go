@@ -40,7 +40,7 @@
 // the same model code (rangeCoder.bit codes or decodes), so they cannot drift apart. Stored
 // extra bytes keep incompressible data (compressed files) fast to apply. Long-range match
 // models (match.go) predict runs, values, extra bytes and ops that repeat earlier ones (the
-// same changed file twice in one image). The models' memory is fixed, about 11 MiB; the
+// same changed file twice in one image). The models' memory is fixed, about 8 MiB; the
 // applier holds one op (two MaxOpLength buffers) and three 256 KiB output buffers, whatever
 // the images.
 //

@@ -21,8 +21,8 @@ type matchModel struct {
 }
 
 const (
-	matchRing  = 1 << 20
-	matchBits  = 18
+	matchRing  = 1 << 19
+	matchBits  = 17
 	matchOrder = 4
 	matchMin   = 4 // shorter matches predict too often wrongly (agent pair +3 % at 1)
 	maxGap     = 1<<16 - 2

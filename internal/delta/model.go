@@ -53,7 +53,7 @@ func (c *rangeCoder) num(m *numModel, v uint64) uint64 {
 
 // model holds every adaptive probability of a delta body and the little history the
 // contexts use. Both sides start from the same state and update it identically, so they must
-// make exactly the same sequence of calls. Its size is fixed (about 11 MiB with the match
+// make exactly the same sequence of calls. Its size is fixed (about 8 MiB with the match
 // models), whatever the images. It is not safe for concurrent use.
 type model struct {
 	more     prob       // another op follows
