@@ -100,23 +100,20 @@ type mixer struct {
 // mixBit codes bit b (encoder) or decodes one (decoder) with the mixed prediction of the
 // counters in m, using and training weights w, and updates the counters.
 func (c *rangeCoder) mixBit(m *mixer, w *[maxInputs]int32, b uint32) uint32 {
+	n := min(m.n, maxInputs)
+	in, st := &m.in, &m.st
 	var dot int64
-	for i := 0; i < m.n; i++ {
-		m.st[i] = int32(stretchTab[m.in[i].p12()])
-		dot += int64(m.st[i]) * int64(w[i])
+	for i := range n {
+		st[i] = int32(stretchTab[in[i].p12()&4095])
+		dot += int64(st[i]) * int64(w[i])
 	}
-	x := dot >> 16
-	if x > 2047 {
-		x = 2047
-	} else if x < -2047 {
-		x = -2047
-	}
+	x := min(max(dot>>16, -2047), 2047)
 	p1 := int32(squashTab[x+2047])
 	b = c.bitP(uint32(probOne-p1), b)
 	err := int32(b)<<12 - p1
-	for i := 0; i < m.n; i++ {
-		w[i] += (m.st[i]*err + 1<<(mixShift-1)) >> mixShift
-		m.in[i].update(b)
+	for i := range n {
+		w[i] += (st[i]*err + 1<<(mixShift-1)) >> mixShift
+		in[i].update(b)
 	}
 	return b
 }
