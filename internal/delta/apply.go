@@ -136,14 +136,14 @@ func (a *applier) op(c *rangeCoder) error {
 		if _, err := a.src.R.ReadAt(b, a.pos); err != nil {
 			return fmt.Errorf("delta: reading source at %d: %w", a.pos, err)
 		}
-		err := a.m.codeDiff(c, a.written, b, d)
+		k, err := a.m.codeDiff(c, a.written, b, d)
 		if c.err != nil {
 			return c.err
 		}
 		if err != nil {
 			return err
 		}
-		addBytes(b, d)
+		addBytes(b[:k], d[:k]) // diff bytes from k on are zero
 		if err := a.write(b); err != nil {
 			return err
 		}

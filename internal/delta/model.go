@@ -245,10 +245,11 @@ func bucket(v int64) int {
 }
 
 // codeDiff codes the diff bytes d (target minus source) of one add op that starts at target
-// offset at; old holds the source bytes under them. The decoder fills d. Diff bytes are coded
+// offset at; old holds the source bytes under them. The decoder fills d up to the returned
+// length, after which all diff bytes are zero (d is left as it was there). Diff bytes are coded
 // as runs: a flag "the rest is zero", else a zero run, then the nonzero run value by value,
 // each followed by a flag "the next byte is nonzero too".
-func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
+func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) (int, error) {
 	n := len(d)
 	last := -1
 	if !c.dec {
@@ -265,10 +266,7 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 			end = 1
 		}
 		if c.bit(&m.end[start], end) == 1 {
-			if c.dec {
-				clear(d[i:])
-			}
-			return nil
+			return i, nil
 		}
 		var z uint64
 		if !c.dec {
@@ -278,7 +276,7 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 		}
 		z = m.runLength(c, z, start, uint64(at)+uint64(i), old, i)
 		if z >= uint64(n-i) {
-			return fmt.Errorf("%w: diff run beyond the op", ErrCorrupt)
+			return 0, fmt.Errorf("%w: diff run beyond the op", ErrCorrupt)
 		}
 		if c.dec {
 			clear(d[i : i+int(z)])
@@ -292,7 +290,7 @@ func (m *model) codeDiff(c *rangeCoder, at int64, old, d []byte) error {
 			c.stats.cat = catRuns
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // runLength codes the length of the zero run at d[i:]; at is the target offset of d[0], old
