@@ -38,6 +38,11 @@ func TestDemo(t *testing.T) {
 		if !r.ImageVerified {
 			t.Errorf("%s: booted image not verified (%+v)", r.Name, r)
 		}
+		// The release ships a delta from 1.0.0: every device installs
+		// from it and fetches a small fraction of the image.
+		if !r.Delta || r.Downloaded <= 0 || r.Downloaded > int64(s.ImageBytes)/10 {
+			t.Errorf("%s: delta %v, downloaded %d bytes of a %d-byte image; want the delta, under a tenth of the image", r.Name, r.Delta, r.Downloaded, s.ImageBytes)
+		}
 		switch r.Outcome {
 		case "updated":
 			if r.After != s.Release || r.Slot != "b" {

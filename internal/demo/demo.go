@@ -50,15 +50,21 @@ type DeviceResult struct {
 	// ImageVerified says the booted slot holds exactly the image of the
 	// version the device reports.
 	ImageVerified bool `json:"image_verified"`
+	// Delta says the device installed the release from the delta, and
+	// Downloaded how many bytes it received for it (delta or payload).
+	Delta      bool  `json:"delta"`
+	Downloaded int64 `json:"downloaded"`
 }
 
 // Summary is the demo's result.
 type Summary struct {
-	Devices    int            `json:"devices"`
-	Updated    int            `json:"updated"`
-	RolledBack int            `json:"rolled_back"`
-	Failed     int            `json:"failed"`
-	Release    string         `json:"release"`
+	Devices    int    `json:"devices"`
+	Updated    int    `json:"updated"`
+	RolledBack int    `json:"rolled_back"`
+	Failed     int    `json:"failed"`
+	Release    string `json:"release"`
+	// ImageBytes is the size of the release's full image.
+	ImageBytes int            `json:"image_bytes"`
 	Seconds    float64        `json:"seconds"`
 	Reports    map[string]int `json:"reports"`
 	Server     string         `json:"server"`
@@ -106,7 +112,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	factory := image(1, o.ImageBytes)
-	next := image(2, o.ImageBytes)
+	next := update(factory)
 	say("uptrust release add %s 1.0.0 factory.img --kind feature --security-version 1", product)
 	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: product, Version: "1.0.0", Payload: bytesReader(factory), Kind: release.KindFeature, SecurityVersion: 1, Notes: "Factory image."}); err != nil {
 		return nil, err
@@ -154,9 +160,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	bad := devices[len(devices)-1]
 	bad.Health = func(context.Context) error { return errors.New("service thermostatd did not start") }
 
-	say("uptrust release add %s 1.1.0 update.img --kind security --security-version 2 --advisory CVE-2026-0001", product)
+	say("uptrust release add %s 1.1.0 update.img --kind security --security-version 2 --advisory CVE-2026-0001 --delta-from 1.0.0", product)
 	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: product, Version: "1.1.0", Payload: bytesReader(next), Kind: release.KindSecurity,
-		SecurityVersion: 2, Notes: "Fixes a remote code execution in the MQTT client.",
+		SecurityVersion: 2, Notes: "Fixes a remote code execution in the MQTT client.", DeltaFrom: []string{"1.0.0"},
 		Advisories: []release.Advisory{{ID: "CVE-2026-0001", Summary: "MQTT client buffer overflow"}}}); err != nil {
 		return nil, err
 	}
@@ -183,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	wg.Wait()
 
 	// Let the server count the reports the devices sent.
-	s := &Summary{Devices: len(devices), Release: "1.1.0", Results: results, Reports: map[string]int{}, Server: url}
+	s := &Summary{Devices: len(devices), Release: "1.1.0", ImageBytes: len(next), Results: results, Reports: map[string]int{}, Server: url}
 	for _, r := range results {
 		switch r.Outcome {
 		case "updated":
@@ -217,6 +223,12 @@ func runDevice(ctx context.Context, d *sim.Device, images map[string][]byte) Dev
 		return r
 	}
 	r.After, r.Slot = st.Version, string(st.BootedSlot)
+	if ld := st.LastDelta; ld != nil && ld.Version == "1.1.0" && ld.Used {
+		r.Delta = true
+	}
+	if dl := st.Download; dl != nil && dl.Version == "1.1.0" {
+		r.Downloaded = dl.Bytes
+	}
 	if st.LastCheck != nil {
 		r.Reason = st.LastCheck.Reason
 	}
@@ -239,6 +251,19 @@ func runDevice(ctx context.Context, d *sim.Device, images map[string][]byte) Dev
 		r.Outcome, r.Reason = "failed", "the booted slot does not hold the image of "+st.Version
 	}
 	return r
+}
+
+// update returns the next release's image: the factory image with a few
+// regions rewritten, as a security fix changes a few files of a system.
+func update(factory []byte) []byte {
+	next := append([]byte(nil), factory...)
+	patch := image(2, 16<<10)
+	for _, at := range []int{len(next) / 7, len(next) / 2, len(next) - len(next)/5} {
+		if at+len(patch) <= len(next) {
+			copy(next[at:], patch)
+		}
+	}
+	return next
 }
 
 // image returns deterministic pseudo-random firmware bytes.

@@ -17,9 +17,9 @@ type watchdog struct {
 	idle    time.Duration
 	save    func() error
 	due     func() bool // whether enough is unsaved to be worth a save
-	waiting time.Time // when the pending read began; zero while the copy runs
-	saved   bool      // the current wait was saved already
-	err     error     // the save's error, returned by the next read
+	waiting time.Time   // when the pending read began; zero while the copy runs
+	saved   bool        // the current wait was saved already
+	err     error       // the save's error, returned by the next read
 	quit    chan struct{}
 	done    chan struct{}
 }
