@@ -136,3 +136,13 @@ func (c *rangeCoder) counterBit(k *counter, b uint32) uint32 {
 	k.update(b)
 	return b
 }
+
+// pairBit codes bit b (encoder) or decodes one (decoder) with the mean of the predictions
+// pa, pb of counters ka, kb, and updates both.
+func (c *rangeCoder) pairBit(ka, kb *counter, pa, pb int32, b uint32) uint32 {
+	p1 := min(max((pa+pb)>>1, 1), probOne-1)
+	b = c.bitP(uint32(probOne-p1), b)
+	ka.update(b)
+	kb.update(b)
+	return b
+}

@@ -102,10 +102,11 @@ const (
 	predBits    = 16
 	litHashBits = 18
 	flagDBits   = 16
-	numSeek     = 0  // 8: by the bucket of the previous seek
-	numAdd      = 8  // 8: by the bucket of the previous add
-	numExtra    = 16 // 8: by whether the op has an add, the previous extra's bucket
-	numZero     = 24 // 16: by the bit length of the previous zero run
+	flagSure    = 160 // a run flag whose two source-byte counters are below this is not mixed
+	numSeek     = 0   // 8: by the bucket of the previous seek
+	numAdd      = 8   // 8: by the bucket of the previous add
+	numExtra    = 16  // 8: by whether the op has an add, the previous extra's bucket
+	numZero     = 24  // 16: by the bit length of the previous zero run
 	numModels   = 40
 	// valContexts: the first value of a run by the previous run's first value; a later value
 	// by the value at the same place in the previous run and the carry out of the byte
@@ -339,10 +340,24 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 		if q+1 < len(old) {
 			b1 = uint32(old[q+1])
 		}
+		var hit uint32
+		if z == k {
+			hit = 1
+		}
+		fa, fb := &m.flagA[ctx<<8|uint32(old[q])], &m.flagB[ctx<<8|b1]
+		if pa, pb := fa.p12(), fb.p12(); pa < flagSure && pb < flagSure {
+			// Both source-byte contexts are sure the run goes on: code the position with
+			// their mean, unmixed (most positions of a run).
+			if c.pairBit(fa, fb, pa, pb, hit) == 1 {
+				m.prevZ = k
+				return k
+			}
+			continue
+		}
 		mx := &m.mx
 		mx.n = 3
-		mx.in[0] = &m.flagA[ctx<<8|uint32(old[q])]
-		mx.in[1] = &m.flagB[ctx<<8|b1]
+		mx.in[0] = fa
+		mx.in[1] = fb
 		mx.in[2] = &m.flagC[ctx<<4|uint32(min(bits.Len64(m.prevZ), 15))]
 		{
 			var b2 uint32
@@ -356,10 +371,6 @@ func (m *model) runLength(c *rangeCoder, z uint64, start int, at uint64, old []b
 		if q > 0 {
 			mx.n = 5
 			mx.in[4] = &m.flagD[mixHash(uint32(old[q-1])|uint32((at+k)&3)<<8|kb<<10|1<<20)>>(32-flagDBits)]
-		}
-		var hit uint32
-		if z == k {
-			hit = 1
 		}
 		if c.mixBit(mx, &m.flagW[ctx&63], hit) == 1 {
 			m.prevZ = k

@@ -27,6 +27,7 @@ const (
 var catNames = [catCount]string{"ops", "runs", "values", "literals", "stored"}
 
 func (s *costStats) add(p prob, b uint32) {
+	s.n[s.cat]++
 	q := float64(p) / probOne
 	if b == 1 {
 		q = 1 - q
