@@ -203,7 +203,17 @@ func TestLastDownloadWhileDeltaSaved(t *testing.T) {
 	if d := lastDownload(s); d == nil || d.DeltaFrom != "1.0.0" || d.Bytes != 9 {
 		t.Fatalf("lastDownload = %+v, want the delta's counter", d)
 	}
+	// Applied from the delta, now arming: still the delta's counter.
 	s.Pending.Delta = nil
+	s.LastDelta = &DeltaOutcome{Version: "1.1.0", From: "1.0.0", Used: true}
+	if d := lastDownload(s); d == nil || d.DeltaFrom != "1.0.0" || d.Bytes != 9 {
+		t.Fatalf("lastDownload after the delta was applied = %+v, want the delta's counter", d)
+	}
+	// The delta failed and the full payload was fetched instead.
+	s.LastDelta.Used = false
+	if d := lastDownload(s); d != nil && d.Version == "1.1.0" {
+		t.Fatalf("lastDownload with the delta unused and no full counter = %+v, want none of 1.1.0", d)
+	}
 	s.Downloads = append(s.Downloads, DownloadCount{Version: "1.1.0", SHA256: "full", Bytes: 5})
 	if d := lastDownload(s); d == nil || d.DeltaFrom != "" || d.Bytes != 5 {
 		t.Fatalf("lastDownload = %+v, want the full payload's counter", d)

@@ -203,7 +203,8 @@ func (st *Status) WriteText(w io.Writer) {
 }
 
 // lastDownload is the counter of the pending release (of its delta while
-// the delta's download is saved), else the newest.
+// the delta's download is saved, or once the release was installed from
+// it), else the newest.
 func lastDownload(s *State) *DownloadCount {
 	p := s.Pending
 	for i := len(s.Downloads) - 1; i >= 0; i-- {
@@ -211,6 +212,8 @@ func lastDownload(s *State) *DownloadCount {
 		switch {
 		case p == nil,
 			p.Delta == nil && d.Version == p.Version && d.SHA256 == p.SHA256,
+			// Installed from its delta, now arming or rebooting.
+			p.Delta == nil && d.Version == p.Version && d.DeltaFrom != "" && s.LastDelta != nil && s.LastDelta.Used && s.LastDelta.Version == p.Version,
 			p.Delta != nil && d.Version == p.Version && d.SHA256 == p.Delta.SHA256 && d.DeltaFrom == p.Delta.From:
 			return &d
 		}
