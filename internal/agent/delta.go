@@ -399,28 +399,14 @@ func (df *deltaFetch) verify(ctx context.Context) error {
 // final for this check, with the policy of fetchInto.
 func (df *deltaFetch) fetch(ctx context.Context) error {
 	a, r := df.a, df.r
-	drops := 0
-	for {
-		from := r.Offset()
-		err := df.transfer(ctx)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, errStartOver) && !isDrop(err) {
-			return err
-		}
-		if r.Offset()-from >= minProgress {
-			drops = 0
-		}
-		drops++
-		if drops >= a.cfg.MaxAttempts {
-			return fmt.Errorf("%w: %d times in a row, at %d of %d bytes: %w", errDeltaInterrupted, drops, r.Offset(), r.Length(), err)
-		}
+	err := a.retryDrops(ctx, r, func() error { return df.transfer(ctx) }, func(err error) {
 		a.log.Warn("delta download interrupted; resuming", "version", df.key.Version, "from", df.o.d.From, "offset", r.Offset(), "length", r.Length(), "err", err)
-		if err := a.http.Backoff(ctx, drops); err != nil {
-			return fmt.Errorf("waiting to resume: %w", err)
-		}
+	})
+	var de *dropsError
+	if errors.As(err, &de) {
+		return fmt.Errorf("%w: %w", errDeltaInterrupted, err)
 	}
+	return err
 }
 
 // transfer makes one request for the rest of the delta, from r's offset,

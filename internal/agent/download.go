@@ -110,13 +110,47 @@ func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFile
 }
 
 // fetchInto runs requests until r has the whole image or a failure is
-// final for this check.
+// final for this check (see retryDrops).
 func (a *Agent) fetchInto(ctx context.Context, s *State, r *payload.Resumable) error {
 	p := s.Pending
+	err := a.retryDrops(ctx, r, func() error { return a.transfer(ctx, s, r) }, func(err error) {
+		a.log.Warn("payload download interrupted; resuming", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
+	})
+	var de *dropsError
+	if errors.As(err, &de) {
+		return fmt.Errorf("payload download %w", err)
+	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("payload download: %w", err)
+	}
+	return err
+}
+
+// dropsError: the connection dropped Config.MaxAttempts times in a row
+// without minProgress bytes of progress in between.
+type dropsError struct {
+	times          int
+	offset, length int64
+	err            error // the last drop
+}
+
+func (e *dropsError) Error() string {
+	return fmt.Sprintf("interrupted %d times in a row, at %d of %d bytes: %v", e.times, e.offset, e.length, e.err)
+}
+func (e *dropsError) Unwrap() error { return e.err }
+
+// retryDrops calls transfer until it succeeds or fails for good. A
+// dropped connection, or a server that made the download start over
+// (errStartOver), is tried again after a backoff, with warn called first;
+// a request that got minProgress bytes further than the one before resets
+// the count, and Config.MaxAttempts drops in a row give a *dropsError.
+// Any other error of transfer, or ctx ending during a backoff, is
+// returned as it is.
+func (a *Agent) retryDrops(ctx context.Context, r *payload.Resumable, transfer func() error, warn func(error)) error {
 	drops := 0
 	for {
 		from := r.Offset()
-		err := a.transfer(ctx, s, r)
+		err := transfer()
 		if err == nil {
 			return nil
 		}
@@ -128,11 +162,11 @@ func (a *Agent) fetchInto(ctx context.Context, s *State, r *payload.Resumable) e
 		}
 		drops++
 		if drops >= a.cfg.MaxAttempts {
-			return fmt.Errorf("payload download interrupted %d times in a row, at %d of %d bytes: %w", drops, r.Offset(), p.Length, err)
+			return &dropsError{times: drops, offset: r.Offset(), length: r.Length(), err: err}
 		}
-		a.log.Warn("payload download interrupted; resuming", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
+		warn(err)
 		if err := a.http.Backoff(ctx, drops); err != nil {
-			return fmt.Errorf("payload download: waiting to resume: %w", err)
+			return fmt.Errorf("waiting to resume: %w", err)
 		}
 	}
 }

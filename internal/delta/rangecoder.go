@@ -142,17 +142,8 @@ func (c *rangeCoder) bit(p *prob, b uint32) uint32 {
 		c.rng -= bound
 		*p -= *p >> probShift
 	}
-	for c.rng < rangeTop {
-		c.rng <<= 8
-		if c.dec {
-			c.code = c.code<<8 | uint32(c.readByte())
-			if c.code >= c.rng {
-				c.fail(fmt.Errorf("%w: range coder out of range", ErrCorrupt))
-				c.code = 0
-			}
-		} else {
-			c.shiftLow()
-		}
+	if c.rng < rangeTop {
+		c.normalize()
 	}
 	return b
 }
@@ -180,6 +171,15 @@ func (c *rangeCoder) bitP(p0 uint32, b uint32) uint32 {
 		}
 		c.rng -= bound
 	}
+	if c.rng < rangeTop {
+		c.normalize()
+	}
+	return b
+}
+
+// normalize shifts out the range's top byte until it holds at least rangeTop again: the
+// encoder emits it, the decoder reads the next byte of the stream.
+func (c *rangeCoder) normalize() {
 	for c.rng < rangeTop {
 		c.rng <<= 8
 		if c.dec {
@@ -192,7 +192,6 @@ func (c *rangeCoder) bitP(p0 uint32, b uint32) uint32 {
 			c.shiftLow()
 		}
 	}
-	return b
 }
 
 // direct codes the low n bits of v with probability 1/2 each (no model).
@@ -211,17 +210,8 @@ func (c *rangeCoder) direct(v uint32, n int) uint32 {
 			c.low += uint64(c.rng)
 		}
 		out = out<<1 | b
-		for c.rng < rangeTop {
-			c.rng <<= 8
-			if c.dec {
-				c.code = c.code<<8 | uint32(c.readByte())
-				if c.code >= c.rng {
-					c.fail(fmt.Errorf("%w: range coder out of range", ErrCorrupt))
-					c.code = 0
-				}
-			} else {
-				c.shiftLow()
-			}
+		if c.rng < rangeTop {
+			c.normalize()
 		}
 	}
 	return out
