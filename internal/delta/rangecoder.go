@@ -120,30 +120,14 @@ func (c *rangeCoder) readByte() byte {
 // bit codes bit b (0 or 1; encoder) or decodes a bit (decoder) with probability p, and
 // adapts p.
 func (c *rangeCoder) bit(p *prob, b uint32) uint32 {
-	bound := (c.rng >> probBits) * uint32(*p)
 	if c.stats != nil {
 		c.stats.add(*p, b)
 	}
-	if c.dec {
-		b = 0
-		if c.code >= bound {
-			b = 1
-		}
-	}
+	b = c.split((c.rng>>probBits)*uint32(*p), b)
 	if b == 0 {
-		c.rng = bound
 		*p += (probOne - *p) >> probShift
 	} else {
-		if c.dec {
-			c.code -= bound
-		} else {
-			c.low += uint64(bound)
-		}
-		c.rng -= bound
 		*p -= *p >> probShift
-	}
-	if c.rng < rangeTop {
-		c.normalize()
 	}
 	return b
 }
@@ -154,7 +138,12 @@ func (c *rangeCoder) bitP(p0 uint32, b uint32) uint32 {
 	if c.stats != nil {
 		c.stats.add(prob(p0), b)
 	}
-	bound := (c.rng >> probBits) * p0
+	return c.split((c.rng>>probBits)*p0, b)
+}
+
+// split codes bit b (encoder) or decodes a bit (decoder) with the range split at bound: a 0
+// keeps [0, bound), a 1 keeps [bound, rng).
+func (c *rangeCoder) split(bound, b uint32) uint32 {
 	if c.dec {
 		b = 0
 		if c.code >= bound {
