@@ -69,11 +69,11 @@ for p in $PAIRS; do
   read -r OLD NEW <<<"$(pair_files "$p")"
   S=$(stat -c %s "$OLD"); B=$(( (S / 1048576 + 1) * 1048576 ))
   P=$W/$p; OUT=$W/out
-  declare -A SZ=() ROW=()
+  declare -A SZ=() ROW=() MARK=()
   run() { # tool diffcmd applycmd; a tool not in $TOOLS reuses its last recorded row
     local t=$1
     if [[ " $TOOLS " != *" $t "* ]]; then
-      if [ -f "$P.$t.row" ]; then SZ[$t]=$(stat -c %s "$P.$t"); ROW[$t]="$(cat "$P.$t.row") (earlier run)"
+      if [ -f "$P.$t.row" ]; then SZ[$t]=$(stat -c %s "$P.$t"); ROW[$t]="$(cat "$P.$t.row")"; MARK[$t]=" (earlier run)"
       else SZ[$t]=""; ROW[$t]="not run | | | "; fi
       return
     fi
@@ -98,7 +98,7 @@ for p in $PAIRS; do
   small=$(printf '%s\n' "${SZ[bsdiff]}" "${SZ[xdelta3]}" "${SZ[zstd]}" | grep . | sort -n | head -1)
   for t in bsdiff xdelta3 zstd uptrust; do
     r=""; [ $t = uptrust ] && r=$(awk -v a="${SZ[$t]}" -v b="$small" 'BEGIN{printf "%.2f", a/b}')
-    echo "| $p | $(mb "$S") | $t | ${SZ[$t]} | $r | ${ROW[$t]} |"
+    echo "| $p | $(mb "$S") | $t${MARK[$t]:-} | ${SZ[$t]} | $r | ${ROW[$t]} |"
   done
   [ -n "$ht" ] && echo "| $p | | uptrust apply, hashing the source first | | | | | $ht | |"
   echo "| $p | | dd copy (fsync) | | | | | $ct | |"
