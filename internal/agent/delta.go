@@ -161,7 +161,7 @@ func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *
 	if err != nil {
 		return 0, err
 	}
-	bw := bufio.NewWriterSize(powerWriter{payload.WritebackAt(w, 0), a.power}, 1<<20)
+	bw := bufio.NewWriterSize(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, 1<<20)
 	_, err = delta.Apply(ctx, bw, delta.Source{R: ra, Size: d.SourceLength, SHA256: src}, bufio.NewReaderSize(io.LimitReader(f, d.Length), 1<<16))
 	if err == nil {
 		err = bw.Flush()
@@ -475,25 +475,9 @@ func (df *deltaFetch) transfer(ctx context.Context) error {
 			}
 			return func() error { return writeState(a.cfg.DataDir, b) }, nil
 		}}
-	_, err := r.Install(ctx, src, deltaWriter{df.f, a.power}, cp)
+	_, err := r.Install(ctx, src, powerWriter{df.f, a.power, "delta-write"}, cp)
 	return err
 }
-
-// deltaWriter lets tests cut power in the middle of writing deltaFile
-// (point "delta-write").
-type deltaWriter struct {
-	f     *os.File
-	power func(string) error
-}
-
-func (w deltaWriter) Write(b []byte) (int, error) {
-	if err := w.power("delta-write"); err != nil {
-		return 0, err
-	}
-	return w.f.Write(b)
-}
-
-func (w deltaWriter) Sync() error { return w.f.Sync() }
 
 // savedDelta returns the delta progress of the interrupted install in s
 // that next may continue: the same release into the same slot (see

@@ -247,7 +247,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 			return func() error { return writeState(a.cfg.DataDir, b) }, nil
 		}}
 	hw := a.openHint(ctx, payload.WritebackAt(w, r.Offset()), p, r.Offset())
-	_, err = r.Install(ctx, src, powerWriter{hw, a.power}, cp)
+	_, err = r.Install(ctx, src, powerWriter{hw, a.power, "mid-write"}, cp)
 	hw.close()
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)

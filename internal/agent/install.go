@@ -164,17 +164,19 @@ func (a *Agent) reject(ctx context.Context, s *State, version, class string, err
 	return nil
 }
 
-// powerWriter lets tests cut power in the middle of writing a slot.
+// powerWriter lets tests cut power before each write, at power point
+// point ("mid-write" for a slot, "delta-write" for deltaFile).
 type powerWriter struct {
 	w interface {
 		Write([]byte) (int, error)
 		Sync() error
 	}
 	power func(string) error
+	point string
 }
 
 func (p powerWriter) Write(b []byte) (int, error) {
-	if err := p.power("mid-write"); err != nil {
+	if err := p.power(p.point); err != nil {
 		return 0, err
 	}
 	return p.w.Write(b)

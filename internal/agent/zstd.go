@@ -105,7 +105,7 @@ func (a *Agent) transferZstd(ctx context.Context, s *State, r *payload.Resumable
 	if err != nil {
 		return err
 	}
-	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power}, p.ImageLength)
+	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
 	_, err = r.Install(ctx, src, sink, payload.Checkpoints{})
 	if serr := sink.close(); err == nil && serr != nil {
 		err = serr
