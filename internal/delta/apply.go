@@ -64,14 +64,26 @@ type applier struct {
 	buf, diff []byte
 }
 
+// swapMin is the output length from which the applier hands its op buffer to the pipe
+// instead of copying it.
+const swapMin = 64 << 10
+
+// write outputs p, which is a prefix of a.buf. A long p is handed over whole and a.buf
+// replaced by a fresh buffer, so a.buf's contents are undefined after write.
 func (a *applier) write(p []byte) error {
-	if _, err := a.out.Write(p); err != nil {
-		return err
-	}
-	a.written += int64(len(p))
 	for _, b := range p[max(len(p)-4, 0):] {
 		a.last = a.last<<8 | uint32(b)
 	}
+	if len(p) >= swapMin {
+		b, err := a.out.swap(p)
+		if err != nil {
+			return err
+		}
+		a.buf = b[:MaxOpLength]
+	} else if _, err := a.out.Write(p); err != nil {
+		return err
+	}
+	a.written += int64(len(p))
 	return nil
 }
 
