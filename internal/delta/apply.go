@@ -21,9 +21,9 @@ type Source struct {
 // Apply reads a delta from patch and writes the target image to dst in order, reading src
 // with random access. It returns the delta's header. It returns nil only if the full target
 // was written and its SHA-256 matches the header; otherwise dst holds garbage and must not be
-// used. Memory use is bounded (about 11 MiB: the model's 8 MiB, two MaxOpLength buffers and
-// 768 KiB of output buffers) whatever the image sizes. The target is hashed and written by a
-// second goroutine, which has ended when Apply returns. ctx is checked every 256 ops.
+// used. Memory use is bounded (about 13 MiB: the model's 8 MiB and five MaxOpLength buffers:
+// the op's diff, its output and three in the pipe) whatever the image sizes. The target is
+// hashed and written by two more goroutines, which have ended when Apply returns. ctx is checked every 256 ops.
 func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Header, error) {
 	h, err := ReadHeader(patch)
 	if err != nil {

@@ -30,7 +30,7 @@ type pipeWriter struct {
 
 const (
 	pipeChunk   = MaxOpLength // so that an op's buffer can be swapped in whole
-	pipeBuffers = 4
+	pipeBuffers = 3
 )
 
 func newPipeWriter(dst io.Writer) *pipeWriter {
