@@ -14,7 +14,8 @@
 # TOOLS=uptrust reruns only ours and reuses the other tools' rows from the last run (marked).
 # Every tool's output is compared (cmp) with the target. Times are wall-clock with warm caches;
 # RSS is /usr/bin/time's maximum resident set size. "copy" is dd bs=1M conv=fsync of the target,
-# and throughput = copy time / uptrust apply time. Our apply fsyncs its output and is given the
+# and throughput = median copy time / median uptrust apply time over RUNS (5) alternating runs
+# of each (this VM's dd swings 2x from run to run). Our apply fsyncs its output and is given the
 # source's SHA-256 (-source-sha256), as the agent uses its cached hash of the active slot; the
 # row "hashing the source first" is the same apply without it (a device's first delta).
 set -euo pipefail
@@ -23,6 +24,7 @@ W=${WORK:-/var/tmp/uptrust-bench-delta}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PAIRS=${*:-tar ext4 sqfs sqfs-raw agent big}
 TOOLS=${TOOLS:-bsdiff xdelta3 zstd uptrust} # TOOLS=uptrust reruns only ours
+RUNS=${RUNS:-5} # alternating apply/dd runs for the throughput row
 mkdir -p "$W"
 [ -f "$ROOTFS/v2.ext4" ] || bash /work/shared/bench/rootfs-pair.sh "$ROOTFS" >&2
 (cd "$REPO" && go build -o "$W/uptrust-delta" ./bench/delta/cmd/uptrust-delta)
@@ -61,6 +63,15 @@ measure() {
   read -r T M < "$W/time"; M=$((M / 1024))
 }
 
+# wall CMD... -> seconds (3 decimals) the command took
+wall() {
+  local t0=$EPOCHREALTIME
+  "$@" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; return 1; }
+  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}'
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{printf "%.3f", (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+range() { printf '%s\n' "$@" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END{printf "%s-%s", lo, hi}'; }
+
 mb() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
 
 echo "| pair | size MiB | tool | delta bytes | ours/smallest | create s | create RSS MiB | apply s | apply RSS MiB |"
@@ -94,14 +105,27 @@ for p in $PAIRS; do
   if [[ " $TOOLS " == *" uptrust "* ]]; then
     rm -f "$OUT"; measure "$UD" apply "$OLD" "$P.uptrust" "$OUT"; ht="$T s, $M MiB"
   fi
-  rm -f "$OUT"; measure dd if="$NEW" of="$OUT" bs=1M conv=fsync status=none; ct=$T
+  # Throughput: RUNS alternating runs of our apply and of dd, timed with $EPOCHREALTIME
+  # (microseconds; /usr/bin/time's %e has 10 ms steps), medians compared.
+  if [[ " $TOOLS " == *" uptrust "* ]]; then
+    APPLY_T=(); COPY_T=()
+    for _ in $(seq "$RUNS"); do
+      rm -f "$OUT"; APPLY_T+=("$(wall "$UD" apply -source-sha256 "$SRC" "$OLD" "$P.uptrust" "$OUT")")
+      rm -f "$OUT"; COPY_T+=("$(wall dd if="$NEW" of="$OUT" bs=1M conv=fsync status=none)")
+    done
+    at=$(median "${APPLY_T[@]}"); ct=$(median "${COPY_T[@]}")
+    arange="$(range "${APPLY_T[@]}")"; crange="$(range "${COPY_T[@]}")"
+  else
+    rm -f "$OUT"; ct=$(wall dd if="$NEW" of="$OUT" bs=1M conv=fsync status=none); arange=""; crange=""
+  fi
   small=$(printf '%s\n' "${SZ[bsdiff]}" "${SZ[xdelta3]}" "${SZ[zstd]}" | grep . | sort -n | head -1)
   for t in bsdiff xdelta3 zstd uptrust; do
     r=""; [ $t = uptrust ] && r=$(awk -v a="${SZ[$t]}" -v b="$small" 'BEGIN{printf "%.2f", a/b}')
     echo "| $p | $(mb "$S") | $t${MARK[$t]:-} | ${SZ[$t]} | $r | ${ROW[$t]} |"
   done
   [ -n "$ht" ] && echo "| $p | | uptrust apply, hashing the source first | | | | | $ht | |"
-  echo "| $p | | dd copy (fsync) | | | | | $ct | |"
-  echo "| $p | | apply throughput vs copy | $(awk -v c="$ct" -v a="$at" 'BEGIN{printf "%.2f", (a>0)?c/a:0}') | | | | | |"
+  [ -n "$arange" ] && echo "| $p | | uptrust apply, median of $RUNS (range) | | | | | $at ($arange) | |"
+  echo "| $p | | dd copy (fsync)${crange:+, median of $RUNS (range)} | | | | | $ct${crange:+ ($crange)} | |"
+  echo "| $p | | apply throughput vs copy (medians) | $(awk -v c="$ct" -v a="$at" 'BEGIN{printf "%.2f", (a>0)?c/a:0}') | | | | | |"
   rm -f "$OUT"
 done
