@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/release"
 )
@@ -39,11 +41,14 @@ var (
 // low-memory buffers and no concurrency; a frame that asks for a larger
 // window is refused (errWindowTooLarge) as soon as its header arrives.
 //
-// Resume: a decoder's state cannot be checkpointed, so a compressed
-// payload never saves progress (s.Pending.Download stays nil). A dropped
-// connection makes the agent request the payload again from byte 0, up to
-// Config.MaxAttempts times in a row; a power loss or a stopped agent
-// starts over at the next check.
+// Resume: a dropped connection is resumed with a Range request from the
+// exact offset reached, feeding the same decoder, which is still waiting
+// in memory for the rest of its stream (the retry policy of the full
+// payload, see retryDrops). A server that cannot continue (Range ignored,
+// ETag changed, 416) makes it start over with a new decoder. A decoder's
+// state cannot be checkpointed, though, so a compressed payload never
+// saves progress (s.Pending.Download stays nil): a power loss or a stopped
+// agent starts over from byte 0 at the next check.
 func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	p := s.Pending
 	hashes := map[string][]byte{}
@@ -63,60 +68,114 @@ func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.Target
 	if err := a.startOver(s, r); err != nil {
 		return err
 	}
-	for drops := 1; ; drops++ {
-		err = a.transferZstd(ctx, s, r)
-		if err == nil {
-			break
-		}
-		if !isDrop(err) {
-			return err
-		}
-		if drops >= a.cfg.MaxAttempts {
-			return fmt.Errorf("compressed payload download interrupted %d times in a row, at %d of %d bytes (it restarts from byte 0): %w", drops, r.Offset(), p.Length, err)
-		}
-		a.log.Warn("compressed payload download interrupted; starting over from byte 0", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
-		s.downloadCount(p).Restarts++
-		r.Reset()
-		if err := a.http.Backoff(ctx, drops); err != nil {
-			return fmt.Errorf("payload download: waiting to restart: %w", err)
-		}
+	z := &zstdDownload{a: a, s: s, r: r, url: a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)}
+	err = a.retryDrops(ctx, r, func() error { return z.transfer(ctx) }, func(err error) {
+		a.log.Warn("compressed payload download interrupted; resuming", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
+	})
+	if cerr := z.close(); err == nil {
+		err = cerr
+	}
+	var de *dropsError
+	if errors.As(err, &de) {
+		return fmt.Errorf("compressed payload download %w", err)
+	}
+	if err != nil {
+		return err
 	}
 	return a.verifyImage(ctx, p, want)
 }
 
-// transferZstd makes one request for the whole compressed payload and
-// streams it through r (length and hashes) into a decoder that writes the
-// slot.
-func (a *Agent) transferZstd(ctx context.Context, s *State, r *payload.Resumable) error {
-	p := s.Pending
-	url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
-	res, err := a.http.GetFrom(ctx, url, p.Length, 0, "")
+// zstdDownload is the download of one compressed payload over one or more
+// requests, into one decoder (sink) writing one slot (w) from byte 0.
+type zstdDownload struct {
+	a    *Agent
+	s    *State
+	r    *payload.Resumable
+	url  string
+	etag string // of the latest answer
+	w    interface{ Close() error }
+	sink *zstdSink
+}
+
+// transfer makes one request for the rest of the compressed payload, from
+// r's offset, and streams it through r (length and hashes) into the
+// decoder.
+func (z *zstdDownload) transfer(ctx context.Context) error {
+	a, p, r := z.a, z.s.Pending, z.r
+	off := r.Offset()
+	res, err := a.http.GetFrom(ctx, z.url, p.Length, off, z.etag)
+	var se *fetch.StatusError
+	if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+		a.log.Warn("the server cannot continue the compressed download; starting over", "version", p.Version, "offset", off, "err", err)
+		if err := z.startOver(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errStartOver, err)
+	}
 	if err != nil {
 		return err
 	}
 	defer res.Close()
-	c := s.downloadCount(p)
+	c := z.s.downloadCount(p)
 	c.Requests++
 	if res.Size >= 0 && res.Size != p.Length {
 		return fmt.Errorf("%w: the server says the payload has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, p.Length)
 	}
-	src := &counter{r: res, add: func(n int) { s.downloadCount(p).Bytes += int64(n) }}
-	w, err := a.openSlot(ctx, p.Slot, 0)
-	if err != nil {
+	switch {
+	case off > 0 && res.Offset == 0:
+		a.log.Warn("the server sent the whole compressed payload instead of the rest (it ignores Range, or the payload's ETag changed); starting over",
+			"version", p.Version, "offset", off, "etag", z.etag, "server_etag", res.ETag)
+		if err := z.startOver(); err != nil {
+			return err
+		}
+	case off > 0 && z.etag != "" && res.ETag != z.etag:
+		a.log.Warn("the compressed payload's ETag changed; starting over", "version", p.Version, "offset", off, "etag", z.etag, "server_etag", res.ETag)
+		if err := z.startOver(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, z.etag)
+	case off > 0:
+		c.Resumed++
+	}
+	z.etag = res.ETag
+	if z.sink == nil {
+		w, err := a.openSlot(ctx, p.Slot, 0)
+		if err != nil {
+			return err
+		}
+		z.w, z.sink = w, newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
+	}
+	src := &counter{r: res, add: func(n int) { z.s.downloadCount(p).Bytes += int64(n) }}
+	if _, err := r.Install(ctx, src, z.sink, payload.Checkpoints{}); err != nil {
 		return err
 	}
-	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
-	_, err = r.Install(ctx, src, sink, payload.Checkpoints{})
-	if serr := sink.close(); err == nil && serr != nil {
-		err = serr
+	if err := z.close(); err != nil {
+		return err
 	}
-	if cerr := w.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
+	z.s.downloadCount(p).Complete = true
+	return nil
+}
+
+// startOver drops the decoder and the progress: the next bytes written
+// are the payload's first.
+func (z *zstdDownload) startOver() error {
+	z.r.Reset()
+	z.s.downloadCount(z.s.Pending).Restarts++
+	return z.close()
+}
+
+// close stops the decoder, if any, and closes the slot.
+func (z *zstdDownload) close() error {
+	if z.sink == nil {
+		return nil
 	}
-	if err == nil {
-		s.downloadCount(p).Complete = true
+	z.sink.close()
+	err := z.w.Close()
+	z.sink, z.w = nil, nil
+	if err != nil {
+		return fmt.Errorf("closing slot %s: %w", z.s.Pending.Slot, err)
 	}
-	return err
+	return nil
 }
 
 // verifyImage reads the image back from the slot and checks it against the
