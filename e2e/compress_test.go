@@ -6,8 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -299,4 +304,118 @@ func TestCompressedPowerLoss(t *testing.T) {
 			w.assertRunning(d, "1.1.0")
 		})
 	}
+}
+
+// halfCompressible is n bytes in which every 4 KiB block of random data
+// comes twice, so that zstd halves it: a compressed payload of several
+// checkpoints.
+func halfCompressible(version string, n int) []byte {
+	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(version[len(version)-1])))
+	out := make([]byte, 0, n+8192)
+	block := make([]byte, 4096)
+	for len(out) < n {
+		for i := range block {
+			block[i] = byte(r.Uint32())
+		}
+		out = append(out, block...)
+		out = append(out, block...)
+	}
+	return out[:n]
+}
+
+// stagedPowerLossWorld publishes a compressed 1.1.0 of several MiB.
+func stagedPowerLossWorld(t *testing.T) (*world, store.Release) {
+	w := newWorld(t, worldOptions{})
+	rel := w.publishZstd("1.1.0", 2, halfCompressible("1.1.0", 8<<20))
+	w.rollout("1.1.0", 100)
+	return w, rel
+}
+
+// A power loss while a compressed payload is staged in the data directory
+// costs only what the last checkpoint did not cover: the next check
+// resumes the staged download with a Range request and installs. A power
+// loss while it is decompressed into the slot downloads nothing again.
+func TestCompressedStagedPowerLoss(t *testing.T) {
+	t.Run("downloading", func(t *testing.T) {
+		w, rel := stagedPowerLossWorld(t)
+		served := w.proxy.served(isPayload("1.1.0"))
+		d := w.device("d", 0)
+		writes := 0
+		d.PowerLoss = func(p string) error {
+			if p == "stage-write" {
+				if writes++; int64(writes)*(payload.BufferSize/4) > rel.Length/2 {
+					return agent.ErrPowerLoss
+				}
+			}
+			return nil
+		}
+		if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
+			t.Fatalf("cycle: %v, want a power loss while staging", err)
+		}
+		d.PowerLoss = nil
+		if _, err := d.Boot(); err != nil {
+			t.Fatal(err)
+		}
+		assertBootsKnownImage(t, w, d)
+		s, err := agent.LoadState(d.Config.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Staged == nil || s.Pending.Staged.Offset == 0 {
+			t.Fatalf("phase %s, pending %+v: want saved staged progress", s.Phase, s.Pending)
+		}
+		saved := s.Pending.Staged.Offset
+		// Saves are synchronous: the last one covers every whole
+		// checkpoint interval written before the power loss.
+		written := int64(writes-1) * (payload.BufferSize / 4)
+		if want := written / agent.CheckpointBytes * agent.CheckpointBytes; saved != want {
+			t.Fatalf("saved at %d after %d bytes were written, want %d", saved, written, want)
+		}
+		before := served.Load()
+		w.cycle(d)
+		w.assertRunning(d, "1.1.0")
+		t.Logf("power loss with %d of %d compressed bytes staged, saved at %d: %d bytes fetched after it", writes*(payload.BufferSize/4), rel.Length, saved, served.Load()-before)
+		if got := served.Load() - before; got != rel.Length-saved {
+			t.Fatalf("after the power loss %d bytes were fetched, want the %d after the saved offset %d", got, rel.Length-saved, saved)
+		}
+		c := download(t, d, "1.1.0")
+		if c.Resumed != 1 || c.Restarts != 0 || !c.Complete {
+			t.Fatalf("download count %+v, want one resume", c)
+		}
+		if _, err := os.Stat(filepath.Join(d.Config.DataDir, "payload.tmp")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("payload.tmp left behind after the install: %v", err)
+		}
+	})
+	t.Run("decompressing", func(t *testing.T) {
+		w, rel := stagedPowerLossWorld(t)
+		served := w.proxy.served(isPayload("1.1.0"))
+		d := w.device("d", 0)
+		cutPowerAt(t, w, d, "mid-write")
+		if got := served.Load(); got != rel.Length {
+			t.Fatalf("%d bytes fetched before the power loss, want the whole %d-byte payload staged", got, rel.Length)
+		}
+		w.cycle(d)
+		w.assertRunning(d, "1.1.0")
+		if got := served.Load(); got != rel.Length {
+			t.Fatalf("%d bytes fetched in all, want the %d-byte payload once", got, rel.Length)
+		}
+	})
+	t.Run("streamed", func(t *testing.T) {
+		// stage_compressed false: the payload goes straight into the slot
+		// and a power loss starts it over.
+		w, rel := stagedPowerLossWorld(t)
+		served := w.proxy.served(isPayload("1.1.0"))
+		d := w.device("d", 0)
+		off := false
+		d.Config.StageCompressed = &off
+		cutPowerAt(t, w, d, "mid-write")
+		w.cycle(d)
+		w.assertRunning(d, "1.1.0")
+		if _, err := os.Stat(filepath.Join(d.Config.DataDir, "payload.tmp")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("payload.tmp written although staging is off: %v", err)
+		}
+		if got := served.Load(); got <= rel.Length {
+			t.Fatalf("%d bytes fetched for the %d-byte payload, want it fetched again after the power loss", got, rel.Length)
+		}
+	})
 }

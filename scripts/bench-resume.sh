@@ -26,6 +26,9 @@
 #               worst case (the checkpoints lag the download by the slot's
 #               sync time).
 #   power-flow-link  the same with download_rate_limit 32MiB.
+#   compressed-drop, compressed-power-flow  as drop and power-flow, for the
+#               same image published with --compress zstd (product benchz),
+#               which the agent stages in its data directory.
 # For each: re-downloaded = payload bytes sent by the proxy − payload size;
 # the offset saved in state.json at the interruption; the agent's own
 # counter (`uptrust-agent status`); and that the device then boots the new
@@ -66,8 +69,14 @@ head -c 65536 /dev/urandom > "$WORK/factory.img"
 "$U" release add bench 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
 head -c "$(( SIZE_MIB << 20 ))" /dev/urandom > "$WORK/payload.img"
 "$U" release add bench 2.0.0 "$WORK/payload.img" --kind security --security-version 2 --dir "$P" > /dev/null
-rm -f "$WORK/payload.img"
 "$U" rollout start bench 2.0.0 --percent 100 --dir "$P" > /dev/null
+# The same image, zstd-compressed, as product benchz (the "compressed" case).
+"$U" product add benchz --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
+"$U" release add benchz 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
+ZBYTES=$("$U" release add benchz 2.0.0 "$WORK/payload.img" --kind security --security-version 2 --compress zstd --dir "$P" \
+  | sed -n 's/^published .*: \([0-9]*\) bytes, sha256.*/\1/p')
+rm -f "$WORK/payload.img"
+"$U" rollout start benchz 2.0.0 --percent 100 --dir "$P" > /dev/null
 BYTES=$(( SIZE_MIB << 20 ))
 HALF=$(( BYTES / 2 ))
 
@@ -88,8 +97,8 @@ stats() { curl -sf "http://127.0.0.1:$PPORT/_stats"; }
 served() { stats | sed -n 's/.*"payload_bytes":\([0-9]*\).*/\1/p'; }
 device() {
   rm -rf "$WORK/dev"
-  "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PPORT" --product bench --hardware rev-a \
-    --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 > /dev/null
+  "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PPORT" --hardware rev-a \
+    --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 --product "${PRODUCT:-bench}" > /dev/null
 }
 check() { "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"; }
 saved() { "$A" --config "$WORK/dev/agent.json" status --json | sed -n 's/.*"download_saved": *\([0-9]*\).*/\1/p'; }
@@ -176,4 +185,15 @@ flow() {
 flow kill-flow
 flow power-flow boot
 flow power-flow-link boot 32MiB
+# compressed-*: the zstd payload, which the agent stages in its data
+# directory (payload.tmp) before decompressing it into the slot: the
+# connection dropped after half of it (the same check resumes), and a power
+# loss while data flows at full local speed.
+PRODUCT=benchz; BYTES=$ZBYTES; HALF=$(( BYTES / 2 ))
+device; proxy -cut-at "$HALF"
+check
+report compressed-drop "$HALF" "-"
+statusline
+finish
+flow compressed-power-flow boot
 echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"

@@ -145,6 +145,12 @@ type Config struct {
 	// server, payloads and metadata together: a number, or a string such as
 	// "512KiB" or "2MiB" (see ParseByteRate). 0 or absent: no limit.
 	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
+	// StageCompressed lets the agent download a compressed payload into the
+	// data directory first, when there is room, so that a power loss does
+	// not restart it (default true). false: always stream it into the slot
+	// (the data directory stays small; a power loss restarts a compressed
+	// download from byte 0).
+	StageCompressed *bool `json:"stage_compressed,omitempty"`
 	// HealthCheck is an executable run after booting a new release; exit
 	// status 0 means healthy. Empty: the system came up, that is enough.
 	HealthCheck []string `json:"health_check,omitempty"`
@@ -257,6 +263,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// StagingEnabled says whether compressed payloads may be staged.
+func (c *Config) StagingEnabled() bool { return c.StageCompressed == nil || *c.StageCompressed }
 
 // ReportsEnabled says whether outcome reports are sent.
 func (c *Config) ReportsEnabled() bool { return c.Reports == nil || *c.Reports }

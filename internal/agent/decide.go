@@ -76,6 +76,7 @@ func (a *Agent) dropPartial(s *State, err error) {
 	s.Phase, s.Pending = PhaseIdle, nil
 	a.dropHint()
 	a.dropDeltaFile()
+	a.dropStagedFile()
 }
 
 // decide refreshes both repositories and returns the release to install,

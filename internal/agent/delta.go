@@ -8,17 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
-	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/delta"
 	"github.com/uptrust/uptrust/internal/release"
 )
@@ -233,260 +230,44 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 // (payload.Checkpoints.Idle) would add nothing.
 const DeltaCheckpointBytes = 256 << 10
 
-// deltaFetch is the download of one delta into deltaFile, over one or
-// more requests.
-type deltaFetch struct {
-	a      *Agent
-	s      *State
-	o      *deltaOffer
-	key    *Pending // names the delta's download counter
-	url    string
-	hashes map[string][]byte
-	r      *payload.Resumable
-	f      *os.File
-	etag   string // of the latest answer
-}
-
-// count returns the delta's download counter.
-func (df *deltaFetch) count() *DownloadCount {
-	c := df.s.downloadCount(df.key)
-	c.DeltaFrom = df.o.d.From
-	return c
-}
-
-// progress is the delta progress to save in the pending install.
-func (df *deltaFetch) progress(pr payload.Progress, etag string) *DeltaDownload {
-	d := df.o.d
-	return &DeltaDownload{From: d.From, Target: d.Target, Length: d.Length, SHA256: d.SHA256, Download: Download{Progress: pr, ETag: etag}}
-}
-
 // fetchDelta downloads the delta target into deltaFile, verified against
 // its signed length and hashes, and returns the file (open for reading and
-// writing).
-//
-// It continues from s.Pending.Delta (see savedDelta) when the file still
-// holds the bytes that progress claims: it is cut back to the saved offset
-// and the rest is asked for with a Range request. A file shorter than
-// that, or progress that does not restore, starts over from byte 0. The
-// progress is saved as the download goes (DeltaCheckpointBytes), and once
-// more when it is complete. A dropped connection is resumed from the exact
-// offset reached, with the retry policy of the full payload (see
-// fetchInto); a server that cannot continue (Range ignored, ETag changed,
-// 416) makes it start over. A delta whose first bytes came from saved
-// progress is read back from the file and verified; if that, or the hash
-// of the resumed stream, does not match, the delta is downloaded once more
-// from byte 0.
+// writing), with its progress in s.Pending.Delta (see stagedFetch).
 func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *deltaOffer) (*os.File, error) {
 	t := o.target
 	hashes := map[string][]byte{}
 	for alg, h := range t.Hashes {
 		hashes[alg] = h
 	}
-	r, err := payload.NewResumable(t.Length, hashes)
-	if err != nil {
-		return nil, err
-	}
-	df := &deltaFetch{a: a, s: s, o: o, key: &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length},
+	key := &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length}
+	p := s.Pending
+	sf := &stagedFetch{a: a, s: s, what: "delta", path: a.deltaFile(), point: "delta-write", every: DeltaCheckpointBytes,
 		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(o.d.Target, hex.EncodeToString(t.Hashes["sha256"])),
-		hashes: hashes, r: r}
-	if err := df.open(); err != nil {
-		return nil, err
+		length: t.Length, hashes: hashes, version: version,
+		saved: func() *Download {
+			if p.Delta == nil {
+				return nil
+			}
+			return &p.Delta.Download
+		},
+		record: func(d *Download) {
+			p.Delta = nil
+			if d != nil {
+				p.Delta = &DeltaDownload{From: o.d.From, Target: o.d.Target, Length: o.d.Length, SHA256: o.d.SHA256, Download: *d}
+			}
+		},
+		count: func() *DownloadCount {
+			c := s.downloadCount(key)
+			c.DeltaFrom = o.d.From
+			return c
+		},
+		interrupted: errDeltaInterrupted,
 	}
-	err = df.fetch(ctx)
-	if err == nil && r.Restored() {
-		err = df.verify(ctx)
-	}
-	if err != nil && r.Restored() && errors.Is(err, payload.ErrHashMismatch) {
-		// A prefix taken from saved progress makes a mismatch ambiguous:
-		// the file or the saved hash states may be what is wrong. Only a
-		// download from byte 0 tells.
-		a.log.Warn("the resumed delta does not verify; downloading it again", "version", version, "from", o.d.From, "err", err)
-		err = df.startOver()
-		if err == nil {
-			err = df.fetch(ctx)
-		}
-	}
-	if err == nil {
-		// Complete and synced (Install syncs on success): save that, so
-		// that a power loss during the apply does not download it again.
-		var pr payload.Progress
-		if pr, err = r.Progress(); err == nil {
-			s.Pending.Delta = df.progress(pr, df.etag)
-			df.count().Complete = true
-			err = saveState(a.cfg.DataDir, s)
-		}
-	}
+	f, err := sf.fetch(ctx)
 	if err != nil {
-		df.f.Close()
 		return nil, fmt.Errorf("downloading the delta: %w", err)
 	}
-	return df.f, nil
-}
-
-// open opens deltaFile: at the saved progress when it can continue from
-// there, else empty, with the progress dropped and that saved first.
-func (df *deltaFetch) open() error {
-	a, p := df.a, df.s.Pending
-	path := a.deltaFile()
-	if d := p.Delta; d != nil {
-		f, err := resumeDeltaFile(path, df.r, d.Progress)
-		if err == nil {
-			df.f = f
-			a.log.Info("resuming the delta download", "version", p.Version, "from", d.From, "offset", d.Offset, "length", d.Length)
-			return nil
-		}
-		a.log.Warn("the saved delta download cannot continue; starting over", "version", p.Version, "from", d.From, "err", err)
-		df.r.Reset()
-		p.Delta = nil
-		df.count().Restarts++
-		if err := saveState(a.cfg.DataDir, df.s); err != nil {
-			return err
-		}
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	// The file's name must survive a power loss as its synced bytes do.
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		f.Close()
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	df.f = f
-	return nil
-}
-
-// resumeDeltaFile restores r from pr and opens path cut back to
-// pr.Offset; it fails, with r unchanged, when pr does not restore or the
-// file is missing or shorter than pr.Offset.
-func resumeDeltaFile(path string, r *payload.Resumable, pr payload.Progress) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && fi.Size() < pr.Offset {
-		err = fmt.Errorf("%s has %d bytes, the saved progress claims %d", path, fi.Size(), pr.Offset)
-	}
-	if err == nil {
-		err = f.Truncate(pr.Offset)
-	}
-	if err == nil {
-		err = r.Restore(pr)
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
 	return f, nil
-}
-
-// startOver throws the progress away and saves that before anything is
-// written again (see Agent.startOver).
-func (df *deltaFetch) startOver() error {
-	df.r.Reset()
-	if err := df.f.Truncate(0); err != nil {
-		return fmt.Errorf("emptying %s: %w", df.f.Name(), err)
-	}
-	df.count().Restarts++
-	df.s.Pending.Delta = nil
-	return saveState(df.a.cfg.DataDir, df.s)
-}
-
-// verify reads the delta back from the file and checks it against the
-// signed hashes.
-func (df *deltaFetch) verify(ctx context.Context) error {
-	if _, err := df.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("reading back %s: %w", df.f.Name(), err)
-	}
-	if _, err := payload.Verify(ctx, bufio.NewReaderSize(df.f, 1<<16), df.r.Length(), df.hashes); err != nil {
-		return fmt.Errorf("reading back %s after a resumed download: %w", df.f.Name(), err)
-	}
-	return nil
-}
-
-// fetch runs requests until the file has the whole delta or a failure is
-// final for this check, with the policy of fetchInto.
-func (df *deltaFetch) fetch(ctx context.Context) error {
-	a, r := df.a, df.r
-	err := a.retryDrops(ctx, r, func() error { return df.transfer(ctx) }, func(err error) {
-		a.log.Warn("delta download interrupted; resuming", "version", df.key.Version, "from", df.o.d.From, "offset", r.Offset(), "length", r.Length(), "err", err)
-	})
-	var de *dropsError
-	if errors.As(err, &de) {
-		return fmt.Errorf("%w: %w", errDeltaInterrupted, err)
-	}
-	return err
-}
-
-// transfer makes one request for the rest of the delta, from r's offset,
-// and streams the answer into the file (see Agent.transfer).
-func (df *deltaFetch) transfer(ctx context.Context) error {
-	a, r, p := df.a, df.r, df.s.Pending
-	length := r.Length()
-	etag := ""
-	if p.Delta != nil {
-		etag = p.Delta.ETag
-	}
-	df.etag = etag
-	var src io.Reader = eof{}
-	// A download saved at its very end needs no request.
-	if off := r.Offset(); off < length || length == 0 {
-		res, err := a.http.GetFrom(ctx, df.url, length, off, etag)
-		var se *fetch.StatusError
-		if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
-			a.log.Warn("the server cannot continue the delta download; starting over", "version", p.Version, "offset", off, "err", err)
-			if err := df.startOver(); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errStartOver, err)
-		}
-		if err != nil {
-			return err
-		}
-		defer res.Close()
-		c := df.count()
-		c.Requests++
-		if res.Size >= 0 && res.Size != length {
-			return fmt.Errorf("%w: the server says the delta has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, length)
-		}
-		switch {
-		case off > 0 && res.Offset == 0:
-			a.log.Warn("the server sent the whole delta instead of the rest; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := df.startOver(); err != nil {
-				return err
-			}
-		case off > 0 && etag != "" && res.ETag != etag:
-			a.log.Warn("the delta's ETag changed; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := df.startOver(); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
-		case off > 0:
-			c.Resumed++
-		}
-		etag, df.etag = res.ETag, res.ETag
-		src = &counter{r: res, add: func(n int) { df.count().Bytes += int64(n) }}
-	}
-	// The file holds exactly the bytes r covers: a failed write may have
-	// left more.
-	if err := df.f.Truncate(r.Offset()); err != nil {
-		return fmt.Errorf("cutting %s back to %d bytes: %w", df.f.Name(), r.Offset(), err)
-	}
-	if _, err := df.f.Seek(r.Offset(), io.SeekStart); err != nil {
-		return fmt.Errorf("seeking %s to %d: %w", df.f.Name(), r.Offset(), err)
-	}
-	cp := payload.Checkpoints{Bytes: DeltaCheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now,
-		Save: func(pr payload.Progress) (func() error, error) {
-			p.Delta = df.progress(pr, etag)
-			b, err := encodeState(df.s)
-			if err != nil {
-				return nil, err
-			}
-			return func() error { return writeState(a.cfg.DataDir, b) }, nil
-		}}
-	_, err := r.Install(ctx, src, powerWriter{df.f, a.power, "delta-write"}, cp)
-	return err
 }
 
 // savedDelta returns the delta progress of the interrupted install in s

@@ -42,7 +42,7 @@ type nopSync struct{ io.Writer }
 
 func (nopSync) Sync() error { return nil }
 
-func TestResumeDeltaFile(t *testing.T) {
+func TestResumeStagedFile(t *testing.T) {
 	data := bytes.Repeat([]byte("delta bytes "), 10000)
 	sum := sha256.Sum256(data)
 	hashes := map[string][]byte{"sha256": sum[:]}
@@ -72,7 +72,7 @@ func TestResumeDeltaFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, err := resumeDeltaFile(path, r, tc.pr)
+			f, err := resumeStagedFile(path, r, tc.pr)
 			if !tc.resume {
 				if err == nil {
 					f.Close()

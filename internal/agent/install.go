@@ -14,8 +14,9 @@ import (
 // install streams the payload into the inactive slot, verifies it, arms
 // the bootloader and reboots. A download interrupted in an earlier check
 // (phase writing, with saved progress) is resumed if it was for the same
-// release, target hash, length and slot; otherwise it starts over. A
-// compressed payload always starts over (see downloadZstd). An interrupted
+// release, target hash, length and slot; otherwise it starts over. So is
+// the download of a compressed payload staged in the data directory (see
+// downloadZstd and savedStaged). An interrupted
 // delta download (or apply) resumes likewise if the same delta is still
 // offered (see savedDelta and installDelta).
 func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
@@ -43,6 +44,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		}
 	}
 	next.Delta = a.savedDelta(s, next, s.delta)
+	next.Staged = a.savedStaged(s, next)
 	s.Pending = next
 	s.Phase = PhaseWriting
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
@@ -51,7 +53,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	}
 	offer := s.delta
 	s.delta = nil
-	if offer != nil && next.Download == nil {
+	if offer != nil && next.Download == nil && next.Staged == nil {
 		// A resumed full download keeps going; otherwise try the delta
 		// first and fall back to the full payload in this same check.
 		a.log.Info("installing from a delta", "version", m.Version, "from", offer.d.From, "slot", s.Pending.Slot, "bytes", offer.d.Length)
@@ -113,13 +115,18 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
 		}
 		class := classify(err)
-		if class == ClassNetwork && p.Download != nil {
+		if class == ClassNetwork && (p.Download != nil || p.Staged != nil) {
 			// Keep phase writing and the progress: the next check
 			// resumes the download where it stopped.
+			d := p.Download
+			if d == nil {
+				d = p.Staged
+			}
 			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
-				p.Download.Offset, p.Length, err))
+				d.Offset, p.Length, err))
 		}
 		a.dropHint()
+		a.dropStagedFile()
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.reject(ctx, s, m.Version, class, err)
 	}
@@ -129,6 +136,19 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		return err
 	}
 	return a.arm(ctx, s)
+}
+
+// savedStaged returns the staged-payload progress of the interrupted
+// install in s that next may continue (see sameDownload); otherwise nil,
+// and it removes any staged file left behind.
+func (a *Agent) savedStaged(s *State, next *Pending) *Download {
+	prev := s.Pending
+	if s.Phase == PhaseWriting && prev != nil && prev.Staged != nil && sameDownload(prev, next) {
+		a.log.Info("resuming the staged download", "version", next.Version, "offset", prev.Staged.Offset, "length", next.Length)
+		return prev.Staged
+	}
+	a.dropStagedFile()
+	return nil
 }
 
 // sameDownload reports whether saved progress for prev may continue as

@@ -35,6 +35,11 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 				"version", p.Version, "offset", p.Download.Offset, "length", p.Length)
 			return nil
 		}
+		if d := p.Staged; d != nil {
+			a.log.Info("the download of the compressed payload into the data directory, or its decompression, was interrupted; it resumes if the release is still to be installed",
+				"version", p.Version, "offset", d.Offset, "length", p.Length)
+			return nil
+		}
 		if d := p.Delta; d != nil {
 			a.log.Info("delta download or apply was interrupted; it resumes if the release and its delta are still to be installed",
 				"version", p.Version, "from", d.From, "offset", d.Offset, "length", d.Length)
@@ -42,6 +47,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 		}
 		a.log.Info("install was interrupted while writing; starting over", "version", p.Version)
 		a.dropDeltaFile()
+		a.dropStagedFile()
 		s.Phase, s.Pending = PhaseIdle, nil
 		return a.step(s, "idle-after-interrupted-write")
 

@@ -56,14 +56,18 @@ type Pending struct {
 	FromVersion string    `json:"from_version"`
 	// Failure is set once the new slot has been judged bad.
 	Failure *Failure `json:"failure,omitempty"`
-	// Download is the saved progress of the payload download, while the
-	// phase is writing; nil before the first checkpoint, and always nil
-	// for a compressed payload (which restarts from byte 0).
+	// Download is the saved progress of the payload download into the
+	// slot, while the phase is writing; nil before the first checkpoint,
+	// and always nil for a compressed payload.
 	Download *Download `json:"download,omitempty"`
+	// Staged is the saved progress of the download of a compressed
+	// payload into the data directory (stagedFile), from which it is then
+	// decompressed into the slot; nil for a payload streamed into the
+	// slot. At most one of Download, Staged and Delta is set.
+	Staged *Download `json:"staged,omitempty"`
 	// Delta is the saved progress of the download of the release's delta
 	// into the data directory (deltaFile), while the phase is writing and
-	// the delta is being tried; nil otherwise. At most one of Download and
-	// Delta is set.
+	// the delta is being tried; nil otherwise.
 	Delta *DeltaDownload `json:"delta,omitempty"`
 	// Compression is the manifest's payload compression ("" or "none":
 	// the payload is the image). With "zstd", ImageLength and ImageSHA256

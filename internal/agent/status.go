@@ -94,6 +94,8 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 		st.Installing = s.Pending.Version
 		if d := s.Pending.Download; d != nil {
 			st.DownloadSaved = d.Offset
+		} else if d := s.Pending.Staged; d != nil {
+			st.DownloadSaved = d.Offset
 		} else if d := s.Pending.Delta; d != nil {
 			st.DownloadSaved = d.Offset
 		}

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -41,14 +44,20 @@ var (
 // low-memory buffers and no concurrency; a frame that asks for a larger
 // window is refused (errWindowTooLarge) as soon as its header arrives.
 //
-// Resume: a dropped connection is resumed with a Range request from the
-// exact offset reached, feeding the same decoder, which is still waiting
-// in memory for the rest of its stream (the retry policy of the full
-// payload, see retryDrops). A server that cannot continue (Range ignored,
-// ETag changed, 416) makes it start over with a new decoder. A decoder's
-// state cannot be checkpointed, though, so a compressed payload never
-// saves progress (s.Pending.Download stays nil): a power loss or a stopped
-// agent starts over from byte 0 at the next check.
+// Resume: a decoder's state cannot be checkpointed. So when the data
+// directory has room for it and Config.StageCompressed allows (see
+// canStage), the compressed payload is
+// first downloaded into stagedFile, resumably like any payload (progress in
+// s.Pending.Staged: a dropped connection, a stopped agent or a power loss
+// costs only what the last checkpoint did not cover), then decompressed
+// from there into the slot; a power loss while decompressing decompresses
+// again from the staged file. Without room, it is streamed into the slot:
+// a dropped connection is then resumed with a Range request from the exact
+// offset reached, feeding the same decoder, which is still waiting in
+// memory for the rest of its stream (the retry policy of the full payload,
+// see retryDrops), and a server that cannot continue (Range ignored, ETag
+// changed, 416) makes it start over with a new decoder; but a power loss or
+// a stopped agent starts over from byte 0 at the next check.
 func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	p := s.Pending
 	hashes := map[string][]byte{}
@@ -59,6 +68,11 @@ func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.Target
 	if err != nil || len(want) == 0 || p.ImageLength <= 0 {
 		return fmt.Errorf("%w: no usable image length and sha256", errImageMismatch)
 	}
+	if a.canStage(p) {
+		return a.downloadStaged(ctx, s, hashes, want)
+	}
+	a.dropStagedFile()
+	p.Staged = nil
 	r, err := payload.NewResumable(p.Length, hashes)
 	if err != nil {
 		return err
@@ -83,6 +97,94 @@ func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.Target
 		return err
 	}
 	return a.verifyImage(ctx, p, want)
+}
+
+// stageMargin is the free space canStage leaves in the data directory.
+const stageMargin = 16 << 20
+
+// canStage reports whether the compressed payload of p fits into the data
+// directory, with stageMargin to spare, next to what is staged already.
+func (a *Agent) canStage(p *Pending) bool {
+	if !a.cfg.StagingEnabled() {
+		return false
+	}
+	free, err := freeBytes(a.cfg.DataDir)
+	if err != nil {
+		a.log.Warn("free space of the data directory unknown; streaming the compressed payload", "err", err)
+		return false
+	}
+	var have int64
+	if fi, err := os.Stat(a.stagedFile()); err == nil && p.Staged != nil {
+		have = min(fi.Size(), p.Length)
+	}
+	if free < p.Length-have+stageMargin {
+		a.log.Info("no room to stage the compressed payload; streaming it into the slot (a power loss restarts it from byte 0)",
+			"version", p.Version, "bytes", p.Length, "free", free)
+		return false
+	}
+	return true
+}
+
+// downloadStaged downloads the compressed payload of s.Pending into
+// stagedFile (see stagedFetch), decompresses it into the slot and checks
+// the image against want (the manifest's image_sha256).
+func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string][]byte, want []byte) error {
+	p := s.Pending
+	if p.Download != nil {
+		// Progress of a streamed download into the slot does not apply.
+		p.Download = nil
+		if err := saveState(a.cfg.DataDir, s); err != nil {
+			return err
+		}
+	}
+	sf := &stagedFetch{a: a, s: s, what: "compressed payload", version: p.Version, path: a.stagedFile(), point: "stage-write",
+		every: CheckpointBytes, length: p.Length, hashes: hashes,
+		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256),
+		saved:  func() *Download { return p.Staged },
+		record: func(d *Download) { p.Staged = d },
+		count:  func() *DownloadCount { return s.downloadCount(p) },
+	}
+	f, err := sf.fetch(ctx)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	w, err := a.openSlot(ctx, p.Slot, 0)
+	if err != nil {
+		return err
+	}
+	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
+	_, err = io.Copy(sink, bufio.NewReaderSize(f, 1<<16))
+	if err == nil {
+		err = sink.Sync()
+	}
+	sink.close()
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing slot %s: %w", p.Slot, cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.verifyImage(ctx, p, want); err != nil {
+		return err
+	}
+	// The image is in the slot: the staged payload has served.
+	a.dropStagedFile()
+	p.Staged = nil
+	return nil
+}
+
+// stagedFile is where a compressed payload waits to be decompressed.
+func (a *Agent) stagedFile() string { return filepath.Join(a.cfg.DataDir, "payload.tmp") }
+
+// dropStagedFile removes the staged payload, if any.
+func (a *Agent) dropStagedFile() {
+	if err := os.Remove(a.stagedFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("removing a staged payload", "err", err)
+	}
 }
 
 // zstdDownload is the download of one compressed payload over one or more
