@@ -49,7 +49,7 @@ USED=$(echo "$ST" | sed -n 's/.*"last_delta":{[^}]*"used":\(true\|false\).*/\1/p
 DL=$(echo "$ST" | sed -n 's/.*"download":{\([^}]*\)}.*/\1/p')
 GOT=$(echo "$DL" | sed -n 's/.*"bytes":\([0-9]*\).*/\1/p')
 DLEN=$(echo "$DL" | sed -n 's/.*"length":\([0-9]*\).*/\1/p')
-echo "agent check (hash v1 in the active slot, fetch the delta, apply, read back, verify, arm): ${T} s, peak RSS $((M / 1024)) MiB; delta used: ${USED:-?}; bytes fetched: ${GOT:-?} (delta ${DLEN:-?} B, image $(stat -c %s "$V2") B)"
+echo "agent check (hash v1 in the active slot, fetch the delta, apply with the target hashed on the way, arm): ${T} s, peak RSS $((M / 1024)) MiB; delta used: ${USED:-?}; bytes fetched: ${GOT:-?} (delta ${DLEN:-?} B, image $(stat -c %s "$V2") B)"
 rm -f "$S/copy"
 /usr/bin/time -f "%e" -o "$S/t" dd if="$V2" of="$S/copy" bs=1M conv=fsync status=none
 echo "dd bs=1M conv=fsync of the v2 image: $(cat "$S/t") s"
