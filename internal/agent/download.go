@@ -190,42 +190,12 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	// checks remain.
 	if off := r.Offset(); off < p.Length || p.Length == 0 {
 		url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
-		res, err := a.http.GetFrom(ctx, url, p.Length, off, etag)
-		var se *fetch.StatusError
-		if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
-			a.log.Warn("the server cannot continue the download; starting over", "version", p.Version, "offset", off, "err", err)
-			if err := a.startOver(s, r); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errStartOver, err)
-		}
+		res, err := a.requestRest(ctx, restRequest{what: "payload", version: p.Version, url: url, length: p.Length, off: off, etag: etag,
+			count: s.downloadCount(p), startOver: func() error { return a.startOver(s, r) }})
 		if err != nil {
 			return err
 		}
 		defer res.Close()
-		c := s.downloadCount(p)
-		c.Requests++
-		if res.Size >= 0 && res.Size != p.Length {
-			return fmt.Errorf("%w: the server says the payload has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, p.Length)
-		}
-		switch {
-		case off > 0 && res.Offset == 0:
-			a.log.Warn("the server sent the whole payload instead of the rest (it ignores Range, or the payload's ETag changed); starting over",
-				"version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := a.startOver(s, r); err != nil {
-				return err
-			}
-		case off > 0 && etag != "" && res.ETag != etag:
-			// A server that honoured the Range but not the If-Range: the
-			// rest may belong to another file.
-			a.log.Warn("the payload's ETag changed; starting over", "version", p.Version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := a.startOver(s, r); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
-		case off > 0:
-			c.Resumed++
-		}
 		etag = res.ETag
 		src = &counter{r: res, add: func(n int) { received.Add(int64(n)) }}
 	}
@@ -300,6 +270,65 @@ func (a *Agent) verifySlot(ctx context.Context, p *Pending, hashes map[string][]
 		return fmt.Errorf("reading back slot %s after a resumed download: %w", p.Slot, err)
 	}
 	return nil
+}
+
+// restRequest is a request for the rest of a target, from off, that
+// continues an earlier download only if the server still has the same
+// bytes (ETag etag).
+type restRequest struct {
+	what, version string // for messages: "payload", "delta", ...
+	url           string
+	length, off   int64
+	etag          string
+	count         *DownloadCount // Requests and Resumed are counted here
+	startOver     func() error   // drops the progress: the next byte written is byte 0
+}
+
+// requestRest asks for the rest of a target and returns the answer to
+// stream from: at q.off, or at 0 after q.startOver when the server sent the
+// whole target instead (it ignores Range, or the target changed). A server
+// that cannot continue (Range refused, 416) or whose ETag changed gets
+// q.startOver and an errStartOver, so that retryDrops asks again from 0. An
+// answer of another length than the signed one is ErrTruncated.
+func (a *Agent) requestRest(ctx context.Context, q restRequest) (*fetch.Resource, error) {
+	res, err := a.http.GetFrom(ctx, q.url, q.length, q.off, q.etag)
+	var se *fetch.StatusError
+	if q.off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+		a.log.Warn("the server cannot continue the "+q.what+" download; starting over", "version", q.version, "offset", q.off, "err", err)
+		if err := q.startOver(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", errStartOver, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	q.count.Requests++
+	if res.Size >= 0 && res.Size != q.length {
+		res.Close()
+		return nil, fmt.Errorf("%w: the server says the %s has %d bytes, the signed metadata %d", payload.ErrTruncated, q.what, res.Size, q.length)
+	}
+	switch {
+	case q.off > 0 && res.Offset == 0:
+		a.log.Warn("the server sent the whole "+q.what+" instead of the rest (it ignores Range, or the "+q.what+"'s ETag changed); starting over",
+			"version", q.version, "offset", q.off, "etag", q.etag, "server_etag", res.ETag)
+		if err := q.startOver(); err != nil {
+			res.Close()
+			return nil, err
+		}
+	case q.off > 0 && q.etag != "" && res.ETag != q.etag:
+		// A server that honoured the Range but not the If-Range: the
+		// rest may belong to another file.
+		a.log.Warn("the "+q.what+"'s ETag changed; starting over", "version", q.version, "offset", q.off, "etag", q.etag, "server_etag", res.ETag)
+		res.Close()
+		if err := q.startOver(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, q.etag)
+	case q.off > 0:
+		q.count.Resumed++
+	}
+	return res, nil
 }
 
 // counter passes reads through and reports how many bytes each returned.

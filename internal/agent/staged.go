@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 
-	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 )
@@ -212,39 +210,12 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 	var src io.Reader = eof{}
 	// A download saved at its very end needs no request.
 	if off := r.Offset(); off < length || length == 0 {
-		res, err := a.http.GetFrom(ctx, sf.url, length, off, etag)
-		var se *fetch.StatusError
-		if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
-			a.log.Warn("the server cannot continue the "+sf.what+" download; starting over", "version", sf.version, "offset", off, "err", err)
-			if err := sf.startOver(); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errStartOver, err)
-		}
+		res, err := a.requestRest(ctx, restRequest{what: sf.what, version: sf.version, url: sf.url, length: length, off: off, etag: etag,
+			count: sf.count(), startOver: sf.startOver})
 		if err != nil {
 			return err
 		}
 		defer res.Close()
-		c := sf.count()
-		c.Requests++
-		if res.Size >= 0 && res.Size != length {
-			return fmt.Errorf("%w: the server says the %s has %d bytes, the signed metadata %d", payload.ErrTruncated, sf.what, res.Size, length)
-		}
-		switch {
-		case off > 0 && res.Offset == 0:
-			a.log.Warn("the server sent the whole "+sf.what+" instead of the rest; starting over", "version", sf.version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := sf.startOver(); err != nil {
-				return err
-			}
-		case off > 0 && etag != "" && res.ETag != etag:
-			a.log.Warn("the "+sf.what+"'s ETag changed; starting over", "version", sf.version, "offset", off, "etag", etag, "server_etag", res.ETag)
-			if err := sf.startOver(); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
-		case off > 0:
-			c.Resumed++
-		}
 		etag, sf.etag = res.ETag, res.ETag
 		src = &counter{r: res, add: func(n int) { sf.count().Bytes += int64(n) }}
 	}

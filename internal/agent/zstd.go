@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/release"
 )
@@ -205,40 +203,12 @@ type zstdDownload struct {
 func (z *zstdDownload) transfer(ctx context.Context) error {
 	a, p, r := z.a, z.s.Pending, z.r
 	off := r.Offset()
-	res, err := a.http.GetFrom(ctx, z.url, p.Length, off, z.etag)
-	var se *fetch.StatusError
-	if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
-		a.log.Warn("the server cannot continue the compressed download; starting over", "version", p.Version, "offset", off, "err", err)
-		if err := z.startOver(); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errStartOver, err)
-	}
+	res, err := a.requestRest(ctx, restRequest{what: "compressed payload", version: p.Version, url: z.url, length: p.Length, off: off, etag: z.etag,
+		count: z.s.downloadCount(p), startOver: z.startOver})
 	if err != nil {
 		return err
 	}
 	defer res.Close()
-	c := z.s.downloadCount(p)
-	c.Requests++
-	if res.Size >= 0 && res.Size != p.Length {
-		return fmt.Errorf("%w: the server says the payload has %d bytes, the signed metadata %d", payload.ErrTruncated, res.Size, p.Length)
-	}
-	switch {
-	case off > 0 && res.Offset == 0:
-		a.log.Warn("the server sent the whole compressed payload instead of the rest (it ignores Range, or the payload's ETag changed); starting over",
-			"version", p.Version, "offset", off, "etag", z.etag, "server_etag", res.ETag)
-		if err := z.startOver(); err != nil {
-			return err
-		}
-	case off > 0 && z.etag != "" && res.ETag != z.etag:
-		a.log.Warn("the compressed payload's ETag changed; starting over", "version", p.Version, "offset", off, "etag", z.etag, "server_etag", res.ETag)
-		if err := z.startOver(); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, z.etag)
-	case off > 0:
-		c.Resumed++
-	}
 	z.etag = res.ETag
 	if z.sink == nil {
 		w, err := a.openSlot(ctx, p.Slot, 0)
