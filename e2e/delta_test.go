@@ -144,6 +144,25 @@ func TestDeltaInstalls(t *testing.T) {
 				t.Fatalf("download counters %+v", st.Downloads)
 			}
 			w.assertReport("installed", "")
+			// The committed image's hash is cached: a delta from 1.1.0
+			// needs no read of the slot (a wrong cache would fail the
+			// delta's target hash and fall back, TestDeltaTamperedHashCache).
+			booted, _, err := d.BootedImage(context.Background(), imgSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h := st.ActiveHash; h == nil || h.Version != "1.1.0" || h.Slot != booted || h.Length != imgSize || h.SHA256 != hexSHA256(img) {
+				t.Fatalf("active hash after the commit %+v, want 1.1.0's image", st.ActiveHash)
+			}
+			img2 := near(img, "1.2.0")
+			m2 := w.publishDelta("1.2.0", 3, img2, comp, "1.1.0")
+			w.rollout("1.2.0", 100)
+			full2 := w.proxy.served(isPayload("1.2.0"))
+			w.cycle(d)
+			w.assertRunning(d, "1.2.0")
+			if ld := lastDelta(t, d); !ld.Used || ld.From != "1.1.0" || full2.Load() != 0 || len(m2.Deltas) != 1 {
+				t.Fatalf("second delta: last delta %+v, full payload bytes %d", ld, full2.Load())
+			}
 		})
 	}
 }

@@ -168,6 +168,12 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 	}
 	a.enqueue(ctx, p.Product, p.Version, "installed", "")
 	s.Version, s.SecurityVersion = p.Version, p.SecurityVersion
+	// The slot holds the image that was verified before arming: cache its
+	// hash, so that a delta from this release needs no read of the slot.
+	s.ActiveHash = &SlotHash{Slot: p.Slot, Version: p.Version, Length: p.Length, SHA256: p.SHA256}
+	if p.Compression == release.CompressionZstd {
+		s.ActiveHash.Length, s.ActiveHash.SHA256 = p.ImageLength, p.ImageSHA256
+	}
 	if p.SecurityVersion > s.MaxSecurityVersion {
 		s.MaxSecurityVersion = p.SecurityVersion
 	}

@@ -175,7 +175,9 @@ type State struct {
 	Seed []byte `json:"seed"`
 	// LastCheck is the result of the latest check cycle.
 	LastCheck *Check `json:"last_check,omitempty"`
-	// ActiveHash caches the hash of the booted slot's image, for deltas.
+	// ActiveHash caches the hash of the booted slot's image, for deltas:
+	// set when a release is committed (its image was verified before
+	// arming), else computed by reading the slot once (see activeHash).
 	ActiveHash *SlotHash `json:"active_hash,omitempty"`
 	// LastDelta says whether the latest install used a delta, and if not,
 	// why.
