@@ -20,7 +20,8 @@ import (
 // CheckpointBytes or CheckpointInterval since the last save began,
 // whichever comes first, and at once, at the exact offset reached, when the
 // connection fails or the agent is stopped. Each save is an fsync of the
-// slot and an atomic, fsync'd rewrite of state.json; it runs in the
+// slot and a write of the state into the checkpoint journal (journal.go),
+// in place with one fsync; it runs in the
 // background while the download goes on, one at a time, so a save comes
 // due only once the previous one is done.
 //
@@ -203,8 +204,15 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	if err != nil {
 		return err
 	}
-	// Progress is recorded in s on this goroutine, and state.json written
-	// (after the slot's sync) in the background while the download goes on.
+	jr, err := openJournal(a.cfg.DataDir)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer jr.close()
+	// Progress is recorded in s on this goroutine, and written (after the
+	// slot's sync) to the checkpoint journal in the background while the
+	// download goes on.
 	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now, Background: true, MaxLag: checkpointMaxLag,
 		Idle: checkpointIdle,
 		Save: func(pr payload.Progress) (func() error, error) {
@@ -214,7 +222,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 			if err != nil {
 				return nil, err
 			}
-			return func() error { return writeState(a.cfg.DataDir, b) }, nil
+			return a.checkpointPersist(jr, s.Seq, b), nil
 		}}
 	hw := a.openHint(ctx, payload.WritebackAt(w, r.Offset()), p, r.Offset())
 	_, err = r.Install(ctx, src, powerWriter{hw, a.power, "mid-write"}, cp)

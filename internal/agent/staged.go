@@ -24,7 +24,8 @@ import (
 // rest is asked for with a Range request. A file shorter than that, or
 // progress that does not restore, starts over from byte 0. The progress is
 // saved as the download goes (every bytes; each save syncs the file and
-// rewrites state.json before the download goes on, so a power loss costs
+// writes the state into the checkpoint journal before the download goes
+// on, so a power loss costs
 // at most every bytes and the buffer being filled), and once more when it
 // is complete. A dropped connection is resumed from the exact offset reached,
 // with the retry policy of the full payload (see retryDrops); a server that
@@ -227,6 +228,11 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 	if _, err := sf.f.Seek(r.Offset(), io.SeekStart); err != nil {
 		return fmt.Errorf("seeking %s to %d: %w", sf.f.Name(), r.Offset(), err)
 	}
+	jr, err := openJournal(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer jr.close()
 	cp := payload.Checkpoints{Bytes: sf.every, Interval: CheckpointInterval, Now: a.clock.Now,
 		Save: func(pr payload.Progress) (func() error, error) {
 			sf.record(&Download{Progress: pr, ETag: etag})
@@ -234,8 +240,8 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			return func() error { return writeState(a.cfg.DataDir, b) }, nil
+			return a.checkpointPersist(jr, sf.s.Seq, b), nil
 		}}
-	_, err := r.Install(ctx, src, powerWriter{sf.f, a.power, sf.point}, cp)
+	_, err = r.Install(ctx, src, powerWriter{sf.f, a.power, sf.point}, cp)
 	return err
 }

@@ -160,8 +160,11 @@ type Check struct {
 
 // State is state.json.
 type State struct {
-	FormatVersion int   `json:"format_version"`
-	Phase         Phase `json:"phase"`
+	FormatVersion int `json:"format_version"`
+	// Seq counts the saves of the state; it orders state.json and the
+	// checkpoint journal (see journal.go).
+	Seq   uint64 `json:"seq,omitempty"`
+	Phase Phase  `json:"phase"`
 	// Version and SecurityVersion of the committed release in the booted slot.
 	Version         string `json:"version"`
 	SecurityVersion uint64 `json:"security_version"`
@@ -323,9 +326,33 @@ func LoadState(dataDir string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: state: %w", err)
 	}
+	s, err := decodeState(b, statePath(dataDir))
+	if err != nil {
+		return nil, err
+	}
+	// A download checkpoint newer than state.json is the latest state.
+	seq, jb, ok, err := readJournal(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if ok && seq > s.Seq {
+		js, err := decodeState(jb, journalPath(dataDir))
+		if err != nil {
+			return nil, err
+		}
+		if js.Seq != seq {
+			return nil, fmt.Errorf("agent: journal record %d holds the state of save %d", seq, js.Seq)
+		}
+		s = js
+	}
+	return s, nil
+}
+
+// decodeState parses an encoded state read from path.
+func decodeState(b []byte, path string) (*State, error) {
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("agent: state %s is corrupt: %w", statePath(dataDir), err)
+		return nil, fmt.Errorf("agent: state %s is corrupt: %w", path, err)
 	}
 	if s.FormatVersion != 1 {
 		return nil, fmt.Errorf("agent: state format %d not supported", s.FormatVersion)
@@ -351,8 +378,10 @@ func saveState(dataDir string, s *State) error {
 	return writeState(dataDir, b)
 }
 
-// encodeState is the content of state.json for s.
+// encodeState is the content of state.json for s, as its next save: it
+// advances s.Seq.
 func encodeState(s *State) ([]byte, error) {
+	s.Seq++
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("agent: state: %w", err)
