@@ -44,12 +44,12 @@ var (
 //
 // Resume: a decoder's state cannot be checkpointed. So when the data
 // directory has room for it and Config.StageCompressed allows (see
-// canStage), the compressed payload is
-// first downloaded into stagedFile, resumably like any payload (progress in
-// s.Pending.Staged: a dropped connection, a stopped agent or a power loss
-// costs only what the last checkpoint did not cover), then decompressed
-// from there into the slot; a power loss while decompressing decompresses
-// again from the staged file. Without room, it is streamed into the slot:
+// canStage), the compressed payload is first downloaded into stagedFile,
+// resumably like any payload (progress in s.Pending.Staged: a dropped
+// connection, a stopped agent or a power loss costs only what the last
+// checkpoint did not cover), then decompressed from there into the slot; a
+// power loss while decompressing decompresses again from the staged file.
+// Without room, it is streamed into the slot:
 // a dropped connection is then resumed with a Range request from the exact
 // offset reached, feeding the same decoder, which is still waiting in
 // memory for the rest of its stream (the retry policy of the full payload,
