@@ -24,12 +24,12 @@ import (
 // rest is asked for with a Range request. A file shorter than that, or
 // progress that does not restore, starts over from byte 0. The progress is
 // saved as the download goes (every bytes; each save syncs the file and
-// writes the state into the checkpoint journal before the download goes
-// on, so a power loss costs
-// at most every bytes and the buffer being filled), and once more when it
-// is complete. A dropped connection is resumed from the exact offset reached,
-// with the retry policy of the full payload (see retryDrops); a server that
-// cannot continue (Range ignored, ETag changed, 416) makes it start over.
+// writes the state into the checkpoint journal before the download goes on,
+// so a power loss costs at most every bytes and the buffer being filled),
+// and once more when it is complete. A dropped connection is resumed from
+// the exact offset reached, with the retry policy of the full payload (see
+// retryDrops); a server that cannot continue (Range ignored, ETag changed,
+// 416) makes it start over (see requestRest).
 // A file whose first bytes came from saved progress is read back and
 // verified; if that, or the hash of the resumed stream, does not match, the
 // target is downloaded once more from byte 0.
