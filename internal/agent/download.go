@@ -192,7 +192,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	if off := r.Offset(); off < p.Length || p.Length == 0 {
 		url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
 		res, err := a.requestRest(ctx, restRequest{what: "payload", version: p.Version, url: url, length: p.Length, off: off, etag: etag,
-			count: s.downloadCount(p), startOver: func() error { return a.startOver(s, r) }})
+			count: func() *DownloadCount { return s.downloadCount(p) }, startOver: func() error { return a.startOver(s, r) }})
 		if err != nil {
 			return err
 		}
@@ -288,8 +288,8 @@ type restRequest struct {
 	url           string
 	length, off   int64
 	etag          string
-	count         *DownloadCount // Requests and Resumed are counted here
-	startOver     func() error   // drops the progress: the next byte written is byte 0
+	count         func() *DownloadCount // where Requests and Resumed are counted, once there is an answer
+	startOver     func() error          // drops the progress: the next byte written is byte 0
 }
 
 // requestRest asks for the rest of a target and returns the answer to
@@ -311,7 +311,8 @@ func (a *Agent) requestRest(ctx context.Context, q restRequest) (*fetch.Resource
 	if err != nil {
 		return nil, err
 	}
-	q.count.Requests++
+	c := q.count()
+	c.Requests++
 	if res.Size >= 0 && res.Size != q.length {
 		res.Close()
 		return nil, fmt.Errorf("%w: the server says the %s has %d bytes, the signed metadata %d", payload.ErrTruncated, q.what, res.Size, q.length)
@@ -334,7 +335,7 @@ func (a *Agent) requestRest(ctx context.Context, q restRequest) (*fetch.Resource
 		}
 		return nil, fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, q.etag)
 	case q.off > 0:
-		q.count.Resumed++
+		c.Resumed++
 	}
 	return res, nil
 }

@@ -53,7 +53,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	}
 	offer := s.delta
 	s.delta = nil
-	if offer != nil && next.Download == nil && next.Staged == nil {
+	if offer != nil && next.payloadProgress() == nil {
 		// A resumed full download keeps going; otherwise try the delta
 		// first and fall back to the full payload in this same check.
 		a.log.Info("installing from a delta", "version", m.Version, "from", offer.d.From, "slot", s.Pending.Slot, "bytes", offer.d.Length)
@@ -115,13 +115,9 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
 		}
 		class := classify(err)
-		if class == ClassNetwork && (p.Download != nil || p.Staged != nil) {
+		if d := p.payloadProgress(); class == ClassNetwork && d != nil {
 			// Keep phase writing and the progress: the next check
 			// resumes the download where it stopped.
-			d := p.Download
-			if d == nil {
-				d = p.Staged
-			}
 			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
 				d.Offset, p.Length, err))
 		}

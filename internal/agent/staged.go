@@ -212,7 +212,7 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 	// A download saved at its very end needs no request.
 	if off := r.Offset(); off < length || length == 0 {
 		res, err := a.requestRest(ctx, restRequest{what: sf.what, version: sf.version, url: sf.url, length: length, off: off, etag: etag,
-			count: sf.count(), startOver: sf.startOver})
+			count: sf.count, startOver: sf.startOver})
 		if err != nil {
 			return err
 		}

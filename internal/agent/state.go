@@ -77,6 +77,15 @@ type Pending struct {
 	ImageSHA256 string `json:"image_sha256,omitempty"`
 }
 
+// payloadProgress is the saved progress of p's payload download, into the
+// slot or staged (at most one is set); nil if there is none.
+func (p *Pending) payloadProgress() *Download {
+	if p.Download != nil {
+		return p.Download
+	}
+	return p.Staged
+}
+
 // Download is how far the payload download of a Pending release got.
 //
 // Invariant: it is saved only after the slot's first Offset bytes were

@@ -92,9 +92,7 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	}
 	if s.Pending != nil {
 		st.Installing = s.Pending.Version
-		if d := s.Pending.Download; d != nil {
-			st.DownloadSaved = d.Offset
-		} else if d := s.Pending.Staged; d != nil {
+		if d := s.Pending.payloadProgress(); d != nil {
 			st.DownloadSaved = d.Offset
 		} else if d := s.Pending.Delta; d != nil {
 			st.DownloadSaved = d.Offset

@@ -204,7 +204,7 @@ func (z *zstdDownload) transfer(ctx context.Context) error {
 	a, p, r := z.a, z.s.Pending, z.r
 	off := r.Offset()
 	res, err := a.requestRest(ctx, restRequest{what: "compressed payload", version: p.Version, url: z.url, length: p.Length, off: off, etag: z.etag,
-		count: z.s.downloadCount(p), startOver: z.startOver})
+		count: func() *DownloadCount { return z.s.downloadCount(p) }, startOver: z.startOver})
 	if err != nil {
 		return err
 	}
