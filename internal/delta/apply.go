@@ -23,7 +23,8 @@ type Source struct {
 // was written and its SHA-256 matches the header; otherwise dst holds garbage and must not be
 // used. Memory use is bounded (about 13 MiB: the model's 8 MiB and five MaxOpLength buffers:
 // the op's diff, its output and three in the pipe) whatever the image sizes. The target is
-// hashed and written by two more goroutines, which have ended when Apply returns. ctx is checked every 256 ops.
+// hashed and written by two more goroutines, which have ended when Apply returns. ctx is
+// checked every 256 ops.
 func Apply(ctx context.Context, dst io.Writer, src Source, patch io.Reader) (Header, error) {
 	h, err := ReadHeader(patch)
 	if err != nil {
