@@ -365,11 +365,11 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 			t.Fatalf("phase %s, pending %+v: want saved staged progress", s.Phase, s.Pending)
 		}
 		saved := s.Pending.Staged.Offset
-		// Saves are synchronous: the last one covers every whole
-		// checkpoint interval written before the power loss.
+		// Saves run in the background, less than the power-loss budget
+		// behind the bytes written.
 		written := int64(writes-1) * (payload.BufferSize / 4)
-		if want := written / agent.CheckpointBytes * agent.CheckpointBytes; saved != want {
-			t.Fatalf("saved at %d after %d bytes were written, want %d", saved, written, want)
+		if saved > written || written-saved >= agent.DefaultPowerLossBudget {
+			t.Fatalf("saved at %d after %d bytes were written, want less than %d behind", saved, written, agent.DefaultPowerLossBudget)
 		}
 		before := served.Load()
 		w.cycle(d)

@@ -135,7 +135,8 @@ func TestResumeAcrossChecks(t *testing.T) {
 // TestResumeAfterPowerLoss cuts power while the slot is written, after k
 // writes of BufferSize/4; the device boots its old image, and the next
 // check continues from the saved checkpoint: the bytes downloaded after
-// the power loss are exactly the rest of the payload after it.
+// the power loss are exactly the rest of the payload after it, and the
+// checkpoint is less than the power-loss budget behind what was written.
 func TestResumeAfterPowerLoss(t *testing.T) {
 	w := resumeWorld(t)
 	const write = 256 << 10 // payload.BufferSize / 4
@@ -170,6 +171,9 @@ func TestResumeAfterPowerLoss(t *testing.T) {
 				saved = p.Download.Offset
 				if saved > written || saved < agent.CheckpointBytes || saved%write != 0 {
 					t.Fatalf("saved at %d after %d bytes written, want a checkpoint between %d and there", saved, written, agent.CheckpointBytes)
+				}
+				if written-saved >= agent.DefaultPowerLossBudget {
+					t.Fatalf("saved at %d after %d bytes written: %d bytes at risk, want less than the budget of %d", saved, written, written-saved, agent.DefaultPowerLossBudget)
 				}
 			}
 			before := len(tp.requests())

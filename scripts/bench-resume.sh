@@ -35,13 +35,17 @@
 # release. Goal: under 1 MiB re-downloaded.
 #
 # Usage: scripts/bench-resume.sh
-# Env:   SIZE_MIB (512), AGENT_LOG (copy the agents' log there), BENCH_DIR (parent of the scratch directory; default
+# Env:   SIZE_MIB (512), CASES (the cases to run, space-separated; default
+#        all), RUNS (runs of each case, 1), AGENT_LOG (copy the agents' log there), BENCH_DIR (parent of the scratch directory; default
 #        $TMPDIR or /var/tmp)
 # Needs: go, curl, about 3 * SIZE_MIB MiB of free disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${SIZE_MIB:-512}
+CASES=${CASES:-drop kill-pause power power-link kill-flow power-flow power-flow-link compressed-drop compressed-power-flow}
+RUNS=${RUNS:-1}
+want() { [[ " $CASES " == *" $1 "* ]]; }
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/uptrust-bench-resume.XXXXXX")
 SERVER_PID=; PROXY_PID=; AGENT_PID=
 stop() { if [ -n "${1:-}" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
@@ -120,11 +124,13 @@ report() { # CASE INTERRUPTED-AT SAVED
 echo "== ${SIZE_MIB} MiB payload, interrupted at about 50 %"
 
 # drop: one check, the connection is cut at HALF and resumed in-process.
-device; proxy -cut-at "$HALF"
-check
-report drop "$HALF" "-"
-statusline
-finish
+drop() {
+  device; proxy -cut-at "$HALF"
+  check
+  report "$1" "$HALF" "-"
+  statusline
+  finish
+}
 
 # pause CASE [boot [RATE]]: SIGKILL once the agent has written all whole
 # buffers up to PAUSE; with "boot", also power-cycle the simulated device (a
@@ -157,9 +163,6 @@ pause() {
   statusline
   finish
 }
-pause kill-pause
-pause power boot
-pause power-link boot 32MiB
 
 # flow CASE [boot [RATE]]: SIGKILL while data flows, as soon as HALF bytes were
 # sent; with "boot", also power-cycle the simulated device (bytes not
@@ -182,18 +185,21 @@ flow() {
   statusline
   finish
 }
-flow kill-flow
-flow power-flow boot
-flow power-flow-link boot 32MiB
-# compressed-*: the zstd payload, which the agent stages in its data
-# directory (payload.tmp) before decompressing it into the slot: the
-# connection dropped after half of it (the same check resumes), and a power
-# loss while data flows at full local speed.
-PRODUCT=benchz; BYTES=$ZBYTES; HALF=$(( BYTES / 2 ))
-device; proxy -cut-at "$HALF"
-check
-report compressed-drop "$HALF" "-"
-statusline
-finish
-flow compressed-power-flow boot
+for _ in $(seq "$RUNS"); do
+  if want drop; then drop drop; fi
+  if want kill-pause; then pause kill-pause; fi
+  if want power; then pause power boot; fi
+  if want power-link; then pause power-link boot 32MiB; fi
+  if want kill-flow; then flow kill-flow; fi
+  if want power-flow; then flow power-flow boot; fi
+  if want power-flow-link; then flow power-flow-link boot 32MiB; fi
+  # compressed-*: the zstd payload, which the agent stages in its data
+  # directory (payload.tmp) before decompressing it into the slot: the
+  # connection dropped after half of it (the same check resumes), and a
+  # power loss while data flows at full local speed.
+  PRODUCT=benchz; BYTES=$ZBYTES; HALF=$(( BYTES / 2 ))
+  if want compressed-drop; then drop compressed-drop; fi
+  if want compressed-power-flow; then flow compressed-power-flow boot; fi
+  PRODUCT=bench; BYTES=$(( SIZE_MIB << 20 )); HALF=$(( BYTES / 2 ))
+done
 echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"

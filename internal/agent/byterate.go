@@ -32,8 +32,17 @@ var byteUnits = map[string]float64{
 // optional "/s". Fractions of a byte are dropped. "0" means no limit;
 // otherwise the rate must be at least MinByteRate.
 func ParseByteRate(s string) (ByteRate, error) {
+	v, ok := parseAmount(strings.TrimSuffix(strings.TrimSpace(s), "/s"))
+	if !ok {
+		return 0, fmt.Errorf("download_rate_limit %q: want bytes per second, e.g. 512KiB, 2MiB, 1.5MB or 65536", s)
+	}
+	return checkByteRate(s, v)
+}
+
+// parseAmount reads a non-negative number of bytes with an optional unit
+// (byteUnits, case does not matter), such as "512KiB" or "1.5MB".
+func parseAmount(s string) (float64, bool) {
 	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(t, "/s")
 	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	num, unit := t, ""
 	if i >= 0 {
@@ -42,9 +51,9 @@ func ParseByteRate(s string) (ByteRate, error) {
 	mult, ok := byteUnits[strings.ToLower(unit)]
 	v, err := strconv.ParseFloat(num, 64)
 	if num == "" || err != nil || !ok {
-		return 0, fmt.Errorf("download_rate_limit %q: want bytes per second, e.g. 512KiB, 2MiB, 1.5MB or 65536", s)
+		return 0, false
 	}
-	return checkByteRate(s, v*mult)
+	return v * mult, true
 }
 
 func checkByteRate(s string, v float64) (ByteRate, error) {
@@ -85,16 +94,20 @@ func (r *ByteRate) UnmarshalJSON(b []byte) error {
 // divides it exactly ("2MiB", "1536KiB", "1000000").
 func (r ByteRate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
 
-func (r ByteRate) String() string {
+func (r ByteRate) String() string { return formatBytes(int64(r)) }
+
+// formatBytes writes n in the largest binary unit that divides it exactly
+// ("2MiB", "1536KiB", "1000000").
+func formatBytes(n int64) string {
 	switch {
-	case r == 0:
+	case n == 0:
 		return "0"
-	case r%(1<<30) == 0:
-		return strconv.FormatInt(int64(r)>>30, 10) + "GiB"
-	case r%(1<<20) == 0:
-		return strconv.FormatInt(int64(r)>>20, 10) + "MiB"
-	case r%(1<<10) == 0:
-		return strconv.FormatInt(int64(r)>>10, 10) + "KiB"
+	case n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
-	return strconv.FormatInt(int64(r), 10)
+	return strconv.FormatInt(n, 10)
 }

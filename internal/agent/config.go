@@ -145,6 +145,17 @@ type Config struct {
 	// server, payloads and metadata together: a number, or a string such as
 	// "512KiB" or "2MiB" (see ParseByteRate). 0 or absent: no limit.
 	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
+	// PowerLossBudget bounds what a power loss during a payload download
+	// into the slot costs: the download never has this many bytes written
+	// that no saved checkpoint covers before it reads its next buffer of
+	// payload.BufferSize/4 (it waits for the running checkpoint instead).
+	// So a power loss costs less than the budget plus one buffer of bytes
+	// downloaded again, plus what was in flight in the network. Default
+	// DefaultPowerLossBudget, at least CheckpointBytes. A small budget
+	// syncs the slot more often: where its flushes are slow and the link is
+	// fast, a larger one installs faster. A number of bytes or a string
+	// such as "512KiB" or "4MiB".
+	PowerLossBudget ByteSize `json:"power_loss_budget,omitempty"`
 	// StageCompressed lets the agent download a compressed payload into the
 	// data directory first, when there is room, so that a power loss does
 	// not restart it (default true). false: always stream it into the slot
@@ -237,6 +248,12 @@ func (c *Config) Validate() error {
 	if _, err := checkByteRate(c.DownloadRateLimit.String(), float64(c.DownloadRateLimit)); err != nil {
 		return err
 	}
+	if c.PowerLossBudget == 0 {
+		c.PowerLossBudget = DefaultPowerLossBudget
+	}
+	if c.PowerLossBudget < CheckpointBytes {
+		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, ByteSize(CheckpointBytes))
+	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = Duration(60 * time.Second)
 	}
@@ -262,6 +279,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("stale_after %v is too short (at least 1h)", time.Duration(c.StaleAfter))
 	}
 	return nil
+}
+
+// lossBudget is PowerLossBudget, or its default when unset.
+func (c *Config) lossBudget() int64 {
+	if c.PowerLossBudget == 0 {
+		return DefaultPowerLossBudget
+	}
+	return int64(c.PowerLossBudget)
 }
 
 // StagingEnabled says whether compressed payloads may be staged.

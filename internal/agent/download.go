@@ -21,25 +21,28 @@ import (
 // whichever comes first, and at once, at the exact offset reached, when the
 // connection fails or the agent is stopped. Each save is an fsync of the
 // slot and a write of the state into the checkpoint journal (journal.go),
-// in place with one fsync; it runs in the
-// background while the download goes on, one at a time, so a save comes
-// due only once the previous one is done.
+// in place with one fdatasync; it runs in the background while the
+// download goes on, one at a time, so a save comes due only once the
+// previous one is done.
 //
-// A power loss therefore costs at most CheckpointBytes, plus what arrived
-// while the last save ran, of bytes downloaded again: about CheckpointBytes
-// on a link slower than the slot's fsyncs; at local-disk speed, where saves
-// lag, at most about twice checkpointMaxLag. A server that stalls gets a
-// save after checkpointIdle, so a power loss during a stall costs at most a
-// partly filled buffer. A dropped connection costs none, and so does the
-// death of the agent's process alone (see hintFile).
+// Config.PowerLossBudget bounds what a power loss can cost, however fast
+// the link and however slow the slot's fsyncs (payload.Checkpoints.MaxLag):
+// the download never has that many bytes written that no persisted save
+// covers before it reads the next buffer (it waits for the running save
+// instead). So a power loss costs less than the budget plus one buffer
+// (payload.BufferSize/4) of slot bytes downloaded again, plus what was
+// still in flight in the network; on a link slower than the fsyncs, about
+// CheckpointBytes. A server that stalls gets a save after checkpointIdle,
+// so a power loss during a stall costs at most a partly filled buffer. A
+// dropped connection costs none, and so does the death of the agent's
+// process alone (see hintFile).
 const (
-	CheckpointBytes    = 512 << 10
+	CheckpointBytes    = 256 << 10
 	CheckpointInterval = 2 * time.Second
+	// DefaultPowerLossBudget is Config.PowerLossBudget's default: with one
+	// buffer and what is in flight on loopback, under 1 MiB.
+	DefaultPowerLossBudget = 512 << 10
 )
-
-// checkpointMaxLag: the download waits for a running save rather than get
-// further ahead of it (payload.Checkpoints.MaxLag).
-const checkpointMaxLag = 16 << 20
 
 // checkpointIdle: a download whose server has sent nothing for this long
 // is saved at the offset reached (payload.Checkpoints.Idle), so that a
@@ -213,7 +216,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	// Progress is recorded in s on this goroutine, and written (after the
 	// slot's sync) to the checkpoint journal in the background while the
 	// download goes on.
-	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now, Background: true, MaxLag: checkpointMaxLag,
+	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: a.clock.Now, Background: true, MaxLag: a.cfg.lossBudget(),
 		Idle: checkpointIdle,
 		Save: func(pr payload.Progress) (func() error, error) {
 			fold()

@@ -78,6 +78,30 @@ func TestConfigDownloadRateLimit(t *testing.T) {
 	}
 }
 
+func TestConfigPowerLossBudget(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, baseConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PowerLossBudget != DefaultPowerLossBudget {
+		t.Fatalf("default power_loss_budget = %v, want %v", c.PowerLossBudget, ByteSize(DefaultPowerLossBudget))
+	}
+	for in, want := range map[any]ByteSize{"4MiB": 4 << 20, "768KiB": 768 << 10, 1 << 20: 1 << 20} {
+		c, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_budget", in)))
+		if err != nil || c.PowerLossBudget != want || c.lossBudget() != int64(want) {
+			t.Fatalf("power_loss_budget %v: %v, %v; want %v", in, c, err, want)
+		}
+	}
+	for in, msg := range map[any]string{"100KiB": "below the checkpoint interval", "lots": "want a number of bytes", -5: "out of range"} {
+		if _, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_budget", in))); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("power_loss_budget %v: err = %v, want %q", in, err, msg)
+		}
+	}
+	if c := (&Config{}); c.lossBudget() != DefaultPowerLossBudget {
+		t.Fatalf("an unvalidated config's budget is %d, want the default", c.lossBudget())
+	}
+}
+
 func TestDownloadCountBounded(t *testing.T) {
 	s := &State{}
 	for i := range maxDownloads + 3 {

@@ -42,6 +42,11 @@ type stagedFetch struct {
 	path    string
 	point   string // power point of the file's writes
 	every   int64  // checkpoint every this many bytes
+	// budget, if not 0, lets checkpoints run in the background while the
+	// download goes on, with fewer than budget bytes written and not
+	// covered by a saved one before each buffer (payload.Checkpoints.MaxLag);
+	// 0: every checkpoint is saved before the download goes on.
+	budget int64
 	length  int64
 	hashes  map[string][]byte
 	// saved returns the saved progress (nil: none); record replaces it in
@@ -233,7 +238,7 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 		return err
 	}
 	defer jr.close()
-	cp := payload.Checkpoints{Bytes: sf.every, Interval: CheckpointInterval, Now: a.clock.Now,
+	cp := payload.Checkpoints{Bytes: sf.every, Interval: CheckpointInterval, Now: a.clock.Now, Background: sf.budget > 0, MaxLag: sf.budget,
 		Save: func(pr payload.Progress) (func() error, error) {
 			sf.record(&Download{Progress: pr, ETag: etag})
 			b, err := encodeState(sf.s)

@@ -136,7 +136,7 @@ func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string]
 		}
 	}
 	sf := &stagedFetch{a: a, s: s, what: "compressed payload", version: p.Version, path: a.stagedFile(), point: "stage-write",
-		every: CheckpointBytes, length: p.Length, hashes: hashes,
+		every: CheckpointBytes, budget: a.cfg.lossBudget(), length: p.Length, hashes: hashes,
 		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256),
 		saved:  func() *Download { return p.Staged },
 		record: func(d *Download) { p.Staged = d },

@@ -54,10 +54,13 @@ func (e *SourceError) Unwrap() error { return e.Err }
 //
 // With Background, the periodic saves (Sync and persist) run in a second
 // goroutine while the copy goes on, one at a time: a save that comes due
-// while the previous one runs waits for the next buffer, unless the copy is
-// MaxLag or more past the offset of the running save: then the copy waits
-// for it. So the bytes written and not covered by a persisted save stay
-// below about twice MaxLag, however slow the syncs. The save at a failure,
+// while the previous one runs waits for the next buffer. MaxLag bounds the
+// bytes at risk: before each buffer is read, the copy waits for the running
+// save (and, if that is not enough, saves at once, in the foreground) until
+// fewer than MaxLag bytes written are not covered by a persisted save. So
+// at any moment fewer than MaxLag plus one buffer (BufferSize/4) written
+// bytes are not covered, however fast the source and however slow the
+// syncs; the copy only waits when the syncs cannot keep up. The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
@@ -84,8 +87,9 @@ type Checkpoints struct {
 	Interval   time.Duration
 	Now        func() time.Time
 	Background bool
-	// MaxLag bounds how far the copy runs ahead of a background save (0:
-	// no bound).
+	// MaxLag bounds the bytes written and not covered by a persisted
+	// save, to below MaxLag plus one buffer (0: no bound). It should be at
+	// least Bytes.
 	MaxLag int64
 	// Idle saves once the source has been silent this long (0: never).
 	Idle time.Duration
@@ -96,11 +100,12 @@ const minIdleSave = 64 << 10
 
 // saver runs the saves of one copy, at most one in the background.
 type saver struct {
-	dst  Writer
-	cp   Checkpoints
-	done chan error // non-nil while a background save runs
-	off  int64      // offset of the last save begun
-	at   time.Time  // when it began
+	dst       Writer
+	cp        Checkpoints
+	done      chan error // non-nil while a background save runs
+	off       int64      // offset of the last save begun
+	at        time.Time  // when it began
+	persisted int64      // offset of the last save persisted (or where the copy began)
 }
 
 // begin saves p: at once, or in the background when bg is set.
@@ -119,7 +124,11 @@ func (sv *saver) begin(p Progress, bg bool) error {
 		return nil
 	}
 	if !bg {
-		return run()
+		if err := run(); err != nil {
+			return err
+		}
+		sv.persisted = p.Offset
+		return nil
 	}
 	done := make(chan error, 1)
 	sv.done = done
@@ -132,8 +141,15 @@ func (sv *saver) wait() error {
 	if sv.done == nil {
 		return nil
 	}
-	err := <-sv.done
+	return sv.finished(<-sv.done)
+}
+
+// finished records the end of the background save, whose result is err.
+func (sv *saver) finished(err error) error {
 	sv.done = nil
+	if err == nil {
+		sv.persisted = sv.off
+	}
 	return err
 }
 
@@ -145,8 +161,7 @@ func (sv *saver) busy() (bool, error) {
 	}
 	select {
 	case err := <-sv.done:
-		sv.done = nil
-		return false, err
+		return false, sv.finished(err)
 	default:
 		return true, nil
 	}
@@ -407,7 +422,7 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 	if now == nil {
 		now = time.Now
 	}
-	sv := &saver{dst: dst, cp: cp, off: r.off, at: now()}
+	sv := &saver{dst: dst, cp: cp, off: r.off, at: now(), persisted: r.off}
 	defer func() {
 		if serr := sv.wait(); serr != nil && err == nil {
 			err = serr
@@ -489,22 +504,30 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		if err != nil {
 			return failed(&SourceError{Offset: r.off, Err: fmt.Errorf("payload: read at offset %d: %w", r.off, err)})
 		}
-		if cp.Save != nil && r.off < end &&
-			((cp.Bytes > 0 && r.off-sv.off >= cp.Bytes) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
-			busy, err := sv.busy()
-			if err != nil {
+		if cp.Save == nil || r.off >= end {
+			continue
+		}
+		busy, err := sv.busy()
+		if err != nil {
+			return err
+		}
+		if cp.MaxLag > 0 && r.off-sv.persisted >= cp.MaxLag {
+			// Too much at risk: wait for the running save, and if that
+			// does not cover enough, save here and now.
+			if err := sv.wait(); err != nil {
 				return err
 			}
-			if busy && cp.MaxLag > 0 && r.off-sv.off >= cp.MaxLag {
-				if err := sv.wait(); err != nil {
+			busy = false
+			if r.off-sv.persisted >= cp.MaxLag {
+				if err := checkpoint(false); err != nil {
 					return err
 				}
-				busy = false
+				continue
 			}
-			if !busy {
-				if err := checkpoint(cp.Background); err != nil {
-					return err
-				}
+		}
+		if !busy && ((cp.Bytes > 0 && r.off-sv.off >= cp.Bytes) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
+			if err := checkpoint(cp.Background); err != nil {
+				return err
 			}
 		}
 	}
