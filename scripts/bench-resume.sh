@@ -23,8 +23,8 @@
 #               resumes. Bytes in the sockets at that moment are lost too.
 #   power-flow  the same, then the simulated device power-cycles: a power
 #               loss while the download runs at full local speed, the
-#               worst case (the checkpoints lag the download by the slot's
-#               sync time).
+#               worst case: the checkpoints lag the download by the slot's
+#               sync time, up to the agent's power_loss_budget.
 #   power-flow-link  the same with download_rate_limit 32MiB.
 #   compressed-drop, compressed-power-flow  as drop and power-flow, for the
 #               same image published with --compress zstd (product benchz),
@@ -65,7 +65,7 @@ echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
-echo "agent: $(grep -E '^\s*(const )?[cC]heckpoint(Bytes|Interval|MaxLag|Idle)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
+echo "agent: $(grep -E '^\s*(const )?([cC]heckpoint(Bytes|Interval|Idle)|DefaultPowerLossBudget)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
