@@ -15,7 +15,8 @@
 # Every tool's output is compared (cmp) with the target. Times are wall-clock with warm caches;
 # RSS is /usr/bin/time's maximum resident set size. "copy" is dd bs=1M conv=fsync of the target,
 # and throughput = median copy time / median uptrust apply time over RUNS (5) alternating runs
-# of each (this VM's dd swings 2x from run to run). Our apply fsyncs its output and is given the
+# of each (this VM's dd swings 2x from run to run). Our apply writes its output as the agent writes a
+# slot (writeback started as it goes, payload.Writeback), fsyncs it, and is given the
 # source's SHA-256 (-source-sha256), as the agent uses its cached hash of the active slot; the
 # row "hashing the source first" is the same apply without it (a device's first delta).
 set -euo pipefail

@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime/pprof"
 
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/delta"
 )
 
@@ -118,12 +119,15 @@ func apply(ctx context.Context, oldPath, patchPath, outPath string, srcHash *[32
 	if err != nil {
 		return err
 	}
-	if _, err := delta.Apply(ctx, out, src, patch); err != nil {
+	// As the agent writes a slot: writeback starts while the apply goes on
+	// (payload.Writeback), so the final sync has little left to do.
+	wb := payload.Writeback(out)
+	if _, err := delta.Apply(ctx, wb, src, patch); err != nil {
 		out.Close()
 		os.Remove(outPath)
 		return err
 	}
-	if err := out.Sync(); err != nil {
+	if err := wb.Sync(); err != nil {
 		out.Close()
 		return err
 	}
