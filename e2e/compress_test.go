@@ -22,6 +22,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -45,9 +46,16 @@ func compressible(version string) []byte {
 // publishZstd publishes version through AddRelease with --compress zstd.
 func (w *world) publishZstd(version string, sv uint64, img []byte) store.Release {
 	w.t.Helper()
+	return w.publishZstdFrames(version, sv, img, 0)
+}
+
+// publishZstdFrames is publishZstd with --zstd-frame frame.
+func (w *world) publishZstdFrames(version string, sv uint64, img []byte, frame int64) store.Release {
+	w.t.Helper()
 	w.images[version] = img
 	rel, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
-		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: release.CompressionZstd})
+		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: release.CompressionZstd,
+		ZstdFrame: frame})
 	if err != nil {
 		w.t.Fatalf("publishing %s: %v", version, err)
 	}
@@ -416,6 +424,65 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 		}
 		if got := served.Load(); got <= rel.Length {
 			t.Fatalf("%d bytes fetched for the %d-byte payload, want it fetched again after the power loss", got, rel.Length)
+		}
+	})
+	t.Run("streamed-frames", func(t *testing.T) {
+		// stage_compressed false and a payload of 1 MiB frames: the
+		// download resumes at the last frame boundary saved.
+		w := newWorld(t, worldOptions{})
+		const frame = 1 << 20
+		img := halfCompressible("1.1.0", 8<<20)
+		rel := w.publishZstdFrames("1.1.0", 2, img, frame)
+		w.rollout("1.1.0", 100)
+		served := w.proxy.served(isPayload("1.1.0"))
+		d := w.device("d", 0)
+		off := false
+		d.Config.StageCompressed = &off
+		var written int64 // image bytes in the slot at the power loss
+		d.PowerLoss = func(p string) error {
+			if p != "mid-write" {
+				return nil
+			}
+			fi, err := os.Stat(filepath.Join(d.SlotsDir(), fileslot.ImageFile("b")))
+			if err == nil && fi.Size() >= 5<<20 {
+				written = fi.Size()
+				return agent.ErrPowerLoss
+			}
+			return nil
+		}
+		if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
+			t.Fatalf("cycle: %v, want a power loss while streaming", err)
+		}
+		d.PowerLoss = nil
+		if _, err := d.Boot(); err != nil {
+			t.Fatal(err)
+		}
+		assertBootsKnownImage(t, w, d)
+		s, err := agent.LoadState(d.Config.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Pending == nil || s.Pending.Download == nil {
+			t.Fatalf("pending %+v: want a saved frame boundary", s.Pending)
+		}
+		saved := s.Pending.Download
+		// Boundaries are saved as the download goes on; the decoder may
+		// be a frame ahead of the last save.
+		if saved.Image%frame != 0 || saved.Image > written || written-saved.Image > 2*frame || saved.Offset <= 0 || saved.Offset >= rel.Length {
+			t.Fatalf("saved image offset %d, payload offset %d after %d image bytes written: want a frame boundary at most two frames behind", saved.Image, saved.Offset, written)
+		}
+		before := served.Load()
+		w.cycle(d)
+		w.assertRunning(d, "1.1.0")
+		if got := served.Load() - before; got != rel.Length-saved.Offset {
+			t.Fatalf("after the power loss %d bytes were fetched, want the %d after the boundary at %d", got, rel.Length-saved.Offset, saved.Offset)
+		}
+		if _, err := os.Stat(filepath.Join(d.Config.DataDir, "payload.tmp")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("payload.tmp written although staging is off: %v", err)
+		}
+		c := download(t, d, "1.1.0")
+		if c.Resumed != 1 || c.Restarts != 0 || !c.Complete {
+			t.Fatalf("download count %+v, want one resume", c)
 		}
 	})
 }

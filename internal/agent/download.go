@@ -87,7 +87,11 @@ func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFile
 		return err
 	}
 	if d := p.Download; d != nil {
-		if err := r.Restore(d.Progress); err != nil {
+		err := r.Restore(d.Progress)
+		if err == nil && d.Image != 0 {
+			err = errors.New("it is the progress of a compressed payload")
+		}
+		if err != nil {
 			a.log.Warn("saved download progress is unusable; starting over", "version", p.Version, "err", err)
 			if err := a.startOver(s, r); err != nil {
 				return err

@@ -47,8 +47,8 @@ type stagedFetch struct {
 	// covered by a saved one before each buffer (payload.Checkpoints.MaxLag);
 	// 0: every checkpoint is saved before the download goes on.
 	budget int64
-	length  int64
-	hashes  map[string][]byte
+	length int64
+	hashes map[string][]byte
 	// saved returns the saved progress (nil: none); record replaces it in
 	// s (nil: drops it), count returns the download's counter.
 	saved  func() *Download

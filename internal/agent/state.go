@@ -98,6 +98,11 @@ type Download struct {
 	// ETag is the server's entity tag of the payload the bytes came from;
 	// a resume asks for the rest only if the server still has it.
 	ETag string `json:"etag,omitempty"`
+	// Image, for a compressed payload streamed into the slot, is how many
+	// image bytes the slot holds (durably) when Offset is a zstd frame
+	// boundary of the payload: the download resumes there with a new
+	// decoder. 0 for every other download.
+	Image int64 `json:"image_offset,omitempty"`
 }
 
 // DeltaDownload is how far the download of a delta into deltaFile got:

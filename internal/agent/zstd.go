@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/zstdframe"
 )
 
 // Errors of a compressed payload; classify maps them to their classes.
@@ -54,8 +56,13 @@ var (
 // offset reached, feeding the same decoder, which is still waiting in
 // memory for the rest of its stream (the retry policy of the full payload,
 // see retryDrops), and a server that cannot continue (Range ignored, ETag
-// changed, 416) makes it start over with a new decoder; but a power loss or
-// a stopped agent starts over from byte 0 at the next check.
+// changed, 416) makes it start over with a new decoder. A payload made of
+// independent zstd frames (`release add --zstd-frame`) is decoded frame by
+// frame (zstdframe), and at frame boundaries at least CheckpointBytes of
+// image apart the slot is synced and the boundary saved (s.Pending.Download
+// with its Image offset): after a power loss or a stopped agent the next
+// check resumes there, with a Range request and a new decoder. A payload of
+// one frame has no boundary before its end, and starts over from byte 0.
 func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	p := s.Pending
 	hashes := map[string][]byte{}
@@ -75,12 +82,16 @@ func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.Target
 	if err != nil {
 		return err
 	}
-	// Progress saved by an older agent or for an uncompressed download
-	// does not apply: start from byte 0.
-	if err := a.startOver(s, r); err != nil {
+	z := &zstdDownload{a: a, s: s, r: r, hashes: hashes, url: a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)}
+	if d := p.Download; d != nil && d.Image > 0 && d.Image <= p.ImageLength && r.Restore(d.Progress) == nil {
+		// A frame boundary saved by an earlier check.
+		z.resume, z.etag, z.savedImage = d, d.ETag, d.Image
+		a.log.Info("resuming the compressed payload at a frame boundary", "version", p.Version, "offset", d.Offset, "image_offset", d.Image)
+	} else if err := a.startOver(s, r); err != nil {
+		// Progress saved by an older agent or for an uncompressed download
+		// does not apply: start from byte 0.
 		return err
 	}
-	z := &zstdDownload{a: a, s: s, r: r, url: a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)}
 	err = a.retryDrops(ctx, r, func() error { return z.transfer(ctx) }, func(err error) {
 		a.log.Warn("compressed payload download interrupted; resuming", "version", p.Version, "offset", r.Offset(), "length", p.Length, "err", err)
 	})
@@ -150,11 +161,16 @@ func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
+	// The staged payload was verified already; hr only follows the frames.
+	hr, err := payload.NewResumable(p.Length, hashes)
+	if err != nil {
+		return err
+	}
 	w, err := a.openSlot(ctx, p.Slot, 0)
 	if err != nil {
 		return err
 	}
-	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
+	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength, hr, 0)
 	_, err = io.Copy(sink, bufio.NewReaderSize(f, 1<<16))
 	if err == nil {
 		err = sink.Sync()
@@ -186,15 +202,23 @@ func (a *Agent) dropStagedFile() {
 }
 
 // zstdDownload is the download of one compressed payload over one or more
-// requests, into one decoder (sink) writing one slot (w) from byte 0.
+// requests, into one decoder (sink) writing one slot (w) from byte 0, or
+// from a saved frame boundary (resume).
 type zstdDownload struct {
-	a    *Agent
-	s    *State
-	r    *payload.Resumable
-	url  string
-	etag string // of the latest answer
-	w    interface{ Close() error }
-	sink *zstdSink
+	a      *Agent
+	s      *State
+	r      *payload.Resumable
+	hashes map[string][]byte
+	url    string
+	etag   string // of the latest answer
+	w      interface{ Close() error }
+	sink   *zstdSink
+	// resume is the saved frame boundary the next sink starts at (nil:
+	// byte 0); savedImage and savedAt the image offset and time of the
+	// last boundary saved.
+	resume     *Download
+	savedImage int64
+	savedAt    time.Time
 }
 
 // transfer makes one request for the rest of the compressed payload, from
@@ -211,14 +235,12 @@ func (z *zstdDownload) transfer(ctx context.Context) error {
 	defer res.Close()
 	z.etag = res.ETag
 	if z.sink == nil {
-		w, err := a.openSlot(ctx, p.Slot, 0)
-		if err != nil {
+		if err := z.open(ctx); err != nil {
 			return err
 		}
-		z.w, z.sink = w, newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength)
 	}
 	src := &counter{r: res, add: func(n int) { z.s.downloadCount(p).Bytes += int64(n) }}
-	if _, err := r.Install(ctx, src, z.sink, payload.Checkpoints{}); err != nil {
+	if _, err := r.Install(ctx, src, framedSink{z}, payload.Checkpoints{}); err != nil {
 		return err
 	}
 	if err := z.close(); err != nil {
@@ -228,11 +250,78 @@ func (z *zstdDownload) transfer(ctx context.Context) error {
 	return nil
 }
 
-// startOver drops the decoder and the progress: the next bytes written
-// are the payload's first.
+// open opens the slot and starts a decoder at r's offset: byte 0, or the
+// frame boundary z.resume, whose image bytes the slot holds.
+func (z *zstdDownload) open(ctx context.Context) error {
+	a, p := z.a, z.s.Pending
+	var image int64
+	hr, err := payload.NewResumable(p.Length, z.hashes)
+	if err != nil {
+		return err
+	}
+	if d := z.resume; d != nil {
+		if err := hr.Restore(d.Progress); err != nil {
+			return err
+		}
+		image = d.Image
+	}
+	w, err := a.openSlot(ctx, p.Slot, image)
+	if err != nil {
+		return err
+	}
+	z.w, z.sink = w, newZstdSink(powerWriter{payload.WritebackAt(w, image), a.power, "mid-write"}, p.ImageLength, hr, image)
+	z.savedAt = a.clock.Now()
+	return nil
+}
+
+// framedSink is the sink as Install sees it: before each write it saves
+// the latest frame boundary the decoder reached, when one is due.
+type framedSink struct{ z *zstdDownload }
+
+func (f framedSink) Write(b []byte) (int, error) {
+	if err := f.z.checkpoint(false); err != nil {
+		return 0, err
+	}
+	return f.z.sink.Write(b)
+}
+
+func (f framedSink) Sync() error { return f.z.sink.Sync() }
+
+// checkpoint saves the latest frame boundary of the decoder, if it is
+// CheckpointBytes of image or CheckpointInterval past the last one saved
+// (or past it at all, with force): it syncs the slot, which then holds the
+// boundary's image bytes, and saves the state.
+func (z *zstdDownload) checkpoint(force bool) error {
+	b := z.sink.boundary()
+	if b == nil || b.image <= z.savedImage {
+		return nil
+	}
+	if !force && b.image-z.savedImage < CheckpointBytes && z.a.clock.Now().Sub(z.savedAt) < CheckpointInterval {
+		return nil
+	}
+	if err := z.sink.dst.Sync(); err != nil {
+		return fmt.Errorf("%w at a frame boundary: %w", errSinkWrite, err)
+	}
+	p := z.s.Pending
+	p.Download = &Download{Progress: b.progress, ETag: z.etag, Image: b.image}
+	if err := saveState(z.a.cfg.DataDir, z.s); err != nil {
+		return err
+	}
+	z.savedImage, z.savedAt = b.image, z.a.clock.Now()
+	return nil
+}
+
+// startOver drops the decoder and the progress, saved or not: the next
+// bytes written are the payload's first.
 func (z *zstdDownload) startOver() error {
-	z.r.Reset()
-	z.s.downloadCount(z.s.Pending).Restarts++
+	saved := z.s.Pending.Download != nil
+	z.resume, z.savedImage = nil, 0
+	if err := z.a.startOver(z.s, z.r); err != nil {
+		return err
+	}
+	if !saved {
+		z.s.downloadCount(z.s.Pending).Restarts++
+	}
 	return z.close()
 }
 
@@ -277,25 +366,50 @@ func (a *Agent) verifyImage(ctx context.Context, p *Pending, want []byte) error 
 // it against the signed hashes: a payload altered on the way is reported
 // as a hash mismatch, not as a decoding failure. Sync reports the decoder's
 // error, an image longer or shorter than limit, or dst.Sync's.
+//
+// The decoder goroutine splits the stream into its zstd frames and decodes
+// them one by one; hr hashes the compressed bytes it consumes. After each
+// frame it records the boundary: hr's progress there and the image bytes
+// written by then.
 type zstdSink struct {
 	pw   *io.PipeWriter
 	done chan struct{}
 	dst  payload.Writer
+	hr   *payload.Resumable // owned by the decoder goroutine
 	// set by the decoder goroutine before done is closed, or (fatal)
 	// before the pipe is closed with it
 	err     error
 	written int64
 	limit   int64
 	once    sync.Once
+
+	mu   sync.Mutex
+	last *frameBoundary // the latest boundary reached
+}
+
+// frameBoundary is a point between two zstd frames of the payload.
+type frameBoundary struct {
+	progress payload.Progress // of the compressed bytes up to it
+	image    int64            // image bytes decoded and written up to it
+}
+
+// boundary returns the latest frame boundary the decoder reached, or nil.
+func (z *zstdSink) boundary() *frameBoundary {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.last
 }
 
 // errDecodeHeld stops the pipe's reader side once the decoder failed in a
 // way that Write ignores; Write then discards the rest.
 var errDecodeHeld = errors.New("agent: zstd decoding failed; error held for after the hash check")
 
-func newZstdSink(dst payload.Writer, limit int64) *zstdSink {
+// newZstdSink starts a decoder writing to dst, which already holds image
+// bytes of the image's limit; hr hashes the compressed bytes from where
+// they begin (a frame boundary).
+func newZstdSink(dst payload.Writer, limit int64, hr *payload.Resumable, image int64) *zstdSink {
 	pr, pw := io.Pipe()
-	z := &zstdSink{pw: pw, done: make(chan struct{}), dst: dst, limit: limit}
+	z := &zstdSink{pw: pw, done: make(chan struct{}), dst: dst, limit: limit, hr: hr, written: image}
 	go func() {
 		defer close(z.done)
 		z.err = z.decode(pr)
@@ -316,13 +430,45 @@ func newZstdSink(dst payload.Writer, limit int64) *zstdSink {
 var errSinkWrite = errors.New("agent: writing the decompressed image")
 
 func (z *zstdSink) decode(pr io.Reader) error {
-	dec, err := zstd.NewReader(pr, zstd.WithDecoderMaxWindow(release.MaxZstdWindow), zstd.WithDecoderLowmem(true),
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxWindow(release.MaxZstdWindow), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return zstdErr(err)
 	}
 	defer dec.Close()
+	// hr sees exactly the bytes of the frames read: at a boundary, its
+	// offset is the boundary's.
+	sp := zstdframe.New(io.TeeReader(pr, z.hr), z.hr.Offset())
 	buf := make([]byte, 256<<10)
+	for {
+		fr, err := sp.Next()
+		if err == io.EOF {
+			if z.written != z.limit {
+				return fmt.Errorf("%w: it has %d bytes, the manifest's image_length says %d", errImageMismatch, z.written, z.limit)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errDecode, err)
+		}
+		if err := z.frame(dec, fr, buf); err != nil {
+			return err
+		}
+		p, err := z.hr.Progress()
+		if err != nil {
+			return err
+		}
+		z.mu.Lock()
+		z.last = &frameBoundary{progress: p, image: z.written}
+		z.mu.Unlock()
+	}
+}
+
+// frame decodes one frame into dst.
+func (z *zstdSink) frame(dec *zstd.Decoder, fr io.Reader, buf []byte) error {
+	if err := dec.Reset(fr); err != nil {
+		return zstdErr(err)
+	}
 	for {
 		n, rerr := dec.Read(buf)
 		if n > 0 {
@@ -335,15 +481,18 @@ func (z *zstdSink) decode(pr io.Reader) error {
 			z.written += int64(n)
 		}
 		if rerr == io.EOF {
-			if z.written != z.limit {
-				return fmt.Errorf("%w: it has %d bytes, the manifest's image_length says %d", errImageMismatch, z.written, z.limit)
-			}
-			return nil
+			break
 		}
 		if rerr != nil {
 			return zstdErr(rerr)
 		}
 	}
+	// The decoder ends a frame at its last block; the frame's reader
+	// must be at its end too.
+	if n, err := io.Copy(io.Discard, fr); n > 0 || err != nil {
+		return fmt.Errorf("%w: %d bytes after the end of a frame (%v)", errDecode, n, err)
+	}
+	return nil
 }
 
 // zstdErr translates the decoder's errors into the agent's.

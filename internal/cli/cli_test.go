@@ -497,4 +497,15 @@ func TestReleaseAddCompressZstd(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "--compress") {
 		t.Errorf("release add --compress gzip: %v; want usage error", r)
 	}
+	// --zstd-frame: accepted with zstd and a size of at least 256 KiB.
+	big := writeFile(t, tmp, "big.img", strings.Repeat("firmware ", 200_000))
+	mustRun(t, nil, "release", "add", "thermostat", "1.2.0", big, "--kind", "security", "--security-version", "2",
+		"--compress", "zstd", "--zstd-frame", "512KiB", "--dir", dir)
+	for _, bad := range [][]string{{"--zstd-frame", "1MiB"}, {"--compress", "zstd", "--zstd-frame", "4KiB"},
+		{"--compress", "zstd", "--zstd-frame", "lots"}} {
+		args := append([]string{"release", "add", "thermostat", "1.3.0", big, "--kind", "security", "--security-version", "2", "--dir", dir}, bad...)
+		if r := run(t, nil, args...); r.code != 2 || !strings.Contains(r.stderr, "--zstd-frame") {
+			t.Errorf("release add %v: %v; want a usage error naming --zstd-frame", bad, r)
+		}
+	}
 }

@@ -217,6 +217,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		secOnly := fs.Bool("security-only", false, "a security-only build (for owners who decline a feature build)")
 		secOnlyOf := fs.String("security-only-of", "", "the feature version this security-only build stands in for")
 		compress := fs.String("compress", "none", "store the payload compressed: none|zstd (devices verify the decompressed image too)")
+		zstdFrame := fs.String("zstd-frame", "", "with --compress zstd: start an independent zstd frame every SIZE bytes of the image (e.g. 4MiB), so that devices streaming it into the slot resume after a power loss at a frame boundary (default: one frame)")
 		deltaFrom := fs.String("delta-from", "", "comma-separated earlier versions: publish a delta from each one's image to this release")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
@@ -231,6 +232,15 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		}
 		if *compress != release.CompressionNone && *compress != release.CompressionZstd {
 			return usagef("release add: --compress %q: want none or zstd", *compress)
+		}
+		var frame int64
+		if *zstdFrame != "" {
+			if *compress != release.CompressionZstd {
+				return usagef("release add: --zstd-frame needs --compress zstd")
+			}
+			if frame, err = parseSize(*zstdFrame); err != nil || frame < project.MinZstdFrame {
+				return usagef("release add: --zstd-frame %q: want a size of at least 256KiB, such as 4MiB", *zstdFrame)
+			}
 		}
 		if *sv == "" {
 			return usagef("release add: --security-version is required")
@@ -269,7 +279,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
 		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
 			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
-			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress, DeltaFrom: splitList(*deltaFrom)})
+			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress, ZstdFrame: frame, DeltaFrom: splitList(*deltaFrom)})
 		if err != nil {
 			return err
 		}
@@ -411,4 +421,23 @@ func cmdRollout(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "rollout of %s %s: %d%% of devices, %s\n", ro.Product, ro.Version, ro.Percent, state)
 	return nil
+}
+
+// parseSize reads a byte count such as "4MiB", "512KiB" or "1048576".
+func parseSize(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("size %q: want a whole number of bytes, KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
 }

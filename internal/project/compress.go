@@ -19,6 +19,10 @@ import (
 // that devices decode within bounded memory.
 const zstdLevel = zstd.SpeedBestCompression
 
+// MinZstdFrame is the smallest image length per frame ReleaseSpec.ZstdFrame
+// accepts: smaller frames cost too much compression.
+const MinZstdFrame = 256 << 10
+
 // image is the length and SHA-256 (hex) of an uncompressed image.
 type image struct {
 	length int64
@@ -29,7 +33,14 @@ type image struct {
 // hashes the uncompressed image on the way. Neither the image nor the
 // compressed payload is held in memory: the encoder writes into a pipe that
 // blob.Store.Put reads. limit bounds the compressed size as in Put.
-func putCompressed(ctx context.Context, blobs *blob.Store, src io.Reader, limit int64) (blob.Info, image, error) {
+//
+// With frame > 0 every frame bytes of the image become an independent zstd
+// frame (the last one shorter): a device streaming the payload into its
+// slot can then resume after a power loss at the last frame boundary it
+// saved, at the cost of matches across frames (about +3 % with 8 MiB
+// frames, +6 % with 4 MiB on a root file system tar). With frame 0 the
+// image is one frame.
+func putCompressed(ctx context.Context, blobs *blob.Store, src io.Reader, limit, frame int64) (blob.Info, image, error) {
 	pr, pw := io.Pipe()
 	h := sha256.New()
 	var n int64
@@ -42,7 +53,7 @@ func putCompressed(ctx context.Context, blobs *blob.Store, src io.Reader, limit 
 			done <- err
 			return
 		}
-		n, err = io.Copy(enc, io.TeeReader(src, h))
+		n, err = encodeFrames(enc, pw, io.TeeReader(src, h), frame)
 		if cerr := enc.Close(); err == nil {
 			err = cerr
 		}
@@ -60,4 +71,42 @@ func putCompressed(ctx context.Context, blobs *blob.Store, src io.Reader, limit 
 		return blob.Info{}, image{}, fmt.Errorf("project: compressing the payload: %w", encErr)
 	}
 	return info, image{length: n, sha256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// encodeFrames compresses src with enc (writing to dst), starting a new
+// frame after every frame bytes (0: never), and returns the bytes read.
+// The caller closes enc after it, which ends the last frame.
+func encodeFrames(enc *zstd.Encoder, dst io.Writer, src io.Reader, frame int64) (int64, error) {
+	if frame <= 0 {
+		return io.Copy(enc, src)
+	}
+	var total, carried int64
+	for {
+		n, err := io.CopyN(enc, src, frame-carried)
+		total += n
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		// Only start another frame if more of the image follows.
+		var one [1]byte
+		k, err := io.ReadFull(src, one[:])
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if err := enc.Close(); err != nil {
+			return total, err
+		}
+		enc.Reset(dst)
+		if _, err := enc.Write(one[:k]); err != nil {
+			return total, err
+		}
+		total += int64(k)
+		carried = int64(k)
+	}
 }

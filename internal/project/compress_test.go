@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/zstdframe"
 )
 
 func TestAddReleaseZstd(t *testing.T) {
@@ -85,5 +88,73 @@ func TestAddReleaseZstd(t *testing.T) {
 	spec.Compression = release.CompressionZstd
 	if _, err := p.AddRelease(t.Context(), spec); !errors.Is(err, blob.ErrTooLarge) {
 		t.Errorf("compressed payload above MaxPayloadBytes: %v, want blob.ErrTooLarge", err)
+	}
+}
+
+// ZstdFrame makes the payload a sequence of independent frames, one per
+// ZstdFrame bytes of the image, that together decode to the image.
+func TestAddReleaseZstdFrames(t *testing.T) {
+	p := initDev(t, clock.NewFake(t0))
+	addProduct(t, p, thermostat())
+	for _, tc := range []struct {
+		size   int
+		frames int
+	}{{2 << 20, 2}, {3<<20 + 5, 4}} {
+		img := strings.Repeat("firmware block ", tc.size/15+1)[:tc.size]
+		version := fmt.Sprintf("1.%d.0", tc.frames)
+		spec := releaseSpec("thermostat", version, uint64(tc.frames), img)
+		spec.Compression, spec.ZstdFrame = release.CompressionZstd, 1<<20
+		rel := addRelease(t, p, spec)
+		tf := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/"+version]
+		path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readFile(t, path)
+		if int64(len(body)) != rel.Length {
+			t.Fatalf("blob %d bytes, release %d", len(body), rel.Length)
+		}
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxWindow(release.MaxZstdWindow))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := zstdframe.New(bytes.NewReader(body), 0)
+		var out bytes.Buffer
+		n := 0
+		for {
+			fr, err := s.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(fr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			part, err := dec.DecodeAll(b, nil)
+			if err != nil {
+				t.Fatalf("frame %d does not decode alone: %v", n, err)
+			}
+			if n < tc.frames-1 && len(part) != 1<<20 {
+				t.Fatalf("frame %d holds %d image bytes, want %d", n, len(part), 1<<20)
+			}
+			out.Write(part)
+			n++
+		}
+		dec.Close()
+		if n != tc.frames || out.String() != img {
+			t.Fatalf("%d frames decoding to %d bytes, want %d frames decoding to the %d-byte image", n, out.Len(), tc.frames, len(img))
+		}
+	}
+	spec := releaseSpec("thermostat", "2.0.0", 9, "x")
+	spec.ZstdFrame = 1 << 20
+	if _, err := p.AddRelease(t.Context(), spec); err == nil {
+		t.Error("zstd frames without compression accepted")
+	}
+	spec.Compression, spec.ZstdFrame = release.CompressionZstd, 4096
+	if _, err := p.AddRelease(t.Context(), spec); err == nil {
+		t.Error("4 KiB zstd frames accepted")
 	}
 }

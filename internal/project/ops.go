@@ -144,6 +144,11 @@ type ReleaseSpec struct {
 	// compressed bytes and the manifest carries the image's length and
 	// SHA-256.
 	Compression string
+	// ZstdFrame, with CompressionZstd, makes every ZstdFrame bytes of the
+	// image an independent zstd frame, so that devices streaming the payload
+	// into the slot resume after a power loss at a frame boundary (0: one
+	// frame).
+	ZstdFrame int64
 	// DeltaFrom names earlier releases of the product: for each, a delta
 	// from its image to this release's image is created, published as its
 	// own target (release.DeltaTargetName) and listed in the manifest.
@@ -187,6 +192,9 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	default:
 		return store.Release{}, fmt.Errorf("project: unsupported compression %q (want none or zstd)", s.Compression)
 	}
+	if s.ZstdFrame != 0 && (s.Compression != release.CompressionZstd || s.ZstdFrame < MinZstdFrame) {
+		return store.Release{}, fmt.Errorf("project: zstd frames of %d bytes: want zstd compression and frames of at least %d bytes", s.ZstdFrame, MinZstdFrame)
+	}
 	if err := p.checkNewRelease(ctx, m); err != nil {
 		return store.Release{}, err
 	}
@@ -214,7 +222,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	var b blob.Info
 	if s.Compression == release.CompressionZstd {
 		var img image
-		b, img, err = putCompressed(ctx, p.Blobs, s.Payload, p.Config.MaxPayloadBytes)
+		b, img, err = putCompressed(ctx, p.Blobs, s.Payload, p.Config.MaxPayloadBytes, s.ZstdFrame)
 		if err != nil {
 			return store.Release{}, err
 		}

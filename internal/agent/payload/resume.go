@@ -301,6 +301,22 @@ func (r *Resumable) Absorb(ctx context.Context, src io.Reader, n int64) error {
 	return nil
 }
 
+// Write hashes b as the next bytes of the image, as if they had been
+// copied into the slot, and advances Offset past them: for a caller that
+// moves the bytes itself (reading them through an io.TeeReader, say). It
+// refuses bytes beyond the declared length with ErrTooLong and hashes none
+// of them then.
+func (r *Resumable) Write(b []byte) (int, error) {
+	if int64(len(b)) > r.length-r.off {
+		return 0, fmt.Errorf("%w: more than %d bytes", ErrTooLong, r.length)
+	}
+	for _, n := range r.names {
+		r.hashes[n].Write(b)
+	}
+	r.off += int64(len(b))
+	return len(b), nil
+}
+
 // stateLength reads the byte count that Go's SHA-2 state encoding keeps in
 // its last eight bytes (big-endian).
 func stateLength(st []byte) (uint64, bool) {

@@ -548,3 +548,28 @@ func TestBackgroundCheckpointsMaxLag(t *testing.T) {
 		t.Fatalf("writes ran %d bytes past the last persisted save (bound %d + one buffer); %d saves", s.maxAtRisk, lag, len(s.saves))
 	}
 }
+
+// Write hashes bytes moved by the caller: its progress is the one an
+// Install of the same bytes reaches, and it refuses bytes beyond the image.
+func TestResumableWrite(t *testing.T) {
+	data, hashes := image(t, 3*payload.BufferSize+7)
+	r, _ := payload.NewResumable(int64(len(data)), hashes)
+	half := int64(len(data) / 2)
+	if n, err := r.Write(data[:half]); err != nil || int64(n) != half || r.Offset() != half {
+		t.Fatalf("Write: %d, %v; offset %d", n, err, r.Offset())
+	}
+	p, err := r.Progress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := payload.NewResumable(int64(len(data)), hashes)
+	if err := r2.Restore(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Install(context.Background(), bytes.NewReader(data[half:]), &journal{}, payload.Checkpoints{}); err != nil {
+		t.Fatalf("install after Write: %v", err)
+	}
+	if _, err := r.Write(make([]byte, len(data))); !errors.Is(err, payload.ErrTooLong) || r.Offset() != half {
+		t.Fatalf("write past the end: %v, offset %d; want ErrTooLong at %d", err, r.Offset(), half)
+	}
+}
