@@ -486,3 +486,37 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 		}
 	})
 }
+
+// A streamed payload of frames altered on the way in a way that still
+// decodes: the boundaries saved before the end carry hash states of the
+// altered bytes, so the signed hashes cannot match from them. The agent
+// refuses the payload and drops them; the next check downloads it whole.
+func TestCompressedFramesTamperedNotResumed(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	img := halfCompressible("1.1.0", 2<<20)
+	for i := 0; i < len(img); i += 8192 {
+		copy(img[i+4096:i+8192], image("x")) // incompressible: raw blocks
+	}
+	rel := w.publishZstdFrames("1.1.0", 2, img, 256<<10)
+	w.rollout("1.1.0", 100)
+	d := w.device("d", 0)
+	off := false
+	d.Config.StageCompressed = &off
+	w.proxy.rewrite(isPayload("1.1.0"), func(_ string, b []byte) []byte {
+		b[len(b)/4] ^= 0x40
+		return b
+	})
+	w.cycle(d)
+	w.assertRefused(d, "1.0.0", "payload-hash-mismatch", "rejected")
+	assertNotArmed(t, d)
+	if s, err := agent.LoadState(d.Config.DataDir); err != nil || s.Pending != nil && s.Pending.Download != nil {
+		t.Fatalf("after the mismatch the state keeps progress %+v (%v)", s.Pending, err)
+	}
+	w.proxy.clear()
+	served := w.proxy.served(isPayload("1.1.0"))
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	if got := served.Load(); got != rel.Length {
+		t.Fatalf("%d bytes fetched after the refusal, want the whole %d-byte payload", got, rel.Length)
+	}
+}
