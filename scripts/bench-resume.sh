@@ -29,6 +29,10 @@
 #   compressed-drop, compressed-power-flow  as drop and power-flow, for the
 #               same image published with --compress zstd (product benchz),
 #               which the agent stages in its data directory.
+#   streamed-power-flow  power-flow for the same image published with
+#               --compress zstd --zstd-frame 1MiB (product benchf) on a device
+#               with "stage_compressed": false: the agent streams it into the
+#               slot and resumes at the last frame boundary it saved.
 # For each: re-downloaded = payload bytes sent by the proxy − payload size;
 # the offset saved in state.json at the interruption; the agent's own
 # counter (`uptrust-agent status`); and that the device then boots the new
@@ -43,7 +47,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${SIZE_MIB:-512}
-CASES=${CASES:-drop kill-pause power power-link kill-flow power-flow power-flow-link compressed-drop compressed-power-flow}
+CASES=${CASES:-drop kill-pause power power-link kill-flow power-flow power-flow-link compressed-drop compressed-power-flow streamed-power-flow}
 RUNS=${RUNS:-1}
 want() { [[ " $CASES " == *" $1 "* ]]; }
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/uptrust-bench-resume.XXXXXX")
@@ -79,8 +83,14 @@ head -c "$(( SIZE_MIB << 20 ))" /dev/urandom > "$WORK/payload.img"
 "$U" release add benchz 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
 ZBYTES=$("$U" release add benchz 2.0.0 "$WORK/payload.img" --kind security --security-version 2 --compress zstd --dir "$P" \
   | sed -n 's/^published .*: \([0-9]*\) bytes, sha256.*/\1/p')
-rm -f "$WORK/payload.img"
 "$U" rollout start benchz 2.0.0 --percent 100 --dir "$P" > /dev/null
+# The same image in 1 MiB zstd frames, as product benchf (the "streamed" case).
+"$U" product add benchf --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
+"$U" release add benchf 1.0.0 "$WORK/factory.img" --kind feature --security-version 1 --dir "$P" > /dev/null
+FBYTES=$("$U" release add benchf 2.0.0 "$WORK/payload.img" --kind security --security-version 2 --compress zstd --zstd-frame 1MiB --dir "$P" \
+  | sed -n 's/^published .*: \([0-9]*\) bytes, sha256.*/\1/p')
+"$U" rollout start benchf 2.0.0 --percent 100 --dir "$P" > /dev/null
+rm -f "$WORK/payload.img"
 BYTES=$(( SIZE_MIB << 20 ))
 HALF=$(( BYTES / 2 ))
 
@@ -170,6 +180,7 @@ pause() {
 flow() {
   device; proxy
   if [ -n "${3:-}" ]; then sed -i '1s/^{/{\n  "download_rate_limit": "'"$3"'",/' "$WORK/dev/agent.json"; fi
+  if [ -n "${STAGE:-}" ]; then sed -i '1s/^{/{\n  "stage_compressed": '"$STAGE"',/' "$WORK/dev/agent.json"; fi
   "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
   AT=0
   for _ in $(seq 100000); do
@@ -200,6 +211,9 @@ for _ in $(seq "$RUNS"); do
   PRODUCT=benchz; BYTES=$ZBYTES; HALF=$(( BYTES / 2 ))
   if want compressed-drop; then drop compressed-drop; fi
   if want compressed-power-flow; then flow compressed-power-flow boot; fi
+  # streamed-*: the framed payload, streamed into the slot.
+  PRODUCT=benchf; BYTES=$FBYTES; HALF=$(( BYTES / 2 ))
+  if want streamed-power-flow; then STAGE=false flow streamed-power-flow boot; fi
   PRODUCT=bench; BYTES=$(( SIZE_MIB << 20 )); HALF=$(( BYTES / 2 ))
 done
 echo "(re-downloaded = bytes the proxy sent for the payload, all requests, minus the payload size; the agent's counter also counts bytes it read before it was killed only up to its last checkpoint)"
