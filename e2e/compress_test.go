@@ -331,6 +331,26 @@ func halfCompressible(version string, n int) []byte {
 	return out[:n]
 }
 
+// lostPower runs a check on d that must end in the power loss d.PowerLoss
+// injects while doing what, boots d again (on a known image) and returns
+// the state it saved.
+func lostPower(t *testing.T, w *world, d *sim.Device, what string) *agent.State {
+	t.Helper()
+	if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
+		t.Fatalf("cycle: %v, want a power loss while %s", err, what)
+	}
+	d.PowerLoss = nil
+	if _, err := d.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	assertBootsKnownImage(t, w, d)
+	s, err := agent.LoadState(d.Config.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // stagedPowerLossWorld publishes a compressed 1.1.0 of several MiB.
 func stagedPowerLossWorld(t *testing.T) (*world, store.Release) {
 	w := newWorld(t, worldOptions{})
@@ -357,18 +377,7 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 			}
 			return nil
 		}
-		if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
-			t.Fatalf("cycle: %v, want a power loss while staging", err)
-		}
-		d.PowerLoss = nil
-		if _, err := d.Boot(); err != nil {
-			t.Fatal(err)
-		}
-		assertBootsKnownImage(t, w, d)
-		s, err := agent.LoadState(d.Config.DataDir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := lostPower(t, w, d, "staging")
 		if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Staged == nil || s.Pending.Staged.Offset == 0 {
 			t.Fatalf("phase %s, pending %+v: want saved staged progress", s.Phase, s.Pending)
 		}
@@ -450,18 +459,7 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 			}
 			return nil
 		}
-		if _, err := d.Cycle(context.Background()); !errors.Is(err, agent.ErrPowerLoss) {
-			t.Fatalf("cycle: %v, want a power loss while streaming", err)
-		}
-		d.PowerLoss = nil
-		if _, err := d.Boot(); err != nil {
-			t.Fatal(err)
-		}
-		assertBootsKnownImage(t, w, d)
-		s, err := agent.LoadState(d.Config.DataDir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := lostPower(t, w, d, "streaming")
 		if s.Pending == nil || s.Pending.Download == nil {
 			t.Fatalf("pending %+v: want a saved frame boundary", s.Pending)
 		}

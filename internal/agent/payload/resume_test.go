@@ -237,16 +237,9 @@ func TestNoSaveAfterWriteFails(t *testing.T) {
 	}
 	// The state after the failure covers exactly Offset: resuming from it
 	// with a writer that works gives the image.
-	p, err := r.Progress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, _ := payload.NewResumable(int64(len(data)), hashes)
-	if err := r2.Restore(p); err != nil {
-		t.Fatal(err)
-	}
+	r2 := resumed(t, r, int64(len(data)), hashes)
 	j.failAt = 0
-	if _, err := r2.Install(context.Background(), bytes.NewReader(data[p.Offset:]), j.at(p.Offset), payload.Checkpoints{}); err != nil {
+	if _, err := r2.Install(context.Background(), bytes.NewReader(data[r2.Offset():]), j.at(r2.Offset()), payload.Checkpoints{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -558,18 +551,25 @@ func TestResumableWrite(t *testing.T) {
 	if n, err := r.Write(data[:half]); err != nil || int64(n) != half || r.Offset() != half {
 		t.Fatalf("Write: %d, %v; offset %d", n, err, r.Offset())
 	}
-	p, err := r.Progress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, _ := payload.NewResumable(int64(len(data)), hashes)
-	if err := r2.Restore(p); err != nil {
-		t.Fatal(err)
-	}
+	r2 := resumed(t, r, int64(len(data)), hashes)
 	if _, err := r2.Install(context.Background(), bytes.NewReader(data[half:]), &journal{}, payload.Checkpoints{}); err != nil {
 		t.Fatalf("install after Write: %v", err)
 	}
 	if _, err := r.Write(make([]byte, len(data))); !errors.Is(err, payload.ErrTooLong) || r.Offset() != half {
 		t.Fatalf("write past the end: %v, offset %d; want ErrTooLong at %d", err, r.Offset(), half)
 	}
+}
+
+// resumed returns a new Resumable restored from r's progress.
+func resumed(t *testing.T, r *payload.Resumable, length int64, hashes map[string][]byte) *payload.Resumable {
+	t.Helper()
+	p, err := r.Progress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := payload.NewResumable(length, hashes)
+	if err := r2.Restore(p); err != nil {
+		t.Fatal(err)
+	}
+	return r2
 }
