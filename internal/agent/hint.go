@@ -18,8 +18,8 @@ import (
 
 // The write hint lets a download survive the death of the agent's process
 // (SIGKILL, a crash, the OOM killer, a watchdog restart) with nothing
-// downloaded twice, where checkpoints alone would lose up to
-// CheckpointBytes.
+// downloaded twice, where checkpoints alone would lose up to the power-loss
+// budget (Config.PowerLossBudget).
 //
 // After every write into the slot, the agent records in data/download.hint
 // how far the slot is written, with the boot it happened in, and does not

@@ -133,7 +133,9 @@ type DownloadCount struct {
 	// Bytes counts every payload byte received for this release, over all
 	// checks, requests and restarts: bytes received twice count twice.
 	// Bytes received after the last saved checkpoint before a power loss
-	// are not counted (at most CheckpointBytes).
+	// are not counted (less than Config.PowerLossBudget plus a buffer; for
+	// a compressed payload streamed into the slot, up to the frame
+	// boundary saved last).
 	Bytes int64 `json:"bytes"`
 	// Requests counts payload requests answered with 200 or 206, Resumed
 	// those that continued from a saved offset, and Restarts the times
