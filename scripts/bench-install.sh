@@ -15,7 +15,8 @@
 #    /usr/bin/time -v; prints the agent's peak RSS. Goal: <= 32 MiB for 1 GiB.
 #
 # Usage: scripts/bench-install.sh
-# Env:   SIZE_MIB (512), RUNS (5), RSS_SIZE_MIB (1024),
+# Env:   SIZE_MIB (512), RUNS (5), RSS_SIZE_MIB (1024), BUDGET (the agent's
+#        power_loss_budget, e.g. 16MiB; default: the agent's default),
 #        BENCH_DIR (parent of the scratch directory; default $TMPDIR or /var/tmp)
 # Needs: go, dd, curl, /usr/bin/time (Debian package "time"),
 #        about (SIZE_MIB + RSS_SIZE_MIB) * 3 MiB of free disk.
@@ -44,7 +45,7 @@ echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc), s
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
 echo "load:  $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "agent: $(stat -c %s "$A") bytes (stripped, CGO off)"
+echo "agent: $(stat -c %s "$A") bytes (stripped, CGO off), power_loss_budget ${BUDGET:-default}"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
@@ -73,6 +74,7 @@ device() {
   rm -rf "$WORK/dev"
   "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PORT" --product bench --hardware rev-a \
     --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 > /dev/null
+  if [ -n "${BUDGET:-}" ]; then sed -i '1s/^{/{\n  "power_loss_budget": "'"$BUDGET"'",/' "$WORK/dev/agent.json"; fi
 }
 check_installed() {
   grep -q '"version": "'"$1"'"' "$WORK/dev/data/state.json" || { echo "bench-install: agent did not install $1" >&2; cat "$WORK/agent.log" >&2; exit 1; }
