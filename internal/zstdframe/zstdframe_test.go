@@ -177,3 +177,37 @@ func TestNextBeforeEnd(t *testing.T) {
 		t.Fatalf("offset %d below the starting offset", s.Offset())
 	}
 }
+
+// FuzzSplit: any input splits without panicking, the frames handed out are
+// consecutive pieces of the input, and the offset counts exactly the bytes
+// they hold.
+func FuzzSplit(f *testing.F) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc.EncodeAll(bytes.Repeat([]byte("two"), 100), enc.EncodeAll([]byte("one"), nil)))
+	f.Add([]byte{0x28, 0xB5, 0x2F, 0xFD, 0x20, 0x01, 0x07, 0, 0})
+	f.Add([]byte{0x50, 0x2A, 0x4D, 0x18, 2, 0, 0, 0, 'h', 'i'})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := New(bytes.NewReader(in), 0)
+		var got []byte
+		for range 1000 {
+			fr, err := s.Next()
+			if err != nil {
+				break
+			}
+			b, err := io.ReadAll(fr)
+			got = append(got, b...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.HasPrefix(in, got) {
+			t.Fatalf("the frames are not a prefix of the input")
+		}
+		if s.Offset() < int64(len(got)) || s.Offset() > int64(len(in)) {
+			t.Fatalf("offset %d, frames hold %d of %d bytes", s.Offset(), len(got), len(in))
+		}
+	})
+}
