@@ -279,7 +279,7 @@ func (z *zstdDownload) open(ctx context.Context) error {
 type framedSink struct{ z *zstdDownload }
 
 func (f framedSink) Write(b []byte) (int, error) {
-	if err := f.z.checkpoint(false); err != nil {
+	if err := f.z.checkpoint(); err != nil {
 		return 0, err
 	}
 	return f.z.sink.Write(b)
@@ -288,15 +288,15 @@ func (f framedSink) Write(b []byte) (int, error) {
 func (f framedSink) Sync() error { return f.z.sink.Sync() }
 
 // checkpoint saves the latest frame boundary of the decoder, if it is
-// CheckpointBytes of image or CheckpointInterval past the last one saved
-// (or past it at all, with force): it syncs the slot, which then holds the
-// boundary's image bytes, and saves the state.
-func (z *zstdDownload) checkpoint(force bool) error {
+// CheckpointBytes of image or CheckpointInterval past the last one saved:
+// it syncs the slot, which then holds the boundary's image bytes, and
+// saves the state.
+func (z *zstdDownload) checkpoint() error {
 	b := z.sink.boundary()
 	if b == nil || b.image <= z.savedImage {
 		return nil
 	}
-	if !force && b.image-z.savedImage < CheckpointBytes && z.a.clock.Now().Sub(z.savedAt) < CheckpointInterval {
+	if b.image-z.savedImage < CheckpointBytes && z.a.clock.Now().Sub(z.savedAt) < CheckpointInterval {
 		return nil
 	}
 	if err := z.sink.dst.Sync(); err != nil {
