@@ -60,7 +60,8 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // fewer than MaxLag bytes written are not covered by a persisted save. So
 // at any moment fewer than MaxLag plus one buffer (BufferSize/4) written
 // bytes are not covered, however fast the source and however slow the
-// syncs; the copy only waits when the syncs cannot keep up. The save at a failure,
+// syncs; the copy only waits when the syncs cannot keep up. (Bytes before
+// the offset Install starts at count as covered.) The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
