@@ -143,7 +143,11 @@ func TestZstdSinkFrameBoundaries(t *testing.T) {
 		// just ended, so that every boundary is seen.
 		for k, e := range ends {
 			if i < e && e <= i+1000 {
+				deadline := time.Now().Add(10 * time.Second)
 				for z.boundary() == nil || z.boundary().image < int64(k+1)*256<<10 {
+					if time.Now().After(deadline) {
+						t.Fatalf("the decoder did not reach frame boundary %d", k)
+					}
 					time.Sleep(time.Millisecond)
 				}
 				seen = append(seen, *z.boundary())
