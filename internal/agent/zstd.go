@@ -161,16 +161,11 @@ func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string]
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
-	// The staged payload was verified already; hr only follows the frames.
-	hr, err := payload.NewResumable(p.Length, hashes)
-	if err != nil {
-		return err
-	}
 	w, err := a.openSlot(ctx, p.Slot, 0)
 	if err != nil {
 		return err
 	}
-	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength, hr, 0)
+	sink := newZstdSink(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, p.ImageLength, nil, 0)
 	_, err = io.Copy(sink, bufio.NewReaderSize(f, 1<<16))
 	if err == nil {
 		err = sink.Sync()
@@ -375,7 +370,7 @@ type zstdSink struct {
 	pw   *io.PipeWriter
 	done chan struct{}
 	dst  payload.Writer
-	hr   *payload.Resumable // owned by the decoder goroutine
+	hr   *payload.Resumable // owned by the decoder goroutine; nil: no boundaries
 	// set by the decoder goroutine before done is closed, or (fatal)
 	// before the pipe is closed with it
 	err     error
@@ -404,9 +399,12 @@ func (z *zstdSink) boundary() *frameBoundary {
 // way that Write ignores; Write then discards the rest.
 var errDecodeHeld = errors.New("agent: zstd decoding failed; error held for after the hash check")
 
-// newZstdSink starts a decoder writing to dst, which already holds image
-// bytes of the image's limit; hr hashes the compressed bytes from where
-// they begin (a frame boundary).
+// newZstdSink starts a decoder writing to dst, which already holds the
+// image's first image bytes (of limit). hr hashes the compressed bytes from
+// where they begin (a frame boundary) so that boundaries can be saved; the
+// download's own Resumable hashes them too, for the final check, ahead of
+// the decoder. With hr nil (a staged payload, verified already) nothing is
+// hashed and no boundary recorded.
 func newZstdSink(dst payload.Writer, limit int64, hr *payload.Resumable, image int64) *zstdSink {
 	pr, pw := io.Pipe()
 	z := &zstdSink{pw: pw, done: make(chan struct{}), dst: dst, limit: limit, hr: hr, written: image}
@@ -438,7 +436,12 @@ func (z *zstdSink) decode(pr io.Reader) error {
 	defer dec.Close()
 	// hr sees exactly the bytes of the frames read: at a boundary, its
 	// offset is the boundary's.
-	sp := zstdframe.New(io.TeeReader(pr, z.hr), z.hr.Offset())
+	var sp *zstdframe.Splitter
+	if z.hr != nil {
+		sp = zstdframe.New(io.TeeReader(pr, z.hr), z.hr.Offset())
+	} else {
+		sp = zstdframe.New(pr, 0)
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		fr, err := sp.Next()
@@ -453,6 +456,9 @@ func (z *zstdSink) decode(pr io.Reader) error {
 		}
 		if err := z.frame(dec, fr, buf); err != nil {
 			return err
+		}
+		if z.hr == nil {
+			continue
 		}
 		p, err := z.hr.Progress()
 		if err != nil {
