@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
@@ -238,7 +239,8 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			if *compress != release.CompressionZstd {
 				return usagef("release add: --zstd-frame needs --compress zstd")
 			}
-			if frame, err = parseSize(*zstdFrame); err != nil || frame < project.MinZstdFrame {
+			size, err := agent.ParseByteSize(*zstdFrame)
+			if frame = int64(size); err != nil || frame < project.MinZstdFrame {
 				return usagef("release add: --zstd-frame %q: want a size of at least 256KiB, such as 4MiB", *zstdFrame)
 			}
 		}
@@ -421,23 +423,4 @@ func cmdRollout(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "rollout of %s %s: %d%% of devices, %s\n", ro.Product, ro.Version, ro.Percent, state)
 	return nil
-}
-
-// parseSize reads a byte count such as "4MiB", "512KiB" or "1048576".
-func parseSize(s string) (int64, error) {
-	num, mult := s, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("size %q: want a whole number of bytes, KiB, MiB or GiB", s)
-	}
-	return n * mult, nil
 }

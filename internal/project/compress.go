@@ -1,6 +1,7 @@
 package project
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -80,9 +81,10 @@ func encodeFrames(enc *zstd.Encoder, dst io.Writer, src io.Reader, frame int64) 
 	if frame <= 0 {
 		return io.Copy(enc, src)
 	}
-	var total, carried int64
+	br := bufio.NewReaderSize(src, 1<<16)
+	var total int64
 	for {
-		n, err := io.CopyN(enc, src, frame-carried)
+		n, err := io.CopyN(enc, br, frame)
 		total += n
 		if err == io.EOF {
 			return total, nil
@@ -91,22 +93,14 @@ func encodeFrames(enc *zstd.Encoder, dst io.Writer, src io.Reader, frame int64) 
 			return total, err
 		}
 		// Only start another frame if more of the image follows.
-		var one [1]byte
-		k, err := io.ReadFull(src, one[:])
-		if err == io.EOF {
+		if _, err := br.Peek(1); err == io.EOF {
 			return total, nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return total, err
 		}
 		if err := enc.Close(); err != nil {
 			return total, err
 		}
 		enc.Reset(dst)
-		if _, err := enc.Write(one[:k]); err != nil {
-			return total, err
-		}
-		total += int64(k)
-		carried = int64(k)
 	}
 }
