@@ -2,32 +2,24 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/uptrust/uptrust/internal/release"
-	"github.com/uptrust/uptrust/internal/rollout"
 )
-
-// fleetCustom is the fleet target's custom metadata.
-type fleetCustom struct {
-	Uptrust struct {
-		Rollout *rollout.Rule `json:"rollout"`
-	} `json:"uptrust"`
-}
 
 // checkAndInstall refreshes the repositories, decides, and installs when
 // the decision says so. Refusals are recorded in state.json (LastCheck) and
 // reported once; they are not errors of the agent.
 func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	chk := &Check{At: a.clock.Now().UTC(), Action: "none"}
-	target, rel, fleet, err := a.decide(ctx, s, chk)
-	if s.Phase == PhaseWriting && (err != nil || target == nil) {
+	d, err := a.decide(ctx, s)
+	if err == nil {
+		err = d.Err
+	}
+	chk.Offered = d.Offered
+	if s.Phase == PhaseWriting && (err != nil || d.Install == nil) {
 		a.dropPartial(s, err)
 	}
 	if err != nil {
@@ -55,11 +47,12 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 		a.log.Warn("update refused", "class", class, "reason", chk.Reason)
 		return chk, nil
 	}
+	chk.Action, chk.Reason = d.Action, d.Reason
 	s.LastCheck = chk
-	if target == nil {
+	if d.Install == nil {
 		return chk, saveState(a.cfg.DataDir, s)
 	}
-	err = a.install(ctx, s, target, rel, fleet)
+	err = a.install(ctx, s, d.Install)
 	return s.LastCheck, err
 }
 
@@ -79,166 +72,36 @@ func (a *Agent) dropPartial(s *State, err error) {
 	a.dropStagedFile()
 }
 
-// decide refreshes both repositories and returns the release to install,
-// or nil with chk explaining why nothing is installed, or an error for a
-// refused release.
-//
-// The candidates are all versions the fleet offers for the product,
-// highest first: normally one feature build and the security-only builds
-// published for it (manifest security_only_of). Each candidate must pass
-// the checks that protect the device (agreement of both repositories,
-// product, hardware, newer than the running version, security version not
-// lower, rollout admitted); a failure of those ends the decision. Then the
-// update policy (Judge) decides: a release held for the owner is recorded
-// in State.Waiting with what `uptrust-agent consent` shows, the owner is
-// notified, and the next candidate is considered; so a security-only build
-// installs while its feature build waits for consent.
+// decide refreshes both repositories, gathers the offers and decides
+// among them (choose). It records in s what the refresh brought: the time,
+// the offered versions, the support declaration (acceptSupport) and the
+// releases held for the owner (hold, which notifies the owner). A refresh
+// that fails returns its error; a refused release is the Decision's Err.
 //
 // The two repositories are refreshed one after the other, so a publication
 // that lands between the two requests makes them disagree once, through no
 // fault of either. When the agreement check fails (errMismatch), decide
 // refreshes both once more and decides again; a second disagreement is
 // refused.
-func (a *Agent) decide(ctx context.Context, s *State, chk *Check) (*release.Manifest, *metadata.TargetFiles, *metadata.TargetFiles, error) {
-	var (
-		p          pass
-		m          *release.Manifest
-		rel, fleet *metadata.TargetFiles
-		versions   []string
-		now        time.Time
-		err        error
-	)
-	s.delta = nil
+func (a *Agent) decide(ctx context.Context, s *State) (Decision, error) {
 	for attempt := 0; ; attempt++ {
-		var r *repos
-		r, err = a.refresh(ctx)
+		r, err := a.refresh(ctx)
 		if err != nil {
-			return nil, nil, nil, err
+			return Decision{}, err
 		}
-		now = a.clock.Now().UTC()
+		now := a.clock.Now().UTC()
 		s.LastRefresh = &now
 		a.acceptSupport(ctx, r, s, now)
-		versions = r.offered(a.cfg.Product)
-		s.Offered = versions
-		if len(versions) == 0 {
-			s.Waiting = nil
-			chk.Reason = fmt.Sprintf("no release of %s is offered", a.cfg.Product)
-			return nil, nil, nil, nil
-		}
-		p = pass{}
-		m, rel, fleet, err = a.choose(s, r, versions, chk, now, &p)
-		if attempt == 0 && errors.Is(err, errMismatch) {
-			a.log.Info("the repositories disagree; refreshing both once more in case a release was published between the two requests", "err", err)
+		offers := gatherOffers(r, a.cfg.Product, s.Version)
+		s.Offered = versions(offers)
+		d := choose(s, offers, s.Support.EffectivePolicy(), Device{Product: a.cfg.Product, Hardware: a.cfg.Hardware}, now)
+		if attempt == 0 && errors.Is(d.Err, errMismatch) {
+			a.log.Info("the repositories disagree; refreshing both once more in case a release was published between the two requests", "err", d.Err)
 			continue
 		}
-		break
+		s.Waiting = a.hold(s, d.Held, now)
+		return d, nil
 	}
-	s.Waiting = a.hold(s, p.held, now)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var passed []string
-	for _, w := range p.held {
-		passed = append(passed, w.Reason)
-	}
-	passed = append(passed, p.notes...)
-	if m != nil {
-		chk.Offered = m.Version
-		chk.Reason = joinReasons(append([]string{p.stop}, passed...))
-		return m, rel, fleet, nil
-	}
-	chk.Offered = versions[0]
-	if p.waiting || len(passed) > 0 {
-		chk.Action = "waiting"
-	}
-	chk.Reason = joinReasons(append(passed, p.stop))
-	return nil, nil, nil, nil
-}
-
-// pass collects what choose found on its way through the candidates.
-type pass struct {
-	// held are the candidates an owner rule holds, highest first.
-	held []Waiting
-	// notes say why other candidates were passed over.
-	notes []string
-	// stop says why the pass ended; when a release was chosen, why it
-	// installs.
-	stop string
-	// waiting is true when the pass ended waiting for something other than
-	// a newer release (a rollout wave).
-	waiting bool
-}
-
-// choose walks the candidates, highest first, as decide describes. It sets
-// chk.Offered to the candidate under examination, so that a refusal names
-// it.
-func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now time.Time, p *pass) (*release.Manifest, *metadata.TargetFiles, *metadata.TargetFiles, error) {
-	policy := s.Support.EffectivePolicy()
-	for i, v := range versions {
-		chk.Offered = v
-		target := release.TargetName(a.cfg.Product, v)
-		rel, fleet, err := r.agreed(target)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		m, err := release.ManifestFromCustom(rel.Custom)
-		if err != nil {
-			return nil, nil, nil, refuse(ClassManifestInvalid, err.Error())
-		}
-		switch {
-		case m.Product != a.cfg.Product || m.Version != v:
-			return nil, nil, nil, refuse(ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", target, m.Product, m.Version))
-		case !m.SupportsHardware(a.cfg.Hardware):
-			return nil, nil, nil, refuse(ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, a.cfg.Hardware, m.Hardware))
-		}
-		switch c := release.CompareVersions(v, s.Version); {
-		case c < 0 && i == 0:
-			return nil, nil, nil, refuse(ClassRollbackVersion, fmt.Sprintf("the offered %s is older than the running %s; downgrades are refused", v, s.Version))
-		case c == 0 && i == 0:
-			p.stop = fmt.Sprintf("%s is up to date (%s)", a.cfg.Product, v)
-			return nil, nil, nil, nil
-		case c <= 0:
-			// A lower candidate, such as a security-only build of a line the
-			// device has left already: nothing below is newer either.
-			p.stop = fmt.Sprintf("no other offered release is newer than the running %s", s.Version)
-			return nil, nil, nil, nil
-		}
-		if m.SecurityVersion < s.MaxSecurityVersion {
-			return nil, nil, nil, refuse(ClassRollbackSecurity, fmt.Sprintf("%s has security version %d, lower than %d already installed on this device; it would reopen fixed vulnerabilities", v, m.SecurityVersion, s.MaxSecurityVersion))
-		}
-		if f, ok := s.Failed[v]; ok {
-			p.notes = append(p.notes, fmt.Sprintf("%s failed on this device before (%s: %s) and is not retried; waiting for a newer release", v, f.ErrorClass, f.Reason))
-			continue
-		}
-		var fc fleetCustom
-		if fleet.Custom != nil {
-			if err := json.Unmarshal(*fleet.Custom, &fc); err != nil {
-				return nil, nil, nil, refuse(ClassManifestInvalid, fmt.Sprintf("fleet rollout rule: %v", err))
-			}
-		}
-		if fc.Uptrust.Rollout == nil {
-			return nil, nil, nil, refuse(ClassManifestInvalid, "the fleet repository lists the release without a rollout rule")
-		}
-		// A security-only build rides on its feature build's wave: the
-		// devices admitted to one are those admitted to the other.
-		wave := v
-		if m.SecurityOnlyOf != "" {
-			wave = m.SecurityOnlyOf
-		}
-		if d := rollout.Admit(*fc.Uptrust.Rollout, rollout.Bucket(s.Seed, m.Product, wave)); !d.Admitted {
-			p.stop, p.waiting = d.Reason, true
-			return nil, nil, nil, nil
-		}
-		verdict := Judge(m, policy, &s.Owner, now)
-		if verdict.Install {
-			p.stop = verdict.Reason
-			s.delta = a.offerDelta(r, m, s.Version)
-			return m, rel, fleet, nil
-		}
-		p.held = append(p.held, Waiting{Version: v, Kind: m.Kind, Hold: verdict.Hold, Reason: verdict.Reason,
-			ImpactReasons: m.Impact.Reasons(), Notes: m.Notes, Advisories: m.Advisories, SecurityOnlyOf: m.SecurityOnlyOf, Since: now})
-	}
-	return nil, nil, nil, nil
 }
 
 // hold returns the new waiting list: held, keeping the time each release
@@ -256,17 +119,6 @@ func (a *Agent) hold(s *State, held []Waiting, now time.Time) []Waiting {
 		a.emit(s, waitingEvent(held[i]))
 	}
 	return held
-}
-
-// joinReasons joins the non-empty reasons into one sentence list.
-func joinReasons(rs []string) string {
-	var out []string
-	for _, r := range rs {
-		if r != "" {
-			out = append(out, r)
-		}
-	}
-	return strings.Join(out, "; ")
 }
 
 // acceptSupport verifies the product's support declaration from the

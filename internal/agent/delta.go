@@ -52,7 +52,7 @@ type deltaOffer struct {
 
 // offerDelta returns the delta of m from the running version, or nil when
 // m lists none.
-func (a *Agent) offerDelta(r *repos, m *release.Manifest, running string) *deltaOffer {
+func offerDelta(r *repos, m *release.Manifest, running string) *deltaOffer {
 	d := m.DeltaFrom(running)
 	if d == nil {
 		return nil

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/uptrust/uptrust/internal/release"
 )
 
@@ -19,7 +17,8 @@ import (
 // downloadZstd and savedStaged). An interrupted
 // delta download (or apply) resumes likewise if the same delta is still
 // offered (see savedDelta and installDelta).
-func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
+func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
+	m, rel := o.Manifest, o.Release
 	st, err := a.slots.State(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: reading the bootloader state: %w", err)
@@ -43,7 +42,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 				"saved_slot", prev.Slot, "version", m.Version, "sha256", next.SHA256, "slot", next.Slot)
 		}
 	}
-	next.Delta = a.savedDelta(s, next, s.delta)
+	next.Delta = a.savedDelta(s, next, o.Delta)
 	next.Staged = a.savedStaged(s, next)
 	s.Pending = next
 	s.Phase = PhaseWriting
@@ -51,8 +50,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	if err := a.step(s, "writing"); err != nil {
 		return err
 	}
-	offer := s.delta
-	s.delta = nil
+	offer := o.Delta
 	if offer != nil && next.payloadProgress() == nil {
 		// A resumed full download keeps going; otherwise try the delta
 		// first and fall back to the full payload in this same check.

@@ -201,9 +201,6 @@ type State struct {
 	// LastDelta says whether the latest install used a delta, and if not,
 	// why.
 	LastDelta *DeltaOutcome `json:"last_delta,omitempty"`
-	// delta is the delta offered for the release chosen in this check
-	// (never saved).
-	delta *deltaOffer
 	// Support is the newest accepted support declaration.
 	Support *release.Support `json:"support,omitempty"`
 	// LastReported avoids reporting the same rejection every poll.
