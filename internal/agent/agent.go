@@ -134,14 +134,6 @@ func trim(b []byte) string {
 	return string(b)
 }
 
-// step persists s, then consults the power-loss hook for point.
-func (a *Agent) step(s *State, point string) error {
-	if err := saveState(a.cfg.DataDir, s); err != nil {
-		return err
-	}
-	return a.power(point)
-}
-
 // Check runs one cycle: it first finishes whatever a previous run left
 // (trial boot, commit, rollback), then, when idle or in the middle of a
 // resumable download, checks for an update and installs it. It returns the check record also stored in state.json.

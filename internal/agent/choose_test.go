@@ -108,11 +108,15 @@ func TestChoose(t *testing.T) {
 		{name: "a security-only build outside its feature build's wave waits", state: func(s *State) { s.Seed = notInWave },
 			offers: []Offer{offer(securityOnlyOf("1.0.1", "2.0.0"), 50)}, offered: "1.0.1", action: "waiting"},
 		{name: "failed before: the next candidate installs",
-			state:   func(s *State) { s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"} },
+			state: func(s *State) {
+				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"}
+			},
 			offers:  []Offer{offer(feature("2.0.0"), 100), offer(securityOnlyOf("1.0.1", "2.0.0"), 100)},
 			install: "1.0.1", offered: "1.0.1", reasons: []string{"2.0.0 failed on this device before (health-check: unhealthy)"}},
 		{name: "failed before and nothing else: waits for a newer release",
-			state:  func(s *State) { s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"} },
+			state: func(s *State) {
+				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"}
+			},
 			offers: []Offer{offer(feature("2.0.0"), 100)}, offered: "2.0.0", action: "waiting", reasons: []string{"not retried"}},
 		{name: "a lower candidate ends the search", offers: []Offer{offer(adverse("2.0.0"), 100), offer(securityOnlyOf("0.9.1", "0.9.0"), 100)},
 			offered: "2.0.0", action: "waiting", held: []string{"2.0.0"}, reasons: []string{"no other offered release is newer than the running 1.0.0"}},

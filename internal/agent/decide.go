@@ -20,7 +20,9 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	}
 	chk.Offered = d.Offered
 	if s.Phase == PhaseWriting && (err != nil || d.Install == nil) {
-		a.dropPartial(s, err)
+		if derr := a.dropPartial(s, err); derr != nil {
+			return chk, derr
+		}
 	}
 	if err != nil {
 		class := classify(err)
@@ -41,7 +43,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 			}
 		}
 		s.LastCheck = chk
-		if serr := saveState(a.cfg.DataDir, s); serr != nil {
+		if serr := a.record(s); serr != nil {
 			return chk, serr
 		}
 		a.log.Warn("update refused", "class", class, "reason", chk.Reason)
@@ -50,7 +52,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	chk.Action, chk.Reason = d.Action, d.Reason
 	s.LastCheck = chk
 	if d.Install == nil {
-		return chk, saveState(a.cfg.DataDir, s)
+		return chk, a.record(s)
 	}
 	err = a.install(ctx, s, d.Install)
 	return s.LastCheck, err
@@ -60,16 +62,16 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 // this check installs nothing (err nil) or was refused (err). A network
 // error keeps it: the server may be restarting, and the next check can
 // still resume.
-func (a *Agent) dropPartial(s *State, err error) {
+func (a *Agent) dropPartial(s *State, err error) error {
 	if err != nil && classify(err) == ClassNetwork {
 		a.log.Info("keeping the interrupted download for the next check", "version", s.Pending.Version, "err", err)
-		return
+		return nil
 	}
 	a.log.Info("dropping the interrupted download: this check does not install it", "version", s.Pending.Version, "err", err)
-	s.Phase, s.Pending = PhaseIdle, nil
 	a.dropHint()
 	a.dropDeltaFile()
 	a.dropStagedFile()
+	return a.enter(s, stepDropped)
 }
 
 // decide refreshes both repositories, gathers the offers and decides

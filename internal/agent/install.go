@@ -25,7 +25,8 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	}
 	sum := rel.Hashes["sha256"]
 	if len(sum) == 0 {
-		return a.reject(ctx, s, m.Version, ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
+		a.reject(ctx, s, m.Version, ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
+		return a.record(s)
 	}
 	next := &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
 		Target: release.TargetName(m.Product, m.Version), Length: rel.Length, SHA256: hex.EncodeToString(sum),
@@ -45,9 +46,8 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	next.Delta = a.savedDelta(s, next, o.Delta)
 	next.Staged = a.savedStaged(s, next)
 	s.Pending = next
-	s.Phase = PhaseWriting
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
-	if err := a.step(s, "writing"); err != nil {
+	if err := a.enter(s, stepWrite); err != nil {
 		return err
 	}
 	offer := o.Delta
@@ -63,17 +63,19 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 			// The link keeps dropping: stay in phase writing with the
 			// delta's progress; the next check resumes it.
 			s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", offer.d.From)
-			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+			if serr := a.record(s); serr != nil {
 				return serr
 			}
 			return fmt.Errorf("agent: delta download for %s: %w", m.Version, err)
 		}
 		if err != nil && ctx.Err() != nil {
+			// With the delta's progress, stay in phase writing: the next
+			// check resumes the delta.
+			serr := a.record(s)
 			if s.Pending.Delta == nil {
-				s.Phase, s.Pending = PhaseIdle, nil
+				serr = a.enter(s, stepDropped)
 			}
-			// else stay in phase writing: the next check resumes the delta.
-			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+			if serr != nil {
 				return serr
 			}
 			return fmt.Errorf("agent: delta install of %s stopped: %w", m.Version, err)
@@ -82,8 +84,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 		if err == nil {
 			a.dropHint()
 			s.LastCheck.Reason += fmt.Sprintf("; applied the %d-byte delta from %s", n, offer.d.From)
-			s.Phase = PhaseArming
-			if err := a.step(s, "arming"); err != nil {
+			if err := a.enter(s, stepArm); err != nil {
 				return err
 			}
 			return a.arm(ctx, s)
@@ -91,7 +92,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 		s.LastDelta.Reason = err.Error()
 		s.LastCheck.Reason += fmt.Sprintf("; the delta from %s was not used (%v), downloading the full payload", offer.d.From, err)
 		a.log.Warn("delta not used; falling back to the full payload", "version", m.Version, "from", offer.d.From, "err", err)
-		if err := saveState(a.cfg.DataDir, s); err != nil {
+		if err := a.record(s); err != nil {
 			return err
 		}
 	}
@@ -107,7 +108,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 		p := s.Pending
 		if ctx.Err() != nil {
 			// Stopped: the progress is saved; the next check resumes.
-			if serr := saveState(a.cfg.DataDir, s); serr != nil {
+			if serr := a.record(s); serr != nil {
 				return serr
 			}
 			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
@@ -116,17 +117,17 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 		if d := p.payloadProgress(); class == ClassNetwork && d != nil {
 			// Keep phase writing and the progress: the next check
 			// resumes the download where it stopped.
-			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
+			a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
 				d.Offset, p.Length, err))
+			return a.record(s)
 		}
 		a.dropHint()
 		a.dropStagedFile()
-		s.Phase, s.Pending = PhaseIdle, nil
-		return a.reject(ctx, s, m.Version, class, err)
+		a.reject(ctx, s, m.Version, class, err)
+		return a.enter(s, stepDropped)
 	}
 	a.dropHint()
-	s.Phase = PhaseArming
-	if err := a.step(s, "arming"); err != nil {
+	if err := a.enter(s, stepArm); err != nil {
 		return err
 	}
 	return a.arm(ctx, s)
@@ -161,8 +162,9 @@ func targetFileName(target, sha string) string {
 	return sha + "." + target
 }
 
-// reject records a refused release in LastCheck and reports it once.
-func (a *Agent) reject(ctx context.Context, s *State, version, class string, err error) error {
+// reject records a refused release in LastCheck and reports it once; the
+// caller persists it.
+func (a *Agent) reject(ctx context.Context, s *State, version, class string, err error) {
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: version, Action: "rejected", ErrorClass: class, Reason: err.Error()}
 	if class == ClassNetwork {
 		s.LastCheck.Action = "error"
@@ -171,11 +173,7 @@ func (a *Agent) reject(ctx context.Context, s *State, version, class string, err
 		a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
 		s.LastReported = version + "|" + class
 	}
-	if serr := saveState(a.cfg.DataDir, s); serr != nil {
-		return serr
-	}
 	a.log.Warn("install refused", "version", version, "class", class, "err", err)
-	return nil
 }
 
 // powerWriter lets tests cut power before each write, at power point

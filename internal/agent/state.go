@@ -15,33 +15,6 @@ import (
 	"github.com/uptrust/uptrust/internal/release"
 )
 
-// Phase is where the install state machine stands. Each phase is persisted
-// before the action it names begins.
-type Phase string
-
-// Phases, in the order of an install.
-const (
-	// PhaseIdle: nothing in progress.
-	PhaseIdle Phase = "idle"
-	// PhaseWriting: the inactive slot is being written; its content is
-	// not trusted. Pending.Download, when set, says how much of it is
-	// durable: the next check resumes from there if it still installs the
-	// same release into the same slot, and starts over otherwise.
-	PhaseWriting Phase = "writing"
-	// PhaseArming: the slot was written and verified; the bootloader is
-	// being armed. Resumed by arming again (idempotent).
-	PhaseArming Phase = "arming"
-	// PhaseRebooting: the bootloader is armed and the device restarts
-	// into the new slot on trial.
-	PhaseRebooting Phase = "rebooting"
-	// PhaseCommitting: the new slot booted and passed the health check;
-	// the bootloader is being told to keep it.
-	PhaseCommitting Phase = "committing"
-	// PhaseReverting: the new slot failed; the bootloader is being told to
-	// go back, then the device restarts.
-	PhaseReverting Phase = "reverting"
-)
-
 // Pending is the release being installed.
 type Pending struct {
 	Product         string    `json:"product"`
