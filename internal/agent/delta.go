@@ -109,7 +109,7 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 	}
 	if s.Pending.Delta != nil {
 		s.Pending.Delta = nil
-		if serr := saveState(a.cfg.DataDir, s); serr != nil && err == nil {
+		if serr := a.record(s); serr != nil && err == nil {
 			err = serr
 		}
 	}
@@ -216,7 +216,7 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 		sum = hex.EncodeToString(h.Sum(nil))
 	}
 	s.ActiveHash = &SlotHash{Slot: n, Version: s.Version, Length: length, SHA256: sum}
-	return sum, saveState(a.cfg.DataDir, s)
+	return sum, a.record(s)
 }
 
 // DeltaCheckpointBytes is how often the delta download saves its progress:

@@ -270,7 +270,7 @@ func (a *Agent) startOver(s *State, r *payload.Resumable) error {
 	}
 	s.Pending.Download = nil
 	s.downloadCount(s.Pending).Restarts++
-	return saveState(a.cfg.DataDir, s)
+	return a.record(s)
 }
 
 // verifySlot reads the image back from the slot and checks it against the

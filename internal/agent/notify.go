@@ -127,7 +127,7 @@ func (a *Agent) deliver(ctx context.Context, s *State) error {
 		}
 		s.Outbox = s.Outbox[1:]
 	}
-	return saveState(a.cfg.DataDir, s)
+	return a.record(s)
 }
 
 // runHook runs Config.Notify with e as JSON on stdin, bounded by

@@ -165,3 +165,39 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 	}
 	return row.restart(a, ctx, s, st)
 }
+
+// Transition is one step the state machine allows, as tests and
+// documentation see it: from a phase to a phase, passing a power-loss
+// point.
+type Transition struct {
+	From, To Phase
+	Point    string
+}
+
+// Transitions lists every step of the table.
+func Transitions() []Transition {
+	var out []Transition
+	for _, from := range Phases() {
+		for _, st := range machine[from].next {
+			out = append(out, Transition{From: from, To: st.to, Point: st.point})
+		}
+	}
+	return out
+}
+
+// Phases lists the phases of the table, in the order of an install.
+func Phases() []Phase {
+	return []Phase{PhaseIdle, PhaseWriting, PhaseArming, PhaseRebooting, PhaseCommitting, PhaseReverting}
+}
+
+// RestartPoints maps every phase that has a restart entry to the
+// power-loss point a cycle passes when it starts there.
+func RestartPoints() map[Phase]string {
+	out := map[Phase]string{}
+	for p, row := range machine {
+		if row.restart != nil {
+			out[p] = restartPoint(p)
+		}
+	}
+	return out
+}

@@ -96,7 +96,7 @@ func (sf *stagedFetch) fetch(ctx context.Context) (*os.File, error) {
 		if pr, err = r.Progress(); err == nil {
 			sf.record(&Download{Progress: pr, ETag: sf.etag})
 			sf.count().Complete = true
-			err = saveState(a.cfg.DataDir, s)
+			err = a.record(s)
 		}
 	}
 	if err != nil {
@@ -121,7 +121,7 @@ func (sf *stagedFetch) open() error {
 		sf.r.Reset()
 		sf.record(nil)
 		sf.count().Restarts++
-		if err := saveState(a.cfg.DataDir, sf.s); err != nil {
+		if err := a.record(sf.s); err != nil {
 			return err
 		}
 	}
@@ -172,7 +172,7 @@ func (sf *stagedFetch) startOver() error {
 	}
 	sf.count().Restarts++
 	sf.record(nil)
-	return saveState(sf.a.cfg.DataDir, sf.s)
+	return sf.a.record(sf.s)
 }
 
 // verify reads the file back and checks it against the signed hashes.

@@ -142,7 +142,7 @@ func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string]
 	if p.Download != nil {
 		// Progress of a streamed download into the slot does not apply.
 		p.Download = nil
-		if err := saveState(a.cfg.DataDir, s); err != nil {
+		if err := a.record(s); err != nil {
 			return err
 		}
 	}
@@ -299,7 +299,7 @@ func (z *zstdDownload) checkpoint() error {
 	}
 	p := z.s.Pending
 	p.Download = &Download{Progress: b.progress, ETag: z.etag, Image: b.image}
-	if err := saveState(z.a.cfg.DataDir, z.s); err != nil {
+	if err := z.a.record(z.s); err != nil {
 		return err
 	}
 	z.savedImage, z.savedAt = b.image, z.a.clock.Now()
