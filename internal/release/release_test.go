@@ -180,3 +180,30 @@ func TestManifestValidateDeltas(t *testing.T) {
 		t.Error("two deltas from one version accepted")
 	}
 }
+
+func TestValidateHalves(t *testing.T) {
+	// The declaration does not look at the payload description, nor the
+	// payload description at the declaration; Validate needs both.
+	noPayload := good()
+	noPayload.Payload = Payload{}
+	if err := noPayload.ValidateDeclaration(); err != nil {
+		t.Errorf("declaration of a manifest without payload: %v", err)
+	}
+	if noPayload.ValidatePayload() == nil || noPayload.Validate() == nil {
+		t.Error("a manifest without payload passes ValidatePayload or Validate")
+	}
+	badKind := good()
+	badKind.Kind = "urgent"
+	if err := badKind.ValidatePayload(); err != nil {
+		t.Errorf("payload of a manifest with a bad kind: %v", err)
+	}
+	if badKind.ValidateDeclaration() == nil || badKind.Validate() == nil {
+		t.Error("a bad kind passes ValidateDeclaration or Validate")
+	}
+	laterDelta := good()
+	laterDelta.Deltas = []Delta{{From: "1.3.0", Target: DeltaTargetName("thermostat", "1.2.3", "1.3.0"), Length: 1, SHA256: strings.Repeat("ab", 32),
+		SourceLength: 1, SourceSHA256: strings.Repeat("cd", 32)}}
+	if laterDelta.ValidateDeclaration() != nil || laterDelta.ValidatePayload() == nil {
+		t.Error("a delta from a later version is not the payload half's to refuse")
+	}
+}
