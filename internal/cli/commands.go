@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -279,25 +278,20 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		defer p.Close()
 		impact := release.Impact{DataCollection: release.Change(*dataColl), DataCollectionText: *dataText,
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
-		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
+		pub, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
 			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
 			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress, ZstdFrame: frame, DeltaFrom: splitList(*deltaFrom)})
 		if err != nil {
 			return err
 		}
+		rel, m := pub.Release, pub.Manifest
 		fmt.Fprintf(env.Stdout, "published %s %s (%s, security version %d): %d bytes, sha256 %s\n",
 			rel.Product, rel.Version, rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
-		if *compress == release.CompressionZstd {
-			var m release.Manifest
-			if err := json.Unmarshal(rel.Manifest, &m); err == nil {
-				fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
-			}
+		if m.Payload.Compression == release.CompressionZstd {
+			fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
 		}
-		var m release.Manifest
-		if err := json.Unmarshal(rel.Manifest, &m); err == nil {
-			for _, d := range m.Deltas {
-				fmt.Fprintf(env.Stdout, "delta from %s: %s, %d bytes, sha256 %s\n", d.From, d.Target, d.Length, d.SHA256)
-			}
+		for _, d := range m.Deltas {
+			fmt.Fprintf(env.Stdout, "delta from %s: %s, %d bytes, sha256 %s\n", d.From, d.Target, d.Length, d.SHA256)
 		}
 		return nil
 	case "list":
