@@ -230,18 +230,18 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return usagef("release add: --kind: %v", err)
 		}
-		if *compress != release.CompressionNone && *compress != release.CompressionZstd {
-			return usagef("release add: --compress %q: want none or zstd", *compress)
+		if err := project.CheckCompression(*compress); err != nil {
+			return usagef("release add: --compress: %v", err)
 		}
 		var frame int64
 		if *zstdFrame != "" {
-			if *compress != release.CompressionZstd {
-				return usagef("release add: --zstd-frame needs --compress zstd")
-			}
 			size, err := agent.ParseByteSize(*zstdFrame)
-			if frame = int64(size); err != nil || frame < project.MinZstdFrame {
-				return usagef("release add: --zstd-frame %q: want a size of at least 256KiB, such as 4MiB", *zstdFrame)
+			if frame = int64(size); err != nil || frame == 0 {
+				return usagef("release add: --zstd-frame %q: want a size such as 4MiB", *zstdFrame)
 			}
+		}
+		if err := project.CheckZstdFrame(*compress, frame); err != nil {
+			return usagef("release add: --zstd-frame %q with --compress %s: %v", *zstdFrame, *compress, err)
 		}
 		if *sv == "" {
 			return usagef("release add: --security-version is required")
@@ -262,9 +262,6 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		for _, a := range adv {
 			id, summary, _ := strings.Cut(a, ":")
 			advisories = append(advisories, release.Advisory{ID: strings.TrimSpace(id), Summary: strings.TrimSpace(summary)})
-		}
-		if err := release.ValidVersion(pos[1]); err != nil {
-			return err
 		}
 		f, err := os.Open(pos[2])
 		if err != nil {
