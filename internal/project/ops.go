@@ -181,11 +181,11 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	// repository's length and hashes so that both repositories agree.
 	var deltas []release.Delta
 	for _, r := range offered {
-		ds, err := deltaTargets(r)
+		m, err := manifestOf(r)
 		if err != nil {
 			return err
 		}
-		deltas = append(deltas, ds...)
+		deltas = append(deltas, m.Deltas...)
 	}
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
@@ -229,9 +229,9 @@ func (p *Project) securityOnlyCompanions(ctx context.Context, rel store.Release)
 	}
 	var out []store.Release
 	for _, r := range rels {
-		var m release.Manifest
-		if err := json.Unmarshal(r.Manifest, &m); err != nil {
-			return nil, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+		m, err := manifestOf(r)
+		if err != nil {
+			return nil, err
 		}
 		if m.SecurityOnlyOf == rel.Version {
 			out = append(out, r)

@@ -24,7 +24,8 @@ import (
 // it from a ReleaseSpec and checks what it declares; storePayload stores the
 // payload and describes it; AddRelease checks that description, then, in one
 // transaction, refuses what would conflict with the published releases
-// (checkNewRelease), stores and signs it.
+// (checkNewRelease), stores and signs it. Readers of a stored manifest decode
+// it with manifestOf.
 
 // ReleaseSpec describes a release to publish.
 type ReleaseSpec struct {
@@ -281,4 +282,13 @@ func releaseDetail(rel store.Release, m release.Manifest) string {
 		}
 	}
 	return detail
+}
+
+// manifestOf returns the manifest stored with r (release.DecodeManifest).
+func manifestOf(r store.Release) (release.Manifest, error) {
+	m, err := release.DecodeManifest(r.Manifest)
+	if err != nil {
+		return release.Manifest{}, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+	}
+	return m, nil
 }

@@ -1,7 +1,6 @@
 package project_test
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"reflect"
@@ -95,8 +94,7 @@ func TestAddReleaseReturnsWhatItPublished(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(pub.Release, stored) {
 		t.Errorf("returned release\n %+v\nstored\n %+v (%v)", pub.Release, stored, err)
 	}
-	var m release.Manifest
-	if err := json.Unmarshal(stored.Manifest, &m); err != nil || !reflect.DeepEqual(pub.Manifest, m) {
+	if m, err := release.DecodeManifest(stored.Manifest); err != nil || !reflect.DeepEqual(pub.Manifest, m) {
 		t.Errorf("returned manifest\n %+v\nstored\n %+v (%v)", pub.Manifest, m, err)
 	}
 	tf := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.2.0"]

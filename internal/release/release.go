@@ -388,6 +388,19 @@ func ManifestFromCustom(raw *json.RawMessage) (*Manifest, error) {
 	return c.Uptrust, nil
 }
 
+// DecodeManifest decodes a manifest as it is stored next to its release: the
+// JSON of the Manifest alone, as signed, without the Custom wrapper. Unknown
+// fields are ignored, as on the wire. It does not validate: the publisher
+// validated the manifest before storing it, and the readers of stored
+// releases report on them as they are.
+func DecodeManifest(b []byte) (Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, fmt.Errorf("release: stored manifest: %w", err)
+	}
+	return m, nil
+}
+
 // Support is a product's signed support declaration: until when the maker
 // provides security updates, for which hardware, and whom to contact.
 // Invariant kept by server and agent: a later declaration never has an
