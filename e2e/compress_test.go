@@ -53,14 +53,14 @@ func (w *world) publishZstd(version string, sv uint64, img []byte) store.Release
 func (w *world) publishZstdFrames(version string, sv uint64, img []byte, frame int64) store.Release {
 	w.t.Helper()
 	w.images[version] = img
-	rel, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
+	pub, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
 		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: release.CompressionZstd,
 		ZstdFrame: frame})
 	if err != nil {
 		w.t.Fatalf("publishing %s: %v", version, err)
 	}
 	w.reload()
-	return rel
+	return pub.Release
 }
 
 // publishRaw publishes payload as version with the given payload

@@ -37,14 +37,14 @@ func near(base []byte, version string) []byte {
 func (w *world) publishDelta(version string, sv uint64, img []byte, compression string, from ...string) release.Manifest {
 	w.t.Helper()
 	w.images[version] = img
-	rel, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
+	pub, err := w.p.AddRelease(context.Background(), project.ReleaseSpec{Product: product, Version: version,
 		Payload: bytes.NewReader(img), Kind: release.KindSecurity, SecurityVersion: sv, Compression: compression, DeltaFrom: from})
 	if err != nil {
 		w.t.Fatalf("publishing %s: %v", version, err)
 	}
 	w.reload()
 	var m release.Manifest
-	if err := json.Unmarshal(rel.Manifest, &m); err != nil {
+	if err := json.Unmarshal(pub.Release.Manifest, &m); err != nil {
 		w.t.Fatal(err)
 	}
 	return m

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -231,18 +230,18 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return usagef("release add: --kind: %v", err)
 		}
-		if *compress != release.CompressionNone && *compress != release.CompressionZstd {
-			return usagef("release add: --compress %q: want none or zstd", *compress)
+		if err := project.CheckCompression(*compress); err != nil {
+			return usagef("release add: --compress: %v", err)
 		}
 		var frame int64
 		if *zstdFrame != "" {
-			if *compress != release.CompressionZstd {
-				return usagef("release add: --zstd-frame needs --compress zstd")
-			}
 			size, err := agent.ParseByteSize(*zstdFrame)
-			if frame = int64(size); err != nil || frame < project.MinZstdFrame {
-				return usagef("release add: --zstd-frame %q: want a size of at least 256KiB, such as 4MiB", *zstdFrame)
+			if frame = int64(size); err != nil || frame == 0 {
+				return usagef("release add: --zstd-frame %q: want a size such as 4MiB", *zstdFrame)
 			}
+		}
+		if err := project.CheckZstdFrame(*compress, frame); err != nil {
+			return usagef("release add: --zstd-frame %q with --compress %s: %v", *zstdFrame, *compress, err)
 		}
 		if *sv == "" {
 			return usagef("release add: --security-version is required")
@@ -264,9 +263,6 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			id, summary, _ := strings.Cut(a, ":")
 			advisories = append(advisories, release.Advisory{ID: strings.TrimSpace(id), Summary: strings.TrimSpace(summary)})
 		}
-		if err := release.ValidVersion(pos[1]); err != nil {
-			return err
-		}
 		f, err := os.Open(pos[2])
 		if err != nil {
 			return fmt.Errorf("release add: payload: %w", err)
@@ -279,25 +275,20 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		defer p.Close()
 		impact := release.Impact{DataCollection: release.Change(*dataColl), DataCollectionText: *dataText,
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
-		rel, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
+		pub, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
 			SecurityVersion: secv, Notes: notes, Hardware: splitList(*hw), Advisories: advisories, Impact: impact,
 			SecurityOnly: *secOnly, SecurityOnlyOf: *secOnlyOf, Compression: *compress, ZstdFrame: frame, DeltaFrom: splitList(*deltaFrom)})
 		if err != nil {
 			return err
 		}
+		rel, m := pub.Release, pub.Manifest
 		fmt.Fprintf(env.Stdout, "published %s %s (%s, security version %d): %d bytes, sha256 %s\n",
 			rel.Product, rel.Version, rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
-		if *compress == release.CompressionZstd {
-			var m release.Manifest
-			if err := json.Unmarshal(rel.Manifest, &m); err == nil {
-				fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
-			}
+		if m.Payload.Compression == release.CompressionZstd {
+			fmt.Fprintf(env.Stdout, "zstd-compressed; image %d bytes, sha256 %s\n", m.Payload.ImageLength, m.Payload.ImageSHA256)
 		}
-		var m release.Manifest
-		if err := json.Unmarshal(rel.Manifest, &m); err == nil {
-			for _, d := range m.Deltas {
-				fmt.Fprintf(env.Stdout, "delta from %s: %s, %d bytes, sha256 %s\n", d.From, d.Target, d.Length, d.SHA256)
-			}
+		for _, d := range m.Deltas {
+			fmt.Fprintf(env.Stdout, "delta from %s: %s, %d bytes, sha256 %s\n", d.From, d.Target, d.Length, d.SHA256)
 		}
 		return nil
 	case "list":

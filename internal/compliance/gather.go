@@ -238,8 +238,8 @@ func gatherReleases(ctx context.Context, st store.Reader, product string, produc
 	}
 	var out []Release
 	for _, sr := range rels {
-		var m release.Manifest
-		if err := json.Unmarshal(sr.Manifest, &m); err != nil {
+		m, err := release.DecodeManifest(sr.Manifest)
+		if err != nil {
 			return nil, fmt.Errorf("compliance: manifest of %s %s: %w", product, sr.Version, err)
 		}
 		r := Release{Version: sr.Version, Kind: m.Kind, SecurityVersion: m.SecurityVersion, Published: m.Published.UTC(), Notes: m.Notes,

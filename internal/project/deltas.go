@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,9 +63,9 @@ func readSized(r io.Reader, hint int64) ([]byte, error) {
 // its blob, decompressed if the release is zstd-compressed, checked
 // against the signed length and SHA-256.
 func (p *Project) releaseImage(r store.Release) ([]byte, int64, string, error) {
-	var m release.Manifest
-	if err := json.Unmarshal(r.Manifest, &m); err != nil {
-		return nil, 0, "", fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+	m, err := manifestOf(r)
+	if err != nil {
+		return nil, 0, "", err
 	}
 	path, err := p.Blobs.Path(r.SHA256)
 	if err != nil {
@@ -128,16 +127,6 @@ func (p *Project) buildDeltas(ctx context.Context, product, version string, from
 			SourceLength: srcLen, SourceSHA256: srcSum})
 	}
 	return out, nil
-}
-
-// deltaTargets returns the delta targets a release's manifest lists, as
-// releases-shaped rows (target, length, sha256) for publishing.
-func deltaTargets(r store.Release) ([]release.Delta, error) {
-	var m release.Manifest
-	if err := json.Unmarshal(r.Manifest, &m); err != nil {
-		return nil, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
-	}
-	return m.Deltas, nil
 }
 
 func sha256Hex(b []byte) string {

@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
@@ -122,207 +120,6 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 	})
 }
 
-// ReleaseSpec describes a release to publish.
-type ReleaseSpec struct {
-	Product         string
-	Version         string
-	Payload         io.Reader
-	Kind            release.Kind
-	SecurityVersion uint64
-	Notes           string
-	// Hardware defaults to all of the product's hardware revisions.
-	Hardware   []string
-	Impact     release.Impact
-	Advisories []release.Advisory
-	// SecurityOnly marks a security-only build; SecurityOnlyOf names the
-	// feature build it stands in for (see release.Manifest).
-	SecurityOnly   bool
-	SecurityOnlyOf string
-	// Compression is release.CompressionNone (or empty) or
-	// release.CompressionZstd: the payload is stored zstd-compressed (window
-	// release.MaxZstdWindow), the target's length and hashes cover the
-	// compressed bytes and the manifest carries the image's length and
-	// SHA-256.
-	Compression string
-	// ZstdFrame, with CompressionZstd, makes every ZstdFrame bytes of the
-	// image an independent zstd frame, so that devices streaming the payload
-	// into the slot resume after a power loss at a frame boundary (0: one
-	// frame).
-	ZstdFrame int64
-	// DeltaFrom names earlier releases of the product: for each, a delta
-	// from its image to this release's image is created, published as its
-	// own target (release.DeltaTargetName) and listed in the manifest.
-	DeltaFrom []string
-}
-
-// AddRelease stores the payload in the blob store (streamed and hashed,
-// compressed on the way if s.Compression says so),
-// writes the release manifest into the target's custom metadata, signs the
-// product role with the product key and refreshes snapshot and timestamp.
-// It refuses a security version lower than any earlier release's.
-func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release, error) {
-	prod, err := p.Store.Product(ctx, s.Product)
-	if err != nil {
-		return store.Release{}, fmt.Errorf("project: product %q: %w (add it with uptrust product add)", s.Product, err)
-	}
-	if len(s.Hardware) == 0 {
-		s.Hardware = prod.Hardware
-	}
-	for _, h := range s.Hardware {
-		if !contains(prod.Hardware, h) {
-			return store.Release{}, fmt.Errorf("project: hardware revision %q is not one of product %s's (%s)", h, s.Product, strings.Join(prod.Hardware, ", "))
-		}
-	}
-	if s.Impact.DataCollection == "" {
-		s.Impact.DataCollection = release.ChangeNone
-	}
-	if s.Impact.Functionality == "" {
-		s.Impact.Functionality = release.ChangeNone
-	}
-	now := p.Clock.Now().UTC()
-	m := release.Manifest{Product: s.Product, Version: s.Version, Hardware: s.Hardware, SecurityVersion: s.SecurityVersion,
-		Kind: s.Kind, Impact: s.Impact, Notes: s.Notes, Advisories: s.Advisories,
-		Payload: release.Payload{Type: "rootfs", Compression: "none"}, Published: now,
-		SecurityOnly: s.SecurityOnly || s.SecurityOnlyOf != "", SecurityOnlyOf: s.SecurityOnlyOf}
-	if err := m.Validate(); err != nil {
-		return store.Release{}, err
-	}
-	switch s.Compression {
-	case "", release.CompressionNone, release.CompressionZstd:
-	default:
-		return store.Release{}, fmt.Errorf("project: unsupported compression %q (want none or zstd)", s.Compression)
-	}
-	if s.ZstdFrame != 0 && (s.Compression != release.CompressionZstd || s.ZstdFrame < MinZstdFrame) {
-		return store.Release{}, fmt.Errorf("project: zstd frames of %d bytes: want zstd compression and frames of at least %d bytes", s.ZstdFrame, MinZstdFrame)
-	}
-	if err := p.checkNewRelease(ctx, m); err != nil {
-		return store.Release{}, err
-	}
-	productKey, err := p.keys.load(productKey(s.Product))
-	if err != nil {
-		return store.Release{}, err
-	}
-	online, err := p.keys.online(repo.Release)
-	if err != nil {
-		return store.Release{}, err
-	}
-	if len(s.DeltaFrom) > 0 {
-		img, err := readImage(s.Payload, p.Config.MaxPayloadBytes)
-		if err != nil {
-			return store.Release{}, err
-		}
-		if m.Deltas, err = p.buildDeltas(ctx, s.Product, s.Version, s.DeltaFrom, img); err != nil {
-			return store.Release{}, err
-		}
-		if err := m.Validate(); err != nil {
-			return store.Release{}, err
-		}
-		s.Payload = bytes.NewReader(img)
-	}
-	var b blob.Info
-	if s.Compression == release.CompressionZstd {
-		var img image
-		b, img, err = putCompressed(ctx, p.Blobs, s.Payload, p.Config.MaxPayloadBytes, s.ZstdFrame)
-		if err != nil {
-			return store.Release{}, err
-		}
-		if img.length == 0 {
-			return store.Release{}, errors.New("project: the payload is empty")
-		}
-		m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = release.CompressionZstd, img.length, img.sha256
-		if err := m.Validate(); err != nil {
-			return store.Release{}, err
-		}
-	} else {
-		b, err = p.Blobs.Put(ctx, s.Payload, p.Config.MaxPayloadBytes)
-		if err != nil {
-			return store.Release{}, err
-		}
-	}
-	if b.Size == 0 {
-		return store.Release{}, errors.New("project: the payload is empty")
-	}
-	custom, err := json.Marshal(release.Custom{Uptrust: &m})
-	if err != nil {
-		return store.Release{}, err
-	}
-	manifest, _ := json.Marshal(m)
-	rel := store.Release{Product: s.Product, Version: s.Version, SecurityVersion: s.SecurityVersion, Kind: string(s.Kind),
-		Target: release.TargetName(s.Product, s.Version), Length: b.Size, SHA256: b.SHA256, Manifest: manifest, Created: now}
-	life := p.Lifetimes()
-	err = p.Store.Update(ctx, func(tx store.Tx) error {
-		if err := p.checkNewReleaseTx(ctx, tx, m); err != nil {
-			return err
-		}
-		if err := tx.AddRelease(ctx, rel); err != nil {
-			return err
-		}
-		// Not the notes: free text is no audit material.
-		detail := fmt.Sprintf("kind %s; security version %d; %d bytes; sha256 %s", rel.Kind, rel.SecurityVersion, rel.Length, rel.SHA256)
-		if m.Payload.Compression == release.CompressionZstd {
-			detail += fmt.Sprintf("; zstd of a %d-byte image, sha256 %s", m.Payload.ImageLength, m.Payload.ImageSHA256)
-		}
-		for _, d := range m.Deltas {
-			detail += fmt.Sprintf("; delta from %s: %d bytes, sha256 %s", d.From, d.Length, d.SHA256)
-		}
-		if m.SecurityOnly {
-			detail += "; security-only"
-			if m.SecurityOnlyOf != "" {
-				detail += " build of " + m.SecurityOnlyOf
-			}
-		}
-		if err := audit(ctx, tx, now, ActionReleaseAdd, rel.Product+"/"+rel.Version, detail); err != nil {
-			return err
-		}
-		sum, _ := hex.DecodeString(b.SHA256)
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
-			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
-			for _, d := range m.Deltas {
-				dsum, _ := hex.DecodeString(d.SHA256)
-				t.Targets[d.Target] = repo.NewTarget(repo.TargetInfo{Path: d.Target, Length: d.Length, SHA256: dsum})
-			}
-			return nil
-		}, productKey)
-		if err != nil {
-			return err
-		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
-	})
-	return rel, err
-}
-
-func (p *Project) checkNewRelease(ctx context.Context, m release.Manifest) error {
-	return p.checkNewReleaseTx(ctx, p.Store, m)
-}
-
-// checkNewReleaseTx refuses a duplicate version and a security version below
-// that of an earlier release of the product.
-func (p *Project) checkNewReleaseTx(ctx context.Context, r store.Reader, m release.Manifest) error {
-	rels, err := r.Releases(ctx, m.Product)
-	if err != nil {
-		return err
-	}
-	for _, e := range rels {
-		if e.Version == m.Version {
-			return fmt.Errorf("project: %s %s is published already; releases are immutable, publish a new version", m.Product, m.Version)
-		}
-		if e.SecurityVersion > m.SecurityVersion {
-			return fmt.Errorf("%w: %s %s has security version %d, the earlier release %s has %d; devices would refuse it",
-				release.ErrSecurityVersionLower, m.Product, m.Version, m.SecurityVersion, e.Version, e.SecurityVersion)
-		}
-	}
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
-}
-
 // FleetCustom is the custom metadata of a fleet target.
 type FleetCustom struct {
 	Uptrust struct {
@@ -384,11 +181,11 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	// repository's length and hashes so that both repositories agree.
 	var deltas []release.Delta
 	for _, r := range offered {
-		ds, err := deltaTargets(r)
+		m, err := manifestOf(r)
 		if err != nil {
 			return err
 		}
-		deltas = append(deltas, ds...)
+		deltas = append(deltas, m.Deltas...)
 	}
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
@@ -432,9 +229,9 @@ func (p *Project) securityOnlyCompanions(ctx context.Context, rel store.Release)
 	}
 	var out []store.Release
 	for _, r := range rels {
-		var m release.Manifest
-		if err := json.Unmarshal(r.Manifest, &m); err != nil {
-			return nil, fmt.Errorf("project: manifest of %s %s: %w", r.Product, r.Version, err)
+		m, err := manifestOf(r)
+		if err != nil {
+			return nil, err
 		}
 		if m.SecurityOnlyOf == rel.Version {
 			out = append(out, r)

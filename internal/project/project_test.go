@@ -74,11 +74,11 @@ func releaseSpec(product, version string, sv uint64, payload string) project.Rel
 
 func addRelease(t *testing.T, p *project.Project, s project.ReleaseSpec) store.Release {
 	t.Helper()
-	rel, err := p.AddRelease(t.Context(), s)
+	pub, err := p.AddRelease(t.Context(), s)
 	if err != nil {
 		t.Fatalf("AddRelease(%s %s): %v", s.Product, s.Version, err)
 	}
-	return rel
+	return pub.Release
 }
 
 func latest(t *testing.T, p *project.Project, name, role string) store.Metadata {

@@ -228,8 +228,22 @@ func CompareVersions(a, b string) int {
 	return semver.Compare("v"+a, "v"+b)
 }
 
-// Validate checks a manifest for completeness and consistency.
+// Validate checks a manifest for completeness and consistency: what it
+// declares about the release (ValidateDeclaration), then how it describes the
+// bytes (ValidatePayload). A device checks the whole; a publisher checks the
+// declaration before it reads the payload and the description once the
+// payload is stored, so that each rule runs once.
 func (m *Manifest) Validate() error {
+	if err := m.ValidateDeclaration(); err != nil {
+		return err
+	}
+	return m.ValidatePayload()
+}
+
+// ValidateDeclaration checks what a manifest declares about the release:
+// product, version, hardware, kind, impact and the security-only marks. It
+// does not look at Payload or Deltas.
+func (m *Manifest) ValidateDeclaration() error {
 	if err := ValidName("product", m.Product); err != nil {
 		return err
 	}
@@ -283,6 +297,13 @@ func (m *Manifest) Validate() error {
 	} else if m.SecurityOnlyOf != "" {
 		return errors.New("release: security_only_of is set on a build that is not security-only")
 	}
+	return nil
+}
+
+// ValidatePayload checks how a manifest describes the bytes of the release:
+// the payload's type and compression, and the deltas from earlier versions
+// (which must name valid, earlier versions, so m.Version must be valid).
+func (m *Manifest) ValidatePayload() error {
 	if m.Payload.Type != "rootfs" {
 		return fmt.Errorf("release: unsupported payload type %q", m.Payload.Type)
 	}
@@ -365,6 +386,19 @@ func ManifestFromCustom(raw *json.RawMessage) (*Manifest, error) {
 		return nil, err
 	}
 	return c.Uptrust, nil
+}
+
+// DecodeManifest decodes a manifest as it is stored next to its release: the
+// JSON of the Manifest alone, as signed, without the Custom wrapper. Unknown
+// fields are ignored, as on the wire. It does not validate: the publisher
+// validated the manifest before storing it, and the readers of stored
+// releases report on them as they are.
+func DecodeManifest(b []byte) (Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, fmt.Errorf("release: stored manifest: %w", err)
+	}
+	return m, nil
 }
 
 // Support is a product's signed support declaration: until when the maker

@@ -3,6 +3,7 @@ package release
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -178,5 +179,60 @@ func TestManifestValidateDeltas(t *testing.T) {
 	m.Deltas = []Delta{d(), d()}
 	if err := m.Validate(); err == nil {
 		t.Error("two deltas from one version accepted")
+	}
+}
+
+func TestValidateHalves(t *testing.T) {
+	// The declaration does not look at the payload description, nor the
+	// payload description at the declaration; Validate needs both.
+	noPayload := good()
+	noPayload.Payload = Payload{}
+	if err := noPayload.ValidateDeclaration(); err != nil {
+		t.Errorf("declaration of a manifest without payload: %v", err)
+	}
+	if noPayload.ValidatePayload() == nil || noPayload.Validate() == nil {
+		t.Error("a manifest without payload passes ValidatePayload or Validate")
+	}
+	badKind := good()
+	badKind.Kind = "urgent"
+	if err := badKind.ValidatePayload(); err != nil {
+		t.Errorf("payload of a manifest with a bad kind: %v", err)
+	}
+	if badKind.ValidateDeclaration() == nil || badKind.Validate() == nil {
+		t.Error("a bad kind passes ValidateDeclaration or Validate")
+	}
+	laterDelta := good()
+	laterDelta.Deltas = []Delta{{From: "1.3.0", Target: DeltaTargetName("thermostat", "1.2.3", "1.3.0"), Length: 1, SHA256: strings.Repeat("ab", 32),
+		SourceLength: 1, SourceSHA256: strings.Repeat("cd", 32)}}
+	if laterDelta.ValidateDeclaration() != nil || laterDelta.ValidatePayload() == nil {
+		t.Error("a delta from a later version is not the payload half's to refuse")
+	}
+}
+
+func TestDecodeManifest(t *testing.T) {
+	m := good()
+	m.Deltas = []Delta{{From: "1.0.0", Target: DeltaTargetName("thermostat", "1.2.3", "1.0.0"), Length: 7, SHA256: strings.Repeat("ab", 32),
+		SourceLength: 9, SourceSHA256: strings.Repeat("cd", 32)}}
+	b, _ := json.Marshal(m)
+	got, err := DecodeManifest(b)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("DecodeManifest(stored) = %+v, %v; want %+v", got, err, m)
+	}
+	// A field this version does not know is ignored, as on the wire.
+	withUnknown := strings.Replace(string(b), `"product":`, `"from_the_future":{"x":1},"product":`, 1)
+	if got, err := DecodeManifest([]byte(withUnknown)); err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("DecodeManifest(unknown field) = %+v, %v; want the manifest", got, err)
+	}
+	// It decodes, it does not validate.
+	invalid := good()
+	invalid.Kind = "urgent"
+	b, _ = json.Marshal(invalid)
+	if got, err := DecodeManifest(b); err != nil || got.Kind != "urgent" {
+		t.Errorf("DecodeManifest(invalid manifest) = %+v, %v; want it decoded", got, err)
+	}
+	for _, bad := range []string{"", "{", `{"version": 3}`, `{"uptrust":`} {
+		if _, err := DecodeManifest([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), "release: stored manifest: ") {
+			t.Errorf("DecodeManifest(%q): %v; want a release: stored manifest error", bad, err)
+		}
 	}
 }
