@@ -77,10 +77,13 @@ type Published struct {
 // signs the product role with the product key and refreshes snapshot and
 // timestamp.
 //
-// The checks against the published releases run only inside that
-// transaction, so two concurrent calls cannot both pass them. A release they
-// refuse leaves nothing in the store; its payload stays in the blob store,
-// referenced by nothing.
+// The checks against the published releases (checkNewRelease) decide
+// inside that transaction, so two concurrent calls cannot both pass them. The
+// same function runs once before the payload is read, so that a mistyped
+// version fails at once rather than after minutes of hashing, compressing
+// and building deltas; only the run inside the transaction counts. A
+// release refused there leaves nothing in the store; its payload stays in
+// the blob store, referenced by nothing.
 func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, error) {
 	prod, err := p.Store.Product(ctx, s.Product)
 	if err != nil {
@@ -103,6 +106,9 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, err
 	}
 	online, err := p.keys.online(repo.Release)
 	if err != nil {
+		return Published{}, err
+	}
+	if err := checkNewRelease(ctx, p.Store, m); err != nil {
 		return Published{}, err
 	}
 	b, err := p.storePayload(ctx, s, &m)

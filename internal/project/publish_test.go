@@ -133,3 +133,26 @@ func TestCheckCompression(t *testing.T) {
 		}
 	}
 }
+
+// unreadPayload fails the test when read.
+type unreadPayload struct{ t *testing.T }
+
+func (u unreadPayload) Read([]byte) (int, error) {
+	u.t.Error("the payload was read although the release is refused")
+	return 0, io.EOF
+}
+
+// TestAddReleaseRefusesBeforeReadingThePayload: a version published
+// already, or a lowered security version, is refused before minutes of
+// hashing and compressing.
+func TestAddReleaseRefusesBeforeReadingThePayload(t *testing.T) {
+	p := initDev(t, clock.NewFake(t0))
+	addProduct(t, p, thermostat())
+	addRelease(t, p, releaseSpec("thermostat", "1.1.0", 2, "first"))
+	for _, spec := range []project.ReleaseSpec{releaseSpec("thermostat", "1.1.0", 2, ""), releaseSpec("thermostat", "1.2.0", 1, "")} {
+		spec.Payload = unreadPayload{t}
+		if _, err := p.AddRelease(t.Context(), spec); err == nil {
+			t.Fatalf("%s with security version %d was published", spec.Version, spec.SecurityVersion)
+		}
+	}
+}
