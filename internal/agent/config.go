@@ -1,32 +1,3 @@
-// Package agent is the device side of uptrust: a persisted state machine
-// that checks both TUF repositories, installs an agreed release into the
-// inactive A/B slot, boots it on trial, health-checks it and commits it or
-// rolls back, and reports outcomes anonymously.
-//
-// Invariants:
-//   - every step is recorded in state.json (written atomically and
-//     fsync'd) before it acts, so a power loss at any point resumes or
-//     undoes the step on the next start;
-//   - nothing is written to a slot before both repositories agree on the
-//     target's length and hashes; nothing is armed before the written bytes
-//     matched them;
-//   - an interrupted download resumes only for the same target, payload
-//     hash, length and slot, from progress saved after the slot was synced;
-//     a resumed image is also read back from the slot and verified before
-//     it is armed, and any doubt starts the download over from byte 0;
-//   - the highest security version ever committed only grows, and no
-//     release below it or not newer than the running one is installed;
-//   - a release that failed is not retried;
-//   - a release with adverse impact (more data collection, new data
-//     recipients, removed functions) or of a kind the maker's policy does
-//     not install automatically installs only with the owner's recorded
-//     consent; while the owner has automatic updates off or postponed,
-//     nothing installs without consent (see Judge);
-//   - the accepted support declaration is never replaced by one that ends
-//     earlier.
-//
-// This package must not import the server, store or web packages (a test
-// enforces it), so the agent binary stays small.
 package agent
 
 import (
