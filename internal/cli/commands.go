@@ -9,10 +9,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/units"
 )
 
 func cmdInit(ctx context.Context, env Env, args []string) error {
@@ -239,7 +239,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			if *compress != release.CompressionZstd {
 				return usagef("release add: --zstd-frame needs --compress zstd")
 			}
-			size, err := agent.ParseByteSize(*zstdFrame)
+			size, err := units.ParseByteSize(*zstdFrame)
 			if frame = int64(size); err != nil || frame < project.MinZstdFrame {
 				return usagef("release add: --zstd-frame %q: want a size of at least 256KiB, such as 4MiB", *zstdFrame)
 			}
