@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -66,7 +67,7 @@ func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 
 // AddReport implements server.ReportSink: one more report in the counter of
 // its release × outcome × error class for the UTC day.
-func (p *Project) AddReport(ctx context.Context, r server.Report, at time.Time) error {
-	return p.Store.AddReport(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: r.Outcome,
-		ErrorClass: r.ErrorClass, Count: 1, Day: at.UTC().Truncate(24 * time.Hour)})
+func (p *Project) AddReport(ctx context.Context, r report.Report, at time.Time) error {
+	return p.Store.AddReport(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: string(r.Outcome),
+		ErrorClass: string(r.ErrorClass), Count: 1, Day: at.UTC().Truncate(24 * time.Hour)})
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 func TestReportAccepted(t *testing.T) {
@@ -16,7 +18,7 @@ func TestReportAccepted(t *testing.T) {
 		t.Fatalf("status %d, body %s", resp.StatusCode, body)
 	}
 	got := e.sink.got()
-	want := Report{Product: "thermostat", Version: "1.1.0+b7", Outcome: "rolled_back", ErrorClass: "health_check"}
+	want := report.Report{Product: "thermostat", Version: "1.1.0+b7", Outcome: "rolled_back", ErrorClass: "health_check"}
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("sink got %+v, want [%+v]", got, want)
 	}
@@ -61,7 +63,7 @@ func checkProblem(t *testing.T, resp *http.Response, body []byte, status int) st
 
 func TestReportRejected(t *testing.T) {
 	e := newTestEnv(t, Config{})
-	long := strings.Repeat("a", maxFieldLen+1)
+	long := strings.Repeat("a", report.MaxFieldLen+1)
 	for _, tc := range []struct {
 		name, body string
 		status     int
