@@ -11,6 +11,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/rollout"
 )
 
@@ -33,12 +34,12 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	if err != nil {
 		class := classify(err)
 		chk.Action, chk.ErrorClass = "rejected", class
-		if class == ClassNetwork {
+		if class == report.ClassNetwork {
 			chk.Action = "error"
 		}
 		chk.Reason = err.Error()
 		if reportable(class) {
-			key := chk.Offered + "|" + class
+			key := chk.Offered + "|" + string(class)
 			if s.LastReported != key {
 				version := chk.Offered
 				if version == "" {
@@ -68,7 +69,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 // error keeps it: the server may be restarting, and the next check can
 // still resume.
 func (a *Agent) dropPartial(s *State, err error) {
-	if err != nil && classify(err) == ClassNetwork {
+	if err != nil && classify(err) == report.ClassNetwork {
 		a.log.Info("keeping the interrupted download for the next check", "version", s.Pending.Version, "err", err)
 		return
 	}
@@ -183,17 +184,17 @@ func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now ti
 		}
 		m, err := release.ManifestFromCustom(rel.Custom)
 		if err != nil {
-			return nil, nil, nil, refuse(ClassManifestInvalid, err.Error())
+			return nil, nil, nil, refuse(report.ClassManifestInvalid, err.Error())
 		}
 		switch {
 		case m.Product != a.cfg.Product || m.Version != v:
-			return nil, nil, nil, refuse(ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", target, m.Product, m.Version))
+			return nil, nil, nil, refuse(report.ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", target, m.Product, m.Version))
 		case !m.SupportsHardware(a.cfg.Hardware):
-			return nil, nil, nil, refuse(ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, a.cfg.Hardware, m.Hardware))
+			return nil, nil, nil, refuse(report.ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, a.cfg.Hardware, m.Hardware))
 		}
 		switch c := release.CompareVersions(v, s.Version); {
 		case c < 0 && i == 0:
-			return nil, nil, nil, refuse(ClassRollbackVersion, fmt.Sprintf("the offered %s is older than the running %s; downgrades are refused", v, s.Version))
+			return nil, nil, nil, refuse(report.ClassRollbackVersion, fmt.Sprintf("the offered %s is older than the running %s; downgrades are refused", v, s.Version))
 		case c == 0 && i == 0:
 			p.stop = fmt.Sprintf("%s is up to date (%s)", a.cfg.Product, v)
 			return nil, nil, nil, nil
@@ -204,7 +205,7 @@ func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now ti
 			return nil, nil, nil, nil
 		}
 		if m.SecurityVersion < s.MaxSecurityVersion {
-			return nil, nil, nil, refuse(ClassRollbackSecurity, fmt.Sprintf("%s has security version %d, lower than %d already installed on this device; it would reopen fixed vulnerabilities", v, m.SecurityVersion, s.MaxSecurityVersion))
+			return nil, nil, nil, refuse(report.ClassRollbackSecurity, fmt.Sprintf("%s has security version %d, lower than %d already installed on this device; it would reopen fixed vulnerabilities", v, m.SecurityVersion, s.MaxSecurityVersion))
 		}
 		if f, ok := s.Failed[v]; ok {
 			p.notes = append(p.notes, fmt.Sprintf("%s failed on this device before (%s: %s) and is not retried; waiting for a newer release", v, f.ErrorClass, f.Reason))
@@ -213,11 +214,11 @@ func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now ti
 		var fc fleetCustom
 		if fleet.Custom != nil {
 			if err := json.Unmarshal(*fleet.Custom, &fc); err != nil {
-				return nil, nil, nil, refuse(ClassManifestInvalid, fmt.Sprintf("fleet rollout rule: %v", err))
+				return nil, nil, nil, refuse(report.ClassManifestInvalid, fmt.Sprintf("fleet rollout rule: %v", err))
 			}
 		}
 		if fc.Uptrust.Rollout == nil {
-			return nil, nil, nil, refuse(ClassManifestInvalid, "the fleet repository lists the release without a rollout rule")
+			return nil, nil, nil, refuse(report.ClassManifestInvalid, "the fleet repository lists the release without a rollout rule")
 		}
 		// A security-only build rides on its feature build's wave: the
 		// devices admitted to one are those admitted to the other.
@@ -295,7 +296,7 @@ func (a *Agent) acceptSupport(ctx context.Context, r *repos, s *State, now time.
 			return
 		}
 		s.SupportRefused = &SupportRefusal{OfferedUntil: sup.Until, OfferedIssued: sup.Issued, AcceptedUntil: s.Support.Until, At: now}
-		a.enqueue(ctx, a.cfg.Product, s.Version, outcomeOf(ClassSupportShortened), ClassSupportShortened)
+		a.enqueue(ctx, a.cfg.Product, s.Version, outcomeOf(report.ClassSupportShortened), report.ClassSupportShortened)
 		a.emit(s, Event{Event: EventSupportShortened, Version: s.Version,
 			Key:          EventSupportShortened + "|" + sup.Until + "|" + sup.Issued.UTC().Format(time.RFC3339Nano),
 			SupportUntil: s.Support.Until, OfferedUntil: sup.Until, Contact: s.Support.Contact,

@@ -9,6 +9,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // install streams the payload into the inactive slot, verifies it, arms
@@ -26,7 +27,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	}
 	sum := rel.Hashes["sha256"]
 	if len(sum) == 0 {
-		return a.reject(ctx, s, m.Version, ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
+		return a.reject(ctx, s, m.Version, report.ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
 	}
 	next := &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
 		Target: release.TargetName(m.Product, m.Version), Length: rel.Length, SHA256: hex.EncodeToString(sum),
@@ -115,7 +116,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
 		}
 		class := classify(err)
-		if d := p.payloadProgress(); class == ClassNetwork && d != nil {
+		if d := p.payloadProgress(); class == report.ClassNetwork && d != nil {
 			// Keep phase writing and the progress: the next check
 			// resumes the download where it stopped.
 			return a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
@@ -164,14 +165,14 @@ func targetFileName(target, sha string) string {
 }
 
 // reject records a refused release in LastCheck and reports it once.
-func (a *Agent) reject(ctx context.Context, s *State, version, class string, err error) error {
+func (a *Agent) reject(ctx context.Context, s *State, version string, class report.Class, err error) error {
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: version, Action: "rejected", ErrorClass: class, Reason: err.Error()}
-	if class == ClassNetwork {
+	if class == report.ClassNetwork {
 		s.LastCheck.Action = "error"
 	}
-	if reportable(class) && s.LastReported != version+"|"+class {
+	if reportable(class) && s.LastReported != version+"|"+string(class) {
 		a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
-		s.LastReported = version + "|" + class
+		s.LastReported = version + "|" + string(class)
 	}
 	if serr := saveState(a.cfg.DataDir, s); serr != nil {
 		return serr

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // resume finishes an install that a reboot or a power loss interrupted. It
@@ -70,7 +71,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 			// Still in the old system: the reboot has not happened.
 			return a.doReboot(ctx, s)
 		default:
-			return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: ClassBootFallback,
+			return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: report.ClassBootFallback,
 				Reason: fmt.Sprintf("the bootloader fell back to slot %s after the new release in slot %s did not come up", st.Booted, p.Slot),
 				At:     a.clock.Now().UTC()})
 		}
@@ -79,7 +80,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 		if st.Booted == p.Slot {
 			return a.commit(ctx, s)
 		}
-		return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: ClassBootFallback,
+		return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: report.ClassBootFallback,
 			Reason: fmt.Sprintf("booted slot %s while committing slot %s", st.Booted, p.Slot), At: a.clock.Now().UTC()})
 
 	case PhaseReverting:
@@ -94,7 +95,7 @@ func (a *Agent) resume(ctx context.Context, s *State) error {
 		}
 		f := p.Failure
 		if f == nil {
-			f = &Failure{Version: p.Version, ErrorClass: ClassHealthCheck, Reason: "rolled back", At: a.clock.Now().UTC()}
+			f = &Failure{Version: p.Version, ErrorClass: report.ClassHealthCheck, Reason: "rolled back", At: a.clock.Now().UTC()}
 		}
 		return a.fail(ctx, s, f)
 	}
@@ -107,7 +108,7 @@ func (a *Agent) arm(ctx context.Context, s *State) error {
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
-		return a.abandon(ctx, s, ClassBootloader, fmt.Errorf("arming slot %s: %w", s.Pending.Slot, err))
+		return a.abandon(ctx, s, report.ClassBootloader, fmt.Errorf("arming slot %s: %w", s.Pending.Slot, err))
 	}
 	if err := a.power("after-arm"); err != nil {
 		return err
@@ -137,7 +138,7 @@ func (a *Agent) trial(ctx context.Context, s *State) error {
 	p := s.Pending
 	if err := a.health(ctx); err != nil {
 		a.log.Warn("health check failed; rolling back", "version", p.Version, "err", err)
-		p.Failure = &Failure{Version: p.Version, ErrorClass: ClassHealthCheck, Reason: err.Error(), At: a.clock.Now().UTC()}
+		p.Failure = &Failure{Version: p.Version, ErrorClass: report.ClassHealthCheck, Reason: err.Error(), At: a.clock.Now().UTC()}
 		s.Phase = PhaseReverting
 		if err := a.step(s, "reverting"); err != nil {
 			return err
@@ -166,7 +167,7 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 	if err := a.power("after-commit"); err != nil {
 		return err
 	}
-	a.enqueue(ctx, p.Product, p.Version, "installed", "")
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeInstalled, "")
 	s.Version, s.SecurityVersion = p.Version, p.SecurityVersion
 	// The slot holds the image that was verified before arming: cache its
 	// hash, so that a delta from this release needs no read of the slot.
@@ -191,7 +192,7 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 // slot, so it is not retried.
 func (a *Agent) fail(ctx context.Context, s *State, f *Failure) error {
 	p := s.Pending
-	a.enqueue(ctx, p.Product, p.Version, "rolled_back", f.ErrorClass)
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeRolledBack, f.ErrorClass)
 	s.Failed[p.Version] = *f
 	s.Phase, s.Pending = PhaseIdle, nil
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "rolled-back", ErrorClass: f.ErrorClass,
@@ -204,9 +205,9 @@ func (a *Agent) fail(ctx context.Context, s *State, f *Failure) error {
 
 // abandon gives up an install before the bootloader was armed; the booted
 // slot was never touched.
-func (a *Agent) abandon(ctx context.Context, s *State, class string, err error) error {
+func (a *Agent) abandon(ctx context.Context, s *State, class report.Class, err error) error {
 	p := s.Pending
-	a.enqueue(ctx, p.Product, p.Version, "failed", class)
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeFailed, class)
 	s.Phase, s.Pending = PhaseIdle, nil
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "failed", ErrorClass: class,
 		Reason: fmt.Sprintf("installing %s failed (%s): %v", p.Version, class, err)}
