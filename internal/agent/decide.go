@@ -15,13 +15,6 @@ import (
 	"github.com/uptrust/uptrust/internal/rollout"
 )
 
-// fleetCustom is the fleet target's custom metadata.
-type fleetCustom struct {
-	Uptrust struct {
-		Rollout *rollout.Rule `json:"rollout"`
-	} `json:"uptrust"`
-}
-
 // checkAndInstall refreshes the repositories, decides, and installs when
 // the decision says so. Refusals are recorded in state.json (LastCheck) and
 // reported once; they are not errors of the agent.
@@ -211,7 +204,7 @@ func (a *Agent) choose(s *State, r *repos, versions []string, chk *Check, now ti
 			p.notes = append(p.notes, fmt.Sprintf("%s failed on this device before (%s: %s) and is not retried; waiting for a newer release", v, f.ErrorClass, f.Reason))
 			continue
 		}
-		var fc fleetCustom
+		var fc rollout.Custom
 		if fleet.Custom != nil {
 			if err := json.Unmarshal(*fleet.Custom, &fc); err != nil {
 				return nil, nil, nil, refuse(report.ClassManifestInvalid, fmt.Sprintf("fleet rollout rule: %v", err))

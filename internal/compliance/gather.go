@@ -19,6 +19,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -278,11 +279,13 @@ func gatherOffers(ctx context.Context, st store.Reader, product string) ([]Offer
 		}
 		o := Offer{Version: version}
 		if tf.Custom != nil {
-			var fc project.FleetCustom
-			if err := json.Unmarshal(*tf.Custom, &fc); err != nil {
+			rule, err := rollout.RuleFromCustom(*tf.Custom)
+			if err != nil {
 				return nil, fmt.Errorf("compliance: fleet target %s: rollout rule: %w", path, err)
 			}
-			o.Percent, o.Halted, o.Start = fc.Uptrust.Rollout.Percent, fc.Uptrust.Rollout.Halted, fc.Uptrust.Rollout.Start.UTC()
+			if rule != nil {
+				o.Percent, o.Halted, o.Start = rule.Percent, rule.Halted, rule.Start.UTC()
+			}
 		}
 		out = append(out, o)
 	}

@@ -323,13 +323,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// FleetCustom is the custom metadata of a fleet target.
-type FleetCustom struct {
-	Uptrust struct {
-		Rollout rollout.Rule `json:"rollout"`
-	} `json:"uptrust"`
-}
-
 // StartRollout offers a published release to the product's devices: the
 // fleet repository's targets role lists the release's target with the same
 // length and hashes and the rollout rule, replacing any earlier offer for
@@ -371,9 +364,10 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	if err != nil {
 		return err
 	}
-	var fc FleetCustom
-	fc.Uptrust.Rollout = rule
-	custom, _ := json.Marshal(fc)
+	custom, err := rollout.MarshalCustom(rule)
+	if err != nil {
+		return err
+	}
 	offered := []store.Release{rel}
 	companions, err := p.securityOnlyCompanions(ctx, rel)
 	if err != nil {
