@@ -19,8 +19,8 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot/slottest"
 	uptrust "github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/mirror"
-	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/sim"
@@ -47,7 +47,7 @@ func (w *world) mirrorCmd(args ...string) string {
 
 // mirrorOptions are the options `uptrust mirror sync` uses.
 func (w *world) mirrorOptions() mirror.Options {
-	return mirror.Options{Resigner: w.p, Repositories: []string{project.ReleaseBase, project.FleetBase}, Clock: w.p.Clock}
+	return mirror.Options{Resigner: w.p, Repositories: []string{deviceapi.ReleaseBase, deviceapi.FleetBase}, Clock: w.p.Clock}
 }
 
 // nginx is a real nginx serving a directory on loopback.
@@ -257,8 +257,8 @@ func TestMirrorSyncIsAtomic(t *testing.T) {
 		// wantMismatch: some intermediate tree is refused.
 		wantMismatch bool
 	}{
-		{"release first", []string{project.ReleaseBase, project.FleetBase}, false},
-		{"fleet first", []string{project.FleetBase, project.ReleaseBase}, true},
+		{"release first", []string{deviceapi.ReleaseBase, deviceapi.FleetBase}, false},
+		{"fleet first", []string{deviceapi.FleetBase, deviceapi.ReleaseBase}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, worldOptions{})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
@@ -43,7 +44,7 @@ func cmdInit(ctx context.Context, env Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "  root keys: %d, threshold %d (release and fleet repositories)\n", p.Config.RootKeys, p.Config.RootThreshold)
 	fmt.Fprintf(env.Stdout, "  offline keys: %s/keys/offline (move them off this machine after setup)\n", *dir)
 	fmt.Fprintf(env.Stdout, "  online keys:  %s/keys/online (the server needs these)\n", *dir)
-	fmt.Fprintf(env.Stdout, "  device roots: %s, %s\n", project.DeviceRootPath(*dir, "release"), project.DeviceRootPath(*dir, "fleet"))
+	fmt.Fprintf(env.Stdout, "  device roots: %s, %s\n", project.DeviceRootPath(*dir, deviceapi.RepoRelease), project.DeviceRootPath(*dir, deviceapi.RepoFleet))
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
@@ -102,7 +103,7 @@ func Gather(ctx context.Context, p *project.Project, product string) (*Facts, er
 		f.Support, f.SupportErr = nil, err.Error()
 	}
 	var productRole *metadata.Metadata[metadata.TargetsType]
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		r, pr, err := gatherRepo(ctx, p.Store, name, product, f)
 		if err != nil {
 			return nil, err
@@ -151,11 +152,11 @@ func gatherRepo(ctx context.Context, st store.Reader, name, product string, f *F
 	if err != nil {
 		return r, nil, fmt.Errorf("compliance: %w", err)
 	}
-	r.Roles = append(r.Roles, role(name, repo.RoleTargets, targets.Signed.Version, targets.Signed.Expires, name == repo.Release,
+	r.Roles = append(r.Roles, role(name, repo.RoleTargets, targets.Signed.Version, targets.Signed.Expires, name == deviceapi.RepoRelease,
 		root.VerifyDelegate(repo.RoleTargets, targets)))
 
 	var productRole *metadata.Metadata[metadata.TargetsType]
-	if name == repo.Release {
+	if name == deviceapi.RepoRelease {
 		pr := repo.ProductRole(product)
 		if d := targets.Signed.Delegations; d != nil {
 			for _, dr := range d.Roles {
@@ -266,7 +267,7 @@ func gatherReleases(ctx context.Context, st store.Reader, product string, produc
 // gatherOffers reads the product's targets in the fleet repository with
 // their rollout rules: what devices are offered now.
 func gatherOffers(ctx context.Context, st store.Reader, product string) ([]Offer, error) {
-	md, err := repo.LoadTargets(ctx, st, repo.Fleet, repo.RoleTargets)
+	md, err := repo.LoadTargets(ctx, st, deviceapi.RepoFleet, repo.RoleTargets)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: %w", err)
 	}

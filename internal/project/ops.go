@@ -13,6 +13,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/blob"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
@@ -64,11 +65,11 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	targetsKey, err := p.keys.load(offlineKey(repo.Release + "-targets"))
+	targetsKey, err := p.keys.load(offlineKey(deviceapi.RepoRelease + "-targets"))
 	if err != nil {
 		return err
 	}
-	online, err := p.keys.online(repo.Release)
+	online, err := p.keys.online(deviceapi.RepoRelease)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 			s.Model, strings.Join(s.Hardware, ","), s.SupportUntil, policyDetail(s.Policy))); err != nil {
 			return err
 		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
 			if t.Delegations == nil {
 				t.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
 			}
@@ -110,7 +111,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 			return err
 		}
 		sum, _ := hex.DecodeString(supBlob.SHA256)
-		_, err = repo.UpdateTargets(ctx, tx, repo.Release, role, now, life, func(t *metadata.TargetsType) error {
+		_, err = repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, role, now, life, func(t *metadata.TargetsType) error {
 			t.Targets[release.SupportTargetName(s.Name)] = repo.NewTarget(repo.TargetInfo{
 				Path: release.SupportTargetName(s.Name), Length: supBlob.Size, SHA256: sum})
 			return nil
@@ -118,7 +119,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, now, life, online.Snapshot, online.Timestamp)
 	})
 }
 
@@ -202,7 +203,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 	if err != nil {
 		return store.Release{}, err
 	}
-	online, err := p.keys.online(repo.Release)
+	online, err := p.keys.online(deviceapi.RepoRelease)
 	if err != nil {
 		return store.Release{}, err
 	}
@@ -275,7 +276,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 			return err
 		}
 		sum, _ := hex.DecodeString(b.SHA256)
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.ProductRole(s.Product), now, life, func(t *metadata.TargetsType) error {
 			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
 			for _, d := range m.Deltas {
 				dsum, _ := hex.DecodeString(d.SHA256)
@@ -286,7 +287,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (store.Release,
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, now, life, online.Snapshot, online.Timestamp)
 	})
 	return rel, err
 }
@@ -360,7 +361,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	if err != nil {
 		return fmt.Errorf("project: release %s %s: %w", ro.Product, ro.Version, err)
 	}
-	online, err := p.keys.online(repo.Fleet)
+	online, err := p.keys.online(deviceapi.RepoFleet)
 	if err != nil {
 		return err
 	}
@@ -393,7 +394,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		if err := audit(ctx, tx, now, action, ro.Product+"/"+ro.Version, detail); err != nil {
 			return err
 		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoFleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
 			for path := range t.Targets {
 				if strings.HasPrefix(path, ro.Product+"/") {
 					delete(t.Targets, path)
@@ -412,7 +413,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoFleet, now, life, online.Snapshot, online.Timestamp)
 	})
 }
 

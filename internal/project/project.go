@@ -27,6 +27,7 @@ import (
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
@@ -245,7 +246,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 
 func (p *Project) initRepos(ctx context.Context) error {
 	k := p.keys
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		var roots []repo.Signer
 		for i := 1; i <= p.Config.RootKeys; i++ {
 			s, err := k.create(offlineKey(fmt.Sprintf("%s-root-%d", name, i)))
@@ -255,7 +256,7 @@ func (p *Project) initRepos(ctx context.Context) error {
 			roots = append(roots, s)
 		}
 		targetsKey := onlineKey(name + "-targets")
-		if name == repo.Release {
+		if name == deviceapi.RepoRelease {
 			targetsKey = offlineKey(name + "-targets")
 		}
 		rk := repo.RoleKeys{Root: roots, RootThreshold: p.Config.RootThreshold}
@@ -290,7 +291,7 @@ func (p *Project) initRepos(ctx context.Context) error {
 
 // WriteDeviceRoots writes the latest root of each repository to device/.
 func (p *Project) WriteDeviceRoots(ctx context.Context) error {
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		m, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot)
 		if err != nil {
 			return fmt.Errorf("project: %s root: %w", name, err)

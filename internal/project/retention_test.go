@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
-	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -268,7 +268,7 @@ func TestAuditRecordsOperations(t *testing.T) {
 	if _, err := p.ChangeRollout(ctx, "thermostat", func(r *store.Rollout) { r.Halted = true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.RotateRootKey(ctx, repo.Fleet, 1); err != nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoFleet, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Refused changes leave no entry.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/report"
 )
 
@@ -251,7 +252,7 @@ func etagOf(b []byte) string {
 
 func postReport(t *testing.T, e *testEnv, body string) (*http.Response, []byte) {
 	t.Helper()
-	return e.do(t, http.MethodPost, reportsPath, strings.NewReader(body), "Content-Type", "application/json")
+	return e.do(t, http.MethodPost, deviceapi.ReportsPath, strings.NewReader(body), "Content-Type", "application/json")
 }
 
 // newLoopbackServer serves h on a loopback port for the test's duration.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/report"
 )
 
@@ -27,12 +28,12 @@ func TestReportAccepted(t *testing.T) {
 	}
 
 	// No Content-Type is accepted (tiny clients); a wrong one is not.
-	resp, _ = e.do(t, http.MethodPost, reportsPath,
+	resp, _ = e.do(t, http.MethodPost, deviceapi.ReportsPath,
 		strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`))
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("no Content-Type: status %d", resp.StatusCode)
 	}
-	resp, body = e.do(t, http.MethodPost, reportsPath,
+	resp, body = e.do(t, http.MethodPost, deviceapi.ReportsPath,
 		strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`), "Content-Type", "text/plain")
 	checkProblem(t, resp, body, http.StatusUnsupportedMediaType)
 }
@@ -95,7 +96,7 @@ func TestReportRejected(t *testing.T) {
 		t.Errorf("sink got rejected reports: %+v", got)
 	}
 
-	resp, body := e.do(t, http.MethodGet, reportsPath, nil)
+	resp, body := e.do(t, http.MethodGet, deviceapi.ReportsPath, nil)
 	checkProblem(t, resp, body, http.StatusMethodNotAllowed)
 	wantHeader(t, resp, "Allow", "POST")
 }
