@@ -154,16 +154,6 @@ func sameDownload(prev, next *Pending) bool {
 	return prev.Target == next.Target && prev.SHA256 == next.SHA256 && prev.Length == next.Length && prev.Slot == next.Slot
 }
 
-// targetFileName is the consistent-snapshot file name of a target.
-func targetFileName(target, sha string) string {
-	for i := len(target) - 1; i >= 0; i-- {
-		if target[i] == '/' {
-			return target[:i+1] + sha + "." + target[i+1:]
-		}
-	}
-	return sha + "." + target
-}
-
 // reject records a refused release in LastCheck and reports it once.
 func (a *Agent) reject(ctx context.Context, s *State, version string, class report.Class, err error) error {
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: version, Action: "rejected", ErrorClass: class, Reason: err.Error()}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/atomicfile"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/report"
 )
 
@@ -109,7 +110,7 @@ func (a *Agent) flushReports(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		err = a.http.PostJSON(ctx, a.cfg.Server+"/api/device/v1/reports", b)
+		err = a.http.PostJSON(ctx, a.cfg.Server+deviceapi.ReportsPath, b)
 		if err != nil && !isPermanentReject(err) {
 			a.log.Info("report not delivered; will retry", "err", err)
 			return
