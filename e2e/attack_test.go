@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -202,12 +203,12 @@ func fleetTargets(t *testing.T, w *world, change func(*metadata.TargetsType)) {
 	ctx := context.Background()
 	tk, sk, tsk := w.key("online/fleet-targets"), w.key("online/fleet-snapshot"), w.key("online/fleet-timestamp")
 	err := w.p.Store.Update(ctx, func(tx store.Tx) error {
-		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, time.Now(), w.p.Lifetimes(),
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoFleet, repo.RoleTargets, time.Now(), w.p.Lifetimes(),
 			func(tt *metadata.TargetsType) error { change(tt); return nil }, tk)
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, time.Now(), w.p.Lifetimes(), sk, tsk)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoFleet, time.Now(), w.p.Lifetimes(), sk, tsk)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/sim"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -223,7 +224,7 @@ func TestCompressedHugeWindowRefused(t *testing.T) {
 	w.publishRaw("1.1.0", 2, body, release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(img)})
 	w.rollout("1.1.0", 100)
 	w.cycle(d)
-	st := w.assertRefused(d, "1.0.0", agent.ClassPayloadWindow, "rejected")
+	st := w.assertRefused(d, "1.0.0", report.ClassPayloadWindow, "rejected")
 	assertNotArmed(t, d)
 	if st.LastCheck.Offered != "1.1.0" {
 		t.Fatalf("last check %+v", st.LastCheck)
@@ -241,7 +242,7 @@ func TestCompressedWrongImageRefused(t *testing.T) {
 		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(other)})
 	w.rollout("1.1.0", 100)
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", agent.ClassImageHash, "rejected")
+	w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
 	assertNotArmed(t, d)
 }
 
@@ -253,7 +254,7 @@ func TestCompressedWrongImageLengthRefused(t *testing.T) {
 		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)) - 1, ImageSHA256: hexSHA256(img[:len(img)-1])})
 	w.rollout("1.1.0", 100)
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", agent.ClassImageHash, "rejected")
+	w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
 	assertNotArmed(t, d)
 }
 

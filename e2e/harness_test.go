@@ -30,6 +30,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/sim"
 )
@@ -213,7 +214,7 @@ func (w *world) assertRunning(d *sim.Device, version string) *agent.Status {
 // assertRefused checks the invariants after an attack: the device runs
 // version from a verified image, status names the error class, and the
 // server counted a report with that class.
-func (w *world) assertRefused(d *sim.Device, version, class, outcome string) *agent.Status {
+func (w *world) assertRefused(d *sim.Device, version string, class report.Class, outcome report.Outcome) *agent.Status {
 	w.t.Helper()
 	st := w.assertRunning(d, version)
 	if st.LastCheck == nil || st.LastCheck.ErrorClass != class {
@@ -227,14 +228,14 @@ func (w *world) assertRefused(d *sim.Device, version, class, outcome string) *ag
 }
 
 // assertReport waits for the server to have counted a report.
-func (w *world) assertReport(outcome, class string) {
+func (w *world) assertReport(outcome report.Outcome, class report.Class) {
 	w.t.Helper()
 	counts, err := w.p.Store.ReportCounts(context.Background())
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	for _, c := range counts {
-		if c.Outcome == outcome && c.ErrorClass == class && c.Count > 0 {
+		if c.Outcome == string(outcome) && c.ErrorClass == string(class) && c.Count > 0 {
 			return
 		}
 	}

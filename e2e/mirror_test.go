@@ -19,9 +19,10 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot/slottest"
 	uptrust "github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/mirror"
-	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/sim"
 )
 
@@ -46,7 +47,7 @@ func (w *world) mirrorCmd(args ...string) string {
 
 // mirrorOptions are the options `uptrust mirror sync` uses.
 func (w *world) mirrorOptions() mirror.Options {
-	return mirror.Options{Resigner: w.p, Repositories: []string{project.ReleaseBase, project.FleetBase}, Clock: w.p.Clock}
+	return mirror.Options{Resigner: w.p, Repositories: []string{deviceapi.ReleaseBase, deviceapi.FleetBase}, Clock: w.p.Clock}
 }
 
 // nginx is a real nginx serving a directory on loopback.
@@ -256,8 +257,8 @@ func TestMirrorSyncIsAtomic(t *testing.T) {
 		// wantMismatch: some intermediate tree is refused.
 		wantMismatch bool
 	}{
-		{"release first", []string{project.ReleaseBase, project.FleetBase}, false},
-		{"fleet first", []string{project.FleetBase, project.ReleaseBase}, true},
+		{"release first", []string{deviceapi.ReleaseBase, deviceapi.FleetBase}, false},
+		{"fleet first", []string{deviceapi.FleetBase, deviceapi.ReleaseBase}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, worldOptions{})
@@ -296,7 +297,7 @@ func TestMirrorSyncIsAtomic(t *testing.T) {
 				t.Fatalf("the sync published timestamps %v, want both", timestamps)
 			}
 			switch {
-			case tc.wantMismatch && (len(classes) == 0 || !strings.HasPrefix(classes[0], agent.ClassRepoMismatch)):
+			case tc.wantMismatch && (len(classes) == 0 || !strings.HasPrefix(classes[0], string(report.ClassRepoMismatch))):
 				t.Fatalf("publishing the fleet first went unnoticed: %v", classes)
 			case !tc.wantMismatch && len(classes) > 0:
 				t.Fatalf("a device saw a half-synced mirror:\n%s", strings.Join(classes, "\n"))
@@ -401,7 +402,7 @@ func symlinkRoot(t *testing.T, link, target string) {
 
 // assertMirrorRefused checks that d runs version from a verified image and
 // that both its status and `uptrust-agent status` name the error class.
-func assertMirrorRefused(t *testing.T, w *world, d *sim.Device, version, class string, now time.Time) *agent.Status {
+func assertMirrorRefused(t *testing.T, w *world, d *sim.Device, version string, class report.Class, now time.Time) *agent.Status {
 	t.Helper()
 	st := w.assertRunning(d, version)
 	if st.LastCheck == nil || st.LastCheck.ErrorClass != class || st.LastCheck.Reason == "" {
@@ -409,7 +410,7 @@ func assertMirrorRefused(t *testing.T, w *world, d *sim.Device, version, class s
 	}
 	t.Logf("%s refused the mirror: %s: %s", d.Name, class, st.LastCheck.Reason)
 	code, out, errOut := ownerCLI(t, d, "", now, "status")
-	if code != 0 || !strings.Contains(out, "error class:      "+class) || !strings.Contains(out, st.LastCheck.Reason) {
+	if code != 0 || !strings.Contains(out, "error class:      "+string(class)) || !strings.Contains(out, st.LastCheck.Reason) {
 		t.Fatalf("uptrust-agent status: exit %d, does not say why:\n%s%s", code, out, errOut)
 	}
 	return st
@@ -427,7 +428,7 @@ func TestMirrorStale(t *testing.T) {
 		later := time.Now().Add(50 * time.Hour) // timestamps live 24 h; nobody ran sync
 		d.Clock = clock.NewFake(later)
 		w.cycle(d)
-		st := assertMirrorRefused(t, w, d, "1.0.0", agent.ClassMetadataExpired, later)
+		st := assertMirrorRefused(t, w, d, "1.0.0", report.ClassMetadataExpired, later)
 		if !strings.Contains(st.LastCheck.Reason, "timestamp") {
 			t.Errorf("the reason does not name the expired role: %q", st.LastCheck.Reason)
 		}
@@ -451,7 +452,7 @@ func TestMirrorStale(t *testing.T) {
 		// still valid, but older than what the device has seen.
 		symlinkRoot(t, root, old)
 		w.cycle(d)
-		assertMirrorRefused(t, w, d, "1.1.0", agent.ClassMetadataRollback, time.Now())
+		assertMirrorRefused(t, w, d, "1.1.0", report.ClassMetadataRollback, time.Now())
 	})
 }
 
@@ -482,11 +483,11 @@ func TestMirrorMixedTree(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		mix   func(t *testing.T, dst string)
-		class string
+		class report.Class
 		// reason is part of the reason the device gives.
 		reason string
 	}{
-		{"timestamp without its snapshot", newTimestamps, agent.ClassMetadataInvalid, ".snapshot.json"},
+		{"timestamp without its snapshot", newTimestamps, report.ClassMetadataInvalid, ".snapshot.json"},
 		{"snapshot from the older export", func(t *testing.T, dst string) {
 			// The new timestamps and, under the new snapshots' names,
 			// the old snapshots.
@@ -502,7 +503,7 @@ func TestMirrorMixedTree(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}, agent.ClassMetadataInvalid, "hash"},
+		}, report.ClassMetadataInvalid, "hash"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "mixed")

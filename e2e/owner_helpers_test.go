@@ -17,6 +17,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/sim"
 )
 
@@ -126,7 +127,7 @@ func status(t *testing.T, d *sim.Device) *agent.Status {
 
 // reportCount is how many reports with outcome and class the server
 // counted.
-func (w *world) reportCount(outcome, class string) int {
+func (w *world) reportCount(outcome report.Outcome, class report.Class) int {
 	w.t.Helper()
 	counts, err := w.p.Store.ReportCounts(context.Background())
 	if err != nil {
@@ -134,7 +135,7 @@ func (w *world) reportCount(outcome, class string) int {
 	}
 	n := 0
 	for _, c := range counts {
-		if c.Outcome == outcome && c.ErrorClass == class {
+		if c.Outcome == string(outcome) && c.ErrorClass == string(class) {
 			n += int(c.Count)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // TestOwnerStaleMetadata: a device that gets no fresh signed metadata for
@@ -32,7 +33,7 @@ func TestOwnerStaleMetadata(t *testing.T) {
 	}
 	fake.Advance(2 * 24 * time.Hour)
 	for range 2 {
-		if chk := w.cycle(d); chk.Action != "error" || chk.ErrorClass != agent.ClassNetwork {
+		if chk := w.cycle(d); chk.Action != "error" || chk.ErrorClass != report.ClassNetwork {
 			t.Fatalf("check with the server unreachable: %+v", chk)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // TestOwnerShortenedSupportRefused: the server refuses to shorten the
@@ -51,7 +52,7 @@ func TestOwnerShortenedSupportRefused(t *testing.T) {
 	if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "ending on "+shorter+", earlier than the "+promised.Until+" accepted") {
 		t.Fatalf("warnings: %q", st.Warnings)
 	}
-	if n := w.reportCount("rejected", agent.ClassSupportShortened); n != 1 {
+	if n := w.reportCount("rejected", report.ClassSupportShortened); n != 1 {
 		t.Fatalf("%d rejected/support-shortened reports, want 1", n)
 	}
 	e := only(events(), agent.EventSupportShortened)
@@ -64,8 +65,8 @@ func TestOwnerShortenedSupportRefused(t *testing.T) {
 	w.rollout("1.1.0", 100)
 	w.cycle(d)
 	st = w.assertRunning(d, "1.1.0")
-	if st.SupportUntil != promised.Until || w.reportCount("rejected", agent.ClassSupportShortened) != 1 || len(only(events(), agent.EventSupportShortened)) != 1 {
-		t.Fatalf("after an update: support %q, %d reports, events %+v", st.SupportUntil, w.reportCount("rejected", agent.ClassSupportShortened), events())
+	if st.SupportUntil != promised.Until || w.reportCount("rejected", report.ClassSupportShortened) != 1 || len(only(events(), agent.EventSupportShortened)) != 1 {
+		t.Fatalf("after an update: support %q, %d reports, events %+v", st.SupportUntil, w.reportCount("rejected", report.ClassSupportShortened), events())
 	}
 }
 

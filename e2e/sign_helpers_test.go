@@ -7,6 +7,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
@@ -38,7 +39,7 @@ func (w *world) signAsProduct(rel *store.Release, targets ...*metadata.TargetFil
 				return err
 			}
 		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.ProductRole(product), time.Now(), w.p.Lifetimes(), func(tt *metadata.TargetsType) error {
 			for _, t := range targets {
 				tt.Targets[t.Path] = t
 			}
@@ -47,7 +48,7 @@ func (w *world) signAsProduct(rel *store.Release, targets ...*metadata.TargetFil
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, time.Now(), w.p.Lifetimes(), sk, tk)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, time.Now(), w.p.Lifetimes(), sk, tk)
 	})
 	if err != nil {
 		w.t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot/slottest"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // The U-Boot scenarios run the real agent on the real uboot slot backend:
@@ -325,10 +326,10 @@ func TestUbootHealthCheckFails(t *testing.T) {
 	}
 	d.assertEnv("a", "0", "0")
 	st := d.assertRunning(w, "1.0.0", "a")
-	if f, ok := st.Failed["1.1.0"]; !ok || f.ErrorClass != agent.ClassHealthCheck {
+	if f, ok := st.Failed["1.1.0"]; !ok || f.ErrorClass != report.ClassHealthCheck {
 		t.Fatalf("failed releases: %+v", st.Failed)
 	}
-	w.assertReport("rolled_back", agent.ClassHealthCheck)
+	w.assertReport("rolled_back", report.ClassHealthCheck)
 }
 
 // TestUbootNewSystemNeverComesUp: the new slot crashes before the agent
@@ -355,8 +356,8 @@ func TestUbootNewSystemNeverComesUp(t *testing.T) {
 		t.Fatalf("check after the bootloader fell back: %+v", chk)
 	}
 	st := d.assertRunning(w, "1.0.0", "a")
-	if f, ok := st.Failed["1.1.0"]; !ok || f.ErrorClass != agent.ClassBootFallback {
+	if f, ok := st.Failed["1.1.0"]; !ok || f.ErrorClass != report.ClassBootFallback {
 		t.Fatalf("failed releases: %+v", st.Failed)
 	}
-	w.assertReport("rolled_back", agent.ClassBootFallback)
+	w.assertReport("rolled_back", report.ClassBootFallback)
 }

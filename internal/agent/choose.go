@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/rollout"
 )
 
@@ -84,18 +85,18 @@ func choose(s *State, offers []Offer, policy release.Policy, dev Device, now tim
 			return refused(o.Agree)
 		}
 		if o.ManifestErr != nil {
-			return refused(refuse(ClassManifestInvalid, o.ManifestErr.Error()))
+			return refused(refuse(report.ClassManifestInvalid, o.ManifestErr.Error()))
 		}
 		m := o.Manifest
 		switch {
 		case m.Product != dev.Product || m.Version != v:
-			return refused(refuse(ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", release.TargetName(dev.Product, v), m.Product, m.Version)))
+			return refused(refuse(report.ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", release.TargetName(dev.Product, v), m.Product, m.Version)))
 		case !m.SupportsHardware(dev.Hardware):
-			return refused(refuse(ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, dev.Hardware, m.Hardware)))
+			return refused(refuse(report.ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, dev.Hardware, m.Hardware)))
 		}
 		switch c := release.CompareVersions(v, s.Version); {
 		case c < 0 && i == 0:
-			return refused(refuse(ClassRollbackVersion, fmt.Sprintf("the offered %s is older than the running %s; downgrades are refused", v, s.Version)))
+			return refused(refuse(report.ClassRollbackVersion, fmt.Sprintf("the offered %s is older than the running %s; downgrades are refused", v, s.Version)))
 		case c == 0 && i == 0:
 			return ended(offers, held, notes, fmt.Sprintf("%s is up to date (%s)", dev.Product, v), false)
 		case c <= 0:
@@ -104,7 +105,7 @@ func choose(s *State, offers []Offer, policy release.Policy, dev Device, now tim
 			return ended(offers, held, notes, fmt.Sprintf("no other offered release is newer than the running %s", s.Version), false)
 		}
 		if m.SecurityVersion < s.MaxSecurityVersion {
-			return refused(refuse(ClassRollbackSecurity, fmt.Sprintf("%s has security version %d, lower than %d already installed on this device; it would reopen fixed vulnerabilities", v, m.SecurityVersion, s.MaxSecurityVersion)))
+			return refused(refuse(report.ClassRollbackSecurity, fmt.Sprintf("%s has security version %d, lower than %d already installed on this device; it would reopen fixed vulnerabilities", v, m.SecurityVersion, s.MaxSecurityVersion)))
 		}
 		if f, ok := s.Failed[v]; ok {
 			notes = append(notes, fmt.Sprintf("%s failed on this device before (%s: %s) and is not retried; waiting for a newer release", v, f.ErrorClass, f.Reason))
@@ -112,9 +113,9 @@ func choose(s *State, offers []Offer, policy release.Policy, dev Device, now tim
 		}
 		switch {
 		case o.RolloutErr != nil:
-			return refused(refuse(ClassManifestInvalid, o.RolloutErr.Error()))
+			return refused(refuse(report.ClassManifestInvalid, o.RolloutErr.Error()))
 		case o.Rollout == nil:
-			return refused(refuse(ClassManifestInvalid, "the fleet repository lists the release without a rollout rule"))
+			return refused(refuse(report.ClassManifestInvalid, "the fleet repository lists the release without a rollout rule"))
 		}
 		wave := v
 		if m.SecurityOnlyOf != "" {

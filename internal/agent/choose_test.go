@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/rollout"
 )
 
@@ -59,8 +60,8 @@ func TestChoose(t *testing.T) {
 		// want: the version installed, or "" for none.
 		install string
 		offered string
-		class   string // the refusal's class; "" for none
-		action  string // "none" or "waiting", when nothing installs and nothing is refused
+		class   report.Class // the refusal's class; "" for none
+		action  string       // "none" or "waiting", when nothing installs and nothing is refused
 		held    []string
 		reasons []string // substrings of Reason (or of Err)
 	}{
@@ -70,32 +71,32 @@ func TestChoose(t *testing.T) {
 		{name: "same version is up to date", offers: []Offer{offer(feature("1.0.0"), 100)}, offered: "1.0.0", action: "none",
 			reasons: []string{"thermostat is up to date (1.0.0)"}},
 		{name: "older version is a refused downgrade", offers: []Offer{offer(feature("0.9.0"), 100)}, offered: "0.9.0",
-			class: ClassRollbackVersion, reasons: []string{"older than the running 1.0.0"}},
+			class: report.ClassRollbackVersion, reasons: []string{"older than the running 1.0.0"}},
 		{name: "lower security version is refused", offers: []Offer{offer(withSecurity(feature("1.1.0"), 1), 100)}, offered: "1.1.0",
-			class: ClassRollbackSecurity, reasons: []string{"security version 1, lower than 2"}},
+			class: report.ClassRollbackSecurity, reasons: []string{"security version 1, lower than 2"}},
 		{name: "security version floor counts, not the running one",
 			state:  func(s *State) { s.SecurityVersion, s.MaxSecurityVersion = 2, 3 },
-			offers: []Offer{offer(withSecurity(feature("1.1.0"), 2), 100)}, offered: "1.1.0", class: ClassRollbackSecurity},
+			offers: []Offer{offer(withSecurity(feature("1.1.0"), 2), 100)}, offered: "1.1.0", class: report.ClassRollbackSecurity},
 		{name: "other hardware is not applicable", offers: []Offer{offer(func() *release.Manifest {
 			m := feature("1.1.0")
 			m.Hardware = []string{"rev-b"}
 			return m
-		}(), 100)}, offered: "1.1.0", class: ClassNotApplicable, reasons: []string{"not for hardware rev-a"}},
+		}(), 100)}, offered: "1.1.0", class: report.ClassNotApplicable, reasons: []string{"not for hardware rev-a"}},
 		{name: "manifest of another product", offers: []Offer{offer(func() *release.Manifest {
 			m := feature("1.1.0")
 			m.Product = "doorbell"
 			return m
-		}(), 100)}, offered: "1.1.0", class: ClassNotApplicable, reasons: []string{"names doorbell 1.1.0"}},
+		}(), 100)}, offered: "1.1.0", class: report.ClassNotApplicable, reasons: []string{"names doorbell 1.1.0"}},
 		{name: "manifest of another version", offers: []Offer{{Version: "1.2.0", Manifest: feature("1.1.0"), Rollout: &rollout.Rule{Percent: 100}}},
-			offered: "1.2.0", class: ClassNotApplicable, reasons: []string{"names thermostat 1.1.0"}},
+			offered: "1.2.0", class: report.ClassNotApplicable, reasons: []string{"names thermostat 1.1.0"}},
 		{name: "manifest that does not decode", offers: []Offer{{Version: "1.1.0", ManifestErr: errors.New("manifest: bad kind")}},
-			offered: "1.1.0", class: ClassManifestInvalid, reasons: []string{"bad kind"}},
+			offered: "1.1.0", class: report.ClassManifestInvalid, reasons: []string{"bad kind"}},
 		{name: "repositories disagree", offers: []Offer{{Version: "1.1.0", Agree: fmt.Errorf("%w: 1.1.0 is not in the fleet repository", errMismatch)}},
-			offered: "1.1.0", class: ClassRepoMismatch},
+			offered: "1.1.0", class: report.ClassRepoMismatch},
 		{name: "no rollout rule", offers: []Offer{{Version: "1.1.0", Manifest: feature("1.1.0")}}, offered: "1.1.0",
-			class: ClassManifestInvalid, reasons: []string{"without a rollout rule"}},
+			class: report.ClassManifestInvalid, reasons: []string{"without a rollout rule"}},
 		{name: "rollout rule that does not decode", offers: []Offer{{Version: "1.1.0", Manifest: feature("1.1.0"), RolloutErr: errors.New("fleet rollout rule: bad")}},
-			offered: "1.1.0", class: ClassManifestInvalid, reasons: []string{"fleet rollout rule"}},
+			offered: "1.1.0", class: report.ClassManifestInvalid, reasons: []string{"fleet rollout rule"}},
 		{name: "halted rollout waits", offers: []Offer{{Version: "1.1.0", Manifest: feature("1.1.0"), Rollout: &rollout.Rule{Percent: 100, Halted: true}}},
 			offered: "1.1.0", action: "waiting", reasons: []string{"halted"}},
 		{name: "bucket outside the wave waits", state: func(s *State) { s.Seed = notInWave },
@@ -109,13 +110,13 @@ func TestChoose(t *testing.T) {
 			offers: []Offer{offer(securityOnlyOf("1.0.1", "2.0.0"), 50)}, offered: "1.0.1", action: "waiting"},
 		{name: "failed before: the next candidate installs",
 			state: func(s *State) {
-				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"}
+				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: report.ClassHealthCheck, Reason: "unhealthy"}
 			},
 			offers:  []Offer{offer(feature("2.0.0"), 100), offer(securityOnlyOf("1.0.1", "2.0.0"), 100)},
 			install: "1.0.1", offered: "1.0.1", reasons: []string{"2.0.0 failed on this device before (health-check: unhealthy)"}},
 		{name: "failed before and nothing else: waits for a newer release",
 			state: func(s *State) {
-				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"}
+				s.Failed["2.0.0"] = Failure{Version: "2.0.0", ErrorClass: report.ClassHealthCheck, Reason: "unhealthy"}
 			},
 			offers: []Offer{offer(feature("2.0.0"), 100)}, offered: "2.0.0", action: "waiting", reasons: []string{"not retried"}},
 		{name: "a lower candidate ends the search", offers: []Offer{offer(adverse("2.0.0"), 100), offer(securityOnlyOf("0.9.1", "0.9.0"), 100)},

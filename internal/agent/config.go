@@ -8,63 +8,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/units"
 )
-
-// Duration is a time.Duration written as "90s", "6h" or "14d" in JSON (see
-// ParseDuration).
-type Duration time.Duration
-
-// MarshalJSON writes a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a Go duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: %w", err)
-	}
-	v, err := ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// maxDays bounds the day count ParseDuration accepts (about 100 years), far
-// below what a time.Duration can hold.
-const maxDays = 36500
-
-// ParseDuration parses a Go duration ("90s", "72h30m") that may start with
-// a whole number of days ("7d", "1d12h"). A day is 24 hours.
-func ParseDuration(s string) (time.Duration, error) {
-	days, rest, hasDays := strings.Cut(s, "d")
-	if !hasDays {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, fmt.Errorf("duration %q: want e.g. 90s, 72h or 7d", s)
-		}
-		return v, nil
-	}
-	n, err := strconv.Atoi(days)
-	if err != nil || n < 0 || n > maxDays || strings.HasPrefix(days, "+") {
-		return 0, fmt.Errorf("duration %q: want a whole number of days before \"d\" (at most %d), e.g. 7d", s, maxDays)
-	}
-	v := time.Duration(n) * 24 * time.Hour
-	if rest != "" {
-		r, err := time.ParseDuration(rest)
-		if err != nil || r < 0 {
-			return 0, fmt.Errorf("duration %q: %q after the days is not a duration like 12h", s, rest)
-		}
-		v += r
-	}
-	return v, nil
-}
 
 // SlotConfig selects and configures the A/B backend.
 type SlotConfig struct {
@@ -105,17 +53,17 @@ type Config struct {
 	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
 	// PollInterval is the mean time between checks (default 6h); each wait
 	// is drawn from [interval/2, interval*3/2).
-	PollInterval Duration `json:"poll_interval,omitempty"`
+	PollInterval units.Duration `json:"poll_interval,omitempty"`
 	// StallTimeout fails a download that sends nothing this long (default 60s).
-	StallTimeout Duration `json:"stall_timeout,omitempty"`
+	StallTimeout units.Duration `json:"stall_timeout,omitempty"`
 	// MaxAttempts per request (default 5). A payload download whose
 	// connection drops is also resumed up to this many times in a row
 	// without progress before the check gives up until the next one.
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// DownloadRateLimit caps the bytes per second the agent reads from the
 	// server, payloads and metadata together: a number, or a string such as
-	// "512KiB" or "2MiB" (see ParseByteRate). 0 or absent: no limit.
-	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
+	// "512KiB" or "2MiB" (see units.ParseByteRate). 0 or absent: no limit.
+	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty"`
 	// PowerLossBudget bounds what a power loss during a payload download
 	// into the slot costs: the download never has this many bytes written
 	// that no saved checkpoint covers before it reads its next buffer of
@@ -126,7 +74,7 @@ type Config struct {
 	// syncs the slot more often: where its flushes are slow and the link is
 	// fast, a larger one installs faster. A number of bytes or a string
 	// such as "512KiB" or "4MiB".
-	PowerLossBudget ByteSize `json:"power_loss_budget,omitempty"`
+	PowerLossBudget units.ByteSize `json:"power_loss_budget,omitempty"`
 	// StageCompressed lets the agent download a compressed payload into the
 	// data directory first, when there is room, so that a power loss does
 	// not restart it (default true). false: always stream it into the slot
@@ -145,11 +93,11 @@ type Config struct {
 	// Empty: no notifications.
 	Notify []string `json:"notify,omitempty"`
 	// NotifyTimeout bounds one run of Notify (default 30s).
-	NotifyTimeout Duration `json:"notify_timeout,omitempty"`
+	NotifyTimeout units.Duration `json:"notify_timeout,omitempty"`
 	// StaleAfter is how long the device may go without fresh signed
 	// metadata before it warns that it may be cut off from updates
 	// (default 14 days).
-	StaleAfter Duration `json:"stale_after,omitempty"`
+	StaleAfter units.Duration `json:"stale_after,omitempty"`
 }
 
 // LoadConfig reads and validates a config file. Relative paths in it are
@@ -211,22 +159,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("unknown slot backend %q (want file, uboot or grub)", c.Slot.Backend)
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = Duration(6 * time.Hour)
+		c.PollInterval = units.Duration(6 * time.Hour)
 	}
-	if c.PollInterval < Duration(time.Second) {
+	if c.PollInterval < units.Duration(time.Second) {
 		return fmt.Errorf("poll_interval %v is too short", time.Duration(c.PollInterval))
 	}
-	if _, err := checkByteRate(c.DownloadRateLimit.String(), float64(c.DownloadRateLimit)); err != nil {
+	if err := c.DownloadRateLimit.Validate(); err != nil {
 		return err
 	}
 	if c.PowerLossBudget == 0 {
 		c.PowerLossBudget = DefaultPowerLossBudget
 	}
 	if c.PowerLossBudget < CheckpointBytes {
-		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, ByteSize(CheckpointBytes))
+		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, units.ByteSize(CheckpointBytes))
 	}
 	if c.StallTimeout == 0 {
-		c.StallTimeout = Duration(60 * time.Second)
+		c.StallTimeout = units.Duration(60 * time.Second)
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5
@@ -238,15 +186,15 @@ func (c *Config) Validate() error {
 		return errors.New("notify: the first element must be the executable to run")
 	}
 	if c.NotifyTimeout == 0 {
-		c.NotifyTimeout = Duration(30 * time.Second)
+		c.NotifyTimeout = units.Duration(30 * time.Second)
 	}
 	if c.NotifyTimeout < 0 {
 		return fmt.Errorf("notify_timeout %v is negative", time.Duration(c.NotifyTimeout))
 	}
 	if c.StaleAfter == 0 {
-		c.StaleAfter = Duration(14 * 24 * time.Hour)
+		c.StaleAfter = units.Duration(14 * 24 * time.Hour)
 	}
-	if c.StaleAfter < Duration(time.Hour) {
+	if c.StaleAfter < units.Duration(time.Hour) {
 		return fmt.Errorf("stale_after %v is too short (at least 1h)", time.Duration(c.StaleAfter))
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // checkAndInstall refreshes the repositories, decides, and installs when
@@ -27,12 +28,12 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	if err != nil {
 		class := classify(err)
 		chk.Action, chk.ErrorClass = "rejected", class
-		if class == ClassNetwork {
+		if class == report.ClassNetwork {
 			chk.Action = "error"
 		}
 		chk.Reason = err.Error()
 		if reportable(class) {
-			key := chk.Offered + "|" + class
+			key := chk.Offered + "|" + string(class)
 			if s.LastReported != key {
 				version := chk.Offered
 				if version == "" {
@@ -63,7 +64,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 // error keeps it: the server may be restarting, and the next check can
 // still resume.
 func (a *Agent) dropPartial(s *State, err error) error {
-	if err != nil && classify(err) == ClassNetwork {
+	if err != nil && classify(err) == report.ClassNetwork {
 		a.log.Info("keeping the interrupted download for the next check", "version", s.Pending.Version, "err", err)
 		return nil
 	}
@@ -149,7 +150,7 @@ func (a *Agent) acceptSupport(ctx context.Context, r *repos, s *State, now time.
 			return
 		}
 		s.SupportRefused = &SupportRefusal{OfferedUntil: sup.Until, OfferedIssued: sup.Issued, AcceptedUntil: s.Support.Until, At: now}
-		a.enqueue(ctx, a.cfg.Product, s.Version, outcomeOf(ClassSupportShortened), ClassSupportShortened)
+		a.enqueue(ctx, a.cfg.Product, s.Version, outcomeOf(report.ClassSupportShortened), report.ClassSupportShortened)
 		a.emit(s, Event{Event: EventSupportShortened, Version: s.Version,
 			Key:          EventSupportShortened + "|" + sup.Until + "|" + sup.Issued.UTC().Format(time.RFC3339Nano),
 			SupportUntil: s.Support.Until, OfferedUntil: sup.Until, Contact: s.Support.Contact,

@@ -17,6 +17,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/delta"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
@@ -243,7 +244,7 @@ func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *del
 	key := &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length}
 	p := s.Pending
 	sf := &stagedFetch{a: a, s: s, what: "delta", path: a.deltaFile(), point: "delta-write", every: DeltaCheckpointBytes,
-		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(o.d.Target, hex.EncodeToString(t.Hashes["sha256"])),
+		url:    a.cfg.Server + deviceapi.TargetPath(deviceapi.ReleaseBase, o.d.Target, hex.EncodeToString(t.Hashes["sha256"])),
 		length: t.Length, hashes: hashes, version: version,
 		saved: func() *Download {
 			if p.Delta == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 )
 
 // When the download's progress is saved (see payload.Checkpoints): after
@@ -197,7 +198,7 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	// A download saved at its very end needs no request: only the final
 	// checks remain.
 	if off := r.Offset(); off < p.Length || p.Length == 0 {
-		url := a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)
+		url := a.cfg.Server + deviceapi.TargetPath(deviceapi.ReleaseBase, p.Target, p.SHA256)
 		res, err := a.requestRest(ctx, restRequest{what: "payload", version: p.Version, url: url, length: p.Length, off: off, etag: etag,
 			count: func() *DownloadCount { return s.downloadCount(p) }, startOver: func() error { return a.startOver(s, r) }})
 		if err != nil {

@@ -10,55 +10,8 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/units"
 )
-
-func TestParseByteRate(t *testing.T) {
-	for in, want := range map[string]ByteRate{
-		"0": 0, "1024": 1024, "65536": 65536, "512KiB": 512 << 10, "2MiB": 2 << 20, "2 MiB": 2 << 20,
-		"1GiB": 1 << 30, "1.5MB": 1_500_000, "64kB": 64_000, "64KB": 64_000, "2mib/s": 2 << 20, "1.5KiB": 1536,
-		"100000B": 100_000, " 3MiB ": 3 << 20, "1024.9": 1024,
-	} {
-		got, err := ParseByteRate(in)
-		if err != nil || got != want {
-			t.Errorf("ParseByteRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "fast", "-1MiB", "2M", "2 Mbit", "1023", "1KB", "MiB", "1e3", "0.5", "2TiB", "99999GiB", "1..2MiB"} {
-		if got, err := ParseByteRate(in); err == nil {
-			t.Errorf("ParseByteRate(%q) = %d, want an error", in, got)
-		} else if !strings.Contains(err.Error(), "download_rate_limit") {
-			t.Errorf("ParseByteRate(%q): error %q does not name the setting", in, err)
-		}
-	}
-}
-
-func TestByteRateJSON(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want ByteRate
-		out  string
-	}{
-		{`"2MiB"`, 2 << 20, `"2MiB"`},
-		{`"1536KiB"`, 1536 << 10, `"1536KiB"`},
-		{`1000000`, 1_000_000, `"1000000"`},
-		{`0`, 0, `"0"`},
-	} {
-		var r ByteRate
-		if err := json.Unmarshal([]byte(tc.in), &r); err != nil || r != tc.want {
-			t.Errorf("unmarshal %s = %d, %v; want %d", tc.in, r, err, tc.want)
-		}
-		out, _ := json.Marshal(r)
-		if string(out) != tc.out {
-			t.Errorf("marshal %d = %s, want %s", r, out, tc.out)
-		}
-	}
-	for _, in := range []string{`-5`, `12`, `true`, `"12"`, `{}`} {
-		var r ByteRate
-		if err := json.Unmarshal([]byte(in), &r); err == nil {
-			t.Errorf("unmarshal %s succeeded: %d", in, r)
-		}
-	}
-}
 
 func TestConfigDownloadRateLimit(t *testing.T) {
 	c, err := LoadConfig(writeConfig(t, with(baseConfig(), "download_rate_limit", "512KiB")))
@@ -84,9 +37,9 @@ func TestConfigPowerLossBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PowerLossBudget != DefaultPowerLossBudget {
-		t.Fatalf("default power_loss_budget = %v, want %v", c.PowerLossBudget, ByteSize(DefaultPowerLossBudget))
+		t.Fatalf("default power_loss_budget = %v, want %v", c.PowerLossBudget, units.ByteSize(DefaultPowerLossBudget))
 	}
-	for in, want := range map[any]ByteSize{"4MiB": 4 << 20, "768KiB": 768 << 10, 1 << 20: 1 << 20} {
+	for in, want := range map[any]units.ByteSize{"4MiB": 4 << 20, "768KiB": 768 << 10, 1 << 20: 1 << 20} {
 		c, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_budget", in)))
 		if err != nil || c.PowerLossBudget != want || c.lossBudget() != int64(want) {
 			t.Fatalf("power_loss_budget %v: %v, %v; want %v", in, c, err, want)

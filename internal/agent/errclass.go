@@ -9,43 +9,11 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
-)
-
-// Error classes: the only detail about a failure that leaves the device.
-const (
-	ClassNetwork           = "network"
-	ClassMetadataExpired   = "metadata-expired"
-	ClassMetadataSignature = "metadata-signature"
-	ClassMetadataRollback  = "metadata-rollback"
-	ClassMetadataInvalid   = "metadata-invalid"
-	ClassRepoMismatch      = "repository-mismatch"
-	ClassManifestInvalid   = "manifest-invalid"
-	ClassNotApplicable     = "not-applicable"
-	ClassRollbackVersion   = "rollback-version"
-	ClassRollbackSecurity  = "rollback-security-version"
-	ClassPayloadHash       = "payload-hash-mismatch"
-	ClassPayloadTooLong    = "payload-too-long"
-	ClassPayloadTruncated  = "payload-truncated"
-	// ClassPayloadWindow: a zstd payload asks for a decoder window larger
-	// than release.MaxZstdWindow.
-	ClassPayloadWindow = "payload-window-too-large"
-	// ClassPayloadDecode: a payload that matches its signed hashes is not
-	// a valid zstd stream.
-	ClassPayloadDecode = "payload-decode"
-	// ClassImageHash: the decompressed image does not match the
-	// manifest's image_length and image_sha256.
-	ClassImageHash    = "image-hash-mismatch"
-	ClassInstallIO    = "install-io"
-	ClassBootloader   = "bootloader"
-	ClassBootFallback = "boot-fallback"
-	ClassHealthCheck  = "health-check"
-	// ClassSupportShortened: a signed support declaration ended earlier
-	// than the one accepted before; the agent kept the earlier one.
-	ClassSupportShortened = "support-shortened"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // classify maps an error to its class.
-func classify(err error) string {
+func classify(err error) report.Class {
 	var (
 		expired   *metadata.ErrExpiredMetadata
 		unsigned  *metadata.ErrUnsignedMetadata
@@ -61,46 +29,46 @@ func classify(err error) string {
 	case errors.As(err, &decision):
 		return decision.class
 	case errors.Is(err, errMismatch):
-		return ClassRepoMismatch
+		return report.ClassRepoMismatch
 	case errors.Is(err, errImageMismatch):
-		return ClassImageHash
+		return report.ClassImageHash
 	case errors.Is(err, errWindowTooLarge):
-		return ClassPayloadWindow
+		return report.ClassPayloadWindow
 	case errors.Is(err, errDecode):
-		return ClassPayloadDecode
+		return report.ClassPayloadDecode
 	case errors.Is(err, payload.ErrHashMismatch):
-		return ClassPayloadHash
+		return report.ClassPayloadHash
 	case errors.Is(err, payload.ErrTooLong), errors.Is(err, fetch.ErrTooLong):
-		return ClassPayloadTooLong
+		return report.ClassPayloadTooLong
 	case isDrop(err):
-		return ClassNetwork
+		return report.ClassNetwork
 	case errors.Is(err, payload.ErrTruncated):
-		return ClassPayloadTruncated
+		return report.ClassPayloadTruncated
 	case errors.As(err, &expired):
-		return ClassMetadataExpired
+		return report.ClassMetadataExpired
 	case errors.As(err, &unsigned):
-		return ClassMetadataSignature
+		return report.ClassMetadataSignature
 	case errors.As(err, &badVer):
-		return ClassMetadataRollback
+		return report.ClassMetadataRollback
 	case errors.As(err, &lenHash), errors.As(err, &dlLength), errors.As(err, &syntaxErr):
-		return ClassMetadataInvalid
+		return report.ClassMetadataInvalid
 	case errors.As(err, &dlHTTP):
 		if dlHTTP.StatusCode >= 500 || dlHTTP.StatusCode == 429 {
-			return ClassNetwork
+			return report.ClassNetwork
 		}
-		return ClassMetadataInvalid
+		return report.ClassMetadataInvalid
 	case errors.As(err, &repoErr):
-		return ClassMetadataInvalid
+		return report.ClassMetadataInvalid
 	case isTUF(err):
 		// Anything else go-tuf refused while parsing or verifying.
 		if isNetwork(err) {
-			return ClassNetwork
+			return report.ClassNetwork
 		}
-		return ClassMetadataInvalid
+		return report.ClassMetadataInvalid
 	case isNetwork(err):
-		return ClassNetwork
+		return report.ClassNetwork
 	default:
-		return ClassInstallIO
+		return report.ClassInstallIO
 	}
 }
 
@@ -124,26 +92,27 @@ func isNetwork(err error) bool {
 
 // decisionError is a release the agent refuses by its own rules.
 type decisionError struct {
-	class, msg string
+	class report.Class
+	msg   string
 }
 
 func (e *decisionError) Error() string { return e.msg }
 
-func refuse(class, msg string) error { return &decisionError{class: class, msg: msg} }
+func refuse(class report.Class, msg string) error { return &decisionError{class: class, msg: msg} }
 
 // reportable says whether a class is worth a report. Every failure class
 // is: refusals show attacks or broken publications, network failures show
 // an unreachable server or CDN (the report waits in the queue until it can
 // be delivered). Callers deduplicate per release and class.
-func reportable(class string) bool { return class != "" }
+func reportable(class report.Class) bool { return class != "" }
 
 // outcomeOf is the report outcome of a check that ended in class: the agent
 // "rejected" what it refused, and "failed" to get what it could not reach.
-func outcomeOf(class string) string {
-	if class == ClassNetwork {
-		return "failed"
+func outcomeOf(class report.Class) report.Outcome {
+	if class == report.ClassNetwork {
+		return report.OutcomeFailed
 	}
-	return "rejected"
+	return report.OutcomeRejected
 }
 
 func jsonUnmarshalStrict(data []byte, v any) error {

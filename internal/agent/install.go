@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // install streams the payload into the inactive slot, verifies it, arms
@@ -25,7 +26,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	}
 	sum := rel.Hashes["sha256"]
 	if len(sum) == 0 {
-		a.reject(ctx, s, m.Version, ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
+		a.reject(ctx, s, m.Version, report.ClassManifestInvalid, errors.New("the target lists no sha256 hash"))
 		return a.record(s)
 	}
 	next := &Pending{Product: m.Product, Version: m.Version, SecurityVersion: m.SecurityVersion,
@@ -114,7 +115,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
 		}
 		class := classify(err)
-		if d := p.payloadProgress(); class == ClassNetwork && d != nil {
+		if d := p.payloadProgress(); class == report.ClassNetwork && d != nil {
 			// Keep phase writing and the progress: the next check
 			// resumes the download where it stopped.
 			a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
@@ -152,26 +153,16 @@ func sameDownload(prev, next *Pending) bool {
 	return prev.Target == next.Target && prev.SHA256 == next.SHA256 && prev.Length == next.Length && prev.Slot == next.Slot
 }
 
-// targetFileName is the consistent-snapshot file name of a target.
-func targetFileName(target, sha string) string {
-	for i := len(target) - 1; i >= 0; i-- {
-		if target[i] == '/' {
-			return target[:i+1] + sha + "." + target[i+1:]
-		}
-	}
-	return sha + "." + target
-}
-
 // reject records a refused release in LastCheck and reports it once; the
 // caller persists it.
-func (a *Agent) reject(ctx context.Context, s *State, version, class string, err error) {
+func (a *Agent) reject(ctx context.Context, s *State, version string, class report.Class, err error) {
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: version, Action: "rejected", ErrorClass: class, Reason: err.Error()}
-	if class == ClassNetwork {
+	if class == report.ClassNetwork {
 		s.LastCheck.Action = "error"
 	}
-	if reportable(class) && s.LastReported != version+"|"+class {
+	if reportable(class) && s.LastReported != version+"|"+string(class) {
 		a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
-		s.LastReported = version + "|" + class
+		s.LastReported = version + "|" + string(class)
 	}
 	a.log.Warn("install refused", "version", version, "class", class, "err", err)
 }

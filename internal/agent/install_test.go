@@ -6,6 +6,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -76,7 +77,7 @@ func TestCheckRollsBackAnUnhealthyRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := d.state()
-	if s.Version != "1.0.0" || s.Failed["1.1.0"].ErrorClass != ClassHealthCheck {
+	if s.Version != "1.0.0" || s.Failed["1.1.0"].ErrorClass != report.ClassHealthCheck {
 		t.Fatalf("running %s, failed %+v", s.Version, s.Failed)
 	}
 	// Not retried.
@@ -146,12 +147,12 @@ func TestCheckRefusesWhatItMustNot(t *testing.T) {
 		name  string
 		spec  project.ReleaseSpec
 		state func(*State)
-		class string
+		class report.Class
 	}{
 		{name: "security version below the floor", spec: project.ReleaseSpec{Version: "1.1.0", Kind: release.KindFix, SecurityVersion: 1},
-			state: func(s *State) { s.MaxSecurityVersion = 5 }, class: ClassRollbackSecurity},
+			state: func(s *State) { s.MaxSecurityVersion = 5 }, class: report.ClassRollbackSecurity},
 		{name: "older than the running release", spec: project.ReleaseSpec{Version: "0.9.0", Kind: release.KindFix, SecurityVersion: 1},
-			class: ClassRollbackVersion},
+			class: report.ClassRollbackVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newTestWorld(t)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // Event names, as the notify hook receives them. Never rename one. Each is
@@ -60,7 +61,7 @@ type Event struct {
 	Notes         string             `json:"notes,omitempty"`
 	Advisories    []release.Advisory `json:"advisories,omitempty"`
 	// rolled-back
-	ErrorClass string `json:"error_class,omitempty"`
+	ErrorClass report.Class `json:"error_class,omitempty"`
 	// support-ending, support-ended, support-shortened
 	SupportUntil string `json:"support_until,omitempty"`
 	OfferedUntil string `json:"offered_until,omitempty"`

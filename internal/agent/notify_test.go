@@ -14,6 +14,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/units"
 )
 
 // hookAgent returns an agent whose notify hook is a shell script running
@@ -122,7 +123,7 @@ func TestNotifyFailuresAreNotFatal(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			a, s, log, _ := hookAgent(t, now, tc.body)
-			a.cfg.NotifyTimeout = Duration(200 * time.Millisecond)
+			a.cfg.NotifyTimeout = units.Duration(200 * time.Millisecond)
 			if name == "missing" {
 				a.cfg.Notify = []string{filepath.Join(t.TempDir(), "no-such-hook")}
 			}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -38,13 +37,6 @@ type Offer struct {
 	Delta *deltaOffer
 }
 
-// fleetCustom is the fleet target's custom metadata.
-type fleetCustom struct {
-	Uptrust struct {
-		Rollout *rollout.Rule `json:"rollout"`
-	} `json:"uptrust"`
-}
-
 // gatherOffers reads, for every version the fleet offers for product
 // (highest first, see repos.offered), what choose needs: the entries of
 // both repositories, the manifest, the rollout rule and the delta from the
@@ -75,11 +67,11 @@ func fleetRollout(fleet *metadata.TargetFiles) (*rollout.Rule, error) {
 	if fleet.Custom == nil {
 		return nil, nil
 	}
-	var fc fleetCustom
-	if err := json.Unmarshal(*fleet.Custom, &fc); err != nil {
-		return nil, fmt.Errorf("fleet rollout rule: %v", err)
+	r, err := rollout.RuleFromCustom(*fleet.Custom)
+	if err != nil {
+		return nil, fmt.Errorf("fleet rollout rule: %w", err)
 	}
-	return fc.Uptrust.Rollout, nil
+	return r, nil
 }
 
 // versions lists the offers' versions, in their order.

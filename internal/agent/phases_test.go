@@ -20,6 +20,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // TestMachineTable checks the table's shape: every phase has a row, every
@@ -235,8 +236,8 @@ func TestRestartEntries(t *testing.T) {
 		unhealthy bool
 		err       error // wanted from resume (errors.Is)
 		phaseNow  Phase
-		version   string // running afterwards
-		failed    string // error class recorded for 1.1.0
+		version   string       // running afterwards
+		failed    report.Class // error class recorded for 1.1.0
 		reboots   int
 		points    []string // power-loss points passed, in order
 	}{
@@ -267,20 +268,20 @@ func TestRestartEntries(t *testing.T) {
 			phaseNow: PhaseRebooting, version: "1.0.0", reboots: 1, points: []string{"restart-rebooting"}},
 		{name: "rebooting after the bootloader fell back fails the release", phase: PhaseRebooting,
 			boot:     func(t *testing.T, d *restartDevice) { arm(t, d); boot(t, d); boot(t, d) },
-			phaseNow: PhaseIdle, version: "1.0.0", failed: ClassBootFallback, points: []string{"restart-rebooting", "idle-after-rollback"}},
+			phaseNow: PhaseIdle, version: "1.0.0", failed: report.ClassBootFallback, points: []string{"restart-rebooting", "idle-after-rollback"}},
 		{name: "committing in the new slot commits", phase: PhaseCommitting,
 			boot:     func(t *testing.T, d *restartDevice) { arm(t, d); boot(t, d) },
 			phaseNow: PhaseIdle, version: "1.1.0", points: []string{"restart-committing", "after-commit", "idle-after-commit"}},
 		{name: "committing in the old slot fails the release", phase: PhaseCommitting,
-			phaseNow: PhaseIdle, version: "1.0.0", failed: ClassBootFallback, points: []string{"restart-committing", "idle-after-rollback"}},
+			phaseNow: PhaseIdle, version: "1.0.0", failed: report.ClassBootFallback, points: []string{"restart-committing", "idle-after-rollback"}},
 		{name: "reverting in the new slot reverts and reboots", phase: PhaseReverting, err: ErrRebooting,
 			boot:     func(t *testing.T, d *restartDevice) { arm(t, d); boot(t, d) },
 			phaseNow: PhaseReverting, version: "1.0.0", reboots: 1, points: []string{"restart-reverting", "after-revert"}},
 		{name: "reverting back in the old slot records the failure", phase: PhaseReverting,
 			pending: func(p *Pending) {
-				p.Failure = &Failure{Version: "1.1.0", ErrorClass: ClassHealthCheck, Reason: "unhealthy"}
+				p.Failure = &Failure{Version: "1.1.0", ErrorClass: report.ClassHealthCheck, Reason: "unhealthy"}
 			},
-			phaseNow: PhaseIdle, version: "1.0.0", failed: ClassHealthCheck, points: []string{"restart-reverting", "idle-after-rollback"}},
+			phaseNow: PhaseIdle, version: "1.0.0", failed: report.ClassHealthCheck, points: []string{"restart-reverting", "idle-after-rollback"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newRestartDevice(t)

@@ -132,20 +132,3 @@ func TestPostponeUntil(t *testing.T) {
 		t.Fatalf("zero duration: %v", err)
 	}
 }
-
-func TestParseDuration(t *testing.T) {
-	day := 24 * time.Hour
-	for in, want := range map[string]time.Duration{
-		"72h": 72 * time.Hour, "90s": 90 * time.Second, "7d": 7 * day, "0d": 0, "1d12h": day + 12*time.Hour, "14d": 14 * day,
-	} {
-		got, err := ParseDuration(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "d", "7x", "-1d", "+1d", "1.5d", "7d-1h", "7dd", "36501d", "soon"} {
-		if got, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
-		}
-	}
-}

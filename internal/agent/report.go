@@ -13,16 +13,9 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/atomicfile"
+	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
-
-// Report is an anonymous outcome report: no device identifier, no
-// address, no time finer than the server's arrival day.
-type Report struct {
-	Product    string `json:"product"`
-	Version    string `json:"version"`
-	Outcome    string `json:"outcome"`
-	ErrorClass string `json:"error_class,omitempty"`
-}
 
 // maxQueued bounds the report queue; the oldest reports go first.
 const maxQueued = 64
@@ -36,11 +29,11 @@ type reportQueue struct {
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9.-]`)
 
-func (q *reportQueue) add(r Report) error {
+func (q *reportQueue) add(r report.Report) error {
 	if err := os.MkdirAll(q.dir, 0o700); err != nil {
 		return fmt.Errorf("agent: report queue: %w", err)
 	}
-	name := strings.Join([]string{r.Product, r.Version, r.Outcome, r.ErrorClass}, "_")
+	name := strings.Join([]string{r.Product, r.Version, string(r.Outcome), string(r.ErrorClass)}, "_")
 	name = unsafeChars.ReplaceAllString(strings.ToLower(name), "-") + ".json"
 	b, _ := json.Marshal(r)
 	if err := atomicfile.WriteFile(filepath.Join(q.dir, name), b, 0o600); err != nil {
@@ -95,11 +88,11 @@ func (q *reportQueue) trim() error {
 
 // enqueue queues a report if reports are enabled; failures are logged, not
 // fatal: a report is never worth aborting an install for.
-func (a *Agent) enqueue(_ context.Context, product, version, outcome, class string) {
+func (a *Agent) enqueue(_ context.Context, product, version string, outcome report.Outcome, class report.Class) {
 	if !a.cfg.ReportsEnabled() {
 		return
 	}
-	if err := a.queue.add(Report{Product: product, Version: version, Outcome: outcome, ErrorClass: class}); err != nil {
+	if err := a.queue.add(report.Report{Product: product, Version: version, Outcome: outcome, ErrorClass: class}); err != nil {
 		a.log.Warn("queueing report", "err", err)
 	}
 }
@@ -117,7 +110,7 @@ func (a *Agent) flushReports(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		err = a.http.PostJSON(ctx, a.cfg.Server+"/api/device/v1/reports", b)
+		err = a.http.PostJSON(ctx, a.cfg.Server+deviceapi.ReportsPath, b)
 		if err != nil && !isPermanentReject(err) {
 			a.log.Info("report not delivered; will retry", "err", err)
 			return

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // testAgent builds an agent for server with a file slot backend that is
@@ -40,19 +41,19 @@ func testAgent(t *testing.T, server string, reports bool) *Agent {
 	return a
 }
 
-func queued(t *testing.T, q *reportQueue) []Report {
+func queued(t *testing.T, q *reportQueue) []report.Report {
 	t.Helper()
 	files, err := q.pending()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []Report
+	var out []report.Report
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r Report
+		var r report.Report
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -63,7 +64,7 @@ func queued(t *testing.T, q *reportQueue) []Report {
 
 func TestReportQueueDeduplicates(t *testing.T) {
 	q := &reportQueue{dir: filepath.Join(t.TempDir(), "reports")}
-	r := Report{Product: "thermostat", Version: "1.1.0", Outcome: "rolled_back", ErrorClass: ClassHealthCheck}
+	r := report.Report{Product: "thermostat", Version: "1.1.0", Outcome: "rolled_back", ErrorClass: report.ClassHealthCheck}
 	for range 2 {
 		if err := q.add(r); err != nil {
 			t.Fatal(err)
@@ -74,7 +75,7 @@ func TestReportQueueDeduplicates(t *testing.T) {
 	}
 	// A different class is a different report.
 	r2 := r
-	r2.ErrorClass = ClassBootFallback
+	r2.ErrorClass = report.ClassBootFallback
 	if err := q.add(r2); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestReportQueueDeduplicates(t *testing.T) {
 // the queue directory.
 func TestReportQueueNamesAreSafe(t *testing.T) {
 	q := &reportQueue{dir: filepath.Join(t.TempDir(), "reports")}
-	if err := q.add(Report{Product: "../../etc", Version: "../passwd", Outcome: "failed"}); err != nil {
+	if err := q.add(report.Report{Product: "../../etc", Version: "../passwd", Outcome: "failed"}); err != nil {
 		t.Fatal(err)
 	}
 	files, err := q.pending()
@@ -102,8 +103,8 @@ func TestReportQueueNamesAreSafe(t *testing.T) {
 
 func TestReportQueueTrimsOldest(t *testing.T) {
 	q := &reportQueue{dir: filepath.Join(t.TempDir(), "reports")}
-	report := func(i int) Report {
-		return Report{Product: "thermostat", Version: fmt.Sprintf("1.0.%d", i), Outcome: "installed"}
+	report := func(i int) report.Report {
+		return report.Report{Product: "thermostat", Version: fmt.Sprintf("1.0.%d", i), Outcome: "installed"}
 	}
 	// File times can be coarser than the loop is fast: give each queued
 	// report a distinct age, oldest first.
@@ -212,7 +213,7 @@ func TestFlushReports(t *testing.T) {
 			rs := newReportServer(t, tc.status)
 			a := testAgent(t, rs.srv.URL, true)
 			ctx := context.Background()
-			a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", ClassHealthCheck)
+			a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", report.ClassHealthCheck)
 			a.enqueue(ctx, "thermostat", "1.1.0", "installed", "")
 			a.flushReports(ctx)
 			left := queued(t, a.queue)
@@ -250,7 +251,7 @@ func TestFlushReportsConnectionRefused(t *testing.T) {
 	ln.Close()
 	a := testAgent(t, url, true)
 	ctx := context.Background()
-	a.enqueue(ctx, "thermostat", "1.1.0", "failed", ClassNetwork)
+	a.enqueue(ctx, "thermostat", "1.1.0", "failed", report.ClassNetwork)
 	a.flushReports(ctx)
 	if left := queued(t, a.queue); len(left) != 1 {
 		t.Fatalf("queue after connection refused: %+v, want the report kept", left)
@@ -261,7 +262,7 @@ func TestReportRequestIsAnonymous(t *testing.T) {
 	rs := newReportServer(t, http.StatusAccepted)
 	a := testAgent(t, rs.srv.URL, true)
 	ctx := context.Background()
-	a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", ClassHealthCheck)
+	a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", report.ClassHealthCheck)
 	a.flushReports(ctx)
 	// A second flush after the server set a cookie must not send it back.
 	a.enqueue(ctx, "thermostat", "1.2.0", "installed", "")
@@ -302,7 +303,7 @@ func TestReportRequestIsAnonymous(t *testing.T) {
 	}
 	var first map[string]string
 	json.Unmarshal(bodies[0], &first)
-	want := map[string]string{"product": "thermostat", "version": "1.1.0", "outcome": "rolled_back", "error_class": ClassHealthCheck}
+	want := map[string]string{"product": "thermostat", "version": "1.1.0", "outcome": "rolled_back", "error_class": string(report.ClassHealthCheck)}
 	if len(first) != len(want) {
 		t.Fatalf("first body %v, want %v", first, want)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // restartWriting: see machine.
@@ -52,7 +53,7 @@ func (a *Agent) restartRebooting(ctx context.Context, s *State, st slot.State) e
 	case st.Trial && st.Primary == p.Slot:
 		return a.doReboot(ctx, s)
 	default:
-		return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: ClassBootFallback,
+		return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: report.ClassBootFallback,
 			Reason: fmt.Sprintf("the bootloader fell back to slot %s after the new release in slot %s did not come up", st.Booted, p.Slot),
 			At:     a.clock.Now().UTC()})
 	}
@@ -64,7 +65,7 @@ func (a *Agent) restartCommitting(ctx context.Context, s *State, st slot.State) 
 	if st.Booted == p.Slot {
 		return a.commit(ctx, s)
 	}
-	return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: ClassBootFallback,
+	return a.fail(ctx, s, &Failure{Version: p.Version, ErrorClass: report.ClassBootFallback,
 		Reason: fmt.Sprintf("booted slot %s while committing slot %s", st.Booted, p.Slot), At: a.clock.Now().UTC()})
 }
 
@@ -76,7 +77,7 @@ func (a *Agent) restartReverting(ctx context.Context, s *State, st slot.State) e
 	}
 	f := p.Failure
 	if f == nil {
-		f = &Failure{Version: p.Version, ErrorClass: ClassHealthCheck, Reason: "rolled back", At: a.clock.Now().UTC()}
+		f = &Failure{Version: p.Version, ErrorClass: report.ClassHealthCheck, Reason: "rolled back", At: a.clock.Now().UTC()}
 	}
 	return a.fail(ctx, s, f)
 }
@@ -87,7 +88,7 @@ func (a *Agent) arm(ctx context.Context, s *State) error {
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
-		return a.abandon(ctx, s, ClassBootloader, fmt.Errorf("arming slot %s: %w", s.Pending.Slot, err))
+		return a.abandon(ctx, s, report.ClassBootloader, fmt.Errorf("arming slot %s: %w", s.Pending.Slot, err))
 	}
 	if err := a.power("after-arm"); err != nil {
 		return err
@@ -127,7 +128,7 @@ func (a *Agent) trial(ctx context.Context, s *State) error {
 	p := s.Pending
 	if err := a.health(ctx); err != nil {
 		a.log.Warn("health check failed; rolling back", "version", p.Version, "err", err)
-		p.Failure = &Failure{Version: p.Version, ErrorClass: ClassHealthCheck, Reason: err.Error(), At: a.clock.Now().UTC()}
+		p.Failure = &Failure{Version: p.Version, ErrorClass: report.ClassHealthCheck, Reason: err.Error(), At: a.clock.Now().UTC()}
 		if err := a.enter(s, stepRevert); err != nil {
 			return err
 		}
@@ -148,7 +149,7 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 	if err := a.power("after-commit"); err != nil {
 		return err
 	}
-	a.enqueue(ctx, p.Product, p.Version, "installed", "")
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeInstalled, "")
 	s.Version, s.SecurityVersion = p.Version, p.SecurityVersion
 	// The slot holds the image that was verified before arming: cache its
 	// hash, so that a delta from this release needs no read of the slot.
@@ -172,7 +173,7 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 // slot, so it is not retried.
 func (a *Agent) fail(ctx context.Context, s *State, f *Failure) error {
 	p := s.Pending
-	a.enqueue(ctx, p.Product, p.Version, "rolled_back", f.ErrorClass)
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeRolledBack, f.ErrorClass)
 	s.Failed[p.Version] = *f
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "rolled-back", ErrorClass: f.ErrorClass,
 		Reason: fmt.Sprintf("%s was rolled back (%s): %s; running %s again, the release will not be retried", p.Version, f.ErrorClass, f.Reason, s.Version)}
@@ -184,9 +185,9 @@ func (a *Agent) fail(ctx context.Context, s *State, f *Failure) error {
 
 // abandon gives up an install before the bootloader was armed; the booted
 // slot was never touched.
-func (a *Agent) abandon(ctx context.Context, s *State, class string, err error) error {
+func (a *Agent) abandon(ctx context.Context, s *State, class report.Class, err error) error {
 	p := s.Pending
-	a.enqueue(ctx, p.Product, p.Version, "failed", class)
+	a.enqueue(ctx, p.Product, p.Version, report.OutcomeFailed, class)
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "failed", ErrorClass: class,
 		Reason: fmt.Sprintf("installing %s failed (%s): %v", p.Version, class, err)}
 	if serr := a.enter(s, stepAbandoned); serr != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // Pending is the release being installed.
@@ -129,10 +130,10 @@ const maxDownloads = 8
 
 // Failure records why a release was given up.
 type Failure struct {
-	Version    string    `json:"version"`
-	ErrorClass string    `json:"error_class"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at"`
+	Version    string       `json:"version"`
+	ErrorClass report.Class `json:"error_class"`
+	Reason     string       `json:"reason"`
+	At         time.Time    `json:"at"`
 }
 
 // Check is the outcome of the last update check, for status.
@@ -142,9 +143,9 @@ type Check struct {
 	// refused, else the highest offered.
 	Offered string `json:"offered,omitempty"`
 	// Action: "none", "installed", "rebooting", "waiting", "rejected", "error".
-	Action     string `json:"action"`
-	Reason     string `json:"reason"`
-	ErrorClass string `json:"error_class,omitempty"`
+	Action     string       `json:"action"`
+	Reason     string       `json:"reason"`
+	ErrorClass report.Class `json:"error_class,omitempty"`
 }
 
 // State is state.json.

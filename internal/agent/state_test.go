@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 func TestProvisionSeed(t *testing.T) {
@@ -114,7 +116,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	s.Phase = PhaseRebooting
 	s.Pending = &Pending{Product: "thermostat", Version: "1.1.0", SecurityVersion: 2, Target: "thermostat/1.1.0",
 		Length: 42, SHA256: strings.Repeat("ab", 32), Slot: "b", From: "a", FromVersion: "1.0.0"}
-	s.Failed["0.9.0"] = Failure{Version: "0.9.0", ErrorClass: ClassHealthCheck, Reason: "boom"}
+	s.Failed["0.9.0"] = Failure{Version: "0.9.0", ErrorClass: report.ClassHealthCheck, Reason: "boom"}
 	if err := saveState(d, s); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/units"
 )
 
 // Status is what `uptrust-agent status` shows the owner. The JSON field
@@ -66,7 +67,7 @@ type Status struct {
 	DownloadSaved int64 `json:"download_saved,omitempty"`
 	// DownloadRateLimit is the configured limit in bytes per second (0:
 	// none).
-	DownloadRateLimit ByteRate `json:"download_rate_limit,omitempty"`
+	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It

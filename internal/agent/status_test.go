@@ -12,6 +12,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // statusFixture provisions a device whose last check was offered 1.1.0 and
@@ -43,12 +44,12 @@ func statusFixture(t *testing.T, now time.Time, supportUntil string) (*Config, s
 	if supportUntil != "" {
 		s.Support = &release.Support{Product: "thermostat", Model: "T1", Hardware: []string{"rev-a"}, Until: supportUntil, Issued: now.AddDate(-1, 0, 0)}
 	}
-	s.Failed["1.0.5"] = Failure{Version: "1.0.5", ErrorClass: ClassHealthCheck, Reason: "service did not start", At: now.AddDate(0, -1, 0)}
+	s.Failed["1.0.5"] = Failure{Version: "1.0.5", ErrorClass: report.ClassHealthCheck, Reason: "service did not start", At: now.AddDate(0, -1, 0)}
 	if err := saveState(cfg.DataDir, s); err != nil {
 		t.Fatal(err)
 	}
 	q := &reportQueue{dir: reportsDir(cfg)}
-	if err := q.add(Report{Product: "thermostat", Version: "1.0.5", Outcome: "rolled_back", ErrorClass: ClassHealthCheck}); err != nil {
+	if err := q.add(report.Report{Product: "thermostat", Version: "1.0.5", Outcome: "rolled_back", ErrorClass: report.ClassHealthCheck}); err != nil {
 		t.Fatal(err)
 	}
 	return cfg, fileslot.New(cfg.Slot.Dir)
@@ -103,7 +104,7 @@ func TestStatusTextAndJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	if j.Version != "1.0.0" || j.Booted != "a" || j.LastCheck.Offered != "1.1.0" || j.LastCheck.Action != "waiting" ||
-		!strings.Contains(j.LastCheck.Reason, "not among them yet") || j.Failed["1.0.5"].ErrorClass != ClassHealthCheck {
+		!strings.Contains(j.LastCheck.Reason, "not among them yet") || j.Failed["1.0.5"].ErrorClass != report.ClassHealthCheck {
 		t.Fatalf("JSON status: %s", b)
 	}
 }

@@ -15,13 +15,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/uptrust/uptrust/internal/atomicfile"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
-)
-
-// Repository names as the server publishes them under /repo/<name>/.
-const (
-	repoRelease = "release"
-	repoFleet   = "fleet"
 )
 
 // repoMap is the TAP 4 map: support declarations come from the release
@@ -30,12 +25,12 @@ const (
 func repoMap(server string) *multirepo.MultiRepoMapType {
 	return &multirepo.MultiRepoMapType{
 		Repositories: map[string][]string{
-			repoRelease: {server + "/repo/release"},
-			repoFleet:   {server + "/repo/fleet"},
+			deviceapi.RepoRelease: {server + deviceapi.ReleaseBase},
+			deviceapi.RepoFleet:   {server + deviceapi.FleetBase},
 		},
 		Mapping: []*multirepo.Mapping{
-			{Paths: []string{"*/support.json"}, Repositories: []string{repoRelease}, Threshold: 1, Terminating: true},
-			{Paths: []string{"*/*"}, Repositories: []string{repoRelease, repoFleet}, Threshold: 2, Terminating: true},
+			{Paths: []string{"*/support.json"}, Repositories: []string{deviceapi.RepoRelease}, Threshold: 1, Terminating: true},
+			{Paths: []string{"*/*"}, Repositories: []string{deviceapi.RepoRelease, deviceapi.RepoFleet}, Threshold: 2, Terminating: true},
 		},
 	}
 }
@@ -69,21 +64,21 @@ func (a *Agent) refresh(ctx context.Context) (*repos, error) {
 		Config:     &multirepo.MultiRepoConfig{RepoMap: repoMap(a.cfg.Server), TrustedRoots: map[string][]byte{}},
 	}
 	now := a.clock.Now()
-	for _, name := range []string{repoRelease, repoFleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		provisioned := a.cfg.ReleaseRoot
-		if name == repoFleet {
+		if name == deviceapi.RepoFleet {
 			provisioned = a.cfg.FleetRoot
 		}
 		root, err := a.trustedRoot(name, provisioned)
 		if err != nil {
 			return nil, err
 		}
-		base := a.cfg.Server + "/repo/" + name
-		cfg, err := config.New(base+"/metadata", root)
+		base := a.cfg.Server + deviceapi.RepoBase(name)
+		cfg, err := config.New(deviceapi.MetadataDir(base), root)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %s repository: %w", name, err)
 		}
-		cfg.RemoteTargetsURL = base + "/targets"
+		cfg.RemoteTargetsURL = deviceapi.TargetsDir(base)
 		cfg.LocalMetadataDir = a.tufDir(name)
 		cfg.LocalTargetsDir = filepath.Join(a.tufDir(name), "targets")
 		cfg.Fetcher = a.http.TUFFetcher(ctx)
@@ -141,7 +136,7 @@ func (e *tufError) Unwrap() error { return e.err }
 // first.
 func (r *repos) offered(product string) []string {
 	var out []string
-	for path := range r.multi.TUFClients[repoFleet].GetTopLevelTargets() {
+	for path := range r.multi.TUFClients[deviceapi.RepoFleet].GetTopLevelTargets() {
 		if v, ok := strings.CutPrefix(path, product+"/"); ok && release.ValidVersion(v) == nil {
 			out = append(out, v)
 		}
@@ -156,18 +151,18 @@ var errMismatch = errors.New("the release and fleet repositories do not agree on
 // agreed returns the target both repositories list identically, with the
 // release repository's custom metadata, and the fleet's own entry.
 func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err error) {
-	fleet, ferr := r.multi.TUFClients[repoFleet].GetTargetInfo(target)
+	fleet, ferr := r.multi.TUFClients[deviceapi.RepoFleet].GetTargetInfo(target)
 	info, _, err := r.multi.GetTargetInfo(target)
 	if err == nil && ferr == nil {
 		// multirepo returns the entry of the first repository in the
 		// mapping, the release repository, whose custom holds the manifest.
-		relInfo, rerr := r.multi.TUFClients[repoRelease].GetTargetInfo(target)
+		relInfo, rerr := r.multi.TUFClients[deviceapi.RepoRelease].GetTargetInfo(target)
 		if rerr == nil && relInfo.Equal(*info) {
 			return relInfo, fleet, nil
 		}
 	}
 	// Say precisely what is wrong.
-	relInfo, rerr := r.multi.TUFClients[repoRelease].GetTargetInfo(target)
+	relInfo, rerr := r.multi.TUFClients[deviceapi.RepoRelease].GetTargetInfo(target)
 	switch {
 	case rerr != nil && ferr != nil:
 		return nil, nil, fmt.Errorf("%w: %s is in neither repository", errMismatch, target)
@@ -185,14 +180,14 @@ func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err err
 // support downloads and verifies the product's support declaration from
 // the release repository; nil when there is none.
 func (r *repos) support(product string) (*release.Support, error) {
-	u := r.multi.TUFClients[repoRelease]
+	u := r.multi.TUFClients[deviceapi.RepoRelease]
 	info, err := u.GetTargetInfo(release.SupportTargetName(product))
 	if err != nil {
 		return nil, nil
 	}
 	_, data, err := u.DownloadTarget(info, "", "")
 	if err != nil {
-		return nil, &tufError{repo: repoRelease, err: err}
+		return nil, &tufError{repo: deviceapi.RepoRelease, err: err}
 	}
 	var s release.Support
 	if err := jsonUnmarshalStrict(data, &s); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/zstdframe"
 )
@@ -82,7 +83,7 @@ func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.Target
 	if err != nil {
 		return err
 	}
-	z := &zstdDownload{a: a, s: s, r: r, hashes: hashes, url: a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256)}
+	z := &zstdDownload{a: a, s: s, r: r, hashes: hashes, url: a.cfg.Server + deviceapi.TargetPath(deviceapi.ReleaseBase, p.Target, p.SHA256)}
 	if d := p.Download; d != nil && d.Image > 0 && d.Image <= p.ImageLength && r.Restore(d.Progress) == nil {
 		// A frame boundary saved by an earlier check.
 		z.resume, z.etag, z.savedImage = d, d.ETag, d.Image
@@ -148,7 +149,7 @@ func (a *Agent) downloadStaged(ctx context.Context, s *State, hashes map[string]
 	}
 	sf := &stagedFetch{a: a, s: s, what: "compressed payload", version: p.Version, path: a.stagedFile(), point: "stage-write",
 		every: CheckpointBytes, budget: a.cfg.lossBudget(), length: p.Length, hashes: hashes,
-		url:    a.cfg.Server + "/repo/release/targets/" + targetFileName(p.Target, p.SHA256),
+		url:    a.cfg.Server + deviceapi.TargetPath(deviceapi.ReleaseBase, p.Target, p.SHA256),
 		saved:  func() *Download { return p.Staged },
 		record: func(d *Download) { p.Staged = d },
 		count:  func() *DownloadCount { return s.downloadCount(p) },

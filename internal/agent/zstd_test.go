@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 type bufWriter struct {
@@ -76,14 +77,14 @@ func TestZstdSink(t *testing.T) {
 		err = z.Sync()
 	}
 	z.close()
-	if !errors.Is(err, errWindowTooLarge) || classify(err) != ClassPayloadWindow {
+	if !errors.Is(err, errWindowTooLarge) || classify(err) != report.ClassPayloadWindow {
 		t.Fatalf("huge window: %v (class %s)", err, classify(err))
 	}
 
 	// An image longer or shorter than the manifest says.
 	for _, limit := range []int64{int64(len(img)) - 1, int64(len(img)) + 1} {
 		err := feed(testSink(t, &bufWriter{}, limit), good)
-		if !errors.Is(err, errImageMismatch) || classify(err) != ClassImageHash {
+		if !errors.Is(err, errImageMismatch) || classify(err) != report.ClassImageHash {
 			t.Errorf("image_length %d for a %d-byte image: %v", limit, len(img), err)
 		}
 	}
@@ -102,7 +103,7 @@ func TestZstdSink(t *testing.T) {
 	}
 	err = z.Sync()
 	z.close()
-	if !errors.Is(err, errDecode) || classify(err) != ClassPayloadDecode {
+	if !errors.Is(err, errDecode) || classify(err) != report.ClassPayloadDecode {
 		t.Fatalf("corrupt stream: %v (class %s)", err, classify(err))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/cli"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -89,7 +90,7 @@ func openProject(t *testing.T, dir string) *project.Project {
 func fleetRule(t *testing.T, dir, target string) map[string]any {
 	t.Helper()
 	p := openProject(t, dir)
-	md, err := repo.LoadTargets(t.Context(), p.Store, repo.Fleet, repo.RoleTargets)
+	md, err := repo.LoadTargets(t.Context(), p.Store, deviceapi.RepoFleet, repo.RoleTargets)
 	if err != nil {
 		t.Fatal(err)
 	}

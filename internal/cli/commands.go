@@ -8,10 +8,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/units"
 )
 
 func cmdInit(ctx context.Context, env Env, args []string) error {
@@ -235,7 +235,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 		}
 		var frame int64
 		if *zstdFrame != "" {
-			size, err := agent.ParseByteSize(*zstdFrame)
+			size, err := units.ParseByteSize(*zstdFrame)
 			if frame = int64(size); err != nil || frame == 0 {
 				return usagef("release add: --zstd-frame %q: want a size such as 4MiB", *zstdFrame)
 			}

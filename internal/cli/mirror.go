@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/mirror"
 	"github.com/uptrust/uptrust/internal/project"
 )
@@ -43,7 +44,7 @@ func cmdMirror(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer p.Close()
-	o := mirror.Options{Resigner: p, Repositories: []string{project.ReleaseBase, project.FleetBase},
+	o := mirror.Options{Resigner: p, Repositories: []string{deviceapi.ReleaseBase, deviceapi.FleetBase},
 		Copy: *copyFlag, Clock: p.Clock}
 	var res mirror.Result
 	if sub == "export" {

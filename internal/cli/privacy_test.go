@@ -16,12 +16,12 @@ import (
 
 	"github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/project"
-	"github.com/uptrust/uptrust/internal/server"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
 // addReports counts n reports in the project at dir, at time at.
-func addReports(t *testing.T, dir string, r server.Report, n int, at time.Time) {
+func addReports(t *testing.T, dir string, r report.Report, n int, at time.Time) {
 	t.Helper()
 	p, err := project.Open(t.Context(), dir, project.Options{})
 	if err != nil {
@@ -35,7 +35,7 @@ func addReports(t *testing.T, dir string, r server.Report, n int, at time.Time) 
 	}
 }
 
-var installed = server.Report{Product: "thermostat", Version: "1.1.0", Outcome: server.OutcomeInstalled}
+var installed = report.Report{Product: "thermostat", Version: "1.1.0", Outcome: report.OutcomeInstalled}
 
 // reportRow returns the REPORTS column of the table row of outcome.
 func reportRow(t *testing.T, out, outcome string) string {

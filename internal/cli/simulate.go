@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/sim"
 )
@@ -36,11 +37,11 @@ func cmdSimulateDevice(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usagef("simulate-device: --security-version %q is not a number", *sv)
 	}
-	rr, err := os.ReadFile(project.DeviceRootPath(*dir, "release"))
+	rr, err := os.ReadFile(project.DeviceRootPath(*dir, deviceapi.RepoRelease))
 	if err != nil {
 		return fmt.Errorf("simulate-device: %w (is --dir the project?)", err)
 	}
-	fr, err := os.ReadFile(project.DeviceRootPath(*dir, "fleet"))
+	fr, err := os.ReadFile(project.DeviceRootPath(*dir, deviceapi.RepoFleet))
 	if err != nil {
 		return fmt.Errorf("simulate-device: %w", err)
 	}

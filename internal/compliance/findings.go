@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 )
@@ -264,7 +265,7 @@ func supportPublished(f *Facts, r *Result) bool {
 		}
 	}
 	r.add("support period published: until %s, signed by %s (target %s, sha256 %s, issued %s)", s.Until, signer, t.Path, short(t.SHA256), when(s.Issued))
-	r.add("served publicly at %s", repo.TargetPath("/repo/release", t.Path, t.SHA256))
+	r.add("served publicly at %s", deviceapi.TargetPath(deviceapi.ReleaseBase, t.Path, t.SHA256))
 	r.add("it can be extended, never shortened: server and agent refuse a shorter declaration")
 	if f.Agent.ShowsSupportEnd {
 		r.add("uptrust-agent status shows the owner the support end and warns when it has passed")

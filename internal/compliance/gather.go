@@ -3,7 +3,6 @@ package compliance
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,10 +14,12 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -101,7 +102,7 @@ func Gather(ctx context.Context, p *project.Project, product string) (*Facts, er
 		f.Support, f.SupportErr = nil, err.Error()
 	}
 	var productRole *metadata.Metadata[metadata.TargetsType]
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		r, pr, err := gatherRepo(ctx, p.Store, name, product, f)
 		if err != nil {
 			return nil, err
@@ -150,11 +151,11 @@ func gatherRepo(ctx context.Context, st store.Reader, name, product string, f *F
 	if err != nil {
 		return r, nil, fmt.Errorf("compliance: %w", err)
 	}
-	r.Roles = append(r.Roles, role(name, repo.RoleTargets, targets.Signed.Version, targets.Signed.Expires, name == repo.Release,
+	r.Roles = append(r.Roles, role(name, repo.RoleTargets, targets.Signed.Version, targets.Signed.Expires, name == deviceapi.RepoRelease,
 		root.VerifyDelegate(repo.RoleTargets, targets)))
 
 	var productRole *metadata.Metadata[metadata.TargetsType]
-	if name == repo.Release {
+	if name == deviceapi.RepoRelease {
 		pr := repo.ProductRole(product)
 		if d := targets.Signed.Delegations; d != nil {
 			for _, dr := range d.Roles {
@@ -265,7 +266,7 @@ func gatherReleases(ctx context.Context, st store.Reader, product string, produc
 // gatherOffers reads the product's targets in the fleet repository with
 // their rollout rules: what devices are offered now.
 func gatherOffers(ctx context.Context, st store.Reader, product string) ([]Offer, error) {
-	md, err := repo.LoadTargets(ctx, st, repo.Fleet, repo.RoleTargets)
+	md, err := repo.LoadTargets(ctx, st, deviceapi.RepoFleet, repo.RoleTargets)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: %w", err)
 	}
@@ -278,11 +279,13 @@ func gatherOffers(ctx context.Context, st store.Reader, product string) ([]Offer
 		}
 		o := Offer{Version: version}
 		if tf.Custom != nil {
-			var fc project.FleetCustom
-			if err := json.Unmarshal(*tf.Custom, &fc); err != nil {
+			rule, err := rollout.RuleFromCustom(*tf.Custom)
+			if err != nil {
 				return nil, fmt.Errorf("compliance: fleet target %s: rollout rule: %w", path, err)
 			}
-			o.Percent, o.Halted, o.Start = fc.Uptrust.Rollout.Percent, fc.Uptrust.Rollout.Halted, fc.Uptrust.Rollout.Start.UTC()
+			if rule != nil {
+				o.Percent, o.Halted, o.Start = rule.Percent, rule.Halted, rule.Start.UTC()
+			}
 		}
 		out = append(out, o)
 	}

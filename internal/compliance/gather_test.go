@@ -13,6 +13,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/compliance"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
@@ -81,7 +82,7 @@ func expect(t *testing.T, results map[string]compliance.Result, id string, want 
 // repository's top-level targets delegation.
 func productKeyID(t *testing.T, p *project.Project) string {
 	t.Helper()
-	md, err := repo.LoadTargets(t.Context(), p.Store, repo.Release, repo.RoleTargets)
+	md, err := repo.LoadTargets(t.Context(), p.Store, deviceapi.RepoRelease, repo.RoleTargets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestExpiredTimestamp(t *testing.T) {
 func TestBadSignature(t *testing.T) {
 	p := newProject(t, true, clock.NewFake(t0))
 	ctx := t.Context()
-	prev, err := p.Store.LatestMetadata(ctx, repo.Fleet, repo.RoleTimestamp)
+	prev, err := p.Store.LatestMetadata(ctx, deviceapi.RepoFleet, repo.RoleTimestamp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestBadSignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Store.Update(ctx, func(tx store.Tx) error {
-		return tx.PutMetadata(ctx, store.Metadata{Repo: repo.Fleet, Role: repo.RoleTimestamp, Version: ts.Signed.Version, Body: body, Expires: ts.Signed.Expires})
+		return tx.PutMetadata(ctx, store.Metadata{Repo: deviceapi.RepoFleet, Role: repo.RoleTimestamp, Version: ts.Signed.Version, Body: body, Expires: ts.Signed.Expires})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func TestForgedProductRole(t *testing.T) {
 	p := newProject(t, true, clock.NewFake(t0))
 	ctx := t.Context()
 	role := repo.ProductRole("thermostat")
-	md, err := repo.LoadTargets(ctx, p.Store, repo.Release, role)
+	md, err := repo.LoadTargets(ctx, p.Store, deviceapi.RepoRelease, role)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestForgedProductRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Store.Update(ctx, func(tx store.Tx) error {
-		return tx.PutMetadata(ctx, store.Metadata{Repo: repo.Release, Role: role, Version: md.Signed.Version, Body: body, Expires: md.Signed.Expires})
+		return tx.PutMetadata(ctx, store.Metadata{Repo: deviceapi.RepoRelease, Role: role, Version: md.Signed.Version, Body: body, Expires: md.Signed.Expires})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
-	"github.com/uptrust/uptrust/internal/repo"
 )
 
 // rule is one provision and the check that judges it. check must set the
@@ -289,7 +289,7 @@ func checkTrust(f *Facts, r *Result) {
 	}
 	r.Evidence = append(r.Evidence, expired...)
 	r.Warnings = append(r.Warnings, soon...)
-	r.verdict(ok && len(problems) == 0 && len(expired) == 0 && f.repo(repo.Release) != nil && f.repo(repo.Fleet) != nil)
+	r.verdict(ok && len(problems) == 0 && len(expired) == 0 && f.repo(deviceapi.RepoRelease) != nil && f.repo(deviceapi.RepoFleet) != nil)
 }
 
 func checkInform(f *Facts, r *Result) {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/server"
@@ -137,11 +138,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	url := "http://" + ln.Addr().String()
 	say("uptrust serve --listen %s", ln.Addr())
 
-	releaseRoot, err := os.ReadFile(project.DeviceRootPath(projDir, "release"))
+	releaseRoot, err := os.ReadFile(project.DeviceRootPath(projDir, deviceapi.RepoRelease))
 	if err != nil {
 		return nil, err
 	}
-	fleetRoot, err := os.ReadFile(project.DeviceRootPath(projDir, "fleet"))
+	fleetRoot, err := os.ReadFile(project.DeviceRootPath(projDir, deviceapi.RepoFleet))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/server"
 )
 
@@ -203,7 +204,7 @@ func repositoryOf(p string) string {
 // the mirror: no empty, "." or ".." elements, no backslashes or NULs, no
 // dot files (temporary names start with a dot).
 func checkPath(p string) error {
-	rel, ok := strings.CutPrefix(p, "/repo/")
+	rel, ok := strings.CutPrefix(p, deviceapi.RepoPrefix)
 	if !ok || !fs.ValidPath("repo/"+rel) || strings.ContainsAny(p, "\\\x00") {
 		return fmt.Errorf("mirror: content path %q is not a clean path under /repo/", p)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/zstdframe"
@@ -30,7 +31,7 @@ func TestAddReleaseZstd(t *testing.T) {
 		t.Errorf("compressed payload has %d bytes for a %d-byte repetitive image", rel.Length, len(img))
 	}
 	// The target covers the compressed bytes on the wire.
-	tf := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.1.0"]
+	tf := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.1.0"]
 	if tf == nil {
 		t.Fatal("no target")
 	}
@@ -105,7 +106,7 @@ func TestAddReleaseZstdFrames(t *testing.T) {
 		spec := releaseSpec("thermostat", version, uint64(tc.frames), img)
 		spec.Compression, spec.ZstdFrame = release.CompressionZstd, 1<<20
 		rel := addRelease(t, p, spec)
-		tf := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/"+version]
+		tf := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/"+version]
 		path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/delta"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 )
@@ -29,7 +30,7 @@ func TestAddReleaseDeltaFrom(t *testing.T) {
 	spec.DeltaFrom = []string{"1.1.0"}
 	addRelease(t, p, spec)
 
-	targets := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets
+	targets := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets
 	m, err := release.ManifestFromCustom(targets["thermostat/1.2.0"].Custom)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestAddReleaseDeltaFrom(t *testing.T) {
 	if _, err := p.StartRollout(t.Context(), "thermostat", "1.2.0", 100); err != nil {
 		t.Fatal(err)
 	}
-	ft := loadTargets(t, p, repo.Fleet, repo.RoleTargets).Signed.Targets[dl.Target]
+	ft := loadTargets(t, p, deviceapi.RepoFleet, repo.RoleTargets).Signed.Targets[dl.Target]
 	if ft == nil || ft.Length != tf.Length || !bytes.Equal(ft.Hashes["sha256"], tf.Hashes["sha256"]) {
 		t.Fatalf("fleet delta target %+v", ft)
 	}

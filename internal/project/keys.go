@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/repo"
 )
@@ -115,7 +116,7 @@ func (k *keyring) load(n keyName) (repo.Signer, error) {
 func (k *keyring) online(name string) (repo.OnlineKeys, error) {
 	var ok repo.OnlineKeys
 	var err error
-	if name == repo.Fleet {
+	if name == deviceapi.RepoFleet {
 		if ok.Targets, err = k.load(onlineKey(name + "-targets")); err != nil {
 			return ok, err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
@@ -62,11 +63,11 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	targetsKey, err := p.keys.load(offlineKey(repo.Release + "-targets"))
+	targetsKey, err := p.keys.load(offlineKey(deviceapi.RepoRelease + "-targets"))
 	if err != nil {
 		return err
 	}
-	online, err := p.keys.online(repo.Release)
+	online, err := p.keys.online(deviceapi.RepoRelease)
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 			s.Model, strings.Join(s.Hardware, ","), s.SupportUntil, policyDetail(s.Policy))); err != nil {
 			return err
 		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
 			if t.Delegations == nil {
 				t.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
 			}
@@ -108,7 +109,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 			return err
 		}
 		sum, _ := hex.DecodeString(supBlob.SHA256)
-		_, err = repo.UpdateTargets(ctx, tx, repo.Release, role, now, life, func(t *metadata.TargetsType) error {
+		_, err = repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, role, now, life, func(t *metadata.TargetsType) error {
 			t.Targets[release.SupportTargetName(s.Name)] = repo.NewTarget(repo.TargetInfo{
 				Path: release.SupportTargetName(s.Name), Length: supBlob.Size, SHA256: sum})
 			return nil
@@ -116,7 +117,7 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, now, life, online.Snapshot, online.Timestamp)
 	})
 }
 
@@ -164,7 +165,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	if err != nil {
 		return fmt.Errorf("project: release %s %s: %w", ro.Product, ro.Version, err)
 	}
-	online, err := p.keys.online(repo.Fleet)
+	online, err := p.keys.online(deviceapi.RepoFleet)
 	if err != nil {
 		return err
 	}
@@ -196,7 +197,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		if err := audit(ctx, tx, now, action, ro.Product+"/"+ro.Version, detail); err != nil {
 			return err
 		}
-		_, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoFleet, repo.RoleTargets, now, life, func(t *metadata.TargetsType) error {
 			for path := range t.Targets {
 				if strings.HasPrefix(path, ro.Product+"/") {
 					delete(t.Targets, path)
@@ -215,7 +216,7 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoFleet, now, life, online.Snapshot, online.Timestamp)
 	})
 }
 

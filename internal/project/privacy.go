@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -15,7 +16,7 @@ import (
 // devices send and what the server logs. It is generated: the tables and
 // columns from the live database schema (store.Store.Describe and its
 // "-- purpose:" comments), the periods and thresholds from uptrust.json,
-// the report fields from server.Report, the rate limit from the server's
+// the report fields from report.Report, the rate limit from the server's
 // defaults. Nothing lists tables by hand, so a new table shows up in the
 // report the moment it exists in the database.
 type PrivacyReport struct {
@@ -85,14 +86,24 @@ var keptReasons = map[string]string{
 	"generation":        "a single counter row",
 }
 
-// reportFieldDocs describes the fields of server.Report by JSON name. The
+// reportFieldDocs describes the fields of report.Report by JSON name. The
 // fields themselves are read from the type; TestPrivacyReportFields fails
 // when one has no description here.
 var reportFieldDocs = map[string]string{
 	"product":     "the product name the device was built for, as published by the operator",
 	"version":     "the release version the report is about",
-	"outcome":     "one of " + strings.Join([]string{server.OutcomeInstalled, server.OutcomeRolledBack, server.OutcomeFailed, server.OutcomeRejected}, ", "),
+	"outcome":     "one of " + outcomeList(),
 	"error_class": "a coarse failure class such as health-check or hash, empty on success; a short token, never free text",
+}
+
+// outcomeList is the outcomes a report may carry: "installed, rolled_back,
+// failed, rejected".
+func outcomeList() string {
+	var s []string
+	for _, o := range report.Outcomes() {
+		s = append(s, string(o))
+	}
+	return strings.Join(s, ", ")
 }
 
 // PrivacyReport builds the report from the live database and configuration.
@@ -127,7 +138,7 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 			"backups of uptrust.db keep purged rows until the backups themselves expire",
 		},
 	}
-	for _, f := range reflect.VisibleFields(reflect.TypeFor[server.Report]()) {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[report.Report]()) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "" || name == "-" {
 			continue

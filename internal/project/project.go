@@ -27,39 +27,21 @@ import (
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
+	"github.com/uptrust/uptrust/internal/units"
 )
-
-// Duration is a time.Duration written as a string such as "24h" in JSON.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a Go duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
-	}
-	*d = Duration(v)
-	return nil
-}
 
 // Lifetimes mirrors repo.Lifetimes in the configuration file.
 type Lifetimes struct {
-	Root         Duration `json:"root"`
-	Targets      Duration `json:"targets"`
-	Product      Duration `json:"product"`
-	FleetTargets Duration `json:"fleet_targets"`
-	Snapshot     Duration `json:"snapshot"`
-	Timestamp    Duration `json:"timestamp"`
+	Root         units.Duration `json:"root"`
+	Targets      units.Duration `json:"targets"`
+	Product      units.Duration `json:"product"`
+	FleetTargets units.Duration `json:"fleet_targets"`
+	Snapshot     units.Duration `json:"snapshot"`
+	Timestamp    units.Duration `json:"timestamp"`
 }
 
 func (l Lifetimes) repo() repo.Lifetimes {
@@ -68,8 +50,8 @@ func (l Lifetimes) repo() repo.Lifetimes {
 }
 
 func lifetimesFrom(r repo.Lifetimes) Lifetimes {
-	return Lifetimes{Root: Duration(r.Root), Targets: Duration(r.Targets), Product: Duration(r.Product),
-		FleetTargets: Duration(r.FleetTargets), Snapshot: Duration(r.Snapshot), Timestamp: Duration(r.Timestamp)}
+	return Lifetimes{Root: units.Duration(r.Root), Targets: units.Duration(r.Targets), Product: units.Duration(r.Product),
+		FleetTargets: units.Duration(r.FleetTargets), Snapshot: units.Duration(r.Snapshot), Timestamp: units.Duration(r.Timestamp)}
 }
 
 // Config is uptrust.json.
@@ -264,7 +246,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 
 func (p *Project) initRepos(ctx context.Context) error {
 	k := p.keys
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		var roots []repo.Signer
 		for i := 1; i <= p.Config.RootKeys; i++ {
 			s, err := k.create(offlineKey(fmt.Sprintf("%s-root-%d", name, i)))
@@ -274,7 +256,7 @@ func (p *Project) initRepos(ctx context.Context) error {
 			roots = append(roots, s)
 		}
 		targetsKey := onlineKey(name + "-targets")
-		if name == repo.Release {
+		if name == deviceapi.RepoRelease {
 			targetsKey = offlineKey(name + "-targets")
 		}
 		rk := repo.RoleKeys{Root: roots, RootThreshold: p.Config.RootThreshold}
@@ -309,7 +291,7 @@ func (p *Project) initRepos(ctx context.Context) error {
 
 // WriteDeviceRoots writes the latest root of each repository to device/.
 func (p *Project) WriteDeviceRoots(ctx context.Context) error {
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		m, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot)
 		if err != nil {
 			return fmt.Errorf("project: %s root: %w", name, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
@@ -191,7 +192,7 @@ func TestInitDev(t *testing.T) {
 			t.Errorf("%s: encrypted %v, %v; dev keys are all unencrypted", f, enc, err)
 		}
 	}
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		root := latest(t, p, name, repo.RoleRoot)
 		if root.Version != 1 {
 			t.Errorf("%s root version %d, want 1", name, root.Version)
@@ -240,7 +241,7 @@ func TestInitProductionEncryptsOfflineKeys(t *testing.T) {
 			t.Errorf("online key %s: mode %v, %v; want 0600", f, fi.Mode().Perm(), err)
 		}
 	}
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		root, err := metadata.Root().FromBytes(readFile(t, project.DeviceRootPath(p.Dir, name)))
 		if err != nil {
 			t.Fatal(err)
@@ -280,13 +281,13 @@ func TestInitProductionNeedsPassphrase(t *testing.T) {
 
 func TestInitTwiceFails(t *testing.T) {
 	p := initDev(t, nil)
-	root := readFile(t, project.DeviceRootPath(p.Dir, repo.Release))
+	root := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
 	q, err := project.Init(t.Context(), p.Dir, project.InitOptions{Dev: true})
 	if err == nil {
 		q.Close()
 		t.Fatal("second Init in the same directory succeeded")
 	}
-	if got := readFile(t, project.DeviceRootPath(p.Dir, repo.Release)); !bytes.Equal(got, root) {
+	if got := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease)); !bytes.Equal(got, root) {
 		t.Error("second Init rewrote the device root")
 	}
 }
@@ -355,7 +356,7 @@ func TestAddProductValidation(t *testing.T) {
 	if ps, err := p.Store.Products(t.Context()); err != nil || len(ps) != 0 {
 		t.Fatalf("products after refused adds: %v, %v", ps, err)
 	}
-	if v := latest(t, p, repo.Release, repo.RoleTargets).Version; v != 1 {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.RoleTargets).Version; v != 1 {
 		t.Errorf("release targets version %d after refused adds, want 1", v)
 	}
 	// None of the refusals left anything (such as a key) that blocks the real add.
@@ -377,7 +378,7 @@ func TestAddProduct(t *testing.T) {
 	if prod.Model != "thermostat" || !reflect.DeepEqual(prod.Hardware, []string{"rev-a", "rev-b"}) {
 		t.Errorf("stored product %+v", prod)
 	}
-	top := loadTargets(t, p, repo.Release, repo.RoleTargets)
+	top := loadTargets(t, p, deviceapi.RepoRelease, repo.RoleTargets)
 	if top.Signed.Version != 2 || top.Signed.Delegations == nil || len(top.Signed.Delegations.Roles) != 1 {
 		t.Fatalf("targets v%d delegations %+v, want v2 with one delegation", top.Signed.Version, top.Signed.Delegations)
 	}
@@ -393,7 +394,7 @@ func TestAddProduct(t *testing.T) {
 		t.Errorf("delegation trusts key %s, the product key is %s", d.KeyIDs[0], pk.KeyID())
 	}
 	// The signed support declaration.
-	prodRole := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat"))
+	prodRole := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat"))
 	tf := prodRole.Signed.Targets["thermostat/support.json"]
 	if tf == nil {
 		t.Fatal("product role has no support.json")
@@ -413,17 +414,17 @@ func TestAddProduct(t *testing.T) {
 	if sup.Product != "thermostat" || sup.Until != "2031-12-31" || sup.Contact != "security@example.com" || !sup.Issued.Equal(t0) {
 		t.Errorf("support declaration %+v", sup)
 	}
-	tm := verifyAsClient(t, p, repo.Release, readFile(t, project.DeviceRootPath(p.Dir, repo.Release)), t0, repo.ProductRole("thermostat"))
+	tm := verifyAsClient(t, p, deviceapi.RepoRelease, readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease)), t0, repo.ProductRole("thermostat"))
 	if tm.Snapshot.Signed.Meta["products/thermostat.json"] == nil {
 		t.Error("snapshot does not list the product role")
 	}
 	// A second product: its own delegation next to the first.
 	addProduct(t, p, project.ProductSpec{Name: "doorbell", Hardware: []string{"v1"}, SupportUntil: "2030-01-01"})
-	top = loadTargets(t, p, repo.Release, repo.RoleTargets)
+	top = loadTargets(t, p, deviceapi.RepoRelease, repo.RoleTargets)
 	if len(top.Signed.Delegations.Roles) != 2 {
 		t.Errorf("%d delegations after the second product, want 2", len(top.Signed.Delegations.Roles))
 	}
-	verifyAsClient(t, p, repo.Release, readFile(t, project.DeviceRootPath(p.Dir, repo.Release)), t0,
+	verifyAsClient(t, p, deviceapi.RepoRelease, readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease)), t0,
 		repo.ProductRole("thermostat"), repo.ProductRole("doorbell"))
 }
 
@@ -454,7 +455,7 @@ func TestAddRelease(t *testing.T) {
 		t.Errorf("stored release %+v, %v", stored, err)
 	}
 
-	tm := verifyAsClient(t, p, repo.Release, readFile(t, project.DeviceRootPath(p.Dir, repo.Release)), clk.Now(), repo.ProductRole("thermostat"))
+	tm := verifyAsClient(t, p, deviceapi.RepoRelease, readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease)), clk.Now(), repo.ProductRole("thermostat"))
 	tf := tm.Targets[repo.ProductRole("thermostat")].Signed.Targets["thermostat/1.1.0"]
 	if tf == nil {
 		t.Fatal("product role does not list thermostat/1.1.0")
@@ -484,12 +485,12 @@ func TestAddRelease(t *testing.T) {
 	spec = releaseSpec("thermostat", "1.2.0", 2, "1.2.0 for rev-b")
 	spec.Hardware = []string{"rev-b"}
 	addRelease(t, p, spec)
-	tf = loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.2.0"]
+	tf = loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.2.0"]
 	if m, err := release.ManifestFromCustom(tf.Custom); err != nil || !reflect.DeepEqual(m.Hardware, []string{"rev-b"}) {
 		t.Errorf("1.2.0 manifest %+v, %v; want hardware [rev-b]", m, err)
 	}
 	// The earlier release stays listed.
-	if loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.1.0"] == nil {
+	if loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.1.0"] == nil {
 		t.Error("1.1.0 disappeared from the product role")
 	}
 }
@@ -499,8 +500,8 @@ func TestAddReleaseRefusals(t *testing.T) {
 	ctx := t.Context()
 	addProduct(t, p, thermostat())
 	addRelease(t, p, releaseSpec("thermostat", "1.1.0", 2, "one"))
-	before := latest(t, p, repo.Release, repo.ProductRole("thermostat")).Version
-	beforeTS := latest(t, p, repo.Release, repo.RoleTimestamp).Version
+	before := latest(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Version
+	beforeTS := latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version
 
 	_, err := p.AddRelease(ctx, releaseSpec("thermostat", "1.1.0", 2, "another payload"))
 	if err == nil || !strings.Contains(err.Error(), "published already") {
@@ -540,10 +541,10 @@ func TestAddReleaseRefusals(t *testing.T) {
 	if err != nil || len(rels) != 1 {
 		t.Errorf("releases after refusals: %v, %v; want only 1.1.0", rels, err)
 	}
-	if v := latest(t, p, repo.Release, repo.ProductRole("thermostat")).Version; v != before {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Version; v != before {
 		t.Errorf("product role version %d after refusals, want %d", v, before)
 	}
-	if v := latest(t, p, repo.Release, repo.RoleTimestamp).Version; v != beforeTS {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version; v != beforeTS {
 		t.Errorf("timestamp version %d after refusals, want %d", v, beforeTS)
 	}
 	// Equal and higher security versions are fine.
@@ -570,11 +571,11 @@ func TestContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []string{project.ReleaseBase, project.FleetBase} {
+	for _, base := range []string{deviceapi.ReleaseBase, deviceapi.FleetBase} {
 		name := strings.TrimPrefix(base, "/repo/")
 		for _, role := range []string{"root", "timestamp", "targets", "snapshot"} {
 			m := latest(t, p, name, role)
-			path := repo.MetadataPath(base, role, m.Version)
+			path := deviceapi.MetadataPath(base, role, m.Version)
 			if !bytes.Equal(c.Metadata[path], m.Body) {
 				t.Errorf("content %s is not the latest %s %s", path, name, role)
 			}
@@ -583,16 +584,16 @@ func TestContent(t *testing.T) {
 			t.Errorf("%s/metadata/root.json is not the device root", base)
 		}
 	}
-	if c.Metadata[project.ReleaseBase+"/metadata/2.products/thermostat.json"] == nil {
+	if c.Metadata[deviceapi.ReleaseBase+"/metadata/2.products/thermostat.json"] == nil {
 		t.Error("the product role is not served")
 	}
 	wantPayloads := map[string]string{
-		project.ReleaseBase + "/targets/thermostat/" + rel.SHA256 + ".1.1.0": rel.SHA256,
-		project.FleetBase + "/targets/thermostat/" + rel.SHA256 + ".1.1.0":   rel.SHA256,
+		deviceapi.ReleaseBase + "/targets/thermostat/" + rel.SHA256 + ".1.1.0": rel.SHA256,
+		deviceapi.FleetBase + "/targets/thermostat/" + rel.SHA256 + ".1.1.0":   rel.SHA256,
 	}
-	supportTF := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/support.json"]
+	supportTF := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/support.json"]
 	supSHA := hex.EncodeToString(supportTF.Hashes["sha256"])
-	wantPayloads[project.ReleaseBase+"/targets/thermostat/"+supSHA+".support.json"] = supSHA
+	wantPayloads[deviceapi.ReleaseBase+"/targets/thermostat/"+supSHA+".support.json"] = supSHA
 	if len(c.Payloads) != len(wantPayloads) {
 		t.Errorf("payloads %v, want %v", c.Payloads, wantPayloads)
 	}
@@ -632,7 +633,7 @@ func TestResignDue(t *testing.T) {
 		t.Fatalf("fresh project: ResignDue %v, %v; want nothing to do", changed, err)
 	}
 	ts := map[string]store.Metadata{}
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		ts[name] = latest(t, p, name, repo.RoleTimestamp)
 	}
 	clk.Advance(p.Lifetimes().Timestamp/2 + time.Minute)
@@ -640,7 +641,7 @@ func TestResignDue(t *testing.T) {
 	if err != nil || !changed {
 		t.Fatalf("after half the timestamp lifetime: ResignDue %v, %v; want a change", changed, err)
 	}
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		now := latest(t, p, name, repo.RoleTimestamp)
 		if now.Version != ts[name].Version+1 || !now.Expires.After(ts[name].Expires) {
 			t.Errorf("%s timestamp v%d expiring %v, was v%d expiring %v", name, now.Version, now.Expires, ts[name].Version, ts[name].Expires)
@@ -651,7 +652,7 @@ func TestResignDue(t *testing.T) {
 	}
 	// A device checking after the original timestamp expired still gets
 	// valid metadata.
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		verifyAsClient(t, p, name, readFile(t, project.DeviceRootPath(p.Dir, name)), t0.Add(p.Lifetimes().Timestamp+time.Hour))
 	}
 
@@ -662,15 +663,15 @@ func TestResignDue(t *testing.T) {
 	if _, err := p.StartRollout(ctx, "thermostat", "1.0.0", 5); err != nil {
 		t.Fatal(err)
 	}
-	fleetTS := latest(t, p, repo.Fleet, repo.RoleTimestamp).Version
-	releaseTS := latest(t, p, repo.Release, repo.RoleTimestamp).Version
+	fleetTS := latest(t, p, deviceapi.RepoFleet, repo.RoleTimestamp).Version
+	releaseTS := latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version
 	if changed, err := p.ResignDue(ctx); err != nil || !changed {
 		t.Fatalf("release timestamp due: ResignDue %v, %v; want a change", changed, err)
 	}
-	if v := latest(t, p, repo.Release, repo.RoleTimestamp).Version; v != releaseTS+1 {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version; v != releaseTS+1 {
 		t.Errorf("release timestamp v%d, want v%d", v, releaseTS+1)
 	}
-	if v := latest(t, p, repo.Fleet, repo.RoleTimestamp).Version; v != fleetTS {
+	if v := latest(t, p, deviceapi.RepoFleet, repo.RoleTimestamp).Version; v != fleetTS {
 		t.Errorf("fleet timestamp re-signed (v%d) although it was fresh", v)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/blob"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
@@ -104,7 +105,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, err
 	if err != nil {
 		return Published{}, err
 	}
-	online, err := p.keys.online(repo.Release)
+	online, err := p.keys.online(deviceapi.RepoRelease)
 	if err != nil {
 		return Published{}, err
 	}
@@ -137,7 +138,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, err
 			return err
 		}
 		sum, _ := hex.DecodeString(b.SHA256)
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(m.Product), now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.ProductRole(m.Product), now, life, func(t *metadata.TargetsType) error {
 			t.Targets[rel.Target] = repo.NewTarget(repo.TargetInfo{Path: rel.Target, Length: b.Size, SHA256: sum, Custom: custom})
 			for _, d := range m.Deltas {
 				dsum, _ := hex.DecodeString(d.SHA256)
@@ -148,7 +149,7 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, err
 		if err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, now, life, online.Snapshot, online.Timestamp)
 	})
 	if err != nil {
 		return Published{}, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -49,8 +50,8 @@ func TestAddReleaseChecksInTransaction(t *testing.T) {
 			mine := tc.mine
 			mine.Payload = &racingPayload{Reader: mine.Payload, race: func() {
 				_, raceErr = p.AddRelease(ctx, tc.racer)
-				roleAfterRace = latest(t, p, repo.Release, repo.ProductRole("thermostat")).Version
-				tsAfterRace = latest(t, p, repo.Release, repo.RoleTimestamp).Version
+				roleAfterRace = latest(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Version
+				tsAfterRace = latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version
 				es, _ := p.Audit(ctx)
 				auditAfterRace = int64(len(es))
 			}}
@@ -66,10 +67,10 @@ func TestAddReleaseChecksInTransaction(t *testing.T) {
 			if err != nil || len(rels) != 2 || rels[1].Version != tc.racer.Version || rels[1].SecurityVersion != tc.racer.SecurityVersion {
 				t.Errorf("releases %+v, %v; want 1.1.0 and the racer's", rels, err)
 			}
-			if v := latest(t, p, repo.Release, repo.ProductRole("thermostat")).Version; v != roleAfterRace {
+			if v := latest(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Version; v != roleAfterRace {
 				t.Errorf("product role version %d, want %d as the racer left it", v, roleAfterRace)
 			}
-			if v := latest(t, p, repo.Release, repo.RoleTimestamp).Version; v != tsAfterRace {
+			if v := latest(t, p, deviceapi.RepoRelease, repo.RoleTimestamp).Version; v != tsAfterRace {
 				t.Errorf("timestamp version %d, want %d as the racer left it", v, tsAfterRace)
 			}
 			if es, _ := p.Audit(ctx); int64(len(es)) != auditAfterRace {
@@ -97,7 +98,7 @@ func TestAddReleaseReturnsWhatItPublished(t *testing.T) {
 	if m, err := release.DecodeManifest(stored.Manifest); err != nil || !reflect.DeepEqual(pub.Manifest, m) {
 		t.Errorf("returned manifest\n %+v\nstored\n %+v (%v)", pub.Manifest, m, err)
 	}
-	tf := loadTargets(t, p, repo.Release, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.2.0"]
+	tf := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/1.2.0"]
 	signed, err := release.ManifestFromCustom(tf.Custom)
 	if err != nil || !reflect.DeepEqual(pub.Manifest, *signed) {
 		t.Errorf("returned manifest\n %+v\nsigned\n %+v (%v)", pub.Manifest, signed, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // ReportRow is the number of anonymous reports about one release ×
@@ -16,12 +18,12 @@ import (
 // Operators share these numbers, and a small exact number could single out
 // one device's owner.
 type ReportRow struct {
-	Product    string `json:"product"`
-	Version    string `json:"version"`
-	Outcome    string `json:"outcome"`
-	ErrorClass string `json:"error_class"`
-	Count      *int64 `json:"count"`
-	FewerThan  int    `json:"fewer_than,omitempty"`
+	Product    string         `json:"product"`
+	Version    string         `json:"version"`
+	Outcome    report.Outcome `json:"outcome"`
+	ErrorClass report.Class   `json:"error_class"`
+	Count      *int64         `json:"count"`
+	FewerThan  int            `json:"fewer_than,omitempty"`
 }
 
 // ReportSummary is what Reports returns.
@@ -66,7 +68,7 @@ func (p *Project) Reports(ctx context.Context, product string, k int) (ReportSum
 	}
 	sum := ReportSummary{K: k, Retention: ret, Rows: make([]ReportRow, 0, len(sums))}
 	for kk, n := range sums {
-		row := ReportRow{Product: kk.product, Version: kk.version, Outcome: kk.outcome, ErrorClass: kk.class}
+		row := ReportRow{Product: kk.product, Version: kk.version, Outcome: report.Outcome(kk.outcome), ErrorClass: report.Class(kk.class)}
 		if n < int64(k) {
 			row.FewerThan = k
 		} else {

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
-	"github.com/uptrust/uptrust/internal/repo"
-	"github.com/uptrust/uptrust/internal/server"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -134,11 +134,11 @@ func TestRetentionConfig(t *testing.T) {
 	}
 }
 
-func report(outcome, class string) server.Report {
-	return server.Report{Product: "thermostat", Version: "1.1.0", Outcome: outcome, ErrorClass: class}
+func newReport(outcome report.Outcome, class report.Class) report.Report {
+	return report.Report{Product: "thermostat", Version: "1.1.0", Outcome: outcome, ErrorClass: class}
 }
 
-func addReports(t *testing.T, p *project.Project, r server.Report, n int, at time.Time) {
+func addReports(t *testing.T, p *project.Project, r report.Report, n int, at time.Time) {
 	t.Helper()
 	for range n {
 		if err := p.AddReport(t.Context(), r, at); err != nil {
@@ -187,7 +187,7 @@ func TestPurge(t *testing.T) {
 	now := start.Add(31 * day) // 2026-02-01 12:00
 	clk.Set(now)
 	// The counter retention bound is 2026-01-22 12:00.
-	ok, failed := report(server.OutcomeInstalled, ""), report(server.OutcomeFailed, "hash")
+	ok, failed := newReport(report.OutcomeInstalled, ""), newReport(report.OutcomeFailed, "hash")
 	addReports(t, p, ok, 2, time.Date(2026, 1, 20, 9, 0, 0, 0, time.UTC))
 	addReports(t, p, failed, 1, time.Date(2026, 1, 22, 6, 0, 0, 0, time.UTC))
 	// Younger than the bound, but in a counter whose day began before it:
@@ -268,7 +268,7 @@ func TestAuditRecordsOperations(t *testing.T) {
 	if _, err := p.ChangeRollout(ctx, "thermostat", func(r *store.Rollout) { r.Halted = true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.RotateRootKey(ctx, repo.Fleet, 1); err != nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoFleet, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Refused changes leave no entry.
@@ -323,12 +323,12 @@ func TestReportsThreshold(t *testing.T) {
 	p := initDev(t, clk)
 	ctx := t.Context()
 	// 4 + 3 on two days: 7 installed; 3 rolled back; 2 from another product.
-	addReports(t, p, report(server.OutcomeInstalled, ""), 4, t0.Add(-2*day))
-	addReports(t, p, report(server.OutcomeInstalled, ""), 3, t0)
-	addReports(t, p, report(server.OutcomeRolledBack, "health-check"), 3, t0)
-	addReports(t, p, server.Report{Product: "doorbell", Version: "2.0", Outcome: server.OutcomeFailed, ErrorClass: "io"}, 2, t0)
+	addReports(t, p, newReport(report.OutcomeInstalled, ""), 4, t0.Add(-2*day))
+	addReports(t, p, newReport(report.OutcomeInstalled, ""), 3, t0)
+	addReports(t, p, newReport(report.OutcomeRolledBack, "health-check"), 3, t0)
+	addReports(t, p, report.Report{Product: "doorbell", Version: "2.0", Outcome: report.OutcomeFailed, ErrorClass: "io"}, 2, t0)
 	// Past retention: neither summed nor shown.
-	addReports(t, p, report(server.OutcomeFailed, "hash"), 50, t0.Add(-time.Duration(project.DefaultReportCountsRetention)-day))
+	addReports(t, p, newReport(report.OutcomeFailed, "hash"), 50, t0.Add(-time.Duration(project.DefaultReportCountsRetention)-day))
 
 	seven := int64(7)
 	rows := func(product string, k int) []project.ReportRow {

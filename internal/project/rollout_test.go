@@ -11,6 +11,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -20,7 +21,7 @@ import (
 
 func fleetTargets(t *testing.T, p *project.Project) map[string]*metadata.TargetFiles {
 	t.Helper()
-	return loadTargets(t, p, repo.Fleet, repo.RoleTargets).Signed.Targets
+	return loadTargets(t, p, deviceapi.RepoFleet, repo.RoleTargets).Signed.Targets
 }
 
 func rolloutOf(t *testing.T, tf *metadata.TargetFiles) rollout.Rule {
@@ -53,7 +54,7 @@ func TestRollouts(t *testing.T) {
 	addRelease(t, p, releaseSpec("thermostat", "1.2.0", 1, "1.2.0"))
 	addRelease(t, p, releaseSpec("thermo", "2.0.0", 1, "thermo 2.0.0"))
 	releaseTarget := func(product, version string) *metadata.TargetFiles {
-		return loadTargets(t, p, repo.Release, repo.ProductRole(product)).Signed.Targets[release.TargetName(product, version)]
+		return loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole(product)).Signed.Targets[release.TargetName(product, version)]
 	}
 
 	clk.Advance(time.Minute)
@@ -135,7 +136,7 @@ func TestRollouts(t *testing.T) {
 	}
 
 	// Refusals leave the fleet repository as it was.
-	fleetV := latest(t, p, repo.Fleet, repo.RoleTargets).Version
+	fleetV := latest(t, p, deviceapi.RepoFleet, repo.RoleTargets).Version
 	if _, err := p.ChangeRollout(ctx, "thermostat", func(r *store.Rollout) { r.Percent = 101 }); err == nil {
 		t.Error("percent 101 accepted")
 	}
@@ -148,11 +149,11 @@ func TestRollouts(t *testing.T) {
 	if _, err := p.ChangeRollout(ctx, "doorbell", func(r *store.Rollout) { r.Percent = 1 }); err == nil {
 		t.Error("changing a rollout that does not exist succeeded")
 	}
-	if v := latest(t, p, repo.Fleet, repo.RoleTargets).Version; v != fleetV {
+	if v := latest(t, p, deviceapi.RepoFleet, repo.RoleTargets).Version; v != fleetV {
 		t.Errorf("fleet targets version %d after refusals, want %d", v, fleetV)
 	}
 	if stored, _ := p.Store.Rollout(ctx, "thermostat"); stored.Percent != 75 || stored.Version != "1.2.0" {
 		t.Errorf("stored rollout changed by a refusal: %+v", stored)
 	}
-	verifyAsClient(t, p, repo.Fleet, readFile(t, project.DeviceRootPath(p.Dir, repo.Fleet)), clk.Now())
+	verifyAsClient(t, p, deviceapi.RepoFleet, readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoFleet)), clk.Now())
 }

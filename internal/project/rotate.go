@@ -7,6 +7,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -18,7 +19,7 @@ import (
 // re-signed so the repository stays consistent, and the device root files
 // are rewritten for newly provisioned devices.
 func (p *Project) RotateRootKey(ctx context.Context, name string, index int) error {
-	if name != repo.Release && name != repo.Fleet {
+	if name != deviceapi.RepoRelease && name != deviceapi.RepoFleet {
 		return fmt.Errorf("project: unknown repository %q (want release or fleet)", name)
 	}
 	if index < 1 || index > p.Config.RootKeys {

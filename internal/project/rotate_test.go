@@ -10,6 +10,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -29,25 +30,25 @@ func TestRotateRootKey(t *testing.T) {
 				p = initProd(t, "pw")
 			}
 			ctx := t.Context()
-			v1 := readFile(t, project.DeviceRootPath(p.Dir, repo.Release))
+			v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
 			keyPath := filepath.Join(p.Dir, "keys", "offline", "release-root-1.key")
 			oldKey, err := keys.Load(keyPath, []byte("pw"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			fleetRoot := readFile(t, project.DeviceRootPath(p.Dir, repo.Fleet))
+			fleetRoot := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoFleet))
 
-			if err := p.RotateRootKey(ctx, repo.Release, 1); err != nil {
+			if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err != nil {
 				t.Fatalf("RotateRootKey: %v", err)
 			}
-			root := latest(t, p, repo.Release, repo.RoleRoot)
+			root := latest(t, p, deviceapi.RepoRelease, repo.RoleRoot)
 			if root.Version != 2 {
 				t.Fatalf("root version %d, want 2", root.Version)
 			}
-			if got := readFile(t, project.DeviceRootPath(p.Dir, repo.Release)); !bytes.Equal(got, root.Body) {
+			if got := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease)); !bytes.Equal(got, root.Body) {
 				t.Error("device root file is not the new root")
 			}
-			if got := readFile(t, project.DeviceRootPath(p.Dir, repo.Fleet)); !bytes.Equal(got, fleetRoot) {
+			if got := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoFleet)); !bytes.Equal(got, fleetRoot) {
 				t.Error("fleet device root changed by a release root rotation")
 			}
 			retired, err := keys.Load(keyPath+".retired", []byte("pw"))
@@ -73,15 +74,15 @@ func TestRotateRootKey(t *testing.T) {
 				t.Errorf("root v2 keys %v: want the new key %s instead of %s", ids, newKey.KeyID(), oldKey.KeyID())
 			}
 			// A device provisioned with v1 follows the rotation.
-			tm := verifyAsClient(t, p, repo.Release, v1, t0)
+			tm := verifyAsClient(t, p, deviceapi.RepoRelease, v1, t0)
 			if tm.Root.Signed.Version != 2 {
 				t.Errorf("client ends on root v%d", tm.Root.Signed.Version)
 			}
 			// The rotated set signs the next rotation.
-			if err := p.RotateRootKey(ctx, repo.Release, p.Config.RootKeys); err != nil {
+			if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, p.Config.RootKeys); err != nil {
 				t.Fatalf("second rotation: %v", err)
 			}
-			verifyAsClient(t, p, repo.Release, v1, t0)
+			verifyAsClient(t, p, deviceapi.RepoRelease, v1, t0)
 		})
 	}
 }
@@ -102,7 +103,7 @@ func TestRotateRootKeyRefusals(t *testing.T) {
 		t.Error("unknown repository accepted")
 	}
 	for _, i := range []int{0, 2} {
-		if err := p.RotateRootKey(ctx, repo.Fleet, i); err == nil {
+		if err := p.RotateRootKey(ctx, deviceapi.RepoFleet, i); err == nil {
 			t.Errorf("root key index %d accepted with 1 root key", i)
 		}
 	}
@@ -124,7 +125,7 @@ func TestRotateRootKeyFailureKeepsOldKey(t *testing.T) {
 	}
 	p = reopen(t, p, "")
 	for range 2 {
-		if err := p.RotateRootKey(ctx, repo.Release, 1); err == nil {
+		if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err == nil {
 			t.Fatal("rotation without the online snapshot key succeeded")
 		}
 	}
@@ -135,32 +136,32 @@ func TestRotateRootKeyFailureKeepsOldKey(t *testing.T) {
 	if k.KeyID() != oldKey.KeyID() {
 		t.Fatalf("a failed rotation replaced root key %s by the unpublished %s", oldKey.KeyID(), k.KeyID())
 	}
-	if v := latest(t, p, repo.Release, repo.RoleRoot).Version; v != 1 {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.RoleRoot).Version; v != 1 {
 		t.Fatalf("root version %d after failed rotations, want 1", v)
 	}
 	if err := os.Rename(moved, snapPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.RotateRootKey(ctx, repo.Release, 1); err != nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err != nil {
 		t.Fatalf("rotation once the online key is back: %v", err)
 	}
-	verifyAsClient(t, p, repo.Release, readFile(t, project.DeviceRootPath(dir, repo.Release)), t0)
+	verifyAsClient(t, p, deviceapi.RepoRelease, readFile(t, project.DeviceRootPath(dir, deviceapi.RepoRelease)), t0)
 }
 
 func TestRotateRootKeyWithOneRootKeyAbsent(t *testing.T) {
 	p := initProd(t, "pw")
 	ctx := t.Context()
-	v1 := readFile(t, project.DeviceRootPath(p.Dir, repo.Release))
+	v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
 	offline := filepath.Join(p.Dir, "keys", "offline")
 	away := t.TempDir()
 	if err := os.Rename(filepath.Join(offline, "release-root-3.key"), filepath.Join(away, "release-root-3.key")); err != nil {
 		t.Fatal(err)
 	}
 	p = reopen(t, p, "pw")
-	if err := p.RotateRootKey(ctx, repo.Release, 1); err != nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err != nil {
 		t.Fatalf("rotating key 1 with keys 1 and 2 present: %v", err)
 	}
-	verifyAsClient(t, p, repo.Release, v1, t0)
+	verifyAsClient(t, p, deviceapi.RepoRelease, v1, t0)
 }
 
 func TestRotateRootKeyBelowThresholdRestoresKey(t *testing.T) {
@@ -179,7 +180,7 @@ func TestRotateRootKeyBelowThresholdRestoresKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	p = reopen(t, p, "pw")
-	if err := p.RotateRootKey(ctx, repo.Release, 1); err == nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err == nil {
 		t.Fatal("rotation signed by 1 of a 2-of-3 root succeeded")
 	}
 	if k, err := keys.Load(keyPath, []byte("pw")); err != nil || k.KeyID() != oldKey.KeyID() {
@@ -194,10 +195,10 @@ func TestRotateRootKeyBelowThresholdRestoresKey(t *testing.T) {
 		}
 	}
 	// Same Project: nothing cached from the failed attempt may get in the way.
-	if err := p.RotateRootKey(ctx, repo.Release, 1); err != nil {
+	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err != nil {
 		t.Fatalf("rotation with all keys back: %v", err)
 	}
-	if v := latest(t, p, repo.Release, repo.RoleRoot).Version; v != 2 {
+	if v := latest(t, p, deviceapi.RepoRelease, repo.RoleRoot).Version; v != 2 {
 		t.Errorf("root version %d, want 2", v)
 	}
 }

@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/store"
-)
-
-// Base URL paths of the two repositories.
-const (
-	ReleaseBase = "/repo/release"
-	FleetBase   = "/repo/fleet"
 )
 
 // Generation implements server.Source.
@@ -23,7 +19,7 @@ func (p *Project) Generation(ctx context.Context) (int64, error) { return p.Stor
 // and the blob files of their targets.
 func (p *Project) Content(ctx context.Context) (*server.Content, error) {
 	c := &server.Content{Metadata: map[string][]byte{}, Payloads: map[string]server.PayloadFile{}}
-	for name, base := range map[string]string{repo.Release: ReleaseBase, repo.Fleet: FleetBase} {
+	for name, base := range map[string]string{deviceapi.RepoRelease: deviceapi.ReleaseBase, deviceapi.RepoFleet: deviceapi.FleetBase} {
 		f, err := repo.Published(ctx, p.Store, name, base)
 		if err != nil {
 			return nil, err
@@ -46,7 +42,7 @@ func (p *Project) Content(ctx context.Context) (*server.Content, error) {
 // repositories that have less than half their lifetime left.
 func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 	changed := false
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		k, err := p.keys.online(name)
 		if err != nil {
 			return changed, err
@@ -66,7 +62,7 @@ func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 
 // AddReport implements server.ReportSink: one more report in the counter of
 // its release × outcome × error class for the UTC day.
-func (p *Project) AddReport(ctx context.Context, r server.Report, at time.Time) error {
-	return p.Store.AddReport(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: r.Outcome,
-		ErrorClass: r.ErrorClass, Count: 1, Day: at.UTC().Truncate(24 * time.Hour)})
+func (p *Project) AddReport(ctx context.Context, r report.Report, at time.Time) error {
+	return p.Store.AddReport(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: string(r.Outcome),
+		ErrorClass: string(r.ErrorClass), Count: 1, Day: at.UTC().Truncate(24 * time.Hour)})
 }

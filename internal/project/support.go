@@ -11,6 +11,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
@@ -18,7 +19,7 @@ import (
 
 // Support returns the product's current signed support declaration.
 func (p *Project) Support(ctx context.Context, product string) (*release.Support, error) {
-	md, err := repo.LoadTargets(ctx, p.Store, repo.Release, repo.ProductRole(product))
+	md, err := repo.LoadTargets(ctx, p.Store, deviceapi.RepoRelease, repo.ProductRole(product))
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +88,7 @@ func (p *Project) reissueSupport(ctx context.Context, product, action string, ch
 	if err != nil {
 		return nil, err
 	}
-	online, err := p.keys.online(repo.Release)
+	online, err := p.keys.online(deviceapi.RepoRelease)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func (p *Project) reissueSupport(ctx context.Context, product, action string, ch
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
 	err = p.Store.Update(ctx, func(tx store.Tx) error {
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole(product), now, life, func(t *metadata.TargetsType) error {
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.ProductRole(product), now, life, func(t *metadata.TargetsType) error {
 			t.Targets[release.SupportTargetName(product)] = repo.NewTarget(repo.TargetInfo{Path: release.SupportTargetName(product), Length: info.Size, SHA256: sum})
 			return nil
 		}, productKey)
@@ -110,7 +111,7 @@ func (p *Project) reissueSupport(ctx context.Context, product, action string, ch
 		if err := audit(ctx, tx, now, action, product, detail); err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, now, life, online.Snapshot, online.Timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, now, life, online.Snapshot, online.Timestamp)
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -49,17 +50,17 @@ func Published(ctx context.Context, r store.Reader, name, base string) (Files, e
 		l := latest[m.Role]
 		switch {
 		case m.Role == RoleRoot:
-			f.Metadata[MetadataPath(base, m.Role, m.Version)] = m.Body
+			f.Metadata[deviceapi.MetadataPath(base, m.Role, m.Version)] = m.Body
 		case m.Role == RoleTimestamp:
 			if m.Version == l.Version {
-				f.Metadata[MetadataPath(base, m.Role, m.Version)] = m.Body
+				f.Metadata[deviceapi.MetadataPath(base, m.Role, m.Version)] = m.Body
 			}
 		case m.Version > l.Version-KeepVersions:
-			f.Metadata[MetadataPath(base, m.Role, m.Version)] = m.Body
+			f.Metadata[deviceapi.MetadataPath(base, m.Role, m.Version)] = m.Body
 		}
 	}
 	if root, ok := latest[RoleRoot]; ok {
-		f.Metadata[base+"/metadata/root.json"] = root.Body
+		f.Metadata[deviceapi.MetadataDir(base)+"/root.json"] = root.Body
 	}
 	roles, err := targetsRoles(ctx, r, name)
 	if err != nil {
@@ -76,7 +77,7 @@ func Published(ctx context.Context, r store.Reader, name, base string) (Files, e
 				return Files{}, fmt.Errorf("repo %s: target %s has no sha256", name, path)
 			}
 			h := hex.EncodeToString(sum)
-			f.Targets[TargetPath(base, path, h)] = FileTarget{Target: path, SHA256: h, Length: tf.Length}
+			f.Targets[deviceapi.TargetPath(base, path, h)] = FileTarget{Target: path, SHA256: h, Length: tf.Length}
 		}
 	}
 	return f, nil

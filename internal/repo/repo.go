@@ -23,19 +23,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/store"
-)
-
-// Repository names.
-const (
-	Release = "release"
-	Fleet   = "fleet"
 )
 
 // Top-level role names.
@@ -96,7 +90,7 @@ func (l Lifetimes) of(repoName, role string) time.Duration {
 		return l.Snapshot
 	case role == RoleTimestamp:
 		return l.Timestamp
-	case role == RoleTargets && repoName == Fleet:
+	case role == RoleTargets && repoName == deviceapi.RepoFleet:
 		return l.FleetTargets
 	case role == RoleTargets:
 		return l.Targets
@@ -411,7 +405,7 @@ func CheckDue(ctx context.Context, r store.Reader, name string, now time.Time, l
 		return m.Expires.Sub(now) < lifetime/2, nil
 	}
 	var err error
-	if name == Fleet {
+	if name == deviceapi.RepoFleet {
 		if d.Targets, err = due(RoleTargets, life.FleetTargets); err != nil {
 			return d, err
 		}
@@ -470,26 +464,4 @@ func NewTarget(t TargetInfo) *metadata.TargetFiles {
 		tf.Custom = &raw
 	}
 	return tf
-}
-
-// MetadataPath is the URL path of a metadata document under the repository
-// base (for example "/repo/release"). Timestamps are unversioned; every
-// other role is "<version>.<role>.json" (consistent snapshots). Delegated
-// role names keep their "/"; clients that escape it as %2F get the same
-// file after URL decoding.
-func MetadataPath(base, role string, version int64) string {
-	if role == RoleTimestamp {
-		return base + "/metadata/timestamp.json"
-	}
-	return fmt.Sprintf("%s/metadata/%d.%s.json", base, version, role)
-}
-
-// TargetPath is the URL path of a target file: consistent snapshots prefix
-// the file name with its SHA-256.
-func TargetPath(base, target, sha256hex string) string {
-	dir, file := "", target
-	if i := strings.LastIndexByte(target, '/'); i >= 0 {
-		dir, file = target[:i+1], target[i+1:]
-	}
-	return base + "/targets/" + dir + sha256hex + "." + file
 }

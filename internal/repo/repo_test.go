@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
+	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
@@ -188,7 +189,7 @@ func latestBody(t *testing.T, r store.Reader, name, role string) []byte {
 }
 
 func TestInitCreatesVersionOneOfEveryRole(t *testing.T) {
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, name)
 			for _, role := range []string{repo.RoleRoot, repo.RoleTargets, repo.RoleSnapshot, repo.RoleTimestamp} {
@@ -228,19 +229,19 @@ func TestInitCreatesVersionOneOfEveryRole(t *testing.T) {
 }
 
 func TestInitRefusesSecondInit(t *testing.T) {
-	f := newFixture(t, repo.Release)
+	f := newFixture(t, deviceapi.RepoRelease)
 	err := f.update(t, func(tx store.Tx) error {
-		return repo.Init(t.Context(), tx, repo.Release, t0.Add(time.Hour), f.life, f.roleKeys())
+		return repo.Init(t.Context(), tx, deviceapi.RepoRelease, t0.Add(time.Hour), f.life, f.roleKeys())
 	})
 	if err == nil || !strings.Contains(err.Error(), "already initialised") {
 		t.Fatalf("second Init: %v, want an already initialised error", err)
 	}
-	if v := f.version(t, repo.Release, repo.RoleTimestamp); v != 1 {
+	if v := f.version(t, deviceapi.RepoRelease, repo.RoleTimestamp); v != 1 {
 		t.Errorf("timestamp version %d after refused Init, want 1", v)
 	}
 	// The other repository in the same store is independent.
 	if err := f.update(t, func(tx store.Tx) error {
-		return repo.Init(t.Context(), tx, repo.Fleet, t0, f.life, f.roleKeys())
+		return repo.Init(t.Context(), tx, deviceapi.RepoFleet, t0, f.life, f.roleKeys())
 	}); err != nil {
 		t.Errorf("Init of fleet next to release: %v", err)
 	}
@@ -260,35 +261,35 @@ func TestInitRejectsBadKeys(t *testing.T) {
 		{"no timestamp key", repo.RoleKeys{Root: []repo.Signer{k}, RootThreshold: 1, Targets: k, Snapshot: k}},
 	} {
 		err := st.Update(t.Context(), func(tx store.Tx) error {
-			return repo.Init(t.Context(), tx, repo.Release, t0, life, tc.keys)
+			return repo.Init(t.Context(), tx, deviceapi.RepoRelease, t0, life, tc.keys)
 		})
 		if err == nil {
 			t.Errorf("%s: Init succeeded", tc.name)
 		}
 	}
-	if _, err := st.LatestMetadata(t.Context(), repo.Release, repo.RoleRoot); err == nil {
+	if _, err := st.LatestMetadata(t.Context(), deviceapi.RepoRelease, repo.RoleRoot); err == nil {
 		t.Error("a refused Init left a root behind")
 	}
 }
 
 func TestUpdateTargetsBumpsVersionAndChecksThreshold(t *testing.T) {
-	f := newFixture(t, repo.Release)
+	f := newFixture(t, deviceapi.RepoRelease)
 	ctx := t.Context()
 	md, err := updateTargets(t, f, repo.RoleTargets, addTarget("thermostat/notes.txt", []byte("hi")), f.targets)
 	if err != nil {
 		t.Fatalf("UpdateTargets with the targets key: %v", err)
 	}
-	if md.Signed.Version != 2 || f.version(t, repo.Release, repo.RoleTargets) != 2 {
-		t.Fatalf("targets version %d (stored %d), want 2", md.Signed.Version, f.version(t, repo.Release, repo.RoleTargets))
+	if md.Signed.Version != 2 || f.version(t, deviceapi.RepoRelease, repo.RoleTargets) != 2 {
+		t.Fatalf("targets version %d (stored %d), want 2", md.Signed.Version, f.version(t, deviceapi.RepoRelease, repo.RoleTargets))
 	}
 	later := t0.Add(48 * time.Hour)
 	if err := f.update(t, func(tx store.Tx) error {
-		_, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.RoleTargets, later, f.life, func(*metadata.TargetsType) error { return nil }, f.targets)
+		_, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.RoleTargets, later, f.life, func(*metadata.TargetsType) error { return nil }, f.targets)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := repo.LoadTargets(ctx, f.st, repo.Release, repo.RoleTargets)
+	got, _ := repo.LoadTargets(ctx, f.st, deviceapi.RepoRelease, repo.RoleTargets)
 	if want := later.Add(f.life.Targets).Truncate(time.Second); !got.Signed.Expires.Equal(want) {
 		t.Errorf("targets v3 expires %v, want %v", got.Signed.Expires, want)
 	}
@@ -301,15 +302,15 @@ func TestUpdateTargetsBumpsVersionAndChecksThreshold(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "threshold") {
 		t.Fatalf("UpdateTargets signed with the snapshot key: %v, want a threshold error", err)
 	}
-	if v := f.version(t, repo.Release, repo.RoleTargets); v != 3 {
+	if v := f.version(t, deviceapi.RepoRelease, repo.RoleTargets); v != 3 {
 		t.Errorf("targets version %d after a refused update, want 3", v)
 	}
 
 	// A delegated role is checked against the delegating targets role.
 	productKey, otherKey := genKey(t), genKey(t)
-	f.addProduct(t, repo.Release, "thermostat", productKey)
+	f.addProduct(t, deviceapi.RepoRelease, "thermostat", productKey)
 	role := repo.ProductRole("thermostat")
-	if v := f.version(t, repo.Release, role); v != 1 {
+	if v := f.version(t, deviceapi.RepoRelease, role); v != 1 {
 		t.Fatalf("%s version %d, want 1", role, v)
 	}
 	if _, err := updateTargets(t, f, role, addTarget("thermostat/1.1.0", []byte("payload")), otherKey); err == nil || !strings.Contains(err.Error(), "threshold") {
@@ -321,22 +322,22 @@ func TestUpdateTargetsBumpsVersionAndChecksThreshold(t *testing.T) {
 	if _, err := updateTargets(t, f, role, addTarget("thermostat/1.1.0", []byte("payload")), productKey); err != nil {
 		t.Fatalf("delegated role signed with its key: %v", err)
 	}
-	if v := f.version(t, repo.Release, role); v != 2 {
+	if v := f.version(t, deviceapi.RepoRelease, role); v != 2 {
 		t.Errorf("%s version %d, want 2", role, v)
 	}
 	// A role nobody delegated cannot be created.
 	if _, err := updateTargets(t, f, repo.ProductRole("toaster"), addTarget("toaster/1.0.0", []byte("t")), productKey); err == nil {
 		t.Error("an undelegated role was stored")
 	}
-	if _, err := f.st.LatestMetadata(ctx, repo.Release, repo.ProductRole("toaster")); err == nil {
+	if _, err := f.st.LatestMetadata(ctx, deviceapi.RepoRelease, repo.ProductRole("toaster")); err == nil {
 		t.Error("a refused undelegated role is in the store")
 	}
 	if err := f.update(t, func(tx store.Tx) error {
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, t0, f.life, f.snapshot, f.timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, t0, f.life, f.snapshot, f.timestamp)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tm := clientVerify(t, f.st, repo.Release, t0, role)
+	tm := clientVerify(t, f.st, deviceapi.RepoRelease, t0, role)
 	if _, ok := tm.Targets[role].Signed.Targets["thermostat/1.1.0"]; !ok {
 		t.Error("client-verified product role does not list thermostat/1.1.0")
 	}
@@ -347,29 +348,29 @@ func updateTargets(t *testing.T, f *fixture, role string, change func(*metadata.
 	var md *metadata.Metadata[metadata.TargetsType]
 	err := f.update(t, func(tx store.Tx) error {
 		var err error
-		md, err = repo.UpdateTargets(t.Context(), tx, repo.Release, role, t0, f.life, change, signers...)
+		md, err = repo.UpdateTargets(t.Context(), tx, deviceapi.RepoRelease, role, t0, f.life, change, signers...)
 		return err
 	})
 	return md, err
 }
 
 func TestRefreshSnapshotListsLatestTargetsVersions(t *testing.T) {
-	f := newFixture(t, repo.Release)
+	f := newFixture(t, deviceapi.RepoRelease)
 	ctx := t.Context()
 	productKey := genKey(t)
-	f.addProduct(t, repo.Release, "thermostat", productKey) // targets v2, product v1, snapshot v2
+	f.addProduct(t, deviceapi.RepoRelease, "thermostat", productKey) // targets v2, product v1, snapshot v2
 	for i := range 2 {
 		if _, err := updateTargets(t, f, repo.ProductRole("thermostat"), addTarget(fmt.Sprintf("thermostat/1.%d.0", i), []byte{byte(i)}), productKey); err != nil {
 			t.Fatal(err)
 		}
 	}
-	prevSnap, prevTS := f.version(t, repo.Release, repo.RoleSnapshot), f.version(t, repo.Release, repo.RoleTimestamp)
+	prevSnap, prevTS := f.version(t, deviceapi.RepoRelease, repo.RoleSnapshot), f.version(t, deviceapi.RepoRelease, repo.RoleTimestamp)
 	if err := f.update(t, func(tx store.Tx) error {
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, t0, f.life, f.snapshot, f.timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, t0, f.life, f.snapshot, f.timestamp)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	snapDoc := f.latest(t, repo.Release, repo.RoleSnapshot)
+	snapDoc := f.latest(t, deviceapi.RepoRelease, repo.RoleSnapshot)
 	if snapDoc.Version != prevSnap+1 {
 		t.Errorf("snapshot version %d, want %d", snapDoc.Version, prevSnap+1)
 	}
@@ -386,7 +387,7 @@ func TestRefreshSnapshotListsLatestTargetsVersions(t *testing.T) {
 			t.Errorf("snapshot meta %s = %+v, want version %d", path, mf, v)
 		}
 	}
-	tsDoc := f.latest(t, repo.Release, repo.RoleTimestamp)
+	tsDoc := f.latest(t, deviceapi.RepoRelease, repo.RoleTimestamp)
 	if tsDoc.Version != prevTS+1 {
 		t.Errorf("timestamp version %d, want %d", tsDoc.Version, prevTS+1)
 	}
@@ -408,7 +409,7 @@ func TestRefreshSnapshotListsLatestTargetsVersions(t *testing.T) {
 	}
 
 	// The keys-level checks a client makes, one by one.
-	root, err := metadata.Root().FromBytes(f.latest(t, repo.Release, repo.RoleRoot).Body)
+	root, err := metadata.Root().FromBytes(f.latest(t, deviceapi.RepoRelease, repo.RoleRoot).Body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,31 +422,31 @@ func TestRefreshSnapshotListsLatestTargetsVersions(t *testing.T) {
 	if err := root.VerifyDelegate(repo.RoleTimestamp, snap); err == nil {
 		t.Error("snapshot verifies as timestamp: snapshot and timestamp share a key")
 	}
-	top, err := metadata.Targets().FromBytes(f.latest(t, repo.Release, repo.RoleTargets).Body)
+	top, err := metadata.Targets().FromBytes(f.latest(t, deviceapi.RepoRelease, repo.RoleTargets).Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := root.VerifyDelegate(repo.RoleTargets, top); err != nil {
 		t.Errorf("root does not verify targets: %v", err)
 	}
-	prod, err := metadata.Targets().FromBytes(f.latest(t, repo.Release, repo.ProductRole("thermostat")).Body)
+	prod, err := metadata.Targets().FromBytes(f.latest(t, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := top.VerifyDelegate(repo.ProductRole("thermostat"), prod); err != nil {
 		t.Errorf("targets does not verify the product role: %v", err)
 	}
-	clientVerify(t, f.st, repo.Release, t0, repo.ProductRole("thermostat"))
+	clientVerify(t, f.st, deviceapi.RepoRelease, t0, repo.ProductRole("thermostat"))
 }
 
 func TestUpdateRoot(t *testing.T) {
-	f := newFixture(t, repo.Release)
+	f := newFixture(t, deviceapi.RepoRelease)
 	ctx := t.Context()
 	k1, k2, k3 := f.root[0], f.root[1], f.root[2]
 	k4, k5 := genKey(t), genKey(t)
 	updateRoot := func(change func(*metadata.RootType) error, signers ...repo.Signer) error {
 		return f.update(t, func(tx store.Tx) error {
-			_, err := repo.UpdateRoot(ctx, tx, repo.Release, t0, f.life, change, signers...)
+			_, err := repo.UpdateRoot(ctx, tx, deviceapi.RepoRelease, t0, f.life, change, signers...)
 			return err
 		})
 	}
@@ -456,7 +457,7 @@ func TestUpdateRoot(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "threshold") {
 		t.Fatalf("root signed by 1 of a 2-of-3 threshold: %v, want a threshold error", err)
 	}
-	if v := f.version(t, repo.Release, repo.RoleRoot); v != 1 {
+	if v := f.version(t, deviceapi.RepoRelease, repo.RoleRoot); v != 1 {
 		t.Fatalf("root version %d after a refused update, want 1", v)
 	}
 
@@ -486,21 +487,21 @@ func TestUpdateRoot(t *testing.T) {
 	if err == nil {
 		t.Fatal("rotation signed by 1 old and 1 new key was accepted (each threshold is 2)")
 	}
-	if v := f.version(t, repo.Release, repo.RoleRoot); v != 1 {
+	if v := f.version(t, deviceapi.RepoRelease, repo.RoleRoot); v != 1 {
 		t.Fatalf("root version %d after refused rotations, want 1", v)
 	}
 	later := t0.Add(100 * 24 * time.Hour)
 	if err := f.update(t, func(tx store.Tx) error {
-		_, err := repo.UpdateRoot(ctx, tx, repo.Release, later, f.life, rotate, k2, k3, k4, k5)
+		_, err := repo.UpdateRoot(ctx, tx, deviceapi.RepoRelease, later, f.life, rotate, k2, k3, k4, k5)
 		return err
 	}); err != nil {
 		t.Fatalf("rotation signed by 2 old and 2 new keys: %v", err)
 	}
-	if m := f.latest(t, repo.Release, repo.RoleRoot); m.Version != 2 || !m.Expires.Equal(later.Add(f.life.Root).Truncate(time.Second)) {
+	if m := f.latest(t, deviceapi.RepoRelease, repo.RoleRoot); m.Version != 2 || !m.Expires.Equal(later.Add(f.life.Root).Truncate(time.Second)) {
 		t.Fatalf("root v%d expiring %v, want v2 expiring a root lifetime after the rotation", m.Version, m.Expires)
 	}
 	v1, _ := metadata.Root().FromBytes(latestRootVersion(t, f.st, 1))
-	v2, _ := metadata.Root().FromBytes(f.latest(t, repo.Release, repo.RoleRoot).Body)
+	v2, _ := metadata.Root().FromBytes(f.latest(t, deviceapi.RepoRelease, repo.RoleRoot).Body)
 	if err := v1.VerifyDelegate(repo.RoleRoot, v2); err != nil {
 		t.Errorf("v1 does not verify v2: %v", err)
 	}
@@ -512,11 +513,11 @@ func TestUpdateRoot(t *testing.T) {
 		t.Error("root v3 signed by the revoked keys was accepted")
 	}
 	if err := f.update(t, func(tx store.Tx) error {
-		return repo.RefreshSnapshot(ctx, tx, repo.Release, t0, f.life, f.snapshot, f.timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, t0, f.life, f.snapshot, f.timestamp)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tm := clientVerify(t, f.st, repo.Release, t0)
+	tm := clientVerify(t, f.st, deviceapi.RepoRelease, t0)
 	if tm.Root.Signed.Version != 2 {
 		t.Errorf("client ends on root v%d, want 2", tm.Root.Signed.Version)
 	}
@@ -524,7 +525,7 @@ func TestUpdateRoot(t *testing.T) {
 
 func latestRootVersion(t *testing.T, r store.Reader, v int64) []byte {
 	t.Helper()
-	all, err := r.AllMetadata(t.Context(), repo.Release)
+	all, err := r.AllMetadata(t.Context(), deviceapi.RepoRelease)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,12 +539,12 @@ func latestRootVersion(t *testing.T, r store.Reader, v int64) []byte {
 }
 
 func TestCheckDueAndResignDue(t *testing.T) {
-	for _, name := range []string{repo.Release, repo.Fleet} {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, name)
 			ctx := t.Context()
 			online := repo.OnlineKeys{Snapshot: f.snapshot, Timestamp: f.timestamp}
-			if name == repo.Fleet {
+			if name == deviceapi.RepoFleet {
 				online.Targets = f.targets
 			}
 			checkDue := func(at time.Time) repo.Due {
@@ -597,7 +598,7 @@ func TestCheckDueAndResignDue(t *testing.T) {
 			// Past half the snapshot (and fleet targets) lifetime.
 			at = t0.Add(f.life.Snapshot/2 + time.Hour)
 			d := checkDue(at)
-			if !d.Snapshot || !d.Timestamp || d.Targets != (name == repo.Fleet) {
+			if !d.Snapshot || !d.Timestamp || d.Targets != (name == deviceapi.RepoFleet) {
 				t.Errorf("after half the snapshot lifetime: %+v due (targets due only for fleet)", d)
 			}
 			oldTargets := f.version(t, name, repo.RoleTargets)
@@ -605,7 +606,7 @@ func TestCheckDueAndResignDue(t *testing.T) {
 				t.Fatal("ResignDue reported no change with the snapshot due")
 			}
 			wantTargets := oldTargets
-			if name == repo.Fleet {
+			if name == deviceapi.RepoFleet {
 				wantTargets++
 			}
 			if v := f.version(t, name, repo.RoleTargets); v != wantTargets {
@@ -625,11 +626,11 @@ func TestCheckDueAndResignDue(t *testing.T) {
 // Fleet targets can fall due before the snapshot does; the re-signed targets
 // role must then still be listed by a new snapshot.
 func TestResignDueFleetTargetsBeforeSnapshot(t *testing.T) {
-	f := newFixture(t, repo.Fleet)
+	f := newFixture(t, deviceapi.RepoFleet)
 	ctx := t.Context()
 	f.life.FleetTargets = 2 * 24 * time.Hour
 	at := t0.Add(f.life.FleetTargets/2 + time.Hour)
-	d, err := repo.CheckDue(ctx, f.st, repo.Fleet, at, f.life)
+	d, err := repo.CheckDue(ctx, f.st, deviceapi.RepoFleet, at, f.life)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +644,7 @@ func TestResignDueFleetTargetsBeforeSnapshot(t *testing.T) {
 		t.Helper()
 		if err := f.update(t, func(tx store.Tx) error {
 			var err error
-			changed, err = repo.ResignDue(ctx, tx, repo.Fleet, at, f.life, repo.OnlineKeys{Targets: f.targets, Snapshot: f.snapshot, Timestamp: f.timestamp})
+			changed, err = repo.ResignDue(ctx, tx, deviceapi.RepoFleet, at, f.life, repo.OnlineKeys{Targets: f.targets, Snapshot: f.snapshot, Timestamp: f.timestamp})
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -651,32 +652,32 @@ func TestResignDueFleetTargetsBeforeSnapshot(t *testing.T) {
 	}
 	// Re-sign targets with the short lifetime, then let only it fall due.
 	if err := f.update(t, func(tx store.Tx) error {
-		if _, err := repo.UpdateTargets(ctx, tx, repo.Fleet, repo.RoleTargets, t0, f.life, func(*metadata.TargetsType) error { return nil }, f.targets); err != nil {
+		if _, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoFleet, repo.RoleTargets, t0, f.life, func(*metadata.TargetsType) error { return nil }, f.targets); err != nil {
 			return err
 		}
-		return repo.RefreshSnapshot(ctx, tx, repo.Fleet, t0.Add(f.life.FleetTargets/2), f.life, f.snapshot, f.timestamp)
+		return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoFleet, t0.Add(f.life.FleetTargets/2), f.life, f.snapshot, f.timestamp)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := repo.CheckDue(ctx, f.st, repo.Fleet, at, f.life); d != (repo.Due{Targets: true}) {
+	if d, _ := repo.CheckDue(ctx, f.st, deviceapi.RepoFleet, at, f.life); d != (repo.Due{Targets: true}) {
 		t.Fatalf("due %+v, want only the fleet targets", d)
 	}
 	resign(at)
 	if !changed {
 		t.Fatal("ResignDue did nothing with the fleet targets due")
 	}
-	if v := f.version(t, repo.Fleet, repo.RoleTargets); v != 3 {
+	if v := f.version(t, deviceapi.RepoFleet, repo.RoleTargets); v != 3 {
 		t.Errorf("fleet targets version %d, want 3", v)
 	}
-	clientVerify(t, f.st, repo.Fleet, at)
+	clientVerify(t, f.st, deviceapi.RepoFleet, at)
 }
 
 func TestPublished(t *testing.T) {
-	f := newFixture(t, repo.Release)
+	f := newFixture(t, deviceapi.RepoRelease)
 	ctx := t.Context()
 	const base = "/repo/release"
 	productKey := genKey(t)
-	f.addProduct(t, repo.Release, "thermostat", productKey) // targets v2, product v1, snapshot v2
+	f.addProduct(t, deviceapi.RepoRelease, "thermostat", productKey) // targets v2, product v1, snapshot v2
 	payload := []byte("firmware 1.1.0")
 	sum := sha256.Sum256(payload)
 	sha := hex.EncodeToString(sum[:])
@@ -692,32 +693,32 @@ func TestPublished(t *testing.T) {
 	}
 	for _, step := range steps {
 		if err := f.update(t, func(tx store.Tx) error {
-			if _, err := repo.UpdateTargets(ctx, tx, repo.Release, repo.ProductRole("thermostat"), t0, f.life, step, productKey); err != nil {
+			if _, err := repo.UpdateTargets(ctx, tx, deviceapi.RepoRelease, repo.ProductRole("thermostat"), t0, f.life, step, productKey); err != nil {
 				return err
 			}
-			return repo.RefreshSnapshot(ctx, tx, repo.Release, t0, f.life, f.snapshot, f.timestamp)
+			return repo.RefreshSnapshot(ctx, tx, deviceapi.RepoRelease, t0, f.life, f.snapshot, f.timestamp)
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Root v2, same keys.
 	if err := f.update(t, func(tx store.Tx) error {
-		_, err := repo.UpdateRoot(ctx, tx, repo.Release, t0, f.life, func(*metadata.RootType) error { return nil }, f.root...)
+		_, err := repo.UpdateRoot(ctx, tx, deviceapi.RepoRelease, t0, f.life, func(*metadata.RootType) error { return nil }, f.root...)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	snapV := f.version(t, repo.Release, repo.RoleSnapshot) // 7
+	snapV := f.version(t, deviceapi.RepoRelease, repo.RoleSnapshot) // 7
 	if snapV != 7 {
 		t.Fatalf("snapshot version %d, want 7", snapV)
 	}
 
-	files, err := repo.Published(ctx, f.st, repo.Release, base)
+	files, err := repo.Published(ctx, f.st, deviceapi.RepoRelease, base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bodyOf := func(role string, v int64) []byte {
-		all, _ := f.st.AllMetadata(ctx, repo.Release)
+		all, _ := f.st.AllMetadata(ctx, deviceapi.RepoRelease)
 		for _, m := range all {
 			if m.Role == role && m.Version == v {
 				return m.Body
@@ -730,7 +731,7 @@ func TestPublished(t *testing.T) {
 		base + "/metadata/1.root.json":                bodyOf(repo.RoleRoot, 1),
 		base + "/metadata/2.root.json":                bodyOf(repo.RoleRoot, 2),
 		base + "/metadata/root.json":                  bodyOf(repo.RoleRoot, 2),
-		base + "/metadata/timestamp.json":             f.latest(t, repo.Release, repo.RoleTimestamp).Body,
+		base + "/metadata/timestamp.json":             f.latest(t, deviceapi.RepoRelease, repo.RoleTimestamp).Body,
 		base + "/metadata/1.targets.json":             bodyOf(repo.RoleTargets, 1),
 		base + "/metadata/2.targets.json":             bodyOf(repo.RoleTargets, 2),
 		base + "/metadata/4.products/thermostat.json": bodyOf(repo.ProductRole("thermostat"), 4),
@@ -777,14 +778,14 @@ func TestPublished(t *testing.T) {
 	// targets → product role, all at the paths it derives.
 	tsDoc, _ := metadata.Timestamp().FromBytes(files.Metadata[base+"/metadata/timestamp.json"])
 	sv := tsDoc.Signed.Meta["snapshot.json"].Version
-	snapBytes, ok := files.Metadata[repo.MetadataPath(base, repo.RoleSnapshot, sv)]
+	snapBytes, ok := files.Metadata[deviceapi.MetadataPath(base, repo.RoleSnapshot, sv)]
 	if !ok {
 		t.Fatalf("snapshot v%d named by the timestamp is not published", sv)
 	}
 	snap, _ := metadata.Snapshot().FromBytes(snapBytes)
 	for role, mf := range snap.Signed.Meta {
 		role = strings.TrimSuffix(role, ".json")
-		if _, ok := files.Metadata[repo.MetadataPath(base, role, mf.Version)]; !ok {
+		if _, ok := files.Metadata[deviceapi.MetadataPath(base, role, mf.Version)]; !ok {
 			t.Errorf("%s v%d named by the snapshot is not published", role, mf.Version)
 		}
 	}
@@ -792,40 +793,12 @@ func TestPublished(t *testing.T) {
 
 func TestPublishedEmptyRepository(t *testing.T) {
 	st := openStore(t)
-	files, err := repo.Published(t.Context(), st, repo.Fleet, "/repo/fleet")
+	files, err := repo.Published(t.Context(), st, deviceapi.RepoFleet, "/repo/fleet")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files.Metadata) != 0 || len(files.Targets) != 0 {
 		t.Errorf("uninitialised repository publishes %v %v", files.Metadata, files.Targets)
-	}
-}
-
-func TestMetadataPathAndTargetPath(t *testing.T) {
-	for _, tc := range []struct {
-		role    string
-		version int64
-		want    string
-	}{
-		{repo.RoleRoot, 3, "/repo/release/metadata/3.root.json"},
-		{repo.RoleTargets, 12, "/repo/release/metadata/12.targets.json"},
-		{repo.RoleSnapshot, 1, "/repo/release/metadata/1.snapshot.json"},
-		{repo.RoleTimestamp, 9, "/repo/release/metadata/timestamp.json"},
-		{repo.ProductRole("thermostat"), 2, "/repo/release/metadata/2.products/thermostat.json"},
-	} {
-		if got := repo.MetadataPath("/repo/release", tc.role, tc.version); got != tc.want {
-			t.Errorf("MetadataPath(%s, %d) = %q, want %q", tc.role, tc.version, got, tc.want)
-		}
-	}
-	for _, tc := range []struct{ target, want string }{
-		{"thermostat/1.1.0", "/repo/fleet/targets/thermostat/abc.1.1.0"},
-		{"thermostat/support.json", "/repo/fleet/targets/thermostat/abc.support.json"},
-		{"a/b/c.bin", "/repo/fleet/targets/a/b/abc.c.bin"},
-		{"top.bin", "/repo/fleet/targets/abc.top.bin"},
-	} {
-		if got := repo.TargetPath("/repo/fleet", tc.target, "abc"); got != tc.want {
-			t.Errorf("TargetPath(%q) = %q, want %q", tc.target, got, tc.want)
-		}
 	}
 }
 

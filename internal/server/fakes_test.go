@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // fakeSource is an in-memory Source whose generation and content tests
@@ -59,14 +61,14 @@ func (f *fakeSource) calls() int {
 // and waits for block to be closed.
 type fakeSink struct {
 	mu      sync.Mutex
-	reports []Report
+	reports []report.Report
 	times   []time.Time
 	err     error
 	entered chan struct{}
 	block   chan struct{}
 }
 
-func (f *fakeSink) AddReport(ctx context.Context, r Report, at time.Time) error {
+func (f *fakeSink) AddReport(ctx context.Context, r report.Report, at time.Time) error {
 	if f.block != nil {
 		f.entered <- struct{}{}
 		<-f.block
@@ -81,10 +83,10 @@ func (f *fakeSink) AddReport(ctx context.Context, r Report, at time.Time) error 
 	return nil
 }
 
-func (f *fakeSink) got() []Report {
+func (f *fakeSink) got() []report.Report {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]Report(nil), f.reports...)
+	return append([]report.Report(nil), f.reports...)
 }
 
 // fakeResigner reports a change on its first call and none afterwards; it
@@ -250,7 +252,7 @@ func etagOf(b []byte) string {
 
 func postReport(t *testing.T, e *testEnv, body string) (*http.Response, []byte) {
 	t.Helper()
-	return e.do(t, http.MethodPost, reportsPath, strings.NewReader(body), "Content-Type", "application/json")
+	return e.do(t, http.MethodPost, deviceapi.ReportsPath, strings.NewReader(body), "Content-Type", "application/json")
 }
 
 // newLoopbackServer serves h on a loopback port for the test's duration.

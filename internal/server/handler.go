@@ -6,12 +6,13 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
 )
 
-// Paths of the fixed routes.
+// Paths of the fixed routes other than deviceapi.RepoPrefix and
+// deviceapi.ReportsPath.
 const (
-	repoPrefix  = "/repo/"
-	reportsPath = "/api/device/v1/reports"
 	healthzPath = "/healthz"
 	metricsPath = "/metrics"
 )
@@ -43,12 +44,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := (*Server)(h)
 	start := s.clock.Now()
 	p := r.URL.Path
-	if len(p) > len(repoPrefix) && p[:len(repoPrefix)] == repoPrefix {
+	if len(p) > len(deviceapi.RepoPrefix) && p[:len(deviceapi.RepoPrefix)] == deviceapi.RepoPrefix {
 		s.serveRepo(w, r, p, start)
 		return
 	}
 	switch p {
-	case reportsPath:
+	case deviceapi.ReportsPath:
 		if s.reports == nil {
 			s.writeText(w, r, routeNotFound, http.StatusNotFound, bodyNotFound, lenNotFound, start)
 			return

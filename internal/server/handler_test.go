@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
 )
 
 func TestMetadataGet(t *testing.T) {
@@ -225,7 +227,7 @@ func TestReportsDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := newLoopbackServer(t, s.Handler())
-	resp, err := ts.Client().Post(ts.URL+reportsPath, "application/json", strings.NewReader(`{}`))
+	resp, err := ts.Client().Post(ts.URL+deviceapi.ReportsPath, "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // route is one of the fixed set of routes the server counts requests for.
@@ -110,11 +112,11 @@ func (h *histogram) observe(d time.Duration) {
 	h.sumNs.Add(int64(d))
 }
 
-// reportOutcomes are the accepted values of Report.Outcome, in exposition
-// order.
-var reportOutcomes = [...]string{OutcomeInstalled, OutcomeRolledBack, OutcomeFailed, OutcomeRejected}
+// reportOutcomes are the accepted values of report.Report.Outcome, in
+// exposition order.
+var reportOutcomes = report.Outcomes()
 
-func outcomeIndex(o string) int {
+func outcomeIndex(o report.Outcome) int {
 	for i, v := range reportOutcomes {
 		if v == o {
 			return i

@@ -11,31 +11,13 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // MaxReportBytes is the largest report body accepted. A valid report is
 // well under 300 bytes.
 const MaxReportBytes = 4 << 10
-
-// Limits of report fields. Fields are short tokens so that a report cannot
-// smuggle free text (and with it personal data) into the counters.
-const (
-	maxFieldLen = 64
-)
-
-// Outcomes a report may carry, as stored by the ReportSink:
-//
-//	installed    the release was installed, booted and committed
-//	rolled_back  the release was installed but the device went back to the
-//	             previous slot (failed health check or boot)
-//	failed       installation failed before the device switched slots
-//	rejected     the device refused the release (verification or policy)
-const (
-	OutcomeInstalled  = "installed"
-	OutcomeRolledBack = "rolled_back"
-	OutcomeFailed     = "failed"
-	OutcomeRejected   = "rejected"
-)
 
 // serveReport accepts one anonymous report. Order of checks: method, rate
 // limit (so a flood costs no parsing), media type, body size, JSON shape,
@@ -69,7 +51,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
 		}
 		return writeProblem(w, http.StatusBadRequest, err.Error())
 	}
-	if err := validateReport(rep); err != nil {
+	if err := rep.Validate(); err != nil {
 		return writeProblem(w, http.StatusBadRequest, err.Error())
 	}
 	if err := s.reports.AddReport(r.Context(), rep, s.clock.Now().UTC()); err != nil {
@@ -86,77 +68,28 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusAccepted
 }
 
-// decodeReport reads exactly one JSON object with only Report's fields.
-func decodeReport(body io.Reader) (Report, error) {
-	var rep Report
+// decodeReport reads exactly one JSON object with only report.Report's
+// fields.
+func decodeReport(body io.Reader) (report.Report, error) {
+	var rep report.Report
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rep); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return Report{}, err
+			return report.Report{}, err
 		}
-		return Report{}, fmt.Errorf("malformed report: %w", err)
+		return report.Report{}, fmt.Errorf("malformed report: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return Report{}, err
+			return report.Report{}, err
 		}
-		return Report{}, errors.New("malformed report: data after the JSON object")
+		return report.Report{}, errors.New("malformed report: data after the JSON object")
 	}
 	return rep, nil
 }
-
-// validateReport checks every field against its length and charset limits
-// and the outcome against the documented set.
-func validateReport(r Report) error {
-	if err := checkToken("product", r.Product, true, isNameByte); err != nil {
-		return err
-	}
-	if err := checkToken("version", r.Version, true, isVersionByte); err != nil {
-		return err
-	}
-	if r.Outcome == "" {
-		return errors.New("invalid report: outcome is required")
-	}
-	if outcomeIndex(r.Outcome) < 0 {
-		return errors.New(`invalid report: outcome must be one of "installed", "rolled_back", "failed", "rejected"`)
-	}
-	return checkToken("error_class", r.ErrorClass, false, isNameByte)
-}
-
-func checkToken(field, v string, required bool, ok func(byte) bool) error {
-	if v == "" {
-		if required {
-			return fmt.Errorf("invalid report: %s is required", field)
-		}
-		return nil
-	}
-	if len(v) > maxFieldLen {
-		return fmt.Errorf("invalid report: %s is longer than %d bytes", field, maxFieldLen)
-	}
-	if !isAlnum(v[0]) {
-		return fmt.Errorf("invalid report: %s must start with a letter or digit", field)
-	}
-	for i := 0; i < len(v); i++ {
-		if !ok(v[i]) {
-			return fmt.Errorf("invalid report: %s contains a character outside its allowed set", field)
-		}
-	}
-	return nil
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// isNameByte allows letters, digits, '.', '_' and '-'.
-func isNameByte(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' }
-
-// isVersionByte also allows '+' and '~' (semver build metadata, Debian
-// style pre-releases).
-func isVersionByte(c byte) bool { return isNameByte(c) || c == '+' || c == '~' }
 
 // problem is an RFC 9457 problem details object. Type is always
 // "about:blank", so Title is the status phrase; Detail is meant for the

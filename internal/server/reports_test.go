@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 func TestReportAccepted(t *testing.T) {
@@ -16,7 +19,7 @@ func TestReportAccepted(t *testing.T) {
 		t.Fatalf("status %d, body %s", resp.StatusCode, body)
 	}
 	got := e.sink.got()
-	want := Report{Product: "thermostat", Version: "1.1.0+b7", Outcome: "rolled_back", ErrorClass: "health_check"}
+	want := report.Report{Product: "thermostat", Version: "1.1.0+b7", Outcome: "rolled_back", ErrorClass: "health_check"}
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("sink got %+v, want [%+v]", got, want)
 	}
@@ -25,12 +28,12 @@ func TestReportAccepted(t *testing.T) {
 	}
 
 	// No Content-Type is accepted (tiny clients); a wrong one is not.
-	resp, _ = e.do(t, http.MethodPost, reportsPath,
+	resp, _ = e.do(t, http.MethodPost, deviceapi.ReportsPath,
 		strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`))
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("no Content-Type: status %d", resp.StatusCode)
 	}
-	resp, body = e.do(t, http.MethodPost, reportsPath,
+	resp, body = e.do(t, http.MethodPost, deviceapi.ReportsPath,
 		strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`), "Content-Type", "text/plain")
 	checkProblem(t, resp, body, http.StatusUnsupportedMediaType)
 }
@@ -61,7 +64,7 @@ func checkProblem(t *testing.T, resp *http.Response, body []byte, status int) st
 
 func TestReportRejected(t *testing.T) {
 	e := newTestEnv(t, Config{})
-	long := strings.Repeat("a", maxFieldLen+1)
+	long := strings.Repeat("a", report.MaxFieldLen+1)
 	for _, tc := range []struct {
 		name, body string
 		status     int
@@ -93,7 +96,7 @@ func TestReportRejected(t *testing.T) {
 		t.Errorf("sink got rejected reports: %+v", got)
 	}
 
-	resp, body := e.do(t, http.MethodGet, reportsPath, nil)
+	resp, body := e.do(t, http.MethodGet, deviceapi.ReportsPath, nil)
 	checkProblem(t, resp, body, http.StatusMethodNotAllowed)
 	wantHeader(t, resp, "Allow", "POST")
 }

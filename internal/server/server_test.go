@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
 )
 
 // waitFor polls cond until it holds. The bound is generous: it only turns a
@@ -208,7 +210,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	inflight := make(chan result, 1)
 	go func() {
-		resp, err := http.Post("http://"+r.addr+reportsPath, "application/json",
+		resp, err := http.Post("http://"+r.addr+deviceapi.ReportsPath, "application/json",
 			strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`))
 		if err != nil {
 			inflight <- result{err: err}
@@ -252,7 +254,7 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 	r := startRun(t, s, nil)
 	go func() {
-		resp, err := http.Post("http://"+r.addr+reportsPath, "application/json",
+		resp, err := http.Post("http://"+r.addr+deviceapi.ReportsPath, "application/json",
 			strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`))
 		if err == nil {
 			resp.Body.Close()
@@ -423,7 +425,7 @@ func TestNoAddressesLogged(t *testing.T) {
 	if code, _ := get(t, client, base+payload); code != http.StatusInternalServerError {
 		t.Errorf("missing payload: status %d", code)
 	}
-	resp, err := client.Post(base+reportsPath, "application/json",
+	resp, err := client.Post(base+deviceapi.ReportsPath, "application/json",
 		strings.NewReader(`{"product":"p","version":"1","outcome":"installed"}`))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
 )
 
 // Cache-Control values. Versioned metadata ("3.targets.json") and
@@ -120,8 +122,8 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 }
 
 func checkRepoPath(p string) error {
-	if !strings.HasPrefix(p, "/repo/") {
-		return fmt.Errorf("server: content path %q is not under /repo/", p)
+	if !strings.HasPrefix(p, deviceapi.RepoPrefix) {
+		return fmt.Errorf("server: content path %q is not under %s", p, deviceapi.RepoPrefix)
 	}
 	if strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
 		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {

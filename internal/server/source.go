@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"time"
+
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // Content is everything under /repo/ at one moment: metadata documents held
@@ -34,18 +36,9 @@ type Source interface {
 	Content(ctx context.Context) (*Content, error)
 }
 
-// Report is one anonymous outcome report from a device. It carries no
-// identifier of the device.
-type Report struct {
-	Product    string `json:"product"`
-	Version    string `json:"version"`
-	Outcome    string `json:"outcome"`
-	ErrorClass string `json:"error_class,omitempty"`
-}
-
 // ReportSink stores report counters.
 type ReportSink interface {
-	AddReport(ctx context.Context, r Report, at time.Time) error
+	AddReport(ctx context.Context, r report.Report, at time.Time) error
 }
 
 // Resigner re-signs online metadata (timestamps) that is close to expiry. It

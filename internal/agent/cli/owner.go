@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/units"
 )
 
 // The owner's commands. They change state.json only (under the agent's
@@ -136,7 +137,7 @@ func postpone(ctx context.Context, cfg *agent.Config, args []string, env Env) er
 		fs.Usage()
 		return errUsage
 	}
-	d, err := agent.ParseDuration(pos[0])
+	d, err := units.ParseDuration(pos[0])
 	if err != nil {
 		return fmt.Errorf("postpone: %w", err)
 	}

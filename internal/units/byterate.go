@@ -1,16 +1,16 @@
-package agent
+package units
 
 import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 )
 
 // ByteRate is a download rate limit in bytes per second; 0 means no limit.
 // In JSON it is a number of bytes per second or a string with a unit, as
-// ParseByteRate reads it.
+// ParseByteRate reads it. Its only setting is the agent's
+// download_rate_limit, which its error messages name.
 type ByteRate int64
 
 // MinByteRate is the lowest limit accepted: below it an update of a few
@@ -19,12 +19,6 @@ const MinByteRate = 1024
 
 // maxByteRate bounds what ParseByteRate accepts (1 TiB/s).
 const maxByteRate = 1 << 40
-
-var byteUnits = map[string]float64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
-}
 
 // ParseByteRate reads a rate such as "512KiB", "2MiB", "1.5MB/s" or
 // "65536": a non-negative number, an optional unit (B, kB, MB, GB in powers
@@ -39,23 +33,6 @@ func ParseByteRate(s string) (ByteRate, error) {
 	return checkByteRate(s, v)
 }
 
-// parseAmount reads a non-negative number of bytes with an optional unit
-// (byteUnits, case does not matter), such as "512KiB" or "1.5MB".
-func parseAmount(s string) (float64, bool) {
-	t := strings.TrimSpace(s)
-	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := t, ""
-	if i >= 0 {
-		num, unit = t[:i], strings.TrimSpace(t[i:])
-	}
-	mult, ok := byteUnits[strings.ToLower(unit)]
-	v, err := strconv.ParseFloat(num, 64)
-	if num == "" || err != nil || !ok {
-		return 0, false
-	}
-	return v * mult, true
-}
-
 func checkByteRate(s string, v float64) (ByteRate, error) {
 	if math.IsNaN(v) || v < 0 || v > maxByteRate {
 		return 0, fmt.Errorf("download_rate_limit %q: out of range (0 to 1TiB per second)", s)
@@ -65,6 +42,13 @@ func checkByteRate(s string, v float64) (ByteRate, error) {
 		return 0, fmt.Errorf("download_rate_limit %q is %d bytes per second, below the minimum of %d; use 0 for no limit, or a unit such as KiB", s, r, MinByteRate)
 	}
 	return r, nil
+}
+
+// Validate checks a rate set in code rather than parsed: the same range
+// and minimum as ParseByteRate.
+func (r ByteRate) Validate() error {
+	_, err := checkByteRate(r.String(), float64(r))
+	return err
 }
 
 // UnmarshalJSON reads a number of bytes per second or a string with a unit.
@@ -94,20 +78,5 @@ func (r *ByteRate) UnmarshalJSON(b []byte) error {
 // divides it exactly ("2MiB", "1536KiB", "1000000").
 func (r ByteRate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
 
+// String writes the rate as MarshalJSON does, without quotes.
 func (r ByteRate) String() string { return formatBytes(int64(r)) }
-
-// formatBytes writes n in the largest binary unit that divides it exactly
-// ("2MiB", "1536KiB", "1000000").
-func formatBytes(n int64) string {
-	switch {
-	case n == 0:
-		return "0"
-	case n%(1<<30) == 0:
-		return strconv.FormatInt(n>>30, 10) + "GiB"
-	case n%(1<<20) == 0:
-		return strconv.FormatInt(n>>20, 10) + "MiB"
-	case n%(1<<10) == 0:
-		return strconv.FormatInt(n>>10, 10) + "KiB"
-	}
-	return strconv.FormatInt(n, 10)
-}

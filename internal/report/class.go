@@ -1,0 +1,43 @@
+package report
+
+// Class is the error class of a failure: the only detail about a failure
+// that leaves the device. The agent also records it in its state and shows
+// it to the owner.
+type Class string
+
+// Error classes the agent sends.
+const (
+	// ClassNetwork: the server could not be reached or did not answer as
+	// it should, or a download stalled or dropped. A check that ends in it
+	// is reported as OutcomeFailed, one that ends in any other class as
+	// OutcomeRejected.
+	ClassNetwork           Class = "network"
+	ClassMetadataExpired   Class = "metadata-expired"
+	ClassMetadataSignature Class = "metadata-signature"
+	ClassMetadataRollback  Class = "metadata-rollback"
+	ClassMetadataInvalid   Class = "metadata-invalid"
+	ClassRepoMismatch      Class = "repository-mismatch"
+	ClassManifestInvalid   Class = "manifest-invalid"
+	ClassNotApplicable     Class = "not-applicable"
+	ClassRollbackVersion   Class = "rollback-version"
+	ClassRollbackSecurity  Class = "rollback-security-version"
+	ClassPayloadHash       Class = "payload-hash-mismatch"
+	ClassPayloadTooLong    Class = "payload-too-long"
+	ClassPayloadTruncated  Class = "payload-truncated"
+	// ClassPayloadWindow: a zstd payload asks for a decoder window larger
+	// than release.MaxZstdWindow.
+	ClassPayloadWindow Class = "payload-window-too-large"
+	// ClassPayloadDecode: a payload that matches its signed hashes is not
+	// a valid zstd stream.
+	ClassPayloadDecode Class = "payload-decode"
+	// ClassImageHash: the decompressed image does not match the
+	// manifest's image_length and image_sha256.
+	ClassImageHash    Class = "image-hash-mismatch"
+	ClassInstallIO    Class = "install-io"
+	ClassBootloader   Class = "bootloader"
+	ClassBootFallback Class = "boot-fallback"
+	ClassHealthCheck  Class = "health-check"
+	// ClassSupportShortened: a signed support declaration ended earlier
+	// than the one accepted before; the agent kept the earlier one.
+	ClassSupportShortened Class = "support-shortened"
+)
