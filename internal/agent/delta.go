@@ -223,7 +223,7 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 // after this many bytes or CheckpointInterval, whichever comes first, and
 // at once, at the exact offset reached, when the connection fails or the
 // agent is stopped. Each save is an fsync of deltaFile, then a write of
-// the state into the checkpoint journal (journal.go), done before the
+// the state into the checkpoint journal (transfer.Journal), done before the
 // download goes on: deltas
 // are small (a few MiB, a few dozen saves). It is one copy buffer
 // (payload.BufferSize/4), so every whole buffer written is saved and a

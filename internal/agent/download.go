@@ -14,13 +14,14 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 )
 
 // When the download's progress is saved (see payload.Checkpoints): after
 // CheckpointBytes or CheckpointInterval since the last save began,
 // whichever comes first, and at once, at the exact offset reached, when the
 // connection fails or the agent is stopped. Each save is an fsync of the
-// slot and a write of the state into the checkpoint journal (journal.go),
+// slot and a write of the state into the checkpoint journal (transfer.Journal),
 // in place with one fdatasync; it runs in the background while the
 // download goes on, one at a time, so a save comes due only once the
 // previous one is done.
@@ -211,12 +212,12 @@ func (a *Agent) transfer(ctx context.Context, s *State, r *payload.Resumable) er
 	if err != nil {
 		return err
 	}
-	jr, err := openJournal(a.cfg.DataDir)
+	jr, err := transfer.OpenJournal(a.cfg.DataDir)
 	if err != nil {
 		w.Close()
 		return err
 	}
-	defer jr.close()
+	defer jr.Close()
 	// Progress is recorded in s on this goroutine, and written (after the
 	// slot's sync) to the checkpoint journal in the background while the
 	// download goes on.
@@ -365,3 +366,16 @@ func (c *counter) Read(p []byte) (int, error) {
 type eof struct{}
 
 func (eof) Read([]byte) (int, error) { return 0, io.EOF }
+
+// checkpointPersist returns the persist function of a download checkpoint
+// for the state encoded as b (whose Seq is seq): it writes the record into
+// j, or replaces state.json when the state is too large for a slot.
+func (a *Agent) checkpointPersist(j *transfer.Journal, seq uint64, b []byte) func() error {
+	return func() error {
+		err := j.Write(seq, b)
+		if errors.Is(err, transfer.ErrJournalFull) {
+			return writeState(a.cfg.DataDir, b)
+		}
+		return err
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 )
 
@@ -233,11 +234,11 @@ func (sf *stagedFetch) transfer(ctx context.Context) error {
 	if _, err := sf.f.Seek(r.Offset(), io.SeekStart); err != nil {
 		return fmt.Errorf("seeking %s to %d: %w", sf.f.Name(), r.Offset(), err)
 	}
-	jr, err := openJournal(a.cfg.DataDir)
+	jr, err := transfer.OpenJournal(a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	defer jr.close()
+	defer jr.Close()
 	cp := payload.Checkpoints{Bytes: sf.every, Interval: CheckpointInterval, Now: a.clock.Now, Background: sf.budget > 0, MaxLag: sf.budget,
 		Save: func(pr payload.Progress) (func() error, error) {
 			sf.record(&Download{Progress: pr, ETag: etag})

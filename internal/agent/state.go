@@ -11,6 +11,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
 )
@@ -178,7 +179,7 @@ type Check struct {
 type State struct {
 	FormatVersion int `json:"format_version"`
 	// Seq counts the saves of the state; it orders state.json and the
-	// checkpoint journal (see journal.go).
+	// checkpoint journal (see transfer.Journal).
 	Seq   uint64 `json:"seq,omitempty"`
 	Phase Phase  `json:"phase"`
 	// Version and SecurityVersion of the committed release in the booted slot.
@@ -347,12 +348,12 @@ func LoadState(dataDir string) (*State, error) {
 		return nil, err
 	}
 	// A download checkpoint newer than state.json is the latest state.
-	seq, jb, ok, err := readJournal(dataDir)
+	seq, jb, ok, err := transfer.ReadJournal(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if ok && seq > s.Seq {
-		js, err := decodeState(jb, journalPath(dataDir))
+		js, err := decodeState(jb, transfer.JournalPath(dataDir))
 		if err != nil {
 			return nil, err
 		}
