@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 )
 
 // Error classes: the only detail about a failure that leaves the device.
@@ -62,11 +63,11 @@ func classify(err error) string {
 		return decision.class
 	case errors.Is(err, errMismatch):
 		return ClassRepoMismatch
-	case errors.Is(err, errImageMismatch):
+	case errors.Is(err, transfer.ErrImageMismatch):
 		return ClassImageHash
-	case errors.Is(err, errWindowTooLarge):
+	case errors.Is(err, transfer.ErrWindowTooLarge):
 		return ClassPayloadWindow
-	case errors.Is(err, errDecode):
+	case errors.Is(err, transfer.ErrDecode):
 		return ClassPayloadDecode
 	case errors.Is(err, payload.ErrHashMismatch):
 		return ClassPayloadHash

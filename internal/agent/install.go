@@ -8,6 +8,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
@@ -61,7 +62,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
-		if err != nil && s.Pending.Delta != nil && errors.Is(err, errDeltaInterrupted) {
+		if err != nil && s.Pending.Delta != nil && errors.Is(err, transfer.ErrDeltaInterrupted) {
 			// The link keeps dropping: stay in phase writing with the
 			// delta's progress; the next check resumes it.
 			s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", offer.d.From)
@@ -153,16 +154,6 @@ func sameDownload(prev, next *Pending) bool {
 	return prev.Target == next.Target && prev.SHA256 == next.SHA256 && prev.Length == next.Length && prev.Slot == next.Slot
 }
 
-// targetFileName is the consistent-snapshot file name of a target.
-func targetFileName(target, sha string) string {
-	for i := len(target) - 1; i >= 0; i-- {
-		if target[i] == '/' {
-			return target[:i+1] + sha + "." + target[i+1:]
-		}
-	}
-	return sha + "." + target
-}
-
 // reject records a refused release in LastCheck and reports it once.
 func (a *Agent) reject(ctx context.Context, s *State, version, class string, err error) error {
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: version, Action: "rejected", ErrorClass: class, Reason: err.Error()}
@@ -179,23 +170,3 @@ func (a *Agent) reject(ctx context.Context, s *State, version, class string, err
 	a.log.Warn("install refused", "version", version, "class", class, "err", err)
 	return nil
 }
-
-// powerWriter lets tests cut power before each write, at power point
-// point ("mid-write" for a slot, "delta-write" for deltaFile).
-type powerWriter struct {
-	w interface {
-		Write([]byte) (int, error)
-		Sync() error
-	}
-	power func(string) error
-	point string
-}
-
-func (p powerWriter) Write(b []byte) (int, error) {
-	if err := p.power(p.point); err != nil {
-		return 0, err
-	}
-	return p.w.Write(b)
-}
-
-func (p powerWriter) Sync() error { return p.w.Sync() }

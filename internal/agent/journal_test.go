@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent/transfer"
@@ -29,8 +28,7 @@ func checkpoint(t *testing.T, dir string, s *State) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: &Config{DataDir: dir}}
-	if err := a.checkpointPersist(j, s.Seq, b)(); err != nil {
+	if err := j.Write(s.Seq, b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -64,20 +62,5 @@ func TestJournalNewerThanState(t *testing.T) {
 	}
 	if got := load(t, dir); got.Pending != nil || got.Phase != PhaseIdle {
 		t.Fatalf("state.json saved after the checkpoints: LoadState gives phase %s, pending %+v", got.Phase, got.Pending)
-	}
-}
-
-// TestJournalFullFallsBack: a state too large for a slot replaces
-// state.json instead.
-func TestJournalFullFallsBack(t *testing.T) {
-	dir := provisioned(t)
-	s := load(t, dir)
-	s.LastCheck = &Check{Reason: strings.Repeat("x", 64<<10)}
-	checkpoint(t, dir, s)
-	if got := load(t, dir); got.LastCheck == nil || len(got.LastCheck.Reason) != 64<<10 {
-		t.Fatal("the large state was not saved")
-	}
-	if _, b, ok, err := transfer.ReadJournal(dir); err != nil || ok {
-		t.Fatalf("journal record %d bytes, ok %v, err %v: want none", len(b), ok, err)
 	}
 }

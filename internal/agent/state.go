@@ -80,11 +80,59 @@ type Pending struct {
 
 // payloadProgress is the saved progress of p's payload download, into the
 // slot or staged (at most one is set); nil if there is none.
-func (p *Pending) payloadProgress() *Download {
-	if p.Download != nil {
-		return p.Download
+func (p *Pending) payloadProgress() *transfer.Progress {
+	if d := p.Download; d != nil {
+		route := transfer.RouteSlot
+		if d.Image > 0 {
+			route = transfer.RouteZstdStream
+		}
+		return d.progress(route)
 	}
-	return p.Staged
+	if d := p.Staged; d != nil {
+		return d.progress(transfer.RouteStaged)
+	}
+	return nil
+}
+
+// setPayloadProgress replaces the saved progress of p's payload download
+// with pr (nil: none).
+func (p *Pending) setPayloadProgress(pr *transfer.Progress) {
+	p.Download, p.Staged = nil, nil
+	switch {
+	case pr == nil:
+	case pr.Route == transfer.RouteStaged:
+		p.Staged = downloadOf(pr)
+	default:
+		p.Download = downloadOf(pr)
+	}
+}
+
+// deltaProgress is the saved progress of p's delta download; nil if there
+// is none.
+func (p *Pending) deltaProgress() *transfer.Progress {
+	if p.Delta == nil {
+		return nil
+	}
+	return p.Delta.Download.progress(transfer.RouteDelta)
+}
+
+// setDeltaProgress replaces the saved progress of p's delta download with
+// pr (nil: none), for the delta d.
+func (p *Pending) setDeltaProgress(d release.Delta, pr *transfer.Progress) {
+	p.Delta = nil
+	if pr != nil {
+		p.Delta = &DeltaDownload{From: d.From, Target: d.Target, Length: d.Length, SHA256: d.SHA256, Download: *downloadOf(pr)}
+	}
+}
+
+// progress is d as the progress of route.
+func (d *Download) progress(route transfer.Route) *transfer.Progress {
+	return &transfer.Progress{Route: route, Progress: d.Progress, ETag: d.ETag, Image: d.Image}
+}
+
+// downloadOf is pr as a Download.
+func downloadOf(pr *transfer.Progress) *Download {
+	return &Download{Progress: pr.Progress, ETag: pr.ETag, Image: pr.Image}
 }
 
 // Download is how far the payload download of a Pending release got.
