@@ -75,11 +75,12 @@ var errDeltaSource = errors.New("agent: the active slot does not hold the delta'
 // installDelta writes the release's image into the pending slot from a
 // delta: it checks the active slot's image against the delta's source
 // hash, then downloads the delta and applies it from the active slot
-// (transfer.Downloader.Delta), with its progress in s.Pending.Delta.
+// (transfer.Downloader.Delta), with its progress in s.Pending.Progress
+// and the delta in s.Pending.Delta.
 //
 // A power loss or a stopped agent (ctx) leaves phase writing with the
 // progress and the file for the next check, which resumes it (see
-// savedDelta), and so does a link that keeps dropping the download
+// savedProgress), and so does a link that keeps dropping the download
 // (transfer.ErrDeltaInterrupted) once progress is saved. Any other failure
 // drops the progress and the file: the caller falls back to the full
 // payload.
@@ -90,7 +91,7 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 		return n, err
 	}
 	if s.Pending.Delta != nil {
-		s.Pending.Delta = nil
+		s.Pending.Progress, s.Pending.Delta = nil, nil
 		if serr := saveState(a.cfg.DataDir, s); serr != nil && err == nil {
 			err = serr
 		}
@@ -161,26 +162,8 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 	return sum, saveState(a.cfg.DataDir, s)
 }
 
-// savedDelta returns the delta progress of the interrupted install in s
-// that next may continue: the same release into the same slot (see
-// sameDownload), and the same delta as the one offered now. Otherwise it
-// returns nil and removes any delta file left behind.
-func (a *Agent) savedDelta(s *State, next *Pending, o *deltaOffer) *DeltaDownload {
-	prev := s.Pending
-	if s.Phase == PhaseWriting && prev != nil && prev.Delta != nil && prev.Download == nil && sameDownload(prev, next) &&
-		o != nil && o.err == nil && sameDelta(prev.Delta, o.d) {
-		return prev.Delta
-	}
-	if prev != nil && prev.Delta != nil {
-		a.log.Info("the saved delta download is for another release, delta or slot; dropping it", "saved", prev.Version, "saved_from", prev.Delta.From,
-			"version", next.Version)
-	}
-	a.dropDeltaFile()
-	return nil
-}
-
 // sameDelta reports whether saved delta progress is for the delta d.
-func sameDelta(saved *DeltaDownload, d release.Delta) bool {
+func sameDelta(saved *DeltaID, d release.Delta) bool {
 	return saved.From == d.From && saved.Target == d.Target && saved.Length == d.Length && saved.SHA256 == d.SHA256
 }
 

@@ -15,11 +15,9 @@ import (
 // install streams the payload into the inactive slot, verifies it, arms
 // the bootloader and reboots. A download interrupted in an earlier check
 // (phase writing, with saved progress) is resumed if it was for the same
-// release, target hash, length and slot; otherwise it starts over. So is
-// the download of a compressed payload staged in the data directory (see
-// downloadZstd and savedStaged). An interrupted
-// delta download (or apply) resumes likewise if the same delta is still
-// offered (see savedDelta and installDelta).
+// release, target hash, length and slot by the same route; otherwise it
+// starts over. An interrupted delta download (or apply) resumes likewise
+// if the same delta is still offered (see savedProgress and installDelta).
 func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel, _ *metadata.TargetFiles) error {
 	st, err := a.slots.State(ctx)
 	if err != nil {
@@ -35,17 +33,7 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 	if m.Payload.Compression == release.CompressionZstd {
 		next.Compression, next.ImageLength, next.ImageSHA256 = m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256
 	}
-	if prev := s.Pending; s.Phase == PhaseWriting && prev != nil && prev.Download != nil {
-		if sameDownload(prev, next) {
-			next.Download = prev.Download
-			a.log.Info("resuming the download", "version", m.Version, "offset", prev.Download.Offset, "length", rel.Length)
-		} else {
-			a.log.Info("the saved download is for another release or slot; starting over", "saved", prev.Version, "saved_sha256", prev.SHA256,
-				"saved_slot", prev.Slot, "version", m.Version, "sha256", next.SHA256, "slot", next.Slot)
-		}
-	}
-	next.Delta = a.savedDelta(s, next, s.delta)
-	next.Staged = a.savedStaged(s, next)
+	a.savedProgress(s, next, s.delta)
 	s.Pending = next
 	s.Phase = PhaseWriting
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
@@ -133,19 +121,6 @@ func (a *Agent) install(ctx context.Context, s *State, m *release.Manifest, rel,
 		return err
 	}
 	return a.arm(ctx, s)
-}
-
-// savedStaged returns the staged-payload progress of the interrupted
-// install in s that next may continue (see sameDownload); otherwise nil,
-// and it removes any staged file left behind.
-func (a *Agent) savedStaged(s *State, next *Pending) *Download {
-	prev := s.Pending
-	if s.Phase == PhaseWriting && prev != nil && prev.Staged != nil && sameDownload(prev, next) {
-		a.log.Info("resuming the staged download", "version", next.Version, "offset", prev.Staged.Offset, "length", next.Length)
-		return prev.Staged
-	}
-	a.dropStagedFile()
-	return nil
 }
 
 // sameDownload reports whether saved progress for prev may continue as

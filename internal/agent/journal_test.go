@@ -48,11 +48,11 @@ func TestJournalNewerThanState(t *testing.T) {
 	dir := provisioned(t)
 	s := load(t, dir)
 	s.Phase = PhaseWriting
-	s.Pending = &Pending{Version: "1.1.0", Download: &Download{}}
+	s.Pending = &Pending{Version: "1.1.0", Progress: &transfer.Progress{Route: transfer.RouteSlot}}
 	for _, off := range []int64{1 << 19, 2 << 19, 3 << 19} {
-		s.Pending.Download.Offset = off
+		s.Pending.Progress.Offset = off
 		checkpoint(t, dir, s)
-		if got := load(t, dir); got.Pending == nil || got.Pending.Download.Offset != off || got.Seq != s.Seq {
+		if got := load(t, dir); got.Pending == nil || got.Pending.Progress.Offset != off || got.Seq != s.Seq {
 			t.Fatalf("after the checkpoint at %d LoadState gives %+v (seq %d, want %d)", off, got.Pending, got.Seq, s.Seq)
 		}
 	}

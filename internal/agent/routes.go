@@ -58,6 +58,46 @@ func (a *Agent) payloadJob(s *State, rel *metadata.TargetFiles) transfer.Job {
 		Saved: p.payloadProgress(), Rec: &recorder{a: a, s: s, key: p, set: p.setPayloadProgress}}
 }
 
+// savedProgress gives next the saved progress of the interrupted install
+// in s if next may continue it: the same release into the same slot (see
+// sameDownload) and, for a delta's progress, the same delta as the one
+// offered now (o). It removes the staged payload and the delta file that
+// next does not continue from.
+func (a *Agent) savedProgress(s *State, next *Pending, o *deltaOffer) {
+	prev := s.Pending
+	var saved *transfer.Progress
+	if s.Phase == PhaseWriting && prev != nil {
+		saved = prev.Progress
+	}
+	keep := saved != nil && sameDownload(prev, next)
+	switch {
+	case saved == nil:
+	case saved.Route == transfer.RouteDelta:
+		if keep = keep && o != nil && o.err == nil && sameDelta(prev.Delta, o.d); !keep {
+			a.log.Info("the saved delta download is for another release, delta or slot; dropping it", "saved", prev.Version, "saved_from", prev.Delta.From,
+				"version", next.Version)
+		}
+	case saved.Route == transfer.RouteStaged:
+		if keep {
+			a.log.Info("resuming the staged download", "version", next.Version, "offset", saved.Offset, "length", next.Length)
+		}
+	case keep:
+		a.log.Info("resuming the download", "version", next.Version, "offset", saved.Offset, "length", next.Length)
+	default:
+		a.log.Info("the saved download is for another release or slot; starting over", "saved", prev.Version, "saved_sha256", prev.SHA256,
+			"saved_slot", prev.Slot, "version", next.Version, "sha256", next.SHA256, "slot", next.Slot)
+	}
+	if keep {
+		next.Progress, next.Delta = saved, prev.Delta
+	}
+	if !keep || saved.Route != transfer.RouteDelta {
+		a.dropDeltaFile()
+	}
+	if !keep || saved.Route != transfer.RouteStaged {
+		a.dropStagedFile()
+	}
+}
+
 // recorder keeps a route's progress in s.Pending (set) and its counters in
 // the DownloadCount of key (see transfer.Recorder).
 type recorder struct {

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/uptrust/uptrust/internal/agent/payload"
-	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
@@ -25,9 +23,10 @@ const (
 	// PhaseIdle: nothing in progress.
 	PhaseIdle Phase = "idle"
 	// PhaseWriting: the inactive slot is being written; its content is
-	// not trusted. Pending.Download, when set, says how much of it is
-	// durable: the next check resumes from there if it still installs the
-	// same release into the same slot, and starts over otherwise.
+	// not trusted. Pending.Progress, when set, says how much of it (or of
+	// the staged payload or delta in the data directory) is durable: the
+	// next check resumes from there if it still installs the same release
+	// into the same slot by the same route, and starts over otherwise.
 	PhaseWriting Phase = "writing"
 	// PhaseArming: the slot was written and verified; the bootloader is
 	// being armed. Resumed by arming again (idempotent).
@@ -42,135 +41,6 @@ const (
 	// go back, then the device restarts.
 	PhaseReverting Phase = "reverting"
 )
-
-// Pending is the release being installed.
-type Pending struct {
-	Product         string    `json:"product"`
-	Version         string    `json:"version"`
-	SecurityVersion uint64    `json:"security_version"`
-	Target          string    `json:"target"`
-	Length          int64     `json:"length"`
-	SHA256          string    `json:"sha256"`
-	Slot            slot.Name `json:"slot"`
-	// From is the slot and version that ran before; rollback returns to it.
-	From        slot.Name `json:"from"`
-	FromVersion string    `json:"from_version"`
-	// Failure is set once the new slot has been judged bad.
-	Failure *Failure `json:"failure,omitempty"`
-	// Download is the saved progress of the payload download into the
-	// slot, while the phase is writing; nil before the first checkpoint,
-	// and always nil for a compressed payload.
-	Download *Download `json:"download,omitempty"`
-	// Staged is the saved progress of the download of a compressed
-	// payload into the data directory (stagedFile), from which it is then
-	// decompressed into the slot; nil for a payload streamed into the
-	// slot. At most one of Download, Staged and Delta is set.
-	Staged *Download `json:"staged,omitempty"`
-	// Delta is the saved progress of the download of the release's delta
-	// into the data directory (deltaFile), while the phase is writing and
-	// the delta is being tried; nil otherwise.
-	Delta *DeltaDownload `json:"delta,omitempty"`
-	// Compression is the manifest's payload compression ("" or "none":
-	// the payload is the image). With "zstd", ImageLength and ImageSHA256
-	// (hex) describe the decompressed image the slot must hold.
-	Compression string `json:"compression,omitempty"`
-	ImageLength int64  `json:"image_length,omitempty"`
-	ImageSHA256 string `json:"image_sha256,omitempty"`
-}
-
-// payloadProgress is the saved progress of p's payload download, into the
-// slot or staged (at most one is set); nil if there is none.
-func (p *Pending) payloadProgress() *transfer.Progress {
-	if d := p.Download; d != nil {
-		route := transfer.RouteSlot
-		if d.Image > 0 {
-			route = transfer.RouteZstdStream
-		}
-		return d.progress(route)
-	}
-	if d := p.Staged; d != nil {
-		return d.progress(transfer.RouteStaged)
-	}
-	return nil
-}
-
-// setPayloadProgress replaces the saved progress of p's payload download
-// with pr (nil: none).
-func (p *Pending) setPayloadProgress(pr *transfer.Progress) {
-	p.Download, p.Staged = nil, nil
-	switch {
-	case pr == nil:
-	case pr.Route == transfer.RouteStaged:
-		p.Staged = downloadOf(pr)
-	default:
-		p.Download = downloadOf(pr)
-	}
-}
-
-// deltaProgress is the saved progress of p's delta download; nil if there
-// is none.
-func (p *Pending) deltaProgress() *transfer.Progress {
-	if p.Delta == nil {
-		return nil
-	}
-	return p.Delta.Download.progress(transfer.RouteDelta)
-}
-
-// setDeltaProgress replaces the saved progress of p's delta download with
-// pr (nil: none), for the delta d.
-func (p *Pending) setDeltaProgress(d release.Delta, pr *transfer.Progress) {
-	p.Delta = nil
-	if pr != nil {
-		p.Delta = &DeltaDownload{From: d.From, Target: d.Target, Length: d.Length, SHA256: d.SHA256, Download: *downloadOf(pr)}
-	}
-}
-
-// progress is d as the progress of route.
-func (d *Download) progress(route transfer.Route) *transfer.Progress {
-	return &transfer.Progress{Route: route, Progress: d.Progress, ETag: d.ETag, Image: d.Image}
-}
-
-// downloadOf is pr as a Download.
-func downloadOf(pr *transfer.Progress) *Download {
-	return &Download{Progress: pr.Progress, ETag: pr.ETag, Image: pr.Image}
-}
-
-// Download is how far the payload download of a Pending release got.
-//
-// Invariant: it is saved only after the slot's first Offset bytes were
-// synced, and its hash states cover exactly those bytes as they arrived
-// from the server. Nothing here is trusted for arming: the whole image is
-// verified against the signed hashes first, and a resumed image is read
-// back from the slot and verified again.
-type Download struct {
-	payload.Progress
-	// ETag is the server's entity tag of the payload the bytes came from;
-	// a resume asks for the rest only if the server still has it.
-	ETag string `json:"etag,omitempty"`
-	// Image, for a compressed payload streamed into the slot, is how many
-	// image bytes the slot holds (durably) when Offset is a zstd frame
-	// boundary of the payload: the download resumes there with a new
-	// decoder. 0 for every other download.
-	Image int64 `json:"image_offset,omitempty"`
-}
-
-// DeltaDownload is how far the download of a delta into deltaFile got:
-// the delta it is (from version From, with the signed target, length and
-// sha256 of the manifest's entry) and the Download progress, whose Offset
-// equals Length once the whole delta arrived and matched its signed hashes.
-//
-// Invariant: it is saved only after the file's first Offset bytes were
-// synced. Nothing here is trusted for applying: a delta whose first bytes
-// came from saved progress is read back from the file and verified against
-// the signed hashes first, and the image it produces is verified against
-// the manifest before the slot is armed.
-type DeltaDownload struct {
-	From   string `json:"from"`
-	Target string `json:"target"`
-	Length int64  `json:"length"`
-	SHA256 string `json:"sha256"`
-	Download
-}
 
 // DownloadCount is what downloading one release's payload cost on the
 // wire, for metered links.
