@@ -89,3 +89,36 @@ func TestJournalFull(t *testing.T) {
 		t.Fatalf("after the refused write: seq %d, %q, ok %v, err %v", seq, b, ok, err)
 	}
 }
+
+// TestCheckpointFallsBack: a checkpoint whose state is too large for the
+// journal replaces the state file instead.
+func TestCheckpointFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	rec := &memRecorder{}
+	d := newDownloader(t, dir)
+	tr, err := d.start(Job{Target: Target{Length: 1, Hashes: map[string][]byte{"sha256": make([]byte, 32)}}, Rec: rec}, RouteSlot, "payload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for _, etag := range []string{"small", string(bytes.Repeat([]byte("x"), journalSlot))} {
+		persist, err := tr.checkpoint(j, Progress{Route: RouteSlot, ETag: etag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := persist(); err != nil {
+			t.Fatal(err)
+		}
+		if p := rec.persisted(t, dir); p == nil || p.ETag != etag {
+			t.Fatalf("persisted %+v, want the checkpoint's", p)
+		}
+	}
+	if seq, _, ok, err := ReadJournal(dir); err != nil || !ok || seq != 1 || rec.state == nil {
+		t.Fatalf("journal record %d (ok %v, err %v), state file %d bytes: want the small one in the journal, the large one in the file",
+			seq, ok, err, len(rec.state))
+	}
+}
