@@ -23,6 +23,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
@@ -379,10 +380,10 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 			return nil
 		}
 		s := lostPower(t, w, d, "staging")
-		if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Staged == nil || s.Pending.Staged.Offset == 0 {
+		if s.Phase != agent.PhaseWriting || s.Pending == nil || progressOf(s.Pending, transfer.RouteStaged) == nil || s.Pending.Progress.Offset == 0 {
 			t.Fatalf("phase %s, pending %+v: want saved staged progress", s.Phase, s.Pending)
 		}
-		saved := s.Pending.Staged.Offset
+		saved := s.Pending.Progress.Offset
 		// Saves run in the background, less than the power-loss budget
 		// behind the bytes written.
 		written := int64(writes-1) * (payload.BufferSize / 4)
@@ -461,10 +462,10 @@ func TestCompressedStagedPowerLoss(t *testing.T) {
 			return nil
 		}
 		s := lostPower(t, w, d, "streaming")
-		if s.Pending == nil || s.Pending.Download == nil {
+		if s.Pending == nil || progressOf(s.Pending, transfer.RouteSlot, transfer.RouteZstdStream) == nil {
 			t.Fatalf("pending %+v: want a saved frame boundary", s.Pending)
 		}
-		saved := s.Pending.Download
+		saved := s.Pending.Progress
 		// Boundaries are saved as the download goes on; the decoder may
 		// be a frame ahead of the last save.
 		if saved.Image%frame != 0 || saved.Image > written || written-saved.Image > 2*frame || saved.Offset <= 0 || saved.Offset >= rel.Length {
@@ -508,7 +509,7 @@ func TestCompressedFramesTamperedNotResumed(t *testing.T) {
 	w.cycle(d)
 	w.assertRefused(d, "1.0.0", "payload-hash-mismatch", "rejected")
 	assertNotArmed(t, d)
-	if s, err := agent.LoadState(d.Config.DataDir); err != nil || s.Pending != nil && s.Pending.Download != nil {
+	if s, err := agent.LoadState(d.Config.DataDir); err != nil || s.Pending != nil && progressOf(s.Pending, transfer.RouteSlot, transfer.RouteZstdStream) != nil {
 		t.Fatalf("after the mismatch the state keeps progress %+v (%v)", s.Pending, err)
 	}
 	w.proxy.clear()

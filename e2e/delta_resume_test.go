@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/sim"
 )
@@ -95,16 +96,16 @@ func assertDeltaUsed(t *testing.T, w *world, d *sim.Device, full interface{ Load
 
 // deltaPending returns the device's pending install, which must hold
 // saved delta progress.
-func deltaPending(t *testing.T, d *sim.Device) *agent.DeltaDownload {
+func deltaPending(t *testing.T, d *sim.Device) *transfer.Progress {
 	t.Helper()
 	s, err := agent.LoadState(d.Config.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Delta == nil || s.Pending.Download != nil {
+	if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Delta == nil || progressOf(s.Pending, transfer.RouteDelta) == nil {
 		t.Fatalf("%s: phase %s, pending %+v: want saved delta progress", d.Name, s.Phase, s.Pending)
 	}
-	return s.Pending.Delta
+	return s.Pending.Progress
 }
 
 // deltaPowerLossAt cuts power before the k-th write into the delta file and

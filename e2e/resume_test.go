@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/sim"
 )
 
@@ -50,10 +52,19 @@ func pending(t *testing.T, d *sim.Device) *agent.Pending {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Phase != agent.PhaseWriting || s.Pending == nil || s.Pending.Download == nil {
+	if s.Phase != agent.PhaseWriting || s.Pending == nil || progressOf(s.Pending, transfer.RouteSlot, transfer.RouteZstdStream) == nil {
 		t.Fatalf("%s: phase %s, pending %+v: want a saved download", d.Name, s.Phase, s.Pending)
 	}
 	return s.Pending
+}
+
+// progressOf returns the saved progress of p if it is of one of routes,
+// else nil.
+func progressOf(p *agent.Pending, routes ...transfer.Route) *transfer.Progress {
+	if p.Progress != nil && slices.Contains(routes, p.Progress.Route) {
+		return p.Progress
+	}
+	return nil
 }
 
 // TestResumeAfterDroppedConnection drops the payload connection at fixed
@@ -109,14 +120,14 @@ func TestResumeAcrossChecks(t *testing.T) {
 		t.Fatalf("%d requests in the first check, want %d (max_attempts)", len(reqs), d.Config.MaxAttempts)
 	}
 	p := pending(t, d)
-	if p.Download.Offset != int64(len(reqs))*n {
-		t.Fatalf("saved at %d, want %d", p.Download.Offset, len(reqs)*n)
+	if p.Progress.Offset != int64(len(reqs))*n {
+		t.Fatalf("saved at %d, want %d", p.Progress.Offset, len(reqs)*n)
 	}
 	st, err := d.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LastCheck.ErrorClass != "network" || st.Installing != "1.1.0" || st.DownloadSaved != p.Download.Offset ||
+	if st.LastCheck.ErrorClass != "network" || st.Installing != "1.1.0" || st.DownloadSaved != p.Progress.Offset ||
 		!strings.Contains(st.LastCheck.Reason, "resumes at the next check") {
 		t.Fatalf("status %+v / %+v, want a network error and the download saved", st, st.LastCheck)
 	}
@@ -124,8 +135,8 @@ func TestResumeAcrossChecks(t *testing.T) {
 	tp = w.tapPayload("1.1.0", nil)
 	w.cycle(d)
 	w.assertRunning(d, "1.1.0")
-	if got := tp.total(); got != bigSize-p.Download.Offset {
-		t.Fatalf("the second check downloaded %d bytes, want the %d missing", got, bigSize-p.Download.Offset)
+	if got := tp.total(); got != bigSize-p.Progress.Offset {
+		t.Fatalf("the second check downloaded %d bytes, want the %d missing", got, bigSize-p.Progress.Offset)
 	}
 	if c := download(t, d, "1.1.0"); c.Bytes != bigSize || c.Requests != len(reqs)+1 {
 		t.Fatalf("counter %+v, want every byte once in %d requests", c, len(reqs)+1)
@@ -168,7 +179,7 @@ func TestResumeAfterPowerLoss(t *testing.T) {
 				// The first save begins at CheckpointBytes; later ones
 				// run in the background and may lag.
 				p := pending(t, d)
-				saved = p.Download.Offset
+				saved = p.Progress.Offset
 				if saved > written || saved < agent.CheckpointBytes || saved%write != 0 {
 					t.Fatalf("saved at %d after %d bytes written, want a checkpoint between %d and there", saved, written, agent.CheckpointBytes)
 				}
@@ -285,15 +296,15 @@ func TestResumeReadsBackTheSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("rot"), p.Download.Offset/2); err != nil {
+	if _, err := f.WriteAt([]byte("rot"), p.Progress.Offset/2); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	before := len(tp.requests())
 	w.cycle(d)
 	w.assertRunning(d, "1.1.0")
-	if after := tp.since(before); after != bigSize-p.Download.Offset+bigSize {
-		t.Fatalf("downloaded %d bytes after the power loss, want the rest (%d) and then all of it (%d)", after, bigSize-p.Download.Offset, bigSize)
+	if after := tp.since(before); after != bigSize-p.Progress.Offset+bigSize {
+		t.Fatalf("downloaded %d bytes after the power loss, want the rest (%d) and then all of it (%d)", after, bigSize-p.Progress.Offset, bigSize)
 	}
 	if c := download(t, d, "1.1.0"); c.Restarts != 1 {
 		t.Fatalf("counter %+v, want one restart", c)
@@ -423,13 +434,13 @@ func TestResumeProgressForAnotherRelease(t *testing.T) {
 			editState(t, d, func(s *agent.State) { s.Pending.SHA256 = strings.Repeat("ab", 32) })
 		}, "1.1.0", false},
 		{"unreadable hash state", func(t *testing.T, w *world, d *sim.Device) {
-			editState(t, d, func(s *agent.State) { s.Pending.Download.States["sha256"][0] ^= 1 })
+			editState(t, d, func(s *agent.State) { s.Pending.Progress.States["sha256"][0] ^= 1 })
 		}, "1.1.0", false},
 		{"offset beyond the payload", func(t *testing.T, w *world, d *sim.Device) {
-			editState(t, d, func(s *agent.State) { s.Pending.Download.Offset = bigSize + 1 })
+			editState(t, d, func(s *agent.State) { s.Pending.Progress.Offset = bigSize + 1 })
 		}, "1.1.0", false},
 		{"damaged hash state", func(t *testing.T, w *world, d *sim.Device) {
-			editState(t, d, func(s *agent.State) { s.Pending.Download.States["sha256"][10] ^= 1 })
+			editState(t, d, func(s *agent.State) { s.Pending.Progress.States["sha256"][10] ^= 1 })
 		}, "1.1.0", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,23 +1,18 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/agent/slot"
-	"github.com/uptrust/uptrust/internal/delta"
-	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
@@ -72,44 +67,31 @@ func offerDelta(r *repos, m *release.Manifest, running string) *deltaOffer {
 	return o
 }
 
-// Errors of the delta path; any of them makes the agent fall back to the
-// full payload.
-var (
-	errDeltaSource     = errors.New("agent: the active slot does not hold the delta's source image")
-	errDeltaNoReaderAt = errors.New("agent: the slot backend's reader has no random access (io.ReaderAt)")
-	errDeltaTarget     = errors.New("agent: the delta's target does not match the manifest's image")
-	// errDeltaInterrupted: the link dropped the delta download
-	// Config.MaxAttempts times in a row. Not a reason to fetch the larger
-	// full payload over the same link: the progress is kept and the next
-	// check resumes the delta.
-	errDeltaInterrupted = errors.New("agent: the delta download was interrupted")
-)
+// errDeltaSource: the active slot does not hold the image the delta is
+// for. Like every failure of the delta path (see installDelta), it makes
+// the agent fall back to the full payload.
+var errDeltaSource = errors.New("agent: the active slot does not hold the delta's source image")
 
 // installDelta writes the release's image into the pending slot from a
 // delta: it checks the active slot's image against the delta's source
-// hash, downloads the delta (verified against its signed length and
-// hashes) into deltaFile, checks that the delta's declared target is the
-// manifest's image, and applies it with the active slot as the source;
-// Apply checks the bytes it hands to the slot against that target hash, so
-// the slot is not read back (as after a full download).
+// hash, then downloads the delta and applies it from the active slot
+// (transfer.Downloader.Delta), with its progress in s.Pending.Progress
+// and the delta in s.Pending.Delta.
 //
-// The download saves its progress in s.Pending.Delta (see fetchDelta), so
-// a dropped connection is resumed with a Range request within this check,
-// and a power loss or a stopped agent (ctx) leaves phase writing with the
+// A power loss or a stopped agent (ctx) leaves phase writing with the
 // progress and the file for the next check, which resumes it (see
-// savedDelta). The same holds after a power loss during the apply: the
-// progress then says the delta is complete, and the next check reads the
-// file back, verifies it and applies it again into the slot from byte 0.
-// Any other failure drops the progress and the file: the caller falls
-// back to the full payload.
+// savedProgress), and so does a link that keeps dropping the download
+// (transfer.ErrDeltaInterrupted) once progress is saved. Any other failure
+// drops the progress and the file: the caller falls back to the full
+// payload.
 func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (int64, error) {
 	n, err := a.tryDelta(ctx, s, m, o)
-	if err != nil && (errors.Is(err, ErrPowerLoss) || ctx.Err() != nil || errors.Is(err, errDeltaInterrupted) && s.Pending.Delta != nil) {
+	if err != nil && (errors.Is(err, ErrPowerLoss) || ctx.Err() != nil || errors.Is(err, transfer.ErrDeltaInterrupted) && s.Pending.Delta != nil) {
 		// Keep the progress: the next check resumes.
 		return n, err
 	}
 	if s.Pending.Delta != nil {
-		s.Pending.Delta = nil
+		s.Pending.Progress, s.Pending.Delta = nil, nil
 		if serr := a.record(s); serr != nil && err == nil {
 			err = serr
 		}
@@ -141,55 +123,15 @@ func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *
 	if _, err := hex.Decode(src[:], []byte(srcSum)); err != nil {
 		return 0, err
 	}
-	f, err := a.fetchDelta(ctx, s, m.Version, o)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	// The delta must produce exactly the manifest's image: then Apply's check of the
-	// written bytes against the header's target hash is the image check, and the slot
-	// need not be read back (as after a full download).
+	// The delta must produce exactly the manifest's image.
 	length, sum := m.Image(p.Length, p.SHA256)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("reading the delta: %w", err)
-	}
-	h, err := delta.ReadHeader(f)
-	if err != nil {
-		return 0, fmt.Errorf("reading the delta: %w", err)
-	}
-	if h.TargetSize != length || hex.EncodeToString(h.TargetSHA256[:]) != sum {
-		return 0, fmt.Errorf("%w: the delta makes a %d-byte image with SHA-256 %x, the manifest's image has %d bytes and SHA-256 %s",
-			errDeltaTarget, h.TargetSize, h.TargetSHA256, length, sum)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("reading the delta: %w", err)
-	}
-	rd, err := a.slots.OpenReader(ctx, p.From)
-	if err != nil {
-		return 0, fmt.Errorf("opening slot %s for reading: %w", p.From, err)
-	}
-	defer rd.Close()
-	ra, ok := rd.(io.ReaderAt)
-	if !ok {
-		return 0, errDeltaNoReaderAt
-	}
-	w, err := a.openSlot(ctx, p.Slot, 0)
+	key := &Pending{Version: m.Version, SHA256: d.SHA256, Length: d.Length}
+	j := transfer.Job{Version: m.Version, Target: transfer.NewTarget(a.cfg.Server, d.Target, o.target), Slot: a.slot(p.Slot),
+		Saved: p.deltaProgress(), Rec: &recorder{a: a, s: s, key: key, deltaFrom: d.From, set: func(pr *transfer.Progress) { p.setDeltaProgress(d, pr) }}}
+	err = a.transfers().Delta(ctx, j, transfer.Source{Slot: a.slot(p.From), Version: d.From, Length: d.SourceLength, SHA256: src},
+		transfer.Image{Length: length, SHA256: sum})
 	if err != nil {
 		return 0, err
-	}
-	bw := bufio.NewWriterSize(powerWriter{payload.WritebackAt(w, 0), a.power, "mid-write"}, 1<<20)
-	_, err = delta.Apply(ctx, bw, delta.Source{R: ra, Size: d.SourceLength, SHA256: src}, bufio.NewReaderSize(io.LimitReader(f, d.Length), 1<<16))
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = w.Sync()
-	}
-	if cerr := w.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, fmt.Errorf("applying the delta from %s: %w", d.From, err)
 	}
 	return d.Length, nil
 }
@@ -220,87 +162,10 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 	return sum, a.record(s)
 }
 
-// DeltaCheckpointBytes is how often the delta download saves its progress:
-// after this many bytes or CheckpointInterval, whichever comes first, and
-// at once, at the exact offset reached, when the connection fails or the
-// agent is stopped. Each save is an fsync of deltaFile, then a write of
-// the state into the checkpoint journal (journal.go), done before the
-// download goes on: deltas
-// are small (a few MiB, a few dozen saves). It is one copy buffer
-// (payload.BufferSize/4), so every whole buffer written is saved and a
-// power loss costs at most the buffer being filled; an idle save
-// (payload.Checkpoints.Idle) would add nothing.
-const DeltaCheckpointBytes = 256 << 10
-
-// fetchDelta downloads the delta target into deltaFile, verified against
-// its signed length and hashes, and returns the file (open for reading and
-// writing), with its progress in s.Pending.Delta (see stagedFetch).
-func (a *Agent) fetchDelta(ctx context.Context, s *State, version string, o *deltaOffer) (*os.File, error) {
-	t := o.target
-	hashes := map[string][]byte{}
-	for alg, h := range t.Hashes {
-		hashes[alg] = h
-	}
-	key := &Pending{Version: version, SHA256: o.d.SHA256, Length: o.d.Length}
-	p := s.Pending
-	sf := &stagedFetch{a: a, s: s, what: "delta", path: a.deltaFile(), point: "delta-write", every: DeltaCheckpointBytes,
-		url:    a.cfg.Server + deviceapi.TargetPath(deviceapi.ReleaseBase, o.d.Target, hex.EncodeToString(t.Hashes["sha256"])),
-		length: t.Length, hashes: hashes, version: version,
-		saved: func() *Download {
-			if p.Delta == nil {
-				return nil
-			}
-			return &p.Delta.Download
-		},
-		record: func(d *Download) {
-			p.Delta = nil
-			if d != nil {
-				p.Delta = &DeltaDownload{From: o.d.From, Target: o.d.Target, Length: o.d.Length, SHA256: o.d.SHA256, Download: *d}
-			}
-		},
-		count: func() *DownloadCount {
-			c := s.downloadCount(key)
-			c.DeltaFrom = o.d.From
-			return c
-		},
-		interrupted: errDeltaInterrupted,
-	}
-	f, err := sf.fetch(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("downloading the delta: %w", err)
-	}
-	return f, nil
-}
-
-// savedDelta returns the delta progress of the interrupted install in s
-// that next may continue: the same release into the same slot (see
-// sameDownload), and the same delta as the one offered now. Otherwise it
-// returns nil and removes any delta file left behind.
-func (a *Agent) savedDelta(s *State, next *Pending, o *deltaOffer) *DeltaDownload {
-	prev := s.Pending
-	if s.Phase == PhaseWriting && prev != nil && prev.Delta != nil && prev.Download == nil && sameDownload(prev, next) &&
-		o != nil && o.err == nil && sameDelta(prev.Delta, o.d) {
-		return prev.Delta
-	}
-	if prev != nil && prev.Delta != nil {
-		a.log.Info("the saved delta download is for another release, delta or slot; dropping it", "saved", prev.Version, "saved_from", prev.Delta.From,
-			"version", next.Version)
-	}
-	a.dropDeltaFile()
-	return nil
-}
-
 // sameDelta reports whether saved delta progress is for the delta d.
-func sameDelta(saved *DeltaDownload, d release.Delta) bool {
+func sameDelta(saved *DeltaID, d release.Delta) bool {
 	return saved.From == d.From && saved.Target == d.Target && saved.Length == d.Length && saved.SHA256 == d.SHA256
 }
 
 // deltaFile is where a downloaded delta waits to be applied.
-func (a *Agent) deltaFile() string { return filepath.Join(a.cfg.DataDir, "delta.tmp") }
-
-// dropDeltaFile removes a delta file that no saved progress refers to.
-func (a *Agent) dropDeltaFile() {
-	if err := os.Remove(a.deltaFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		a.log.Warn("removing a leftover delta", "err", err)
-	}
-}
+func (a *Agent) deltaFile() string { return a.files().DeltaFile() }

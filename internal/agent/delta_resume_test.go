@@ -1,116 +1,33 @@
 package agent
 
 import (
-	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
-// progressAfter returns the progress of a download of data cut after n
-// bytes.
-func progressAfter(t *testing.T, data []byte, n int) payload.Progress {
-	t.Helper()
-	sum := sha256.Sum256(data)
-	r, err := payload.NewResumable(int64(len(data)), map[string][]byte{"sha256": sum[:]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink bytes.Buffer
-	_, err = r.Install(context.Background(), bytes.NewReader(data[:n]), nopSync{&sink}, payload.Checkpoints{})
-	var se *payload.SourceError
-	if n < len(data) && !errors.As(err, &se) || n == len(data) && err != nil {
-		t.Fatalf("install of %d bytes: %v", n, err)
-	}
-	p, err := r.Progress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-type nopSync struct{ io.Writer }
-
-func (nopSync) Sync() error { return nil }
-
-func TestResumeStagedFile(t *testing.T) {
-	data := bytes.Repeat([]byte("delta bytes "), 10000)
-	sum := sha256.Sum256(data)
-	hashes := map[string][]byte{"sha256": sum[:]}
-	const saved = 50000
-	pr := progressAfter(t, data, saved)
-	for _, tc := range []struct {
-		name   string
-		file   []byte // nil: no file
-		pr     payload.Progress
-		resume bool
-	}{
-		{"exactly the checkpoint", data[:saved], pr, true},
-		{"bytes after the checkpoint are cut off", append(bytes.Clone(data[:saved+1000]), "junk"...), pr, true},
-		{"shorter than the checkpoint", data[:saved-1], pr, false},
-		{"missing", nil, pr, false},
-		{"hash state for another offset", data[:saved+10], payload.Progress{Offset: saved + 10, States: pr.States}, false},
-		{"no hash state", data[:saved], payload.Progress{Offset: saved}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "delta.tmp")
-			if tc.file != nil {
-				if err := os.WriteFile(path, tc.file, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			r, err := payload.NewResumable(int64(len(data)), hashes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := resumeStagedFile(path, r, tc.pr)
-			if !tc.resume {
-				if err == nil {
-					f.Close()
-					t.Fatal("resumed, want an error")
-				}
-				if r.Offset() != 0 || r.Restored() {
-					t.Fatalf("failed resume changed the Resumable: offset %d", r.Offset())
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if fi, err := f.Stat(); err != nil || fi.Size() != saved {
-				t.Fatalf("file size %v (%v), want cut back to %d", fi.Size(), err, saved)
-			}
-			if r.Offset() != saved || !r.Restored() {
-				t.Fatalf("offset %d restored %v, want %d restored", r.Offset(), r.Restored(), saved)
-			}
-			// The rest completes the delta with the restored hash states.
-			if _, err := f.Seek(saved, io.SeekStart); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Install(context.Background(), bytes.NewReader(data[saved:]), f, payload.Checkpoints{}); err != nil {
-				t.Fatal(err)
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("file after resume differs from the delta (%v)", err)
-			}
-		})
-	}
-}
-
-func TestSavedDelta(t *testing.T) {
+// TestSavedProgress: the next check continues saved progress only for
+// the same release, slot and route (and, for a delta, the same delta
+// offered again), and removes the staged payload and the delta file it
+// does not continue from.
+func TestSavedProgress(t *testing.T) {
 	d := release.Delta{From: "1.0.0", Target: "thermostat/1.1.0.from-1.0.0.delta", Length: 1000, SHA256: "aa"}
-	saved := &DeltaDownload{From: d.From, Target: d.Target, Length: d.Length, SHA256: d.SHA256, Download: Download{Progress: payload.Progress{Offset: 300}}}
+	deltaSaved := func(p *Pending) {
+		p.setDeltaProgress(d, &transfer.Progress{Route: transfer.RouteDelta, Progress: payload.Progress{Offset: 300}})
+	}
+	saved := func(route transfer.Route) func(p *Pending) {
+		return func(p *Pending) {
+			p.setPayloadProgress(&transfer.Progress{Route: route, Progress: payload.Progress{Offset: 300}})
+		}
+	}
 	pending := func() *Pending {
 		return &Pending{Version: "1.1.0", Target: "thermostat/1.1.0", Length: 5000, SHA256: "bb", Slot: "b", From: "a"}
 	}
@@ -123,24 +40,31 @@ func TestSavedDelta(t *testing.T) {
 		offer  *deltaOffer
 		expect bool
 	}{
-		{"same release and delta", PhaseWriting, nil, nil, offer, true},
-		{"not writing", PhaseArming, nil, nil, offer, false},
-		{"no delta offered now", PhaseWriting, nil, nil, nil, false},
-		{"offered delta refused", PhaseWriting, nil, nil, &deltaOffer{d: d, err: errors.New("repositories disagree")}, false},
-		{"another delta", PhaseWriting, nil, nil, &deltaOffer{d: release.Delta{From: d.From, Target: d.Target, Length: d.Length, SHA256: "cc"}}, false},
-		{"a delta from another version", PhaseWriting, nil, nil, &deltaOffer{d: release.Delta{From: "1.0.1", Target: d.Target, Length: d.Length, SHA256: d.SHA256}}, false},
-		{"another release", PhaseWriting, nil, func(p *Pending) { p.Version, p.Target, p.SHA256 = "1.2.0", "thermostat/1.2.0", "dd" }, offer, false},
-		{"another slot", PhaseWriting, nil, func(p *Pending) { p.Slot = "a" }, offer, false},
-		{"a full download saved as well", PhaseWriting, func(p *Pending) { p.Download = &Download{} }, nil, offer, false},
+		{"same release and delta", PhaseWriting, deltaSaved, nil, offer, true},
+		{"not writing", PhaseArming, deltaSaved, nil, offer, false},
+		{"no delta offered now", PhaseWriting, deltaSaved, nil, nil, false},
+		{"offered delta refused", PhaseWriting, deltaSaved, nil, &deltaOffer{d: d, err: errors.New("repositories disagree")}, false},
+		{"another delta", PhaseWriting, deltaSaved, nil, &deltaOffer{d: release.Delta{From: d.From, Target: d.Target, Length: d.Length, SHA256: "cc"}}, false},
+		{"a delta from another version", PhaseWriting, deltaSaved, nil, &deltaOffer{d: release.Delta{From: "1.0.1", Target: d.Target, Length: d.Length, SHA256: d.SHA256}}, false},
+		{"another release", PhaseWriting, deltaSaved, func(p *Pending) { p.Version, p.Target, p.SHA256 = "1.2.0", "thermostat/1.2.0", "dd" }, offer, false},
+		{"another slot", PhaseWriting, deltaSaved, func(p *Pending) { p.Slot = "a" }, offer, false},
+		{"a full download saved", PhaseWriting, saved(transfer.RouteSlot), nil, offer, true},
+		{"a full download of another release", PhaseWriting, saved(transfer.RouteSlot), func(p *Pending) { p.SHA256 = "dd" }, nil, false},
+		{"a streamed compressed payload", PhaseWriting, saved(transfer.RouteZstdStream), nil, nil, true},
+		{"a staged payload", PhaseWriting, saved(transfer.RouteStaged), nil, offer, true},
+		{"a staged payload for another slot", PhaseWriting, saved(transfer.RouteStaged), func(p *Pending) { p.Slot = "a" }, nil, false},
+		{"nothing saved", PhaseWriting, nil, nil, offer, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			a := &Agent{cfg: &Config{DataDir: dir}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			if err := os.WriteFile(a.deltaFile(), []byte("partial"), 0o600); err != nil {
-				t.Fatal(err)
+			files := []string{a.deltaFile(), a.files().StagedFile()}
+			for _, f := range files {
+				if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			prev, next := pending(), pending()
-			prev.Delta = saved
 			if tc.prev != nil {
 				tc.prev(prev)
 			}
@@ -148,45 +72,27 @@ func TestSavedDelta(t *testing.T) {
 				tc.next(next)
 			}
 			s := &State{Phase: tc.phase, Pending: prev}
-			got := a.savedDelta(s, next, tc.offer)
-			_, statErr := os.Stat(a.deltaFile())
-			if tc.expect {
-				if got != saved || statErr != nil {
-					t.Fatalf("savedDelta = %+v, file %v; want the saved progress and the file kept", got, statErr)
+			a.savedProgress(s, next, tc.offer)
+			var kept []string
+			for _, f := range files {
+				if _, err := os.Stat(f); err == nil {
+					kept = append(kept, filepath.Base(f))
+				}
+			}
+			if !tc.expect {
+				if next.Progress != nil || next.Delta != nil || len(kept) > 0 {
+					t.Fatalf("progress %+v, delta %+v, files %v kept; want none", next.Progress, next.Delta, kept)
 				}
 				return
 			}
-			if got != nil || !errors.Is(statErr, os.ErrNotExist) {
-				t.Fatalf("savedDelta = %+v, file %v; want nil and the file removed", got, statErr)
+			if next.Progress != prev.Progress || next.Delta != prev.Delta {
+				t.Fatalf("progress %+v, delta %+v; want the saved %+v, %+v", next.Progress, next.Delta, prev.Progress, prev.Delta)
+			}
+			want := map[transfer.Route][]string{transfer.RouteDelta: {"delta.tmp"}, transfer.RouteStaged: {"payload.tmp"}}[prev.Progress.Route]
+			if !slices.Equal(kept, want) {
+				t.Fatalf("files %v kept, want %v", kept, want)
 			}
 		})
-	}
-}
-
-// The saved delta progress survives state.json: the embedded Download's
-// offset, hash states and ETag sit beside the delta's identity.
-func TestDeltaDownloadJSON(t *testing.T) {
-	in := &DeltaDownload{From: "1.0.0", Target: "t.delta", Length: 9, SHA256: "ab",
-		Download: Download{Progress: payload.Progress{Offset: 4, States: map[string][]byte{"sha256": {1, 2}}}, ETag: `"e"`}}
-	b, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fields map[string]any
-	if err := json.Unmarshal(b, &fields); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"from", "target", "length", "sha256", "offset", "hash_states", "etag"} {
-		if _, ok := fields[k]; !ok {
-			t.Errorf("field %q missing in %s", k, b)
-		}
-	}
-	var out DeltaDownload
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Offset != 4 || out.ETag != `"e"` || !bytes.Equal(out.States["sha256"], []byte{1, 2}) || out.From != "1.0.0" {
-		t.Fatalf("round trip: %+v", out)
 	}
 }
 
@@ -194,7 +100,8 @@ func TestDeltaDownloadJSON(t *testing.T) {
 // how much of it is saved.
 func TestLastDownloadWhileDeltaSaved(t *testing.T) {
 	s := &State{
-		Pending: &Pending{Version: "1.1.0", SHA256: "full", Delta: &DeltaDownload{From: "1.0.0", SHA256: "dsum", Download: Download{Progress: payload.Progress{Offset: 7}}}},
+		Pending: &Pending{Version: "1.1.0", SHA256: "full", Delta: &DeltaID{From: "1.0.0", SHA256: "dsum"},
+			Progress: &transfer.Progress{Route: transfer.RouteDelta, Progress: payload.Progress{Offset: 7}}},
 		Downloads: []DownloadCount{
 			{Version: "1.1.0", SHA256: "dsum", DeltaFrom: "1.0.0", Bytes: 9},
 			{Version: "1.0.9", SHA256: "x", Bytes: 1},
@@ -204,7 +111,7 @@ func TestLastDownloadWhileDeltaSaved(t *testing.T) {
 		t.Fatalf("lastDownload = %+v, want the delta's counter", d)
 	}
 	// Applied from the delta, now arming: still the delta's counter.
-	s.Pending.Delta = nil
+	s.Pending.Progress, s.Pending.Delta = nil, nil
 	s.LastDelta = &DeltaOutcome{Version: "1.1.0", From: "1.0.0", Used: true}
 	if d := lastDownload(s); d == nil || d.DeltaFrom != "1.0.0" || d.Bytes != 9 {
 		t.Fatalf("lastDownload after the delta was applied = %+v, want the delta's counter", d)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/units"
 )
 
@@ -92,7 +93,7 @@ func TestStateKeepsDownloadProgress(t *testing.T) {
 	}
 	s, _ := LoadState(cfg.DataDir)
 	s.Phase = PhaseWriting
-	s.Pending = &Pending{Version: "1.1.0", Length: int64(len(data)), Download: &Download{Progress: saved, ETag: `"e"`}}
+	s.Pending = &Pending{Version: "1.1.0", Length: int64(len(data)), Progress: &transfer.Progress{Route: transfer.RouteSlot, Progress: saved, ETag: `"e"`}}
 	if err := saveState(cfg.DataDir, s); err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +101,9 @@ func TestStateKeepsDownloadProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := back.Pending.Download
+	d := back.Pending.Progress
 	r2, _ := payload.NewResumable(int64(len(data)), map[string][]byte{"sha256": make([]byte, 32)})
-	if err := r2.Restore(d.Progress); err != nil || d.ETag != `"e"` || r2.Offset() != 3000 {
+	if err := r2.Restore(d.Progress); err != nil || d.Route != transfer.RouteSlot || d.ETag != `"e"` || r2.Offset() != 3000 {
 		t.Fatalf("restored %+v: %v", d, err)
 	}
 }
@@ -133,7 +134,7 @@ func TestStatusShowsDownload(t *testing.T) {
 	s, _ := LoadState(cfg.DataDir)
 	s.Phase = PhaseWriting
 	s.Pending = &Pending{Version: "1.1.0", SHA256: "aa", Length: 512 << 20,
-		Download: &Download{Progress: payload.Progress{Offset: 256 << 20}}}
+		Progress: &transfer.Progress{Route: transfer.RouteSlot, Progress: payload.Progress{Offset: 256 << 20}}}
 	*s.downloadCount(&Pending{Version: "1.0.9", SHA256: "cc"}) = DownloadCount{Version: "1.0.9", SHA256: "cc", Length: 100, Bytes: 100, Requests: 1, Complete: true}
 	*s.downloadCount(s.Pending) = DownloadCount{Version: "1.1.0", SHA256: "aa", Length: 512 << 20, Bytes: 300 << 20, Requests: 3, Resumed: 1, Restarts: 1}
 	if err := saveState(cfg.DataDir, s); err != nil {

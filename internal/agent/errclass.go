@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/payload"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/report"
 )
 
@@ -30,11 +31,11 @@ func classify(err error) report.Class {
 		return decision.class
 	case errors.Is(err, errMismatch):
 		return report.ClassRepoMismatch
-	case errors.Is(err, errImageMismatch):
+	case errors.Is(err, transfer.ErrImageMismatch):
 		return report.ClassImageHash
-	case errors.Is(err, errWindowTooLarge):
+	case errors.Is(err, transfer.ErrWindowTooLarge):
 		return report.ClassPayloadWindow
-	case errors.Is(err, errDecode):
+	case errors.Is(err, transfer.ErrDecode):
 		return report.ClassPayloadDecode
 	case errors.Is(err, payload.ErrHashMismatch):
 		return report.ClassPayloadHash

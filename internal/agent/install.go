@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
 )
@@ -35,17 +36,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	if m.Payload.Compression == release.CompressionZstd {
 		next.Compression, next.ImageLength, next.ImageSHA256 = m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256
 	}
-	if prev := s.Pending; s.Phase == PhaseWriting && prev != nil && prev.Download != nil {
-		if sameDownload(prev, next) {
-			next.Download = prev.Download
-			a.log.Info("resuming the download", "version", m.Version, "offset", prev.Download.Offset, "length", rel.Length)
-		} else {
-			a.log.Info("the saved download is for another release or slot; starting over", "saved", prev.Version, "saved_sha256", prev.SHA256,
-				"saved_slot", prev.Slot, "version", m.Version, "sha256", next.SHA256, "slot", next.Slot)
-		}
-	}
-	next.Delta = a.savedDelta(s, next, o.Delta)
-	next.Staged = a.savedStaged(s, next)
+	a.savedProgress(s, next, o.Delta)
 	s.Pending = next
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
 	if err := a.enter(s, stepWrite); err != nil {
@@ -60,7 +51,7 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 		if errors.Is(err, ErrPowerLoss) {
 			return err
 		}
-		if err != nil && s.Pending.Delta != nil && errors.Is(err, errDeltaInterrupted) {
+		if err != nil && s.Pending.Delta != nil && errors.Is(err, transfer.ErrDeltaInterrupted) {
 			// The link keeps dropping: stay in phase writing with the
 			// delta's progress; the next check resumes it.
 			s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", offer.d.From)
@@ -134,19 +125,6 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	return a.arm(ctx, s)
 }
 
-// savedStaged returns the staged-payload progress of the interrupted
-// install in s that next may continue (see sameDownload); otherwise nil,
-// and it removes any staged file left behind.
-func (a *Agent) savedStaged(s *State, next *Pending) *Download {
-	prev := s.Pending
-	if s.Phase == PhaseWriting && prev != nil && prev.Staged != nil && sameDownload(prev, next) {
-		a.log.Info("resuming the staged download", "version", next.Version, "offset", prev.Staged.Offset, "length", next.Length)
-		return prev.Staged
-	}
-	a.dropStagedFile()
-	return nil
-}
-
 // sameDownload reports whether saved progress for prev may continue as
 // next: the same target, payload hash and length, into the same slot.
 func sameDownload(prev, next *Pending) bool {
@@ -166,23 +144,3 @@ func (a *Agent) reject(ctx context.Context, s *State, version string, class repo
 	}
 	a.log.Warn("install refused", "version", version, "class", class, "err", err)
 }
-
-// powerWriter lets tests cut power before each write, at power point
-// point ("mid-write" for a slot, "delta-write" for deltaFile).
-type powerWriter struct {
-	w interface {
-		Write([]byte) (int, error)
-		Sync() error
-	}
-	power func(string) error
-	point string
-}
-
-func (p powerWriter) Write(b []byte) (int, error) {
-	if err := p.power(p.point); err != nil {
-		return 0, err
-	}
-	return p.w.Write(b)
-}
-
-func (p powerWriter) Sync() error { return p.w.Sync() }

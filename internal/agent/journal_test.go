@@ -1,9 +1,9 @@
 package agent
 
 import (
-	"os"
-	"strings"
 	"testing"
+
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 )
 
 // provisioned returns a data directory with a provisioned state.json.
@@ -19,17 +19,16 @@ func provisioned(t *testing.T) string {
 // checkpoint writes s into the journal as a download checkpoint does.
 func checkpoint(t *testing.T, dir string, s *State) {
 	t.Helper()
-	j, err := openJournal(dir)
+	j, err := transfer.OpenJournal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.close()
+	defer j.Close()
 	b, err := encodeState(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: &Config{DataDir: dir}}
-	if err := a.checkpointPersist(j, s.Seq, b)(); err != nil {
+	if err := j.Write(s.Seq, b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -49,11 +48,11 @@ func TestJournalNewerThanState(t *testing.T) {
 	dir := provisioned(t)
 	s := load(t, dir)
 	s.Phase = PhaseWriting
-	s.Pending = &Pending{Version: "1.1.0", Download: &Download{}}
+	s.Pending = &Pending{Version: "1.1.0", Progress: &transfer.Progress{Route: transfer.RouteSlot}}
 	for _, off := range []int64{1 << 19, 2 << 19, 3 << 19} {
-		s.Pending.Download.Offset = off
+		s.Pending.Progress.Offset = off
 		checkpoint(t, dir, s)
-		if got := load(t, dir); got.Pending == nil || got.Pending.Download.Offset != off || got.Seq != s.Seq {
+		if got := load(t, dir); got.Pending == nil || got.Pending.Progress.Offset != off || got.Seq != s.Seq {
 			t.Fatalf("after the checkpoint at %d LoadState gives %+v (seq %d, want %d)", off, got.Pending, got.Seq, s.Seq)
 		}
 	}
@@ -63,52 +62,5 @@ func TestJournalNewerThanState(t *testing.T) {
 	}
 	if got := load(t, dir); got.Pending != nil || got.Phase != PhaseIdle {
 		t.Fatalf("state.json saved after the checkpoints: LoadState gives phase %s, pending %+v", got.Phase, got.Pending)
-	}
-}
-
-// TestJournalTornWrite: a damaged slot (a write cut by a power loss) is
-// ignored; the record before it, in the other slot, is used.
-func TestJournalTornWrite(t *testing.T) {
-	dir := provisioned(t)
-	s := load(t, dir)
-	s.Phase = PhaseWriting
-	s.Pending = &Pending{Version: "1.1.0", Download: &Download{}}
-	s.Pending.Download.Offset = 100
-	checkpoint(t, dir, s)
-	s.Pending.Download.Offset = 200
-	checkpoint(t, dir, s)
-	f, err := os.OpenFile(journalPath(dir), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Damage the newest record's payload, as a write cut short would.
-	if _, err := f.WriteAt([]byte("torn"), int64(s.Seq%2)*journalSlot+journalHeader+10); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if got := load(t, dir); got.Pending == nil || got.Pending.Download.Offset != 100 {
-		t.Fatalf("with the newest record torn, LoadState gives %+v, want the checkpoint at 100", got.Pending)
-	}
-	// Both damaged: state.json.
-	f, _ = os.OpenFile(journalPath(dir), os.O_RDWR, 0)
-	f.WriteAt([]byte("XXXX"), int64((s.Seq-1)%2)*journalSlot)
-	f.Close()
-	if got := load(t, dir); got.Pending != nil {
-		t.Fatalf("with both records damaged, LoadState gives %+v, want state.json's", got.Pending)
-	}
-}
-
-// TestJournalFullFallsBack: a state too large for a slot replaces
-// state.json instead.
-func TestJournalFullFallsBack(t *testing.T) {
-	dir := provisioned(t)
-	s := load(t, dir)
-	s.LastCheck = &Check{Reason: strings.Repeat("x", journalSlot)}
-	checkpoint(t, dir, s)
-	if got := load(t, dir); got.LastCheck == nil || len(got.LastCheck.Reason) != journalSlot {
-		t.Fatal("the large state was not saved")
-	}
-	if _, b, ok, err := readJournal(dir); err != nil || ok {
-		t.Fatalf("journal record %d bytes, ok %v, err %v: want none", len(b), ok, err)
 	}
 }

@@ -139,6 +139,19 @@ func (a *Agent) enter(s *State, st step) error {
 // record, progress, counters, caches.
 func (a *Agent) record(s *State) error { return saveState(a.cfg.DataDir, s) }
 
+// encodeCheckpoint is the state as its next save, for a download
+// checkpoint: transfer writes it into the checkpoint journal once the bytes
+// the progress in s covers are synced (transfer.Recorder), and LoadState
+// takes it over state.json when its Seq is higher.
+func encodeCheckpoint(s *State) (uint64, []byte, error) {
+	b, err := encodeState(s)
+	return s.Seq, b, err
+}
+
+// replaceState writes a checkpoint that does not fit the journal into
+// state.json instead.
+func (a *Agent) replaceState(b []byte) error { return writeState(a.cfg.DataDir, b) }
+
 // restartPoint is the power-loss point passed when a cycle starts in phase
 // p, before its restart entry acts.
 func restartPoint(p Phase) string { return "restart-" + string(p) }

@@ -19,6 +19,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/report"
 )
@@ -111,7 +112,7 @@ func TestOnlyEnterChangesThePhase(t *testing.T) {
 			case *ast.CallExpr:
 				switch fn := n.Fun.(type) {
 				case *ast.Ident:
-					if fn.Name == "saveState" && !saveAllowed[name] {
+					if (fn.Name == "saveState" || fn.Name == "writeState" || fn.Name == "encodeState") && !saveAllowed[name] {
 						t.Errorf("%s: saves the state outside enter and record", fset.Position(n.Pos()))
 					}
 				case *ast.SelectorExpr:
@@ -242,7 +243,7 @@ func TestRestartEntries(t *testing.T) {
 		points    []string // power-loss points passed, in order
 	}{
 		{name: "writing with saved progress stays", phase: PhaseWriting,
-			pending:  func(p *Pending) { p.Download = &Download{} },
+			pending:  func(p *Pending) { p.Progress = &transfer.Progress{Route: transfer.RouteSlot} },
 			phaseNow: PhaseWriting, version: "1.0.0", points: []string{"restart-writing"}},
 		{name: "writing without saved progress is forgotten", phase: PhaseWriting,
 			phaseNow: PhaseIdle, version: "1.0.0", points: []string{"restart-writing", "idle-after-interrupted-write"}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
 )
@@ -13,19 +14,19 @@ import (
 // restartWriting: see machine.
 func (a *Agent) restartWriting(_ context.Context, s *State, _ slot.State) error {
 	p := s.Pending
-	if p.Download != nil {
+	if d := p.payloadProgress(); d != nil && d.Route != transfer.RouteStaged {
 		a.log.Info("download was interrupted; it resumes if the release is still to be installed",
-			"version", p.Version, "offset", p.Download.Offset, "length", p.Length)
+			"version", p.Version, "offset", d.Offset, "length", p.Length)
 		return nil
 	}
-	if d := p.Staged; d != nil {
+	if d := p.payloadProgress(); d != nil && d.Route == transfer.RouteStaged {
 		a.log.Info("the download of the compressed payload into the data directory, or its decompression, was interrupted; it resumes if the release is still to be installed",
 			"version", p.Version, "offset", d.Offset, "length", p.Length)
 		return nil
 	}
 	if d := p.Delta; d != nil {
 		a.log.Info("delta download or apply was interrupted; it resumes if the release and its delta are still to be installed",
-			"version", p.Version, "from", d.From, "offset", d.Offset, "length", d.Length)
+			"version", p.Version, "from", d.From, "offset", p.Progress.Offset, "length", d.Length)
 		return nil
 	}
 	a.log.Info("install was interrupted while writing; starting over", "version", p.Version)

@@ -9,93 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/uptrust/uptrust/internal/agent/payload"
-	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
 )
-
-// Pending is the release being installed.
-type Pending struct {
-	Product         string    `json:"product"`
-	Version         string    `json:"version"`
-	SecurityVersion uint64    `json:"security_version"`
-	Target          string    `json:"target"`
-	Length          int64     `json:"length"`
-	SHA256          string    `json:"sha256"`
-	Slot            slot.Name `json:"slot"`
-	// From is the slot and version that ran before; rollback returns to it.
-	From        slot.Name `json:"from"`
-	FromVersion string    `json:"from_version"`
-	// Failure is set once the new slot has been judged bad.
-	Failure *Failure `json:"failure,omitempty"`
-	// Download is the saved progress of the payload download into the
-	// slot, while the phase is writing; nil before the first checkpoint,
-	// and always nil for a compressed payload.
-	Download *Download `json:"download,omitempty"`
-	// Staged is the saved progress of the download of a compressed
-	// payload into the data directory (stagedFile), from which it is then
-	// decompressed into the slot; nil for a payload streamed into the
-	// slot. At most one of Download, Staged and Delta is set.
-	Staged *Download `json:"staged,omitempty"`
-	// Delta is the saved progress of the download of the release's delta
-	// into the data directory (deltaFile), while the phase is writing and
-	// the delta is being tried; nil otherwise.
-	Delta *DeltaDownload `json:"delta,omitempty"`
-	// Compression is the manifest's payload compression ("" or "none":
-	// the payload is the image). With "zstd", ImageLength and ImageSHA256
-	// (hex) describe the decompressed image the slot must hold.
-	Compression string `json:"compression,omitempty"`
-	ImageLength int64  `json:"image_length,omitempty"`
-	ImageSHA256 string `json:"image_sha256,omitempty"`
-}
-
-// payloadProgress is the saved progress of p's payload download, into the
-// slot or staged (at most one is set); nil if there is none.
-func (p *Pending) payloadProgress() *Download {
-	if p.Download != nil {
-		return p.Download
-	}
-	return p.Staged
-}
-
-// Download is how far the payload download of a Pending release got.
-//
-// Invariant: it is saved only after the slot's first Offset bytes were
-// synced, and its hash states cover exactly those bytes as they arrived
-// from the server. Nothing here is trusted for arming: the whole image is
-// verified against the signed hashes first, and a resumed image is read
-// back from the slot and verified again.
-type Download struct {
-	payload.Progress
-	// ETag is the server's entity tag of the payload the bytes came from;
-	// a resume asks for the rest only if the server still has it.
-	ETag string `json:"etag,omitempty"`
-	// Image, for a compressed payload streamed into the slot, is how many
-	// image bytes the slot holds (durably) when Offset is a zstd frame
-	// boundary of the payload: the download resumes there with a new
-	// decoder. 0 for every other download.
-	Image int64 `json:"image_offset,omitempty"`
-}
-
-// DeltaDownload is how far the download of a delta into deltaFile got:
-// the delta it is (from version From, with the signed target, length and
-// sha256 of the manifest's entry) and the Download progress, whose Offset
-// equals Length once the whole delta arrived and matched its signed hashes.
-//
-// Invariant: it is saved only after the file's first Offset bytes were
-// synced. Nothing here is trusted for applying: a delta whose first bytes
-// came from saved progress is read back from the file and verified against
-// the signed hashes first, and the image it produces is verified against
-// the manifest before the slot is armed.
-type DeltaDownload struct {
-	From   string `json:"from"`
-	Target string `json:"target"`
-	Length int64  `json:"length"`
-	SHA256 string `json:"sha256"`
-	Download
-}
 
 // DownloadCount is what downloading one release's payload cost on the
 // wire, for metered links.
@@ -152,7 +70,7 @@ type Check struct {
 type State struct {
 	FormatVersion int `json:"format_version"`
 	// Seq counts the saves of the state; it orders state.json and the
-	// checkpoint journal (see journal.go).
+	// checkpoint journal (see transfer.Journal).
 	Seq   uint64 `json:"seq,omitempty"`
 	Phase Phase  `json:"phase"`
 	// Version and SecurityVersion of the committed release in the booted slot.
@@ -318,12 +236,12 @@ func LoadState(dataDir string) (*State, error) {
 		return nil, err
 	}
 	// A download checkpoint newer than state.json is the latest state.
-	seq, jb, ok, err := readJournal(dataDir)
+	seq, jb, ok, err := transfer.ReadJournal(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if ok && seq > s.Seq {
-		js, err := decodeState(jb, journalPath(dataDir))
+		js, err := decodeState(jb, transfer.JournalPath(dataDir))
 		if err != nil {
 			return nil, err
 		}

@@ -93,9 +93,7 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	}
 	if s.Pending != nil {
 		st.Installing = s.Pending.Version
-		if d := s.Pending.payloadProgress(); d != nil {
-			st.DownloadSaved = d.Offset
-		} else if d := s.Pending.Delta; d != nil {
+		if d := s.Pending.Progress; d != nil {
 			st.DownloadSaved = d.Offset
 		}
 	}

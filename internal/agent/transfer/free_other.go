@@ -1,10 +1,10 @@
 //go:build !unix
 
-package agent
+package transfer
 
 import "errors"
 
 // freeBytes is not known here: compressed payloads are then streamed.
 func freeBytes(string) (int64, error) {
-	return 0, errors.New("agent: free space unknown on this system")
+	return 0, errors.New("transfer: free space unknown on this system")
 }

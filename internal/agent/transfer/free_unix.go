@@ -1,6 +1,6 @@
 //go:build unix
 
-package agent
+package transfer
 
 import "golang.org/x/sys/unix"
 

@@ -1,0 +1,269 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/payload"
+)
+
+// run is one call of a route: its job, the hashes of what it downloaded
+// so far (r), the progress it recorded, and what it counted and has not
+// reported yet.
+type run struct {
+	d     *Downloader
+	j     Job
+	route Route
+	what  string // "payload", "compressed payload", "delta": for messages
+	r     *payload.Resumable
+	// saved is what the Recorder holds.
+	saved *Progress
+	// bytes received since the last report; added by the goroutine that
+	// reads the answer (while an idle save may report), so atomically.
+	bytes atomic.Int64
+	// count holds the rest of the counters; touched only while the copy
+	// stands still.
+	count Count
+	// countAlways reports even nothing (Plain: the release's counter
+	// exists from the first request on, answered or not).
+	countAlways bool
+}
+
+// start begins a call of route for j, with the target's hashes in a
+// Resumable at offset 0 and j.Saved as the progress recorded.
+func (d *Downloader) start(j Job, route Route, what string) (*run, error) {
+	r, err := payload.NewResumable(j.Target.Length, j.Target.Hashes)
+	if err != nil {
+		return nil, err
+	}
+	return &run{d: d, j: j, route: route, what: what, r: r, saved: j.Saved}, nil
+}
+
+// dropOther drops saved progress of another route, and saves that before
+// anything is written.
+func (t *run) dropOther() error {
+	if t.saved == nil || t.saved.Route == t.route {
+		return nil
+	}
+	t.record(nil)
+	return t.save()
+}
+
+// report hands what was counted since the last report to the Recorder.
+func (t *run) report() {
+	c := t.count
+	c.Bytes = t.bytes.Swap(0)
+	t.count = Count{}
+	if c != (Count{}) || t.countAlways {
+		t.j.Rec.Count(c)
+	}
+}
+
+// record makes p the saved progress (nil: none), in memory.
+func (t *run) record(p *Progress) {
+	t.saved = p
+	t.j.Rec.Record(p)
+}
+
+// save persists everything recorded and counted, replacing the state file.
+func (t *run) save() error {
+	t.report()
+	_, b, err := t.j.Rec.Encode()
+	if err != nil {
+		return err
+	}
+	return t.j.Rec.Replace(b)
+}
+
+// checkpoint records p with what was counted and returns the function that
+// persists it: a record in jr, or, for a state too large for the journal,
+// a new state file.
+func (t *run) checkpoint(jr *Journal, p Progress) (func() error, error) {
+	t.report()
+	t.record(&p)
+	seq, b, err := t.j.Rec.Encode()
+	if err != nil {
+		return nil, err
+	}
+	rec := t.j.Rec
+	return func() error {
+		err := jr.Write(seq, b)
+		if errors.Is(err, ErrJournalFull) {
+			return rec.Replace(b)
+		}
+		return err
+	}, nil
+}
+
+// dropsError: the connection dropped Downloader.MaxAttempts times in a row
+// without minProgress bytes of progress in between.
+type dropsError struct {
+	times          int
+	offset, length int64
+	err            error // the last drop
+}
+
+func (e *dropsError) Error() string {
+	return fmt.Sprintf("interrupted %d times in a row, at %d of %d bytes: %v", e.times, e.offset, e.length, e.err)
+}
+func (e *dropsError) Unwrap() error { return e.err }
+
+// isDrop reports a download that failed on the wire (a dropped
+// connection, a stall, a body that ended early): worth resuming, unlike a
+// source that sent too much.
+func isDrop(err error) bool {
+	var se *payload.SourceError
+	return errors.As(err, &se) && !errors.Is(err, fetch.ErrTooLong)
+}
+
+// errStartOver makes retry request the target again from byte 0 at once:
+// the server could not continue the saved download.
+var errStartOver = errors.New("transfer: starting the download over")
+
+// retry calls request until it succeeds or fails for good. A dropped
+// connection, or a server that made the download start over
+// (errStartOver), is tried again after the fetch client's jittered
+// backoff; a request that got minProgress bytes further than the one
+// before resets the count, and MaxAttempts drops in a row give a
+// *dropsError. Any other error of request, or ctx ending during a backoff,
+// is returned as it is.
+func (t *run) retry(ctx context.Context, request func() error) error {
+	r := t.r
+	drops := 0
+	for {
+		from := r.Offset()
+		err := request()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errStartOver) && !isDrop(err) {
+			return err
+		}
+		if r.Offset()-from >= minProgress {
+			drops = 0
+		}
+		drops++
+		if drops >= t.d.MaxAttempts {
+			return &dropsError{times: drops, offset: r.Offset(), length: r.Length(), err: err}
+		}
+		t.d.Log.Warn(t.what+" download interrupted; resuming", "version", t.j.Version, "offset", r.Offset(), "length", r.Length(), "err", err)
+		if err := t.d.HTTP.Backoff(ctx, drops); err != nil {
+			return fmt.Errorf("waiting to resume: %w", err)
+		}
+	}
+}
+
+// requestRest asks for the rest of the target from r's offset, continuing
+// the download only if the server still has the same bytes (ETag etag),
+// and returns the answer to stream from: at that offset, or at 0 after
+// startOver when the server sent the whole target instead (it ignores
+// Range, or the target changed). A server that cannot continue (Range
+// refused, 416) or whose ETag changed gets startOver and an errStartOver,
+// so that retry asks again from 0. An answer of another length than the
+// signed one is payload.ErrTruncated.
+func (t *run) requestRest(ctx context.Context, etag string, startOver func() error) (*fetch.Resource, error) {
+	off, length, what, version := t.r.Offset(), t.j.Target.Length, t.what, t.j.Version
+	log := t.d.Log
+	res, err := t.d.HTTP.GetFrom(ctx, t.j.Target.URL, length, off, etag)
+	var se *fetch.StatusError
+	if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+		log.Warn("the server cannot continue the "+what+" download; starting over", "version", version, "offset", off, "err", err)
+		if err := startOver(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", errStartOver, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.count.Requests++
+	if res.Size >= 0 && res.Size != length {
+		res.Close()
+		return nil, fmt.Errorf("%w: the server says the %s has %d bytes, the signed metadata %d", payload.ErrTruncated, what, res.Size, length)
+	}
+	switch {
+	case off > 0 && res.Offset == 0:
+		log.Warn("the server sent the whole "+what+" instead of the rest (it ignores Range, or the "+what+"'s ETag changed); starting over",
+			"version", version, "offset", off, "etag", etag, "server_etag", res.ETag)
+		if err := startOver(); err != nil {
+			res.Close()
+			return nil, err
+		}
+	case off > 0 && etag != "" && res.ETag != etag:
+		// A server that honoured the Range but not the If-Range: the
+		// rest may belong to another file.
+		log.Warn("the "+what+"'s ETag changed; starting over", "version", version, "offset", off, "etag", etag, "server_etag", res.ETag)
+		res.Close()
+		if err := startOver(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
+	case off > 0:
+		t.count.Resumed++
+	}
+	return res, nil
+}
+
+// source returns res counted into t's bytes.
+func (t *run) source(res io.Reader) io.Reader { return &counter{r: res, n: &t.bytes} }
+
+// counter passes reads through and adds how many bytes each returned.
+type counter struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n.Add(int64(n))
+	}
+	return n, err
+}
+
+// eof is an empty source.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
+
+// openSlot opens the job's slot for writing at off.
+func (t *run) openSlot(ctx context.Context, off int64) (Writer, error) {
+	w, err := t.j.Slot.OpenWriter(ctx, off)
+	if err != nil {
+		return nil, fmt.Errorf("opening slot %s at offset %d: %w", t.j.Slot, off, err)
+	}
+	return w, nil
+}
+
+// power calls the power hook at point.
+func (d *Downloader) power(point string) error {
+	if d.Power == nil {
+		return nil
+	}
+	return d.Power(point)
+}
+
+// powerWriter lets tests cut power before each write, at power point
+// point.
+type powerWriter struct {
+	w interface {
+		Write([]byte) (int, error)
+		Sync() error
+	}
+	d     *Downloader
+	point string
+}
+
+func (p powerWriter) Write(b []byte) (int, error) {
+	if err := p.d.power(p.point); err != nil {
+		return 0, err
+	}
+	return p.w.Write(b)
+}
+
+func (p powerWriter) Sync() error { return p.w.Sync() }
