@@ -192,3 +192,45 @@ func TestChoose(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaRules: a delta serves an install only when both repositories
+// agree on it, it is smaller than the full payload, and the active slot
+// holds exactly its source image.
+func TestDeltaRules(t *testing.T) {
+	src := strings.Repeat("ab", 32)
+	d := release.Delta{From: "1.0.0", Target: "thermostat/1.1.0.delta-from-1.0.0", Length: 1000, SHA256: strings.Repeat("cd", 32),
+		SourceLength: 4096, SourceSHA256: src}
+	for _, tc := range []struct {
+		name    string
+		offer   *deltaOffer
+		payload int64
+		active  string
+		want    string // substring of the refusal; "" to use the delta
+		source  bool   // the refusal is errDeltaSource
+	}{
+		{name: "smaller, agreed, matching source", offer: &deltaOffer{d: d}, payload: 5000, active: src},
+		{name: "repositories disagree on the delta", offer: &deltaOffer{d: d, err: fmt.Errorf("%w: not in the fleet repository", errMismatch)},
+			payload: 5000, active: src, want: "not in the fleet repository"},
+		{name: "not smaller than the payload", offer: &deltaOffer{d: d}, payload: 1000, active: src, want: "not smaller than the 1000-byte payload"},
+		{name: "active slot holds another image", offer: &deltaOffer{d: d}, payload: 5000, active: strings.Repeat("ef", 32), source: true,
+			want: "the delta is for " + src},
+		{name: "active slot shorter than the source", offer: &deltaOffer{d: d}, payload: 5000, active: "", source: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := deltaWorth(tc.offer, tc.payload)
+			if err == nil {
+				err = deltaSource(tc.offer.d, "a", tc.active)
+			}
+			switch {
+			case tc.want == "" && !tc.source && err != nil:
+				t.Fatalf("refused: %v", err)
+			case (tc.want != "" || tc.source) && err == nil:
+				t.Fatalf("used, want a refusal")
+			case err != nil && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("refused with %q, want %q", err, tc.want)
+			case err != nil && errors.Is(err, errDeltaSource) != tc.source:
+				t.Fatalf("refusal %v: errDeltaSource %v, want %v", err, errors.Is(err, errDeltaSource), tc.source)
+			}
+		})
+	}
+}

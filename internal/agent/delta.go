@@ -102,22 +102,17 @@ func (a *Agent) installDelta(ctx context.Context, s *State, m *release.Manifest,
 
 // tryDelta is installDelta without the clean-up.
 func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (int64, error) {
-	if o.err != nil {
-		return 0, o.err
-	}
 	p := s.Pending
 	d := o.d
-	if d.Length >= p.Length {
-		// Not smaller than the full payload: nothing to gain, and the
-		// temporary file stays bounded by the payload's size.
-		return 0, fmt.Errorf("the %d-byte delta is not smaller than the %d-byte payload", d.Length, p.Length)
+	if err := deltaWorth(o, p.Length); err != nil {
+		return 0, err
 	}
 	srcSum, err := a.activeHash(ctx, s, p.From, d.SourceLength)
 	if err != nil {
 		return 0, err
 	}
-	if srcSum != d.SourceSHA256 {
-		return 0, fmt.Errorf("%w: the first %d bytes of slot %s hash to %s, the delta is for %s", errDeltaSource, d.SourceLength, p.From, srcSum, d.SourceSHA256)
+	if err := deltaSource(d, p.From, srcSum); err != nil {
+		return 0, err
 	}
 	var src [32]byte
 	if _, err := hex.Decode(src[:], []byte(srcSum)); err != nil {
@@ -134,6 +129,31 @@ func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *
 		return 0, err
 	}
 	return d.Length, nil
+}
+
+// deltaWorth says why the delta offer o cannot serve an install whose full
+// payload has payloadLength bytes, before anything is read: the two
+// repositories disagree on it, or it is not smaller than the payload
+// (nothing to gain, and the temporary file stays bounded by the payload's
+// size). Pure.
+func deltaWorth(o *deltaOffer, payloadLength int64) error {
+	switch {
+	case o.err != nil:
+		return o.err
+	case o.d.Length >= payloadLength:
+		return fmt.Errorf("the %d-byte delta is not smaller than the %d-byte payload", o.d.Length, payloadLength)
+	}
+	return nil
+}
+
+// deltaSource says why the delta d cannot apply to the active slot from,
+// whose first d.SourceLength bytes hash to active (hex; "" when the slot
+// is shorter): the delta is for another source image. Pure.
+func deltaSource(d release.Delta, from slot.Name, active string) error {
+	if active != d.SourceSHA256 {
+		return fmt.Errorf("%w: the first %d bytes of slot %s hash to %s, the delta is for %s", errDeltaSource, d.SourceLength, from, active, d.SourceSHA256)
+	}
+	return nil
 }
 
 // activeHash returns the SHA-256 of the first length bytes of the booted

@@ -11,14 +11,12 @@ import (
 	"github.com/uptrust/uptrust/internal/report"
 )
 
-// install streams the payload into the inactive slot, verifies it, arms
-// the bootloader and reboots. A download interrupted in an earlier check
-// (phase writing, with saved progress) is resumed if it was for the same
-// release, target hash, length and slot; otherwise it starts over. So is
-// the download of a compressed payload staged in the data directory (see
-// downloadZstd and savedStaged). An interrupted
-// delta download (or apply) resumes likewise if the same delta is still
-// offered (see savedDelta and installDelta).
+// install writes the chosen release into the inactive slot, verifies it,
+// arms the bootloader and reboots: it enters phase writing with the new
+// Pending (continuing an interrupted download of the same release into the
+// same slot by the same route, see savedProgress), writes the image from
+// the release's delta when one is offered and usable (installFromDelta)
+// or else from the full payload (writePayload), and settles the outcome.
 func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	m, rel := o.Manifest, o.Release
 	st, err := a.slots.State(ctx)
@@ -42,87 +40,107 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	if err := a.enter(s, stepWrite); err != nil {
 		return err
 	}
-	offer := o.Delta
-	if offer != nil && next.payloadProgress() == nil {
-		// A resumed full download keeps going; otherwise try the delta
-		// first and fall back to the full payload in this same check.
-		a.log.Info("installing from a delta", "version", m.Version, "from", offer.d.From, "slot", s.Pending.Slot, "bytes", offer.d.Length)
-		n, err := a.installDelta(ctx, s, m, offer)
-		if errors.Is(err, ErrPowerLoss) {
-			return err
-		}
-		if err != nil && s.Pending.Delta != nil && errors.Is(err, transfer.ErrDeltaInterrupted) {
-			// The link keeps dropping: stay in phase writing with the
-			// delta's progress; the next check resumes it.
-			s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", offer.d.From)
-			if serr := a.record(s); serr != nil {
-				return serr
-			}
-			return fmt.Errorf("agent: delta download for %s: %w", m.Version, err)
-		}
-		if err != nil && ctx.Err() != nil {
-			// With the delta's progress, stay in phase writing: the next
-			// check resumes the delta.
-			serr := a.record(s)
-			if s.Pending.Delta == nil {
-				serr = a.enter(s, stepDropped)
-			}
-			if serr != nil {
-				return serr
-			}
-			return fmt.Errorf("agent: delta install of %s stopped: %w", m.Version, err)
-		}
-		s.LastDelta = &DeltaOutcome{Version: m.Version, From: offer.d.From, Used: err == nil, Bytes: n, At: a.clock.Now().UTC()}
-		if err == nil {
-			a.dropHint()
-			s.LastCheck.Reason += fmt.Sprintf("; applied the %d-byte delta from %s", n, offer.d.From)
-			if err := a.enter(s, stepArm); err != nil {
-				return err
-			}
-			return a.arm(ctx, s)
-		}
-		s.LastDelta.Reason = err.Error()
-		s.LastCheck.Reason += fmt.Sprintf("; the delta from %s was not used (%v), downloading the full payload", offer.d.From, err)
-		a.log.Warn("delta not used; falling back to the full payload", "version", m.Version, "from", offer.d.From, "err", err)
-		if err := a.record(s); err != nil {
+	// A resumed full download keeps going; otherwise try the delta first
+	// and fall back to the full payload in this same check.
+	if o.Delta != nil && next.payloadProgress() == nil {
+		done, err := a.installFromDelta(ctx, s, m, o.Delta)
+		if done || err != nil {
 			return err
 		}
 	}
 	a.log.Info("installing", "version", m.Version, "slot", s.Pending.Slot, "bytes", rel.Length)
-	dl := a.download
-	if next.Compression == release.CompressionZstd {
-		dl = a.downloadZstd
+	return a.settlePayload(ctx, s, a.writePayload(ctx, s, o))
+}
+
+// writePayload writes the image into the slot from the full payload.
+func (a *Agent) writePayload(ctx context.Context, s *State, o *Offer) error {
+	if s.Pending.Compression == release.CompressionZstd {
+		return a.downloadZstd(ctx, s, o.Release)
 	}
-	if err := dl(ctx, s, rel); err != nil {
-		if errors.Is(err, ErrPowerLoss) {
-			return err
-		}
-		p := s.Pending
-		if ctx.Err() != nil {
-			// Stopped: the progress is saved; the next check resumes.
-			if serr := a.record(s); serr != nil {
-				return serr
-			}
-			return fmt.Errorf("agent: download of %s stopped: %w", m.Version, err)
-		}
-		class := classify(err)
-		if d := p.payloadProgress(); class == report.ClassNetwork && d != nil {
-			// Keep phase writing and the progress: the next check
-			// resumes the download where it stopped.
-			a.reject(ctx, s, m.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
-				d.Offset, p.Length, err))
-			return a.record(s)
-		}
-		a.dropHint()
-		a.dropStagedFile()
-		a.reject(ctx, s, m.Version, class, err)
-		return a.enter(s, stepDropped)
-	}
+	return a.download(ctx, s, o.Release)
+}
+
+// armWritten arms the bootloader for the slot that now holds the verified
+// image, and reboots.
+func (a *Agent) armWritten(ctx context.Context, s *State) error {
 	a.dropHint()
 	if err := a.enter(s, stepArm); err != nil {
 		return err
 	}
 	return a.arm(ctx, s)
+}
+
+// settlePayload ends the full payload's route with its result err: arm on
+// success; on a power loss, stop where it is; when the agent is stopped,
+// keep the saved progress for the next check; on a dropped link with saved
+// progress, stay in phase writing and say so (reported as a network
+// failure); on anything else refuse the release and give up the install.
+func (a *Agent) settlePayload(ctx context.Context, s *State, err error) error {
+	p := s.Pending
+	switch {
+	case err == nil:
+		return a.armWritten(ctx, s)
+	case errors.Is(err, ErrPowerLoss):
+		return err
+	case ctx.Err() != nil:
+		if serr := a.record(s); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("agent: download of %s stopped: %w", p.Version, err)
+	}
+	class := classify(err)
+	if d := p.payloadProgress(); class == report.ClassNetwork && d != nil {
+		a.reject(ctx, s, p.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
+			d.Offset, p.Length, err))
+		return a.record(s)
+	}
+	a.dropStagedFile()
+	a.dropHint()
+	a.reject(ctx, s, p.Version, class, err)
+	return a.enter(s, stepDropped)
+}
+
+// installFromDelta tries to write the image from the delta o (see
+// installDelta). It reports done when the check ends here: the image was
+// written and the slot armed, or the delta's download was interrupted or
+// stopped with its progress kept for the next check, or power was lost.
+// Otherwise (done false, err nil) the delta was not used, the reason is
+// recorded, and the caller goes on with the full payload.
+func (a *Agent) installFromDelta(ctx context.Context, s *State, m *release.Manifest, o *deltaOffer) (done bool, err error) {
+	a.log.Info("installing from a delta", "version", m.Version, "from", o.d.From, "slot", s.Pending.Slot, "bytes", o.d.Length)
+	n, err := a.installDelta(ctx, s, m, o)
+	switch {
+	case errors.Is(err, ErrPowerLoss):
+		return true, err
+	case err != nil && s.Pending.Delta != nil && errors.Is(err, transfer.ErrDeltaInterrupted):
+		// The link keeps dropping: stay in phase writing with the delta's
+		// progress; the next check resumes it.
+		s.LastCheck.Reason += fmt.Sprintf("; the delta download from %s was interrupted, the next check resumes it", o.d.From)
+		if serr := a.record(s); serr != nil {
+			return true, serr
+		}
+		return true, fmt.Errorf("agent: delta download for %s: %w", m.Version, err)
+	case err != nil && ctx.Err() != nil:
+		// With the delta's progress, stay in phase writing: the next check
+		// resumes the delta; without, give the install up.
+		serr := a.record(s)
+		if s.Pending.Delta == nil {
+			serr = a.enter(s, stepDropped)
+		}
+		if serr != nil {
+			return true, serr
+		}
+		return true, fmt.Errorf("agent: delta install of %s stopped: %w", m.Version, err)
+	}
+	s.LastDelta = &DeltaOutcome{Version: m.Version, From: o.d.From, Used: err == nil, Bytes: n, At: a.clock.Now().UTC()}
+	if err == nil {
+		s.LastCheck.Reason += fmt.Sprintf("; applied the %d-byte delta from %s", n, o.d.From)
+		return true, a.armWritten(ctx, s)
+	}
+	s.LastDelta.Reason = err.Error()
+	s.LastCheck.Reason += fmt.Sprintf("; the delta from %s was not used (%v), downloading the full payload", o.d.From, err)
+	a.log.Warn("delta not used; falling back to the full payload", "version", m.Version, "from", o.d.From, "err", err)
+	return false, a.record(s)
 }
 
 // sameDownload reports whether saved progress for prev may continue as
