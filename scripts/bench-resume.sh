@@ -69,7 +69,7 @@ echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
-echo "agent: $(grep -E '^\s*(const )?([cC]heckpoint(Bytes|Interval|Idle)|DefaultPowerLossBudget)\s*=' internal/agent/download.go | tr -s ' \t' ' ' | paste -sd ';')"
+echo "agent: $(grep -hE '^\s*(const )?([cC]heckpoint(Bytes|Interval|Idle)|DefaultPowerLossBudget)\s*= [0-9]' internal/agent/transfer/transfer.go internal/agent/routes.go | tr -s ' \t' ' ' | paste -sd ';')"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
