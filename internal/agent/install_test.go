@@ -1,9 +1,16 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/uptrust/uptrust/internal/agent/slot"
+	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
@@ -171,5 +178,78 @@ func TestCheckRefusesWhatItMustNot(t *testing.T) {
 				t.Fatalf("check %+v, %v; want rejected, %s", chk, err, tc.class)
 			}
 		})
+	}
+}
+
+// flipBlobByte alters the stored payload of version in place, as a
+// corrupted mirror would serve it, and returns the function that restores
+// it.
+func flipBlobByte(t *testing.T, w *testWorld, version string) func() {
+	t.Helper()
+	sum := sha256.Sum256(w.images[version])
+	path := filepath.Join(w.p.Dir, "blobs", "sha256", hex.EncodeToString(sum[:1]), hex.EncodeToString(sum[:]))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func() {
+		b[len(b)/2] ^= 0x40
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flip()
+	return flip
+}
+
+// TestCheckRefusesATamperedPayload: a payload that does not match its
+// signed hashes is refused, reported once, and the install given up
+// (idle-after-drop); the genuine payload installs at the next check.
+func TestCheckRefusesATamperedPayload(t *testing.T) {
+	w := newTestWorld(t)
+	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindFix, SecurityVersion: 1})
+	w.rollout("1.1.0", 100)
+	restore := flipBlobByte(t, w, "1.1.0")
+	d := w.device()
+	reports := true
+	d.change = func(c *Config) { c.Reports = &reports }
+	var points []string
+	d.power = func(p string) error { points = append(points, p); return nil }
+	chk, err := d.cycle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.state()
+	if chk.Action != "rejected" || chk.ErrorClass != report.ClassPayloadHash || s.Phase != PhaseIdle || s.Pending != nil ||
+		!slices.Contains(points, "idle-after-drop") || s.LastReported != "1.1.0|"+string(report.ClassPayloadHash) {
+		t.Fatalf("check %+v, phase %s, points %v, last reported %q", chk, s.Phase, points, s.LastReported)
+	}
+	restore()
+	installs(t, d, "1.1.0")
+}
+
+// TestCheckFallsBackFromADeltaForAnotherSource: when the active slot does
+// not hold the delta's source image, the delta is not used, the reason is
+// recorded, and the full payload installs in the same check.
+func TestCheckFallsBackFromADeltaForAnotherSource(t *testing.T) {
+	w := newTestWorld(t)
+	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindFix, SecurityVersion: 1, DeltaFrom: []string{"1.0.0"}})
+	w.rollout("1.1.0", 100)
+	d := w.device()
+	img := filepath.Join(d.slots, fileslot.ImageFile(slot.A))
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := installs(t, d, "1.1.0")
+	if s.LastDelta == nil || s.LastDelta.Used || !strings.Contains(s.LastDelta.Reason, "does not hold the delta's source image") {
+		t.Fatalf("last delta %+v, want not used for another source", s.LastDelta)
+	}
+	if c := s.Downloads[len(s.Downloads)-1]; c.DeltaFrom != "" || !c.Complete {
+		t.Fatalf("download count %+v, want the full payload", c)
 	}
 }
