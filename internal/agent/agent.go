@@ -43,6 +43,10 @@ type Options struct {
 	PowerLoss func(point string) error
 	// HTTP overrides the fetch client configuration (tests).
 	HTTP *fetch.Config
+	// Step, when set, is told of every step of the state machine once it
+	// is persisted, before its power-loss point (tests check with it that
+	// they walk the whole table).
+	Step func(Transition)
 }
 
 // Agent runs update cycles for one device. It is not safe for concurrent
@@ -56,6 +60,7 @@ type Agent struct {
 	reboot func(ctx context.Context) error
 	health func(ctx context.Context) error
 	power  func(point string) error
+	step   func(Transition)
 	queue  *reportQueue
 }
 
@@ -91,7 +96,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, clock: o.Clock, log: o.Logger,
-		reboot: o.Reboot, health: o.Health, power: o.PowerLoss,
+		reboot: o.Reboot, health: o.Health, power: o.PowerLoss, step: o.Step,
 		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}}
 	if a.reboot == nil {
 		a.reboot = a.rebootCommand

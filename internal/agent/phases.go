@@ -132,6 +132,9 @@ func (a *Agent) enter(s *State, st step) error {
 	if err := saveState(a.cfg.DataDir, s); err != nil {
 		return err
 	}
+	if a.step != nil {
+		a.step(Transition{From: from, To: st.to, Point: st.point})
+	}
 	return a.power(st.point)
 }
 

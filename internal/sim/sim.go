@@ -56,6 +56,8 @@ type Device struct {
 	Health func(ctx context.Context) error
 	// PowerLoss is passed to the agent (see agent.Options).
 	PowerLoss func(point string) error
+	// Step is passed to the agent (see agent.Options).
+	Step func(agent.Transition)
 	// Fault is passed to the file slot backend (see fileslot.Backend).
 	Fault func(op string, at fileslot.FaultPoint) error
 	// HTTP overrides the agent's fetch configuration.
@@ -163,6 +165,7 @@ func (d *Device) Agent() (*agent.Agent, error) {
 		Health:    d.health,
 		PowerLoss: d.PowerLoss,
 		HTTP:      d.HTTP,
+		Step:      d.Step,
 	})
 }
 
