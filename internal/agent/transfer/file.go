@@ -201,24 +201,13 @@ func (ff *fileFetch) requests(ctx context.Context) error {
 // and streams the answer into the file.
 func (ff *fileFetch) request(ctx context.Context) error {
 	r := ff.r
-	length := r.Length()
-	etag := ""
-	if ff.saved != nil {
-		etag = ff.saved.ETag
-	}
-	ff.etag = etag
-	var src io.Reader = eof{}
 	defer ff.report()
-	// A download saved at its very end needs no request.
-	if off := r.Offset(); off < length || length == 0 {
-		res, err := ff.requestRest(ctx, etag, ff.startOver)
-		if err != nil {
-			return err
-		}
-		defer res.Close()
-		etag, ff.etag = res.ETag, res.ETag
-		src = ff.source(res)
+	src, etag, done, err := ff.rest(ctx, ff.startOver)
+	if err != nil {
+		return err
 	}
+	defer done()
+	ff.etag = etag
 	// The file holds exactly the bytes r covers: a failed write may have
 	// left more.
 	if err := ff.f.Truncate(r.Offset()); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
 )
@@ -81,26 +80,15 @@ func (t *run) plainRequests(ctx context.Context) error {
 // plainRequest makes one request for the rest of the payload, from r's
 // offset, and streams the answer into the slot.
 func (t *run) plainRequest(ctx context.Context) error {
-	d, r, length := t.d, t.r, t.j.Target.Length
-	etag := ""
-	if t.saved != nil {
-		etag = t.saved.ETag
-	}
-	var src io.Reader = eof{}
+	d, r := t.d, t.r
 	// Bytes received are reported while the copy stands still: in each
 	// save and at the end.
 	defer t.report()
-	// A download saved at its very end needs no request: only the final
-	// checks remain.
-	if off := r.Offset(); off < length || length == 0 {
-		res, err := t.requestRest(ctx, etag, t.startOverSlot)
-		if err != nil {
-			return err
-		}
-		defer res.Close()
-		etag = res.ETag
-		src = t.source(res)
+	src, etag, done, err := t.rest(ctx, t.startOverSlot)
+	if err != nil {
+		return err
 	}
+	defer done()
 	w, err := t.openSlot(ctx, r.Offset())
 	if err != nil {
 		return err

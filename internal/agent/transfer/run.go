@@ -209,6 +209,24 @@ func (t *run) requestRest(ctx context.Context, etag string, startOver func() err
 	return res, nil
 }
 
+// rest opens one request's source for the rest of the target: the answer
+// from r's offset (see requestRest), counted, and its ETag; for a download
+// saved at its very end, which needs no request, an empty source and the
+// saved ETag. done releases the answer.
+func (t *run) rest(ctx context.Context, startOver func() error) (src io.Reader, etag string, done func(), err error) {
+	if t.saved != nil {
+		etag = t.saved.ETag
+	}
+	if length := t.j.Target.Length; t.r.Offset() >= length && length != 0 {
+		return eof{}, etag, func() {}, nil
+	}
+	res, err := t.requestRest(ctx, etag, startOver)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return t.source(res), res.ETag, func() { res.Close() }, nil
+}
+
 // source returns res counted into t's bytes.
 func (t *run) source(res io.Reader) io.Reader { return &counter{r: res, n: &t.bytes} }
 
