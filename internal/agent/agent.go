@@ -157,6 +157,7 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.reportRecovery(ctx, s)
 	if err := a.resume(ctx, s); err != nil {
 		return s.LastCheck, err
 	}

@@ -161,6 +161,11 @@ func (a *Agent) commit(ctx context.Context, s *State) error {
 	if p.SecurityVersion > s.MaxSecurityVersion {
 		s.MaxSecurityVersion = p.SecurityVersion
 	}
+	// The floor first: a power loss before the state's save below finds
+	// phase committing, whose restart commits again.
+	if err := keepFloor(a.cfg.DataDir, s); err != nil {
+		return err
+	}
 	s.LastCheck = &Check{At: a.clock.Now().UTC(), Offered: p.Version, Action: "installed",
 		Reason: fmt.Sprintf("%s is installed and committed in slot %s", p.Version, p.Slot)}
 	s.Waiting = stillWaiting(s.Waiting, s.Version)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/uptrust/uptrust/internal/agent/transfer"
 	"github.com/uptrust/uptrust/internal/atomicfile"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
@@ -105,6 +104,9 @@ type State struct {
 	// Provisioned is the wall-clock time of provisioning; it stands in for
 	// LastRefresh until the first successful refresh.
 	Provisioned *time.Time `json:"provisioned,omitempty"`
+	// Recovered says what LoadState recovered from when the latest state
+	// was unreadable (see stateload.go); nil when nothing was.
+	Recovered *Recovery `json:"recovered,omitempty"`
 	// LastRefresh is when both repositories last refreshed successfully:
 	// verified, unexpired metadata (TUF rejects anything else).
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
@@ -222,58 +224,6 @@ func statePath(dataDir string) string { return filepath.Join(dataDir, "state.jso
 // ErrNotProvisioned is returned when the data directory has no state yet.
 var ErrNotProvisioned = errors.New("agent: device not provisioned (run uptrust-agent provision)")
 
-// LoadState reads state.json.
-func LoadState(dataDir string) (*State, error) {
-	b, err := os.ReadFile(statePath(dataDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNotProvisioned
-	}
-	if err != nil {
-		return nil, fmt.Errorf("agent: state: %w", err)
-	}
-	s, err := decodeState(b, statePath(dataDir))
-	if err != nil {
-		return nil, err
-	}
-	// A download checkpoint newer than state.json is the latest state.
-	seq, jb, ok, err := transfer.ReadJournal(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	if ok && seq > s.Seq {
-		js, err := decodeState(jb, transfer.JournalPath(dataDir))
-		if err != nil {
-			return nil, err
-		}
-		if js.Seq != seq {
-			return nil, fmt.Errorf("agent: journal record %d holds the state of save %d", seq, js.Seq)
-		}
-		s = js
-	}
-	return s, nil
-}
-
-// decodeState parses an encoded state read from path.
-func decodeState(b []byte, path string) (*State, error) {
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("agent: state %s is corrupt: %w", path, err)
-	}
-	if s.FormatVersion != 1 {
-		return nil, fmt.Errorf("agent: state format %d not supported", s.FormatVersion)
-	}
-	if s.Failed == nil {
-		s.Failed = map[string]Failure{}
-	}
-	if s.Owner.Consents == nil {
-		s.Owner.Consents = map[string]time.Time{}
-	}
-	if s.Notified == nil {
-		s.Notified = map[string]time.Time{}
-	}
-	return &s, nil
-}
-
 // saveState writes state.json atomically and durably.
 func saveState(dataDir string, s *State) error {
 	b, err := encodeState(s)
@@ -294,8 +244,18 @@ func encodeState(s *State) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// writeState replaces state.json with b atomically and durably.
+// writeState replaces state.json with b atomically and durably. The
+// state.json it replaces stays as state.prev.json (a hard link, made before
+// the replacement and made durable with it), for LoadState to fall back to
+// if the new one is ever unreadable.
 func writeState(dataDir string, b []byte) error {
+	prev := prevStatePath(dataDir)
+	if err := os.Remove(prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("agent: saving state: %w", err)
+	}
+	if err := os.Link(statePath(dataDir), prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("agent: saving state: keeping the previous one: %w", err)
+	}
 	if err := atomicfile.WriteFile(statePath(dataDir), b, 0o600); err != nil {
 		return fmt.Errorf("agent: saving state: %w", err)
 	}
@@ -317,7 +277,11 @@ func Provision(dataDir, version string, securityVersion uint64) error {
 		return fmt.Errorf("agent: seed: %w", err)
 	}
 	now := time.Now().UTC()
-	return saveState(dataDir, &State{FormatVersion: 1, Phase: PhaseIdle, Version: version,
+	s := &State{FormatVersion: 1, Phase: PhaseIdle, Version: version,
 		SecurityVersion: securityVersion, MaxSecurityVersion: securityVersion, Seed: seed, Failed: map[string]Failure{},
-		Provisioned: &now})
+		Provisioned: &now}
+	if err := keepFloor(dataDir, s); err != nil {
+		return err
+	}
+	return saveState(dataDir, s)
 }

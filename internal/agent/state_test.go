@@ -127,13 +127,14 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if got.Phase != PhaseRebooting || *got.Pending != *s.Pending || got.Failed["0.9.0"].Reason != "boom" || !bytes.Equal(got.Seed, s.Seed) {
 		t.Fatalf("round trip: %+v", got)
 	}
-	// Only state.json is left: the atomic write leaves no temporary files.
+	// Only state.json, the state it replaced and the anti-rollback floor
+	// are left: the atomic write leaves no temporary files.
 	entries, err := os.ReadDir(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.Name() != "state.json" {
+		if n := e.Name(); n != "state.json" && n != "state.prev.json" && n != "floor.json" {
 			t.Errorf("stray file %s in the data dir", e.Name())
 		}
 	}

@@ -106,6 +106,9 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 			st.Warnings = append(st.Warnings, fmt.Sprintf("security support for this device ended on %s", s.Support.Until))
 		}
 	}
+	if r := s.Recovered; r != nil {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("the agent's state was unreadable on %s and was recovered: %s", r.At.Format(timeFormat), r.What))
+	}
 	if r := s.SupportRefused; r != nil {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("the maker signed a support declaration ending on %s, earlier than the %s accepted on this device; "+
 			"it was refused (support can be extended, never shortened) and reported", r.OfferedUntil, r.AcceptedUntil))

@@ -40,4 +40,7 @@ const (
 	// ClassSupportShortened: a signed support declaration ended earlier
 	// than the one accepted before; the agent kept the earlier one.
 	ClassSupportShortened Class = "support-shortened"
+	// ClassStateRecovered: the agent's state was unreadable and was
+	// recovered from an older record or the anti-rollback floor.
+	ClassStateRecovered Class = "state-recovered"
 )

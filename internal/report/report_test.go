@@ -56,7 +56,7 @@ var classes = []Class{
 	ClassNetwork, ClassMetadataExpired, ClassMetadataSignature, ClassMetadataRollback, ClassMetadataInvalid,
 	ClassRepoMismatch, ClassManifestInvalid, ClassNotApplicable, ClassRollbackVersion, ClassRollbackSecurity,
 	ClassPayloadHash, ClassPayloadTooLong, ClassPayloadTruncated, ClassPayloadWindow, ClassPayloadDecode,
-	ClassImageHash, ClassInstallIO, ClassBootloader, ClassBootFallback, ClassHealthCheck, ClassSupportShortened,
+	ClassImageHash, ClassInstallIO, ClassBootloader, ClassBootFallback, ClassHealthCheck, ClassSupportShortened, ClassStateRecovered,
 }
 
 // Every class the agent sends passes the server's checks, and no two

@@ -105,26 +105,46 @@ func (j *Journal) Close() error { return j.f.Close() }
 // directory dir: its sequence number and encoded state; ok is false when
 // there is none (no journal, or both slots damaged or empty).
 func ReadJournal(dir string) (seq uint64, b []byte, ok bool, err error) {
+	recs, err := JournalRecords(dir)
+	if err != nil || len(recs) == 0 {
+		return 0, nil, false, err
+	}
+	return recs[0].Seq, recs[0].State, true, nil
+}
+
+// JournalRecord is an intact record of the journal: one encoded state and
+// its sequence number.
+type JournalRecord struct {
+	Seq   uint64
+	State []byte
+}
+
+// JournalRecords returns the intact records of the journal of the data
+// directory dir, newest first: none, one or two.
+func JournalRecords(dir string) ([]JournalRecord, error) {
 	f, err := os.Open(JournalPath(dir))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("transfer: reading the journal: %w", err)
+		return nil, fmt.Errorf("transfer: reading the journal: %w", err)
 	}
 	defer f.Close()
+	var recs []JournalRecord
 	buf := make([]byte, journalSlot)
 	for i := range int64(2) {
 		n, err := f.ReadAt(buf, i*journalSlot)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, nil, false, fmt.Errorf("transfer: reading the journal: %w", err)
+			return nil, fmt.Errorf("transfer: reading the journal: %w", err)
 		}
-		s, rec, good := parseJournalSlot(buf[:n])
-		if good && (!ok || s > seq) {
-			seq, b, ok = s, bytes.Clone(rec), true
+		if s, rec, good := parseJournalSlot(buf[:n]); good {
+			recs = append(recs, JournalRecord{Seq: s, State: bytes.Clone(rec)})
 		}
 	}
-	return seq, b, ok, nil
+	if len(recs) == 2 && recs[1].Seq > recs[0].Seq {
+		recs[0], recs[1] = recs[1], recs[0]
+	}
+	return recs, nil
 }
 
 // parseJournalSlot checks one slot and returns its record.
