@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/release"
@@ -93,6 +94,10 @@ func (a *Agent) decide(ctx context.Context, s *State) (Decision, error) {
 			return Decision{}, err
 		}
 		now := a.clock.Now().UTC()
+		if len(r.recovered) > 0 {
+			s.Recovered = &Recovery{At: now, What: strings.Join(r.recovered, "; ")}
+			a.reportRecovery(ctx, s)
+		}
 		s.LastRefresh = &now
 		a.acceptSupport(ctx, r, s, now)
 		offers := gatherOffers(r, a.cfg.Product, s.Version)

@@ -52,15 +52,24 @@ type floor struct {
 	Version            string `json:"version"`
 	SecurityVersion    uint64 `json:"security_version"`
 	MaxSecurityVersion uint64 `json:"max_security_version"`
+	// Roots maps each repository to the highest root version this device
+	// trusted (see checkRootFloor).
+	Roots map[string]int64 `json:"roots,omitempty"`
 }
 
 // keepFloor records s's committed release and anti-rollback floor in
 // floor.json, never lowering the floor already recorded.
 func keepFloor(dataDir string, s *State) error {
 	f := floor{Version: s.Version, SecurityVersion: s.SecurityVersion, MaxSecurityVersion: s.MaxSecurityVersion}
-	if old, err := readFloor(dataDir); err == nil && old != nil && old.MaxSecurityVersion > f.MaxSecurityVersion {
-		f.MaxSecurityVersion = old.MaxSecurityVersion
+	if old, err := readFloor(dataDir); err == nil && old != nil {
+		f.MaxSecurityVersion = max(f.MaxSecurityVersion, old.MaxSecurityVersion)
+		f.Roots = old.Roots
 	}
+	return writeFloor(dataDir, &f)
+}
+
+// writeFloor replaces floor.json with f.
+func writeFloor(dataDir string, f *floor) error {
 	b, _ := json.Marshal(f)
 	if err := atomicfile.WriteFile(floorPath(dataDir), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("agent: saving the anti-rollback floor: %w", err)

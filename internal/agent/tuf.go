@@ -38,6 +38,9 @@ func repoMap(server string) *multirepo.MultiRepoMapType {
 // repos is one refresh of both repositories.
 type repos struct {
 	multi *multirepo.MultiRepoClient
+	// recovered says which unreadable cached files the refresh removed
+	// (see cleanCache).
+	recovered []string
 }
 
 func (a *Agent) tufDir(name string) string { return filepath.Join(a.cfg.DataDir, "tuf", name) }
@@ -64,7 +67,9 @@ func (a *Agent) refresh(ctx context.Context) (*repos, error) {
 		Config:     &multirepo.MultiRepoConfig{RepoMap: repoMap(a.cfg.Server), TrustedRoots: map[string][]byte{}},
 	}
 	now := a.clock.Now()
+	var recovered []string
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
+		recovered = append(recovered, a.cleanCache(name)...)
 		provisioned := a.cfg.ReleaseRoot
 		if name == deviceapi.RepoFleet {
 			provisioned = a.cfg.FleetRoot
@@ -91,12 +96,15 @@ func (a *Agent) refresh(ctx context.Context) (*repos, error) {
 		if err := u.Refresh(); err != nil {
 			return nil, &tufError{repo: name, err: err}
 		}
+		if err := a.checkRootFloor(name, u); err != nil {
+			return nil, err
+		}
 		if err := syncTree(a.tufDir(name)); err != nil {
 			return nil, err
 		}
 		m.TUFClients[name] = u
 	}
-	return &repos{multi: m}, nil
+	return &repos{multi: m, recovered: recovered}, nil
 }
 
 // syncTree fsyncs the files go-tuf wrote (it renames without fsync), so
