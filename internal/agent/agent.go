@@ -80,12 +80,19 @@ func New(cfg *Config, o Options) (*Agent, error) {
 		o.Slots = s
 	}
 	fc := fetch.Config{CAFile: cfg.CAFile, AllowInsecureHTTP: cfg.AllowInsecureHTTP,
-		StallTimeout: time.Duration(cfg.StallTimeout), MaxAttempts: cfg.MaxAttempts, RateLimit: int64(cfg.DownloadRateLimit)}
+		StallTimeout: time.Duration(cfg.StallTimeout), MaxAttempts: cfg.MaxAttempts, RateLimit: int64(cfg.DownloadRateLimit),
+		MetadataTimeout: time.Duration(cfg.MetadataTimeout), MinRate: int64(cfg.MinTransferRate), MinRateWindow: time.Duration(cfg.MinTransferWindow)}
 	if o.HTTP != nil {
 		fc = *o.HTTP
 		fc.CAFile, fc.AllowInsecureHTTP = cfg.CAFile, cfg.AllowInsecureHTTP
 		if fc.RateLimit == 0 {
 			fc.RateLimit = int64(cfg.DownloadRateLimit)
+		}
+		if fc.MetadataTimeout == 0 {
+			fc.MetadataTimeout = time.Duration(cfg.MetadataTimeout)
+		}
+		if fc.MinRate == 0 {
+			fc.MinRate, fc.MinRateWindow = int64(cfg.MinTransferRate), time.Duration(cfg.MinTransferWindow)
 		}
 	}
 	hc, err := fetch.New(fc)
@@ -163,6 +170,13 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	}
 	if s.Phase != PhaseIdle && s.Phase != PhaseWriting {
 		return s.LastCheck, a.deliver(ctx, s)
+	}
+	// Notices that depend on time alone go out before the network is
+	// touched, so that they reach the owner even when this check never
+	// ends (a server that trickles, an agent stopped mid-check).
+	a.watch(s, a.clock.Now())
+	if err := a.deliver(ctx, s); err != nil {
+		return s.LastCheck, err
 	}
 	chk, err := a.checkAndInstall(ctx, s)
 	if errors.Is(err, ErrPowerLoss) || errors.Is(err, ErrRebooting) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/units"
 )
@@ -56,6 +57,16 @@ type Config struct {
 	PollInterval units.Duration `json:"poll_interval,omitempty"`
 	// StallTimeout fails a download that sends nothing this long (default 60s).
 	StallTimeout units.Duration `json:"stall_timeout,omitempty"`
+	// MetadataTimeout bounds the fetch of one metadata file, however
+	// slowly its bytes arrive (default 5m).
+	MetadataTimeout units.Duration `json:"metadata_timeout,omitempty"`
+	// MinTransferRate and MinTransferWindow: a response that brings fewer
+	// than MinTransferRate bytes per second over MinTransferWindow of
+	// waiting for the server is cut (a payload resumes where it stopped);
+	// defaults 512 bytes/s over 2m. Must be below DownloadRateLimit. The
+	// rate is written as a size ("512", "2KiB"), per second.
+	MinTransferRate   units.ByteSize `json:"min_transfer_rate,omitempty"`
+	MinTransferWindow units.Duration `json:"min_transfer_window,omitempty"`
 	// MaxAttempts per request (default 5). A payload download whose
 	// connection drops is also resumed up to this many times in a row
 	// without progress before the check gives up until the next one.
@@ -175,6 +186,27 @@ func (c *Config) Validate() error {
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = units.Duration(60 * time.Second)
+	}
+	if c.MetadataTimeout == 0 {
+		c.MetadataTimeout = units.Duration(fetch.DefaultMetadataTimeout)
+	}
+	if c.MetadataTimeout < units.Duration(10*time.Second) {
+		return fmt.Errorf("metadata_timeout %v is too short (at least 10s)", time.Duration(c.MetadataTimeout))
+	}
+	if c.MinTransferRate == 0 {
+		c.MinTransferRate = fetch.DefaultMinRate
+	}
+	if c.MinTransferRate < 0 {
+		return fmt.Errorf("min_transfer_rate %d is negative", c.MinTransferRate)
+	}
+	if c.DownloadRateLimit > 0 && int64(c.MinTransferRate) >= int64(c.DownloadRateLimit) {
+		return fmt.Errorf("min_transfer_rate %v must be below download_rate_limit %v", c.MinTransferRate, c.DownloadRateLimit)
+	}
+	if c.MinTransferWindow == 0 {
+		c.MinTransferWindow = units.Duration(fetch.DefaultMinRateWindow)
+	}
+	if c.MinTransferWindow < units.Duration(10*time.Second) {
+		return fmt.Errorf("min_transfer_window %v is too short (at least 10s)", time.Duration(c.MinTransferWindow))
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5

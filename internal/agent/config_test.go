@@ -104,6 +104,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if time.Duration(c.PollInterval) != 6*time.Hour {
 		t.Errorf("poll interval = %v, want 6h", time.Duration(c.PollInterval))
 	}
+	if time.Duration(c.MetadataTimeout) != 5*time.Minute || c.MinTransferRate != 512 || time.Duration(c.MinTransferWindow) != 2*time.Minute {
+		t.Errorf("metadata timeout %v, min transfer rate %d per %v; want 5m, 512 per 2m", time.Duration(c.MetadataTimeout), c.MinTransferRate,
+			time.Duration(c.MinTransferWindow))
+	}
 	if time.Duration(c.StallTimeout) != 60*time.Second {
 		t.Errorf("stall timeout = %v, want 60s", time.Duration(c.StallTimeout))
 	}
@@ -202,6 +206,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"negative notify timeout", with(baseConfig(), "notify_timeout", "-1s"), "notify_timeout"},
 		{"short stale_after", with(baseConfig(), "stale_after", "10m"), "stale_after"},
 		{"bad days", with(baseConfig(), "stale_after", "2weeks"), "duration"},
+		{"short metadata timeout", with(baseConfig(), "metadata_timeout", "1s"), "metadata_timeout"},
+		{"short transfer window", with(baseConfig(), "min_transfer_window", "1s"), "min_transfer_window"},
+		{"minimum rate above the limit", with(with(baseConfig(), "download_rate_limit", "4KiB"), "min_transfer_rate", "8KiB"), "below download_rate_limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeConfig(t, tc.cfg)

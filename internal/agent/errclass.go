@@ -88,7 +88,7 @@ func isTUF(err error) bool {
 
 func isNetwork(err error) bool {
 	var se *fetch.StatusError
-	return errors.Is(err, fetch.ErrStalled) || errors.As(err, &se) || isNetErr(err)
+	return errors.Is(err, fetch.ErrStalled) || errors.Is(err, fetch.ErrTooSlow) || errors.Is(err, fetch.ErrDeadline) || errors.As(err, &se) || isNetErr(err)
 }
 
 // decisionError is a release the agent refuses by its own rules.

@@ -54,6 +54,12 @@ var (
 	ErrTooLong = errors.New("fetch: response longer than allowed")
 	// ErrStalled means the server sent nothing for Config.StallTimeout.
 	ErrStalled = errors.New("fetch: stalled")
+	// ErrTooSlow means the server sent fewer than Config.MinRate bytes per
+	// second over Config.MinRateWindow of waiting for it.
+	ErrTooSlow = errors.New("fetch: too slow")
+	// ErrDeadline means one metadata file took longer than
+	// Config.MetadataTimeout in all.
+	ErrDeadline = errors.New("fetch: deadline exceeded")
 	// ErrInsecureURL means a URL was refused by CheckURL.
 	ErrInsecureURL = errors.New("fetch: insecure url")
 	// ErrBadRange means a 206 response did not answer the range asked
@@ -85,7 +91,17 @@ const (
 	DefaultMaxAttempts    = 5
 	DefaultBaseBackoff    = 1 * time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
-	maxRedirects          = 5
+	// DefaultMetadataTimeout bounds one metadata file: a few MiB of
+	// targets metadata take under a minute on a 2G link.
+	DefaultMetadataTimeout = 5 * time.Minute
+	// DefaultMinRate and DefaultMinRateWindow: a server that sends less
+	// than 512 bytes per second over two minutes of waiting for it is cut
+	// (a payload resumes where it stopped). Real links that slow do not
+	// carry firmware; a drip of a byte a minute no longer holds a check
+	// for ever.
+	DefaultMinRate       = 512
+	DefaultMinRateWindow = 2 * time.Minute
+	maxRedirects         = 5
 )
 
 // Config configures a Client. Zero durations and counts take the defaults
@@ -122,6 +138,16 @@ type Config struct {
 	// Now tells the time to the rate limiter. Nil means time.Now. Tests
 	// inject their own, with a Sleep that advances it.
 	Now func() time.Time
+	// MetadataTimeout bounds the fetch of one metadata file by the
+	// TUFFetcher, retries included, however the bytes trickle in.
+	MetadataTimeout time.Duration
+	// MinRate (bytes per second) and MinRateWindow: a response body that
+	// delivers fewer than MinRate*MinRateWindow bytes while Read waited
+	// MinRateWindow for the server fails with ErrTooSlow. Time the caller
+	// spends elsewhere (writing, the rate limit) does not count. MinRate
+	// < 0 turns the check off.
+	MinRate       int64
+	MinRateWindow time.Duration
 }
 
 // Client is the agent's HTTP client. It is safe for concurrent use.
@@ -160,6 +186,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MetadataTimeout <= 0 {
+		cfg.MetadataTimeout = DefaultMetadataTimeout
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = DefaultMinRate
+	}
+	if cfg.MinRateWindow <= 0 {
+		cfg.MinRateWindow = DefaultMinRateWindow
 	}
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("fetch: negative rate limit %d", cfg.RateLimit)
@@ -354,13 +389,15 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 	}
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	b := &body{
-		url:    rawURL,
-		limit:  maxLength,
-		stall:  c.cfg.StallTimeout,
-		ctx:    reqCtx,
-		cancel: cancel,
-		rate:   c.rate,
-		sleep:  c.cfg.Sleep,
+		url:     rawURL,
+		limit:   maxLength,
+		stall:   c.cfg.StallTimeout,
+		ctx:     reqCtx,
+		cancel:  cancel,
+		rate:    c.rate,
+		sleep:   c.cfg.Sleep,
+		minRate: c.cfg.MinRate,
+		window:  c.cfg.MinRateWindow,
 	}
 	b.timer = time.AfterFunc(c.cfg.StallTimeout, b.fire)
 	defer func() {
@@ -503,6 +540,13 @@ type body struct {
 	cancel context.CancelCauseFunc
 	rate   *RateLimiter // nil: no limit
 	sleep  func(ctx context.Context, d time.Duration) error
+	// minRate and window: see Config.MinRate; waited and got are the
+	// time spent waiting in rc.Read and the bytes it returned in the
+	// current window.
+	minRate int64
+	window  time.Duration
+	waited  time.Duration
+	got     int64
 
 	closeOnce sync.Once
 }
@@ -536,9 +580,13 @@ func (b *body) Read(p []byte) (int, error) {
 		p = p[:left+1]
 	}
 	b.timer.Reset(b.stall)
+	start := time.Now()
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
 	b.n += int64(n)
+	if err == nil {
+		err = b.pace(time.Since(start), n)
+	}
 	if b.n > b.limit {
 		return n - int(b.n-b.limit), fmt.Errorf("%w: GET %s: more than %d bytes", ErrTooLong, b.url, b.limit)
 	}
@@ -553,6 +601,26 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// pace adds one Read's wait and bytes to the current window and fails
+// with ErrTooSlow when a whole window of waiting brought too little.
+func (b *body) pace(waited time.Duration, n int) error {
+	if b.minRate < 0 {
+		return nil
+	}
+	b.waited += waited
+	b.got += int64(n)
+	if b.waited < b.window {
+		return nil
+	}
+	want := int64(float64(b.minRate) * b.waited.Seconds())
+	if b.got < want {
+		return fmt.Errorf("%w: GET %s: %d bytes in %v of waiting for the server, want at least %d bytes/s", ErrTooSlow, b.url, b.got,
+			b.waited.Round(time.Millisecond), b.minRate)
+	}
+	b.waited, b.got = 0, 0
+	return nil
 }
 
 // Close releases the connection and stops the stall timer.

@@ -36,16 +36,27 @@ func (c *Client) TUFFetcher(ctx context.Context) *TUFFetcher {
 // timeout argument is ignored, as go-tuf documents: the Client's stall
 // timeout and the adapter's ctx bound the download.
 func (f *TUFFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	body, err := f.c.Get(f.ctx, urlPath, maxLength)
+	limit := f.c.cfg.MetadataTimeout
+	ctx, cancel := context.WithTimeoutCause(f.ctx, limit, fmt.Errorf("%w: %s took longer than %v", ErrDeadline, urlPath, limit))
+	defer cancel()
+	body, err := f.c.Get(ctx, urlPath, maxLength)
 	if err != nil {
-		return nil, tufError(urlPath, maxLength, err)
+		return nil, tufError(urlPath, maxLength, deadline(ctx, err))
 	}
 	defer body.Close()
 	data, err := io.ReadAll(body)
 	if err != nil {
-		return nil, tufError(urlPath, maxLength, err)
+		return nil, tufError(urlPath, maxLength, deadline(ctx, err))
 	}
 	return data, nil
+}
+
+// deadline names the metadata deadline when it is what ended err.
+func deadline(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrDeadline) {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
 }
 
 func tufError(urlPath string, maxLength int64, err error) error {
