@@ -106,7 +106,9 @@ type State struct {
 	// LastRefresh until the first successful refresh.
 	Provisioned *time.Time `json:"provisioned,omitempty"`
 	// LastRefresh is when both repositories last refreshed successfully:
-	// verified, unexpired metadata (TUF rejects anything else).
+	// verified, unexpired metadata (TUF rejects anything else). It is the
+	// reference time of that check (see referenceTime), so it never moves
+	// back when the clock does.
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
 	// Offered lists the versions offered at the last successful refresh,
 	// highest first.
@@ -127,6 +129,10 @@ type State struct {
 	// Downloads counts the payload bytes received per release, oldest
 	// first (the latest maxDownloads releases).
 	Downloads []DownloadCount `json:"downloads,omitempty"`
+	// ClockBehind is set while the clock reads earlier than the reference
+	// time's floor: from a check that found it so until a check that finds
+	// the clock ahead again.
+	ClockBehind *ClockBehind `json:"clock_behind,omitempty"`
 }
 
 // downloadCount returns the counter of p's release, adding it (and dropping

@@ -40,4 +40,11 @@ const (
 	// ClassSupportShortened: a signed support declaration ended earlier
 	// than the one accepted before; the agent kept the earlier one.
 	ClassSupportShortened Class = "support-shortened"
+	// ClassClockBehind: the device's clock read earlier than its floor (the
+	// agent's build, the provisioning or the last successful check), and
+	// the agent verified metadata against the floor instead. Sent once per
+	// stretch behind the floor, with OutcomeFailed about the running
+	// version, besides the check's own report: a refusal keeps its own
+	// class (metadata-expired, metadata-signature, ...).
+	ClassClockBehind Class = "clock-behind"
 )
