@@ -8,6 +8,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/report"
+	"github.com/uptrust/uptrust/internal/sim"
 )
 
 // TestClockBehindExpiredTimestamp: a device whose clock reads 1970 (no
@@ -61,7 +62,7 @@ func TestClockBehindStillUpdates(t *testing.T) {
 
 // assertClockBehind checks that status (JSON and text), the notify hook
 // and the server's reports say the clock was behind the provisioning time.
-func assertClockBehind(t *testing.T, w *world, d interface{ ConfigPath() string }, st *agent.Status, events []agent.Event, clockReads time.Time) {
+func assertClockBehind(t *testing.T, w *world, d *sim.Device, st *agent.Status, events []agent.Event, clockReads time.Time) {
 	t.Helper()
 	cb := st.ClockBehind
 	if cb == nil || cb.Source != agent.FloorProvisioned || !cb.Clock.Equal(clockReads) || cb.Floor.Before(time.Now().Add(-time.Hour)) {
@@ -78,6 +79,10 @@ func assertClockBehind(t *testing.T, w *world, d interface{ ConfigPath() string 
 	if len(e) != 1 || e[0].FloorSource != agent.FloorProvisioned || e[0].Clock == nil || !e[0].Clock.Equal(clockReads) ||
 		e[0].Floor == nil || !e[0].Floor.Equal(cb.Floor) || !strings.Contains(e[0].Message, "until the clock is set") {
 		t.Fatalf("clock-behind events %+v, want one matching %+v", e, cb)
+	}
+	if code, out, _ := ownerCLI(t, d, "", clockReads, "status"); code != 0 ||
+		!strings.Contains(out, "WARNING:          the device's clock reads 1970-01-01 00:00 UTC, earlier than the device's provisioning time") {
+		t.Fatalf("uptrust-agent status (exit %d) does not warn of the clock:\n%s", code, out)
 	}
 	w.assertReport(report.OutcomeFailed, report.ClassClockBehind)
 }
