@@ -28,6 +28,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
@@ -58,6 +59,9 @@ type worldOptions struct {
 	production bool
 	// factorySV is the security version of the factory release 1.0.0.
 	factorySV uint64
+	// projectClock, when set, is the clock the project signs with (its
+	// metadata expires relative to it).
+	projectClock clock.Clock
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -65,7 +69,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	ctx := context.Background()
 	dir := t.TempDir()
 	pass := func() ([]byte, error) { return []byte("correct horse battery staple"), nil }
-	p, err := project.Init(ctx, filepath.Join(dir, "project"), project.InitOptions{Dev: !o.production, Options: project.Options{Passphrase: pass}})
+	p, err := project.Init(ctx, filepath.Join(dir, "project"), project.InitOptions{Dev: !o.production, Options: project.Options{Passphrase: pass, Clock: o.projectClock}})
 	if err != nil {
 		t.Fatal(err)
 	}

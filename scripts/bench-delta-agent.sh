@@ -23,7 +23,7 @@ cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true
 trap cleanup EXIT
 
 go build -o "$S/uptrust" ./cmd/uptrust
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$S/uptrust-agent" ./cmd/uptrust-agent
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.buildTime=$(git log -1 --format=%cI 2>/dev/null)" -o "$S/uptrust-agent" ./cmd/uptrust-agent
 U=$S/uptrust; A=$S/uptrust-agent; P=$S/project
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
 

@@ -37,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$WORK/uptrust" ./cmd/uptrust
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WORK/uptrust-agent" ./cmd/uptrust-agent
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.buildTime=$(git log -1 --format=%cI 2>/dev/null)" -o "$WORK/uptrust-agent" ./cmd/uptrust-agent
 U="$WORK/uptrust"; A="$WORK/uptrust-agent"; P="$WORK/project"
 
 echo "== machine"

@@ -8,6 +8,17 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/cli"
 )
 
+// buildTime is when this binary was built, RFC 3339, set with
+//
+//	go build -ldflags "-X main.buildTime=$(date -u +%Y-%m-%dT%H:%M:%SZ)" ./cmd/uptrust-agent
+//
+// The agent never verifies update metadata against an earlier time, however
+// far back the device's clock reads. Empty: the commit time the Go
+// toolchain stamps into a build from a git checkout, if any.
+var buildTime string
+
 func main() {
-	os.Exit(cli.Main(context.Background(), os.Args[1:], cli.DefaultEnv()))
+	env := cli.DefaultEnv()
+	env.BuildTime = buildTime
+	os.Exit(cli.Main(context.Background(), os.Args[1:], env))
 }

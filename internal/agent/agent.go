@@ -47,6 +47,10 @@ type Options struct {
 	// is persisted, before its power-loss point (tests check with it that
 	// they walk the whole table).
 	Step func(Transition)
+	// BuildTime is when the agent binary was built (zero: unknown). The
+	// agent never verifies metadata against an earlier time (see
+	// referenceTime).
+	BuildTime time.Time
 }
 
 // Agent runs update cycles for one device. It is not safe for concurrent
@@ -62,6 +66,8 @@ type Agent struct {
 	power  func(point string) error
 	step   func(Transition)
 	queue  *reportQueue
+	// buildTime is Options.BuildTime.
+	buildTime time.Time
 }
 
 // New builds an agent. It does not touch the network.
@@ -104,7 +110,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, clock: o.Clock, log: o.Logger,
 		reboot: o.Reboot, health: o.Health, power: o.PowerLoss, step: o.Step,
-		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}}
+		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime}
 	if a.reboot == nil {
 		a.reboot = a.rebootCommand
 	}

@@ -16,7 +16,7 @@ import (
 // reported once; they are not errors of the agent.
 func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	chk := &Check{At: a.clock.Now().UTC(), Action: "none"}
-	d, err := a.decide(ctx, s)
+	d, err := a.decide(ctx, s, a.refTime(ctx, s))
 	if err == nil {
 		err = d.Err
 	}
@@ -77,7 +77,8 @@ func (a *Agent) dropPartial(s *State, err error) error {
 }
 
 // decide refreshes both repositories, gathers the offers and decides
-// among them (choose). It records in s what the refresh brought: the time,
+// among them (choose), all at the reference time now (see refTime). It
+// records in s what the refresh brought: the time,
 // the offered versions, the support declaration (acceptSupport) and the
 // releases held for the owner (hold, which notifies the owner). A refresh
 // that fails returns its error; a refused release is the Decision's Err.
@@ -87,13 +88,13 @@ func (a *Agent) dropPartial(s *State, err error) error {
 // fault of either. When the agreement check fails (errMismatch), decide
 // refreshes both once more and decides again; a second disagreement is
 // refused.
-func (a *Agent) decide(ctx context.Context, s *State) (Decision, error) {
+func (a *Agent) decide(ctx context.Context, s *State, now time.Time) (Decision, error) {
+	now = now.UTC()
 	for attempt := 0; ; attempt++ {
-		r, err := a.refresh(ctx)
+		r, err := a.refresh(ctx, now)
 		if err != nil {
 			return Decision{}, err
 		}
-		now := a.clock.Now().UTC()
 		if len(r.recovered) > 0 {
 			s.Recovered = &Recovery{At: now, What: strings.Join(r.recovered, "; ")}
 			a.reportRecovery(ctx, s)

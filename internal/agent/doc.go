@@ -22,6 +22,12 @@
 //     power-loss budget of later bytes is written;
 //   - TUF metadata is fsync'd before a decision is made on it.
 //
+// Time: a check verifies metadata against its reference time (reftime.go),
+// the latest of the clock, the agent's build time, the provisioning time
+// and the last successful check, so a clock that reads 1970 cannot make
+// expired metadata valid again; a clock behind that floor is shown in
+// status, notified and reported once per stretch.
+//
 // What can never happen to the booted slot:
 //   - it is never opened for writing (the slot backends refuse it), and
 //     the bootloader is armed for the other slot only after that slot's

@@ -37,6 +37,10 @@ const (
 	// EventMetadataStale: no fresh signed metadata for stale_after, once
 	// per stretch without a successful refresh.
 	EventMetadataStale = "metadata-stale"
+	// EventClockBehind: the clock read earlier than the agent's build, the
+	// provisioning or the last successful check, and checks use that time
+	// instead (see referenceTime); once per stretch behind.
+	EventClockBehind = "clock-behind"
 )
 
 // supportEndingWindow is how long before the end of support the owner is
@@ -68,6 +72,11 @@ type Event struct {
 	Contact      string `json:"contact,omitempty"`
 	// metadata-stale
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// clock-behind: what the clock read, the time checks use instead and
+	// where that comes from ("build", "provisioning" or "last-check").
+	Clock       *time.Time `json:"clock,omitempty"`
+	Floor       *time.Time `json:"floor,omitempty"`
+	FloorSource string     `json:"floor_source,omitempty"`
 
 	// Key identifies the event for deduplication (State.Notified); it is
 	// neither persisted in the outbox nor sent.

@@ -108,7 +108,9 @@ type State struct {
 	// was unreadable (see stateload.go); nil when nothing was.
 	Recovered *Recovery `json:"recovered,omitempty"`
 	// LastRefresh is when both repositories last refreshed successfully:
-	// verified, unexpired metadata (TUF rejects anything else).
+	// verified, unexpired metadata (TUF rejects anything else). It is the
+	// reference time of that check (see referenceTime), so it never moves
+	// back when the clock does.
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
 	// Offered lists the versions offered at the last successful refresh,
 	// highest first.
@@ -129,6 +131,10 @@ type State struct {
 	// Downloads counts the payload bytes received per release, oldest
 	// first (the latest maxDownloads releases).
 	Downloads []DownloadCount `json:"downloads,omitempty"`
+	// ClockBehind is set while the clock reads earlier than the reference
+	// time's floor: from a check that found it so until a check that finds
+	// the clock ahead again.
+	ClockBehind *ClockBehind `json:"clock_behind,omitempty"`
 }
 
 // downloadCount returns the counter of p's release, adding it (and dropping

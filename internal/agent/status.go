@@ -68,6 +68,10 @@ type Status struct {
 	// DownloadRateLimit is the configured limit in bytes per second (0:
 	// none).
 	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty"`
+	// ClockBehind is set while the clock reads earlier than the time the
+	// agent's build, the provisioning or the last successful check proves
+	// has passed; checks use that time instead.
+	ClockBehind *ClockBehind `json:"clock_behind,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It
@@ -120,6 +124,10 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	}
 	if u := s.Owner.PostponedUntil; u != nil && now.Before(*u) {
 		st.PostponedUntil = u
+	}
+	if cb := s.ClockBehind; cb != nil {
+		st.ClockBehind = cb
+		st.Warnings = append(st.Warnings, cb.message())
 	}
 	if ref, stale := staleSince(s, cfg, now); stale {
 		st.MetadataStale = true

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
@@ -60,13 +61,13 @@ func (a *Agent) trustedRoot(name, provisioned string) ([]byte, error) {
 
 // refresh runs the TUF client workflow on both repositories: root chain,
 // timestamp, snapshot, top-level targets, with version, expiry and
-// threshold checks. Verified metadata is cached under DataDir/tuf.
-func (a *Agent) refresh(ctx context.Context) (*repos, error) {
+// threshold checks, expiry against ref (the check's reference time, see
+// refTime). Verified metadata is cached under DataDir/tuf.
+func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 	m := &multirepo.MultiRepoClient{
 		TUFClients: map[string]*updater.Updater{},
 		Config:     &multirepo.MultiRepoConfig{RepoMap: repoMap(a.cfg.Server), TrustedRoots: map[string][]byte{}},
 	}
-	now := a.clock.Now()
 	var recovered []string
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		recovered = append(recovered, a.cleanCache(name)...)
@@ -92,7 +93,7 @@ func (a *Agent) refresh(ctx context.Context) (*repos, error) {
 		if err != nil {
 			return nil, &tufError{repo: name, err: err}
 		}
-		u.UnsafeSetRefTime(now)
+		u.UnsafeSetRefTime(ref)
 		if err := u.Refresh(); err != nil {
 			return nil, &tufError{repo: name, err: err}
 		}

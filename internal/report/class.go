@@ -43,4 +43,11 @@ const (
 	// ClassStateRecovered: the agent's state was unreadable and was
 	// recovered from an older record or the anti-rollback floor.
 	ClassStateRecovered Class = "state-recovered"
+	// ClassClockBehind: the device's clock read earlier than its floor (the
+	// agent's build, the provisioning or the last successful check), and
+	// the agent verified metadata against the floor instead. Sent once per
+	// stretch behind the floor, with OutcomeFailed about the running
+	// version, besides the check's own report: a refusal keeps its own
+	// class (metadata-expired, metadata-signature, ...).
+	ClassClockBehind Class = "clock-behind"
 )

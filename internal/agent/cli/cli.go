@@ -44,6 +44,10 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// Now tells the time for the owner's commands and status.
 	Now func() time.Time
+	// BuildTime is the agent's build time as linked into the binary
+	// (-ldflags "-X main.buildTime=2026-12-07T13:00:00Z"), RFC 3339; empty:
+	// the commit time the Go toolchain stamped, if any (see buildTime).
+	BuildTime string
 }
 
 // DefaultEnv is the process environment.
@@ -83,9 +87,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 	case "provision":
 		err = provision(cfg, rest, stderr)
 	case "check":
-		err = check(ctx, cfg, log, stdout)
+		err = check(ctx, cfg, log, stdout, env.BuildTime)
 	case "run":
-		err = run(ctx, cfg, log)
+		err = run(ctx, cfg, log, env.BuildTime)
 	case "status":
 		err = status(ctx, cfg, rest, env)
 	case "consent":
@@ -126,8 +130,12 @@ func provision(cfg *agent.Config, args []string, stderr io.Writer) error {
 	return agent.Provision(cfg.DataDir, *version, *sv)
 }
 
-func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer) error {
-	a, err := agent.New(cfg, agent.Options{Logger: log})
+func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string) error {
+	built, err := binaryBuildTime(linked)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built})
 	if err != nil {
 		return err
 	}
@@ -141,10 +149,14 @@ func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.W
 	return err
 }
 
-func run(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
+func run(ctx context.Context, cfg *agent.Config, log *slog.Logger, linked string) error {
+	built, err := binaryBuildTime(linked)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := agent.New(cfg, agent.Options{Logger: log})
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built})
 	if err != nil {
 		return err
 	}
