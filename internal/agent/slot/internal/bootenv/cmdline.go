@@ -22,16 +22,7 @@ const SlotParam = "uptrust.slot"
 // to it). root=PARTUUID=..., LABEL=... and the like are not resolved: use
 // uptrust.slot= with them.
 func BootedSlot(cmdline string, devA, devB string) (slot.Name, error) {
-	var param, root string
-	var haveParam, haveRoot bool
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, SlotParam+"="); ok {
-			param, haveParam = v, true
-		}
-		if v, ok := strings.CutPrefix(f, "root="); ok {
-			root, haveRoot = v, true
-		}
-	}
+	param, root, haveParam, haveRoot := parse(cmdline)
 	if haveParam {
 		n, err := slot.Parse(param)
 		if err != nil {
@@ -66,4 +57,18 @@ func resolve(p string) string {
 		return ""
 	}
 	return r
+}
+
+// parse returns the last uptrust.slot= and root= values of a kernel
+// command line and whether each is present.
+func parse(cmdline string) (param, root string, haveParam, haveRoot bool) {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, SlotParam+"="); ok {
+			param, haveParam = v, true
+		}
+		if v, ok := strings.CutPrefix(f, "root="); ok {
+			root, haveRoot = v, true
+		}
+	}
+	return param, root, haveParam, haveRoot
 }
