@@ -52,7 +52,6 @@ func checkRoot(cmdline, devA, devB, diskDir string) (string, error) {
 	if err != nil {
 		return fmt.Sprintf("root=%s not cross-checked against %s=%s: %v", root, SlotParam, param, err), nil
 	}
-	rootID.Path = root // say root=PARTUUID=... -> /dev/..., not by-partuuid/...
 	devs := map[slot.Name]string{slot.A: devA, slot.B: devB}
 	ids := map[slot.Name]devid.ID{}
 	for _, n := range []slot.Name{booted, booted.Other()} {
@@ -66,11 +65,11 @@ func checkRoot(cmdline, devA, devB, diskDir string) (string, error) {
 	case rootID.Same(ids[booted]):
 		return "", nil
 	case rootID.Same(ids[booted.Other()]):
-		return "", fmt.Errorf("kernel command line: %s=%s says slot %s (%s) is booted, but root=%s is slot %s's device (%s): %w",
-			SlotParam, param, booted, ids[booted], rootID, booted.Other(), ids[booted.Other()], ErrRootMismatch)
+		return "", fmt.Errorf("kernel command line names two booted slots: %s=%s says slot %s (%s), root=%s says slot %s (%s): %w",
+			SlotParam, param, booted, ids[booted], root, booted.Other(), ids[booted.Other()], ErrRootMismatch)
 	}
-	return fmt.Sprintf("root=%s not cross-checked against %s=%s: it is neither slot device (a=%s, b=%s)",
-		rootID, SlotParam, param, devA, devB), nil
+	return fmt.Sprintf("root=%s not cross-checked against %s=%s: it is %s, neither slot device (a=%s, b=%s)",
+		root, SlotParam, param, rootID, devA, devB), nil
 }
 
 // rootPath is the path a root= value names, or why there is none.
