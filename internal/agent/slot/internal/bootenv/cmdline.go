@@ -20,7 +20,8 @@ const SlotParam = "uptrust.slot"
 // the devices, either literally or after resolving symlinks on both sides
 // (root=/dev/mmcblk0p2 matches /dev/disk/by-partlabel/rootfs-a if that links
 // to it). root=PARTUUID=..., LABEL=... and the like are not resolved: use
-// uptrust.slot= with them.
+// uptrust.slot= with them. CheckRoot cross-checks the two when both are
+// present; BootedSlot does not.
 func BootedSlot(cmdline string, devA, devB string) (slot.Name, error) {
 	param, root, haveParam, haveRoot := parse(cmdline)
 	if haveParam {
