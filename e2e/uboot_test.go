@@ -227,7 +227,7 @@ func (d *ubootDevice) assertRunning(w *world, version, slotName string) *agent.S
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	slots, err := agent.OpenSlots(d.cfg.Slot)
+	slots, err := agent.OpenSlots(d.cfg.Slot, nil)
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if o.Slots == nil {
-		s, err := OpenSlots(cfg.Slot)
+		s, err := OpenSlots(cfg.Slot, o.Logger)
 		if err != nil {
 			return nil, err
 		}

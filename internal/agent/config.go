@@ -28,10 +28,17 @@ type SlotConfig struct {
 	FwDefaultEnv string `json:"fw_default_env,omitempty"`
 	// GrubEnv is the grubenv file for the grub backend.
 	GrubEnv string `json:"grub_env,omitempty"`
-	// SlotA and SlotB are the slot devices (uboot, grub).
+	// SlotA and SlotB are the slot devices (uboot, grub). They must be two
+	// devices: OpenSlots, and so the agent at start and provisioning,
+	// refuses paths that are one file (after symlinks; hard links) or one
+	// device (the same device number), which would make the agent write
+	// its image over the running system.
 	SlotA string `json:"slot_a,omitempty"`
 	SlotB string `json:"slot_b,omitempty"`
-	// Cmdline is where the booted slot is read from (default /proc/cmdline).
+	// Cmdline is where the booted slot is read from (default
+	// /proc/cmdline): uptrust.slot=, else root=. Where it has both, root=
+	// must not be the device of the other slot than uptrust.slot= names,
+	// or the agent refuses to start, write or arm.
 	Cmdline string `json:"cmdline,omitempty"`
 }
 

@@ -85,13 +85,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch cmd {
 	case "provision":
-		err = provision(cfg, rest, stderr)
+		err = provision(cfg, rest, log, stderr)
 	case "check":
 		err = check(ctx, cfg, log, stdout, env.BuildTime)
 	case "run":
 		err = run(ctx, cfg, log, env.BuildTime)
 	case "status":
-		err = status(ctx, cfg, rest, env)
+		err = status(ctx, cfg, rest, log, env)
 	case "consent":
 		err = consent(ctx, cfg, rest, env)
 	case "postpone":
@@ -116,7 +116,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 // errUsage is a usage error already explained on stderr.
 var errUsage = errors.New("usage")
 
-func provision(cfg *agent.Config, args []string, stderr io.Writer) error {
+// provision refuses a slot configuration that would overwrite the running
+// system (agent.OpenSlots) before it writes anything.
+func provision(cfg *agent.Config, args []string, log *slog.Logger, stderr io.Writer) error {
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	version := fs.String("version", "", "factory firmware version in the booted slot")
@@ -126,6 +128,9 @@ func provision(cfg *agent.Config, args []string, stderr io.Writer) error {
 	}
 	if *version == "" {
 		return errors.New("provision: --version is required")
+	}
+	if _, err := agent.OpenSlots(cfg.Slot, log); err != nil {
+		return fmt.Errorf("provision: %w", err)
 	}
 	return agent.Provision(cfg.DataDir, *version, *sv)
 }
@@ -167,7 +172,7 @@ func run(ctx context.Context, cfg *agent.Config, log *slog.Logger, linked string
 	return err
 }
 
-func status(ctx context.Context, cfg *agent.Config, args []string, env Env) error {
+func status(ctx context.Context, cfg *agent.Config, args []string, log *slog.Logger, env Env) error {
 	stdout := env.Stdout
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
@@ -175,7 +180,7 @@ func status(ctx context.Context, cfg *agent.Config, args []string, env Env) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	slots, err := agent.OpenSlots(cfg.Slot)
+	slots, err := agent.OpenSlots(cfg.Slot, log)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,12 @@ import (
 // slot the fallback.
 var ErrBootedSlot = errors.New("slot: refusing to use the booted slot")
 
+// ErrOverwritesRunning is returned (wrapped) by backends whose
+// configuration would make the agent write the running system: two slot
+// devices that are one file or one device, or a kernel command line whose
+// root= is the device of the slot its uptrust.slot= says is not booted.
+var ErrOverwritesRunning = errors.New("slot: refusing a configuration that would overwrite the running system")
+
 // Name names a slot: "a" or "b".
 type Name string
 

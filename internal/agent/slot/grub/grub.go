@@ -70,7 +70,8 @@ type Config struct {
 	// save_env use. Empty means DefaultEnvFile.
 	EnvFile string
 	// DeviceA and DeviceB are the slot devices (or image files). Both are
-	// required and must differ.
+	// required and must differ; CheckDevices also refuses two paths that
+	// are one file or device.
 	DeviceA, DeviceB string
 	// Cmdline is the kernel command line file. Empty means DefaultCmdline.
 	Cmdline string

@@ -18,7 +18,8 @@
 //	altbootcmd=if test "${boot_part}" = a; then setenv boot_part b; else setenv boot_part a; fi; setenv upgrade_available 0; setenv bootcount 0; saveenv; run bootcmd
 //
 // uptrust.slot= on the kernel command line is how Backend knows the booted
-// slot; without it, root= must name one of the slot devices.
+// slot; without it, root= must name one of the slot devices. With both,
+// root= must not be the other slot's device (see CheckDevices).
 //
 // # Tools and atomicity
 //
@@ -78,7 +79,8 @@ type Config struct {
 	// /etc/u-boot-initial-env.
 	DefaultEnv string
 	// DeviceA and DeviceB are the slot devices (or image files). Both are
-	// required and must differ.
+	// required and must differ; CheckDevices also refuses two paths that
+	// are one file or device.
 	DeviceA, DeviceB string
 	// Cmdline is the kernel command line file. Empty means DefaultCmdline.
 	Cmdline string

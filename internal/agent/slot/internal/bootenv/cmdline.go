@@ -20,18 +20,10 @@ const SlotParam = "uptrust.slot"
 // the devices, either literally or after resolving symlinks on both sides
 // (root=/dev/mmcblk0p2 matches /dev/disk/by-partlabel/rootfs-a if that links
 // to it). root=PARTUUID=..., LABEL=... and the like are not resolved: use
-// uptrust.slot= with them.
+// uptrust.slot= with them. CheckRoot cross-checks the two when both are
+// present; BootedSlot does not.
 func BootedSlot(cmdline string, devA, devB string) (slot.Name, error) {
-	var param, root string
-	var haveParam, haveRoot bool
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, SlotParam+"="); ok {
-			param, haveParam = v, true
-		}
-		if v, ok := strings.CutPrefix(f, "root="); ok {
-			root, haveRoot = v, true
-		}
-	}
+	param, root, haveParam, haveRoot := parse(cmdline)
 	if haveParam {
 		n, err := slot.Parse(param)
 		if err != nil {
@@ -66,4 +58,18 @@ func resolve(p string) string {
 		return ""
 	}
 	return r
+}
+
+// parse returns the last uptrust.slot= and root= values of a kernel
+// command line and whether each is present.
+func parse(cmdline string) (param, root string, haveParam, haveRoot bool) {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, SlotParam+"="); ok {
+			param, haveParam = v, true
+		}
+		if v, ok := strings.CutPrefix(f, "root="); ok {
+			root, haveRoot = v, true
+		}
+	}
+	return param, root, haveParam, haveRoot
 }

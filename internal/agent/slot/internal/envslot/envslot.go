@@ -7,12 +7,15 @@ package envslot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/bootenv"
+	"github.com/uptrust/uptrust/internal/agent/slot/internal/devid"
 	"github.com/uptrust/uptrust/internal/agent/slot/internal/devio"
 )
 
@@ -130,11 +133,77 @@ func (s *Slots) Device(n slot.Name) string {
 	return s.DeviceA
 }
 
-// Booted reads the booted slot from the kernel command line.
+// CheckDevices refuses, with an error wrapping slot.ErrOverwritesRunning,
+// a configuration that would let the agent write the running system: slot
+// devices that are one path, one file (symlinks resolved, hard links) or
+// one device (two nodes with the same device number), or a kernel command
+// line whose root= is the device of the slot its uptrust.slot= says is not
+// booted (bootenv.CheckRoot). It returns notes on what it could not check
+// and why: a slot device or root= that does not resolve, an unreadable
+// command line. Booted runs the same checks every time, so nothing is
+// written or armed while they fail.
+func (s *Slots) CheckDevices() (notes []string, err error) {
+	if notes, err = s.checkAlias(); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(s.Cmdline)
+	if err != nil {
+		return append(notes, fmt.Sprintf("root= not cross-checked against %s=: %v", bootenv.SlotParam, err)), nil
+	}
+	note, err := s.checkRoot(string(data))
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		notes = append(notes, note)
+	}
+	return notes, nil
+}
+
+// checkAlias refuses slot devices that are one file or device.
+func (s *Slots) checkAlias() (notes []string, err error) {
+	a, b := s.DeviceA, s.DeviceB
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return nil, fmt.Errorf("%s: config: slot a and slot b are both %s: %w", s.Prefix, a, slot.ErrOverwritesRunning)
+	}
+	ida, err := devid.Stat(a)
+	if err != nil {
+		notes = append(notes, fmt.Sprintf("slot a device not checked against slot b's: %v", err))
+	}
+	idb, errb := devid.Stat(b)
+	if errb != nil {
+		notes = append(notes, fmt.Sprintf("slot b device not checked against slot a's: %v", errb))
+	}
+	if err == nil && errb == nil && ida.Same(idb) {
+		return nil, fmt.Errorf("%s: config: slot a (%s) and slot b (%s) are the same file or device: %w", s.Prefix, ida, idb, slot.ErrOverwritesRunning)
+	}
+	return notes, nil
+}
+
+// checkRoot cross-checks root= against uptrust.slot= on cmdline.
+func (s *Slots) checkRoot(cmdline string) (note string, err error) {
+	note, err = bootenv.CheckRoot(cmdline, s.DeviceA, s.DeviceB)
+	if errors.Is(err, bootenv.ErrRootMismatch) {
+		return "", fmt.Errorf("%s: %s: %w: %w", s.Prefix, s.Cmdline, err, slot.ErrOverwritesRunning)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %s: %w", s.Prefix, s.Cmdline, err)
+	}
+	return note, nil
+}
+
+// Booted reads the booted slot from the kernel command line, after the
+// checks of CheckDevices.
 func (s *Slots) Booted() (slot.Name, error) {
+	if _, err := s.checkAlias(); err != nil {
+		return "", err
+	}
 	data, err := os.ReadFile(s.Cmdline)
 	if err != nil {
 		return "", fmt.Errorf("%s: booted slot: %w", s.Prefix, err)
+	}
+	if _, err := s.checkRoot(string(data)); err != nil {
+		return "", err
 	}
 	n, err := bootenv.BootedSlot(string(data), s.DeviceA, s.DeviceB)
 	if err != nil {
