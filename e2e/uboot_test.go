@@ -195,12 +195,17 @@ func (d *ubootDevice) agent() *agent.Agent {
 }
 
 // check runs one agent cycle and wants it to end with err matching want
-// (nil: settled).
+// (nil: settled). A cycle that settled then sends its queued reports, as
+// the running agent does later, before the next check.
 func (d *ubootDevice) check(want error) *agent.Check {
 	d.t.Helper()
-	chk, err := d.agent().Check(context.Background())
+	a := d.agent()
+	chk, err := a.Check(context.Background())
 	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 		d.t.Fatalf("Check = %+v, %v; want error %v", chk, err, want)
+	}
+	if err == nil {
+		a.FlushReports(context.Background())
 	}
 	return chk
 }

@@ -56,16 +56,17 @@ type Options struct {
 // Agent runs update cycles for one device. It is not safe for concurrent
 // use: one agent per data directory.
 type Agent struct {
-	cfg    *Config
-	slots  slot.Backend
-	http   *fetch.Client
-	clock  clock.Clock
-	log    *slog.Logger
-	reboot func(ctx context.Context) error
-	health func(ctx context.Context) error
-	power  func(point string) error
-	step   func(Transition)
-	queue  *reportQueue
+	cfg     *Config
+	slots   slot.Backend
+	http    *fetch.Client
+	reports *fetch.Client // for reports only (see FlushReports)
+	clock   clock.Clock
+	log     *slog.Logger
+	reboot  func(ctx context.Context) error
+	health  func(ctx context.Context) error
+	power   func(point string) error
+	step    func(Transition)
+	queue   *reportQueue
 	// buildTime is Options.BuildTime.
 	buildTime time.Time
 }
@@ -105,10 +106,18 @@ func New(cfg *Config, o Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	// Reports go on a client of their own, one connection per report, so
+	// that no report shares a connection with a check's requests.
+	rc := fc
+	rc.OneConnectionPerRequest = true
+	reports, err := fetch.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if err := hc.CheckURL(cfg.Server); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, clock: o.Clock, log: o.Logger,
+	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, reports: reports, clock: o.Clock, log: o.Logger,
 		reboot: o.Reboot, health: o.Health, power: o.PowerLoss, step: o.Step,
 		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime}
 	if a.reboot == nil {
@@ -171,6 +180,10 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 		return nil, err
 	}
 	a.reportRecovery(ctx, s)
+	// Reports a check queues leave later, never right after its requests
+	// (see FlushReports): what earlier cycles queued goes now, before
+	// this check's requests and on connections of its own.
+	a.FlushReports(ctx)
 	if err := a.resume(ctx, s); err != nil {
 		return s.LastCheck, err
 	}
@@ -192,7 +205,6 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	if derr := a.deliver(ctx, s); derr != nil && err == nil {
 		err = derr
 	}
-	a.flushReports(ctx)
 	return chk, err
 }
 
@@ -210,10 +222,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("update check", "action", chk.Action, "offered", chk.Offered, "reason", chk.Reason)
 		}
 		wait := jitter(time.Duration(a.cfg.PollInterval))
+		flush := reportDelay(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-time.After(flush):
+		}
+		a.FlushReports(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait - flush):
 		}
 	}
 }

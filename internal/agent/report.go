@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/atomicfile"
@@ -97,9 +99,17 @@ func (a *Agent) enqueue(_ context.Context, product, version string, outcome repo
 	}
 }
 
-// flushReports sends queued reports; a report is removed once the server
-// accepted it (2xx) or refused it as malformed (4xx other than 429).
-func (a *Agent) flushReports(ctx context.Context) {
+// FlushReports sends the queued reports; a report is removed once the
+// server accepted it (2xx) or refused it as malformed (4xx other than 429).
+//
+// Timing: a report is never sent right after the requests of the check
+// that queued it, where a network observer or a CDN log would link its
+// outcome to the address that fetched. Run sends queued reports at a
+// random moment between two checks (reportDelay); a one-shot check sends
+// what earlier checks queued before its own requests. Each report goes on
+// its own connection, opened for it and closed after it, never one a
+// check used.
+func (a *Agent) FlushReports(ctx context.Context) {
 	files, err := a.queue.pending()
 	if err != nil {
 		a.log.Warn("report queue", "err", err)
@@ -110,7 +120,7 @@ func (a *Agent) flushReports(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		err = a.http.PostJSON(ctx, a.cfg.Server+deviceapi.ReportsPath, b)
+		err = a.reports.PostJSON(ctx, a.cfg.Server+deviceapi.ReportsPath, b)
 		if err != nil && !isPermanentReject(err) {
 			a.log.Info("report not delivered; will retry", "err", err)
 			return
@@ -127,4 +137,19 @@ func (a *Agent) flushReports(ctx context.Context) {
 func isPermanentReject(err error) bool {
 	var se *fetch.StatusError
 	return errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 && se.StatusCode != 429
+}
+
+// reportDelay draws when, within wait (the time until the next check),
+// Run sends the queued reports: uniformly between a minute after the check
+// and a minute before the next one (or anywhere in wait when it is shorter
+// than three minutes).
+func reportDelay(wait time.Duration) time.Duration {
+	lo, hi := time.Minute, wait-time.Minute
+	if hi <= lo {
+		lo, hi = 0, wait
+	}
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(rand.Int64N(int64(hi-lo)))
 }

@@ -215,7 +215,7 @@ func TestFlushReports(t *testing.T) {
 			ctx := context.Background()
 			a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", report.ClassHealthCheck)
 			a.enqueue(ctx, "thermostat", "1.1.0", "installed", "")
-			a.flushReports(ctx)
+			a.FlushReports(ctx)
 			left := queued(t, a.queue)
 			if tc.delivered {
 				if len(left) != 0 || rs.count() != 2 {
@@ -233,7 +233,7 @@ func TestFlushReports(t *testing.T) {
 				rs.mu.Lock()
 				rs.status = http.StatusAccepted
 				rs.mu.Unlock()
-				a.flushReports(ctx)
+				a.FlushReports(ctx)
 				if left := queued(t, a.queue); len(left) != 0 {
 					t.Fatalf("after recovery: queue %+v", left)
 				}
@@ -252,7 +252,7 @@ func TestFlushReportsConnectionRefused(t *testing.T) {
 	a := testAgent(t, url, true)
 	ctx := context.Background()
 	a.enqueue(ctx, "thermostat", "1.1.0", "failed", report.ClassNetwork)
-	a.flushReports(ctx)
+	a.FlushReports(ctx)
 	if left := queued(t, a.queue); len(left) != 1 {
 		t.Fatalf("queue after connection refused: %+v, want the report kept", left)
 	}
@@ -263,10 +263,10 @@ func TestReportRequestIsAnonymous(t *testing.T) {
 	a := testAgent(t, rs.srv.URL, true)
 	ctx := context.Background()
 	a.enqueue(ctx, "thermostat", "1.1.0", "rolled_back", report.ClassHealthCheck)
-	a.flushReports(ctx)
+	a.FlushReports(ctx)
 	// A second flush after the server set a cookie must not send it back.
 	a.enqueue(ctx, "thermostat", "1.2.0", "installed", "")
-	a.flushReports(ctx)
+	a.FlushReports(ctx)
 	requests, bodies := rs.snapshot()
 	if len(requests) != 2 {
 		t.Fatalf("%d requests, want 2", len(requests))
@@ -319,11 +319,27 @@ func TestReportsDisabled(t *testing.T) {
 	a := testAgent(t, rs.srv.URL, false)
 	ctx := context.Background()
 	a.enqueue(ctx, "thermostat", "1.1.0", "installed", "")
-	a.flushReports(ctx)
+	a.FlushReports(ctx)
 	if left := queued(t, a.queue); len(left) != 0 {
 		t.Fatalf("reports: false queued %+v", left)
 	}
 	if rs.count() != 0 {
 		t.Fatalf("reports: false sent %d requests", rs.count())
+	}
+}
+
+// TestReportDelay: Run sends reports between a minute after a check and a
+// minute before the next one, or anywhere in a shorter wait.
+func TestReportDelay(t *testing.T) {
+	for _, wait := range []time.Duration{6 * time.Hour, 3 * time.Minute, 90 * time.Second, time.Second, 0} {
+		lo, hi := time.Minute, wait-time.Minute
+		if hi <= lo {
+			lo, hi = 0, wait
+		}
+		for range 200 {
+			if d := reportDelay(wait); d < lo || d > hi || d > wait {
+				t.Fatalf("reportDelay(%v) = %v, want within [%v, %v]", wait, d, lo, hi)
+			}
+		}
 	}
 }

@@ -187,7 +187,9 @@ func (d *Device) Boot() (slot.Name, error) {
 const maxReboots = 8
 
 // Cycle runs one check; whenever the agent asks for a reboot, the device
-// boots and a new agent resumes, until the agent settles.
+// boots and a new agent resumes, until the agent settles. Then the queued
+// reports are sent, as `uptrust-agent run` sends them at a random moment
+// before the next check.
 func (d *Device) Cycle(ctx context.Context) (*agent.Check, error) {
 	for i := 0; ; i++ {
 		a, err := d.Agent()
@@ -196,6 +198,9 @@ func (d *Device) Cycle(ctx context.Context) (*agent.Check, error) {
 		}
 		chk, err := a.Check(ctx)
 		if !errors.Is(err, agent.ErrRebooting) {
+			// The reports this cycle queued, sent as the running agent
+			// would send them later, between two checks.
+			a.FlushReports(ctx)
 			return chk, err
 		}
 		if i == maxReboots {

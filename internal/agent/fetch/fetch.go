@@ -148,6 +148,10 @@ type Config struct {
 	// < 0 turns the check off.
 	MinRate       int64
 	MinRateWindow time.Duration
+	// OneConnectionPerRequest makes every request open its own
+	// connection and close it afterwards (no keep-alive): a Client for
+	// requests that must not share a connection with others.
+	OneConnectionPerRequest bool
 }
 
 // Client is the agent's HTTP client. It is safe for concurrent use.
@@ -218,6 +222,7 @@ func New(cfg Config) (*Client, error) {
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: cfg.ConnectTimeout,
 		DisableCompression:  true,
+		DisableKeepAlives:   cfg.OneConnectionPerRequest,
 		MaxIdleConns:        2,
 		IdleConnTimeout:     90 * time.Second,
 	}
