@@ -211,18 +211,20 @@ func TestDeltaResumeServerIgnoresRange(t *testing.T) {
 }
 
 // TestDeltaResumeRetriesExhausted: a link that drops the delta download
-// max_attempts times in a row fails the check as a network failure, without
-// fetching the (larger) full payload over the same link; the progress is
-// kept, and the next check resumes the delta where it stopped: every delta
-// byte is fetched once, the full payload never.
+// max_attempts times in a row without progress (8 KiB each, together less
+// than the 64 KiB that count as progress) fails the check as a network
+// failure, without fetching the (larger) full payload over the same link;
+// the progress is kept, and the next check resumes the delta where it
+// stopped: every delta byte is fetched once, the full payload never.
 func TestDeltaResumeRetriesExhausted(t *testing.T) {
 	w, dl := deltaResumeWorld(t)
 	d := w.device("d", 0)
+	const dropAfter = 8 << 10
 	var cut atomic.Bool
 	cut.Store(true)
 	tp := w.tapDelta(func(int) plan {
 		if cut.Load() {
-			return plan{cut: 100 << 10}
+			return plan{cut: dropAfter}
 		}
 		return pass
 	})
@@ -240,7 +242,7 @@ func TestDeltaResumeRetriesExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := int64(d.Config.MaxAttempts) * (100 << 10)
+	want := int64(d.Config.MaxAttempts) * dropAfter
 	if st.Installing != "1.1.0" || st.DownloadSaved != want {
 		t.Fatalf("status after the failed check: installing %q, saved %d; want 1.1.0 with %d saved", st.Installing, st.DownloadSaved, want)
 	}
