@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,17 +218,61 @@ func fleetTargets(t *testing.T, w *world, change func(*metadata.TargetsType)) {
 	w.reload()
 }
 
+// TestTargetOnlyInFleet: a thief of the fleet's online keys, who also
+// serves the payload (a hostile mirror), offers an image the release keys
+// never signed, with a complete release manifest in the fleet entry that
+// would pass every check of the manifest itself. The agent refuses it
+// because the release repository does not list it, says which target, and
+// never asks for its payload.
 func TestTargetOnlyInFleet(t *testing.T) {
 	w := offered(t, worldOptions{})
 	d := w.device("d", 0)
+	evil := image("9.9.9")
+	name := release.TargetName(product, "9.9.9")
+	m := release.Manifest{Product: product, Version: "9.9.9", Hardware: []string{hardware}, SecurityVersion: 9, Kind: release.KindSecurity,
+		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: release.Payload{Type: "rootfs", Compression: "none"},
+		Published: time.Now().UTC()}
+	custom := forgedCustom(t, m)
+	if got, err := release.ManifestFromCustom(&custom); err != nil || got.Version != "9.9.9" {
+		t.Fatalf("the forged manifest is not complete: %v", err)
+	}
 	fleetTargets(t, w, func(tt *metadata.TargetsType) {
-		evil := bytes.Repeat([]byte{0xee}, 1000)
-		sum := sha256Sum(evil)
-		tt.Targets[product+"/9.9.9"] = repo.NewTarget(repo.TargetInfo{Path: product + "/9.9.9", Length: 1000, SHA256: sum,
-			Custom: json.RawMessage(`{"uptrust":{"rollout":{"percent":100,"halted":false}}}`)})
+		tt.Targets[name] = repo.NewTarget(repo.TargetInfo{Path: name, Length: int64(len(evil)), SHA256: sha256Sum(evil), Custom: custom})
+	})
+	var fetched atomic.Int64
+	w.proxy.on(isPayload("9.9.9"), func(rw http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		rw.Write(evil)
 	})
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+	st := w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+	assertNotArmed(t, d)
+	if st.LastCheck.Offered != "9.9.9" || !strings.Contains(st.LastCheck.Reason, name) {
+		t.Fatalf("last check %+v, want the refusal of %s named", st.LastCheck, name)
+	}
+	if n := fetched.Load(); n != 0 {
+		t.Fatalf("the forged payload was requested %d times", n)
+	}
+}
+
+// forgedCustom is a fleet target's custom metadata carrying both the
+// rollout rule (100 %) and the release manifest m.
+func forgedCustom(t *testing.T, m release.Manifest) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["rollout"] = map[string]any{"percent": 100, "halted": false}
+	b, err = json.Marshal(map[string]any{"uptrust": fields})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestTargetHashesDiffer(t *testing.T) {
