@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
@@ -291,6 +294,12 @@ func TestTargetHashesDiffer(t *testing.T) {
 	}
 }
 
+// TestEndlessPayload: after the signed bytes the mirror sends junk without
+// end (no Content-Length). The fetch layer's limit stops the answer at the
+// first byte beyond the signed length: the agent takes exactly the signed
+// length (counted by its download counter), not one byte more, and says
+// the answer was too long. (The payload layer's own limit, behind it, is
+// tested in internal/agent/payload: no answer reaches it past this one.)
 func TestEndlessPayload(t *testing.T) {
 	w := offered(t, worldOptions{})
 	d := w.device("d", 0)
@@ -305,7 +314,38 @@ func TestEndlessPayload(t *testing.T) {
 		}
 	})
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	st := w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	if c := download(t, d, "1.1.0"); c.Bytes != imgSize || c.Complete {
+		t.Fatalf("download counter %+v: want exactly the %d signed bytes taken, not complete", c, imgSize)
+	}
+	if !strings.Contains(st.LastCheck.Reason, fetch.ErrTooLong.Error()) || strings.Contains(st.LastCheck.Reason, payload.ErrTooLong.Error()) {
+		t.Fatalf("reason %q: want the fetch layer's limit (%q) to stop the answer", st.LastCheck.Reason, fetch.ErrTooLong)
+	}
+}
+
+// TestAnnouncedTooLongPayload: the mirror announces (Content-Length) a
+// payload a GiB longer than the signed length. The fetch layer refuses the
+// answer on its headers, before a byte of the body is read.
+func TestAnnouncedTooLongPayload(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.on(isPayload("1.1.0"), func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := w.proxy.fetch(r.URL.Path)
+		rw.Header().Set("Content-Length", strconv.Itoa(len(body)+1<<30))
+		rw.Write(body)
+	})
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	if !strings.Contains(st.LastCheck.Reason, fetch.ErrTooLong.Error()) || !strings.Contains(st.LastCheck.Reason, strconv.Itoa(imgSize+1<<30)) {
+		t.Fatalf("reason %q: want the announced length refused by the fetch layer", st.LastCheck.Reason)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != 0 || c.Requests != 0 {
+		t.Fatalf("download counter %+v: want the answer refused before its body", c)
+	}
+	// A mirror that tells the truth again is used at once.
+	w.proxy.clear()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
 }
 
 func TestWrongHardware(t *testing.T) {
