@@ -210,6 +210,27 @@ func TestDeltaResumeServerIgnoresRange(t *testing.T) {
 	}
 }
 
+// TestDeltaResumeFlakyLink: every connection drops the delta after a
+// quarter of it, more often than max_attempts (2 here), but each request
+// moves the download on: the agent follows the link to the end within one
+// check, every delta byte comes once, the full payload never.
+func TestDeltaResumeFlakyLink(t *testing.T) {
+	w, dl := deltaResumeWorld(t)
+	d := w.device("d", 0)
+	d.Config.MaxAttempts = 2
+	cut := dl.Length / 4
+	tp := w.tapDelta(func(int) plan { return plan{cut: cut} })
+	full := w.proxy.served(isPayload("1.1.0"))
+	w.cycle(d)
+	assertDeltaUsed(t, w, d, full)
+	if n := len(tp.requests()); n <= d.Config.MaxAttempts {
+		t.Fatalf("%d delta requests, want more than max_attempts %d", n, d.Config.MaxAttempts)
+	}
+	if got := tp.total(); got != dl.Length {
+		t.Fatalf("%d delta bytes fetched, want each of the %d once", got, dl.Length)
+	}
+}
+
 // TestDeltaResumeRetriesExhausted: a link that drops the delta download
 // max_attempts times in a row without progress (8 KiB each, together less
 // than the 64 KiB that count as progress) fails the check as a network
