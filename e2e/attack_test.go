@@ -9,12 +9,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/fetch"
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
@@ -216,17 +221,61 @@ func fleetTargets(t *testing.T, w *world, change func(*metadata.TargetsType)) {
 	w.reload()
 }
 
+// TestTargetOnlyInFleet: a thief of the fleet's online keys, who also
+// serves the payload (a hostile mirror), offers an image the release keys
+// never signed, with a complete release manifest in the fleet entry that
+// would pass every check of the manifest itself. The agent refuses it
+// because the release repository does not list it, says which target, and
+// never asks for its payload.
 func TestTargetOnlyInFleet(t *testing.T) {
 	w := offered(t, worldOptions{})
 	d := w.device("d", 0)
+	evil := image("9.9.9")
+	name := release.TargetName(product, "9.9.9")
+	m := release.Manifest{Product: product, Version: "9.9.9", Hardware: []string{hardware}, SecurityVersion: 9, Kind: release.KindSecurity,
+		Impact: release.Impact{DataCollection: "none", Functionality: "none"}, Payload: release.Payload{Type: "rootfs", Compression: "none"},
+		Published: time.Now().UTC()}
+	custom := forgedCustom(t, m)
+	if got, err := release.ManifestFromCustom(&custom); err != nil || got.Version != "9.9.9" {
+		t.Fatalf("the forged manifest is not complete: %v", err)
+	}
 	fleetTargets(t, w, func(tt *metadata.TargetsType) {
-		evil := bytes.Repeat([]byte{0xee}, 1000)
-		sum := sha256Sum(evil)
-		tt.Targets[product+"/9.9.9"] = repo.NewTarget(repo.TargetInfo{Path: product + "/9.9.9", Length: 1000, SHA256: sum,
-			Custom: json.RawMessage(`{"uptrust":{"rollout":{"percent":100,"halted":false}}}`)})
+		tt.Targets[name] = repo.NewTarget(repo.TargetInfo{Path: name, Length: int64(len(evil)), SHA256: sha256Sum(evil), Custom: custom})
+	})
+	var fetched atomic.Int64
+	w.proxy.on(isPayload("9.9.9"), func(rw http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		rw.Write(evil)
 	})
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+	st := w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
+	assertNotArmed(t, d)
+	if st.LastCheck.Offered != "9.9.9" || !strings.Contains(st.LastCheck.Reason, name) {
+		t.Fatalf("last check %+v, want the refusal of %s named", st.LastCheck, name)
+	}
+	if n := fetched.Load(); n != 0 {
+		t.Fatalf("the forged payload was requested %d times", n)
+	}
+}
+
+// forgedCustom is a fleet target's custom metadata carrying both the
+// rollout rule (100 %) and the release manifest m.
+func forgedCustom(t *testing.T, m release.Manifest) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["rollout"] = map[string]any{"percent": 100, "halted": false}
+	b, err = json.Marshal(map[string]any{"uptrust": fields})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestTargetHashesDiffer(t *testing.T) {
@@ -245,6 +294,12 @@ func TestTargetHashesDiffer(t *testing.T) {
 	}
 }
 
+// TestEndlessPayload: after the signed bytes the mirror sends junk without
+// end (no Content-Length). The fetch layer's limit stops the answer at the
+// first byte beyond the signed length: the agent takes exactly the signed
+// length (counted by its download counter), not one byte more, and says
+// the answer was too long. (The payload layer's own limit, behind it, is
+// tested in internal/agent/payload: no answer reaches it past this one.)
 func TestEndlessPayload(t *testing.T) {
 	w := offered(t, worldOptions{})
 	d := w.device("d", 0)
@@ -259,7 +314,38 @@ func TestEndlessPayload(t *testing.T) {
 		}
 	})
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	st := w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	if c := download(t, d, "1.1.0"); c.Bytes != imgSize || c.Complete {
+		t.Fatalf("download counter %+v: want exactly the %d signed bytes taken, not complete", c, imgSize)
+	}
+	if !strings.Contains(st.LastCheck.Reason, fetch.ErrTooLong.Error()) || strings.Contains(st.LastCheck.Reason, payload.ErrTooLong.Error()) {
+		t.Fatalf("reason %q: want the fetch layer's limit (%q) to stop the answer", st.LastCheck.Reason, fetch.ErrTooLong)
+	}
+}
+
+// TestAnnouncedTooLongPayload: the mirror announces (Content-Length) a
+// payload a GiB longer than the signed length. The fetch layer refuses the
+// answer on its headers, before a byte of the body is read.
+func TestAnnouncedTooLongPayload(t *testing.T) {
+	w := offered(t, worldOptions{})
+	d := w.device("d", 0)
+	w.proxy.on(isPayload("1.1.0"), func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := w.proxy.fetch(r.URL.Path)
+		rw.Header().Set("Content-Length", strconv.Itoa(len(body)+1<<30))
+		rw.Write(body)
+	})
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", "payload-too-long", "rejected")
+	if !strings.Contains(st.LastCheck.Reason, fetch.ErrTooLong.Error()) || !strings.Contains(st.LastCheck.Reason, strconv.Itoa(imgSize+1<<30)) {
+		t.Fatalf("reason %q: want the announced length refused by the fetch layer", st.LastCheck.Reason)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != 0 || c.Requests != 0 {
+		t.Fatalf("download counter %+v: want the answer refused before its body", c)
+	}
+	// A mirror that tells the truth again is used at once.
+	w.proxy.clear()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
 }
 
 func TestWrongHardware(t *testing.T) {

@@ -209,54 +209,92 @@ func TestCompressedDownloadResumesAfterDrop(t *testing.T) {
 	}
 }
 
-func TestCompressedHugeWindowRefused(t *testing.T) {
-	w := newWorld(t, worldOptions{})
+// stagings are the two ways a compressed payload reaches the slot:
+// staged in the data directory first (the default), or streamed into the
+// slot as it arrives (stage_compressed false). Every check of the image
+// must hold on both.
+var stagings = []struct {
+	name   string
+	staged bool
+}{{"staged", true}, {"streamed", false}}
+
+// compressedDevice is a device of w that stages compressed payloads or
+// streams them.
+func compressedDevice(w *world, staged bool) *sim.Device {
 	d := w.device("d", 0)
-	img := compressible("1.1.0")
-	body := zstdOf(t, img, 64<<20)
-	// The frame asks for 64 MiB, more than the agent's 8 MiB.
-	var fh zstd.Header
-	if err := fh.Decode(body); err != nil {
-		t.Fatal(err)
-	}
-	if fh.WindowSize <= release.MaxZstdWindow {
-		t.Fatalf("crafted frame asks for a window of %d bytes only", fh.WindowSize)
-	}
-	w.publishRaw("1.1.0", 2, body, release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(img)})
-	w.rollout("1.1.0", 100)
-	w.cycle(d)
-	st := w.assertRefused(d, "1.0.0", report.ClassPayloadWindow, "rejected")
-	assertNotArmed(t, d)
-	if st.LastCheck.Offered != "1.1.0" {
-		t.Fatalf("last check %+v", st.LastCheck)
+	d.Config.StageCompressed = &staged
+	return d
+}
+
+// TestCompressedHugeWindowRefused: a signed payload whose frame asks for a
+// window above release.MaxZstdWindow (8 MiB) is refused before it is
+// decoded, staged or streamed: 16 MiB, the next power of two (so that a
+// limit raised to 32 MiB fails the test), as well as 64 MiB.
+func TestCompressedHugeWindowRefused(t *testing.T) {
+	for _, window := range []int{16 << 20, 64 << 20} {
+		for _, sg := range stagings {
+			t.Run(fmt.Sprintf("window=%dMiB/%s", window>>20, sg.name), func(t *testing.T) {
+				w := newWorld(t, worldOptions{})
+				d := compressedDevice(w, sg.staged)
+				img := compressible("1.1.0")
+				body := zstdOf(t, img, window)
+				var fh zstd.Header
+				if err := fh.Decode(body); err != nil {
+					t.Fatal(err)
+				}
+				if fh.WindowSize != uint64(window) || fh.WindowSize <= release.MaxZstdWindow {
+					t.Fatalf("crafted frame asks for a window of %d bytes, want %d, above the limit %d", fh.WindowSize, window, release.MaxZstdWindow)
+				}
+				w.publishRaw("1.1.0", 2, body, release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(img)})
+				w.rollout("1.1.0", 100)
+				w.cycle(d)
+				st := w.assertRefused(d, "1.0.0", report.ClassPayloadWindow, "rejected")
+				assertNotArmed(t, d)
+				if st.LastCheck.Offered != "1.1.0" {
+					t.Fatalf("last check %+v", st.LastCheck)
+				}
+			})
+		}
 	}
 }
 
+// TestCompressedWrongImageRefused: the payload is signed and decodes, but
+// to another image than the manifest describes; staged or streamed, the
+// image read back from the slot is refused and the slot never armed.
 func TestCompressedWrongImageRefused(t *testing.T) {
-	w := newWorld(t, worldOptions{})
-	d := w.device("d", 0)
-	img := compressible("1.1.0")
-	other := compressible("9.9.9")
-	// The payload is signed and decodes, but to another image than the
-	// manifest describes.
-	w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
-		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(other)})
-	w.rollout("1.1.0", 100)
-	w.cycle(d)
-	w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
-	assertNotArmed(t, d)
+	for _, sg := range stagings {
+		t.Run(sg.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{})
+			d := compressedDevice(w, sg.staged)
+			img := compressible("1.1.0")
+			other := compressible("9.9.9")
+			w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
+				release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)), ImageSHA256: hexSHA256(other)})
+			w.rollout("1.1.0", 100)
+			w.cycle(d)
+			w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
+			assertNotArmed(t, d)
+			if _, err := os.Stat(filepath.Join(d.Config.DataDir, "payload.tmp")); !sg.staged && !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("payload.tmp written although staging is off: %v", err)
+			}
+		})
+	}
 }
 
 func TestCompressedWrongImageLengthRefused(t *testing.T) {
-	w := newWorld(t, worldOptions{})
-	d := w.device("d", 0)
-	img := compressible("1.1.0")
-	w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
-		release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)) - 1, ImageSHA256: hexSHA256(img[:len(img)-1])})
-	w.rollout("1.1.0", 100)
-	w.cycle(d)
-	w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
-	assertNotArmed(t, d)
+	for _, sg := range stagings {
+		t.Run(sg.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{})
+			d := compressedDevice(w, sg.staged)
+			img := compressible("1.1.0")
+			w.publishRaw("1.1.0", 2, zstdOf(t, img, release.MaxZstdWindow),
+				release.Payload{Type: "rootfs", Compression: "zstd", ImageLength: int64(len(img)) - 1, ImageSHA256: hexSHA256(img[:len(img)-1])})
+			w.rollout("1.1.0", 100)
+			w.cycle(d)
+			w.assertRefused(d, "1.0.0", report.ClassImageHash, "rejected")
+			assertNotArmed(t, d)
+		})
+	}
 }
 
 // A compressed payload altered on the way is a payload hash mismatch,

@@ -210,19 +210,42 @@ func TestDeltaResumeServerIgnoresRange(t *testing.T) {
 	}
 }
 
+// TestDeltaResumeFlakyLink: every connection drops the delta after a
+// quarter of it, more often than max_attempts (2 here), but each request
+// moves the download on: the agent follows the link to the end within one
+// check, every delta byte comes once, the full payload never.
+func TestDeltaResumeFlakyLink(t *testing.T) {
+	w, dl := deltaResumeWorld(t)
+	d := w.device("d", 0)
+	d.Config.MaxAttempts = 2
+	cut := dl.Length / 4
+	tp := w.tapDelta(func(int) plan { return plan{cut: cut} })
+	full := w.proxy.served(isPayload("1.1.0"))
+	w.cycle(d)
+	assertDeltaUsed(t, w, d, full)
+	if n := len(tp.requests()); n <= d.Config.MaxAttempts {
+		t.Fatalf("%d delta requests, want more than max_attempts %d", n, d.Config.MaxAttempts)
+	}
+	if got := tp.total(); got != dl.Length {
+		t.Fatalf("%d delta bytes fetched, want each of the %d once", got, dl.Length)
+	}
+}
+
 // TestDeltaResumeRetriesExhausted: a link that drops the delta download
-// max_attempts times in a row fails the check as a network failure, without
-// fetching the (larger) full payload over the same link; the progress is
-// kept, and the next check resumes the delta where it stopped: every delta
-// byte is fetched once, the full payload never.
+// max_attempts times in a row without progress (8 KiB each, together less
+// than the 64 KiB that count as progress) fails the check as a network
+// failure, without fetching the (larger) full payload over the same link;
+// the progress is kept, and the next check resumes the delta where it
+// stopped: every delta byte is fetched once, the full payload never.
 func TestDeltaResumeRetriesExhausted(t *testing.T) {
 	w, dl := deltaResumeWorld(t)
 	d := w.device("d", 0)
+	const dropAfter = 8 << 10
 	var cut atomic.Bool
 	cut.Store(true)
 	tp := w.tapDelta(func(int) plan {
 		if cut.Load() {
-			return plan{cut: 100 << 10}
+			return plan{cut: dropAfter}
 		}
 		return pass
 	})
@@ -240,7 +263,7 @@ func TestDeltaResumeRetriesExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := int64(d.Config.MaxAttempts) * (100 << 10)
+	want := int64(d.Config.MaxAttempts) * dropAfter
 	if st.Installing != "1.1.0" || st.DownloadSaved != want {
 		t.Fatalf("status after the failed check: installing %q, saved %d; want 1.1.0 with %d saved", st.Installing, st.DownloadSaved, want)
 	}

@@ -105,14 +105,44 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 	}
 }
 
-// TestResumeAcrossChecks: every connection drops after a few hundred KiB,
-// so the check gives up after Config.MaxAttempts drops in a row without
-// 1 MiB of progress. The progress stays (phase writing, class network in
-// status), and the next check, on a good link, downloads only the rest.
-func TestResumeAcrossChecks(t *testing.T) {
+// TestResumeFlakyLinkInOneCheck: every connection drops after 300 KiB,
+// far more often than max_attempts, but each request moves the download
+// on, so the agent follows the link to the end within one check: each
+// request resumes where the last one dropped, and every byte comes once.
+func TestResumeFlakyLinkInOneCheck(t *testing.T) {
 	w := resumeWorld(t)
 	d := w.device("d", 0)
 	const n = 300 << 10
+	tp := w.tapPayload("1.1.0", func(int) plan { return plan{cut: n} })
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
+	want := (bigSize + n - 1) / n
+	if want <= d.Config.MaxAttempts {
+		t.Fatalf("%d requests are not more than max_attempts %d", want, d.Config.MaxAttempts)
+	}
+	reqs := wantRequests(t, tp, want)
+	for i, r := range reqs[1:] {
+		if r.rangeHdr != fmt.Sprintf("bytes=%d-", int64(i+1)*n) || r.status != 206 {
+			t.Fatalf("request %d %+v, want Range from %d answered 206", i+1, r, int64(i+1)*n)
+		}
+	}
+	if got := tp.total(); got != bigSize {
+		t.Fatalf("%d bytes sent, want each of the %d once", got, bigSize)
+	}
+	if c := download(t, d, "1.1.0"); c.Bytes != bigSize || c.Requests != want || c.Resumed != want-1 || !c.Complete {
+		t.Fatalf("download counter %+v, want %d bytes in %d requests", c, bigSize, want)
+	}
+}
+
+// TestResumeAcrossChecks: every connection drops after 8 KiB, so the
+// check gives up after Config.MaxAttempts drops in a row without progress
+// (together less than the 64 KiB that count as progress). The progress
+// stays (phase writing, class network in status), and the next check, on
+// a good link, downloads only the rest.
+func TestResumeAcrossChecks(t *testing.T) {
+	w := resumeWorld(t)
+	d := w.device("d", 0)
+	const n = 8 << 10
 	tp := w.tapPayload("1.1.0", func(int) plan { return plan{cut: n} })
 	w.cycle(d)
 	reqs := tp.requests()

@@ -75,8 +75,9 @@ type Config struct {
 	MinTransferRate   units.ByteSize `json:"min_transfer_rate,omitempty"`
 	MinTransferWindow units.Duration `json:"min_transfer_window,omitempty"`
 	// MaxAttempts per request (default 5). A payload download whose
-	// connection drops is also resumed up to this many times in a row
-	// without progress before the check gives up until the next one.
+	// connection drops is resumed within the check for as long as it makes
+	// progress; this many drops in a row without progress (together less
+	// than 64 KiB gained) end the check, and the next one resumes.
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// DownloadRateLimit caps the bytes per second the agent reads from the
 	// server, payloads and metadata together: a number, or a string such as

@@ -40,6 +40,9 @@ type server struct {
 	// ignoreIfRange honours Range whatever If-Range says; refuseRange
 	// answers them with 416.
 	ignoreRange, ignoreIfRange, refuseRange bool
+	// ignoreRangeAt answers the n-th request (from 0) with the whole
+	// target, whatever it asked for.
+	ignoreRangeAt map[int]bool
 	// extra bytes are served after the target, announced or not.
 	extra    []byte
 	announce bool
@@ -64,7 +67,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	if c, ok := s.cut[n]; ok {
 		cut = c
 	}
-	ignoreRange, ignoreIfRange, refuseRange, extra, announce := s.ignoreRange, s.ignoreIfRange, s.refuseRange, s.extra, s.announce
+	ignoreRange, ignoreIfRange, refuseRange, extra, announce := s.ignoreRange || s.ignoreRangeAt[n], s.ignoreIfRange, s.refuseRange, s.extra, s.announce
 	s.mu.Unlock()
 	if extra != nil {
 		if announce {

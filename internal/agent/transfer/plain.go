@@ -15,9 +15,9 @@ import (
 // It resumes from j.Saved when that is usable, plus what a process of this
 // boot wrote after it (see hint.go), and records progress as it goes (see
 // CheckpointBytes). A dropped connection is resumed from the exact offset
-// reached, after the fetch client's jittered backoff, up to MaxAttempts
-// times in a row without minProgress; then the error is returned with the
-// progress saved, for the next check. A server that cannot continue the
+// reached, after the fetch client's jittered backoff, as long as it makes
+// progress: MaxAttempts drops in a row without (see retry) return the
+// error with the progress saved, for the next check. A server that cannot continue the
 // download (it ignores Range, its ETag changed, it answers with another
 // range or 416) makes it start over from byte 0, after the reset is saved;
 // one that announces or sends more than the signed length fails it. An

@@ -101,7 +101,7 @@ func (t *run) checkpoint(jr *Journal, p Progress) (func() error, error) {
 }
 
 // dropsError: the connection dropped Downloader.MaxAttempts times in a row
-// without minProgress bytes of progress in between.
+// without progress (see retry).
 type dropsError struct {
 	times          int
 	offset, length int64
@@ -109,7 +109,7 @@ type dropsError struct {
 }
 
 func (e *dropsError) Error() string {
-	return fmt.Sprintf("interrupted %d times in a row, at %d of %d bytes: %v", e.times, e.offset, e.length, e.err)
+	return fmt.Sprintf("interrupted %d times in a row without progress, at %d of %d bytes: %v", e.times, e.offset, e.length, e.err)
 }
 func (e *dropsError) Unwrap() error { return e.err }
 
@@ -128,15 +128,24 @@ var errStartOver = errors.New("transfer: starting the download over")
 // retry calls request until it succeeds or fails for good. A dropped
 // connection, or a server that made the download start over
 // (errStartOver), is tried again after the fetch client's jittered
-// backoff; a request that got minProgress bytes further than the one
-// before resets the count, and MaxAttempts drops in a row give a
+// backoff. Only attempts without progress count: progress is r's offset
+// (the payload bytes received and hashed, for every route: for the
+// streamed zstd route, the payload the decoder consumed) passing the mark
+// of the last attempt that made progress by minProgress; that resets the
+// count, so a link that drops every few hundred KiB is followed to the end
+// within the call. MaxAttempts attempts in a row without progress give a
 // *dropsError. Any other error of request, or ctx ending during a backoff,
 // is returned as it is.
+//
+// Bound: the mark only grows, by minProgress at least each time, and
+// never passes the signed length (a start-over lowers r's offset, not the
+// mark), so a call makes at most MaxAttempts × (Length/minProgress + 1)
+// attempts: a server that sends a few bytes per connection, or that makes
+// the download start over again and again, cannot hold a check forever.
 func (t *run) retry(ctx context.Context, request func() error) error {
 	r := t.r
-	drops := 0
+	mark, drops := r.Offset(), 0
 	for {
-		from := r.Offset()
 		err := request()
 		if err == nil {
 			return nil
@@ -144,15 +153,14 @@ func (t *run) retry(ctx context.Context, request func() error) error {
 		if !errors.Is(err, errStartOver) && !isDrop(err) {
 			return err
 		}
-		if r.Offset()-from >= minProgress {
-			drops = 0
+		if off := r.Offset(); off-mark >= minProgress {
+			mark, drops = off, 0
+		} else if drops++; drops >= t.d.MaxAttempts {
+			return &dropsError{times: drops, offset: off, length: r.Length(), err: err}
 		}
-		drops++
-		if drops >= t.d.MaxAttempts {
-			return &dropsError{times: drops, offset: r.Offset(), length: r.Length(), err: err}
-		}
-		t.d.Log.Warn(t.what+" download interrupted; resuming", "version", t.j.Version, "offset", r.Offset(), "length", r.Length(), "err", err)
-		if err := t.d.HTTP.Backoff(ctx, drops); err != nil {
+		t.d.Log.Warn(t.what+" download interrupted; resuming", "version", t.j.Version, "offset", r.Offset(), "length", r.Length(),
+			"attempts_without_progress", drops, "err", err)
+		if err := t.d.HTTP.Backoff(ctx, max(drops, 1)); err != nil {
 			return fmt.Errorf("waiting to resume: %w", err)
 		}
 	}

@@ -67,17 +67,21 @@ func TestZstdSink(t *testing.T) {
 		t.Fatalf("decoded %d bytes (synced %v), want the %d-byte image", out.Len(), out.synced, len(img))
 	}
 
-	// A frame that asks for 64 MiB fails at the first write: the header
-	// is refused before any window is allocated.
-	huge := compress(t, img, 64<<20)
-	z := testSink(t, &bufWriter{}, int64(len(img)))
-	_, err := z.Write(huge)
-	if err == nil {
-		err = z.Sync()
-	}
-	z.close()
-	if !errors.Is(err, ErrWindowTooLarge) {
-		t.Fatalf("huge window: %v", err)
+	// A frame that asks for more than release.MaxZstdWindow (8 MiB) fails
+	// at the first write: the header is refused before any window is
+	// allocated. 16 MiB is the next power of two: a limit raised to 32 MiB
+	// fails this.
+	for _, window := range []int{16 << 20, 64 << 20} {
+		huge := compress(t, img, window)
+		z := testSink(t, &bufWriter{}, int64(len(img)))
+		_, err := z.Write(huge)
+		if err == nil {
+			err = z.Sync()
+		}
+		z.close()
+		if !errors.Is(err, ErrWindowTooLarge) {
+			t.Fatalf("window of %d MiB: %v", window>>20, err)
+		}
 	}
 
 	// An image longer or shorter than the manifest says.
@@ -94,13 +98,13 @@ func TestZstdSink(t *testing.T) {
 	for i := 16; i < len(bad); i += 7 {
 		bad[i] ^= 0x5a
 	}
-	z = testSink(t, &bufWriter{}, int64(len(img)))
+	z := testSink(t, &bufWriter{}, int64(len(img)))
 	for b := bad; len(b) > 0; b = b[min(len(b), 4096):] {
 		if _, err := z.Write(b[:min(len(b), 4096)]); err != nil {
 			t.Fatalf("write of a corrupt stream failed before Sync: %v", err)
 		}
 	}
-	err = z.Sync()
+	err := z.Sync()
 	z.close()
 	if !errors.Is(err, ErrDecode) {
 		t.Fatalf("corrupt stream: %v", err)

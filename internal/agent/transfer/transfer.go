@@ -154,8 +154,9 @@ type Downloader struct {
 	HTTP *fetch.Client
 	// Dir is the data directory.
 	Dir string
-	// MaxAttempts is how many drops in a row, each without minProgress
-	// bytes of progress, end a download for this check.
+	// MaxAttempts is how many drops in a row without progress (less than
+	// minProgress bytes gained since the last attempt that made some) end a
+	// download for this check; progress resets the count.
 	MaxAttempts int
 	// LossBudget bounds the bytes a power loss can cost Plain and a staged
 	// payload (payload.Checkpoints.MaxLag); 0: none, saves are then not
@@ -218,11 +219,19 @@ const (
 // is saved at the offset reached (payload.Checkpoints.Idle).
 const checkpointIdle = 100 * time.Millisecond
 
-// minProgress is how far one request must get for a dropped connection not
-// to count against Downloader.MaxAttempts: a link that drops now and then
-// but moves on is followed to the end; one that cannot deliver this much in
+// minProgress is how far a download must get, over one or more attempts,
+// for its dropped connections not to count against
+// Downloader.MaxAttempts (see retry): a link that drops now and then but
+// moves on is followed to the end; one that cannot deliver this much in
 // MaxAttempts tries in a row waits for the next check.
-const minProgress = 1 << 20
+//
+// 64 KiB is less than any link worth resuming on moves between drops (a
+// 2G link at 5 KB/s takes 13 s), so a flaky link finishes within the
+// check; it is far more than a server gets through with a byte, or a first
+// TCP window, per connection, so such a server still ends the call after
+// MaxAttempts attempts; and it bounds the attempts of a call by the signed
+// length (MaxAttempts × (Length/minProgress + 1)).
+const minProgress = 64 << 10
 
 // Errors callers may test with errors.Is.
 var (
