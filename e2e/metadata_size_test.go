@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/report"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 // unsignedTargets is n bytes of JSON shaped like a targets role that lists
@@ -80,4 +87,75 @@ func TestOversizedUnsignedMetadata(t *testing.T) {
 			w.assertRunning(d, "1.1.0")
 		})
 	}
+}
+
+// stripSnapshot signs, with the release repository's online keys, a new
+// snapshot that lists only versions, as servers did before snapshots
+// carried lengths and hashes, and a timestamp for it. The server reloads.
+func (w *world) stripSnapshot() {
+	w.t.Helper()
+	ctx := context.Background()
+	sk, tk := w.key("online/release-snapshot"), w.key("online/release-timestamp")
+	err := w.p.Store.Update(ctx, func(tx store.Tx) error {
+		m, err := tx.LatestMetadata(ctx, deviceapi.RepoRelease, repo.RoleSnapshot)
+		if err != nil {
+			return err
+		}
+		snap, err := metadata.Snapshot().FromBytes(m.Body)
+		if err != nil {
+			return err
+		}
+		snap.Signed.Version++
+		for path, mf := range snap.Signed.Meta {
+			snap.Signed.Meta[path] = metadata.MetaFile(mf.Version)
+		}
+		snap.ClearSignatures()
+		if _, err := snap.Sign(sk); err != nil {
+			return err
+		}
+		body, err := snap.ToBytes(false)
+		if err != nil {
+			return err
+		}
+		if err := tx.PutMetadata(ctx, store.Metadata{Repo: deviceapi.RepoRelease, Role: repo.RoleSnapshot,
+			Version: snap.Signed.Version, Body: body, Expires: snap.Signed.Expires}); err != nil {
+			return err
+		}
+		return repo.RefreshTimestamp(ctx, tx, deviceapi.RepoRelease, time.Now(), w.p.Lifetimes(), tk)
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.reload()
+}
+
+// TestOversizedMetadataBehindAnOldSnapshot: behind a snapshot that lists
+// no lengths (signed before they were listed), the agent's own limit for
+// the targets role (metadata_max_bytes.targets, 1 MiB by default) refuses
+// the 4.9 MB unsigned document before parsing it; the server's next
+// re-signing lists the lengths again and the device updates.
+func TestOversizedMetadataBehindAnOldSnapshot(t *testing.T) {
+	w := offered(t, worldOptions{})
+	w.stripSnapshot()
+	d := w.device("d", 0)
+	junk := unsignedTargets(4_900_000)
+	w.proxy.on(func(p string) bool {
+		return strings.HasPrefix(p, "/repo/release/metadata/") && strings.HasSuffix(p, ".targets.json")
+	}, func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Write(junk[:1024])
+		rw.(http.Flusher).Flush()
+		rw.Write(junk[1024:])
+	})
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", report.ClassMetadataTooLong, report.OutcomeRejected)
+	if want := "targets.json is longer than 1048576 bytes (metadata_max_bytes.targets): refused before parsing"; !strings.Contains(st.LastCheck.Reason, want) {
+		t.Errorf("reason %q does not say %q", st.LastCheck.Reason, want)
+	}
+	w.proxy.clear()
+	if changed, err := w.p.ResignDue(context.Background()); err != nil || !changed {
+		t.Fatalf("ResignDue over a snapshot without lengths: %v, %v; want a new snapshot", changed, err)
+	}
+	w.reload()
+	w.cycle(d)
+	w.assertRunning(d, "1.1.0")
 }
