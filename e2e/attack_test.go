@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,7 +64,12 @@ func TestTamperedMetadata(t *testing.T) {
 		return b
 	})
 	w.cycle(d)
-	w.assertRefused(d, "1.0.0", "metadata-signature", "rejected")
+	// The snapshot lists the targets role's hash: the changed document is
+	// refused before it is parsed, let alone its signatures checked.
+	st := w.assertRefused(d, "1.0.0", "metadata-invalid", "rejected")
+	if !strings.Contains(st.LastCheck.Reason, "hash") {
+		t.Errorf("reason %q does not name the hash", st.LastCheck.Reason)
+	}
 }
 
 func TestTruncatedMetadata(t *testing.T) {
@@ -73,24 +80,68 @@ func TestTruncatedMetadata(t *testing.T) {
 	w.assertRefused(d, "1.0.0", "metadata-invalid", "rejected")
 }
 
-// forgeTargets serves the fleet's current targets.json re-signed by key.
+// forgeTargets serves the fleet's current targets.json changed and
+// re-signed by key. The snapshot lists the length and hash of every
+// targets role and the timestamp those of the snapshot, so it also serves
+// a snapshot and a timestamp re-signed by key that list the forged
+// documents: the most an attacker without the online keys can do.
 func forgeTargets(t *testing.T, w *world, key *keys.Key, change func(*metadata.TargetsType)) {
-	w.proxy.rewrite(func(p string) bool {
-		return bytes.HasPrefix([]byte(p), []byte("/repo/fleet/metadata/")) && bytes.HasSuffix([]byte(p), []byte(".targets.json"))
-	}, func(_ string, b []byte) []byte {
+	const dir = "/repo/fleet/metadata/"
+	list := func(mf *metadata.MetaFiles, b []byte) {
+		sum := sha256.Sum256(b)
+		mf.Length, mf.Hashes = int64(len(b)), metadata.Hashes{"sha256": sum[:]}
+	}
+	targets := func(b []byte) []byte {
 		md, err := metadata.Targets().FromBytes(b)
 		if err != nil {
 			t.Errorf("parsing targets: %v", err)
 			return b
 		}
 		change(&md.Signed)
-		md.ClearSignatures()
-		if _, err := md.Sign(key); err != nil {
-			t.Errorf("signing: %v", err)
-		}
+		resign(t, md, key)
 		out, _ := md.ToBytes(false)
 		return out
-	})
+	}
+	snapshot := func(b []byte) []byte {
+		md, err := metadata.Snapshot().FromBytes(b)
+		if err != nil {
+			t.Errorf("parsing snapshot: %v", err)
+			return b
+		}
+		mf := md.Signed.Meta["targets.json"]
+		real, _ := w.proxy.fetch(fmt.Sprintf("%s%d.targets.json", dir, mf.Version))
+		list(mf, targets(real))
+		resign(t, md, key)
+		out, _ := md.ToBytes(false)
+		return out
+	}
+	timestamp := func(b []byte) []byte {
+		md, err := metadata.Timestamp().FromBytes(b)
+		if err != nil {
+			t.Errorf("parsing timestamp: %v", err)
+			return b
+		}
+		mf := md.Signed.Meta["snapshot.json"]
+		real, _ := w.proxy.fetch(fmt.Sprintf("%s%d.snapshot.json", dir, mf.Version))
+		list(mf, snapshot(real))
+		resign(t, md, key)
+		out, _ := md.ToBytes(false)
+		return out
+	}
+	in := func(suffix string) func(string) bool {
+		return func(p string) bool { return strings.HasPrefix(p, dir) && strings.HasSuffix(p, suffix) }
+	}
+	w.proxy.rewrite(in(".targets.json"), func(_ string, b []byte) []byte { return targets(b) })
+	w.proxy.rewrite(in(".snapshot.json"), func(_ string, b []byte) []byte { return snapshot(b) })
+	w.proxy.rewrite(in("/timestamp.json"), func(_ string, b []byte) []byte { return timestamp(b) })
+}
+
+// resign replaces md's signatures with one by key.
+func resign[T metadata.Roles](t *testing.T, md *metadata.Metadata[T], key *keys.Key) {
+	md.ClearSignatures()
+	if _, err := md.Sign(key); err != nil {
+		t.Errorf("signing: %v", err)
+	}
 }
 
 func TestMetadataSignedByWrongKey(t *testing.T) {

@@ -113,6 +113,11 @@ type Config struct {
 	Notify []string `json:"notify,omitempty"`
 	// NotifyTimeout bounds one run of Notify (default 30s).
 	NotifyTimeout units.Duration `json:"notify_timeout,omitempty"`
+	// MetadataMaxBytes caps each metadata document downloaded, per role
+	// (defaults: deviceapi.DefaultMax*Bytes). A document longer than its
+	// limit, or than the length its signed entry lists, is refused before
+	// it is parsed.
+	MetadataMaxBytes MetadataMaxBytes `json:"metadata_max_bytes,omitzero"`
 	// StaleAfter is how long the device may go without fresh signed
 	// metadata before it warns that it may be cut off from updates
 	// (default 14 days).
@@ -192,6 +197,9 @@ func (c *Config) Validate() error {
 	if c.PowerLossBudget < CheckpointBytes {
 		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, units.ByteSize(CheckpointBytes))
 	}
+	if err := c.MetadataMaxBytes.validate(); err != nil {
+		return err
+	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = units.Duration(60 * time.Second)
 	}
@@ -246,6 +254,18 @@ func (c *Config) lossBudget() int64 {
 		return DefaultPowerLossBudget
 	}
 	return int64(c.PowerLossBudget)
+}
+
+// metadataMax is MetadataMaxBytes with the defaults filled in (for a
+// Config that was not validated).
+func (c *Config) metadataMax() MetadataMaxBytes {
+	m := c.MetadataMaxBytes
+	if err := m.validate(); err != nil {
+		// Validate refuses such a config; fall back to the defaults.
+		m = MetadataMaxBytes{}
+		_ = m.validate()
+	}
+	return m
 }
 
 // StagingEnabled says whether compressed payloads may be staged.

@@ -51,7 +51,9 @@ func classify(err error) report.Class {
 		return report.ClassMetadataSignature
 	case errors.As(err, &badVer):
 		return report.ClassMetadataRollback
-	case errors.As(err, &lenHash), errors.As(err, &dlLength), errors.As(err, &syntaxErr):
+	case errors.As(err, &dlLength):
+		return report.ClassMetadataTooLong
+	case errors.As(err, &lenHash), errors.As(err, &syntaxErr):
 		return report.ClassMetadataInvalid
 	case errors.As(err, &dlHTTP):
 		if dlHTTP.StatusCode >= 500 || dlHTTP.StatusCode == 429 {

@@ -62,7 +62,9 @@ func (a *Agent) trustedRoot(name, provisioned string) ([]byte, error) {
 // refresh runs the TUF client workflow on both repositories: root chain,
 // timestamp, snapshot, top-level targets, with version, expiry and
 // threshold checks, expiry against ref (the check's reference time, see
-// refTime). Verified metadata is cached under DataDir/tuf.
+// refTime). Verified metadata is cached under DataDir/tuf. No metadata
+// document longer than its role's MetadataMaxBytes, or than the length its
+// signed entry lists, is downloaded whole or parsed.
 func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 	m := &multirepo.MultiRepoClient{
 		TUFClients: map[string]*updater.Updater{},
@@ -87,7 +89,10 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 		cfg.RemoteTargetsURL = deviceapi.TargetsDir(base)
 		cfg.LocalMetadataDir = a.tufDir(name)
 		cfg.LocalTargetsDir = filepath.Join(a.tufDir(name), "targets")
-		cfg.Fetcher = a.http.TUFFetcher(ctx)
+		limits := a.cfg.metadataMax()
+		cfg.Fetcher = &limitFetcher{next: a.http.TUFFetcher(ctx), metadataDir: deviceapi.MetadataDir(base) + "/", max: limits}
+		cfg.RootMaxLength, cfg.TimestampMaxLength = int64(limits.Root), int64(limits.Timestamp)
+		cfg.SnapshotMaxLength, cfg.TargetsMaxLength = int64(limits.Snapshot), int64(limits.Targets)
 		cfg.MaxDelegations = 8
 		u, err := updater.New(cfg)
 		if err != nil {
@@ -172,6 +177,12 @@ func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err err
 	}
 	// Say precisely what is wrong.
 	relInfo, rerr := r.multi.TUFClients[deviceapi.RepoRelease].GetTargetInfo(target)
+	if err := lookupFailure(deviceapi.RepoRelease, target, rerr); err != nil {
+		return nil, nil, err
+	}
+	if err := lookupFailure(deviceapi.RepoFleet, target, ferr); err != nil {
+		return nil, nil, err
+	}
 	switch {
 	case rerr != nil && ferr != nil:
 		return nil, nil, fmt.Errorf("%w: %s is in neither repository", errMismatch, target)
@@ -184,6 +195,18 @@ func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err err
 	default:
 		return nil, nil, fmt.Errorf("%w: %s has different hashes in the two repositories", errMismatch, target)
 	}
+}
+
+// lookupFailure is nil when err is nil or says that repository name does
+// not list target, else err as the failure of that repository: a
+// delegated role on the way that could not be loaded (too long, unsigned,
+// unreachable) says nothing about whether the repositories agree. go-tuf
+// gives "not listed" no type, only its message "target <path> not found".
+func lookupFailure(name, target string, err error) error {
+	if err == nil || err.Error() == "target "+target+" not found" {
+		return nil
+	}
+	return &tufError{repo: name, err: err}
 }
 
 // support downloads and verifies the product's support declaration from

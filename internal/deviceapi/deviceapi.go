@@ -75,3 +75,22 @@ func TargetPath(base, target, sha256hex string) string {
 	}
 	return TargetsDir(base) + "/" + dir + sha256hex + "." + file
 }
+
+// Default limits on the metadata documents a device downloads, per role of
+// either repository; DefaultMaxTargetsBytes covers the top-level targets
+// role and every delegated one. Devices may be configured otherwise.
+//
+// They are sized from the documents uptrust signs for a large project, 50
+// products of 100 releases with three deltas each (measured: root 2.5 KB,
+// timestamp 0.5 KB, snapshot 7.7 KB, top-level targets 18 KB in the
+// release and 33 KB in the fleet repository, one product role 209 KB):
+// every document of such a project stays below half its limit, which a
+// test of package repo checks. Parsing JSON costs up to about 128 times
+// the document's size in allocations, so these limits are what keep a
+// document nobody signed from exhausting a small device's memory.
+const (
+	DefaultMaxRootBytes      = 64 << 10
+	DefaultMaxTimestampBytes = 16 << 10
+	DefaultMaxSnapshotBytes  = 256 << 10
+	DefaultMaxTargetsBytes   = 1 << 20
+)

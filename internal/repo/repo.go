@@ -293,7 +293,10 @@ func targetsRoles(ctx context.Context, r store.Reader, name string) ([]string, e
 }
 
 // RefreshSnapshot signs a new snapshot listing the latest version of every
-// targets role, and a new timestamp for it.
+// targets role with its length and SHA-256, and a new timestamp for it.
+// Clients download a targets role only up to the listed length and check
+// its hash before parsing it, so a mirror cannot make them parse anything
+// the snapshot key did not list (TUF spec 5.6.2).
 func RefreshSnapshot(ctx context.Context, tx store.Tx, name string, now time.Time, life Lifetimes, snapshotKey, timestampKey Signer) error {
 	root, err := LoadRoot(ctx, tx, name)
 	if err != nil {
@@ -315,7 +318,7 @@ func RefreshSnapshot(ctx context.Context, tx store.Tx, name string, now time.Tim
 		if err != nil {
 			return fmt.Errorf("repo %s: %s: %w", name, role, err)
 		}
-		snap.Signed.Meta[role+".json"] = metadata.MetaFile(m.Version)
+		snap.Signed.Meta[role+".json"] = metaFile(m)
 	}
 	if err := signAndCheck(root, snap, RoleSnapshot, snapshotKey); err != nil {
 		return fmt.Errorf("repo %s: %w", name, err)
@@ -344,15 +347,22 @@ func RefreshTimestamp(ctx context.Context, tx store.Tx, name string, now time.Ti
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	sum := sha256.Sum256(snapDoc.Body)
-	mf := metadata.MetaFile(snapDoc.Version)
-	mf.Length = int64(len(snapDoc.Body))
-	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
-	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": mf}
+	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": metaFile(snapDoc)}
 	if err := signAndCheck(root, ts, RoleTimestamp, timestampKey); err != nil {
 		return fmt.Errorf("repo %s: %w", name, err)
 	}
 	return put(ctx, tx, name, RoleTimestamp, ts)
+}
+
+// metaFile is the entry that lists stored document m in a snapshot or
+// timestamp: its version, its length and its SHA-256, all over the exact
+// bytes served.
+func metaFile(m store.Metadata) *metadata.MetaFiles {
+	sum := sha256.Sum256(m.Body)
+	mf := metadata.MetaFile(m.Version)
+	mf.Length = int64(len(m.Body))
+	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
+	return mf
 }
 
 // UpdateRoot applies change to a copy of the latest root, bumps its version
@@ -385,7 +395,10 @@ func UpdateRoot(ctx context.Context, tx store.Tx, name string, now time.Time, li
 }
 
 // Due reports which online roles of a repository need re-signing at now: a
-// role is due when less than half of its lifetime remains.
+// role is due when less than half of its lifetime remains. A snapshot is
+// also due when it lists a targets role without its length and SHA-256
+// (one signed before snapshots carried them), so existing repositories
+// gain them at the server's next re-signing.
 type Due struct {
 	Targets, Snapshot, Timestamp bool
 }
@@ -413,10 +426,28 @@ func CheckDue(ctx context.Context, r store.Reader, name string, now time.Time, l
 	if d.Snapshot, err = due(RoleSnapshot, life.Snapshot); err != nil {
 		return d, err
 	}
+	if !d.Snapshot {
+		snap, err := loadSnapshot(ctx, r, name)
+		if err != nil {
+			return d, err
+		}
+		d.Snapshot = !listsLengthsAndHashes(snap.Signed)
+	}
 	if d.Timestamp, err = due(RoleTimestamp, life.Timestamp); err != nil {
 		return d, err
 	}
 	return d, nil
+}
+
+// listsLengthsAndHashes says whether every entry of snap has a length and
+// a SHA-256.
+func listsLengthsAndHashes(snap metadata.SnapshotType) bool {
+	for _, mf := range snap.Meta {
+		if mf.Length <= 0 || len(mf.Hashes["sha256"]) != sha256.Size {
+			return false
+		}
+	}
+	return true
 }
 
 // OnlineKeys are the keys a server holds for one repository. Targets is set

@@ -16,14 +16,18 @@ const (
 	ClassMetadataSignature Class = "metadata-signature"
 	ClassMetadataRollback  Class = "metadata-rollback"
 	ClassMetadataInvalid   Class = "metadata-invalid"
-	ClassRepoMismatch      Class = "repository-mismatch"
-	ClassManifestInvalid   Class = "manifest-invalid"
-	ClassNotApplicable     Class = "not-applicable"
-	ClassRollbackVersion   Class = "rollback-version"
-	ClassRollbackSecurity  Class = "rollback-security-version"
-	ClassPayloadHash       Class = "payload-hash-mismatch"
-	ClassPayloadTooLong    Class = "payload-too-long"
-	ClassPayloadTruncated  Class = "payload-truncated"
+	// ClassMetadataTooLong: a metadata document was longer than the
+	// length its signed entry lists or than the agent's limit for its
+	// role, and was refused before parsing.
+	ClassMetadataTooLong  Class = "metadata-too-long"
+	ClassRepoMismatch     Class = "repository-mismatch"
+	ClassManifestInvalid  Class = "manifest-invalid"
+	ClassNotApplicable    Class = "not-applicable"
+	ClassRollbackVersion  Class = "rollback-version"
+	ClassRollbackSecurity Class = "rollback-security-version"
+	ClassPayloadHash      Class = "payload-hash-mismatch"
+	ClassPayloadTooLong   Class = "payload-too-long"
+	ClassPayloadTruncated Class = "payload-truncated"
 	// ClassPayloadWindow: a zstd payload asks for a decoder window larger
 	// than release.MaxZstdWindow.
 	ClassPayloadWindow Class = "payload-window-too-large"
