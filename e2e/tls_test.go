@@ -57,6 +57,32 @@ func TestUpdateOverTLS(t *testing.T) {
 		t.Fatalf("a device without the CA: %+v", chk)
 	}
 	w.assertRunning(stranger, "1.0.0")
+
+	// A client that trusts the CA but offers TLS 1.2 with a CBC-SHA1
+	// suite only is refused; the same client with an AEAD suite is not.
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	for _, tc := range []struct {
+		suite uint16
+		ok    bool
+	}{
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+	} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(),
+			&tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tc.suite}})
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("TLS 1.2 with only %s: handshake error %v, want accepted=%v", tls.CipherSuiteName(tc.suite), err, tc.ok)
+		}
+	}
 }
 
 func writeCert(t *testing.T, dir string) (certFile, keyFile, caFile string) {

@@ -38,6 +38,7 @@ usage:
   uptrust rollout list
   uptrust compliance PRODUCT [--json]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
+                [--max-conns N] [--idle-timeout 5s] [--read-header-timeout 10s]
   uptrust mirror export DIR [--copy]
   uptrust mirror sync DIR [--grace 24h] [--verify] [--copy]
   uptrust reports [PRODUCT] [--k N] [--json]

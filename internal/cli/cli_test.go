@@ -384,6 +384,13 @@ func TestServeRefusesPlainHTTPOnNonLoopback(t *testing.T) {
 	if stderr := e.Stderr.(*bytes.Buffer).String(); code != 1 || !strings.Contains(stderr, "together") {
 		t.Errorf("serve with a certificate but no key: exit %d\n%s", code, stderr)
 	}
+	for _, bad := range [][]string{{"--max-conns", "-1"}, {"--idle-timeout", "-1s"}, {"--read-header-timeout", "-1s"}} {
+		e = env(nil, nil)
+		code = cli.Main(ctx, append([]string{"serve", "--dir", dir}, bad...), e)
+		if stderr := e.Stderr.(*bytes.Buffer).String(); code != 1 || !strings.Contains(stderr, "negative") {
+			t.Errorf("serve %v: exit %d\n%s\nwant exit 1 saying the value is negative", bad, code, stderr)
+		}
+	}
 }
 
 func TestServe(t *testing.T) {
@@ -404,7 +411,7 @@ func TestServe(t *testing.T) {
 	}()
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Main(ctx, []string{"serve", "--dir", dir, "--listen", "127.0.0.1:0"},
+		done <- cli.Main(ctx, []string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--max-conns", "7", "--idle-timeout", "3s"},
 			cli.Env{Stdout: io.Discard, Stderr: pw, Getenv: func(string) string { return "" }})
 		pw.Close()
 	}()
@@ -434,6 +441,11 @@ func TestServe(t *testing.T) {
 		case code := <-done:
 			t.Fatalf("serve exited %d before serving:\n%s", code, strings.Join(log, "\n"))
 		}
+	}
+
+	// The server's own msg=serving line states the connection settings.
+	if last := log[len(log)-1]; !strings.Contains(last, "max_conns=7") || !strings.Contains(last, "idle_timeout=3s") {
+		t.Errorf("serving with --max-conns 7 --idle-timeout 3s logs %q", last)
 	}
 
 	get := func(path string) []byte {

@@ -20,6 +20,9 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 	cert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 	key := fs.String("tls-key", "", "TLS private key (PEM)")
 	insecure := fs.Bool("insecure-http", false, "allow plain HTTP on a non-loopback address")
+	maxConns := fs.Int("max-conns", 0, "connections open at once; more wait to be accepted (0: half the descriptor limit, at most 4096)")
+	idle := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "close a keep-alive connection idle this long")
+	readHeader := fs.Duration("read-header-timeout", server.DefaultReadHeaderTimeout, "time for a client's TLS handshake and request headers")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
@@ -38,7 +41,8 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer p.Close()
-	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger})
+	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
+		MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader})
 	if err != nil {
 		return err
 	}

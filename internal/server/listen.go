@@ -38,12 +38,29 @@ func isLoopbackHost(host string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
+// TLSCipherSuites returns the TLS 1.2 cipher suites the server accepts:
+// ECDHE key exchange (forward secrecy) with an AEAD cipher, for ECDSA and
+// RSA certificates. The CBC suites (SHA-1 MACs, padding oracles) and the
+// RSA key exchange are refused. TLS 1.3 suites are all AEAD and not
+// configurable in Go.
+func TLSCipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+}
+
 // ListenConfig describes where and how the server listens.
 type ListenConfig struct {
 	// Addr is a host:port.
 	Addr string
 	// CertFile and KeyFile are PEM files; both or neither must be set.
-	// With them the server speaks TLS 1.2 or later only.
+	// With them the server speaks TLS 1.2 or later only, and TLS 1.2
+	// with the TLSCipherSuites only.
 	CertFile, KeyFile string
 	// InsecureHTTP allows plain HTTP on an address other than loopback.
 	InsecureHTTP bool
@@ -67,7 +84,7 @@ func (c ListenConfig) Listen(ctx context.Context, logger *slog.Logger) (net.List
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: listen: load TLS key pair: %w", err)
 		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: TLSCipherSuites(), Certificates: []tls.Certificate{cert}}
 	} else if host, _, _ := net.SplitHostPort(c.Addr); !isLoopbackHost(host) {
 		if logger == nil {
 			logger = slog.Default()

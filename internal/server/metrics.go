@@ -138,6 +138,8 @@ type metrics struct {
 	resignsChg    atomic.Uint64
 	resignsUnchg  atomic.Uint64
 	resignsErr    atomic.Uint64
+	connsOpen     atomic.Int64 // connections accepted and not yet closed
+	connsMax      atomic.Int64 // the connection cap, 0 before Run
 }
 
 // done records one finished request.
@@ -232,6 +234,16 @@ func (m *metrics) appendExposition(b []byte, generation int64, loaded bool) []by
 	b = strconv.AppendUint(b, m.resignsUnchg.Load(), 10)
 	b = append(b, "\nuptrust_resigns_total{result=\"error\"} "...)
 	b = strconv.AppendUint(b, m.resignsErr.Load(), 10)
+	b = append(b, '\n')
+
+	b = append(b, "# HELP uptrust_connections_open Connections open now.\n"...)
+	b = append(b, "# TYPE uptrust_connections_open gauge\n"...)
+	b = append(b, "uptrust_connections_open "...)
+	b = strconv.AppendInt(b, m.connsOpen.Load(), 10)
+	b = append(b, "\n# HELP uptrust_connections_max Connections allowed at once; more wait to be accepted.\n"...)
+	b = append(b, "# TYPE uptrust_connections_max gauge\n"...)
+	b = append(b, "uptrust_connections_max "...)
+	b = strconv.AppendInt(b, m.connsMax.Load(), 10)
 	b = append(b, '\n')
 
 	b = append(b, "# HELP uptrust_content_loaded Whether content has been loaded (1) or not (0).\n"...)

@@ -35,6 +35,16 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultReportRate      = 100
 	DefaultReportBurst     = 200
+	// DefaultIdleTimeout closes a keep-alive connection that has sent no
+	// new request for this long. A device's check sends its requests
+	// back to back and its report on another connection, so a few seconds
+	// lose nothing, and idle sockets free their slot under the
+	// connection cap quickly.
+	DefaultIdleTimeout = 5 * time.Second
+	// DefaultReadHeaderTimeout bounds the TLS handshake and the wait for a
+	// request's headers; slow cellular links need a few round trips.
+	// Unchanged from the server's earlier fixed value.
+	DefaultReadHeaderTimeout = 10 * time.Second
 )
 
 // Config configures a Server. Source is required; everything else has a
@@ -62,6 +72,18 @@ type Config struct {
 	// (DefaultReportRate and DefaultReportBurst when zero).
 	ReportRate  float64
 	ReportBurst int
+	// MaxConns caps the connections open at once; connections beyond it
+	// wait in the kernel's listen backlog until one closes
+	// (DefaultMaxConns when zero, sized to the descriptor limit).
+	MaxConns int
+	// IdleTimeout closes a keep-alive connection idle for this long
+	// (DefaultIdleTimeout when zero).
+	IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds the reading of a request's headers and,
+	// with the 30 s request read timeout (the shorter wins), the TLS
+	// handshake (DefaultReadHeaderTimeout when zero). There is no write
+	// timeout: a slow device may take hours over a large payload.
+	ReadHeaderTimeout time.Duration
 	// Logger receives reload, resign and error records (slog.Default when
 	// nil).
 	Logger *slog.Logger
@@ -80,6 +102,9 @@ type Server struct {
 	resignEvery     time.Duration
 	pollEvery       time.Duration
 	shutdownTimeout time.Duration
+	maxConns        int
+	idleTimeout     time.Duration
+	readHeader      time.Duration
 	logger          *slog.Logger
 	clock           clock.Clock
 	limiter         *tokenBucket
@@ -106,6 +131,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ReportRate < 0 || cfg.ReportBurst < 0 {
 		return nil, errors.New("server: config: negative report rate or burst")
 	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("server: config: connection cap %d is negative", cfg.MaxConns)
+	}
+	if cfg.IdleTimeout < 0 || cfg.ReadHeaderTimeout < 0 {
+		return nil, fmt.Errorf("server: config: negative idle timeout (%v) or read header timeout (%v)",
+			cfg.IdleTimeout, cfg.ReadHeaderTimeout)
+	}
 	s := &Server{
 		source:          cfg.Source,
 		reports:         cfg.Reports,
@@ -113,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 		resignEvery:     orDefault(cfg.ResignEvery, DefaultResignEvery),
 		pollEvery:       orDefault(cfg.PollEvery, DefaultPollEvery),
 		shutdownTimeout: orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout),
+		maxConns:        cfg.MaxConns,
+		idleTimeout:     orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		readHeader:      orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		logger:          cfg.Logger,
 		clock:           cfg.Clock,
 	}
@@ -121,6 +156,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.clock == nil {
 		s.clock = clock.Real{}
+	}
+	if s.maxConns == 0 {
+		s.maxConns = DefaultMaxConns()
 	}
 	rate, burst := cfg.ReportRate, cfg.ReportBurst
 	if rate == 0 {
@@ -205,8 +243,11 @@ func (s *Server) resign(ctx context.Context) error {
 // serving.
 //
 // When tlsConfig is non-nil Run serves HTTPS with a copy of it whose
-// MinVersion is raised to TLS 1.2 if lower; it must carry certificates.
-// Run returns nil after a clean shutdown and closes ln in every case.
+// MinVersion is raised to TLS 1.2 if lower and whose TLS 1.2 cipher suites
+// are replaced by the ECDHE AEAD ones (TLSCipherSuites), whatever the copy
+// said; it must carry certificates. At most Config.MaxConns connections are
+// open at once. Run returns nil after a clean shutdown and closes ln in
+// every case.
 func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
 	if !s.running.CompareAndSwap(false, true) {
 		ln.Close()
@@ -214,9 +255,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	}
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.readHeader,
 		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          log.New(redactWriter{s.logger}, "", 0),
 		// Requests must not be cancelled by the shutdown signal itself:
@@ -228,6 +269,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 		if c.MinVersion < tls.VersionTLS12 {
 			c.MinVersion = tls.VersionTLS12
 		}
+		c.CipherSuites = TLSCipherSuites()
 		hs.TLSConfig = c
 	}
 
@@ -247,6 +289,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	}()
 
 	useTLS := hs.TLSConfig != nil // read before Serve: ServeTLS modifies TLSConfig
+	s.metrics.connsMax.Store(int64(s.maxConns))
+	ln = newLimitListener(ln, s.maxConns, &s.metrics.connsOpen)
 	serveErr := make(chan error, 1)
 	go func() {
 		if useTLS {
@@ -255,10 +299,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 			serveErr <- hs.Serve(ln)
 		}
 	}()
-	s.logger.Info("serving", "tls", useTLS)
+	s.logger.Info("serving", "tls", useTLS, "max_conns", s.maxConns, "idle_timeout", s.idleTimeout)
 
 	select {
 	case err := <-serveErr:
+		ln.Close() // ServeTLS fails on a bad TLS configuration before it serves
 		return fmt.Errorf("server: serve: %w", err)
 	case <-ctx.Done():
 	}

@@ -292,6 +292,9 @@ func TestNewRejects(t *testing.T) {
 		{},
 		{Source: &fakeSource{}, PollEvery: -1},
 		{Source: &fakeSource{}, ReportBurst: -1},
+		{Source: &fakeSource{}, MaxConns: -1},
+		{Source: &fakeSource{}, IdleTimeout: -1},
+		{Source: &fakeSource{}, ReadHeaderTimeout: -1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
