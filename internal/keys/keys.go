@@ -3,8 +3,12 @@
 // interface that the repository code signs with.
 //
 // Security model: offline keys (root, top-level targets, product roles) are
-// written encrypted with scrypt (N=2^15, r=8, p=1) and XChaCha20-Poly1305; the
-// passphrase comes from UPTRUST_PASSPHRASE or a prompt. Online keys
+// written encrypted with Argon2id (RFC 9106: t=3, 64 MiB, p=4) and
+// XChaCha20-Poly1305, under a passphrase that CheckPassphrase accepts; the
+// passphrase comes from UPTRUST_PASSPHRASE or a prompt. The KDF name and
+// parameters are stored in the file and authenticated with the ciphertext.
+// Files written before Argon2id (scrypt N=2^15) still decrypt; Migrate
+// rewrites them. Online keys
 // (snapshot, timestamp, fleet targets) are needed unattended by the server and
 // are stored unencrypted with mode 0600, which is what TUF expects of online
 // keys: their compromise is bounded by the offline roles. A key file written
@@ -28,8 +32,6 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/crypto/scrypt"
 
 	"github.com/uptrust/uptrust/internal/atomicfile"
 )
@@ -109,30 +111,23 @@ type file struct {
 	Ciphertext []byte     `json:"ciphertext,omitempty"`
 }
 
-type kdfParams struct {
-	Name string `json:"name"`
-	N    int    `json:"n"`
-	R    int    `json:"r"`
-	P    int    `json:"p"`
-	Salt []byte `json:"salt"`
-}
-
-// scryptN is the scrypt cost. It is a variable so that tests can lower it.
-var scryptN = 1 << 15
-
 // Save writes the key to path atomically with mode 0600. An empty passphrase
-// writes the key unencrypted.
+// writes the key unencrypted; any other must pass CheckPassphrase.
 func (k *Key) Save(path string, passphrase []byte) error {
 	f := file{Type: "ed25519", Public: hex.EncodeToString(k.priv.Public().(ed25519.PublicKey)), KeyID: k.id}
 	seed := k.priv.Seed()
 	if len(passphrase) == 0 {
 		f.Private = hex.EncodeToString(seed)
 	} else {
+		if err := CheckPassphrase(passphrase); err != nil {
+			return err
+		}
 		f.Encrypted = true
-		f.KDF = &kdfParams{Name: "scrypt", N: scryptN, R: 8, P: 1, Salt: make([]byte, 16)}
-		if _, err := io.ReadFull(rand.Reader, f.KDF.Salt); err != nil {
+		salt := make([]byte, 16)
+		if _, err := io.ReadFull(rand.Reader, salt); err != nil {
 			return fmt.Errorf("keys: salt: %w", err)
 		}
+		f.KDF = newKDF(salt)
 		aead, err := deriveAEAD(passphrase, f.KDF)
 		if err != nil {
 			return err
@@ -141,32 +136,13 @@ func (k *Key) Save(path string, passphrase []byte) error {
 		if _, err := io.ReadFull(rand.Reader, f.Nonce); err != nil {
 			return fmt.Errorf("keys: nonce: %w", err)
 		}
-		f.Ciphertext = aead.Seal(nil, f.Nonce, seed, []byte(f.Public))
+		f.Ciphertext = aead.Seal(nil, f.Nonce, seed, f.KDF.additionalData(f.Public))
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("keys: encode: %w", err)
 	}
 	return atomicfile.WriteFile(path, append(data, '\n'), 0o600)
-}
-
-func deriveAEAD(passphrase []byte, p *kdfParams) (interface {
-	Seal(dst, nonce, plaintext, ad []byte) []byte
-	Open(dst, nonce, ciphertext, ad []byte) ([]byte, error)
-	NonceSize() int
-}, error) {
-	if p.Name != "scrypt" {
-		return nil, fmt.Errorf("keys: unsupported kdf %q", p.Name)
-	}
-	key, err := scrypt.Key(passphrase, p.Salt, p.N, p.R, p.P, chacha20poly1305.KeySize)
-	if err != nil {
-		return nil, fmt.Errorf("keys: scrypt: %w", err)
-	}
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, fmt.Errorf("keys: cipher: %w", err)
-	}
-	return aead, nil
 }
 
 // IsEncrypted reports whether the key file at path is encrypted.
@@ -209,12 +185,12 @@ func Load(path string, passphrase []byte) (*Key, error) {
 		}
 		aead, err := deriveAEAD(passphrase, f.KDF)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if len(f.Nonce) != aead.NonceSize() {
 			return nil, fmt.Errorf("keys: %s: bad nonce length", path)
 		}
-		seed, err = aead.Open(nil, f.Nonce, f.Ciphertext, []byte(f.Public))
+		seed, err = aead.Open(nil, f.Nonce, f.Ciphertext, f.KDF.additionalData(f.Public))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrWrongPassphrase, path)
 		}

@@ -11,7 +11,13 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
-func init() { scryptN = 1 << 10 }
+// rfc9106 holds the package defaults, read before init lowers them.
+var rfc9106 = [3]uint32{argonTime, argonMemory, uint32(argonThreads)}
+
+// Tests use cheap Argon2id parameters; TestDefaultKDF checks the real ones.
+func init() { argonTime, argonMemory, argonThreads = 1, 256, 2 }
+
+const strong = "correct horse battery staple"
 
 func TestEncryptedRoundTrip(t *testing.T) {
 	k, err := Generate()
@@ -19,7 +25,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(t.TempDir(), "root-1.key")
-	if err := k.Save(p, []byte("correct horse")); err != nil {
+	if err := k.Save(p, []byte(strong)); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(p)
@@ -29,7 +35,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 	if enc, _ := IsEncrypted(p); !enc {
 		t.Fatal("IsEncrypted = false for an encrypted file")
 	}
-	got, err := Load(p, []byte("correct horse"))
+	got, err := Load(p, []byte(strong))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +56,10 @@ func TestEncryptedRoundTrip(t *testing.T) {
 func TestWrongPassphrase(t *testing.T) {
 	k, _ := Generate()
 	p := filepath.Join(t.TempDir(), "k.key")
-	k.Save(p, []byte("right"))
-	if _, err := Load(p, []byte("wrong")); !errors.Is(err, ErrWrongPassphrase) {
+	if err := k.Save(p, []byte(strong)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, []byte("incorrect horse battery staple")); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("err = %v, want ErrWrongPassphrase", err)
 	}
 	if _, err := Load(p, nil); !errors.Is(err, ErrNeedPassphrase) {
