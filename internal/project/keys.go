@@ -108,8 +108,21 @@ func (k *keyring) load(n keyName) (repo.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("project: key %s: %w", path, err)
 	}
+	if enc {
+		k.migrate(path, pass)
+	}
 	k.cache[n] = key
 	return key, nil
+}
+
+// migrate rewrites a key file that uses a legacy KDF with Argon2id, now
+// that its passphrase is known to open it. It never fails the load: a
+// passphrase too weak to write a new file, or a write error, leaves the old
+// file in place and is reported through Warn.
+func (k *keyring) migrate(path string, pass []byte) {
+	if _, err := keys.Migrate(path, pass); err != nil {
+		k.p.Warn(fmt.Sprintf("%v; the key still works, give the offline keys a stronger passphrase with uptrust keys passphrase", err))
+	}
 }
 
 // online returns the online keys of a repository.

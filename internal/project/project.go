@@ -28,6 +28,7 @@ import (
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
@@ -113,6 +114,9 @@ type Project struct {
 	// Passphrase returns the passphrase for offline keys; it is called at
 	// most once per Project and only when an offline key is needed.
 	Passphrase func() ([]byte, error)
+	// Warn receives notices a person should act on, such as a key file left
+	// on the legacy KDF because its passphrase is too weak to re-encrypt it.
+	Warn func(string)
 
 	keys *keyring
 }
@@ -121,6 +125,8 @@ type Project struct {
 type Options struct {
 	Clock      clock.Clock
 	Passphrase func() ([]byte, error)
+	// Warn receives notices; nil discards them.
+	Warn func(string)
 }
 
 func (o *Options) defaults() {
@@ -129,6 +135,9 @@ func (o *Options) defaults() {
 	}
 	if o.Passphrase == nil {
 		o.Passphrase = func() ([]byte, error) { return nil, nil }
+	}
+	if o.Warn == nil {
+		o.Warn = func(string) {}
 	}
 }
 
@@ -175,7 +184,7 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 		st.Close()
 		return nil, err
 	}
-	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn}
 	p.keys = newKeyring(p)
 	return p, nil
 }
@@ -219,6 +228,9 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 		}
 		if len(pass) == 0 {
 			return nil, errors.New("project: offline keys need a passphrase (set UPTRUST_PASSPHRASE, or use --dev for an unencrypted development project)")
+		}
+		if err := keys.CheckPassphrase(pass); err != nil {
+			return nil, fmt.Errorf("project: offline keys: %w", err)
 		}
 	}
 	for _, d := range []string{"keys/offline", "keys/online", "device", "blobs"} {

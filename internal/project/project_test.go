@@ -272,7 +272,7 @@ func TestInitProductionNeedsPassphrase(t *testing.T) {
 		t.Errorf("Open after refused Init: %v, want ErrNotProject", err)
 	}
 	// Nothing was left behind that blocks a proper Init.
-	p, err := project.Init(t.Context(), dir, project.InitOptions{Options: project.Options{Passphrase: pass("pw")}})
+	p, err := project.Init(t.Context(), dir, project.InitOptions{Options: project.Options{Passphrase: pass("correct horse battery staple")}})
 	if err != nil {
 		t.Fatalf("Init with a passphrase after refused attempts: %v", err)
 	}
@@ -300,10 +300,10 @@ func TestOpenNotAProject(t *testing.T) {
 }
 
 func TestWrongPassphrase(t *testing.T) {
-	p := initProd(t, "right")
+	p := initProd(t, "right horse battery staple")
 	dir := p.Dir
 	p.Close()
-	q, err := project.Open(t.Context(), dir, project.Options{Passphrase: pass("wrong")})
+	q, err := project.Open(t.Context(), dir, project.Options{Passphrase: pass("wrong horse battery staple")})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -319,7 +319,7 @@ func TestWrongPassphrase(t *testing.T) {
 		t.Errorf("a product key was created despite the wrong passphrase: %v", err)
 	}
 	// The right passphrase works on the same directory.
-	r, err := project.Open(t.Context(), dir, project.Options{Passphrase: pass("right")})
+	r, err := project.Open(t.Context(), dir, project.Options{Passphrase: pass("right horse battery staple")})
 	if err != nil {
 		t.Fatal(err)
 	}

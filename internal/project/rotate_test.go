@@ -27,12 +27,12 @@ func TestRotateRootKey(t *testing.T) {
 			if dev {
 				p = initDev(t, clock.NewFake(t0))
 			} else {
-				p = initProd(t, "pw")
+				p = initProd(t, "correct horse battery staple")
 			}
 			ctx := t.Context()
 			v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
 			keyPath := filepath.Join(p.Dir, "keys", "offline", "release-root-1.key")
-			oldKey, err := keys.Load(keyPath, []byte("pw"))
+			oldKey, err := keys.Load(keyPath, []byte("correct horse battery staple"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,14 +51,14 @@ func TestRotateRootKey(t *testing.T) {
 			if got := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoFleet)); !bytes.Equal(got, fleetRoot) {
 				t.Error("fleet device root changed by a release root rotation")
 			}
-			retired, err := keys.Load(keyPath+".retired", []byte("pw"))
+			retired, err := keys.Load(keyPath+".retired", []byte("correct horse battery staple"))
 			if err != nil {
 				t.Fatalf("retired key: %v", err)
 			}
 			if retired.KeyID() != oldKey.KeyID() {
 				t.Error("the .retired file is not the old key")
 			}
-			newKey, err := keys.Load(keyPath, []byte("pw"))
+			newKey, err := keys.Load(keyPath, []byte("correct horse battery staple"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +149,7 @@ func TestRotateRootKeyFailureKeepsOldKey(t *testing.T) {
 }
 
 func TestRotateRootKeyWithOneRootKeyAbsent(t *testing.T) {
-	p := initProd(t, "pw")
+	p := initProd(t, "correct horse battery staple")
 	ctx := t.Context()
 	v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
 	offline := filepath.Join(p.Dir, "keys", "offline")
@@ -157,7 +157,7 @@ func TestRotateRootKeyWithOneRootKeyAbsent(t *testing.T) {
 	if err := os.Rename(filepath.Join(offline, "release-root-3.key"), filepath.Join(away, "release-root-3.key")); err != nil {
 		t.Fatal(err)
 	}
-	p = reopen(t, p, "pw")
+	p = reopen(t, p, "correct horse battery staple")
 	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err != nil {
 		t.Fatalf("rotating key 1 with keys 1 and 2 present: %v", err)
 	}
@@ -165,7 +165,7 @@ func TestRotateRootKeyWithOneRootKeyAbsent(t *testing.T) {
 }
 
 func TestRotateRootKeyBelowThresholdRestoresKey(t *testing.T) {
-	p := initProd(t, "pw")
+	p := initProd(t, "correct horse battery staple")
 	ctx := t.Context()
 	offline := filepath.Join(p.Dir, "keys", "offline")
 	away := t.TempDir()
@@ -175,15 +175,15 @@ func TestRotateRootKeyBelowThresholdRestoresKey(t *testing.T) {
 		}
 	}
 	keyPath := filepath.Join(offline, "release-root-1.key")
-	oldKey, err := keys.Load(keyPath, []byte("pw"))
+	oldKey, err := keys.Load(keyPath, []byte("correct horse battery staple"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = reopen(t, p, "pw")
+	p = reopen(t, p, "correct horse battery staple")
 	if err := p.RotateRootKey(ctx, deviceapi.RepoRelease, 1); err == nil {
 		t.Fatal("rotation signed by 1 of a 2-of-3 root succeeded")
 	}
-	if k, err := keys.Load(keyPath, []byte("pw")); err != nil || k.KeyID() != oldKey.KeyID() {
+	if k, err := keys.Load(keyPath, []byte("correct horse battery staple")); err != nil || k.KeyID() != oldKey.KeyID() {
 		t.Fatalf("root key 1 after a failed rotation: %v (same key: %v)", err, err == nil && k.KeyID() == oldKey.KeyID())
 	}
 	if _, err := os.Stat(keyPath + ".retired"); !errors.Is(err, os.ErrNotExist) {
