@@ -36,6 +36,7 @@ usage:
   uptrust rollout set-percent PRODUCT P
   uptrust rollout halt PRODUCT | resume PRODUCT
   uptrust rollout list
+  uptrust keys migrate | passphrase
   uptrust compliance PRODUCT [--json]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
                 [--max-conns N] [--idle-timeout 5s] [--read-header-timeout 10s]
@@ -51,7 +52,8 @@ usage:
   uptrust simulate-boot DEVICE-DIR
 
 Every command takes --dir DIR (default $UPTRUST_DIR, else the current
-directory). Offline keys are decrypted with $UPTRUST_PASSPHRASE, or a prompt.
+directory). Offline keys are decrypted with $UPTRUST_PASSPHRASE, or a prompt;
+keys passphrase takes the new one from $UPTRUST_NEW_PASSPHRASE, or a prompt.
 `
 
 // Env is what commands may touch of the outside world.
@@ -86,6 +88,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdRelease(ctx, env, args[1:])
 	case "rollout":
 		err = cmdRollout(ctx, env, args[1:])
+	case "keys":
+		err = cmdKeys(ctx, env, args[1:])
 	case "compliance":
 		err = cmdCompliance(ctx, env, args[1:])
 	case "serve":
@@ -201,7 +205,8 @@ func terminalPrompt(prompt string) ([]byte, error) {
 }
 
 func openProject(ctx context.Context, env Env, dir string) (*project.Project, error) {
-	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false)})
+	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false),
+		Warn: func(s string) { fmt.Fprintln(env.Stderr, "uptrust: warning:", s) }})
 }
 
 func splitList(s string) []string {

@@ -217,7 +217,7 @@ func TestReadmeFlow(t *testing.T) {
 func TestProductionPassphrase(t *testing.T) {
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "proj")
-	good := map[string]string{"UPTRUST_PASSPHRASE": "correct horse"}
+	good := map[string]string{"UPTRUST_PASSPHRASE": "correct horse battery staple"}
 	r := mustRun(t, good, "init", "--dir", dir)
 	if strings.Contains(r.stderr, "DEVELOPMENT") {
 		t.Errorf("production init prints the dev warning:\n%s", r.stderr)
@@ -243,7 +243,7 @@ func TestProductionPassphrase(t *testing.T) {
 	}
 	p.Close()
 	// The passphrase from a prompt works too.
-	r = runEnv(t, env(nil, func(string) ([]byte, error) { return []byte("correct horse"), nil }), args...)
+	r = runEnv(t, env(nil, func(string) ([]byte, error) { return []byte("correct horse battery staple"), nil }), args...)
 	if r.code != 0 {
 		t.Errorf("release add with the passphrase from the prompt: %v", r)
 	}
@@ -269,7 +269,10 @@ func TestInitPassphrase(t *testing.T) {
 		t.Error("a project was created with mismatched passphrases")
 	}
 	var prompts []string
-	prompt = func(s string) ([]byte, error) { prompts = append(prompts, s); return []byte("same"), nil }
+	prompt = func(s string) ([]byte, error) {
+		prompts = append(prompts, s)
+		return []byte("same horse battery staple"), nil
+	}
 	r = runEnv(t, env(nil, prompt), "init", "--dir", filepath.Join(tmp, "c"))
 	if r.code != 0 || len(prompts) != 2 {
 		t.Errorf("init with a confirmed prompted passphrase: %v, prompts %q", r, prompts)

@@ -224,3 +224,34 @@ func TestCheckPassphrase(t *testing.T) {
 		}
 	}
 }
+
+func TestReencrypt(t *testing.T) {
+	k, _ := Generate()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k.key")
+	saveLegacy(t, k, p, []byte("pw"))
+	const next = "staple battery horse correct"
+	if err := Reencrypt(p, []byte("pw"), []byte("pw2")); !errors.Is(err, ErrWeakPassphrase) {
+		t.Fatalf("Reencrypt to a weak passphrase: %v, want ErrWeakPassphrase", err)
+	}
+	if err := Reencrypt(p, []byte("wrong"), []byte(next)); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("Reencrypt with a wrong old passphrase: %v, want ErrWrongPassphrase", err)
+	}
+	if err := Reencrypt(p, []byte("pw"), []byte(next)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, []byte("pw")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("old passphrase after Reencrypt: %v", err)
+	}
+	if got, err := Load(p, []byte(next)); err != nil || got.KeyID() != k.KeyID() || kdfOf(t, p).Name != "argon2id" {
+		t.Fatalf("after Reencrypt: %v, %v, kdf %q", got, err, kdfOf(t, p).Name)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d files after Reencrypt, want 1", len(entries))
+	}
+	plain := filepath.Join(dir, "plain.key")
+	k.Save(plain, nil)
+	if err := Reencrypt(plain, nil, []byte(next)); err == nil || !strings.Contains(err.Error(), "not encrypted") {
+		t.Fatalf("Reencrypt of an unencrypted file: %v", err)
+	}
+}

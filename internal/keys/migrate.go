@@ -21,12 +21,8 @@ func NeedsMigration(path string) (bool, error) {
 
 // Migrate re-encrypts the key file at path with Argon2id under the same
 // passphrase if NeedsMigration says so, and reports whether it did. The
-// passphrase must decrypt the file and pass CheckPassphrase.
-//
-// The old file stays in place until the new one is durable and verified: the
-// new file is written and fsynced beside it, loaded back with the passphrase
-// and compared by key id, and only then renamed over the old one, so a crash
-// at any point leaves a file that opens with the passphrase.
+// passphrase must decrypt the file and pass CheckPassphrase; otherwise the
+// file is left as it was.
 func Migrate(path string, passphrase []byte) (bool, error) {
 	need, err := NeedsMigration(path)
 	if err != nil || !need {
@@ -35,27 +31,50 @@ func Migrate(path string, passphrase []byte) (bool, error) {
 	if err := CheckPassphrase(passphrase); err != nil {
 		return false, fmt.Errorf("keys: %s not migrated to argon2id: %w", path, err)
 	}
-	k, err := Load(path, passphrase)
-	if err != nil {
+	if err := Reencrypt(path, passphrase, passphrase); err != nil {
 		return false, err
-	}
-	tmp := path + ".migrating"
-	defer os.Remove(tmp)
-	if err := k.Save(tmp, passphrase); err != nil {
-		return false, err
-	}
-	check, err := Load(tmp, passphrase)
-	if err != nil {
-		return false, fmt.Errorf("keys: migrated copy of %s does not open: %w", path, err)
-	}
-	if check.KeyID() != k.KeyID() {
-		return false, fmt.Errorf("keys: migrated copy of %s holds key %s, want %s", path, check.KeyID(), k.KeyID())
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("keys: migrate %s: %w", path, err)
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return false, fmt.Errorf("keys: migrate %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// Reencrypt rewrites the encrypted key file at path, which old opens, under
+// newPass with the current Argon2id parameters. newPass must pass
+// CheckPassphrase.
+//
+// The old file stays in place until the new one is durable and verified: the
+// new file is written and fsynced beside it, loaded back with newPass and
+// compared by key id, and only then renamed over the old one, so a crash at
+// any point leaves a file that opens with one of the two passphrases.
+func Reencrypt(path string, old, newPass []byte) error {
+	if err := CheckPassphrase(newPass); err != nil {
+		return fmt.Errorf("keys: %s not re-encrypted: %w", path, err)
+	}
+	if enc, err := IsEncrypted(path); err != nil {
+		return err
+	} else if !enc {
+		return fmt.Errorf("keys: %s is not encrypted; only encrypted key files are re-encrypted", path)
+	}
+	k, err := Load(path, old)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".reencrypting"
+	defer os.Remove(tmp)
+	if err := k.Save(tmp, newPass); err != nil {
+		return err
+	}
+	check, err := Load(tmp, newPass)
+	if err != nil {
+		return fmt.Errorf("keys: re-encrypted copy of %s does not open: %w", path, err)
+	}
+	if check.KeyID() != k.KeyID() {
+		return fmt.Errorf("keys: re-encrypted copy of %s holds key %s, want %s", path, check.KeyID(), k.KeyID())
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("keys: re-encrypt %s: %w", path, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("keys: re-encrypt %s: %w", path, err)
+	}
+	return nil
 }
