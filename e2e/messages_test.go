@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"net/http"
@@ -142,4 +143,31 @@ func TestMessageSnapshotRollback(t *testing.T) {
 	assertReason(t, st.LastCheck.Reason, "release repository: snapshot.json: ",
 		fmt.Sprintf("the server offers products/%s.json version %d, older than version %d this device already trusts: a rollback, refused", product, trusted-1, trusted),
 		"check the mirror")
+}
+
+// TestMessageDeltaAndFallbackFailed: when the delta and then the full
+// payload both fail, the reason and the plain-text status say both, with
+// the files and what to do.
+func TestMessageDeltaAndFallbackFailed(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	d := w.device("d", 0)
+	w.publishDelta("1.1.0", 2, near(w.images["1.0.0"], "1.1.0"), release.CompressionNone, "1.0.0")
+	w.rollout("1.1.0", 100)
+	flip := func(_ string, b []byte) []byte {
+		b[len(b)/2] ^= 0x55
+		return b
+	}
+	w.proxy.rewrite(isDelta, flip)
+	w.proxy.rewrite(isPayload("1.1.0"), flip)
+	w.cycle(d)
+	st := w.assertRefused(d, "1.0.0", report.ClassPayloadHash, "rejected")
+	delta, full := product+"/1.1.0.from-1.0.0.delta", product+"/1.1.0"
+	assertReason(t, st.LastCheck.Reason, delta, full, "the delta from 1.0.0 was not used", "check the mirror")
+	var text bytes.Buffer
+	st.WriteText(&text)
+	for _, want := range []string{"delta:", delta, "not used"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("status text does not say %q:\n%s", want, text.String())
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // tufError is a failed TUF refresh or lookup in one repository. file is
@@ -139,6 +140,37 @@ func versionSentence(msg string) string {
 	if m := reRootVersion.FindStringSubmatch(msg); m != nil {
 		next, _ := strconv.Atoi(m[1])
 		return fmt.Sprintf("the server offers root version %s as the root after version %d: the root chain must go up one version at a time, refused", m[2], next-1)
+	}
+	return ""
+}
+
+// payloadFailure words the failure err (of class) of the full payload
+// target for a person: the target, what happened and what to do; when the
+// release's delta failed first in the same install (delta not nil), it
+// says that too.
+func payloadFailure(target string, delta *DeltaOutcome, class report.Class, err error) error {
+	msg := target + ": %w"
+	if a := payloadAdvice(class); a != "" {
+		msg += "; " + a
+	}
+	if delta != nil {
+		return fmt.Errorf("the delta from %s was not used (%s), then the full payload failed: "+msg, delta.From, delta.Reason, err)
+	}
+	return fmt.Errorf(msg, err)
+}
+
+// payloadAdvice says what the owner or operator can do about a payload
+// that failed with class, or "" when there is nothing to add.
+func payloadAdvice(class report.Class) string {
+	switch class {
+	case report.ClassPayloadHash, report.ClassPayloadTooLong, report.ClassPayloadTruncated:
+		return "the server, a mirror or a proxy serves other bytes than the maker signed: check the mirror or proxy, the next check tries again"
+	case report.ClassImageHash, report.ClassPayloadDecode, report.ClassPayloadWindow:
+		return "the signed payload does not decode to the image its manifest declares: contact the maker"
+	case report.ClassNetwork:
+		return "the next check tries again"
+	case report.ClassInstallIO:
+		return "writing to this device failed: check its storage, the next check tries again"
 	}
 	return ""
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/report"
 )
@@ -106,6 +107,26 @@ func TestSignerOf(t *testing.T) {
 	}
 }
 
+// TestPayloadFailure: a failed full payload names its target and what to
+// do, and a delta that failed before it is said first.
+func TestPayloadFailure(t *testing.T) {
+	hash := fmt.Errorf("%w: sha256", payload.ErrHashMismatch)
+	err := payloadFailure("thermo/1.1.0", nil, report.ClassPayloadHash, hash)
+	if !errors.Is(err, payload.ErrHashMismatch) || !strings.HasPrefix(err.Error(), "thermo/1.1.0: payload: hash mismatch") ||
+		!strings.Contains(err.Error(), "check the mirror or proxy") {
+		t.Errorf("payloadFailure without a delta: %v", err)
+	}
+	d := &DeltaOutcome{Version: "1.1.0", From: "1.0.0", Reason: "thermo/1.1.0.from-1.0.0.delta: 404"}
+	err = payloadFailure("thermo/1.1.0", d, report.ClassPayloadHash, hash)
+	want := "the delta from 1.0.0 was not used (thermo/1.1.0.from-1.0.0.delta: 404), then the full payload failed: thermo/1.1.0: payload: hash mismatch"
+	if !strings.HasPrefix(err.Error(), want) || !errors.Is(err, payload.ErrHashMismatch) {
+		t.Errorf("payloadFailure after a delta:\n got %v\nwant prefix %s", err, want)
+	}
+	if got := payloadFailure("thermo/1.1.0", nil, report.ClassRollbackVersion, errors.New("x")); got.Error() != "thermo/1.1.0: x" {
+		t.Errorf("a class without advice: %v", got)
+	}
+}
+
 // TestFetchLog: the limit fetcher records the metadata file requested last
 // (role name, not the versioned URL), also when the request fails, and
 // leaves target files out.
@@ -127,5 +148,24 @@ func TestFetchLog(t *testing.T) {
 	}
 	if got := l.take(); got != "snapshot.json" {
 		t.Errorf("after a refused snapshot: %q", got)
+	}
+}
+
+// TestStatusTextDeltaNotUsed: the plain-text status says that the last
+// delta was not used and why (it was only in status --json).
+func TestStatusTextDeltaNotUsed(t *testing.T) {
+	at := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	st := &Status{Product: "thermo", Version: "1.0.0", AutoUpdates: "on",
+		LastDelta: &DeltaOutcome{Version: "1.1.0", From: "1.0.0", Reason: "thermo/1.1.0.from-1.0.0.delta: 404", At: at}}
+	var b strings.Builder
+	st.WriteText(&b)
+	want := "delta:            1.1.0 from 1.0.0 not used on 2026-12-07 14:00 UTC: thermo/1.1.0.from-1.0.0.delta: 404\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("status text does not say %q:\n%s", want, b.String())
+	}
+	st.LastDelta.Used, b = true, strings.Builder{}
+	st.WriteText(&b)
+	if strings.Contains(b.String(), "delta:") {
+		t.Errorf("a used delta is shown as failed:\n%s", b.String())
 	}
 }
