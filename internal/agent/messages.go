@@ -27,11 +27,11 @@ type tufError struct {
 }
 
 func (e *tufError) Error() string {
-	prefix := e.repo + " repository: "
-	if e.file != "" {
+	prefix, msg := e.repo+" repository: ", explainTUF(e.repo, e.file, e.err)
+	if e.file != "" && !strings.HasPrefix(msg, e.file+" ") {
 		prefix += e.file + ": "
 	}
-	return prefix + explainTUF(e.repo, e.file, e.err)
+	return prefix + msg
 }
 
 func (e *tufError) Unwrap() error { return e.err }
@@ -49,8 +49,12 @@ func explainTUF(repo, file string, err error) string {
 		expired  *metadata.ErrExpiredMetadata
 		lenHash  *metadata.ErrLengthOrHashMismatch
 		syntax   *json.SyntaxError
+		tooLong  *metadata.ErrDownloadLengthMismatch
 	)
 	switch {
+	case errors.As(err, &tooLong):
+		// limitFetcher's messages name the file and the setting.
+		return tooLong.Msg
 	case errors.As(err, &unsigned):
 		return fmt.Sprintf("the signature does not verify with %s; %s (%v)", signerOf(repo, file), unsignedAdvice(repo), err)
 	case errors.As(err, &badVer):

@@ -70,6 +70,11 @@ func TestTUFErrorMessages(t *testing.T) {
 		{&tufError{repo: deviceapi.RepoRelease, file: "timestamp.json", err: &metadata.ErrExpiredMetadata{Msg: "timestamp.json is expired"}},
 			report.ClassMetadataExpired,
 			[]string{"release repository: timestamp.json: the signed metadata has expired (expired metadata error: timestamp.json is expired)", "check that the mirror syncs"}, nil},
+		// limitFetcher's refusals name the file themselves.
+		{&tufError{repo: deviceapi.RepoRelease, file: "targets.json",
+			err: &metadata.ErrDownloadLengthMismatch{Msg: "targets.json is longer than 1000 bytes (metadata_max_bytes.targets): refused before parsing"}},
+			report.ClassMetadataTooLong,
+			[]string{"release repository: targets.json is longer than 1000 bytes (metadata_max_bytes.targets): refused before parsing"}, nil},
 		// Unknown file, unknown error: the error as it is.
 		{&tufError{repo: deviceapi.RepoRelease, err: errors.New("trusted snapshot not set")},
 			report.ClassMetadataInvalid, []string{"release repository: trusted snapshot not set"}, nil},
