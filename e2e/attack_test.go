@@ -301,7 +301,7 @@ func TestTargetOnlyInFleet(t *testing.T) {
 	w.cycle(d)
 	st := w.assertRefused(d, "1.0.0", "repository-mismatch", "rejected")
 	assertNotArmed(t, d)
-	if st.LastCheck.Offered != "9.9.9" || !strings.Contains(st.LastCheck.Reason, name) {
+	if st.LastCheck.Offered != "9.9.9" || !strings.Contains(st.LastCheck.Reason, name) || !strings.Contains(st.LastCheck.Reason, "tell the fleet's operator") {
 		t.Fatalf("last check %+v, want the refusal of %s named", st.LastCheck, name)
 	}
 	if n := fetched.Load(); n != 0 {

@@ -42,14 +42,16 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	}
 	// A resumed full download keeps going; otherwise try the delta first
 	// and fall back to the full payload in this same check.
+	var deltaFailed *DeltaOutcome
 	if o.Delta != nil && next.payloadProgress() == nil {
 		done, err := a.installFromDelta(ctx, s, m, o.Delta)
 		if done || err != nil {
 			return err
 		}
+		deltaFailed = s.LastDelta
 	}
 	a.log.Info("installing", "version", m.Version, "slot", s.Pending.Slot, "bytes", rel.Length)
-	return a.settlePayload(ctx, s, a.writePayload(ctx, s, o))
+	return a.settlePayload(ctx, s, deltaFailed, a.writePayload(ctx, s, o))
 }
 
 // writePayload writes the image into the slot from the full payload.
@@ -75,7 +77,9 @@ func (a *Agent) armWritten(ctx context.Context, s *State) error {
 // keep the saved progress for the next check; on a dropped link with saved
 // progress, stay in phase writing and say so (reported as a network
 // failure); on anything else refuse the release and give up the install.
-func (a *Agent) settlePayload(ctx context.Context, s *State, err error) error {
+// The reason names the payload's target and what to do, and, when the
+// release's delta failed first in this install (deltaFailed), that too.
+func (a *Agent) settlePayload(ctx context.Context, s *State, deltaFailed *DeltaOutcome, err error) error {
 	p := s.Pending
 	switch {
 	case err == nil:
@@ -90,13 +94,16 @@ func (a *Agent) settlePayload(ctx context.Context, s *State, err error) error {
 	}
 	class := classify(err)
 	if d := p.payloadProgress(); class == report.ClassNetwork && d != nil {
-		a.reject(ctx, s, p.Version, class, fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w",
-			d.Offset, p.Length, err))
+		err = fmt.Errorf("download interrupted at %d of %d bytes, resumes at the next check: %w", d.Offset, p.Length, err)
+		if deltaFailed != nil {
+			err = fmt.Errorf("the delta from %s was not used (%s), then the full payload's %w", deltaFailed.From, deltaFailed.Reason, err)
+		}
+		a.reject(ctx, s, p.Version, class, err)
 		return a.record(s)
 	}
 	a.dropStagedFile()
 	a.dropHint()
-	a.reject(ctx, s, p.Version, class, err)
+	a.reject(ctx, s, p.Version, class, payloadFailure(p.Target, deltaFailed, class, err))
 	return a.enter(s, stepDropped)
 }
 
@@ -137,7 +144,7 @@ func (a *Agent) installFromDelta(ctx context.Context, s *State, m *release.Manif
 		s.LastCheck.Reason += fmt.Sprintf("; applied the %d-byte delta from %s", n, o.d.From)
 		return true, a.armWritten(ctx, s)
 	}
-	s.LastDelta.Reason = err.Error()
+	s.LastDelta.Reason = o.d.Target + ": " + err.Error()
 	s.LastCheck.Reason += fmt.Sprintf("; the delta from %s was not used (%v), downloading the full payload", o.d.From, err)
 	a.log.Warn("delta not used; falling back to the full payload", "version", m.Version, "from", o.d.From, "err", err)
 	return false, a.record(s)

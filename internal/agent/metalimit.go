@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -57,13 +58,38 @@ func (m *MetadataMaxBytes) validate() error {
 // signed one (go-tuf bounds those by the length the snapshot or timestamp
 // lists, or by its own MaxLength settings), and not one whose signed length
 // exceeds the limit (refused without a request). Target files pass through
-// unchanged; go-tuf bounds them by their signed length. Safe for
+// unchanged; go-tuf bounds them by their signed length. Each metadata
+// request is recorded in log (when not nil), so a failure go-tuf reports
+// without naming its file can be told which file it was. Safe for
 // concurrent use if next is.
 type limitFetcher struct {
 	next fetcher.Fetcher
 	// metadataDir is the repository's metadata URL with a trailing "/".
 	metadataDir string
 	max         MetadataMaxBytes
+	log         *fetchLog
+}
+
+// fetchLog remembers the metadata file requested last, as
+// "<role>.json". Safe for concurrent use.
+type fetchLog struct {
+	mu   sync.Mutex
+	file string
+}
+
+func (l *fetchLog) set(file string) {
+	l.mu.Lock()
+	l.file = file
+	l.mu.Unlock()
+}
+
+// take returns the file requested last and forgets it.
+func (l *fetchLog) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.file
+	l.file = ""
+	return f
 }
 
 var _ fetcher.Fetcher = (*limitFetcher)(nil)
@@ -77,6 +103,9 @@ func (f *limitFetcher) DownloadFile(urlPath string, maxLength int64, timeout tim
 		return f.next.DownloadFile(urlPath, maxLength, timeout)
 	}
 	role := metadataRole(file)
+	if f.log != nil {
+		f.log.set(role + ".json")
+	}
 	limit, setting := int64(f.max.Targets), "metadata_max_bytes.targets"
 	switch role {
 	case metadata.ROOT:

@@ -165,6 +165,9 @@ func (st *Status) WriteText(w io.Writer) {
 	if d := st.Download; d != nil {
 		fmt.Fprintf(w, "download:         %s\n", st.downloadLine())
 	}
+	if ld := st.LastDelta; ld != nil && !ld.Used {
+		fmt.Fprintf(w, "delta:            %s from %s not used on %s: %s\n", ld.Version, ld.From, ld.At.UTC().Format(timeFormat), ld.Reason)
+	}
 	if c := st.LastCheck; c != nil {
 		fmt.Fprintf(w, "last check:       %s\n", c.At.Format(time.RFC3339))
 		offered := c.Offered

@@ -39,6 +39,9 @@ func repoMap(server string) *multirepo.MultiRepoMapType {
 // repos is one refresh of both repositories.
 type repos struct {
 	multi *multirepo.MultiRepoClient
+	// fetched names, per repository, the metadata file requested last
+	// (see fetchLog): the file a failed lookup was loading.
+	fetched map[string]*fetchLog
 	// recovered says which unreadable cached files the refresh removed
 	// (see cleanCache).
 	recovered []string
@@ -71,6 +74,7 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 		Config:     &multirepo.MultiRepoConfig{RepoMap: repoMap(a.cfg.Server), TrustedRoots: map[string][]byte{}},
 	}
 	var recovered []string
+	fetched := map[string]*fetchLog{}
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		recovered = append(recovered, a.cleanCache(name)...)
 		provisioned := a.cfg.ReleaseRoot
@@ -90,7 +94,9 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 		cfg.LocalMetadataDir = a.tufDir(name)
 		cfg.LocalTargetsDir = filepath.Join(a.tufDir(name), "targets")
 		limits := a.cfg.metadataMax()
-		cfg.Fetcher = &limitFetcher{next: a.http.TUFFetcher(ctx), metadataDir: deviceapi.MetadataDir(base) + "/", max: limits}
+		fl := &fetchLog{}
+		fetched[name] = fl
+		cfg.Fetcher = &limitFetcher{next: a.http.TUFFetcher(ctx), metadataDir: deviceapi.MetadataDir(base) + "/", max: limits, log: fl}
 		cfg.RootMaxLength, cfg.TimestampMaxLength = int64(limits.Root), int64(limits.Timestamp)
 		cfg.SnapshotMaxLength, cfg.TargetsMaxLength = int64(limits.Snapshot), int64(limits.Targets)
 		cfg.MaxDelegations = 8
@@ -100,7 +106,7 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 		}
 		u.UnsafeSetRefTime(ref)
 		if err := u.Refresh(); err != nil {
-			return nil, &tufError{repo: name, err: err}
+			return nil, &tufError{repo: name, file: fl.take(), err: err}
 		}
 		if err := a.checkRootFloor(name, u); err != nil {
 			return nil, err
@@ -110,7 +116,7 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 		}
 		m.TUFClients[name] = u
 	}
-	return &repos{multi: m, recovered: recovered}, nil
+	return &repos{multi: m, fetched: fetched, recovered: recovered}, nil
 }
 
 // syncTree fsyncs the files go-tuf wrote (it renames without fsync), so
@@ -137,15 +143,6 @@ func syncTree(dir string) error {
 	return atomicfile.SyncDir(dir)
 }
 
-// tufError is a failed TUF refresh of one repository.
-type tufError struct {
-	repo string
-	err  error
-}
-
-func (e *tufError) Error() string { return fmt.Sprintf("%s repository: %v", e.repo, e.err) }
-func (e *tufError) Unwrap() error { return e.err }
-
 // offered returns the fleet's offered targets for product, highest version
 // first.
 func (r *repos) offered(product string) []string {
@@ -165,7 +162,9 @@ var errMismatch = errors.New("the release and fleet repositories do not agree on
 // agreed returns the target both repositories list identically, with the
 // release repository's custom metadata, and the fleet's own entry.
 func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err error) {
+	r.forget()
 	fleet, ferr := r.multi.TUFClients[deviceapi.RepoFleet].GetTargetInfo(target)
+	fleetFile := r.fetched[deviceapi.RepoFleet].take()
 	info, _, err := r.multi.GetTargetInfo(target)
 	if err == nil && ferr == nil {
 		// multirepo returns the entry of the first repository in the
@@ -175,51 +174,68 @@ func (r *repos) agreed(target string) (rel, fleet *metadata.TargetFiles, err err
 			return relInfo, fleet, nil
 		}
 	}
-	// Say precisely what is wrong.
+	// Say precisely what is wrong. go-tuf loads a role that failed again
+	// on every lookup, so the release file is the one requested last.
+	r.forget()
 	relInfo, rerr := r.multi.TUFClients[deviceapi.RepoRelease].GetTargetInfo(target)
-	if err := lookupFailure(deviceapi.RepoRelease, target, rerr); err != nil {
+	if err := lookupFailure(deviceapi.RepoRelease, r.fetched[deviceapi.RepoRelease].take(), target, rerr); err != nil {
 		return nil, nil, err
 	}
-	if err := lookupFailure(deviceapi.RepoFleet, target, ferr); err != nil {
+	if err := lookupFailure(deviceapi.RepoFleet, fleetFile, target, ferr); err != nil {
 		return nil, nil, err
 	}
+	// decide already refreshed once more, so a publication between the
+	// two refreshes is ruled out; a mirror syncing slowly is not.
+	const advice = "; if a mirror is in the middle of a sync the next check agrees, otherwise tell the fleet's operator"
 	switch {
 	case rerr != nil && ferr != nil:
-		return nil, nil, fmt.Errorf("%w: %s is in neither repository", errMismatch, target)
+		return nil, nil, fmt.Errorf("%w: %s is in neither repository"+advice, errMismatch, target)
 	case rerr != nil:
-		return nil, nil, fmt.Errorf("%w: %s is offered by the fleet repository but not signed in the release repository", errMismatch, target)
+		return nil, nil, fmt.Errorf("%w: %s is offered by the fleet repository but not signed in the release repository: "+
+			"a release the maker did not sign, refused (the fleet's online keys may be misused)"+advice, errMismatch, target)
 	case ferr != nil:
-		return nil, nil, fmt.Errorf("%w: %s is not in the fleet repository", errMismatch, target)
+		return nil, nil, fmt.Errorf("%w: %s is not in the fleet repository"+advice, errMismatch, target)
 	case relInfo.Length != fleet.Length:
-		return nil, nil, fmt.Errorf("%w: %s has length %d in the release repository and %d in the fleet repository", errMismatch, target, relInfo.Length, fleet.Length)
+		return nil, nil, fmt.Errorf("%w: %s has length %d in the release repository and %d in the fleet repository: refused"+advice,
+			errMismatch, target, relInfo.Length, fleet.Length)
 	default:
-		return nil, nil, fmt.Errorf("%w: %s has different hashes in the two repositories", errMismatch, target)
+		return nil, nil, fmt.Errorf("%w: %s has different hashes in the two repositories: refused"+advice, errMismatch, target)
 	}
 }
 
 // lookupFailure is nil when err is nil or says that repository name does
-// not list target, else err as the failure of that repository: a
+// not list target, else err as the failure of that repository's file
+// (the file it was loading, "" when unknown): a
 // delegated role on the way that could not be loaded (too long, unsigned,
 // unreachable) says nothing about whether the repositories agree. go-tuf
 // gives "not listed" no type, only its message "target <path> not found".
-func lookupFailure(name, target string, err error) error {
+func lookupFailure(name, file, target string, err error) error {
 	if err == nil || err.Error() == "target "+target+" not found" {
 		return nil
 	}
-	return &tufError{repo: name, err: err}
+	return &tufError{repo: name, file: file, err: err}
+}
+
+// forget clears the record of the files requested so far, so that a
+// failure that requests nothing is not blamed on an earlier file.
+func (r *repos) forget() {
+	for _, l := range r.fetched {
+		l.take()
+	}
 }
 
 // support downloads and verifies the product's support declaration from
 // the release repository; nil when there is none.
 func (r *repos) support(product string) (*release.Support, error) {
 	u := r.multi.TUFClients[deviceapi.RepoRelease]
-	info, err := u.GetTargetInfo(release.SupportTargetName(product))
+	name := release.SupportTargetName(product)
+	info, err := u.GetTargetInfo(name)
 	if err != nil {
 		return nil, nil
 	}
 	_, data, err := u.DownloadTarget(info, "", "")
 	if err != nil {
-		return nil, &tufError{repo: deviceapi.RepoRelease, err: err}
+		return nil, &tufError{repo: deviceapi.RepoRelease, file: name, err: err}
 	}
 	var s release.Support
 	if err := jsonUnmarshalStrict(data, &s); err != nil {
