@@ -41,11 +41,11 @@ type plan struct {
 	// stripRange forwards the request without Range and If-Range, like a
 	// server or cache that does not support them.
 	stripRange bool
-	// stripIfRange forwards Range but not If-Range, like a server that
-	// ignores the condition.
-	stripIfRange bool
 	// etag replaces the ETag of the answer.
 	etag string
+	// changed serves other bytes (every byte flipped) under the same
+	// name, as a server whose file changed would.
+	changed bool
 	// contentRange replaces the Content-Range of a 206 answer, which is
 	// then sent without Content-Length.
 	contentRange string
@@ -59,6 +59,7 @@ var pass = plan{cut: -1}
 // served is one payload request seen by the tap.
 type served struct {
 	rangeHdr, ifRange string
+	header            http.Header // all of the request's headers
 	status            int
 	bytes             int64
 }
@@ -112,7 +113,7 @@ func (tp *tap) requests() []served {
 func (tp *tap) serve(rw http.ResponseWriter, r *http.Request) {
 	tp.mu.Lock()
 	i := len(tp.reqs)
-	tp.reqs = append(tp.reqs, served{rangeHdr: r.Header.Get("Range"), ifRange: r.Header.Get("If-Range")})
+	tp.reqs = append(tp.reqs, served{rangeHdr: r.Header.Get("Range"), ifRange: r.Header.Get("If-Range"), header: r.Header.Clone()})
 	p := tp.plan(i)
 	tp.mu.Unlock()
 	count := func(n int) {
@@ -130,7 +131,7 @@ func (tp *tap) serve(rw http.ResponseWriter, r *http.Request) {
 		if v := r.Header.Get("Range"); v != "" {
 			req.Header.Set("Range", v)
 		}
-		if v := r.Header.Get("If-Range"); v != "" && !p.stripIfRange {
+		if v := r.Header.Get("If-Range"); v != "" {
 			req.Header.Set("If-Range", v)
 		}
 	}
@@ -167,6 +168,11 @@ func (tp *tap) serve(rw http.ResponseWriter, r *http.Request) {
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
+			if p.changed {
+				for i := range buf[:n] {
+					buf[i] ^= 0xff
+				}
+			}
 			m, werr := rw.Write(buf[:n])
 			count(m)
 			if werr != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,8 @@ func TestDownloadCountBounded(t *testing.T) {
 
 // TestStateKeepsDownloadProgress: the saved progress survives state.json
 // with its hash states, and restores into a Resumable at the same offset.
+// An "etag" that an older agent saved with it is read and ignored, and
+// not written again (the progress used to carry the server's ETag).
 func TestStateKeepsDownloadProgress(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	cfg, _ := statusFixture(t, now, "")
@@ -93,8 +96,19 @@ func TestStateKeepsDownloadProgress(t *testing.T) {
 	}
 	s, _ := LoadState(cfg.DataDir)
 	s.Phase = PhaseWriting
-	s.Pending = &Pending{Version: "1.1.0", Length: int64(len(data)), Progress: &transfer.Progress{Route: transfer.RouteSlot, Progress: saved, ETag: `"e"`}}
+	s.Pending = &Pending{Version: "1.1.0", Length: int64(len(data)), Progress: &transfer.Progress{Route: transfer.RouteSlot, Progress: saved}}
 	if err := saveState(cfg.DataDir, s); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(statePath(cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bytes.Replace(b, []byte(`"route":`), []byte(`"etag": "\"device-1\"", "route":`), 1)
+	if bytes.Equal(old, b) {
+		t.Fatalf("no progress route in the saved state:\n%s", b)
+	}
+	if err := os.WriteFile(statePath(cfg.DataDir), old, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	back, err := LoadState(cfg.DataDir)
@@ -103,8 +117,14 @@ func TestStateKeepsDownloadProgress(t *testing.T) {
 	}
 	d := back.Pending.Progress
 	r2, _ := payload.NewResumable(int64(len(data)), map[string][]byte{"sha256": make([]byte, 32)})
-	if err := r2.Restore(d.Progress); err != nil || d.Route != transfer.RouteSlot || d.ETag != `"e"` || r2.Offset() != 3000 {
+	if err := r2.Restore(d.Progress); err != nil || d.Route != transfer.RouteSlot || r2.Offset() != 3000 {
 		t.Fatalf("restored %+v: %v", d, err)
+	}
+	if err := saveState(cfg.DataDir, back); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(statePath(cfg.DataDir)); err != nil || bytes.Contains(b, []byte("etag")) || bytes.Contains(b, []byte("device-1")) {
+		t.Fatalf("saved again (%v):\n%s", err, b)
 	}
 }
 

@@ -84,8 +84,8 @@ func (p *Pending) setDeltaProgress(d release.Delta, pr *transfer.Progress) {
 // "download" (into the slot; for a compressed payload streamed into the
 // slot, with "image_offset"), "staged" or "delta" (the delta's identity
 // and its progress in one object), each with "offset", "hash_states" and
-// "etag" inline, at most one of them set. Those become Progress, with the
-// route they were of, and Delta. Progress that contradicts Delta (a delta
+// "etag" (the server's entity tag, now ignored) inline, at most one of
+// them set. Those become Progress, with the route they were of, and Delta. Progress that contradicts Delta (a delta
 // route without the delta, or the reverse) is dropped: the download then
 // starts over.
 //

@@ -30,7 +30,7 @@ type DownloadCount struct {
 	Bytes int64 `json:"bytes"`
 	// Requests counts payload requests answered with 200 or 206, Resumed
 	// those that continued from a saved offset, and Restarts the times
-	// progress was thrown away (server ignored the range, ETag changed,
+	// progress was thrown away (server ignored the range, bytes did not verify,
 	// slot no longer matched).
 	Requests int `json:"requests"`
 	Resumed  int `json:"resumed,omitempty"`

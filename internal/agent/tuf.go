@@ -77,6 +77,9 @@ func (a *Agent) refresh(ctx context.Context, ref time.Time) (*repos, error) {
 	fetched := map[string]*fetchLog{}
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		recovered = append(recovered, a.cleanCache(name)...)
+		if err := a.linkDelegated(name); err != nil {
+			return nil, err
+		}
 		provisioned := a.cfg.ReleaseRoot
 		if name == deviceapi.RepoFleet {
 			provisioned = a.cfg.FleetRoot
@@ -224,8 +227,12 @@ func (r *repos) forget() {
 	}
 }
 
-// support downloads and verifies the product's support declaration from
-// the release repository; nil when there is none.
+// support returns the product's support declaration from the release
+// repository, verified against the length and hashes the trusted product
+// role lists; nil when there is none. A local copy (go-tuf's target cache
+// under tuf/release/targets) with those length and hashes is used as it is,
+// so an unchanged declaration is not downloaded again; any other is
+// downloaded, verified and cached.
 func (r *repos) support(product string) (*release.Support, error) {
 	u := r.multi.TUFClients[deviceapi.RepoRelease]
 	name := release.SupportTargetName(product)
@@ -233,7 +240,10 @@ func (r *repos) support(product string) (*release.Support, error) {
 	if err != nil {
 		return nil, nil
 	}
-	_, data, err := u.DownloadTarget(info, "", "")
+	_, data, err := u.FindCachedTarget(info, "")
+	if err != nil || data == nil {
+		_, data, err = u.DownloadTarget(info, "", "")
+	}
 	if err != nil {
 		return nil, &tufError{repo: deviceapi.RepoRelease, file: name, err: err}
 	}

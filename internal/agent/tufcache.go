@@ -1,14 +1,19 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/uptrust/uptrust/internal/atomicfile"
 )
 
 // The metadata cache (DataDir/tuf/<repository>) carries the device's
@@ -107,4 +112,65 @@ func (a *Agent) checkRootFloor(name string, u *updater.Updater) error {
 	}
 	f.Roots[name] = v
 	return writeFloor(a.cfg.DataDir, f)
+}
+
+// go-tuf v2.4 saves a verified delegated role under its name path-escaped
+// (tuf/release/products%2Fthermostat.json) but looks for the trusted local
+// copy under the name unescaped (tuf/release/products/thermostat.json), so
+// it never finds one and downloads every delegated role on every check.
+// linkDelegated copies each saved delegated role to the path go-tuf reads,
+// and removes copies whose saved role is gone. The copies are derived: go-tuf
+// verifies a local copy against the trusted snapshot (version, and the
+// length and hashes the snapshot lists) and the delegating role's keys
+// before using it, and downloads the role when the copy does not verify.
+func (a *Agent) linkDelegated(name string) error {
+	dir := a.tufDir(name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.Contains(e.Name(), "%") || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		role, err := url.PathUnescape(e.Name())
+		if err != nil || !filepath.IsLocal(role) || role == e.Name() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("agent: cached %s metadata: %w", name, err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(role))
+		want[path] = true
+		if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, b) {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("agent: cached %s metadata: %w", name, err)
+		}
+		if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
+			return fmt.Errorf("agent: cached %s metadata: %w", name, err)
+		}
+	}
+	// Remove copies of roles no longer saved (cleanCache removed an
+	// unreadable one, or the tree was edited by hand).
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return nil
+		}
+		if d.IsDir() {
+			if d.Name() == "targets" && filepath.Dir(path) == dir {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if filepath.Dir(path) != dir && !want[path] {
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("agent: cached %s metadata: %w", name, err)
+			}
+		}
+		return nil
+	})
 }

@@ -18,8 +18,10 @@
 // Config.StallTimeout fails the read with ErrStalled.
 //
 // Resuming: GetFrom asks for the rest of a resource from an offset with
-// Range (and If-Range, given a strong ETag) and checks that a 206 answer
-// starts exactly there and stays within the maximum. With Config.RateLimit
+// Range and checks that a 206 answer starts exactly there and stays within
+// the maximum. No request carries a value the server chose (an ETag in
+// If-Range or If-None-Match, a cookie): such a value could be unique per
+// device and recognise it later from another address. With Config.RateLimit
 // set, every body is read through one token bucket shared by the Client.
 package fetch
 
@@ -293,7 +295,7 @@ func isLoopback(host string) bool {
 // that waits longer than Config.StallTimeout fails with ErrStalled. ctx
 // governs the whole request, body included.
 func (c *Client) Get(ctx context.Context, rawURL string, maxLength int64) (io.ReadCloser, error) {
-	r, err := c.GetFrom(ctx, rawURL, maxLength, 0, "")
+	r, err := c.GetFrom(ctx, rawURL, maxLength, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -306,22 +308,18 @@ type Resource struct {
 	io.ReadCloser
 	// Offset is where the body starts within the resource: the offset
 	// asked for after a 206 response, 0 after a 200 (the server ignored
-	// the Range, or If-Range did not match).
+	// the Range).
 	Offset int64
 	// Size is the resource's whole length as the server stated it (the
 	// complete length of Content-Range, or the Content-Length of a 200),
 	// or -1 if it did not.
 	Size int64
-	// ETag is the response's entity tag as sent (quotes and any W/
-	// prefix included), or "".
-	ETag string
 }
 
 // GetFrom fetches rawURL from byte offset off on, as Get does (same
 // retries, limits and stall timeout), for a resource of at most maxLength
-// bytes. With off > 0 it sends "Range: bytes=off-" and, when etag is a
-// strong entity tag, "If-Range: etag", so that a server whose resource
-// changed sends all of it instead.
+// bytes. With off > 0 it sends "Range: bytes=off-", and no If-Range: the
+// caller verifies what it resumes by its hashes, not by the server's word.
 //
 // The answer is checked before it is returned: a 200 must not announce more
 // than maxLength bytes; a 206 must carry a single Content-Range that starts
@@ -330,7 +328,7 @@ type Resource struct {
 // the Content-Range announces, and never more than maxLength-off: beyond
 // that, reading fails with ErrTooLong. Anything but 200 or 206 is a
 // *StatusError (a 416 among them). off must be within [0, maxLength].
-func (c *Client) GetFrom(ctx context.Context, rawURL string, maxLength, off int64, etag string) (*Resource, error) {
+func (c *Client) GetFrom(ctx context.Context, rawURL string, maxLength, off int64) (*Resource, error) {
 	if maxLength < 0 {
 		return nil, fmt.Errorf("fetch: GET %s: negative maxLength %d", rawURL, maxLength)
 	}
@@ -342,7 +340,7 @@ func (c *Client) GetFrom(ctx context.Context, rawURL string, maxLength, off int6
 	}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		res, retryAfter, err := c.try(ctx, rawURL, maxLength, off, etag)
+		res, retryAfter, err := c.try(ctx, rawURL, maxLength, off)
 		if err == nil {
 			return res, nil
 		}
@@ -388,7 +386,7 @@ func (c *Client) backoff(n int) time.Duration {
 // try makes one attempt. On failure, retryAfter >= 0 means the failure is
 // transient (retry, waiting at least retryAfter); retryAfter < 0 means it
 // is permanent.
-func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, etag string) (res *Resource, retryAfter time.Duration, err error) {
+func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64) (res *Resource, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, -1, fmt.Errorf("fetch: GET %s: %w", rawURL, err)
 	}
@@ -418,9 +416,6 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 	req.Header.Set("User-Agent", UserAgent)
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-		if strongETag(etag) {
-			req.Header.Set("If-Range", etag)
-		}
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -431,7 +426,7 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 		return nil, 0, fmt.Errorf("fetch: GET %s: %w", rawURL, err)
 	}
 	b.timer.Stop()
-	res = &Resource{ReadCloser: b, Size: -1, ETag: resp.Header.Get("ETag")}
+	res = &Resource{ReadCloser: b, Size: -1}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if resp.ContentLength > maxLength {
@@ -469,11 +464,6 @@ func (c *Client) try(ctx context.Context, rawURL string, maxLength, off int64, e
 	}
 	b.rc = resp.Body
 	return res, 0, nil
-}
-
-// strongETag reports whether etag is a strong entity tag: quoted, not W/.
-func strongETag(etag string) bool {
-	return len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"'
 }
 
 // parseContentRange parses "bytes FIRST-LAST/SIZE" (SIZE may be "*":

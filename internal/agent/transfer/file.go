@@ -41,7 +41,7 @@ func (d *Downloader) DropDelta() { d.remove(d.DeltaFile(), "removing a leftover 
 // on, so a power loss costs at most every bytes and the buffer being
 // filled), and once more when it is complete. A dropped connection is
 // resumed from the exact offset reached (see retry); a server that cannot
-// continue (Range ignored, ETag changed, 416) makes it start over (see
+// continue (Range ignored, 416) makes it start over (see
 // requestRest). A file whose first bytes came from saved progress is read
 // back and verified; if that, or the hash of the resumed stream, does not
 // match, the target is downloaded once more from byte 0.
@@ -58,8 +58,7 @@ type fileFetch struct {
 	// download MaxAttempts times in a row.
 	interrupted error
 
-	f    *os.File
-	etag string // of the latest answer
+	f *os.File
 }
 
 // fetch downloads the target into ff.path, verified against its signed
@@ -77,10 +76,12 @@ func (ff *fileFetch) fetch(ctx context.Context) (*os.File, error) {
 	if err == nil && r.Restored() {
 		err = ff.verify(ctx)
 	}
-	if err != nil && r.Restored() && errors.Is(err, payload.ErrHashMismatch) {
-		// A prefix taken from saved progress makes a mismatch ambiguous:
-		// the file or the saved hash states may be what is wrong. Only a
-		// download from byte 0 tells.
+	if err != nil && (r.Restored() || ff.pieced) && errors.Is(err, payload.ErrHashMismatch) {
+		// A prefix taken from saved progress, or from an earlier answer
+		// of this check, makes a mismatch ambiguous: the file, the saved
+		// hash states or bytes changed on the server under the same name
+		// between two answers may be what is wrong. Only a download from
+		// byte 0 tells.
 		ff.d.Log.Warn("the resumed "+ff.what+" does not verify; downloading it again", "version", ff.j.Version, "err", err)
 		err = ff.startOver()
 		if err == nil {
@@ -92,7 +93,7 @@ func (ff *fileFetch) fetch(ctx context.Context) (*os.File, error) {
 		// that a power loss after this does not download it again.
 		var pr payload.Progress
 		if pr, err = r.Progress(); err == nil {
-			ff.record(&Progress{Route: ff.route, Progress: pr, ETag: ff.etag})
+			ff.record(&Progress{Route: ff.route, Progress: pr})
 			ff.count.Complete = true
 			err = ff.save()
 		}
@@ -202,12 +203,11 @@ func (ff *fileFetch) requests(ctx context.Context) error {
 func (ff *fileFetch) request(ctx context.Context) error {
 	r := ff.r
 	defer ff.report()
-	src, etag, done, err := ff.rest(ctx, ff.startOver)
+	src, done, err := ff.rest(ctx, ff.startOver)
 	if err != nil {
 		return err
 	}
 	defer done()
-	ff.etag = etag
 	// The file holds exactly the bytes r covers: a failed write may have
 	// left more.
 	if err := ff.f.Truncate(r.Offset()); err != nil {
@@ -223,7 +223,7 @@ func (ff *fileFetch) request(ctx context.Context) error {
 	defer jr.Close()
 	cp := payload.Checkpoints{Bytes: ff.every, Interval: CheckpointInterval, Now: ff.d.Now, Background: ff.budget > 0, MaxLag: ff.budget,
 		Save: func(pr payload.Progress) (func() error, error) {
-			return ff.checkpoint(jr, Progress{Route: ff.route, Progress: pr, ETag: etag})
+			return ff.checkpoint(jr, Progress{Route: ff.route, Progress: pr})
 		}}
 	_, err = r.Install(ctx, src, powerWriter{ff.f, ff.d, ff.point}, cp)
 	return err

@@ -14,6 +14,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,24 +24,27 @@ import (
 )
 
 // server serves one target as the uptrust server does (http.ServeContent:
-// Range, If-Range, a strong ETag), with faults a test switches on.
+// Range, If-Range), but with a strong ETag of its own on every answer, as a
+// server or CDN that wants to recognise a device would; with faults a test
+// switches on.
 type server struct {
 	URL  string
 	data []byte
 
-	mu   sync.Mutex
-	etag string
-	// etag2, if set, is the ETag from the second request on: the target
-	// changed after the first.
-	etag2  string
+	mu     sync.Mutex
 	ranges []string // the Range header of every request
+	// echoed are the request headers of every request that carried a
+	// value the server chose (an ETag it sent, in any header).
+	echoed []http.Header
+	// changedAt serves the n-th answer (from 0) from other bytes under the
+	// same name: the target changed on the server, for that answer.
+	changedAt map[int]bool
 	// cut drops the connection of the n-th answer (from 0) after that many
 	// body bytes; absent or negative: no drop.
 	cut map[int]int64
 	// ignoreRange answers resumed requests with the whole target;
-	// ignoreIfRange honours Range whatever If-Range says; refuseRange
-	// answers them with 416.
-	ignoreRange, ignoreIfRange, refuseRange bool
+	// refuseRange answers them with 416.
+	ignoreRange, refuseRange bool
 	// ignoreRangeAt answers the n-th request (from 0) with the whole
 	// target, whatever it asked for.
 	ignoreRangeAt map[int]bool
@@ -49,7 +54,7 @@ type server struct {
 }
 
 func newServer(t *testing.T, data []byte) *server {
-	s := &server{data: data, etag: `"v1"`, cut: map[int]int64{}}
+	s := &server{data: data, cut: map[int]int64{}, changedAt: map[int]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL + "/repo/release/targets/thermostat/x.1.1.0"
@@ -60,14 +65,24 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	n := len(s.ranges)
 	s.ranges = append(s.ranges, r.Header.Get("Range"))
-	etag, cut := s.etag, int64(-1)
-	if n > 0 && s.etag2 != "" {
-		etag = s.etag2
+	for _, vs := range r.Header {
+		if slices.ContainsFunc(vs, func(v string) bool { return strings.Contains(v, "device-") }) {
+			s.echoed = append(s.echoed, r.Header.Clone())
+			break
+		}
 	}
+	etag, cut := fmt.Sprintf(`"device-%d"`, n), int64(-1)
 	if c, ok := s.cut[n]; ok {
 		cut = c
 	}
-	ignoreRange, ignoreIfRange, refuseRange, extra, announce := s.ignoreRange || s.ignoreRangeAt[n], s.ignoreIfRange, s.refuseRange, s.extra, s.announce
+	data := s.data
+	if s.changedAt[n] {
+		data = bytes.Clone(data)
+		for i := range data {
+			data[i] ^= 0x5a
+		}
+	}
+	ignoreRange, refuseRange, extra, announce := s.ignoreRange || s.ignoreRangeAt[n], s.refuseRange, s.extra, s.announce
 	s.mu.Unlock()
 	if extra != nil {
 		if announce {
@@ -85,8 +100,6 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		case ignoreRange:
 			r.Header.Del("Range")
-		case ignoreIfRange:
-			r.Header.Del("If-Range")
 		}
 	}
 	w.Header().Set("ETag", etag)
@@ -94,7 +107,15 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	if cut >= 0 {
 		dst = &cutWriter{ResponseWriter: w, left: cut}
 	}
-	http.ServeContent(dst.(http.ResponseWriter), r, "", time.Time{}, bytes.NewReader(s.data))
+	http.ServeContent(dst.(http.ResponseWriter), r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// echoes returns the headers of the requests that sent back a value the
+// server chose.
+func (s *server) echoes() []http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]http.Header(nil), s.echoed...)
 }
 
 // requests returns the Range header of every request so far.

@@ -18,8 +18,7 @@ import (
 // reached, after the fetch client's jittered backoff, as long as it makes
 // progress: MaxAttempts drops in a row without (see retry) return the
 // error with the progress saved, for the next check. A server that cannot continue the
-// download (it ignores Range, its ETag changed, it answers with another
-// range or 416) makes it start over from byte 0, after the reset is saved;
+// download (it ignores Range, it answers with another range or 416) makes it start over from byte 0, after the reset is saved;
 // one that announces or sends more than the signed length fails it. An
 // image whose first bytes were restored from saved progress is read back
 // from the slot and verified before Plain returns; if that, or the hash of
@@ -49,10 +48,11 @@ func (d *Downloader) Plain(ctx context.Context, j Job) error {
 	if err == nil && t.r.Restored() {
 		err = t.verifySlot(ctx)
 	}
-	// A prefix taken from saved progress makes a mismatch ambiguous: the
-	// slot or the saved hash states may be what is wrong. Only a download
-	// from byte 0 tells.
-	if err == nil || !t.r.Restored() || !errors.Is(err, payload.ErrHashMismatch) {
+	// A prefix taken from saved progress, or from an earlier answer of
+	// this check, makes a mismatch ambiguous: the slot, the saved hash
+	// states or bytes changed on the server under the same name between
+	// two answers may be what is wrong. Only a download from byte 0 tells.
+	if err == nil || !t.r.Restored() && !t.pieced || !errors.Is(err, payload.ErrHashMismatch) {
 		return err
 	}
 	d.Log.Warn("the resumed image does not verify; downloading the whole payload again",
@@ -84,7 +84,7 @@ func (t *run) plainRequest(ctx context.Context) error {
 	// Bytes received are reported while the copy stands still: in each
 	// save and at the end.
 	defer t.report()
-	src, etag, done, err := t.rest(ctx, t.startOverSlot)
+	src, done, err := t.rest(ctx, t.startOverSlot)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (t *run) plainRequest(ctx context.Context) error {
 	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: d.Now, Background: true, MaxLag: d.LossBudget,
 		Idle: checkpointIdle,
 		Save: func(pr payload.Progress) (func() error, error) {
-			return t.checkpoint(jr, Progress{Route: RouteSlot, Progress: pr, ETag: etag})
+			return t.checkpoint(jr, Progress{Route: RouteSlot, Progress: pr})
 		}}
 	hw := t.openHint(ctx, payload.WritebackAt(w, r.Offset()), r.Offset())
 	_, err = r.Install(ctx, src, powerWriter{hw, d, "mid-write"}, cp)

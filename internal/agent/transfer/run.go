@@ -32,6 +32,10 @@ type run struct {
 	// countAlways reports even nothing (Plain: the release's counter
 	// exists from the first request on, answered or not).
 	countAlways bool
+	// pieced is set once an answer continued from an offset in this
+	// call: the target then came in pieces that nothing but the final
+	// hash check ties together (see requestRest).
+	pieced bool
 }
 
 // start begins a call of route for j, with the target's hashes in a
@@ -166,18 +170,26 @@ func (t *run) retry(ctx context.Context, request func() error) error {
 	}
 }
 
-// requestRest asks for the rest of the target from r's offset, continuing
-// the download only if the server still has the same bytes (ETag etag),
-// and returns the answer to stream from: at that offset, or at 0 after
-// startOver when the server sent the whole target instead (it ignores
-// Range, or the target changed). A server that cannot continue (Range
-// refused, 416) or whose ETag changed gets startOver and an errStartOver,
-// so that retry asks again from 0. An answer of another length than the
-// signed one is payload.ErrTruncated.
-func (t *run) requestRest(ctx context.Context, etag string, startOver func() error) (*fetch.Resource, error) {
+// requestRest asks for the rest of the target from r's offset and returns
+// the answer to stream from: at that offset, or at 0 after startOver when
+// the server sent the whole target instead (it ignores Range). A server
+// that cannot continue (Range refused, 416) gets startOver and an
+// errStartOver, so that retry asks again from 0. An answer of another
+// length than the signed one is payload.ErrTruncated.
+//
+// The request carries nothing the server chose (no If-Range, no ETag, no
+// cookie), and no answer's ETag is kept or compared, within a check or
+// across checks: a per-device ETag sent back later would let a server or
+// CDN recognise the device from another address. A resume rests on the
+// name and the hashes alone: target names are content-addressed (consistent
+// snapshots carry the sha256 in the name), the resumed bytes go through the
+// saved hash states, and a resumed target is read back and verified before
+// it is used; bytes changed under the same name fail that check and the
+// download starts over from byte 0.
+func (t *run) requestRest(ctx context.Context, startOver func() error) (*fetch.Resource, error) {
 	off, length, what, version := t.r.Offset(), t.j.Target.Length, t.what, t.j.Version
 	log := t.d.Log
-	res, err := t.d.HTTP.GetFrom(ctx, t.j.Target.URL, length, off, etag)
+	res, err := t.d.HTTP.GetFrom(ctx, t.j.Target.URL, length, off)
 	var se *fetch.StatusError
 	if off > 0 && (errors.Is(err, fetch.ErrBadRange) || errors.As(err, &se) && se.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
 		log.Warn("the server cannot continue the "+what+" download; starting over", "version", version, "offset", off, "err", err)
@@ -196,43 +208,32 @@ func (t *run) requestRest(ctx context.Context, etag string, startOver func() err
 	}
 	switch {
 	case off > 0 && res.Offset == 0:
-		log.Warn("the server sent the whole "+what+" instead of the rest (it ignores Range, or the "+what+"'s ETag changed); starting over",
-			"version", version, "offset", off, "etag", etag, "server_etag", res.ETag)
+		log.Warn("the server sent the whole "+what+" instead of the rest (it ignores Range); starting over",
+			"version", version, "offset", off)
 		if err := startOver(); err != nil {
 			res.Close()
 			return nil, err
 		}
-	case off > 0 && etag != "" && res.ETag != etag:
-		// A server that honoured the Range but not the If-Range: the
-		// rest may belong to another file.
-		log.Warn("the "+what+"'s ETag changed; starting over", "version", version, "offset", off, "etag", etag, "server_etag", res.ETag)
-		res.Close()
-		if err := startOver(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: ETag %s instead of %s", errStartOver, res.ETag, etag)
 	case off > 0:
 		t.count.Resumed++
+		t.pieced = true
 	}
 	return res, nil
 }
 
 // rest opens one request's source for the rest of the target: the answer
-// from r's offset (see requestRest), counted, and its ETag; for a download
-// saved at its very end, which needs no request, an empty source and the
-// saved ETag. done releases the answer.
-func (t *run) rest(ctx context.Context, startOver func() error) (src io.Reader, etag string, done func(), err error) {
-	if t.saved != nil {
-		etag = t.saved.ETag
-	}
+// from r's offset (see requestRest), counted; for a download saved at its
+// very end, which needs no request, an empty source. done releases the
+// answer.
+func (t *run) rest(ctx context.Context, startOver func() error) (src io.Reader, done func(), err error) {
 	if length := t.j.Target.Length; t.r.Offset() >= length && length != 0 {
-		return eof{}, etag, func() {}, nil
+		return eof{}, func() {}, nil
 	}
-	res, err := t.requestRest(ctx, etag, startOver)
+	res, err := t.requestRest(ctx, startOver)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	return t.source(res), res.ETag, func() { res.Close() }, nil
+	return t.source(res), func() { res.Close() }, nil
 }
 
 // source returns res counted into t's bytes.

@@ -48,9 +48,9 @@ type Progress struct {
 	// from it.
 	Route Route `json:"route"`
 	payload.Progress
-	// ETag is the server's entity tag of the target the bytes came from; a
-	// resume asks for the rest only if the server still has it.
-	ETag string `json:"etag,omitempty"`
+	// No entity tag is kept: a resume sends nothing the server chose (see
+	// requestRest). The "etag" of progress saved by older agents is
+	// ignored when decoding.
 	// Image, for RouteZstdStream, is how many image bytes the slot holds
 	// (durably) when Offset is a zstd frame boundary of the payload: the
 	// download resumes there with a new decoder. 0 for every other route.
@@ -94,8 +94,8 @@ type Count struct {
 	Bytes int64
 	// Requests counts requests answered with 200 or 206, Resumed those
 	// that continued from an offset, and Restarts the times progress was
-	// thrown away (the server ignored the range, the ETag changed, the
-	// saved bytes no longer matched).
+	// thrown away (the server ignored the range, the bytes did not
+	// verify, the saved bytes no longer matched).
 	Requests, Resumed, Restarts int
 	// Complete is set once the whole target arrived and verified.
 	Complete bool

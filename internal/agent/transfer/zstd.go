@@ -33,7 +33,7 @@ import (
 // (RouteZstdStream): a dropped connection is then resumed with a Range
 // request from the exact offset reached, feeding the same decoder, which is
 // still waiting in memory for the rest of its stream (see retry), and a
-// server that cannot continue (Range ignored, ETag changed, 416) makes it
+// server that cannot continue (Range ignored, 416) makes it
 // start over with a new decoder. A payload made of independent zstd frames
 // (`release add --zstd-frame`) is decoded frame by frame (zstdframe), and
 // at frame boundaries at least CheckpointBytes of image apart the slot is
@@ -123,7 +123,6 @@ func (d *Downloader) staged(ctx context.Context, j Job, img Image, want []byte) 
 type stream struct {
 	*run
 	img  Image
-	etag string // of the latest answer
 	w    Writer
 	sink *zstdSink
 	// resume is the saved frame boundary the next sink starts at (nil:
@@ -149,7 +148,7 @@ func (d *Downloader) stream(ctx context.Context, j Job, img Image, want []byte) 
 	z := &stream{run: t, img: img}
 	if s := t.saved; s != nil && s.Route == RouteZstdStream && s.Image > 0 && s.Image <= img.Length && t.r.Restore(s.Progress) == nil {
 		// A frame boundary saved by an earlier check.
-		z.resume, z.etag, z.savedImage = s, s.ETag, s.Image
+		z.resume, z.savedImage = s, s.Image
 		d.Log.Info("resuming the compressed payload at a frame boundary", "version", j.Version, "offset", s.Offset, "image_offset", s.Image)
 	} else if err := t.startOverSlot(); err != nil {
 		// Progress saved for another route does not apply: start from
@@ -174,13 +173,12 @@ func (d *Downloader) stream(ctx context.Context, j Job, img Image, want []byte) 
 // r's offset, and streams it through r (length and hashes) into the
 // decoder.
 func (z *stream) request(ctx context.Context) error {
-	res, err := z.requestRest(ctx, z.etag, z.startOver)
+	res, err := z.requestRest(ctx, z.startOver)
 	if err != nil {
 		return err
 	}
 	defer res.Close()
 	defer z.report()
-	z.etag = res.ETag
 	if z.sink == nil {
 		if err := z.open(ctx); err != nil {
 			return err
@@ -247,7 +245,7 @@ func (z *stream) checkpoint() error {
 	if err := z.sink.dst.Sync(); err != nil {
 		return fmt.Errorf("%w at a frame boundary: %w", errSinkWrite, err)
 	}
-	z.record(&Progress{Route: RouteZstdStream, Progress: b.progress, ETag: z.etag, Image: b.image})
+	z.record(&Progress{Route: RouteZstdStream, Progress: b.progress, Image: b.image})
 	if err := z.save(); err != nil {
 		return err
 	}
