@@ -85,7 +85,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	w.publish("1.0.0", o.factorySV, release.KindFeature)
 
 	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, PollEvery: 20 * time.Millisecond,
-		ReportRate: 1000, ReportBurst: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		ReportRate: 1000, ReportBurst: 1000, ReportClientRate: 1000, ReportClientBurst: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

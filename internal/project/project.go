@@ -113,6 +113,9 @@ type Project struct {
 	// Passphrase returns the passphrase for offline keys; it is called at
 	// most once per Project and only when an offline key is needed.
 	Passphrase func() ([]byte, error)
+	// ReportRowsPerDay caps the report counters one UTC day can create
+	// (DefaultReportRowsPerDay when 0).
+	ReportRowsPerDay int
 
 	keys *keyring
 }

@@ -3,11 +3,13 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // Cache-Control values. Versioned metadata ("3.targets.json") and
@@ -43,6 +45,8 @@ type snapshot struct {
 	generation int64
 	metadata   map[string]*metaEntry
 	payloads   map[string]*payloadEntry
+	// releases holds Content.Releases as sets.
+	releases map[string]map[string]struct{}
 }
 
 // metaEntry is a metadata document and its precomputed response headers.
@@ -118,7 +122,29 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 			cacheHdr: []string{cache},
 		}
 	}
+	s.releases = make(map[string]map[string]struct{}, len(c.Releases))
+	for product, versions := range c.Releases {
+		set := make(map[string]struct{}, len(versions))
+		for _, v := range versions {
+			set[v] = struct{}{}
+		}
+		s.releases[product] = set
+	}
 	return s, nil
+}
+
+// knownRelease reports, as an error safe to show to the client, when
+// product is not a product of the release repository or version is
+// neither one of its releases nor report.VersionUnknown.
+func (s *snapshot) knownRelease(product, version string) error {
+	versions, ok := s.releases[product]
+	if !ok {
+		return errors.New("unknown report: product is not in the release repository")
+	}
+	if _, ok := versions[version]; !ok && version != report.VersionUnknown {
+		return errors.New("unknown report: version is not a release of the product")
+	}
+	return nil
 }
 
 func checkRepoPath(p string) error {
