@@ -47,8 +47,10 @@ func TestReportFloodLeavesFleetItsShare(t *testing.T) {
 	}
 }
 
-// Only products and versions of the release repository are counted; the
-// rest is refused with 422 and never reaches the sink.
+// Only products and versions of the release repository are counted; a
+// failure or refusal about another version of a known product is counted
+// as version "unknown"; the rest is refused with 422 and never reaches the
+// sink.
 func TestReportUnknownRelease(t *testing.T) {
 	e := newTestEnv(t, Config{})
 	for _, tc := range []struct {
@@ -60,6 +62,8 @@ func TestReportUnknownRelease(t *testing.T) {
 		{`{"product":"thermostat","version":"1","outcome":"installed"}`, http.StatusUnprocessableEntity},
 		{`{"product":"thermostat","version":"1.1.0","outcome":"installed"}`, http.StatusAccepted},
 		{`{"product":"p","version":"unknown","outcome":"failed","error_class":"network"}`, http.StatusAccepted},
+		{`{"product":"p","version":"forged-9","outcome":"rejected","error_class":"repository-mismatch"}`, http.StatusAccepted},
+		{`{"product":"p","version":"9.9.9","outcome":"rolled_back","error_class":"health-check"}`, http.StatusUnprocessableEntity},
 		{`{"product":"invented","version":"unknown","outcome":"failed","error_class":"network"}`, http.StatusUnprocessableEntity},
 	} {
 		resp, body := postReport(t, e, tc.body)
@@ -72,7 +76,8 @@ func TestReportUnknownRelease(t *testing.T) {
 		}
 	}
 	want := []report.Report{{Product: "thermostat", Version: "1.1.0", Outcome: report.OutcomeInstalled},
-		{Product: "p", Version: report.VersionUnknown, Outcome: report.OutcomeFailed, ErrorClass: report.ClassNetwork}}
+		{Product: "p", Version: report.VersionUnknown, Outcome: report.OutcomeFailed, ErrorClass: report.ClassNetwork},
+		{Product: "p", Version: report.VersionUnknown, Outcome: report.OutcomeRejected, ErrorClass: report.ClassRepoMismatch}}
 	if got := e.sink.got(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sink got %+v, want %+v", got, want)
 	}

@@ -27,7 +27,8 @@ var ErrReportsFull = errors.New("server: report counters full for today")
 // serveReport accepts one anonymous report. Order of checks: method, rate
 // limit by client address and in total (so a flood costs no parsing),
 // media type, body size, JSON shape, field validation, product and version
-// against the release repository (422 when unknown), then the sink.
+// against the release repository (snapshot.countable; 422 when unknown),
+// then the sink.
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, start time.Time) {
 	code := s.handleReport(w, r)
 	s.metrics.done(routeReports, code, s.clock.Now().Sub(start))
@@ -65,7 +66,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "10")
 		return writeProblem(w, http.StatusServiceUnavailable, "no content loaded yet; retry later")
 	}
-	if err := snap.knownRelease(rep.Product, rep.Version); err != nil {
+	rep, err = snap.countable(rep)
+	if err != nil {
 		return writeProblem(w, http.StatusUnprocessableEntity, err.Error())
 	}
 	now := s.clock.Now().UTC()

@@ -133,18 +133,27 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 	return s, nil
 }
 
-// knownRelease reports, as an error safe to show to the client, when
-// product is not a product of the release repository or version is
-// neither one of its releases nor report.VersionUnknown.
-func (s *snapshot) knownRelease(product, version string) error {
-	versions, ok := s.releases[product]
+// countable returns r as it may be counted, or an error safe to show to
+// the client. The product must be one of the release repository. A version
+// that is not one of its releases is refused for installed and rolled_back
+// (a device installs only release-signed targets) and counted as
+// report.VersionUnknown for failed and rejected: a device refusing an
+// offer the release keys never signed, or reporting about a factory version
+// never published, is a signal worth keeping, and invented versions then
+// add at most one counter per product, outcome and class.
+func (s *snapshot) countable(r report.Report) (report.Report, error) {
+	versions, ok := s.releases[r.Product]
 	if !ok {
-		return errors.New("unknown report: product is not in the release repository")
+		return r, errors.New("unknown report: product is not in the release repository")
 	}
-	if _, ok := versions[version]; !ok && version != report.VersionUnknown {
-		return errors.New("unknown report: version is not a release of the product")
+	if _, ok := versions[r.Version]; ok || r.Version == report.VersionUnknown {
+		return r, nil
 	}
-	return nil
+	if r.Outcome == report.OutcomeFailed || r.Outcome == report.OutcomeRejected {
+		r.Version = report.VersionUnknown
+		return r, nil
+	}
+	return r, errors.New("unknown report: version is not a release of the product")
 }
 
 func checkRepoPath(p string) error {
