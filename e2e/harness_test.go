@@ -62,6 +62,9 @@ type worldOptions struct {
 	// projectClock, when set, is the clock the project signs with (its
 	// metadata expires relative to it).
 	projectClock clock.Clock
+	// defaultReportLimits runs the server with its default report rate
+	// limits instead of the harness's generous ones.
+	defaultReportLimits bool
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -84,8 +87,12 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	}
 	w.publish("1.0.0", o.factorySV, release.KindFeature)
 
-	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, PollEvery: 20 * time.Millisecond,
-		ReportRate: 1000, ReportBurst: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := server.Config{Source: p, Reports: p, Resigner: p, PollEvery: 20 * time.Millisecond,
+		ReportRate: 1000, ReportBurst: 1000, ReportClientRate: 1000, ReportClientBurst: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.defaultReportLimits {
+		cfg.ReportRate, cfg.ReportBurst, cfg.ReportClientRate, cfg.ReportClientBurst = 0, 0, 0, 0
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

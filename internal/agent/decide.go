@@ -38,7 +38,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 			if s.LastReported != key {
 				version := chk.Offered
 				if version == "" {
-					version = "unknown"
+					version = report.VersionUnknown
 				}
 				a.enqueue(ctx, a.cfg.Product, version, outcomeOf(class), class)
 				s.LastReported = key

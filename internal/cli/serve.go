@@ -3,12 +3,15 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/server"
 )
 
@@ -23,10 +26,28 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 	maxConns := fs.Int("max-conns", 0, "connections open at once; more wait to be accepted (0: half the descriptor limit, at most 4096)")
 	idle := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "close a keep-alive connection idle this long")
 	readHeader := fs.Duration("read-header-timeout", server.DefaultReadHeaderTimeout, "time for a client's TLS handshake and request headers")
+	clientRate := fs.Float64("report-client-rate", server.DefaultReportClientRate, "reports per second one client address may send")
+	clientBurst := fs.Int("report-client-burst", server.DefaultReportClientBurst, "reports one client address may send at once")
+	rowsPerDay := fs.Int("report-rows-per-day", project.DefaultReportRowsPerDay, "report counters one UTC day may create")
+	proxiesFlag := fs.String("report-proxies", "", "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For names the client")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usagef("serve takes no arguments")
+	}
+	if *clientRate <= 0 || *clientBurst <= 0 || *rowsPerDay <= 0 {
+		return usagef("serve: --report-client-rate, --report-client-burst and --report-rows-per-day must be positive")
+	}
+	var proxies []netip.Prefix
+	for _, f := range strings.Split(*proxiesFlag, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		pr, err := netip.ParsePrefix(f)
+		if err != nil {
+			return usagef("serve: --report-proxies: %q is not a CIDR prefix", f)
+		}
+		proxies = append(proxies, pr)
 	}
 	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	if env.Getenv("GOGC") == "" {
@@ -41,8 +62,10 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer p.Close()
+	p.ReportRowsPerDay = *rowsPerDay
 	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
-		MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader})
+		MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader,
+		ReportClientRate: *clientRate, ReportClientBurst: *clientBurst, ReportProxies: proxies})
 	if err != nil {
 		return err
 	}

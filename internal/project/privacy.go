@@ -122,9 +122,13 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 			"each device computes its rollout share from a random seed that never leaves it",
 		ClientAddresses: "Not stored: no table has a column for them, and a report is added to a daily counter and then dropped. " +
 			"Not logged: the server writes no line per request, and client addresses in net/http's own error messages are replaced by [redacted]",
-		RateLimit: fmt.Sprintf("Reports are rate-limited by one global token bucket in memory (%d per second, bursts of %d, unless "+
-			"configured otherwise); it keeps no state per client, because the server keeps no client addresses",
-			server.DefaultReportRate, server.DefaultReportBurst),
+		RateLimit: fmt.Sprintf("Reports are rate-limited in memory by a token bucket per client address (%d per second, bursts of %d) "+
+			"and one in total (%d per second, bursts of %d), unless configured otherwise; the per-address table holds a keyed hash "+
+			"of each address (random key per process, never the address), forgets it once its bucket has refilled, and is never "+
+			"stored or logged. Reports naming a product or version that is not in the release repository are refused unstored, "+
+			"and a day's report counters are capped (%d rows unless configured otherwise)",
+			server.DefaultReportClientRate, server.DefaultReportClientBurst, server.DefaultReportRate, server.DefaultReportBurst,
+			p.reportRowsPerDay()),
 		ServerLogs: []string{
 			"start and stop: the server's own listening address, whether TLS is on, the project directory",
 			"content reloads: the store generation and how many documents are served",

@@ -117,6 +117,9 @@ type Project struct {
 	// Warn receives notices a person should act on, such as a key file left
 	// on the legacy KDF because its passphrase is too weak to re-encrypt it.
 	Warn func(string)
+	// ReportRowsPerDay caps the report counters one UTC day can create
+	// (DefaultReportRowsPerDay when 0).
+	ReportRowsPerDay int
 
 	keys *keyring
 }

@@ -2,6 +2,7 @@ package project_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/report"
+	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -326,7 +328,7 @@ func TestReportsThreshold(t *testing.T) {
 	addReports(t, p, newReport(report.OutcomeInstalled, ""), 4, t0.Add(-2*day))
 	addReports(t, p, newReport(report.OutcomeInstalled, ""), 3, t0)
 	addReports(t, p, newReport(report.OutcomeRolledBack, "health-check"), 3, t0)
-	addReports(t, p, report.Report{Product: "doorbell", Version: "2.0", Outcome: report.OutcomeFailed, ErrorClass: "io"}, 2, t0)
+	addReports(t, p, report.Report{Product: "doorbell", Version: "2.0", Outcome: report.OutcomeFailed, ErrorClass: report.ClassInstallIO}, 2, t0)
 	// Past retention: neither summed nor shown.
 	addReports(t, p, newReport(report.OutcomeFailed, "hash"), 50, t0.Add(-time.Duration(project.DefaultReportCountsRetention)-day))
 
@@ -347,7 +349,7 @@ func TestReportsThreshold(t *testing.T) {
 			a.FewerThan == b.FewerThan && (a.Count == nil) == (b.Count == nil) && (a.Count == nil || *a.Count == *b.Count)
 	}
 	want := []project.ReportRow{
-		{Product: "doorbell", Version: "2.0", Outcome: "failed", ErrorClass: "io", FewerThan: 5},
+		{Product: "doorbell", Version: "2.0", Outcome: "failed", ErrorClass: report.ClassInstallIO, FewerThan: 5},
 		{Product: "thermostat", Version: "1.1.0", Outcome: "installed", Count: &seven},
 		{Product: "thermostat", Version: "1.1.0", Outcome: "rolled_back", ErrorClass: "health-check", FewerThan: 5},
 	}
@@ -386,4 +388,32 @@ func showRows(rs []project.ReportRow) string {
 		parts = append(parts, fmt.Sprintf("%s/%s/%s/%s: %s", r.Product, r.Version, r.Outcome, r.ErrorClass, c))
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// AddReport counts an undeclared error class as report.ClassOther, and a
+// day with ReportRowsPerDay counters refuses a new one with
+// server.ErrReportsFull while existing ones still count.
+func TestAddReportClassOtherAndDailyCap(t *testing.T) {
+	p := initDev(t, clock.NewFake(t0))
+	p.ReportRowsPerDay = 2
+	ctx := t.Context()
+	addReports(t, p, report.Report{Product: "thermostat", Version: "1.1.0", Outcome: report.OutcomeFailed, ErrorClass: "from-a-newer-agent"}, 1, t0)
+	addReports(t, p, report.Report{Product: "thermostat", Version: "1.1.0", Outcome: report.OutcomeFailed, ErrorClass: "another-newer-one"}, 1, t0)
+	addReports(t, p, newReport(report.OutcomeInstalled, ""), 1, t0)
+	err := p.AddReport(ctx, newReport(report.OutcomeRolledBack, report.ClassHealthCheck), t0)
+	if !errors.Is(err, server.ErrReportsFull) {
+		t.Fatalf("third counter of the day: %v, want server.ErrReportsFull", err)
+	}
+	addReports(t, p, newReport(report.OutcomeInstalled, ""), 1, t0)
+	cs, err := p.Store.ReportCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, c := range cs {
+		got[c.Outcome+"/"+c.ErrorClass] = c.Count
+	}
+	if len(got) != 2 || got["failed/other"] != 2 || got["installed/"] != 2 {
+		t.Errorf("counters %v, want failed/other 2 and installed/ 2", got)
+	}
 }

@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,10 +16,25 @@ import (
 // Generation implements server.Source.
 func (p *Project) Generation(ctx context.Context) (int64, error) { return p.Store.Generation(ctx) }
 
-// Content implements server.Source: both repositories' published metadata
-// and the blob files of their targets.
+// Content implements server.Source: both repositories' published metadata,
+// the blob files of their targets, and every product with every release
+// ever added (reports may be about any of them).
 func (p *Project) Content(ctx context.Context) (*server.Content, error) {
-	c := &server.Content{Metadata: map[string][]byte{}, Payloads: map[string]server.PayloadFile{}}
+	c := &server.Content{Metadata: map[string][]byte{}, Payloads: map[string]server.PayloadFile{}, Releases: map[string][]string{}}
+	prods, err := p.Store.Products(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("project: products: %w", err)
+	}
+	for _, pr := range prods {
+		c.Releases[pr.Name] = []string{}
+	}
+	rels, err := p.Store.Releases(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("project: releases: %w", err)
+	}
+	for _, r := range rels {
+		c.Releases[r.Product] = append(c.Releases[r.Product], r.Version)
+	}
 	for name, base := range map[string]string{deviceapi.RepoRelease: deviceapi.ReleaseBase, deviceapi.RepoFleet: deviceapi.FleetBase} {
 		f, err := repo.Published(ctx, p.Store, name, base)
 		if err != nil {
@@ -60,9 +76,29 @@ func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 	return changed, nil
 }
 
+// DefaultReportRowsPerDay caps the report counters one UTC day can create.
+// Releases × outcomes × classes that devices actually report stay far
+// below it; it bounds what forged reports about real releases can add.
+const DefaultReportRowsPerDay = 10_000
+
 // AddReport implements server.ReportSink: one more report in the counter of
-// its release × outcome × error class for the UTC day.
+// its release × outcome × error class for the UTC day, the class as
+// report.Counted gives it. A report that needs a new counter on a day that
+// has ReportRowsPerDay of them already is refused with
+// server.ErrReportsFull.
 func (p *Project) AddReport(ctx context.Context, r report.Report, at time.Time) error {
-	return p.Store.AddReport(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: string(r.Outcome),
-		ErrorClass: string(r.ErrorClass), Count: 1, Day: at.UTC().Truncate(24 * time.Hour)})
+	r = r.Counted()
+	err := p.Store.AddReportCapped(ctx, store.ReportCount{Product: r.Product, Version: r.Version, Outcome: string(r.Outcome),
+		ErrorClass: string(r.ErrorClass), Count: 1, Day: at.UTC().Truncate(24 * time.Hour)}, p.reportRowsPerDay())
+	if errors.Is(err, store.ErrFull) {
+		return fmt.Errorf("project: %w: %w", server.ErrReportsFull, err)
+	}
+	return err
+}
+
+func (p *Project) reportRowsPerDay() int {
+	if p.ReportRowsPerDay > 0 {
+		return p.ReportRowsPerDay
+	}
+	return DefaultReportRowsPerDay
 }

@@ -54,4 +54,34 @@ const (
 	// version, besides the check's own report: a refusal keeps its own
 	// class (metadata-expired, metadata-signature, ...).
 	ClassClockBehind Class = "clock-behind"
+	// ClassOther is never sent by an agent: the server counts a report
+	// whose error class this package does not declare under it (see
+	// Report.Counted).
+	ClassOther Class = "other"
 )
+
+// sentClasses is every class above except ClassOther, in declaration order.
+var sentClasses = []Class{
+	ClassNetwork, ClassMetadataExpired, ClassMetadataSignature, ClassMetadataRollback,
+	ClassMetadataInvalid, ClassMetadataTooLong, ClassRepoMismatch, ClassManifestInvalid,
+	ClassNotApplicable, ClassRollbackVersion, ClassRollbackSecurity, ClassPayloadHash,
+	ClassPayloadTooLong, ClassPayloadTruncated, ClassPayloadWindow, ClassPayloadDecode,
+	ClassImageHash, ClassInstallIO, ClassBootloader, ClassBootFallback, ClassHealthCheck,
+	ClassSupportShortened, ClassStateRecovered, ClassClockBehind,
+}
+
+// Classes returns the classes an agent of this version sends.
+func Classes() []Class { return append([]Class(nil), sentClasses...) }
+
+// Declared reports whether c is one of Classes or ClassOther.
+func (c Class) Declared() bool {
+	if c == ClassOther {
+		return true
+	}
+	for _, d := range sentClasses {
+		if c == d {
+			return true
+		}
+	}
+	return false
+}

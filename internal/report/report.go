@@ -46,6 +46,11 @@ const (
 	OutcomeRejected Outcome = "rejected"
 )
 
+// VersionUnknown is the version of a report about a check that failed
+// before it learned which release was offered. It is counted for every
+// known product.
+const VersionUnknown = "unknown"
+
 // NumOutcomes is how many outcomes there are.
 const NumOutcomes = 4
 
@@ -71,9 +76,10 @@ const MaxFieldLen = 64
 // and version are required, every field is a token of at most MaxFieldLen
 // bytes that starts with a letter or digit (product and error class:
 // letters, digits, '.', '_', '-'; version also '+' and '~'), and the
-// outcome is one of Outcomes. Any error class in that charset is accepted,
-// not only the constants of this package, so that a newer agent's classes
-// are counted too. The errors are safe to show to the client.
+// outcome is one of Outcomes. Any error class in that charset passes, not
+// only the constants of this package, so that a newer agent's report is
+// still counted: the server counts it under Counted's class. The errors
+// are safe to show to the client.
 func (r Report) Validate() error {
 	if err := checkToken("product", r.Product, true, isNameByte); err != nil {
 		return err
@@ -92,6 +98,17 @@ func (r Report) Validate() error {
 		return errors.New("invalid report: outcome must be one of " + strings.Join(quoted, ", "))
 	}
 	return checkToken("error_class", string(r.ErrorClass), false, isNameByte)
+}
+
+// Counted returns r as the server counts it: an error class this package
+// does not declare becomes ClassOther. A newer agent's failure is still
+// counted as a failure of its release, while invented classes add at most
+// one class value to the counters, not one per invention.
+func (r Report) Counted() Report {
+	if r.ErrorClass != "" && !r.ErrorClass.Declared() {
+		r.ErrorClass = ClassOther
+	}
+	return r
 }
 
 func checkToken(field, v string, required bool, ok func(byte) bool) error {

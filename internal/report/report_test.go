@@ -2,6 +2,10 @@ package report
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,19 +55,41 @@ func TestOutcomes(t *testing.T) {
 	}
 }
 
-// classes are all Class constants; the agent sends each of them.
-var classes = []Class{
-	ClassNetwork, ClassMetadataExpired, ClassMetadataSignature, ClassMetadataRollback, ClassMetadataInvalid,
-	ClassRepoMismatch, ClassManifestInvalid, ClassNotApplicable, ClassRollbackVersion, ClassRollbackSecurity,
-	ClassPayloadHash, ClassPayloadTooLong, ClassPayloadTruncated, ClassPayloadWindow, ClassPayloadDecode,
-	ClassImageHash, ClassInstallIO, ClassBootloader, ClassBootFallback, ClassHealthCheck, ClassSupportShortened, ClassStateRecovered,
+// classFile lists the Class constants declared in class.go, read from the
+// source so that a new constant cannot be missed.
+func classFile(t *testing.T) []Class {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "class.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Class
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, sp := range g.Specs {
+			v := sp.(*ast.ValueSpec)
+			for i, n := range v.Names {
+				lit, ok := v.Values[i].(*ast.BasicLit)
+				if !ok {
+					t.Fatalf("class.go: constant %s is not a literal", n.Name)
+				}
+				val, _ := strconv.Unquote(lit.Value)
+				out = append(out, Class(val))
+			}
+		}
+	}
+	return out
 }
 
-// Every class the agent sends passes the server's checks, and no two
-// classes share a value.
+// Every class the agent sends passes the server's checks, is declared
+// and counted as itself, and no two classes share a value; Classes lists
+// every constant but ClassOther.
 func TestClassesAreAccepted(t *testing.T) {
 	seen := map[Class]bool{}
-	for _, c := range classes {
+	for _, c := range Classes() {
 		if seen[c] {
 			t.Errorf("class %q declared twice", c)
 		}
@@ -72,6 +98,31 @@ func TestClassesAreAccepted(t *testing.T) {
 		if err := r.Validate(); err != nil {
 			t.Errorf("class %q: %v", c, err)
 		}
+		if !c.Declared() || r.Counted() != r {
+			t.Errorf("class %q: declared %v, counted as %+v", c, c.Declared(), r.Counted())
+		}
+	}
+	consts := classFile(t)
+	if len(consts) != len(seen)+1 {
+		t.Errorf("class.go declares %d classes, Classes() lists %d and ClassOther", len(consts), len(seen))
+	}
+	for _, c := range consts {
+		if !seen[c] && c != ClassOther {
+			t.Errorf("class %q is missing from Classes()", c)
+		}
+	}
+}
+
+// A class this package does not declare is counted as ClassOther; an
+// empty class stays empty.
+func TestCountedUndeclaredClass(t *testing.T) {
+	r := Report{Product: "p", Version: "1", Outcome: OutcomeFailed, ErrorClass: "from-a-newer-agent"}
+	if got := r.Counted(); got.ErrorClass != ClassOther || got.Product != "p" || got.Outcome != OutcomeFailed {
+		t.Errorf("Counted = %+v, want class %q", got, ClassOther)
+	}
+	r.ErrorClass = ""
+	if got := r.Counted(); got != r {
+		t.Errorf("Counted = %+v, want %+v", got, r)
 	}
 }
 

@@ -163,6 +163,7 @@ func testContent(t testing.TB) (*Content, string, []byte) {
 		Payloads: map[string]PayloadFile{
 			urlPath: {Path: file, Size: int64(len(payload)), SHA256: digest},
 		},
+		Releases: map[string][]string{"thermostat": {"1.1.0", "1.1.0+b7"}, "p": {"1"}},
 	}, urlPath, payload
 }
 

@@ -19,9 +19,16 @@ import (
 // well under 300 bytes.
 const MaxReportBytes = 4 << 10
 
+// ErrReportsFull is returned (wrapped) by a ReportSink that refuses a
+// report because the day's counters reached their cap; the client is told
+// to retry the next UTC day.
+var ErrReportsFull = errors.New("server: report counters full for today")
+
 // serveReport accepts one anonymous report. Order of checks: method, rate
-// limit (so a flood costs no parsing), media type, body size, JSON shape,
-// field validation, then the sink.
+// limit by client address and in total (so a flood costs no parsing),
+// media type, body size, JSON shape, field validation, product and version
+// against the release repository (snapshot.countable; 422 when unknown),
+// then the sink.
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, start time.Time) {
 	code := s.handleReport(w, r)
 	s.metrics.done(routeReports, code, s.clock.Now().Sub(start))
@@ -32,7 +39,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
 		w.Header()["Allow"] = hdrAllowPost
 		return writeProblem(w, http.StatusMethodNotAllowed, "reports are sent with POST")
 	}
-	if !s.limiter.allow(s.clock.Now()) {
+	if !s.limiter.allow(clientAddr(r, s.reportProxies), s.clock.Now()) {
 		w.Header().Set("Retry-After", "1")
 		return writeProblem(w, http.StatusTooManyRequests, "too many reports; retry later")
 	}
@@ -54,7 +61,22 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) int {
 	if err := rep.Validate(); err != nil {
 		return writeProblem(w, http.StatusBadRequest, err.Error())
 	}
-	if err := s.reports.AddReport(r.Context(), rep, s.clock.Now().UTC()); err != nil {
+	snap := s.snap.Load()
+	if snap == nil {
+		w.Header().Set("Retry-After", "10")
+		return writeProblem(w, http.StatusServiceUnavailable, "no content loaded yet; retry later")
+	}
+	rep, err = snap.countable(rep)
+	if err != nil {
+		return writeProblem(w, http.StatusUnprocessableEntity, err.Error())
+	}
+	now := s.clock.Now().UTC()
+	if err := s.reports.AddReport(r.Context(), rep, now); err != nil {
+		if errors.Is(err, ErrReportsFull) {
+			next := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
+			w.Header().Set("Retry-After", strconv.Itoa(int(next.Sub(now).Seconds())+1))
+			return writeProblem(w, http.StatusServiceUnavailable, "the report counters are full for today; retry tomorrow")
+		}
 		// The detail stays in the log; the client learns only that it
 		// should retry.
 		s.logger.Error("report sink failed", "err", err)
@@ -117,38 +139,27 @@ func writeProblem(w http.ResponseWriter, code int, detail string) int {
 	return code
 }
 
-// tokenBucket is a global rate limiter: it holds up to burst tokens and
-// gains rate tokens per second. It keeps no per-client state because the
-// server keeps no client addresses. Safe for concurrent use.
+// tokenBucket is the total rate limit of reports: it holds up to burst
+// tokens and gains rate tokens per second. Safe for concurrent use.
 type tokenBucket struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
+	mu    sync.Mutex
+	rate  float64
+	burst float64
+	b     bucket
+	begun bool
 }
 
 func newTokenBucket(rate float64, burst int) *tokenBucket {
-	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+	return &tokenBucket{rate: rate, burst: float64(burst), b: bucket{tokens: float64(burst)}}
 }
 
 // allow takes one token at time now and reports whether there was one. A
 // clock that goes backwards adds no tokens.
-func (b *tokenBucket) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() && now.After(b.last) {
-		b.tokens += now.Sub(b.last).Seconds() * b.rate
-		if b.tokens > b.burst {
-			b.tokens = b.burst
-		}
+func (t *tokenBucket) allow(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.begun {
+		t.b.last, t.begun = now, true
 	}
-	if b.last.IsZero() || now.After(b.last) {
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return t.b.take(now, t.rate, t.burst)
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,11 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultReportRate      = 100
 	DefaultReportBurst     = 200
+	// DefaultReportClientRate and DefaultReportClientBurst are one client
+	// address's share of the report rate: enough for devices behind one
+	// NAT, a small part of the total.
+	DefaultReportClientRate  = 5
+	DefaultReportClientBurst = 20
 	// DefaultIdleTimeout closes a keep-alive connection that has sent no
 	// new request for this long. A device's check sends its requests
 	// back to back and its report on another connection, so a few seconds
@@ -72,6 +78,19 @@ type Config struct {
 	// (DefaultReportRate and DefaultReportBurst when zero).
 	ReportRate  float64
 	ReportBurst int
+	// ReportClientRate and ReportClientBurst are each client address's
+	// share of it, checked first so that a flood from one address cannot
+	// spend the total (DefaultReportClientRate and
+	// DefaultReportClientBurst when zero). IPv6 clients share per /64.
+	ReportClientRate  float64
+	ReportClientBurst int
+	// ReportClients bounds the addresses tracked at once
+	// (DefaultReportClients when zero).
+	ReportClients int
+	// ReportProxies are the reverse proxies whose X-Forwarded-For is
+	// believed for the client address; for any other peer the header is
+	// ignored. Empty: the connection's peer address is the client.
+	ReportProxies []netip.Prefix
 	// MaxConns caps the connections open at once; connections beyond it
 	// wait in the kernel's listen backlog until one closes
 	// (DefaultMaxConns when zero, sized to the descriptor limit).
@@ -107,7 +126,8 @@ type Server struct {
 	readHeader      time.Duration
 	logger          *slog.Logger
 	clock           clock.Clock
-	limiter         *tokenBucket
+	limiter         *reportLimiter
+	reportProxies   []netip.Prefix
 	metrics         metrics
 
 	// snap is the content being served; nil until the first successful
@@ -128,8 +148,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ResignEvery < 0 || cfg.PollEvery < 0 || cfg.ShutdownTimeout < 0 {
 		return nil, errors.New("server: config: negative interval")
 	}
-	if cfg.ReportRate < 0 || cfg.ReportBurst < 0 {
-		return nil, errors.New("server: config: negative report rate or burst")
+	if cfg.ReportRate < 0 || cfg.ReportBurst < 0 || cfg.ReportClientRate < 0 || cfg.ReportClientBurst < 0 || cfg.ReportClients < 0 {
+		return nil, errors.New("server: config: negative report rate, burst or client count")
+	}
+	for _, p := range cfg.ReportProxies {
+		if !p.IsValid() {
+			return nil, errors.New("server: config: invalid report proxy prefix")
+		}
 	}
 	if cfg.MaxConns < 0 {
 		return nil, fmt.Errorf("server: config: connection cap %d is negative", cfg.MaxConns)
@@ -167,7 +192,18 @@ func New(cfg Config) (*Server, error) {
 	if burst == 0 {
 		burst = DefaultReportBurst
 	}
-	s.limiter = newTokenBucket(rate, burst)
+	crate, cburst, clients := cfg.ReportClientRate, cfg.ReportClientBurst, cfg.ReportClients
+	if crate == 0 {
+		crate = DefaultReportClientRate
+	}
+	if cburst == 0 {
+		cburst = DefaultReportClientBurst
+	}
+	if clients == 0 {
+		clients = DefaultReportClients
+	}
+	s.limiter = newReportLimiter(rate, burst, crate, cburst, clients)
+	s.reportProxies = append([]netip.Prefix(nil), cfg.ReportProxies...)
 	return s, nil
 }
 

@@ -77,7 +77,7 @@ func get(t *testing.T, c *http.Client, url string) (int, []byte) {
 }
 
 func contentWithTimestamp(body string) *Content {
-	return &Content{Metadata: map[string][]byte{timestampPath: []byte(body)}}
+	return &Content{Metadata: map[string][]byte{timestampPath: []byte(body)}, Releases: map[string][]string{"p": {"1"}}}
 }
 
 func TestReloadOnGeneration(t *testing.T) {
@@ -247,7 +247,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownTimeout(t *testing.T) {
 	sink := &fakeSink{entered: make(chan struct{}, 1), block: make(chan struct{})}
 	defer close(sink.block)
-	s, err := New(Config{Source: &fakeSource{content: &Content{}}, Reports: sink,
+	s, err := New(Config{Source: &fakeSource{content: &Content{Releases: map[string][]string{"p": {"1"}}}}, Reports: sink,
 		ShutdownTimeout: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

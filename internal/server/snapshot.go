@@ -3,11 +3,13 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/report"
 )
 
 // Cache-Control values. Versioned metadata ("3.targets.json") and
@@ -43,6 +45,8 @@ type snapshot struct {
 	generation int64
 	metadata   map[string]*metaEntry
 	payloads   map[string]*payloadEntry
+	// releases holds Content.Releases as sets.
+	releases map[string]map[string]struct{}
 }
 
 // metaEntry is a metadata document and its precomputed response headers.
@@ -118,7 +122,38 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 			cacheHdr: []string{cache},
 		}
 	}
+	s.releases = make(map[string]map[string]struct{}, len(c.Releases))
+	for product, versions := range c.Releases {
+		set := make(map[string]struct{}, len(versions))
+		for _, v := range versions {
+			set[v] = struct{}{}
+		}
+		s.releases[product] = set
+	}
 	return s, nil
+}
+
+// countable returns r as it may be counted, or an error safe to show to
+// the client. The product must be one of the release repository. A version
+// that is not one of its releases is refused for installed and rolled_back
+// (a device installs only release-signed targets) and counted as
+// report.VersionUnknown for failed and rejected: a device refusing an
+// offer the release keys never signed, or reporting about a factory version
+// never published, is a signal worth keeping, and invented versions then
+// add at most one counter per product, outcome and class.
+func (s *snapshot) countable(r report.Report) (report.Report, error) {
+	versions, ok := s.releases[r.Product]
+	if !ok {
+		return r, errors.New("unknown report: product is not in the release repository")
+	}
+	if _, ok := versions[r.Version]; ok || r.Version == report.VersionUnknown {
+		return r, nil
+	}
+	if r.Outcome == report.OutcomeFailed || r.Outcome == report.OutcomeRejected {
+		r.Version = report.VersionUnknown
+		return r, nil
+	}
+	return r, errors.New("unknown report: version is not a release of the product")
 }
 
 func checkRepoPath(p string) error {

@@ -17,6 +17,10 @@ type Content struct {
 	// Payloads maps a URL path such as
 	// "/repo/release/targets/thermostat/<sha256>.1.1.0" to a payload.
 	Payloads map[string]PayloadFile
+	// Releases maps each product of the release repository to its release
+	// versions. A report is counted only when it names one of them, or a
+	// listed product and report.VersionUnknown; nil lists none.
+	Releases map[string][]string
 }
 
 // PayloadFile is a payload stored on disk.
@@ -36,7 +40,10 @@ type Source interface {
 	Content(ctx context.Context) (*Content, error)
 }
 
-// ReportSink stores report counters.
+// ReportSink stores report counters. AddReport is given only reports that
+// passed report.Validate and name a release of Content.Releases; it returns
+// an error wrapping ErrReportsFull when the day's counters are at their
+// cap and r would need a new one.
 type ReportSink interface {
 	AddReport(ctx context.Context, r report.Report, at time.Time) error
 }

@@ -25,6 +25,8 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: conflict")
+	// ErrFull: a capped table has no room for a new row.
+	ErrFull = errors.New("store: full")
 	// ErrNotPurgeable is returned by Purge for a table whose rows do not
 	// age out.
 	ErrNotPurgeable = errors.New("store: table has no age-based retention")
@@ -155,6 +157,11 @@ type Store interface {
 	Generation(ctx context.Context) (int64, error)
 	// AddReport adds n to a report counter for the UTC day of at.
 	AddReport(ctx context.Context, c ReportCount) error
+	// AddReportCapped is AddReport, except that when c's counter does not
+	// exist yet and its day already has maxRows counters it adds nothing
+	// and returns an error wrapping ErrFull. The check and the write are
+	// one atomic step.
+	AddReportCapped(ctx context.Context, c ReportCount, maxRows int) error
 	// Purge deletes the rows of table that are older than before and
 	// returns how many it deleted. TableReportCounts: counters whose UTC
 	// day began before before, so that no remaining counter can hold a

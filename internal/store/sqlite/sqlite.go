@@ -203,6 +203,21 @@ func (s *Store) Generation(ctx context.Context) (int64, error) {
 // of c.Day, creating it at zero first. It does not change the generation:
 // counters are not served metadata. A negative Count is refused.
 func (s *Store) AddReport(ctx context.Context, c store.ReportCount) error {
+	return s.addReport(ctx, c, -1)
+}
+
+// AddReportCapped is AddReport that creates no counter on a day that has
+// maxRows of them already (store.ErrFull). One statement does the check
+// and the write, so concurrent writers cannot overshoot the cap.
+func (s *Store) AddReportCapped(ctx context.Context, c store.ReportCount, maxRows int) error {
+	if maxRows < 0 {
+		return fmt.Errorf("store/sqlite: add report: negative row cap %d", maxRows)
+	}
+	return s.addReport(ctx, c, maxRows)
+}
+
+// addReport adds c; maxRows < 0 means no cap.
+func (s *Store) addReport(ctx context.Context, c store.ReportCount, maxRows int) error {
 	if c.Count < 0 {
 		return fmt.Errorf("store/sqlite: add report: negative count %d", c.Count)
 	}
@@ -210,14 +225,26 @@ func (s *Store) AddReport(ctx context.Context, c store.ReportCount) error {
 	if err != nil {
 		return fmt.Errorf("store/sqlite: add report: %w", err)
 	}
-	_, err = s.w.ExecContext(ctx, `
+	// The SELECT yields the row when there is no cap, when the counter
+	// exists (the upsert then only adds) or when the day has room.
+	res, err := s.w.ExecContext(ctx, `
 		INSERT INTO report_counts (day, product, version, outcome, error_class, count)
-		VALUES (?, ?, ?, ?, ?, ?)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6
+		WHERE ?7 < 0
+			OR EXISTS (SELECT 1 FROM report_counts WHERE day = ?1 AND product = ?2 AND version = ?3 AND outcome = ?4 AND error_class = ?5)
+			OR (SELECT COUNT(*) FROM report_counts WHERE day = ?1) < ?7
 		ON CONFLICT (day, product, version, outcome, error_class)
 		DO UPDATE SET count = count + excluded.count`,
-		day, c.Product, c.Version, c.Outcome, c.ErrorClass, c.Count)
+		day, c.Product, c.Version, c.Outcome, c.ErrorClass, c.Count, maxRows)
 	if err != nil {
 		return dbErr(ctx, "add report", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return dbErr(ctx, "add report", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store/sqlite: add report: %d counters on %s: %w", maxRows, day, store.ErrFull)
 	}
 	return nil
 }

@@ -236,3 +236,39 @@ func TestRefusesUnstorableValues(t *testing.T) {
 		t.Error("AddReport with a negative count succeeded")
 	}
 }
+
+// AddReportCapped creates no counter beyond the day's cap but still adds
+// to existing ones; another day has its own room.
+func TestAddReportCapped(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, filepath.Join(t.TempDir(), "u.db"))
+	day := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	add := func(v string, d time.Time) error {
+		return s.AddReportCapped(ctx, store.ReportCount{Product: "p", Version: v, Outcome: "installed", Count: 1, Day: d}, 2)
+	}
+	for _, v := range []string{"1", "2", "1"} {
+		if err := add(v, day); err != nil {
+			t.Fatalf("add %s: %v", v, err)
+		}
+	}
+	if err := add("3", day); !errors.Is(err, store.ErrFull) {
+		t.Fatalf("third counter of the day: %v, want store.ErrFull", err)
+	}
+	if err := add("2", day); err != nil {
+		t.Fatalf("existing counter at the cap: %v", err)
+	}
+	if err := add("3", day.Add(24*time.Hour)); err != nil {
+		t.Fatalf("next day: %v", err)
+	}
+	counts, err := s.ReportCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, c := range counts {
+		total += int(c.Count)
+	}
+	if len(counts) != 3 || total != 5 {
+		t.Errorf("counters %+v, want 3 rows with 5 reports", counts)
+	}
+}
