@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,7 +19,6 @@ import (
 // after their timeouts and a device then updates through the freed slots.
 func TestIdleSocketsCannotHoldTheServer(t *testing.T) {
 	w := offered(t, worldOptions{})
-	ctx := context.Background()
 	srv, err := server.New(server.Config{Source: w.p, Reports: w.p, Logger: slog.New(slog.DiscardHandler),
 		MaxConns: 2, IdleTimeout: 200 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond})
 	if err != nil {
@@ -30,10 +28,7 @@ func TestIdleSocketsCannotHoldTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { srv.Run(sctx, ln, nil); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	serve(t, srv, ln, nil)
 	addr := ln.Addr().String()
 	w.url = "http://" + addr
 

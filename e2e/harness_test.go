@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -103,15 +104,21 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { srv.Run(sctx, ln, nil); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	serve(t, srv, ln, nil)
 	w.srv = srv
 	w.direct = "http://" + ln.Addr().String()
 	w.proxy = newProxy(t, w.direct)
 	w.url = w.proxy.url
 	return w
+}
+
+// serve runs srv on ln (with tlsCfg, if not nil) until the test ends.
+func serve(t *testing.T, srv *server.Server, ln net.Listener, tlsCfg *tls.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx, ln, tlsCfg); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // image returns the deterministic image of a version.

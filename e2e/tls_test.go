@@ -40,10 +40,7 @@ func TestUpdateOverTLS(t *testing.T) {
 	if tlsCfg == nil || tlsCfg.MinVersion < tls.VersionTLS12 {
 		t.Fatalf("TLS config %+v: want TLS 1.2 or later", tlsCfg)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { srv.Run(sctx, ln, tlsCfg); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	serve(t, srv, ln, tlsCfg)
 	w.url = "https://" + ln.Addr().String()
 
 	trusting := w.device("tls", 0)

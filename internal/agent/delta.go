@@ -186,6 +186,3 @@ func (a *Agent) activeHash(ctx context.Context, s *State, n slot.Name, length in
 func sameDelta(saved *DeltaID, d release.Delta) bool {
 	return saved.From == d.From && saved.Target == d.Target && saved.Length == d.Length && saved.SHA256 == d.SHA256
 }
-
-// deltaFile is where a downloaded delta waits to be applied.
-func (a *Agent) deltaFile() string { return a.files().DeltaFile() }

@@ -58,7 +58,7 @@ func TestSavedProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			a := &Agent{cfg: &Config{DataDir: dir}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			files := []string{a.deltaFile(), a.files().StagedFile()}
+			files := []string{a.files().DeltaFile(), a.files().StagedFile()}
 			for _, f := range files {
 				if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
 					t.Fatal(err)

@@ -238,7 +238,7 @@ func (r *memRecorder) persisted(t *testing.T, dir string) *Progress {
 		}
 	}
 	r.mu.Unlock()
-	seq, b, ok, err := ReadJournal(dir)
+	seq, b, ok, err := readJournal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,4 +288,14 @@ func random(seed uint64, n int) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
+}
+
+// readJournal returns the newest intact record of the journal in dir; ok
+// is false when there is none.
+func readJournal(dir string) (seq uint64, b []byte, ok bool, err error) {
+	recs, err := JournalRecords(dir)
+	if err != nil || len(recs) == 0 {
+		return 0, nil, false, err
+	}
+	return recs[0].Seq, recs[0].State, true, nil
 }

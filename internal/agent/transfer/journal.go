@@ -26,7 +26,7 @@ import (
 // state (uint32), its CRC-32C (uint32), then the encoded state. The record
 // of seq goes into slot seq%2, so a torn write can damage only the slot
 // being written, never the record before it. The reader of the state takes
-// the newest intact record (ReadJournal) if its sequence number is higher
+// the newest intact record (JournalRecords) if its sequence number is higher
 // than the state file's: then it is the latest state saved. A record older
 // than the state file is ignored, so nothing ever has to clear the journal.
 const (
@@ -100,17 +100,6 @@ func (j *Journal) Write(seq uint64, b []byte) error {
 
 // Close closes the journal's file.
 func (j *Journal) Close() error { return j.f.Close() }
-
-// ReadJournal returns the newest intact record of the journal of the data
-// directory dir: its sequence number and encoded state; ok is false when
-// there is none (no journal, or both slots damaged or empty).
-func ReadJournal(dir string) (seq uint64, b []byte, ok bool, err error) {
-	recs, err := JournalRecords(dir)
-	if err != nil || len(recs) == 0 {
-		return 0, nil, false, err
-	}
-	return recs[0].Seq, recs[0].State, true, nil
-}
 
 // JournalRecord is an intact record of the journal: one encoded state and
 // its sequence number.

@@ -25,11 +25,11 @@ func writeRecords(t *testing.T, dir string, states ...string) {
 	}
 }
 
-// TestJournalNewest: ReadJournal gives the record with the highest
+// TestJournalNewest: JournalRecords gives first the record with the highest
 // sequence number, whichever slot holds it; no journal is no record.
 func TestJournalNewest(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, ok, err := ReadJournal(dir); ok || err != nil {
+	if _, _, ok, err := readJournal(dir); ok || err != nil {
 		t.Fatalf("no journal: ok %v, err %v", ok, err)
 	}
 	for n := 1; n <= 3; n++ {
@@ -38,7 +38,7 @@ func TestJournalNewest(t *testing.T) {
 			states = append(states, fmt.Sprintf(`{"offset":%d}`, i))
 		}
 		writeRecords(t, dir, states...)
-		seq, b, ok, err := ReadJournal(dir)
+		seq, b, ok, err := readJournal(dir)
 		if err != nil || !ok || seq != uint64(n) || string(b) != states[n-1] {
 			t.Fatalf("after %d records: seq %d, %q, ok %v, err %v", n, seq, b, ok, err)
 		}
@@ -62,14 +62,14 @@ func TestJournalTornWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if seq, b, ok, err := ReadJournal(dir); err != nil || !ok || seq != 1 || string(b) != "first" {
+	if seq, b, ok, err := readJournal(dir); err != nil || !ok || seq != 1 || string(b) != "first" {
 		t.Fatalf("with the newest record torn: seq %d, %q, ok %v, err %v; want record 1", seq, b, ok, err)
 	}
 	// Both damaged: no record.
 	f, _ = os.OpenFile(JournalPath(dir), os.O_RDWR, 0)
 	f.WriteAt([]byte("XXXX"), 1%2*journalSlot)
 	f.Close()
-	if _, b, ok, err := ReadJournal(dir); err != nil || ok {
+	if _, b, ok, err := readJournal(dir); err != nil || ok {
 		t.Fatalf("with both records damaged: %q, ok %v, err %v; want none", b, ok, err)
 	}
 }
@@ -87,7 +87,7 @@ func TestJournalFull(t *testing.T) {
 	if err := j.Write(2, bytes.Repeat([]byte("x"), journalSlot)); !errors.Is(err, ErrJournalFull) {
 		t.Fatalf("large state: %v, want ErrJournalFull", err)
 	}
-	if seq, b, ok, err := ReadJournal(dir); err != nil || !ok || seq != 1 || string(b) != "small" {
+	if seq, b, ok, err := readJournal(dir); err != nil || !ok || seq != 1 || string(b) != "small" {
 		t.Fatalf("after the refused write: seq %d, %q, ok %v, err %v", seq, b, ok, err)
 	}
 }
@@ -121,7 +121,7 @@ func TestCheckpointFallsBack(t *testing.T) {
 			t.Fatalf("persisted %+v, want the checkpoint's", p)
 		}
 	}
-	if seq, _, ok, err := ReadJournal(dir); err != nil || !ok || seq != 1 || rec.state == nil {
+	if seq, _, ok, err := readJournal(dir); err != nil || !ok || seq != 1 || rec.state == nil {
 		t.Fatalf("journal record %d (ok %v, err %v), state file %d bytes: want the small one in the journal, the large one in the file",
 			seq, ok, err, len(rec.state))
 	}

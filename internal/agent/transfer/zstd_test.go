@@ -49,6 +49,27 @@ func halfRandom(seed uint64, n int) []byte {
 	return img
 }
 
+// resumed runs job again, with power on, from the progress saved before a
+// power loss, and checks that the slot then holds img after one request
+// for the rest of body, counted in rec.
+func resumed(t *testing.T, d *Downloader, srv *server, slot fileSlot, job Job, rec *memRecorder, saved *Progress, img, body []byte, staging bool) {
+	t.Helper()
+	d.Power = nil
+	job.Saved, job.Rec = saved, rec
+	if err := d.Compressed(context.Background(), job, imageOf(img), staging); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(slot.bytes(t), img) {
+		t.Fatal("the slot does not hold the image")
+	}
+	if got, want := srv.requests(), []string{"", fmt.Sprintf("bytes=%d-", saved.Offset)}; !slices.Equal(got, want) {
+		t.Fatalf("requests %q, want %q", got, want)
+	}
+	if c := rec.count; c != (Count{Bytes: int64(len(body)) - saved.Offset, Requests: 1, Resumed: 1, Complete: true}) {
+		t.Fatalf("count %+v", c)
+	}
+}
+
 // TestStreamResumesAtFrameBoundary: a compressed payload of frames,
 // streamed into the slot, saves frame boundaries; after a power loss the
 // next call asks for the rest from the last one saved and decodes it with
@@ -76,21 +97,8 @@ func TestStreamResumesAtFrameBoundary(t *testing.T) {
 		saved.Offset <= 0 || saved.Offset >= int64(len(body)) {
 		t.Fatalf("persisted %+v: want a frame boundary", saved)
 	}
-	d.Power = nil
 	rec = &memRecorder{}
-	job.Saved, job.Rec = saved, rec
-	if err := d.Compressed(context.Background(), job, imageOf(img), false); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(slot.bytes(t), img) {
-		t.Fatal("the slot does not hold the image")
-	}
-	if got, want := srv.requests(), []string{"", fmt.Sprintf("bytes=%d-", saved.Offset)}; !slices.Equal(got, want) {
-		t.Fatalf("requests %q, want %q", got, want)
-	}
-	if c := rec.count; c != (Count{Bytes: int64(len(body)) - saved.Offset, Requests: 1, Resumed: 1, Complete: true}) {
-		t.Fatalf("count %+v", c)
-	}
+	resumed(t, d, srv, slot, job, rec, saved, img, body, false)
 	if _, err := os.Stat(d.StagedFile()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a streamed payload was staged: %v", err)
 	}
@@ -144,21 +152,8 @@ func TestStagedResumes(t *testing.T) {
 	if _, err := os.Stat(slot.path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the slot was written while staging: %v", err)
 	}
-	d.Power = nil
 	rec = &memRecorder{progress: saved}
-	job.Saved, job.Rec = saved, rec
-	if err := d.Compressed(context.Background(), job, imageOf(img), true); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(slot.bytes(t), img) {
-		t.Fatal("the slot does not hold the image")
-	}
-	if got, want := srv.requests(), []string{"", fmt.Sprintf("bytes=%d-", saved.Offset)}; !slices.Equal(got, want) {
-		t.Fatalf("requests %q, want %q", got, want)
-	}
-	if c := rec.count; c != (Count{Bytes: int64(len(body)) - saved.Offset, Requests: 1, Resumed: 1, Complete: true}) {
-		t.Fatalf("count %+v", c)
-	}
+	resumed(t, d, srv, slot, job, rec, saved, img, body, true)
 	if _, err := os.Stat(d.StagedFile()); !errors.Is(err, os.ErrNotExist) || rec.progress != nil {
 		t.Fatalf("after the install: staged file %v, progress %+v; want both gone", err, rec.progress)
 	}
