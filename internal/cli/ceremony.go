@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/uptrust/uptrust/internal/project"
@@ -160,11 +161,7 @@ func rootSign(env Env, dir, holder string, files []string, pos []string) error {
 			return fmt.Errorf("root sign: no %s root key file of %s in %s/keys/offline; give it with --key FILE", pr.Repository, holder, dir)
 		}
 	}
-	pass, err := holderPassphrase(env, false)(holder)
-	if err != nil {
-		return err
-	}
-	st, err := project.SignProposal(path, holder, files, pass)
+	st, err := project.SignProposal(path, holder, files, func() ([]byte, error) { return holderPassphrase(env, false)(holder) })
 	if err != nil {
 		return err
 	}
@@ -205,6 +202,9 @@ func keysHolderPassphrase(ctx context.Context, env Env, dir, holder string) erro
 		return err
 	}
 	defer p.Close()
+	if !slices.Contains(p.Config.Holders(), holder) {
+		return fmt.Errorf("keys passphrase: %q is not a key holder (holders: %s)", holder, strings.Join(p.Config.Holders(), ", "))
+	}
 	old, err := holderPassphrase(env, false)(holder)
 	if err != nil {
 		return err

@@ -299,14 +299,15 @@ func (pr *RootProposal) Status(path string) ProposalStatus {
 }
 
 // SignProposal signs the proposal file at path with the key files given,
-// opened with pass, and rewrites the file with the new signatures. It
+// opened with the passphrase pass returns (asked only for an encrypted key
+// file, after the proposal has been checked), and rewrites the file with the new signatures. It
 // needs no project: a holder can sign a copy on their own machine with
 // their key file alone. holder, when not empty, must be the holder the
 // proposal records for every key. A key that is no root key of the
 // previous or the proposed root is refused, and so is a file whose
 // existing signatures do not verify. Signing again with the same key
 // replaces that key's signature.
-func SignProposal(path, holder string, keyFiles []string, pass []byte) (ProposalStatus, error) {
+func SignProposal(path, holder string, keyFiles []string, pass func() ([]byte, error)) (ProposalStatus, error) {
 	pr, err := ReadProposal(path)
 	if err != nil {
 		return ProposalStatus{}, err
@@ -325,8 +326,18 @@ func SignProposal(path, holder string, keyFiles []string, pass []byte) (Proposal
 	for id, k := range rootKeys(pr.next) {
 		roots[id] = k
 	}
+	var pw []byte
 	for _, f := range keyFiles {
-		k, err := keys.Load(f, pass)
+		enc, err := keys.IsEncrypted(f)
+		if err != nil {
+			return ProposalStatus{}, fmt.Errorf("project: %w", err)
+		}
+		if enc && pw == nil {
+			if pw, err = pass(); err != nil {
+				return ProposalStatus{}, err
+			}
+		}
+		k, err := keys.Load(f, pw)
 		if err != nil {
 			return ProposalStatus{}, fmt.Errorf("project: key holder %s: %w", holder, err)
 		}
