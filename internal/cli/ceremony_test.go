@@ -204,7 +204,7 @@ func TestRootCeremony(t *testing.T) {
 
 	// cto signs on the project's machine: 1 of 2 for both roots.
 	r = mustRun(t, holderVars(false, "cto"), "root", "sign", "--holder", "cto", "--dir", dir)
-	if !strings.Contains(r.stdout, "root v1 keys: 1 of 2 needed (signed: cto); missing 1 more of: ops-lead, security-officer") {
+	if !strings.Contains(r.stdout, "root v1 keys: 2 needed, 1 signed (cto); missing 1 more of: ops-lead, security-officer") {
 		t.Errorf("root sign output:\n%s", r.stdout)
 	}
 	// Below threshold: nothing is published, and publish names who is missing.
@@ -230,7 +230,7 @@ func TestRootCeremony(t *testing.T) {
 		t.Errorf("signing as cto with security-officer's key and passphrase: %v", r)
 	}
 	r = mustRun(t, holderVars(false, "security-officer"), "root", "sign", "--holder", "security-officer", "--key", myKey, "--dir", filepath.Join(laptop, "none"), myCopy)
-	if !strings.Contains(r.stdout, "(signed: cto, security-officer)") || !strings.Contains(r.stdout, "publishable: yes") {
+	if !strings.Contains(r.stdout, "2 needed, 2 signed (cto, security-officer)") || !strings.Contains(r.stdout, "publishable: yes") {
 		t.Errorf("signing the copy:\n%s", r.stdout)
 	}
 
@@ -294,6 +294,19 @@ func TestRootCeremony(t *testing.T) {
 	}
 	if got := followRoots(t, dir, v1); got != 2 {
 		t.Errorf("a client provisioned with root v1 ends on v%d, want 2", got)
+	}
+
+	// A publish interrupted after storing the root, before moving the key
+	// files, is completed by the next command.
+	opsKey := project.HolderKeyPath(dir, deviceapi.RepoRelease, "ops-lead")
+	for _, mv := range [][2]string{{opsKey, opsKey + ".next"}, {opsKey + ".retired", opsKey}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, nil, "root", "status", "--dir", dir)
+	if id, err := keys.PublicKeyID(opsKey); err != nil || id != newKey.KeyID() {
+		t.Errorf("after an interrupted publish, ops-lead's key file holds %s (%v), want the published %s", id, err, newKey.KeyID())
 	}
 
 	// ops-lead's new key signs the next change: a re-sign by ops-lead and

@@ -250,9 +250,9 @@ type Threshold struct {
 func (t Threshold) Met() bool { return len(t.Signed) >= t.Threshold }
 
 func (t Threshold) String() string {
-	s := fmt.Sprintf("root v%d keys: %d of %d needed", t.Root, len(t.Signed), t.Threshold)
+	s := fmt.Sprintf("root v%d keys: %d needed, %d signed", t.Root, t.Threshold, len(t.Signed))
 	if len(t.Signed) > 0 {
-		s += " (signed: " + strings.Join(t.Signed, ", ") + ")"
+		s += " (" + strings.Join(t.Signed, ", ") + ")"
 	}
 	if !t.Met() {
 		s += fmt.Sprintf("; missing %d more of: %s", t.Threshold-len(t.Signed), strings.Join(t.Missing, ", "))
@@ -410,6 +410,9 @@ func (p *Project) ProposeRoot(ctx context.Context, name, rotate string) (string,
 	} else if len(pending) > 0 {
 		return "", fmt.Errorf("project: a %s root change is pending already (%s): publish it, or delete it to start over", name, pending[0])
 	}
+	if err := p.settleAll(ctx); err != nil {
+		return "", err
+	}
 	var change func(*metadata.RootType) error
 	desc := "re-sign the root with a new expiry"
 	if rotate != "" {
@@ -532,6 +535,9 @@ func PendingProposals(dir string) ([]string, error) { return pendingFiles(dir, "
 // pending proposal, proposes a different root, or carries a signature that
 // does not verify is refused and nothing is saved.
 func (p *Project) CollectProposals(ctx context.Context, copies ...string) ([]ProposalStatus, error) {
+	if err := p.settleAll(ctx); err != nil {
+		return nil, err
+	}
 	files, err := pendingFiles(p.Dir, "")
 	if err != nil {
 		return nil, err
@@ -683,6 +689,22 @@ func (p *Project) holderName(id string) string {
 		return h
 	}
 	return "key " + shortID(id)
+}
+
+// settleAll runs settleHolderKeys for both repositories' latest roots, so
+// that a publish interrupted between storing the root and moving the key
+// files is completed.
+func (p *Project) settleAll(ctx context.Context) error {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
+		root, err := repo.LoadRoot(ctx, p.Store, name)
+		if err != nil {
+			return err
+		}
+		if err := p.settleHolderKeys(name, root); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settleHolderKeys puts each holder's ".next" key file of repository name
