@@ -210,7 +210,7 @@ func TestRootCeremony(t *testing.T) {
 	// Below threshold: nothing is published, and publish names who is missing.
 	r = run(t, nil, "root", "publish", "--dir", dir)
 	if r.code != 1 || !strings.Contains(r.stderr, "release root v2 not published: not enough signatures") ||
-		!strings.Contains(r.stderr, "missing 1 more of: ops-lead, security-officer") {
+		!strings.Contains(r.stderr, "root v1 keys: 2 needed, 1 signed (cto); missing 1 more of: ops-lead, security-officer; root v2 keys: 2 needed, 1 signed (cto); missing 1 more of: security-officer, ops-lead") {
 		t.Errorf("publish signed by 1 of 2: %v", r)
 	}
 	if got := readBytes(t, project.DeviceRootPath(dir, deviceapi.RepoRelease)); string(got) != string(v1) {
