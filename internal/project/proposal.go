@@ -161,24 +161,20 @@ func verifySignature(id string, key *metadata.Key, sig metadata.Signature, md *m
 
 // checkSignatures verifies every signature on the proposed root on its
 // own. A signature must be by a root key of the previous or the proposed
-// root, appear once, and match the proposed root as it is now; anything
+// root and match the proposed root as it is now; anything
 // else means the file was changed after signing or signed with a wrong key.
 func (pr *RootProposal) checkSignatures(path string) error {
 	known := rootKeys(pr.prev)
 	for id, k := range rootKeys(pr.next) {
 		known[id] = k
 	}
-	seen := map[string]bool{}
+	// go-tuf's parser refuses two signatures by one key.
 	for _, sig := range pr.next.Signatures {
 		k, ok := known[sig.KeyID]
 		if !ok {
 			return fmt.Errorf("project: %s: refused: signature by key %s, which is no root key of %s root v%d or v%d",
 				path, shortID(sig.KeyID), pr.Repository, pr.prev.Signed.Version, pr.next.Signed.Version)
 		}
-		if seen[sig.KeyID] {
-			return fmt.Errorf("project: %s: refused: two signatures by key %s (%s)", path, shortID(sig.KeyID), pr.holderOf(sig.KeyID))
-		}
-		seen[sig.KeyID] = true
 		if err := verifySignature(sig.KeyID, k, sig, pr.next); err != nil {
 			return fmt.Errorf("project: %s: refused: the signature of %s (key %s) does not match the proposed root: the proposal was changed after it was signed",
 				path, pr.holderOf(sig.KeyID), shortID(sig.KeyID))
