@@ -65,7 +65,10 @@ func cmdRoot(ctx context.Context, env Env, args []string) error {
 	fs, dir := flags(env, "root "+args[0])
 	switch args[0] {
 	case "propose":
-		rotate := fs.String("rotate", "", "key holder whose root key is replaced by a new one")
+		rotate := fs.String("rotate", "", "comma-separated key holders whose root key is replaced by a new one")
+		add := fs.String("add-holder", "", "comma-separated new key holders, each given a new root key")
+		remove := fs.String("remove-holder", "", "comma-separated key holders whose root key leaves the root")
+		threshold := fs.Int("threshold", 0, "new root threshold (default: unchanged)")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err
@@ -78,7 +81,8 @@ func cmdRoot(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
-		path, err := p.ProposeRoot(ctx, pos[0], *rotate)
+		path, err := p.ProposeRoot(ctx, pos[0], project.RootChange{Rotate: splitList(*rotate), Add: splitList(*add),
+			Remove: splitList(*remove), Threshold: *threshold})
 		if err != nil {
 			return err
 		}

@@ -318,6 +318,14 @@ func TestRootCeremony(t *testing.T) {
 	if got := followRoots(t, dir, v1); got != 3 {
 		t.Errorf("a client provisioned with root v1 ends on v%d, want 3", got)
 	}
+
+	// Holders and the threshold change by proposal too.
+	dave := map[string]string{"UPTRUST_PASSPHRASE_DAVE": "dave draws nine silver circles"}
+	r = mustRun(t, dave, "root", "propose", "fleet", "--add-holder", "dave", "--threshold", "3", "--dir", dir)
+	if !strings.Contains(r.stdout, "fleet root v2: add key holder dave; threshold 2 -> 3") || !strings.Contains(r.stdout, "(dave)") ||
+		!strings.Contains(r.stdout, "change: root: threshold 2 -> 3") || !strings.Contains(r.stdout, "new      root v2 keys: 3 needed, 0 signed") {
+		t.Errorf("root propose --add-holder dave --threshold 3:\n%s", r.stdout)
+	}
 }
 
 func TestKeysPassphraseHolder(t *testing.T) {

@@ -37,7 +37,8 @@ usage:
   uptrust rollout halt PRODUCT | resume PRODUCT
   uptrust rollout list
   uptrust keys migrate | passphrase [--holder NAME]
-  uptrust root propose release|fleet [--rotate HOLDER]
+  uptrust root propose release|fleet [--rotate HOLDER,..] [--add-holder NAME,..] [--remove-holder HOLDER,..]
+                       [--threshold N]
   uptrust root sign --holder NAME [--key FILE]... [PROPOSAL-FILE]
   uptrust root status [SIGNED-COPY...] | publish [SIGNED-COPY...]
   uptrust compliance PRODUCT [--json]

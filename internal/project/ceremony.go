@@ -13,7 +13,8 @@ package project
 // both the previous and the new root's keys.
 //
 // uptrust.json records, per holder, every root key id the holder holds or
-// has held. The list is only ever appended to (a rotation adds the new key
+// has held; a holder removed from the roots stays listed. root_keys and
+// root_threshold follow the latest roots when both repositories agree. The list is only ever appended to (a rotation adds the new key
 // id before anything is published), so the holder of a key id is known at
 // every moment, including after a crash half way through a rotation.
 
@@ -107,11 +108,12 @@ func (c *Config) validateHolders() error {
 	if c.Dev {
 		return errors.New("project: key holders need encrypted keys; a --dev project has none")
 	}
-	if len(c.KeyHolders) != c.RootKeys {
+	// Holders removed from both roots stay listed, with their key ids.
+	if len(c.KeyHolders) < c.RootKeys {
 		return fmt.Errorf("project: %d key holders for %d root keys (want one holder per root key)", len(c.KeyHolders), c.RootKeys)
 	}
-	if c.RootThreshold < 1 || c.RootThreshold > len(c.KeyHolders) {
-		return fmt.Errorf("project: root threshold %d with %d key holders (want 1..%d)", c.RootThreshold, len(c.KeyHolders), len(c.KeyHolders))
+	if c.RootThreshold < 1 || c.RootThreshold > c.RootKeys {
+		return fmt.Errorf("project: root threshold %d with %d key holders (want 1..%d)", c.RootThreshold, c.RootKeys, c.RootKeys)
 	}
 	env := map[string]string{}
 	for _, h := range c.KeyHolders {

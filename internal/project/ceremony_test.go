@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,18 +77,36 @@ func wantErr(t *testing.T, what string, err error, want string) {
 func TestProposeRefusals(t *testing.T) {
 	ctx := t.Context()
 	dev := initDev(t, clock.NewFake(t0))
-	_, err := dev.ProposeRoot(ctx, deviceapi.RepoRelease, "")
+	_, err := dev.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{})
 	wantErr(t, "propose in a project without key holders", err, "no key holders")
 
 	p := initHolders(t, clock.NewFake(t0))
-	_, err = p.ProposeRoot(ctx, "staging", "")
+	_, err = p.ProposeRoot(ctx, "staging", project.RootChange{})
 	wantErr(t, "propose for an unknown repository", err, `unknown repository "staging"`)
-	_, err = p.ProposeRoot(ctx, deviceapi.RepoRelease, "dave")
-	wantErr(t, "rotating a stranger's key", err, `"dave" is not a key holder (holders: alice, bob, carol)`)
+	_, err = p.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{Rotate: []string{"dave"}})
+	wantErr(t, "rotating a stranger's key", err, `release root v1 lists no key of "dave" (holders with a key: alice, bob, carol)`)
+	for _, tc := range []struct {
+		ch   project.RootChange
+		want string
+	}{
+		{project.RootChange{Remove: []string{"dave"}}, `lists no key of "dave"`},
+		{project.RootChange{Add: []string{"alice"}}, "alice holds a key of release root v1 already"},
+		{project.RootChange{Add: []string{"../x"}}, `key holder name "../x"`},
+		{project.RootChange{Add: []string{"Bob"}}, `key holders "bob" and "Bob" would share the variable UPTRUST_PASSPHRASE_BOB`},
+		{project.RootChange{Rotate: []string{"bob"}, Remove: []string{"bob"}}, "key holder bob named twice"},
+		{project.RootChange{Threshold: 4}, "would need 4 of 3 root keys"},
+		{project.RootChange{Remove: []string{"alice", "bob"}}, "would need 2 of 1 root keys"},
+	} {
+		_, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, tc.ch)
+		wantErr(t, fmt.Sprintf("propose %+v", tc.ch), err, tc.want)
+	}
+	if next, _ := filepath.Glob(filepath.Join(p.Dir, "keys", "offline", "*.next")); len(next) != 0 {
+		t.Errorf("refused proposals generated keys: %v", next)
+	}
 	_, err = p.PublishRoot(ctx)
 	wantErr(t, "publish with nothing pending", err, "no root change is pending")
 
-	path, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, "")
+	path, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, project.RootChange{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +160,7 @@ func TestPublishRefusesOtherProposals(t *testing.T) {
 	ctx := t.Context()
 	clk := clock.NewFake(t0)
 	p := initHolders(t, clk)
-	path, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, "")
+	path, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +174,7 @@ func TestPublishRefusesOtherProposals(t *testing.T) {
 	_, err = p.CollectProposals(ctx, elsewhere)
 	wantErr(t, "a copy with nothing pending", err, "no pending proposal for release root v2")
 	clk.Advance(time.Hour)
-	if _, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, ""); err != nil {
+	if _, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = p.PublishRoot(ctx, elsewhere)
@@ -190,7 +209,7 @@ func TestFleetRotation(t *testing.T) {
 	ctx := t.Context()
 	p := initHolders(t, clock.NewFake(t0))
 	v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoFleet))
-	path, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, "carol")
+	path, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, project.RootChange{Rotate: []string{"carol"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +235,7 @@ func TestFleetRotation(t *testing.T) {
 		t.Errorf("carol's .next key left after publish: %v", err)
 	}
 	// The release root is untouched.
-	if _, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, ""); err != nil {
+	if _, err := p.ProposeRoot(ctx, deviceapi.RepoFleet, project.RootChange{}); err != nil {
 		t.Fatal(err)
 	}
 	path = project.ProposalPath(p.Dir, deviceapi.RepoFleet, 3)
@@ -230,5 +249,89 @@ func TestFleetRotation(t *testing.T) {
 	}
 	if v := latest(t, p, deviceapi.RepoRelease, metadata.ROOT).Version; v != 1 {
 		t.Errorf("release root v%d after fleet changes", v)
+	}
+}
+
+// TestHolderAndThresholdChanges: dave joins the release root with the
+// threshold raised to 3 of 4, then carol leaves (3 of 3); each change needs
+// the old root's threshold and the new one's, and clients follow both.
+func TestHolderAndThresholdChanges(t *testing.T) {
+	ctx := t.Context()
+	holderPasses["dave"] = "dave draws nine silver circles"
+	t.Cleanup(func() { delete(holderPasses, "dave") })
+	p := initHolders(t, clock.NewFake(t0))
+	v1 := readFile(t, project.DeviceRootPath(p.Dir, deviceapi.RepoRelease))
+	path, err := p.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{Add: []string{"dave"}, Threshold: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign(t, p, path, deviceapi.RepoRelease, "alice")
+	st := sign(t, p, path, deviceapi.RepoRelease, "bob")
+	if !st.Old.Met() || st.New.Met() || st.New.Threshold != 3 || !slices.Contains(st.New.Missing, "dave") {
+		t.Fatalf("signed by alice and bob: old %v, new %v; want the old met and the new needing 3 of 4", st.Old, st.New)
+	}
+	if _, err := p.PublishRoot(ctx); !errors.Is(err, project.ErrBelowThreshold) {
+		t.Fatalf("PublishRoot 2 of a new 3-of-4: %v", err)
+	}
+	sign(t, p, path, deviceapi.RepoRelease, "dave")
+	if _, err := p.PublishRoot(ctx); err != nil {
+		t.Fatalf("PublishRoot: %v", err)
+	}
+	if holders := p.Config.Holders(); !slices.Equal(holders, []string{"alice", "bob", "carol", "dave"}) {
+		t.Errorf("holders after adding dave: %v", holders)
+	}
+	// The fleet root still has 3 keys, 2 needed: uptrust.json keeps 2 of 3.
+	if p.Config.RootKeys != 3 || p.Config.RootThreshold != 2 {
+		t.Errorf("root_keys %d, root_threshold %d while the repositories differ; want 3 and 2", p.Config.RootKeys, p.Config.RootThreshold)
+	}
+	path, err = p.ProposeRoot(ctx, deviceapi.RepoRelease, project.RootChange{Remove: []string{"carol"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// carol signs her own removal: her key counts for the old root only.
+	st = sign(t, p, path, deviceapi.RepoRelease, "carol")
+	if len(st.Old.Signed) != 1 || len(st.New.Signed) != 0 || slices.Contains(st.New.Missing, "carol") {
+		t.Errorf("signed by carol: old %v, new %v", st.Old, st.New)
+	}
+	sign(t, p, path, deviceapi.RepoRelease, "alice")
+	sign(t, p, path, deviceapi.RepoRelease, "dave")
+	_, err = p.PublishRoot(ctx)
+	wantErr(t, "removing carol signed by carol, alice and dave", err, "root v3 keys: 3 needed, 2 signed (alice, dave); missing 1 more of: bob")
+	sign(t, p, path, deviceapi.RepoRelease, "bob")
+	if _, err := p.PublishRoot(ctx); err != nil {
+		t.Fatalf("PublishRoot without carol: %v", err)
+	}
+	tm := verifyAsClient(t, p, deviceapi.RepoRelease, v1, t0)
+	if role := tm.Root.Signed.Roles[metadata.ROOT]; tm.Root.Signed.Version != 3 || role.Threshold != 3 || len(role.KeyIDs) != 3 {
+		t.Errorf("client on root v%d, %d of %d keys; want v3, 3 of 3", tm.Root.Signed.Version, role.Threshold, len(role.KeyIDs))
+	}
+	// Reopened, the project still reads its uptrust.json.
+	q := reopen(t, p, "correct horse battery staple")
+	if got := q.Config.Holders(); len(got) != 4 {
+		t.Errorf("holders after reopening: %v", got)
+	}
+}
+
+// TestThresholdBothRepositories: once both roots need 3 of 3, uptrust.json
+// says so; one PublishRoot publishes both proposals.
+func TestThresholdBothRepositories(t *testing.T) {
+	ctx := t.Context()
+	p := initHolders(t, clock.NewFake(t0))
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
+		path, err := p.ProposeRoot(ctx, name, project.RootChange{Threshold: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range []string{"alice", "bob", "carol"} {
+			sign(t, p, path, name, h)
+		}
+	}
+	done, err := p.PublishRoot(ctx)
+	if err != nil || len(done) != 2 {
+		t.Fatalf("PublishRoot: %d published, %v", len(done), err)
+	}
+	q := reopen(t, p, "correct horse battery staple")
+	if q.Config.RootKeys != 3 || q.Config.RootThreshold != 3 {
+		t.Errorf("uptrust.json: %d root keys, threshold %d; want 3 of 3", q.Config.RootKeys, q.Config.RootThreshold)
 	}
 }

@@ -388,123 +388,6 @@ func (pr *RootProposal) merge(copies map[string]*RootProposal) (bool, error) {
 	return changed, nil
 }
 
-// ProposeRoot writes a proposal for the next root of repository name,
-// signed by nobody yet, and returns its path. With rotate set to a key
-// holder's name, the holder's root key is replaced by a new one, generated
-// now and encrypted under the holder's passphrase beside the current key
-// (".next"); otherwise the root is only re-signed with a new expiry. One
-// proposal per repository may be pending.
-func (p *Project) ProposeRoot(ctx context.Context, name, rotate string) (string, error) {
-	if len(p.Config.KeyHolders) == 0 {
-		return "", errors.New("project: this project has no key holders (uptrust init --key-holders); its root keys share the project passphrase")
-	}
-	if name != deviceapi.RepoRelease && name != deviceapi.RepoFleet {
-		return "", fmt.Errorf("project: unknown repository %q (want release or fleet)", name)
-	}
-	if pending, err := pendingFiles(p.Dir, name); err != nil {
-		return "", err
-	} else if len(pending) > 0 {
-		return "", fmt.Errorf("project: a %s root change is pending already (%s): publish it, or delete it to start over", name, pending[0])
-	}
-	if err := p.settleAll(ctx); err != nil {
-		return "", err
-	}
-	var change func(*metadata.RootType) error
-	desc := "re-sign the root with a new expiry"
-	if rotate != "" {
-		h := p.Config.holder(rotate)
-		if h == nil {
-			return "", fmt.Errorf("project: %q is not a key holder (holders: %s)", rotate, strings.Join(p.Config.Holders(), ", "))
-		}
-		root, err := repo.LoadRoot(ctx, p.Store, name)
-		if err != nil {
-			return "", err
-		}
-		var oldID string
-		for _, id := range root.Signed.Roles[metadata.ROOT].KeyIDs {
-			if slices.Contains(h.KeyIDs, id) {
-				oldID = id
-			}
-		}
-		if oldID == "" {
-			return "", fmt.Errorf("project: %s root v%d lists no key of key holder %s", name, root.Signed.Version, rotate)
-		}
-		newKey, err := p.newHolderKey(name, rotate, oldID)
-		if err != nil {
-			return "", err
-		}
-		change = func(r *metadata.RootType) error {
-			if err := r.RevokeKey(oldID, metadata.ROOT); err != nil {
-				return err
-			}
-			return r.AddKey(newKey.TUFKey(), metadata.ROOT)
-		}
-		desc = fmt.Sprintf("rotate the root key of %s: key %s replaced by %s", rotate, shortID(oldID), shortID(newKey.KeyID()))
-	}
-	prev, next, err := repo.NextRoot(ctx, p.Store, name, p.Clock.Now(), p.Lifetimes(), change)
-	if err != nil {
-		return "", err
-	}
-	pr := &RootProposal{Format: proposalFormat, Repository: name, Version: next.Signed.Version, Change: desc, prev: prev, next: next}
-	for _, h := range p.Config.KeyHolders {
-		var ids []string
-		for _, id := range h.KeyIDs {
-			if _, ok := rootKeys(prev)[id]; ok {
-				ids = append(ids, id)
-			} else if _, ok := rootKeys(next)[id]; ok {
-				ids = append(ids, id)
-			}
-		}
-		pr.Holders = append(pr.Holders, KeyHolder{Name: h.Name, KeyIDs: ids})
-	}
-	if err := os.MkdirAll(pendingDir(p.Dir), 0o755); err != nil {
-		return "", fmt.Errorf("project: %w", err)
-	}
-	path := ProposalPath(p.Dir, name, pr.Version)
-	return path, pr.write(path)
-}
-
-// newHolderKey generates holder's next root key of repository name,
-// encrypted under the holder's passphrase, as <key file>.next, and records
-// its id in uptrust.json. When the holder's current key file (key oldID)
-// is on this machine, the passphrase must open it; otherwise it must open
-// no other key file here.
-func (p *Project) newHolderKey(name, holder, oldID string) (*keys.Key, error) {
-	pass, err := p.keys.holderPassphrase(holder)
-	if err != nil {
-		return nil, err
-	}
-	if err := keys.CheckPassphrase(pass); err != nil {
-		return nil, fmt.Errorf("project: key holder %s: %w", holder, err)
-	}
-	cur := HolderKeyPath(p.Dir, name, holder)
-	if _, err := os.Stat(cur); err == nil {
-		k, err := keys.Load(cur, pass)
-		if err != nil {
-			return nil, fmt.Errorf("project: key holder %s: %w", holder, err)
-		}
-		if k.KeyID() != oldID {
-			return nil, fmt.Errorf("project: %s holds key %s, but the %s root lists %s for %s", cur, shortID(k.KeyID()), name, shortID(oldID), holder)
-		}
-	} else if err := p.checkOwnPassphrase(holder, pass); err != nil {
-		return nil, err
-	}
-	key, err := keys.Generate()
-	if err != nil {
-		return nil, err
-	}
-	// A .next left by a proposal that was deleted unpublished is replaced.
-	if err := key.Save(cur+".next", pass); err != nil {
-		return nil, fmt.Errorf("project: key holder %s: %w", holder, err)
-	}
-	h := p.Config.holder(holder)
-	h.KeyIDs = append(h.KeyIDs, key.KeyID())
-	if err := p.saveConfig(); err != nil {
-		return nil, err
-	}
-	return key, nil
-}
-
 // pendingFiles lists the proposal files of repository name ("" for all)
 // in project directory dir.
 func pendingFiles(dir, name string) ([]string, error) {
@@ -664,6 +547,9 @@ func (p *Project) publishProposal(ctx context.Context, path string) error {
 		return err
 	}
 	if err := p.settleHolderKeys(name, pr.next); err != nil {
+		return err
+	}
+	if err := p.syncRootConfig(ctx); err != nil {
 		return err
 	}
 	if err := p.WriteDeviceRoots(ctx); err != nil {
