@@ -15,6 +15,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
 )
 
@@ -249,6 +250,23 @@ func TestFleetRotation(t *testing.T) {
 	}
 	if v := latest(t, p, deviceapi.RepoRelease, metadata.ROOT).Version; v != 1 {
 		t.Errorf("release root v%d after fleet changes", v)
+	}
+	// A second rotation of carol's key keeps both retired keys.
+	second, err := keys.PublicKeyID(project.HolderKeyPath(p.Dir, deviceapi.RepoFleet, "carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path, err = p.ProposeRoot(ctx, deviceapi.RepoFleet, project.RootChange{Rotate: []string{"carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	sign(t, p, path, deviceapi.RepoFleet, "alice")
+	sign(t, p, path, deviceapi.RepoFleet, "bob")
+	if _, err := p.PublishRoot(ctx); err != nil {
+		t.Fatalf("PublishRoot of the second rotation: %v", err)
+	}
+	retired, _ := filepath.Glob(project.HolderKeyPath(p.Dir, deviceapi.RepoFleet, "carol") + ".retired*")
+	if len(retired) != 2 || !slices.Contains(retired, project.HolderKeyPath(p.Dir, deviceapi.RepoFleet, "carol")+".retired-"+second[:12]) {
+		t.Errorf("retired keys of carol after two rotations: %v", retired)
 	}
 }
 

@@ -591,7 +591,8 @@ func (p *Project) settleAll(ctx context.Context) error {
 
 // settleHolderKeys puts each holder's ".next" key file of repository name
 // in place of the current one once root lists it (the current one becomes
-// ".retired"). Key files not on this machine are left to their holders.
+// ".retired", or ".retired-<key id>" when an earlier one is there). Key
+// files not on this machine are left to their holders.
 func (p *Project) settleHolderKeys(name string, root *metadata.Metadata[metadata.RootType]) error {
 	listed := rootKeys(root)
 	for _, h := range p.Config.KeyHolders {
@@ -607,7 +608,16 @@ func (p *Project) settleHolderKeys(name string, root *metadata.Metadata[metadata
 			continue
 		}
 		if _, err := os.Stat(cur); err == nil {
-			if err := os.Rename(cur, cur+".retired"); err != nil {
+			retired := cur + ".retired"
+			if _, err := os.Stat(retired); err == nil {
+				// Keep every retired key: name the later ones by key id.
+				old, err := keys.PublicKeyID(cur)
+				if err != nil {
+					return fmt.Errorf("project: %w", err)
+				}
+				retired += "-" + shortID(old)
+			}
+			if err := os.Rename(cur, retired); err != nil {
 				return fmt.Errorf("project: retiring %s: %w", cur, err)
 			}
 		}
