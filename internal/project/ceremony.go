@@ -12,6 +12,13 @@ package project
 // (proposal.go); it is published only when go-tuf finds the threshold of
 // both the previous and the new root's keys.
 //
+// Choices: the proposal carries the root it replaces, so a holder signing
+// a copy on their own machine is shown what changes computed from the two
+// roots, not the proposer's description; signed copies are merged back by
+// root status/publish, so holders can sign in parallel; a new key waits as
+// <key>.next until its root is published, so an abandoned proposal never
+// replaces a trusted key.
+//
 // uptrust.json records, per holder, every root key id the holder holds or
 // has held; a holder removed from the roots stays listed. root_keys and
 // root_threshold follow the latest roots when both repositories agree. The list is only ever appended to (a rotation adds the new key
