@@ -19,7 +19,7 @@ import (
 const usage = `uptrust publishes signed firmware releases and serves them to devices.
 
 usage:
-  uptrust init [--dir DIR] [--dev]
+  uptrust init [--dir DIR] [--dev] [--key-holders NAME,NAME,NAME [--root-threshold N]]
   uptrust product add NAME --hardware REV[,REV] --support-until YYYY-MM-DD [--model M] [--contact C]
         [--auto-install security,fix,feature] [--max-postpone-days N]
   uptrust product list | show PRODUCT
@@ -36,7 +36,11 @@ usage:
   uptrust rollout set-percent PRODUCT P
   uptrust rollout halt PRODUCT | resume PRODUCT
   uptrust rollout list
-  uptrust keys migrate | passphrase
+  uptrust keys migrate | passphrase [--holder NAME]
+  uptrust root propose release|fleet [--rotate HOLDER,..] [--add-holder NAME,..] [--remove-holder HOLDER,..]
+                       [--threshold N]
+  uptrust root sign --holder NAME [--key FILE]... [PROPOSAL-FILE]
+  uptrust root status [SIGNED-COPY...] | publish [SIGNED-COPY...]
   uptrust compliance PRODUCT [--json]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
                 [--max-conns N] [--idle-timeout 5s] [--read-header-timeout 10s]
@@ -54,6 +58,8 @@ usage:
 Every command takes --dir DIR (default $UPTRUST_DIR, else the current
 directory). Offline keys are decrypted with $UPTRUST_PASSPHRASE, or a prompt;
 keys passphrase takes the new one from $UPTRUST_NEW_PASSPHRASE, or a prompt.
+A root key holder's passphrase comes from $UPTRUST_PASSPHRASE_<HOLDER> (upper
+case, other characters than letters and digits as _), or a prompt naming them.
 `
 
 // Env is what commands may touch of the outside world.
@@ -90,6 +96,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		err = cmdRollout(ctx, env, args[1:])
 	case "keys":
 		err = cmdKeys(ctx, env, args[1:])
+	case "root":
+		err = cmdRoot(ctx, env, args[1:])
 	case "compliance":
 		err = cmdCompliance(ctx, env, args[1:])
 	case "serve":

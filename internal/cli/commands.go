@@ -17,15 +17,20 @@ import (
 func cmdInit(ctx context.Context, env Env, args []string) error {
 	fs, dir := flags(env, "init")
 	dev := fs.Bool("dev", false, "1-of-1 unencrypted keys, for trying things out only")
+	holders, threshold := holderFlags(fs)
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usagef("init takes no arguments")
 	}
+	if err := checkHolderFlags(splitList(*holders), *threshold, *dev); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	p, err := project.Init(ctx, *dir, project.InitOptions{Dev: *dev, Options: project.Options{Passphrase: passphrase(env, true)}})
+	p, err := project.Init(ctx, *dir, project.InitOptions{Dev: *dev, KeyHolders: splitList(*holders), RootThreshold: *threshold,
+		Options: project.Options{Passphrase: passphrase(env, true), HolderPassphrase: holderPassphrase(env, true)}})
 	if err != nil {
 		return err
 	}
@@ -40,6 +45,9 @@ func cmdInit(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "initialised uptrust project in %s\n", *dir)
 	fmt.Fprintf(env.Stdout, "  root keys: %d, threshold %d (release and fleet repositories)\n", p.Config.RootKeys, p.Config.RootThreshold)
+	for _, h := range p.Config.Holders() {
+		fmt.Fprintf(env.Stdout, "  key holder %s: %s, %s\n", h, project.HolderKeyPath(*dir, "release", h), project.HolderKeyPath(*dir, "fleet", h))
+	}
 	fmt.Fprintf(env.Stdout, "  offline keys: %s/keys/offline (move them off this machine after setup)\n", *dir)
 	fmt.Fprintf(env.Stdout, "  online keys:  %s/keys/online (the server needs these)\n", *dir)
 	fmt.Fprintf(env.Stdout, "  device roots: %s, %s\n", project.DeviceRootPath(*dir, "release"), project.DeviceRootPath(*dir, "fleet"))

@@ -16,10 +16,17 @@ func cmdKeys(ctx context.Context, env Env, args []string) error {
 		return usagef("keys: want migrate or passphrase")
 	}
 	fs, dir := flags(env, "keys "+args[0])
+	holder := fs.String("holder", "", "re-encrypt only this root key holder's key files (keys passphrase)")
 	if pos, err := parse(fs, args[1:]); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usagef("keys %s takes no arguments", args[0])
+	}
+	if *holder != "" {
+		if args[0] != "passphrase" {
+			return usagef("keys migrate: --holder goes with keys passphrase")
+		}
+		return keysHolderPassphrase(ctx, env, *dir, *holder)
 	}
 	p, err := openProject(ctx, env, *dir)
 	if err != nil {

@@ -212,3 +212,26 @@ func Load(path string, passphrase []byte) (*Key, error) {
 	}
 	return k, nil
 }
+
+// PublicKeyID returns the TUF key id of the key file at path without
+// decrypting it: it is computed from the file's public key, not taken from
+// its "keyid" field.
+func PublicKeyID(path string) (string, error) {
+	f, err := readFile(path)
+	if err != nil {
+		return "", err
+	}
+	pub, err := hex.DecodeString(f.Public)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return "", fmt.Errorf("keys: %s: bad public key", path)
+	}
+	tk, err := metadata.KeyFromPublicKey(ed25519.PublicKey(pub))
+	if err != nil {
+		return "", fmt.Errorf("keys: %s: public key: %w", path, err)
+	}
+	id, err := tk.ID()
+	if err != nil {
+		return "", fmt.Errorf("keys: %s: key id: %w", path, err)
+	}
+	return id, nil
+}

@@ -87,3 +87,26 @@ func TestTamperedKeyFile(t *testing.T) {
 		t.Fatalf("err = %v, want parse error", err)
 	}
 }
+
+func TestPublicKeyID(t *testing.T) {
+	k, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "k.key")
+	if err := k.Save(p, []byte(strong)); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := PublicKeyID(p); err != nil || id != k.KeyID() {
+		t.Errorf("PublicKeyID = %s, %v; want %s", id, err, k.KeyID())
+	}
+	// The id comes from the public key, not from the file's keyid field.
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(b, []byte(k.KeyID()), []byte(strings.Repeat("0", 64)), 1), 0o600)
+	if id, err := PublicKeyID(p); err != nil || id != k.KeyID() {
+		t.Errorf("PublicKeyID with an edited keyid field = %s, %v; want %s", id, err, k.KeyID())
+	}
+	if _, err := PublicKeyID(filepath.Join(t.TempDir(), "none.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("PublicKeyID of a missing file: %v", err)
+	}
+}

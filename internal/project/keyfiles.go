@@ -10,7 +10,8 @@ import (
 )
 
 // ReencryptKeys rewrites every encrypted offline key file of the project
-// (keys/offline/*.key; retired keys are left alone) with the current
+// (keys/offline/*.key; retired keys and key holders' root keys are left
+// alone) with the current
 // Argon2id parameters and returns the paths it rewrote. With newPass nil
 // the passphrase stays the same and only files on a legacy KDF are
 // rewritten; otherwise every file is re-encrypted under newPass, which must
@@ -42,6 +43,9 @@ func (p *Project) ReencryptKeys(newPass []byte) ([]string, error) {
 	}
 	var done []string
 	for _, f := range files {
+		if p.isHolderKeyFile(f) {
+			continue // under its holder's passphrase: ReencryptHolderKeys
+		}
 		if enc, err := keys.IsEncrypted(f); err != nil {
 			return done, fmt.Errorf("project: %w", err)
 		} else if !enc {

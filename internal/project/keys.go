@@ -30,10 +30,14 @@ type keyring struct {
 	mu      sync.Mutex
 	pass    []byte
 	passSet bool
-	cache   map[keyName]*keys.Key
+	// holderPass caches the passphrases of root key holders by name.
+	holderPass map[string][]byte
+	cache      map[keyName]*keys.Key
 }
 
-func newKeyring(p *Project) *keyring { return &keyring{p: p, cache: map[keyName]*keys.Key{}} }
+func newKeyring(p *Project) *keyring {
+	return &keyring{p: p, cache: map[keyName]*keys.Key{}, holderPass: map[string][]byte{}}
+}
 
 func (k *keyring) path(n keyName) string {
 	class := "online"

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/atomicfile"
@@ -74,6 +75,11 @@ type Config struct {
 	// shown as "fewer than ReportK" (uptrust reports). Absent or 0 means
 	// DefaultReportK.
 	ReportK int `json:"report_k"`
+	// KeyHolders, when present, are the people who each hold one root key
+	// of both repositories under their own passphrase (uptrust init
+	// --key-holders); RootKeys is their number. Absent: every root key is
+	// under the project passphrase.
+	KeyHolders []KeyHolder `json:"key_holders,omitempty"`
 }
 
 // DefaultReportK is the default ReportK.
@@ -94,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RootThreshold < 1 || c.RootThreshold > c.RootKeys {
 		return fmt.Errorf("project: root_threshold %d with %d root keys", c.RootThreshold, c.RootKeys)
+	}
+	if err := c.validateHolders(); err != nil {
+		return err
 	}
 	if c.ReportK < 1 {
 		return fmt.Errorf("project: report_k %d must be at least 1", c.ReportK)
@@ -117,6 +126,9 @@ type Project struct {
 	// Warn receives notices a person should act on, such as a key file left
 	// on the legacy KDF because its passphrase is too weak to re-encrypt it.
 	Warn func(string)
+	// HolderPassphrase returns the passphrase of a root key holder (see
+	// Config.KeyHolders); called only when that holder's key is needed.
+	HolderPassphrase func(holder string) ([]byte, error)
 	// ReportRowsPerDay caps the report counters one UTC day can create
 	// (DefaultReportRowsPerDay when 0).
 	ReportRowsPerDay int
@@ -130,6 +142,8 @@ type Options struct {
 	Passphrase func() ([]byte, error)
 	// Warn receives notices; nil discards them.
 	Warn func(string)
+	// HolderPassphrase returns a root key holder's passphrase.
+	HolderPassphrase func(holder string) ([]byte, error)
 }
 
 func (o *Options) defaults() {
@@ -141,6 +155,11 @@ func (o *Options) defaults() {
 	}
 	if o.Warn == nil {
 		o.Warn = func(string) {}
+	}
+	if o.HolderPassphrase == nil {
+		o.HolderPassphrase = func(h string) ([]byte, error) {
+			return nil, fmt.Errorf("project: no passphrase for key holder %s (set %s)", h, HolderEnv(h))
+		}
 	}
 }
 
@@ -187,7 +206,7 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 		st.Close()
 		return nil, err
 	}
-	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase}
 	p.keys = newKeyring(p)
 	return p, nil
 }
@@ -202,6 +221,12 @@ type InitOptions struct {
 	Dev bool
 	// Lifetimes overrides the defaults when non-zero.
 	Lifetimes *repo.Lifetimes
+	// KeyHolders, when set, gives each named holder one root key of both
+	// repositories, encrypted under the holder's own passphrase
+	// (Options.HolderPassphrase); RootThreshold of them (0: a majority) must
+	// sign every root change.
+	KeyHolders    []string
+	RootThreshold int
 }
 
 // Init creates a project in dir, which must not contain one yet: the
@@ -218,6 +243,9 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 	}
 	if o.Lifetimes != nil {
 		cfg.Lifetimes = lifetimesFrom(*o.Lifetimes)
+	}
+	if err := cfg.setHolders(o.KeyHolders, o.RootThreshold); err != nil {
+		return nil, err
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -236,25 +264,30 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 			return nil, fmt.Errorf("project: offline keys: %w", err)
 		}
 	}
+	holderPass, err := holderPassphrases(cfg.KeyHolders, pass, o.HolderPassphrase)
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range []string{"keys/offline", "keys/online", "device", "blobs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("project: %w", err)
 		}
 	}
-	cfgBytes, _ := json.MarshalIndent(cfg, "", "  ")
 	p, err := open(ctx, dir, cfg, o.Options)
 	if err != nil {
 		return nil, err
 	}
 	p.keys.pass, p.keys.passSet = pass, true
+	p.keys.holderPass = holderPass
 	if err := p.initRepos(ctx); err != nil {
 		p.Close()
 		return nil, err
 	}
-	// uptrust.json last: its presence marks a complete project.
-	if err := atomicfile.WriteFile(filepath.Join(dir, "uptrust.json"), append(cfgBytes, '\n'), 0o644); err != nil {
+	// uptrust.json last: its presence marks a complete project. It holds
+	// the key holders' root key ids, known once the keys exist.
+	if err := p.saveConfig(); err != nil {
 		p.Close()
-		return nil, fmt.Errorf("project: %w", err)
+		return nil, err
 	}
 	return p, nil
 }
@@ -263,11 +296,19 @@ func (p *Project) initRepos(ctx context.Context) error {
 	k := p.keys
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		var roots []repo.Signer
-		for i := 1; i <= p.Config.RootKeys; i++ {
+		for i := 1; i <= p.Config.RootKeys && len(p.Config.KeyHolders) == 0; i++ {
 			s, err := k.create(offlineKey(fmt.Sprintf("%s-root-%d", name, i)))
 			if err != nil {
 				return err
 			}
+			roots = append(roots, s)
+		}
+		for i, h := range p.Config.KeyHolders {
+			s, err := k.createHolder(name, h.Name)
+			if err != nil {
+				return err
+			}
+			p.Config.KeyHolders[i].KeyIDs = append(p.Config.KeyHolders[i].KeyIDs, s.KeyID())
 			roots = append(roots, s)
 		}
 		targetsKey := onlineKey(name + "-targets")
@@ -287,6 +328,9 @@ func (p *Project) initRepos(ctx context.Context) error {
 		}
 		now := p.Clock.Now()
 		kind := "production project"
+		if len(p.Config.KeyHolders) > 0 {
+			kind += ", root keys held by " + strings.Join(p.Config.Holders(), ", ") + " under their own passphrases"
+		}
 		if p.Config.Dev {
 			kind = "development project (unencrypted 1-of-1 keys)"
 		}

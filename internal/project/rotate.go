@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -21,6 +22,10 @@ import (
 func (p *Project) RotateRootKey(ctx context.Context, name string, index int) error {
 	if name != deviceapi.RepoRelease && name != deviceapi.RepoFleet {
 		return fmt.Errorf("project: unknown repository %q (want release or fleet)", name)
+	}
+	if len(p.Config.KeyHolders) > 0 {
+		return fmt.Errorf("project: the root keys of this project are held by %s: propose the rotation (uptrust root propose %s --rotate HOLDER) and have the holders sign it",
+			strings.Join(p.Config.Holders(), ", "), name)
 	}
 	if index < 1 || index > p.Config.RootKeys {
 		return fmt.Errorf("project: root key index %d out of range 1..%d", index, p.Config.RootKeys)

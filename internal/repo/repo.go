@@ -371,18 +371,8 @@ func metaFile(m store.Metadata) *metadata.MetaFiles {
 // apply when they follow a root rotation.
 func UpdateRoot(ctx context.Context, tx store.Tx, name string, now time.Time, life Lifetimes,
 	change func(*metadata.RootType) error, signers ...Signer) (*metadata.Metadata[metadata.RootType], error) {
-	prev, err := LoadRoot(ctx, tx, name)
+	prev, next, err := NextRoot(ctx, tx, name, now, life, change)
 	if err != nil {
-		return nil, err
-	}
-	body, _ := prev.ToBytes(false)
-	next, err := metadata.Root().FromBytes(body)
-	if err != nil {
-		return nil, err
-	}
-	next.Signed.Version++
-	next.Signed.Expires = expiry(now, life.Root)
-	if err := change(&next.Signed); err != nil {
 		return nil, err
 	}
 	if err := signAndCheck(prev, next, RoleRoot, signers...); err != nil {
@@ -392,6 +382,54 @@ func UpdateRoot(ctx context.Context, tx store.Tx, name string, now time.Time, li
 		return nil, fmt.Errorf("repo %s: new root against itself: signatures do not meet its threshold: %w", name, err)
 	}
 	return next, put(ctx, tx, name, RoleRoot, next)
+}
+
+// NextRoot returns the latest root of repository name and an unsigned copy
+// of it with the version bumped by one, the expiry set to now plus the root
+// lifetime, and change applied. Nothing is stored: the copy is what root
+// key holders sign (see PutRoot).
+func NextRoot(ctx context.Context, r store.Reader, name string, now time.Time, life Lifetimes,
+	change func(*metadata.RootType) error) (prev, next *metadata.Metadata[metadata.RootType], err error) {
+	prev, err = LoadRoot(ctx, r, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, _ := prev.ToBytes(false)
+	next, err = metadata.Root().FromBytes(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	next.ClearSignatures()
+	next.Signed.Version++
+	next.Signed.Expires = expiry(now, life.Root)
+	if change != nil {
+		if err := change(&next.Signed); err != nil {
+			return nil, nil, err
+		}
+	}
+	return prev, next, nil
+}
+
+// PutRoot stores next, a root whose signatures were collected elsewhere, as
+// the next root of repository name. It must follow the latest root by
+// exactly one version and carry, as verified by go-tuf, the threshold of
+// signatures of the previous root's root keys and of its own: what a TUF
+// client checks when it follows the rotation.
+func PutRoot(ctx context.Context, tx store.Tx, name string, next *metadata.Metadata[metadata.RootType]) error {
+	prev, err := LoadRoot(ctx, tx, name)
+	if err != nil {
+		return err
+	}
+	if next.Signed.Version != prev.Signed.Version+1 {
+		return fmt.Errorf("repo %s: new root has version %d, want %d (the latest is %d)", name, next.Signed.Version, prev.Signed.Version+1, prev.Signed.Version)
+	}
+	if err := prev.VerifyDelegate(RoleRoot, next); err != nil {
+		return fmt.Errorf("repo %s: new root against the previous root: signatures do not meet its threshold: %w", name, err)
+	}
+	if err := next.VerifyDelegate(RoleRoot, next); err != nil {
+		return fmt.Errorf("repo %s: new root against itself: signatures do not meet its threshold: %w", name, err)
+	}
+	return put(ctx, tx, name, RoleRoot, next)
 }
 
 // Due reports which online roles of a repository need re-signing at now: a

@@ -817,3 +817,55 @@ func TestLifetimesValidate(t *testing.T) {
 		t.Errorf("negative fleet targets lifetime: %v, want an error naming fleet_targets", err)
 	}
 }
+
+// TestPutRoot: a root signed outside UpdateRoot is stored only with the
+// threshold of the previous and of its own root keys, as the next version.
+func TestPutRoot(t *testing.T) {
+	f := newFixture(t, deviceapi.RepoRelease)
+	ctx := t.Context()
+	k1, k2, k3 := f.root[0], f.root[1], f.root[2]
+	k4 := genKey(t)
+	var prev, next *metadata.Metadata[metadata.RootType]
+	if err := f.update(t, func(tx store.Tx) error {
+		var err error
+		prev, next, err = repo.NextRoot(ctx, tx, deviceapi.RepoRelease, t0, f.life, func(r *metadata.RootType) error {
+			if err := r.RevokeKey(k1.KeyID(), repo.RoleRoot); err != nil {
+				return err
+			}
+			return r.AddKey(k4.TUFKey(), repo.RoleRoot)
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if prev.Signed.Version != 1 || next.Signed.Version != 2 || len(next.Signatures) != 0 {
+		t.Fatalf("NextRoot: v%d -> v%d with %d signatures, want v1 -> v2 unsigned", prev.Signed.Version, next.Signed.Version, len(next.Signatures))
+	}
+	put := func(signers ...repo.Signer) error {
+		next.ClearSignatures()
+		for _, s := range signers {
+			if _, err := next.Sign(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return f.update(t, func(tx store.Tx) error { return repo.PutRoot(ctx, tx, deviceapi.RepoRelease, next) })
+	}
+	if err := put(k2); err == nil || !strings.Contains(err.Error(), "previous root") {
+		t.Errorf("PutRoot signed by 1 of 2: %v", err)
+	}
+	if err := put(k1, k4); err == nil || !strings.Contains(err.Error(), "previous root") {
+		t.Errorf("PutRoot signed by 1 old key and the new one: %v", err)
+	}
+	if err := put(k1, k2); err == nil || !strings.Contains(err.Error(), "itself") {
+		t.Errorf("PutRoot signed by the revoked key and one kept: %v", err)
+	}
+	if v := f.version(t, deviceapi.RepoRelease, repo.RoleRoot); v != 1 {
+		t.Fatalf("root v%d after refused PutRoot", v)
+	}
+	if err := put(k2, k3); err != nil {
+		t.Fatalf("PutRoot signed by the two kept keys: %v", err)
+	}
+	if err := put(k2, k3); err == nil || !strings.Contains(err.Error(), "want 3") {
+		t.Errorf("the same root v2 stored twice: %v", err)
+	}
+}
