@@ -45,7 +45,9 @@ func testAttestations(t *testing.T, s store.Store) {
 	a1 := store.Attestation{Product: "p", Item: "CRA-II-5", URL: "https://example.com/cvd", Note: "policy v1", By: "security team", Time: at(0)}
 	a2 := store.Attestation{Product: "p", Item: "CRA-II-5", URL: "https://example.com/cvd2", Note: "policy v2", Time: at(time.Hour)}
 	b := store.Attestation{Product: "p", Item: "5.3-16", URL: "https://example.com/label", Note: "label", Time: at(0)}
-	update(t, s, func(tx store.Tx) error { return errors.Join(tx.AddAttestation(ctx, a2), tx.AddAttestation(ctx, a1), tx.AddAttestation(ctx, b)) })
+	update(t, s, func(tx store.Tx) error {
+		return errors.Join(tx.AddAttestation(ctx, a2), tx.AddAttestation(ctx, a1), tx.AddAttestation(ctx, b))
+	})
 	got, err := s.Attestations(ctx, "p")
 	if err != nil {
 		t.Fatal(err)
