@@ -603,7 +603,7 @@ func checkCRAFixInfo(f *Facts, r *Result) {
 	r.Evidence = append(r.Evidence, ev...)
 	if len(missing) == 0 {
 		r.add("advisories are signed inside each release's manifest and published with it in the release repository; devices show them (uptrust-agent status)")
-		r.warn("an advisory carries an id and a summary: severity, affected products and remediation guidance belong in the summary or the page its id names")
+		r.add("scope: an advisory carries an id and a summary; severity, affected products and remediation guidance belong in the summary or the page its id names")
 	}
 	r.verdict(len(missing) == 0)
 }
