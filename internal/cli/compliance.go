@@ -41,17 +41,23 @@ func cmdCompliance(ctx context.Context, env Env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("compliance: want exactly one PRODUCT")
 	}
-	p, err := openProject(ctx, env, *dir)
+	return complianceReport(ctx, env, *dir, pos[0], *asJSON)
+}
+
+// complianceReport prints the report of product in the project at dir and
+// returns an exitError with exitShallNotMet when a shall is not met.
+func complianceReport(ctx context.Context, env Env, dir, product string, asJSON bool) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	facts, err := compliance.Gather(ctx, p, pos[0])
+	facts, err := compliance.Gather(ctx, p, product)
 	if err != nil {
 		return err
 	}
 	rep := compliance.NewReport(facts)
-	if *asJSON {
+	if asJSON {
 		if err := writeJSON(env.Stdout, rep); err != nil {
 			return fmt.Errorf("compliance: %w", err)
 		}
@@ -83,12 +89,17 @@ func cmdComplianceAttest(ctx context.Context, env Env, args []string) error {
 	if *url == "" || *note == "" {
 		return usagef("compliance attest: --url and --note are required: where the evidence is published and what it shows")
 	}
-	p, err := openProject(ctx, env, *dir)
+	return complianceAttest(ctx, env, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+}
+
+// complianceAttest records an attestation in the project at dir.
+func complianceAttest(ctx context.Context, env Env, dir string, s project.AttestSpec) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	a, err := compliance.Attest(ctx, p, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+	a, err := compliance.Attest(ctx, p, s)
 	if err != nil {
 		return err
 	}
@@ -107,15 +118,20 @@ func cmdComplianceWithdraw(ctx context.Context, env Env, args []string) error {
 	if len(pos) != 2 {
 		return usagef("compliance withdraw: want PRODUCT ITEM")
 	}
-	p, err := openProject(ctx, env, *dir)
+	return complianceWithdraw(ctx, env, *dir, pos[0], pos[1])
+}
+
+// complianceWithdraw withdraws the standing attestation of item.
+func complianceWithdraw(ctx context.Context, env Env, dir, product, item string) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	if _, err := p.WithdrawAttestation(ctx, pos[0], pos[1]); err != nil {
+	if _, err := p.WithdrawAttestation(ctx, product, item); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "withdrew the attestation of %s of %s; it stays on record\n", pos[1], pos[0])
+	fmt.Fprintf(env.Stdout, "withdrew the attestation of %s of %s; it stays on record\n", item, product)
 	return nil
 }
 
@@ -142,16 +158,21 @@ func cmdComplianceAttestations(ctx context.Context, env Env, args []string) erro
 	if len(pos) != 1 {
 		return usagef("compliance attestations: want exactly one PRODUCT")
 	}
-	p, err := openProject(ctx, env, *dir)
+	return complianceAttestations(ctx, env, *dir, pos[0], *asJSON)
+}
+
+// complianceAttestations prints every attestation of product.
+func complianceAttestations(ctx context.Context, env Env, dir, product string, asJSON bool) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	as, err := p.Attestations(ctx, pos[0])
+	as, err := p.Attestations(ctx, product)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		out := make([]attestationJSON, 0, len(as))
 		for _, a := range as {
 			j := attestationJSON{Item: a.Item, URL: a.URL, Note: a.Note, By: a.By, Time: a.Time}
@@ -189,22 +210,29 @@ func cmdComplianceMarket(ctx context.Context, env Env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("compliance market: want exactly one PRODUCT")
 	}
-	p, err := openProject(ctx, env, *dir)
+	declare := *placed != "" || *use != "" || *why != ""
+	if declare && (*placed == "" || *use == "") {
+		return usagef("compliance market: --placed-on and --expected-use are both required to declare")
+	}
+	return complianceMarket(ctx, env, *dir, declare, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+}
+
+// complianceMarket records the market declaration s when declare is set,
+// and prints the product's declaration.
+func complianceMarket(ctx context.Context, env Env, dir string, declare bool, s project.MarketSpec) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	var m store.Market
-	if *placed == "" && *use == "" && *why == "" {
-		m, err = p.Market(ctx, pos[0])
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", pos[0])
-		}
+	if declare {
+		m, err = p.DeclareMarket(ctx, s)
 	} else {
-		if *placed == "" || *use == "" {
-			return usagef("compliance market: --placed-on and --expected-use are both required to declare")
+		m, err = p.Market(ctx, s.Product)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", s.Product)
 		}
-		m, err = p.DeclareMarket(ctx, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
 	}
 	if err != nil {
 		return err
