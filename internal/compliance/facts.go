@@ -77,6 +77,9 @@ type Market struct {
 type Completion struct {
 	Version string
 	Reached time.Time
+	// FromAudit: recovered from the audit log, for rollouts completed
+	// before uptrust recorded completions.
+	FromAudit bool
 }
 
 // Key is a public key as TUF metadata lists it.

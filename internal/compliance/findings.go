@@ -165,6 +165,8 @@ type delivery struct {
 	// zero when none has. via names that release.
 	reached time.Time
 	via     string
+	// fromAudit: reached was recovered from the audit log.
+	fromAudit bool
 }
 
 // deliveries measures every security release against the recorded
@@ -179,7 +181,7 @@ func deliveries(f *Facts) []delivery {
 				continue
 			}
 			if d.reached.IsZero() || c.Reached.Before(d.reached) {
-				d.reached, d.via = c.Reached, c.Version
+				d.reached, d.via, d.fromAudit = c.Reached, c.Version, c.FromAudit
 			}
 		}
 		out = append(out, d)
@@ -204,6 +206,9 @@ func timely(f *Facts) (st Status, evidence, warnings []string) {
 			via := ""
 			if d.via != d.rel.Version {
 				via = " as " + d.via
+			}
+			if d.fromAudit {
+				via += " (recovered from the audit log)"
 			}
 			line := fmt.Sprintf("%s: reached 100%% of devices%s at %s, %s after publication", head, via, when(d.reached), span(took))
 			if took > TimelyBound {

@@ -130,6 +130,11 @@ func Gather(ctx context.Context, p *project.Project, product string) (*Facts, er
 	if err := gatherDeclarations(ctx, p.Store, f); err != nil {
 		return nil, err
 	}
+	audited, err := p.CompletionsFromAudit(ctx, product)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: %w", err)
+	}
+	f.Completions = mergeCompletions(f.Completions, audited)
 	if f.Offers, err = gatherOffers(ctx, p.Store, product); err != nil {
 		return nil, err
 	}
@@ -307,6 +312,23 @@ func gatherDeclarations(ctx context.Context, st store.Reader, f *Facts) error {
 		}
 	}
 	return nil
+}
+
+// mergeCompletions adds the completions recovered from the audit log for
+// releases the table has none for, oldest first.
+func mergeCompletions(recorded []Completion, audited []store.RolloutCompletion) []Completion {
+	have := map[string]bool{}
+	for _, c := range recorded {
+		have[c.Version] = true
+	}
+	out := recorded
+	for _, c := range audited {
+		if !have[c.Version] {
+			out = append(out, Completion{Version: c.Version, Reached: c.Reached.UTC(), FromAudit: true})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Reached.Before(out[j].Reached) })
+	return out
 }
 
 // gatherOffers reads the product's targets in the fleet repository with

@@ -363,3 +363,27 @@ func TestGatherFacts(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionFromAudit: a rollout that completed before uptrust
+// recorded completions (here, only its audit entries exist) is recovered
+// from the audit log and said to be.
+func TestCompletionFromAudit(t *testing.T) {
+	clk := clock.NewFake(t0)
+	p := newProject(t, true, clk)
+	ctx := t.Context()
+	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: "thermostat", Version: "1.0.1", Payload: strings.NewReader("image"),
+		Kind: release.KindSecurity, SecurityVersion: 2, Advisories: []release.Advisory{{ID: "CVE-2026-0001", Summary: "overflow"}}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "5.3-8", compliance.NotYet, "not offered")
+	err := p.Store.Update(ctx, func(tx store.Tx) error {
+		return errors.Join(
+			tx.AddAudit(ctx, store.AuditEntry{Time: t0.Add(2 * time.Hour), Action: project.ActionRolloutStart, Object: "thermostat/1.0.1", Detail: "percent 10"}),
+			tx.AddAudit(ctx, store.AuditEntry{Time: t0.Add(5 * time.Hour), Action: project.ActionRolloutChange, Object: "thermostat/1.0.1", Detail: "percent 10 -> 100"}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "5.3-8", compliance.Met,
+		"reached 100% of devices (recovered from the audit log) at 2026-11-25 15:00 UTC, 5h00m after publication")
+}

@@ -247,6 +247,8 @@ func TestRules(t *testing.T) {
 				Advisories: []release.Advisory{{ID: "CVE-2026-0002"}}})
 			f.Offers = []Offer{{Version: "1.0.2", Percent: 5, Start: now}}
 		}, Met, "security release 1.0.2 has not reached every device yet (1h00m after publication)"},
+		{"5.3-8", "recovered from the audit log", func(f *Facts) { f.Completions[0].FromAudit = true }, Met,
+			"reached 100% of devices (recovered from the audit log) at 2026-11-23 15:00 UTC"},
 		{"5.3-8", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "no security release of thermostat is published"},
 
 		{"5.3-9", "met", nil, Met, "2 of 2 releases signed in products/thermostat"},

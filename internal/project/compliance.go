@@ -97,6 +97,69 @@ func (p *Project) Attestations(ctx context.Context, product string) ([]store.Att
 	return p.Store.Attestations(ctx, product)
 }
 
+// CompletionsFromAudit replays the audit log's rollout entries of product
+// and returns, per release, the first time its rollout stood at 100 % and
+// not halted, oldest first. It recovers what the rollout_completions table
+// did not record: rollouts completed before it existed and replaced since.
+// Security-only builds offered next to a feature release are not named in
+// the log and are not recovered; entries the audit retention purged are
+// lost.
+func (p *Project) CompletionsFromAudit(ctx context.Context, product string) ([]store.RolloutCompletion, error) {
+	entries, err := p.Store.Audit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		version string
+		percent = -1
+		halted  bool
+		seen    = map[string]bool{}
+		out     []store.RolloutCompletion
+	)
+	for _, e := range entries {
+		prod, ver, ok := strings.Cut(e.Object, "/")
+		if !ok || prod != product {
+			continue
+		}
+		switch e.Action {
+		case ActionRolloutStart:
+			version, percent, halted = ver, -1, false
+			if _, err := fmt.Sscanf(e.Detail, "percent %d", &percent); err != nil {
+				percent = -1
+			}
+		case ActionRolloutChange:
+			if ver != version {
+				version, percent, halted = ver, -1, false
+			}
+			for _, part := range strings.Split(e.Detail, "; ") {
+				var from, to int
+				var h bool
+				switch {
+				case part == "halted":
+					halted = true
+				case part == "resumed":
+					halted = false
+				case strings.HasPrefix(part, "percent "):
+					if _, err := fmt.Sscanf(part, "percent %d -> %d", &from, &to); err == nil {
+						percent = to
+					}
+				case strings.HasPrefix(part, "re-published unchanged"):
+					if _, err := fmt.Sscanf(part, "re-published unchanged (percent %d, halted %t)", &to, &h); err == nil {
+						percent, halted = to, h
+					}
+				}
+			}
+		default:
+			continue
+		}
+		if percent == 100 && !halted && !seen[version] {
+			seen[version] = true
+			out = append(out, store.RolloutCompletion{Product: product, Version: version, Reached: e.Time})
+		}
+	}
+	return out, nil
+}
+
 // MarketSpec is the manufacturer's declaration about placing a product on
 // the market. PlacedOn is YYYY-MM-DD; ExpectedUse is how long users are
 // expected to use it ("7y", "18m", "5y6m"); Justification says why, when

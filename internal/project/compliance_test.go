@@ -161,3 +161,58 @@ func TestParseUse(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionsFromAudit replays the audit log: the first time each
+// release's rollout stood at 100 % and not halted, as the rollout table
+// records it.
+func TestCompletionsFromAudit(t *testing.T) {
+	clk := clock.NewFake(t0)
+	p := initDev(t, clk)
+	ctx := t.Context()
+	addProduct(t, p, thermostat())
+	addRelease(t, p, releaseSpec("thermostat", "1.1.0", 1, "1.1.0"))
+	addRelease(t, p, releaseSpec("thermostat", "1.2.0", 2, "1.2.0"))
+	addRelease(t, p, releaseSpec("thermostat", "1.3.0", 3, "1.3.0"))
+	step := func(f func() error) {
+		t.Helper()
+		clk.Advance(time.Hour)
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	change := func(c func(*Rollout)) func() error {
+		return func() error { _, err := p.ChangeRollout(ctx, "thermostat", c); return err }
+	}
+	start := func(v string, pct int) func() error {
+		return func() error { _, err := p.StartRollout(ctx, "thermostat", v, pct); return err }
+	}
+	step(start("1.1.0", 100))                           // +1h: complete at once
+	step(start("1.2.0", 10))                            // +2h
+	step(change(func(r *Rollout) { r.Halted = true }))  // +3h
+	step(change(func(r *Rollout) { r.Percent = 100 }))  // +4h: 100 % but halted
+	step(change(func(r *Rollout) { r.Halted = false })) // +5h: complete
+	step(change(func(r *Rollout) { r.Percent = 50 }))   // +6h
+	step(change(func(r *Rollout) { r.Percent = 100 }))  // +7h: not again
+	step(start("1.3.0", 40))                            // +8h: never complete
+	step(change(func(r *Rollout) {}))                   // +9h: re-published unchanged
+	got, err := p.CompletionsFromAudit(ctx, "thermostat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Store.RolloutCompletions(ctx, "thermostat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Version != "1.1.0" || !got[0].Reached.Equal(t0.Add(time.Hour)) ||
+		got[1].Version != "1.2.0" || !got[1].Reached.Equal(t0.Add(5*time.Hour)) {
+		t.Errorf("from the audit log: %+v", got)
+	}
+	if len(want) != len(got) {
+		t.Fatalf("the table has %+v, the audit log gives %+v", want, got)
+	}
+	for i := range want {
+		if want[i].Version != got[i].Version || !want[i].Reached.Equal(got[i].Reached) {
+			t.Errorf("completion %d: table %+v, audit log %+v", i, want[i], got[i])
+		}
+	}
+}
