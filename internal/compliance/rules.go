@@ -443,6 +443,12 @@ func checkCRAIntegrity(f *Facts, r *Result) {
 	if f.Agent.AntiRollback {
 		r.add("security versions only grow on a device: older vulnerable images are refused")
 	}
+	if f.Agent.Notifies && f.Agent.ABRollback {
+		r.add("corruption is reported: an image that fails its hash or health check is refused or rolled back, shown by uptrust-agent status, sent to the notify hook (rolled-back) and counted in the anonymous reports (failed, rolled_back)")
+	} else {
+		ok = false
+		r.add("uptrust-agent (this build) does not report a corrupted or failed image to the owner")
+	}
 	r.add("scope: integrity of user data and configuration on the device is outside uptrust")
 	r.Evidence = append(r.Evidence, problems...)
 	r.verdict(ok && len(problems) == 0)

@@ -306,6 +306,8 @@ func TestRules(t *testing.T) {
 
 		{"CRA-I-2f", "met", nil, Met, "writes nothing to the boot slot"},
 		{"CRA-I-2f", "signature fails", func(f *Facts) { f.Repos[0].Roles[0].VerifyErr = "bad" }, NotMet, "root v1 does not verify"},
+		{"CRA-I-2f", "met: corruption reported", nil, Met, "corruption is reported"},
+		{"CRA-I-2f", "no notification", func(f *Facts) { f.Agent.Notifies = false }, NotMet, "does not report a corrupted or failed image"},
 		{"CRA-I-2f", "no rollback", func(f *Facts) { f.Agent.ABRollback = false }, NotMet, "lacks TAP 4 verification or A/B rollback"},
 
 		{"CRA-II-2", "met", nil, Met, "no feature release bundles security fixes"},
