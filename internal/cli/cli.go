@@ -42,6 +42,11 @@ usage:
   uptrust root sign --holder NAME [--key FILE]... [PROPOSAL-FILE]
   uptrust root status [SIGNED-COPY...] | publish [SIGNED-COPY...]
   uptrust compliance PRODUCT [--json]
+  uptrust keys migrate | passphrase
+  uptrust compliance PRODUCT [--json]     (exit 3 when a shall provision is not met)
+  uptrust compliance attest PRODUCT ITEM --url URL --note TEXT [--by NAME]
+  uptrust compliance withdraw PRODUCT ITEM | attestations PRODUCT [--json]
+  uptrust compliance market PRODUCT [--placed-on YYYY-MM-DD --expected-use 7y [--justification T]]
   uptrust serve [--listen 127.0.0.1:8080] [--tls-cert FILE --tls-key FILE] [--insecure-http]
                 [--max-conns N] [--idle-timeout 5s] [--read-header-timeout 10s]
   uptrust mirror export DIR [--copy]
@@ -123,9 +128,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return 2
 	}
 	var ue usageError
+	var xe exitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &xe):
+		fmt.Fprintln(env.Stderr, "uptrust:", err)
+		return xe.code
 	case errors.As(err, &ue):
 		fmt.Fprintf(env.Stderr, "uptrust: %v\n\n%s", err, usage)
 		return 2

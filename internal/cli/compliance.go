@@ -2,19 +2,38 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/compliance"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 // cmdCompliance reports, per provision of ETSI EN 303 645 §5.3, the EU CRA
-// and the UK PSTI, whether the product's current configuration meets it and
-// why. It exits 0 whatever the verdicts: the report is the result.
+// and the UK PSTI, what can be shown about the product and why. The report
+// is printed in full whatever the verdicts; the command then exits
+// exitShallNotMet when a shall provision is not met, so CI can gate on it.
+// Its sub-commands record what the report cannot compute: attestations of
+// facts outside uptrust and the market declaration.
 func cmdCompliance(ctx context.Context, env Env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "attest":
+			return cmdComplianceAttest(ctx, env, args[1:])
+		case "withdraw":
+			return cmdComplianceWithdraw(ctx, env, args[1:])
+		case "attestations":
+			return cmdComplianceAttestations(ctx, env, args[1:])
+		case "market":
+			return cmdComplianceMarket(ctx, env, args[1:])
+		}
+	}
 	fs, dir := flags(env, "compliance")
-	asJSON := fs.Bool("json", false, "print one JSON object keyed by provision id")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object, provisions in report order")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -22,44 +41,206 @@ func cmdCompliance(ctx context.Context, env Env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("compliance: want exactly one PRODUCT")
 	}
-	p, err := openProject(ctx, env, *dir)
+	return complianceReport(ctx, env, *dir, pos[0], *asJSON)
+}
+
+// complianceReport prints the report of product in the project at dir and
+// returns an exitError with exitShallNotMet when a shall is not met.
+func complianceReport(ctx context.Context, env Env, dir, product string, asJSON bool) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	facts, err := compliance.Gather(ctx, p, pos[0])
+	facts, err := compliance.Gather(ctx, p, product)
 	if err != nil {
 		return err
 	}
-	results := compliance.Evaluate(facts)
-	if *asJSON {
-		out := make(map[string]compliance.Result, len(results))
-		for _, r := range results {
-			out[r.ID] = r
-		}
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+	rep := compliance.NewReport(facts)
+	if asJSON {
+		if err := writeJSON(env.Stdout, rep); err != nil {
 			return fmt.Errorf("compliance: %w", err)
 		}
-		fmt.Fprintln(env.Stderr, compliance.Summary(results))
-		return nil
+		fmt.Fprintln(env.Stderr, compliance.Summary(rep.Provisions))
+	} else if err := rep.WriteText(env.Stdout); err != nil {
+		return err
 	}
-	fmt.Fprintf(env.Stdout, "compliance of %s at %s\n\n", facts.Product, facts.Now.Format("2006-01-02 15:04 UTC"))
+	if len(rep.ShallsNotMet) > 0 {
+		return exitError{exitShallNotMet, fmt.Errorf("compliance: %d shall provisions of %s not met: %s",
+			len(rep.ShallsNotMet), rep.Product, strings.Join(rep.ShallsNotMet, ", "))}
+	}
+	return nil
+}
+
+// cmdComplianceAttest records an attestation:
+// compliance attest PRODUCT ITEM --url URL --note TEXT [--by NAME].
+func cmdComplianceAttest(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "compliance attest")
+	url := fs.String("url", "", "where the evidence is published (required)")
+	note := fs.String("note", "", "what the evidence shows (required)")
+	by := fs.String("by", "", "who attests, as you choose to name them (a role or team is enough)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef("compliance attest: want PRODUCT ITEM")
+	}
+	if *url == "" || *note == "" {
+		return usagef("compliance attest: --url and --note are required: where the evidence is published and what it shows")
+	}
+	return complianceAttest(ctx, env, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+}
+
+// complianceAttest records an attestation in the project at dir.
+func complianceAttest(ctx context.Context, env Env, dir string, s project.AttestSpec) error {
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	a, err := compliance.Attest(ctx, p, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "attested %s of %s at %s: %s (%s)\n", a.Item, a.Product, a.Time.Format(time.RFC3339), a.Note, a.URL)
+	return nil
+}
+
+// cmdComplianceWithdraw withdraws the standing attestation of an item:
+// compliance withdraw PRODUCT ITEM.
+func cmdComplianceWithdraw(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "compliance withdraw")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef("compliance withdraw: want PRODUCT ITEM")
+	}
+	return complianceWithdraw(ctx, env, *dir, pos[0], pos[1])
+}
+
+// complianceWithdraw withdraws the standing attestation of item.
+func complianceWithdraw(ctx context.Context, env Env, dir, product, item string) error {
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, err := p.WithdrawAttestation(ctx, product, item); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "withdrew the attestation of %s of %s; it stays on record\n", item, product)
+	return nil
+}
+
+// attestationJSON is one attestation as compliance attestations --json
+// prints it.
+type attestationJSON struct {
+	Item      string     `json:"item"`
+	URL       string     `json:"url"`
+	Note      string     `json:"note"`
+	By        string     `json:"by"`
+	Time      time.Time  `json:"time"`
+	Withdrawn *time.Time `json:"withdrawn,omitempty"`
+}
+
+// cmdComplianceAttestations lists a product's attestations, withdrawn ones
+// included: compliance attestations PRODUCT [--json].
+func cmdComplianceAttestations(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "compliance attestations")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("compliance attestations: want exactly one PRODUCT")
+	}
+	return complianceAttestations(ctx, env, *dir, pos[0], *asJSON)
+}
+
+// complianceAttestations prints every attestation of product.
+func complianceAttestations(ctx context.Context, env Env, dir, product string, asJSON bool) error {
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	as, err := p.Attestations(ctx, product)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := make([]attestationJSON, 0, len(as))
+		for _, a := range as {
+			j := attestationJSON{Item: a.Item, URL: a.URL, Note: a.Note, By: a.By, Time: a.Time}
+			if !a.Withdrawn.IsZero() {
+				w := a.Withdrawn
+				j.Withdrawn = &w
+			}
+			out = append(out, j)
+		}
+		return writeJSON(env.Stdout, out)
+	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tPROVISION / EVIDENCE")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s (%s, %s)\n", r.ID, r.Status, r.Title, r.Source, r.Level)
-		for _, e := range r.Evidence {
-			fmt.Fprintf(tw, "\t\t- %s\n", e)
+	fmt.Fprintln(tw, "ITEM\tTIME\tBY\tSTATE\tURL\tNOTE")
+	for _, a := range as {
+		state := "standing"
+		if !a.Withdrawn.IsZero() {
+			state = "withdrawn " + a.Withdrawn.Format(time.DateOnly)
 		}
-		for _, w := range r.Warnings {
-			fmt.Fprintf(tw, "\t\t! warning: %s\n", w)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Item, a.Time.Format(time.RFC3339), a.By, state, a.URL, a.Note)
+	}
+	return tw.Flush()
+}
+
+// cmdComplianceMarket shows or records the product's market declaration:
+// compliance market PRODUCT [--placed-on D --expected-use 7y [--justification T]].
+func cmdComplianceMarket(ctx context.Context, env Env, args []string) error {
+	fs, dir := flags(env, "compliance market")
+	placed := fs.String("placed-on", "", "day the product is placed on the market, YYYY-MM-DD")
+	use := fs.String("expected-use", "", "how long users are expected to use it: 7y, 18m, 5y6m")
+	why := fs.String("justification", "", "why the support period may be shorter than five years")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("compliance market: want exactly one PRODUCT")
+	}
+	declare := *placed != "" || *use != "" || *why != ""
+	if declare && (*placed == "" || *use == "") {
+		return usagef("compliance market: --placed-on and --expected-use are both required to declare")
+	}
+	return complianceMarket(ctx, env, *dir, declare, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+}
+
+// complianceMarket records the market declaration s when declare is set,
+// and prints the product's declaration.
+func complianceMarket(ctx context.Context, env Env, dir string, declare bool, s project.MarketSpec) error {
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	var m store.Market
+	if declare {
+		m, err = p.DeclareMarket(ctx, s)
+	} else {
+		m, err = p.Market(ctx, s.Product)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", s.Product)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("compliance: %w", err)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(env.Stdout, "\n%s\n", compliance.Summary(results))
+	fmt.Fprintf(env.Stdout, "%s: placed on the market %s, expected in use %s", m.Product, m.PlacedOn.Format(time.DateOnly), project.FormatUse(m.ExpectedUseMonths))
+	if m.Justification != "" {
+		fmt.Fprintf(env.Stdout, "; justification: %s", m.Justification)
+	}
+	fmt.Fprintf(env.Stdout, " (declared %s)\n", m.Recorded.Format(time.RFC3339))
 	return nil
 }

@@ -82,6 +82,7 @@ func TestAgentCapabilitiesMatchSource(t *testing.T) {
 		{"ShowsSupportEnd (status.go SupportUntil)", a.ShowsSupportEnd, has("status.go", "supportuntil")},
 		{"ShowsReleaseInfo (status.go shows advisories or notes)", a.ShowsReleaseInfo, has("status.go", ".advisories", ".notes")},
 		{"Notifies (notify hook events)", a.Notifies, has("", "eventneedsconsent")},
+		{"WarnsBeforeReboot (a notify event before the reboot)", a.WarnsBeforeReboot, has("notify.go", "eventrebooting", "eventinstalling", "eventinterrupt")},
 	} {
 		if c.claimed != c.seen {
 			t.Errorf("agentCapabilities.%s = %v, but the agent's source says %v: update agentCapabilities in gather.go", c.name, c.claimed, c.seen)

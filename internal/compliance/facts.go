@@ -13,9 +13,17 @@ import (
 // Evaluate never changes it.
 type Facts struct {
 	Product string
-	// ProductCreated is when the product was added to the project, used as
-	// the earliest possible date of placing it on the market.
+	// ProductCreated is when the product was added to the project.
 	ProductCreated time.Time
+	// Market is the manufacturer's declaration of placing the product on
+	// the market; nil when none was made.
+	Market *Market
+	// Attestations are the standing attestations, the newest per item,
+	// in item order.
+	Attestations []Attestation
+	// Completions are when releases' rollouts first reached every device,
+	// oldest first.
+	Completions []Completion
 	// Now is the reference time of every expiry and age.
 	Now time.Time
 	// Dev marks a project made with init --dev (1-of-1, unencrypted keys).
@@ -50,6 +58,28 @@ type Facts struct {
 	Offers []Offer
 
 	Agent Agent
+}
+
+// Market is the manufacturer's market declaration.
+type Market struct {
+	// PlacedOn is the day the product is placed on the market.
+	PlacedOn time.Time
+	// ExpectedUseMonths is how long users are expected to use it.
+	ExpectedUseMonths int
+	// Justification says why the support period may be shorter than
+	// five years; may be empty.
+	Justification string
+	// Recorded is when the declaration was made.
+	Recorded time.Time
+}
+
+// Completion is when a release's rollout first reached every device.
+type Completion struct {
+	Version string
+	Reached time.Time
+	// FromAudit: recovered from the audit log, for rollouts completed
+	// before uptrust recorded completions.
+	FromAudit bool
 }
 
 // Key is a public key as TUF metadata lists it.
@@ -131,6 +161,10 @@ type Release struct {
 	// release as stored (length or SHA-256).
 	Target    *Target
 	TargetErr string
+	// BlobErr is set when the payload is not in the project's blob store.
+	BlobErr string
+
+	sha256 string // of the stored payload, for Gather
 }
 
 // Offer is a release the fleet repository offers, with its rollout rule.
@@ -170,6 +204,9 @@ type Agent struct {
 	// Notifies: a notify hook tells the owner about releases that need
 	// consent, installs, rollbacks and the end of support.
 	Notifies bool
+	// WarnsBeforeReboot: the agent tells the user before an install
+	// interrupts the device (the reboot into the new slot).
+	WarnsBeforeReboot bool
 
 	// The owner's controls, each with what the agent says when it applies
 	// (empty when it does not).
@@ -193,6 +230,28 @@ type Agent struct {
 
 // policy returns the maker's effective policy.
 func (f *Facts) policy() release.Policy { return f.Support.EffectivePolicy() }
+
+// attestation returns the standing attestation of item, or nil.
+func (f *Facts) attestation(item string) *Attestation {
+	for i := range f.Attestations {
+		if f.Attestations[i].Item == item {
+			a := f.Attestations[i]
+			return &a
+		}
+	}
+	return nil
+}
+
+// securityReleases returns the releases of kind security in semver order.
+func (f *Facts) securityReleases() []*Release {
+	var out []*Release
+	for i := range f.Releases {
+		if f.Releases[i].Kind == release.KindSecurity {
+			out = append(out, &f.Releases[i])
+		}
+	}
+	return out
+}
 
 // repo returns the named repository, or nil.
 func (f *Facts) repo(name string) *Repo {
@@ -221,18 +280,6 @@ func (f *Facts) release(version string) *Release {
 		}
 	}
 	return nil
-}
-
-// latestSecurity returns the newest release of kind security, or nil.
-func (f *Facts) latestSecurity() *Release {
-	var out *Release
-	for i := range f.Releases {
-		r := &f.Releases[i]
-		if r.Kind == release.KindSecurity && (out == nil || release.CompareVersions(r.Version, out.Version) > 0) {
-			out = r
-		}
-	}
-	return out
 }
 
 // covering returns the offers that deliver the fixes of sec: the offered

@@ -3,6 +3,7 @@ package compliance
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
@@ -149,46 +150,120 @@ func kinds(ks []release.Kind) string {
 	return strings.Join(s, ", ")
 }
 
-// timely says whether the newest security release is being delivered.
-func timely(f *Facts) (ok bool, evidence, warnings []string) {
-	sec := f.latestSecurity()
-	if sec == nil {
-		return true, []string{fmt.Sprintf("no security release of %s is published yet, so none is waiting to be delivered", f.Product)}, nil
+// TimelyBound is the yardstick the report measures security deliveries
+// against: from a security release's publication, with its advisories, to
+// its rollout reaching every device. Neither EN 303 645 nor the CRA sets a
+// number; the report says so next to every use of it.
+const TimelyBound = 30 * 24 * time.Hour
+
+// delivery is how one security release reached, or has not yet reached,
+// every device.
+type delivery struct {
+	rel *Release
+	// reached is when a release delivering its fixes (itself or a newer
+	// one with at least its security version) first reached every device;
+	// zero when none has. via names that release.
+	reached time.Time
+	via     string
+	// fromAudit: reached was recovered from the audit log.
+	fromAudit bool
+}
+
+// deliveries measures every security release against the recorded
+// rollout completions.
+func deliveries(f *Facts) []delivery {
+	var out []delivery
+	for _, sec := range f.securityReleases() {
+		d := delivery{rel: sec}
+		for _, c := range f.Completions {
+			r := f.release(c.Version)
+			if r == nil || release.CompareVersions(r.Version, sec.Version) < 0 || r.SecurityVersion < sec.SecurityVersion {
+				continue
+			}
+			if d.reached.IsZero() || c.Reached.Before(d.reached) {
+				d.reached, d.via, d.fromAudit = c.Reached, c.Version, c.FromAudit
+			}
+		}
+		out = append(out, d)
 	}
-	evidence = append(evidence, fmt.Sprintf("latest security release %s (security version %d) published %s (%s)",
-		sec.Version, sec.SecurityVersion, when(sec.Published), relative(f.Now, sec.Published)))
+	return out
+}
+
+// timely judges how fast security releases reached every device: not met
+// when one took, or is taking, longer than TimelyBound; met when at least
+// one reached every device and none is late; not yet demonstrable when
+// there is no security release or none has reached every device yet.
+func timely(f *Facts) (st Status, evidence, warnings []string) {
+	ds := deliveries(f)
+	if len(ds) == 0 {
+		return NotYet, []string{fmt.Sprintf("no security release of %s is published: there is no delivery to measure yet", f.Product)}, nil
+	}
+	late, done := 0, 0
+	for _, d := range ds {
+		head := fmt.Sprintf("security release %s (security version %d), published with its advisories %s", d.rel.Version, d.rel.SecurityVersion, when(d.rel.Published))
+		if !d.reached.IsZero() {
+			took := max(d.reached.Sub(d.rel.Published), 0)
+			via := ""
+			if d.via != d.rel.Version {
+				via = " as " + d.via
+			}
+			if d.fromAudit {
+				via += " (recovered from the audit log)"
+			}
+			line := fmt.Sprintf("%s: reached 100%% of devices%s at %s, %s after publication", head, via, when(d.reached), span(took))
+			if took > TimelyBound {
+				late++
+				line += fmt.Sprintf(": later than %s", human(TimelyBound))
+			} else {
+				done++
+			}
+			evidence = append(evidence, line)
+			continue
+		}
+		elapsed := max(f.Now.Sub(d.rel.Published), 0)
+		line := fmt.Sprintf("%s: not yet offered to every device, %s after publication; %s", head, span(elapsed), offerState(f, d.rel))
+		if elapsed > TimelyBound {
+			late++
+			evidence = append(evidence, line+fmt.Sprintf(": later than %s (uptrust rollout set-percent %s 100, or resume a halted rollout)", human(TimelyBound), f.Product))
+			continue
+		}
+		evidence = append(evidence, line)
+		warnings = append(warnings, fmt.Sprintf("security release %s has not reached every device yet (%s after publication)", d.rel.Version, span(elapsed)))
+	}
+	evidence = append(evidence, fmt.Sprintf("measured from each security release's publication, which carries its signed advisories, to the first time its rollout reached 100%% of devices, against uptrust's yardstick of %s: neither EN 303 645 nor the CRA sets a number; how fast a vulnerability became a release is outside uptrust",
+		human(TimelyBound)))
+	switch {
+	case late > 0:
+		return NotMet, evidence, warnings
+	case done > 0:
+		return Met, evidence, warnings
+	}
+	return NotYet, evidence, append(warnings[:0:0], fmt.Sprintf("no rollout of a security release of %s has reached every device yet", f.Product))
+}
+
+// offerState says how the fleet repository offers sec's fixes now.
+func offerState(f *Facts, sec *Release) string {
 	var best *Offer
 	halted := false
 	for _, o := range f.covering(sec) {
-		if o.Halted || o.Percent == 0 {
-			halted = halted || o.Halted
+		if o.Halted {
+			halted = true
 			continue
 		}
-		if best == nil || o.Percent > best.Percent {
+		if o.Percent > 0 && (best == nil || o.Percent > best.Percent) {
 			o := o
 			best = &o
 		}
 	}
-	if best == nil {
-		switch {
-		case halted:
-			evidence = append(evidence, "its rollout is halted: "+offers(f))
-		case len(f.Offers) == 0:
-			evidence = append(evidence, "it is not offered: the fleet repository offers no release of "+f.Product)
-		default:
-			evidence = append(evidence, "it is not offered to any device: "+offers(f))
-		}
-		return false, evidence, nil
+	switch {
+	case best != nil:
+		return fmt.Sprintf("offered as %s to %d%% of devices since %s", best.Version, best.Percent, when(best.Start))
+	case halted:
+		return "its rollout is halted: " + offers(f)
+	case len(f.Offers) == 0:
+		return "it is not offered: the fleet repository offers no release of " + f.Product
 	}
-	line := fmt.Sprintf("offered as %s to %d%% of devices since %s", best.Version, best.Percent, when(best.Start))
-	if best.Start.After(sec.Published) {
-		line += fmt.Sprintf(", %s after publication", span(best.Start.Sub(sec.Published)))
-	}
-	evidence = append(evidence, line)
-	if best.Percent < 100 {
-		warnings = append(warnings, fmt.Sprintf("offered to only %d%% of devices: raise it once the rollout is healthy (uptrust rollout set-percent %s 100)", best.Percent, f.Product))
-	}
-	return true, evidence, warnings
+	return "it is not offered to any device: " + offers(f)
 }
 
 func offers(f *Facts) string {
@@ -209,12 +284,7 @@ func offers(f *Facts) string {
 // advisories lists the security releases that tell the owner nothing about
 // what they fix.
 func advisories(f *Facts) (missing, evidence []string) {
-	n := 0
-	for _, r := range f.Releases {
-		if r.Kind != release.KindSecurity {
-			continue
-		}
-		n++
+	for _, r := range f.securityReleases() {
 		switch {
 		case len(r.Advisories) > 0:
 			ids := make([]string, len(r.Advisories))
@@ -227,9 +297,6 @@ func advisories(f *Facts) (missing, evidence []string) {
 		default:
 			missing = append(missing, r.Version)
 		}
-	}
-	if n == 0 {
-		evidence = append(evidence, "no security release published yet")
 	}
 	if len(missing) > 0 {
 		evidence = append(evidence, fmt.Sprintf("security releases without advisories or notes: %s (publish with --advisory ID:SUMMARY or --notes FILE)", strings.Join(missing, ", ")))

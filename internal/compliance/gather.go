@@ -37,6 +37,8 @@ var agentCapabilities = Agent{
 	ShowsSupportEnd:  true, // agent/status.go: SupportUntil and its warning
 	ShowsReleaseInfo: true, // agent/status.go: waiting releases with impact and advisories
 	Notifies:         true, // agent/notify.go: the notify hook's events
+	// agent/notify.go has no event before the reboot into the new slot.
+	WarnsBeforeReboot: false,
 }
 
 // probeRelease is the made-up release the agent's policy is asked about.
@@ -120,6 +122,19 @@ func Gather(ctx context.Context, p *project.Project, product string) (*Facts, er
 	if f.Releases, err = gatherReleases(ctx, p.Store, product, productRole); err != nil {
 		return nil, err
 	}
+	for i := range f.Releases {
+		if _, err := p.Blobs.Stat(f.Releases[i].sha256); err != nil {
+			f.Releases[i].BlobErr = err.Error()
+		}
+	}
+	if err := gatherDeclarations(ctx, p.Store, f); err != nil {
+		return nil, err
+	}
+	audited, err := p.CompletionsFromAudit(ctx, product)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: %w", err)
+	}
+	f.Completions = mergeCompletions(f.Completions, audited)
 	if f.Offers, err = gatherOffers(ctx, p.Store, product); err != nil {
 		return nil, err
 	}
@@ -243,7 +258,7 @@ func gatherReleases(ctx context.Context, st store.Reader, product string, produc
 		if err != nil {
 			return nil, fmt.Errorf("compliance: manifest of %s %s: %w", product, sr.Version, err)
 		}
-		r := Release{Version: sr.Version, Kind: m.Kind, SecurityVersion: m.SecurityVersion, Published: m.Published.UTC(), Notes: m.Notes,
+		r := Release{Version: sr.Version, sha256: sr.SHA256, Kind: m.Kind, SecurityVersion: m.SecurityVersion, Published: m.Published.UTC(), Notes: m.Notes,
 			Advisories: m.Advisories, Impact: m.Impact, SecurityOnly: m.SecurityOnly, SecurityOnlyOf: m.SecurityOnlyOf, PayloadType: m.Payload.Type}
 		if r.Published.IsZero() {
 			r.Published = sr.Created.UTC()
@@ -261,6 +276,59 @@ func gatherReleases(ctx context.Context, st store.Reader, product string, produc
 	}
 	sortReleases(out)
 	return out, nil
+}
+
+// gatherDeclarations reads what the manufacturer recorded for the
+// report: rollout completions, the market declaration and the standing
+// attestations (the newest per item).
+func gatherDeclarations(ctx context.Context, st store.Reader, f *Facts) error {
+	cs, err := st.RolloutCompletions(ctx, f.Product)
+	if err != nil {
+		return fmt.Errorf("compliance: %w", err)
+	}
+	for _, c := range cs {
+		f.Completions = append(f.Completions, Completion{Version: c.Version, Reached: c.Reached.UTC()})
+	}
+	switch m, err := st.Market(ctx, f.Product); {
+	case err == nil:
+		f.Market = &Market{PlacedOn: m.PlacedOn.UTC(), ExpectedUseMonths: m.ExpectedUseMonths, Justification: m.Justification, Recorded: m.Recorded.UTC()}
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("compliance: %w", err)
+	}
+	as, err := st.Attestations(ctx, f.Product)
+	if err != nil {
+		return fmt.Errorf("compliance: %w", err)
+	}
+	// Ordered by item, then time: the last standing one per item wins.
+	for _, a := range as {
+		if !a.Withdrawn.IsZero() {
+			continue
+		}
+		att := Attestation{Item: a.Item, URL: a.URL, Note: a.Note, By: a.By, Time: a.Time.UTC()}
+		if n := len(f.Attestations); n > 0 && f.Attestations[n-1].Item == a.Item {
+			f.Attestations[n-1] = att
+		} else {
+			f.Attestations = append(f.Attestations, att)
+		}
+	}
+	return nil
+}
+
+// mergeCompletions adds the completions recovered from the audit log for
+// releases the table has none for, oldest first.
+func mergeCompletions(recorded []Completion, audited []store.RolloutCompletion) []Completion {
+	have := map[string]bool{}
+	for _, c := range recorded {
+		have[c.Version] = true
+	}
+	out := recorded
+	for _, c := range audited {
+		if !have[c.Version] {
+			out = append(out, Completion{Version: c.Version, Reached: c.Reached.UTC(), FromAudit: true})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Reached.Before(out[j].Reached) })
+	return out
 }
 
 // gatherOffers reads the product's targets in the fleet repository with

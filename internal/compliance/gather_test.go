@@ -96,18 +96,49 @@ func productKeyID(t *testing.T, p *project.Project) string {
 }
 
 func TestDevProject(t *testing.T) {
-	p := newProject(t, true, clock.NewFake(t0))
+	clk := clock.NewFake(t0)
+	p := newProject(t, true, clk)
 	res := evaluate(t, p)
 	expect(t, res, "5.3-7", compliance.NotMet, "development project", "offline keys stored unencrypted:", "product-thermostat.key",
 		"release root v1: threshold 1 of 1", "release root threshold 1")
 	expect(t, res, "5.3-13", compliance.Met, "until 2031-12-31", "signed by products/thermostat key "+productKeyID(t, p)[:12])
-	expect(t, res, "5.3-16", compliance.Met, `"Thermostat T1"`)
-	expect(t, res, "5.3-14", compliance.NotApplicable)
-	expect(t, res, "5.3-8", compliance.Met, "no security release of thermostat is published yet")
+	expect(t, res, "5.3-16", compliance.NotMet, `"Thermostat T1"`, "not attested")
+	expect(t, res, "5.3-14", compliance.NotApplicable, "do not apply")
+	expect(t, res, "5.3-1", compliance.NotYet, "no release of thermostat is published")
+	expect(t, res, "5.3-8", compliance.NotYet, "no security release of thermostat is published")
+	expect(t, res, "CRA-13-9", compliance.NotYet, "nothing to keep available yet")
 	expect(t, res, "5.3-10", compliance.Met, "first expiry: release timestamp", "(in 24h00m)")
 	expect(t, res, "5.3-9", compliance.Met, "release repository: root v1, targets v2, products/thermostat v1, snapshot v2, timestamp v2 verified")
-	expect(t, res, "CRA-13-8", compliance.Met, "support from 2026-11-25", "5 years 1 month")
-	expect(t, res, "PSTI-2", compliance.Met, "security@example.com")
+	expect(t, res, "CRA-13-8", compliance.NotMet, "no placing on the market is declared")
+	expect(t, res, "PSTI-2", compliance.NotMet, "security@example.com", "not attested")
+
+	// The manufacturer declares the market and attests the label.
+	ctx := t.Context()
+	if _, err := p.DeclareMarket(ctx, project.MarketSpec{Product: "thermostat", PlacedOn: "2027-01-01", ExpectedUse: "4y"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compliance.Attest(ctx, p, project.AttestSpec{Product: "thermostat", Item: "5.3-16", URL: "https://example.com/label.jpg",
+		Note: "model T1 printed on the rating plate", By: "product team"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	if _, err := compliance.Attest(ctx, p, project.AttestSpec{Product: "thermostat", Item: "5.3-16", URL: "https://example.com/label-v2.jpg",
+		Note: "model T1 on the rating plate and in the app"}); err != nil {
+		t.Fatal(err)
+	}
+	res = evaluate(t, p)
+	expect(t, res, "CRA-13-8", compliance.Met, "placed on the market 2027-01-01 and expected in use for 4 years 0 months",
+		"support from 2027-01-01 until 2031-12-31: 5 years 0 months")
+	expect(t, res, "5.3-16", compliance.Attested, "attested by an unnamed attester on 2026-11-25 11:00 UTC: model T1 on the rating plate and in the app (https://example.com/label-v2.jpg)")
+	if _, err := p.WithdrawAttestation(ctx, "thermostat", "5.3-16"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "5.3-16", compliance.NotMet, "not attested")
+
+	_, err := compliance.Attest(ctx, p, project.AttestSpec{Product: "thermostat", Item: "5.3-7", URL: "https://example.com", Note: "n"})
+	if err == nil || !strings.Contains(err.Error(), "5.3-7 is judged from the project alone and cannot be attested") {
+		t.Errorf("attesting 5.3-7: %v", err)
+	}
 }
 
 func TestProductionProject(t *testing.T) {
@@ -139,15 +170,18 @@ func TestSecurityReleaseRollout(t *testing.T) {
 	if _, err := p.StartRollout(ctx, "thermostat", "1.0.0", 100); err != nil {
 		t.Fatal(err)
 	}
+	expect(t, evaluate(t, p), "5.3-1", compliance.Met, "1 of 1 releases are full rootfs images")
 	clk.Advance(time.Hour)
 	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: "thermostat", Version: "1.0.1", Payload: strings.NewReader("image 2"),
 		Kind: release.KindSecurity, SecurityVersion: 2, Advisories: []release.Advisory{{ID: "CVE-2026-0001", Summary: "overflow"}}}); err != nil {
 		t.Fatal(err)
 	}
 	res := evaluate(t, p)
-	expect(t, res, "5.3-8", compliance.NotMet, "latest security release 1.0.1 (security version 2) published 2026-11-25 11:00 UTC",
+	expect(t, res, "5.3-8", compliance.NotYet, "security release 1.0.1 (security version 2), published with its advisories 2026-11-25 11:00 UTC",
 		"not offered to any device: the fleet repository offers 1.0.0 at 100%")
-	expect(t, res, "CRA-II-8", compliance.NotMet, "carries signed advisories CVE-2026-0001")
+	expect(t, res, "CRA-II-8", compliance.NotYet, "carries signed advisories CVE-2026-0001")
+	expect(t, res, "CRA-II-4", compliance.Met, "carries signed advisories CVE-2026-0001")
+	expect(t, res, "CRA-13-9", compliance.Met, "security release 1.0.1: payload in the blob store and listed in products/thermostat, to be kept available until at least 2036-11-25")
 	expect(t, res, "5.3-11", res["5.3-11"].Status, "security release 1.0.1 carries signed advisories CVE-2026-0001") // the verdict depends on the agent
 	expect(t, res, "5.3-9", compliance.Met, "2 of 2 releases signed in products/thermostat")
 
@@ -155,22 +189,49 @@ func TestSecurityReleaseRollout(t *testing.T) {
 	if _, err := p.StartRollout(ctx, "thermostat", "1.0.1", 20); err != nil {
 		t.Fatal(err)
 	}
-	res = evaluate(t, p)
-	expect(t, res, "5.3-8", compliance.Met, "offered as 1.0.1 to 20% of devices since 2026-11-25 13:00 UTC, 2h00m after publication",
-		"offered to only 20% of devices")
-	expect(t, res, "CRA-II-8", compliance.Met)
+	expect(t, evaluate(t, p), "5.3-8", compliance.NotYet, "offered as 1.0.1 to 20% of devices since 2026-11-25 13:00 UTC",
+		"no rollout of a security release of thermostat has reached every device yet")
 
+	clk.Advance(24 * time.Hour)
+	if _, err := p.ChangeRollout(ctx, "thermostat", func(r *store.Rollout) { r.Percent = 100 }); err != nil {
+		t.Fatal(err)
+	}
+	res = evaluate(t, p)
+	expect(t, res, "5.3-8", compliance.Met, "reached 100% of devices at 2026-11-26 13:00 UTC, 26h00m after publication")
+	expect(t, res, "CRA-II-2", compliance.Met, "26h00m after publication")
+
+	// Halting later does not change when it reached every device.
 	if _, err := p.ChangeRollout(ctx, "thermostat", func(r *store.Rollout) { r.Halted = true }); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, evaluate(t, p), "5.3-8", compliance.NotMet, "its rollout is halted", "1.0.1 at 20% (halted)")
+	expect(t, evaluate(t, p), "5.3-8", compliance.Met, "26h00m after publication")
 
 	// A security release without advisories or notes is listed.
 	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: "thermostat", Version: "1.0.2", Payload: strings.NewReader("image 3"),
 		Kind: release.KindSecurity, SecurityVersion: 3}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, evaluate(t, p), "CRA-II-8", compliance.NotMet, "security releases without advisories or notes: 1.0.2")
+	res = evaluate(t, p)
+	expect(t, res, "CRA-II-8", compliance.NotMet, "security releases without advisories or notes: 1.0.2")
+	expect(t, res, "CRA-II-4", compliance.NotMet, "security releases without advisories or notes: 1.0.2")
+
+	// Thirty days on, 1.0.2 has still not reached every device.
+	clk.Advance(31 * 24 * time.Hour)
+	expect(t, evaluate(t, p), "5.3-8", compliance.NotMet, "security release 1.0.2 (security version 3)", "later than 30d")
+
+	// A payload that disappears from the blob store is no longer available.
+	rel, err := p.Store.Release(ctx, "thermostat", "1.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := p.Blobs.Path(rel.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "CRA-13-9", compliance.NotMet, "security release 1.0.1: its payload is missing from the blob store")
 }
 
 func TestExpiredTimestamp(t *testing.T) {
@@ -301,4 +362,28 @@ func TestGatherFacts(t *testing.T) {
 			t.Errorf("offline key %+v", k)
 		}
 	}
+}
+
+// TestCompletionFromAudit: a rollout that completed before uptrust
+// recorded completions (here, only its audit entries exist) is recovered
+// from the audit log and said to be.
+func TestCompletionFromAudit(t *testing.T) {
+	clk := clock.NewFake(t0)
+	p := newProject(t, true, clk)
+	ctx := t.Context()
+	if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: "thermostat", Version: "1.0.1", Payload: strings.NewReader("image"),
+		Kind: release.KindSecurity, SecurityVersion: 2, Advisories: []release.Advisory{{ID: "CVE-2026-0001", Summary: "overflow"}}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "5.3-8", compliance.NotYet, "not offered")
+	err := p.Store.Update(ctx, func(tx store.Tx) error {
+		return errors.Join(
+			tx.AddAudit(ctx, store.AuditEntry{Time: t0.Add(2 * time.Hour), Action: project.ActionRolloutStart, Object: "thermostat/1.0.1", Detail: "percent 10"}),
+			tx.AddAudit(ctx, store.AuditEntry{Time: t0.Add(5 * time.Hour), Action: project.ActionRolloutChange, Object: "thermostat/1.0.1", Detail: "percent 10 -> 100"}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evaluate(t, p), "5.3-8", compliance.Met,
+		"reached 100% of devices (recovered from the audit log) at 2026-11-25 15:00 UTC, 5h00m after publication")
 }

@@ -7,13 +7,21 @@ import (
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
 )
 
 // rule is one provision and the check that judges it. check must set the
-// result's Status and should give at least one line of evidence.
+// result's Status and should give at least one line of evidence. attest
+// says what the manufacturer must attest when the verdict also rests on a
+// fact outside uptrust (the check then sets Result.outside); it is empty
+// for provisions judged from the project alone.
 type rule struct {
-	id, source, level, title string
-	check                    func(*Facts, *Result)
+	id, source string
+	force      Force
+	condition  string
+	title      string
+	attest     string
+	check      func(*Facts, *Result)
 }
 
 const (
@@ -22,39 +30,66 @@ const (
 	psti = "UK PSTI (SI 2023/1007) Schedule 1 "
 )
 
+// Conditions of conditional provisions.
+const (
+	condNotConstrained = "where the device is not constrained"
+	condUpdatable      = "where updates are possible"
+	condAutoOrNotify   = "where automatic updates or update notifications exist"
+	condNetwork        = "where updates are delivered over a network"
+	condConstrained    = "for a constrained device that cannot be updated"
+)
+
 // expiryWarning is how close to expiry an offline role draws a warning:
 // offline roles are re-signed by hand, so a month's notice.
 const expiryWarning = 30 * 24 * time.Hour
 
-// supportYears is the minimum support period of CRA Article 13(8).
+// supportYears is the floor of the support period in CRA Article 13(8).
 const supportYears = 5
 
-// rules in report order. Titles paraphrase the provisions.
+// availableYears is how long CRA Article 13(9) keeps each security update
+// available at least.
+const availableYears = 10
+
+// rules in report order. Titles paraphrase the provisions as
+// ../shared/regulations.md summarises them.
 var rules = []rule{
-	{"5.3-1", etsi + "5.3-1", "should", "all software components are securely updateable", checkUpdateable},
-	{"5.3-2", etsi + "5.3-2", "shall", "an update mechanism for the secure installation of updates", checkMechanism},
-	{"5.3-3", etsi + "5.3-3", "shall", "updates are simple for the user to apply", checkSimple},
-	{"5.3-4", etsi + "5.3-4", "should", "automatic mechanisms are used for software updates", checkAutomatic},
-	{"5.3-5", etsi + "5.3-5", "should", "the device checks for security updates after initialisation and then periodically", checkPolling},
-	{"5.3-6", etsi + "5.3-6", "should", "automatic updates on by default; the user can enable, disable or postpone them", checkUserControl},
-	{"5.3-7", etsi + "5.3-7", "shall", "best practice cryptography secures the update mechanism", checkCrypto},
-	{"5.3-8", etsi + "5.3-8", "shall", "security updates are timely", checkTimely},
-	{"5.3-9", etsi + "5.3-9", "should", "the device verifies the authenticity and integrity of updates", checkVerify},
-	{"5.3-10", etsi + "5.3-10", "shall", "updates over a network are verified through a trust relationship", checkTrust},
-	{"5.3-11", etsi + "5.3-11", "should", "the user is told that a security update is required and which risks it mitigates", checkInform},
-	{"5.3-12", etsi + "5.3-12", "should", "the user is notified when an update will disrupt basic functioning", checkDisrupt},
-	{"5.3-13", etsi + "5.3-13", "shall", "the defined support period is published clearly and accessibly", checkSupportPeriod},
-	{"5.3-14", etsi + "5.3-14", "should", "a constrained device that cannot be updated is isolable and its hardware replaceable", checkConstrained},
-	{"5.3-15", etsi + "5.3-15", "should", "a constrained device that cannot be updated has its rationale, replacement support and support period published", checkConstrained},
-	{"5.3-16", etsi + "5.3-16", "shall", "the model designation is clearly recognisable", checkModel},
-	{"CRA-I-2c", cra + "Annex I Part I (2)(c)", "essential requirement", "vulnerabilities addressed through security updates, automatic by default with opt-out, notification and postponement", checkCRAUpdates},
-	{"CRA-I-2f", cra + "Annex I Part I (2)(f)", "essential requirement", "integrity of programs protected against unauthorised modification", checkCRAIntegrity},
-	{"CRA-II-2", cra + "Annex I Part II (2)", "essential requirement", "vulnerabilities remediated without delay through security updates, separate from functionality updates where feasible", checkCRARemediate},
-	{"CRA-II-7", cra + "Annex I Part II (7)", "essential requirement", "mechanisms to distribute updates securely, automatically for security updates", checkCRADistribution},
-	{"CRA-II-8", cra + "Annex I Part II (8)", "essential requirement", "security updates disseminated without delay, free of charge, with advisory messages", checkCRADissemination},
-	{"CRA-13-8", cra + "Article 13(8)", "obligation", "a support period of at least five years, or the expected use time", checkCRASupport},
-	{"PSTI-2", psti + "paragraph 2", "requirement", "information on how to report security issues", checkContact},
-	{"PSTI-3", psti + "paragraph 3", "requirement", "information on the defined support period (minimum security update period)", checkPSTISupport},
+	{"5.3-1", etsi + "5.3-1", Should, "", "every software component of the device can be updated securely", "", checkUpdateable},
+	{"5.3-2", etsi + "5.3-2", ConditionalShall, condNotConstrained, "the device has an update mechanism for installing updates securely", "", checkMechanism},
+	{"5.3-3", etsi + "5.3-3", ConditionalShall, condUpdatable, "applying an update is simple for the user", "", checkSimple},
+	{"5.3-4", etsi + "5.3-4", Should, "", "updates are applied automatically", "", checkAutomatic},
+	{"5.3-5", etsi + "5.3-5", Should, "", "the device checks for security updates after setup and periodically afterwards", "", checkPolling},
+	{"5.3-6", etsi + "5.3-6", ConditionalShould, condAutoOrNotify, "automatic updates and notifications are on by default, and the user can turn them on, off and postpone them", "", checkUserControl},
+	{"5.3-7", etsi + "5.3-7", Shall, "", "best-practice cryptography protects the update mechanism", "", checkCrypto},
+	{"5.3-8", etsi + "5.3-8", Shall, "", "security updates are timely", "", checkTimely},
+	{"5.3-9", etsi + "5.3-9", Should, "", "the device verifies that updates are authentic and intact", "", checkVerify},
+	{"5.3-10", etsi + "5.3-10", ConditionalShall, condNetwork, "the device verifies each update through a trust relationship", "", checkTrust},
+	{"5.3-11", etsi + "5.3-11", Should, "", "the manufacturer tells the user, recognisably and apparently, that a security update is needed and what risk it mitigates", "", checkInform},
+	{"5.3-12", etsi + "5.3-12", Should, "", "the device tells the user when installing an update will interrupt its basic functioning (downtime, reboot)",
+		"the device tells the user before installing an update interrupts its basic functioning (for example from the agent's reboot_command or the device's interface)", checkDisrupt},
+	{"5.3-13", etsi + "5.3-13", Shall, "", "the manufacturer publishes the defined support period, accessibly and clearly, for users", "", checkSupportPeriod},
+	{"5.3-14", etsi + "5.3-14", ConditionalShould, condConstrained, "the manufacturer publishes why the device cannot be updated, the period and method of hardware replacement support, and a defined support period", "", checkConstrained},
+	{"5.3-15", etsi + "5.3-15", ConditionalShould, condConstrained, "the product can be isolated and its hardware replaced", "", checkConstrained},
+	{"5.3-16", etsi + "5.3-16", Shall, "", "the model designation is clearly recognisable, on a label or through a physical interface",
+		"the model designation is on a label on the device or shown through a physical interface", checkModel},
+	{"CRA-I-2c", cra + "Annex I Part I (2)(c)", Shall, "", "vulnerabilities can be addressed by security updates, automatic by default with a clear opt-out, notification of available updates and temporary postponement", "", checkCRAUpdates},
+	{"CRA-I-2f", cra + "Annex I Part I (2)(f)", Shall, "", "the integrity of programs and configuration is protected against unauthorised change, and corruption is reported", "", checkCRAIntegrity},
+	{"CRA-II-2", cra + "Annex I Part II (2)", Shall, "", "vulnerabilities are remediated without delay, including by security updates, provided separately from functionality updates where technically feasible", "", checkCRARemediate},
+	{"CRA-II-4", cra + "Annex I Part II (4)", Shall, "", "once a security update is available, information about the fixed vulnerabilities is published (description, affected products, impact, severity, remediation)", "", checkCRAFixInfo},
+	{"CRA-II-5", cra + "Annex I Part II (5)", Shall, "", "a coordinated vulnerability disclosure policy is in place and enforced",
+		"a coordinated vulnerability disclosure policy is published and enforced", checkCRADisclosure},
+	{"CRA-II-6", cra + "Annex I Part II (6)", Shall, "", "there is a contact address for reporting vulnerabilities",
+		"the contact address for reporting vulnerabilities is published and answered", checkCRAContact},
+	{"CRA-II-7", cra + "Annex I Part II (7)", Shall, "", "updates are distributed securely, and automatically for security updates where applicable", "", checkCRADistribution},
+	{"CRA-II-8", cra + "Annex I Part II (8)", Shall, "", "available security updates are disseminated without delay and free of charge, with advisory messages telling users what to do",
+		"security updates are free of charge for users (no paid plan, account or subscription stands between a device and its updates)", checkCRADissemination},
+	{"CRA-13-8", cra + "Article 13(8)", Shall, "", "the support period reflects the time the product is expected to be in use: at least five years, shorter only when the expected use is shorter", "", checkCRASupport},
+	{"CRA-13-9", cra + "Article 13(9)", Shall, "", "each security update stays available for at least 10 years after it was issued, or for the rest of the support period if longer", "", checkCRAAvailable},
+	{"CRA-13-19", cra + "Article 13(19)", Shall, "", "the end date of the support period, at least month and year, is shown clearly at the time of purchase",
+		"the end of the support period (at least month and year) is shown clearly where the product is offered for purchase", checkCRAEndShown},
+	{"PSTI-2", psti + "paragraph 2", Shall, "", "a point of contact for reporting security issues is published, with when the reporter will get an acknowledgement and status updates",
+		"the point of contact is published together with when reporters get an acknowledgement and status updates", checkContact},
+	{"PSTI-3", psti + "paragraph 3", Shall, "", "the defined support period is published as a minimum length with an end date, clearly and unprompted, and with any invitation to purchase",
+		"the support period is published with its end date, clearly, free, without asking for personal data, and with every invitation to purchase the product", checkPSTISupport},
 }
 
 // verdict sets the status from a condition.
@@ -78,6 +113,11 @@ func (r *Result) warn(format string, args ...any) {
 func checkUpdateable(f *Facts, r *Result) {
 	ok, ev := updateable(f)
 	r.add("%s", ev)
+	if ok && len(f.Releases) == 0 {
+		r.add("no release of %s is published: what its images replace cannot be judged yet", f.Product)
+		r.Status = NotYet
+		return
+	}
 	rootfs := 0
 	for _, rel := range f.Releases {
 		if rel.PayloadType == "rootfs" {
@@ -243,10 +283,10 @@ func checkCrypto(f *Facts, r *Result) {
 }
 
 func checkTimely(f *Facts, r *Result) {
-	ok, ev, warn := timely(f)
+	st, ev, warn := timely(f)
 	r.Evidence = append(r.Evidence, ev...)
 	r.Warnings = append(r.Warnings, warn...)
-	r.verdict(ok)
+	r.Status = st
 }
 
 func checkVerify(f *Facts, r *Result) {
@@ -293,41 +333,36 @@ func checkTrust(f *Facts, r *Result) {
 }
 
 func checkInform(f *Facts, r *Result) {
-	missing, ev := advisories(f)
-	r.Evidence = append(r.Evidence, ev...)
-	ok := len(missing) == 0
-	if f.Agent.ShowsReleaseInfo {
-		r.add("uptrust-agent status lists each release that waits for the owner with its impact and advisories")
-	} else {
-		ok = false
+	if !f.Agent.ShowsReleaseInfo {
 		r.add("uptrust-agent (this build) does not show the owner release notes or advisories: they are signed and public in the release metadata, but not presented on the device")
-	}
-	if f.Agent.Notifies {
-		r.add("the agent's notify hook receives a needs-consent event with the release's notes and advisories")
-	}
-	r.verdict(ok)
-}
-
-func checkDisrupt(f *Facts, r *Result) {
-	var less []string
-	for _, rel := range f.Releases {
-		if rel.Impact.Functionality == release.ChangeLess {
-			less = append(less, fmt.Sprintf("%s removes functionality: %s (marked adverse: needs the owner's consent)", rel.Version, rel.Impact.FunctionalityText))
-		}
-	}
-	if len(less) == 0 {
-		r.add("no release of %s removes functionality", f.Product)
-	}
-	r.Evidence = append(r.Evidence, less...)
-	if !f.Agent.ConsentForAdverse {
-		r.add("uptrust-agent (this build) installs releases with adverse impact without asking or notifying the owner")
 		r.verdict(false)
 		return
 	}
-	r.add("uptrust-agent holds such a release until the owner consents (uptrust-agent consent VERSION) and says, for a sample release, %q", f.Agent.ConsentReason)
+	r.add("uptrust-agent status lists each release that waits for the owner with its impact and advisories")
 	if f.Agent.Notifies {
-		r.add("the agent's notify hook receives a needs-consent event with the impact")
+		r.add("the agent's notify hook receives a needs-consent event with the release's notes and advisories")
 	}
+	if len(f.securityReleases()) == 0 {
+		r.add("no security release of %s is published: what its advisories tell the user cannot be judged yet", f.Product)
+		r.Status = NotYet
+		return
+	}
+	missing, ev := advisories(f)
+	r.Evidence = append(r.Evidence, ev...)
+	r.verdict(len(missing) == 0)
+}
+
+func checkDisrupt(f *Facts, r *Result) {
+	if f.Agent.WarnsBeforeReboot {
+		r.add("uptrust-agent tells the user before it reboots into the new slot")
+		r.verdict(true)
+		return
+	}
+	r.add("uptrust-agent (this build) installs into the inactive slot while the device keeps running, then runs reboot_command without telling the user first: its notify hook's events (needs-consent, installed, rolled-back) come before consent or after the reboot")
+	if f.Agent.ConsentForAdverse {
+		r.add("releases with adverse impact wait for the owner's consent (uptrust-agent consent VERSION); the reboot itself is not announced")
+	}
+	r.outside = true
 	r.verdict(true)
 }
 
@@ -359,10 +394,10 @@ func checkModel(f *Facts, r *Result) {
 		return
 	}
 	r.add("model designation %q in the signed support declaration, with hardware revisions %s", s.Model, strings.Join(s.Hardware, ", "))
-	r.add("scope: the label on the device or its physical interface is outside uptrust")
 	if s.Model == s.Product {
 		r.warn("the model designation equals the product name %q: set the designation printed on the device (product add --model)", s.Product)
 	}
+	r.outside = true
 	r.verdict(true)
 }
 
@@ -408,28 +443,34 @@ func checkCRAIntegrity(f *Facts, r *Result) {
 	if f.Agent.AntiRollback {
 		r.add("security versions only grow on a device: older vulnerable images are refused")
 	}
+	if f.Agent.Notifies && f.Agent.ABRollback {
+		r.add("corruption is reported: an image that fails its hash or health check is refused or rolled back, shown by uptrust-agent status, sent to the notify hook (rolled-back) and counted in the anonymous reports (failed, rolled_back)")
+	} else {
+		ok = false
+		r.add("uptrust-agent (this build) does not report a corrupted or failed image to the owner")
+	}
 	r.add("scope: integrity of user data and configuration on the device is outside uptrust")
 	r.Evidence = append(r.Evidence, problems...)
 	r.verdict(ok && len(problems) == 0)
 }
 
 func checkCRARemediate(f *Facts, r *Result) {
-	ok, ev, warn := timely(f)
+	st, ev, warn := timely(f)
 	r.Evidence = append(r.Evidence, ev...)
 	r.Warnings = append(r.Warnings, warn...)
 	adverse, plain := bundled(f)
 	if len(adverse) > 0 {
-		ok = false
+		st = NotMet
 		r.add("feature releases with adverse impact that carry security fixes without a security-only build (owners who decline keep the vulnerability): %s; publish one with release add --security-only-of VERSION",
 			strings.Join(adverse, ", "))
 	}
 	if len(plain) > 0 {
 		r.warn("feature releases that carry security fixes without a separate security-only build: %s", strings.Join(plain, ", "))
 	}
-	if len(adverse) == 0 && len(plain) == 0 {
+	if len(adverse) == 0 && len(plain) == 0 && len(f.Releases) > 0 {
 		r.add("no feature release bundles security fixes without a security-only build")
 	}
-	r.verdict(ok)
+	r.Status = st
 }
 
 func checkCRADistribution(f *Facts, r *Result) {
@@ -455,13 +496,17 @@ func checkCRADistribution(f *Facts, r *Result) {
 }
 
 func checkCRADissemination(f *Facts, r *Result) {
-	ok, ev, warn := timely(f)
+	st, ev, warn := timely(f)
 	r.Evidence = append(r.Evidence, ev...)
 	r.Warnings = append(r.Warnings, warn...)
 	missing, aev := advisories(f)
 	r.Evidence = append(r.Evidence, aev...)
-	r.add("free of charge: metadata and payloads are served under /repo/ without an account, token or payment")
-	r.verdict(ok && len(missing) == 0)
+	if len(missing) > 0 {
+		st = NotMet
+	}
+	r.add("uptrust serves metadata and payloads under /repo/ without an account, token or payment")
+	r.Status = st
+	r.outside = st == Met
 }
 
 func checkCRASupport(f *Facts, r *Result) {
@@ -477,37 +522,149 @@ func checkCRASupport(f *Facts, r *Result) {
 		r.verdict(false)
 		return
 	}
-	start := f.ProductCreated
-	end := until.AddDate(0, 0, 1)
-	need := start.AddDate(supportYears, 0, 0)
-	r.add("support from %s (product added, the earliest it can be placed on the market) until %s: %s",
-		start.Format(time.DateOnly), s.Until, yearsMonths(start, end))
-	if end.Before(need) {
-		r.add("shorter than the %d years Article 13(8) requires unless the expected use time is shorter (then document it): extend with uptrust product support extend %s --until %s",
-			supportYears, f.Product, need.AddDate(0, 0, -1).Format(time.DateOnly))
+	m := f.Market
+	if m == nil {
+		r.add("support until %s, but no placing on the market is declared: the period is counted from that day; declare it with uptrust compliance market %s --placed-on YYYY-MM-DD --expected-use 7y [--justification TEXT]",
+			s.Until, f.Product)
 		r.verdict(false)
 		return
 	}
-	r.add("at least %d years from the product's addition; measure again from the actual date of placing on the market", supportYears)
-	r.verdict(true)
+	end := until.AddDate(0, 0, 1)
+	placed := m.PlacedOn.Format(time.DateOnly)
+	r.add("placed on the market %s and expected in use for %s, as the manufacturer declared on %s", placed, yearsMonths(m.PlacedOn, m.PlacedOn.AddDate(0, m.ExpectedUseMonths, 0)), when(m.Recorded))
+	r.add("support from %s until %s: %s", placed, s.Until, yearsMonths(m.PlacedOn, end))
+	floor := m.PlacedOn.AddDate(supportYears, 0, 0)
+	use := m.PlacedOn.AddDate(0, m.ExpectedUseMonths, 0)
+	extend := func(to time.Time) string {
+		return fmt.Sprintf("uptrust product support extend %s --until %s", f.Product, to.AddDate(0, 0, -1).Format(time.DateOnly))
+	}
+	switch {
+	case end.Before(use):
+		r.add("shorter than the expected time in use: the period must reflect it (five years is a floor, not a target); extend with %s", extend(use))
+		r.verdict(false)
+	case !end.Before(floor):
+		r.add("at least %d years and at least the expected time in use", supportYears)
+		r.verdict(true)
+	case strings.TrimSpace(m.Justification) == "":
+		r.add("shorter than %d years: allowed only when the product is expected in use for less, with a justification; none is declared (uptrust compliance market %s ... --justification TEXT), or extend with %s",
+			supportYears, f.Product, extend(floor))
+		r.verdict(false)
+	default:
+		r.add("shorter than %d years because the expected time in use is: %s", supportYears, m.Justification)
+		r.verdict(true)
+	}
+	if end.Before(f.Now) {
+		r.warn("support ended on %s", s.Until)
+	}
 }
 
 // --- UK PSTI ---
 
 func checkContact(f *Facts, r *Result) {
+	if !contact(f, r) {
+		return
+	}
+	r.outside = true
+	r.verdict(true)
+}
+
+// contact checks that the support declaration names a security contact.
+func contact(f *Facts, r *Result) bool {
+	if f.Support == nil {
+		r.add("no readable support declaration: %s", f.SupportErr)
+		r.verdict(false)
+		return false
+	}
+	c := strings.TrimSpace(f.Support.Contact)
+	if c == "" {
+		r.add("the signed support declaration names no contact for reporting security issues (product add --contact)")
+		r.verdict(false)
+		return false
+	}
+	r.add("security contact %q published in the signed support declaration", c)
+	return true
+}
+
+func checkCRAContact(f *Facts, r *Result) {
+	if !contact(f, r) {
+		return
+	}
+	r.outside = true
+	r.verdict(true)
+}
+
+func checkCRADisclosure(f *Facts, r *Result) {
+	r.add("uptrust does not hold the manufacturer's vulnerability disclosure policy or see how it is enforced")
+	r.outside = true
+	r.verdict(true)
+}
+
+func checkCRAFixInfo(f *Facts, r *Result) {
+	if len(f.securityReleases()) == 0 {
+		r.add("no security release of %s is published: there is no fixed vulnerability to inform about yet", f.Product)
+		r.Status = NotYet
+		return
+	}
+	missing, ev := advisories(f)
+	r.Evidence = append(r.Evidence, ev...)
+	if len(missing) == 0 {
+		r.add("advisories are signed inside each release's manifest and published with it in the release repository; devices show them (uptrust-agent status)")
+		r.add("scope: an advisory carries an id and a summary; severity, affected products and remediation guidance belong in the summary or the page its id names")
+	}
+	r.verdict(len(missing) == 0)
+}
+
+func checkCRAAvailable(f *Facts, r *Result) {
+	secs := f.securityReleases()
+	if len(secs) == 0 {
+		r.add("no security release of %s is published: there is nothing to keep available yet", f.Product)
+		r.Status = NotYet
+		return
+	}
+	var until time.Time
+	if f.Support != nil {
+		if d, err := release.ParseDate(f.Support.Until); err == nil {
+			until = d
+		}
+	}
+	ok := true
+	for _, s := range secs {
+		keep := s.Published.AddDate(availableYears, 0, 0)
+		if until.After(keep) {
+			keep = until
+		}
+		switch {
+		case s.BlobErr != "":
+			ok = false
+			r.add("security release %s: its payload is missing from the blob store: %s", s.Version, s.BlobErr)
+		case s.Target == nil:
+			ok = false
+			r.add("security release %s is not listed in %s: devices cannot fetch it", s.Version, repo.ProductRole(f.Product))
+		default:
+			r.add("security release %s: payload in the blob store and listed in %s, to be kept available until at least %s",
+				s.Version, repo.ProductRole(f.Product), keep.Format(time.DateOnly))
+		}
+	}
+	r.add("uptrust never removes a payload from the blob store or a release from the release repository: no retention applies to them (uptrust.json retention bounds report_counts and audit only), and every published release stays served at /repo/release/targets/")
+	r.add("scope: keeping the server and its blob directory running for that long is outside uptrust")
+	r.verdict(ok)
+}
+
+func checkCRAEndShown(f *Facts, r *Result) {
 	if f.Support == nil {
 		r.add("no readable support declaration: %s", f.SupportErr)
 		r.verdict(false)
 		return
 	}
-	if c := strings.TrimSpace(f.Support.Contact); c != "" {
-		r.add("security contact %q published in the signed support declaration", c)
-		r.add("scope: the vulnerability disclosure policy itself is outside uptrust")
-		r.verdict(true)
+	until, err := release.ParseDate(f.Support.Until)
+	if err != nil {
+		r.add("support declaration has no valid end date: %v", err)
+		r.verdict(false)
 		return
 	}
-	r.add("the signed support declaration names no contact for reporting security issues (product add --contact)")
-	r.verdict(false)
+	r.add("end of support declared as %s (%s) in the signed support declaration", f.Support.Until, until.Format("January 2006"))
+	r.outside = true
+	r.verdict(true)
 }
 
 func checkPSTISupport(f *Facts, r *Result) {
@@ -518,6 +675,6 @@ func checkPSTISupport(f *Facts, r *Result) {
 	} else if f.Support != nil {
 		r.add("stated for model %q", f.Support.Model)
 	}
-	r.add("scope: publishing the period with the product's invitation to purchase (shop page, packaging) is outside uptrust")
+	r.outside = ok
 	r.verdict(ok)
 }

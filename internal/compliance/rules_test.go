@@ -70,9 +70,25 @@ func good() *Facts {
 				Impact:     release.Impact{DataCollection: release.ChangeNone, Functionality: release.ChangeNone},
 				Target:     &Target{Path: "thermostat/1.0.1", Length: 10, SHA256: "bb", Hashes: []string{"sha256"}}},
 		},
-		Offers: []Offer{{Version: "1.0.1", Percent: 100, Start: now.AddDate(0, 0, -2).Add(3 * time.Hour)}},
-		Agent:  agentAll(),
+		Offers:       []Offer{{Version: "1.0.1", Percent: 100, Start: now.AddDate(0, 0, -2).Add(3 * time.Hour)}},
+		Completions:  []Completion{{Version: "1.0.1", Reached: now.AddDate(0, 0, -2).Add(3 * time.Hour)}},
+		Market:       &Market{PlacedOn: time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC), ExpectedUseMonths: 60, Recorded: now.AddDate(0, -1, 0)},
+		Attestations: attestAll(),
+		Agent:        agentAll(),
 	}
+}
+
+// attestAll attests every item that can be attested.
+func attestAll() []Attestation {
+	var out []Attestation
+	for _, a := range Attestable() {
+		note := "evidence for " + a.ID
+		if a.ID == "5.3-12" {
+			note = "the display shows a restart warning"
+		}
+		out = append(out, Attestation{Item: a.ID, URL: "https://example.com/evidence/" + a.ID, Note: note, By: "device team", Time: now.AddDate(0, 0, -1)})
+	}
+	return out
 }
 
 func result(t *testing.T, f *Facts, id string) Result {
@@ -87,10 +103,17 @@ func result(t *testing.T, f *Facts, id string) Result {
 }
 
 func TestGoodFactsMeetEverything(t *testing.T) {
+	attestable := map[string]bool{}
+	for _, a := range Attestable() {
+		attestable[a.ID] = true
+	}
 	for _, r := range Evaluate(good()) {
 		want := Met
-		if r.ID == "5.3-14" || r.ID == "5.3-15" {
+		switch {
+		case r.ID == "5.3-14" || r.ID == "5.3-15":
 			want = NotApplicable
+		case attestable[r.ID]:
+			want = Attested
 		}
 		if r.Status != want {
 			t.Errorf("%s: %s, want %s\nevidence:\n  %s", r.ID, r.Status, want, strings.Join(r.Evidence, "\n  "))
@@ -98,8 +121,11 @@ func TestGoodFactsMeetEverything(t *testing.T) {
 		if len(r.Evidence) == 0 {
 			t.Errorf("%s: no evidence", r.ID)
 		}
-		if r.Title == "" || r.Source == "" || r.Level == "" {
-			t.Errorf("%s: missing title, source or level: %+v", r.ID, r)
+		if r.Title == "" || r.Source == "" || r.Force == "" {
+			t.Errorf("%s: missing title, source or force: %+v", r.ID, r)
+		}
+		if (r.Status == Attested) != (r.Attestation != nil) {
+			t.Errorf("%s: %s with attestation %+v", r.ID, r.Status, r.Attestation)
 		}
 		if len(r.Warnings) > 0 {
 			t.Errorf("%s: unexpected warnings %q", r.ID, r.Warnings)
@@ -121,7 +147,8 @@ func TestIDs(t *testing.T) {
 			t.Errorf("5.3-%d missing from %v", i, ids)
 		}
 	}
-	for _, id := range []string{"CRA-I-2c", "CRA-I-2f", "CRA-II-2", "CRA-II-7", "CRA-II-8", "CRA-13-8", "PSTI-3"} {
+	for _, id := range []string{"CRA-I-2c", "CRA-I-2f", "CRA-II-2", "CRA-II-4", "CRA-II-5", "CRA-II-6", "CRA-II-7", "CRA-II-8",
+		"CRA-13-8", "CRA-13-9", "CRA-13-19", "PSTI-2", "PSTI-3"} {
 		if !seen[id] {
 			t.Errorf("%s missing from %v", id, ids)
 		}
@@ -129,9 +156,14 @@ func TestIDs(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	got := Summary([]Result{{Status: Met}, {Status: NotMet}, {Status: Met}, {Status: NotApplicable}})
-	if got != "2 met, 1 not met, 1 not applicable" {
+	rs := []Result{{ID: "a", Force: Shall, Status: Met}, {ID: "b", Force: ConditionalShall, Status: NotMet}, {ID: "c", Force: Should, Status: NotMet},
+		{ID: "d", Force: Shall, Status: NotYet}, {ID: "e", Force: Shall, Status: Attested}, {ID: "f", Force: ConditionalShall, Status: NotApplicable},
+		{ID: "g", Force: Shall, Status: NotMet}}
+	if got := Summary(rs); got != "1 met, 3 not met, 1 not yet demonstrable, 1 attested, 1 not applicable" {
 		t.Errorf("Summary = %q", got)
+	}
+	if got := ShallsNotMet(rs); !reflect.DeepEqual(got, []string{"b", "g"}) {
+		t.Errorf("ShallsNotMet = %q, want b and g (c is a should)", got)
 	}
 }
 
@@ -191,24 +223,33 @@ func TestRules(t *testing.T) {
 		{"5.3-7", "weak scheme", func(f *Facts) { f.Repos[1].Keys[0].Type, f.Repos[1].Keys[0].Scheme = "rsa", "rsassa-pss-sha256" }, NotMet, "not Ed25519 or ECDSA P-256"},
 		{"5.3-7", "target without sha256", func(f *Facts) { f.Releases[1].Target.SHA256 = "" }, NotMet, "lists no SHA-256"},
 
-		{"5.3-8", "met", nil, Met, "offered as 1.0.1 to 100% of devices"},
-		{"5.3-8", "met: publication delay", nil, Met, "3h00m after publication"},
-		{"5.3-8", "not offered", func(f *Facts) { f.Offers = []Offer{{Version: "1.0.0", Percent: 100}} }, NotMet, "not offered to any device: the fleet repository offers 1.0.0 at 100%"},
-		{"5.3-8", "nothing offered", func(f *Facts) { f.Offers = nil }, NotMet, "offers no release of thermostat"},
-		{"5.3-8", "halted", func(f *Facts) { f.Offers[0].Halted = true }, NotMet, "its rollout is halted"},
-		{"5.3-8", "zero percent", func(f *Facts) { f.Offers[0].Percent = 0 }, NotMet, "not offered to any device"},
-		{"5.3-8", "partial rollout", func(f *Facts) { f.Offers[0].Percent = 10 }, Met, "offered to only 10% of devices"},
+		{"5.3-8", "met", nil, Met, "security release 1.0.1 (security version 2), published with its advisories 2026-11-23 12:00 UTC: reached 100% of devices at 2026-11-23 15:00 UTC, 3h00m after publication"},
+		{"5.3-8", "met: yardstick stated", nil, Met, "against uptrust's yardstick of 30d: neither EN 303 645 nor the CRA sets a number"},
+		{"5.3-8", "not offered yet", func(f *Facts) { f.Completions = nil; f.Offers = []Offer{{Version: "1.0.0", Percent: 100}} }, NotYet, "not offered to any device: the fleet repository offers 1.0.0 at 100%"},
+		{"5.3-8", "nothing offered", func(f *Facts) { f.Completions, f.Offers = nil, nil }, NotYet, "offers no release of thermostat"},
+		{"5.3-8", "halted", func(f *Facts) { f.Completions = nil; f.Offers[0].Percent, f.Offers[0].Halted = 20, true }, NotYet, "its rollout is halted"},
+		{"5.3-8", "first stage only", func(f *Facts) { f.Completions = nil; f.Offers[0].Percent = 10 }, NotYet, "offered as 1.0.1 to 10% of devices"},
+		{"5.3-8", "first stage only: warned", func(f *Facts) { f.Completions = nil; f.Offers[0].Percent = 10 }, NotYet, "no rollout of a security release of thermostat has reached every device yet"},
+		{"5.3-8", "stuck beyond the yardstick", func(f *Facts) { f.Completions = nil; f.Offers[0].Percent = 10; f.Now = now.AddDate(0, 0, 30) }, NotMet, "not yet offered to every device, 32d0h after publication; offered as 1.0.1 to 10% of devices since 2026-11-23 15:00 UTC: later than 30d"},
+		{"5.3-8", "reached late", func(f *Facts) { f.Completions[0].Reached = f.Releases[1].Published.AddDate(0, 0, 31) }, NotMet, "31d0h after publication: later than 30d"},
 		{"5.3-8", "newer release covers it", func(f *Facts) {
 			f.Releases = append(f.Releases, Release{Version: "1.1.0", Kind: release.KindFeature, SecurityVersion: 2, PayloadType: "rootfs",
 				Target: &Target{SHA256: "cc", Hashes: []string{"sha256"}}})
-			f.Offers = []Offer{{Version: "1.1.0", Percent: 50}}
-		}, Met, "offered as 1.1.0 to 50%"},
+			f.Completions = []Completion{{Version: "1.1.0", Reached: now.AddDate(0, 0, -1)}}
+		}, Met, "reached 100% of devices as 1.1.0 at 2026-11-24 12:00 UTC, 24h00m after publication"},
 		{"5.3-8", "newer release with lower security version", func(f *Facts) {
 			f.Releases[1].SecurityVersion = 3
 			f.Releases = append(f.Releases, Release{Version: "1.1.0", Kind: release.KindFeature, SecurityVersion: 2, PayloadType: "rootfs"})
-			f.Offers = []Offer{{Version: "1.1.0", Percent: 100}}
-		}, NotMet, "not offered"},
-		{"5.3-8", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, Met, "no security release of thermostat is published yet"},
+			f.Completions = []Completion{{Version: "1.1.0", Reached: now}}
+		}, NotYet, "1.0.1 (security version 3), published with its advisories 2026-11-23 12:00 UTC: not yet offered to every device"},
+		{"5.3-8", "second security release in progress", func(f *Facts) {
+			f.Releases = append(f.Releases, Release{Version: "1.0.2", Kind: release.KindSecurity, SecurityVersion: 3, PayloadType: "rootfs", Published: now.Add(-time.Hour),
+				Advisories: []release.Advisory{{ID: "CVE-2026-0002"}}})
+			f.Offers = []Offer{{Version: "1.0.2", Percent: 5, Start: now}}
+		}, Met, "security release 1.0.2 has not reached every device yet (1h00m after publication)"},
+		{"5.3-8", "recovered from the audit log", func(f *Facts) { f.Completions[0].FromAudit = true }, Met,
+			"reached 100% of devices (recovered from the audit log) at 2026-11-23 15:00 UTC"},
+		{"5.3-8", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "no security release of thermostat is published"},
 
 		{"5.3-9", "met", nil, Met, "2 of 2 releases signed in products/thermostat"},
 		{"5.3-9", "target differs from stored release", func(f *Facts) { f.Releases[0].TargetErr = "lists 10 bytes" }, NotMet, "release 1.0.0: lists 10 bytes"},
@@ -229,13 +270,12 @@ func TestRules(t *testing.T) {
 		{"5.3-11", "silent security release", func(f *Facts) { f.Releases[1].Advisories = nil }, NotMet, "without advisories or notes: 1.0.1"},
 		{"5.3-11", "agent shows nothing", func(f *Facts) { f.Agent.ShowsReleaseInfo = false }, NotMet, "does not show the owner"},
 		{"5.3-11", "met: notify", nil, Met, "needs-consent event with the release's notes and advisories"},
+		{"5.3-11", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "cannot be judged yet"},
 
-		{"5.3-12", "met", nil, Met, "no release of thermostat removes functionality"},
-		{"5.3-12", "met: listed", func(f *Facts) {
-			f.Releases[0].Impact.Functionality, f.Releases[0].Impact.FunctionalityText = release.ChangeLess, "drops the cloud schedule"
-		}, Met, "1.0.0 removes functionality: drops the cloud schedule"},
-		{"5.3-12", "met: consent", nil, Met, "until the owner consents (uptrust-agent consent VERSION)"},
-		{"5.3-12", "no consent", func(f *Facts) { f.Agent.ConsentForAdverse = false }, NotMet, "without asking"},
+		{"5.3-12", "attested", nil, Attested, "attested by device team on 2026-11-24 12:00 UTC: the display shows a restart warning (https://example.com/evidence/5.3-12)"},
+		{"5.3-12", "agent does not warn", nil, Attested, "runs reboot_command without telling the user first"},
+		{"5.3-12", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "not attested: uptrust cannot see whether the device tells the user"},
+		{"5.3-12", "agent warns", func(f *Facts) { f.Agent.WarnsBeforeReboot, f.Attestations = true, nil }, Met, "tells the user before it reboots"},
 
 		{"5.3-13", "met", nil, Met, "support period published: until 2031-12-31, signed by products/thermostat key 3f2a00001111…"},
 		{"5.3-13", "met: public path", nil, Met, "/repo/release/targets/thermostat/" + supportSHA + ".support.json"},
@@ -250,9 +290,10 @@ func TestRules(t *testing.T) {
 		{"5.3-15", "updateable", nil, NotApplicable, "do not apply"},
 		{"5.3-15", "not updateable", func(f *Facts) { f.Delegation = nil }, NotMet, "cannot be updated"},
 
-		{"5.3-16", "met", nil, Met, `model designation "Thermostat T1"`},
+		{"5.3-16", "attested", nil, Attested, `model designation "Thermostat T1"`},
+		{"5.3-16", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "compliance attest thermostat 5.3-16 --url URL --note TEXT"},
 		{"5.3-16", "no model", func(f *Facts) { f.Support.Model = "" }, NotMet, "names no model designation"},
-		{"5.3-16", "model is the product name", func(f *Facts) { f.Support.Model = "thermostat" }, Met, "equals the product name"},
+		{"5.3-16", "model is the product name", func(f *Facts) { f.Support.Model = "thermostat" }, Attested, "equals the product name"},
 		{"5.3-16", "no declaration", func(f *Facts) { f.Support, f.SupportErr = nil, "gone" }, NotMet, "gone"},
 
 		{"CRA-I-2c", "met", nil, Met, "notify hook tells the owner"},
@@ -265,6 +306,8 @@ func TestRules(t *testing.T) {
 
 		{"CRA-I-2f", "met", nil, Met, "writes nothing to the boot slot"},
 		{"CRA-I-2f", "signature fails", func(f *Facts) { f.Repos[0].Roles[0].VerifyErr = "bad" }, NotMet, "root v1 does not verify"},
+		{"CRA-I-2f", "met: corruption reported", nil, Met, "corruption is reported"},
+		{"CRA-I-2f", "no notification", func(f *Facts) { f.Agent.Notifies = false }, NotMet, "does not report a corrupted or failed image"},
 		{"CRA-I-2f", "no rollback", func(f *Facts) { f.Agent.ABRollback = false }, NotMet, "lacks TAP 4 verification or A/B rollback"},
 
 		{"CRA-II-2", "met", nil, Met, "no feature release bundles security fixes"},
@@ -277,40 +320,74 @@ func TestRules(t *testing.T) {
 			f.Releases = append(f.Releases,
 				Release{Version: "2.0.0", Kind: release.KindFeature, SecurityVersion: 3, PayloadType: "rootfs",
 					Impact: release.Impact{DataCollection: release.ChangeMore, DataCollectionText: "usage statistics"}},
-				Release{Version: "2.0.1", Kind: release.KindSecurity, SecurityVersion: 3, SecurityOnly: true, SecurityOnlyOf: "2.0.0", PayloadType: "rootfs",
+				Release{Version: "2.0.1", Kind: release.KindSecurity, SecurityVersion: 3, SecurityOnly: true, SecurityOnlyOf: "2.0.0", PayloadType: "rootfs", Published: now,
 					Advisories: []release.Advisory{{ID: "CVE-2026-0002"}}})
 			f.Offers = []Offer{{Version: "2.0.0", Percent: 100}, {Version: "2.0.1", Percent: 100}}
 		}, Met, "no feature release bundles"},
 		{"CRA-II-2", "plain bundle", func(f *Facts) {
 			f.Releases = append(f.Releases, Release{Version: "2.0.0", Kind: release.KindFeature, SecurityVersion: 3, PayloadType: "rootfs"})
 		}, Met, "without a separate security-only build: 2.0.0"},
-		{"CRA-II-2", "not delivered", func(f *Facts) { f.Offers[0].Halted = true }, NotMet, "halted"},
+		{"CRA-II-2", "not delivered", func(f *Facts) { f.Completions = nil; f.Offers[0].Halted = true; f.Now = now.AddDate(0, 1, 0) }, NotMet, "its rollout is halted"},
+		{"CRA-II-2", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "no security release"},
 
 		{"CRA-II-7", "met", nil, Met, "static signed TUF metadata"},
 		{"CRA-II-7", "expired", func(f *Facts) { f.Now = now.Add(8 * 24 * time.Hour) }, NotMet, "expired"},
 		{"CRA-II-7", "not automatic", func(f *Facts) { f.Support.Policy.AutoInstall = []release.Kind{release.KindFix} }, NotMet, "auto-install fix"},
 
-		{"CRA-II-8", "met", nil, Met, "free of charge"},
+		{"CRA-II-8", "attested", nil, Attested, "serves metadata and payloads under /repo/ without an account"},
+		{"CRA-II-8", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "security updates are free of charge for users"},
 		{"CRA-II-8", "no advisory", func(f *Facts) { f.Releases[1].Advisories = nil }, NotMet, "without advisories or notes: 1.0.1"},
-		{"CRA-II-8", "not offered", func(f *Facts) { f.Offers = nil }, NotMet, "not offered"},
+		{"CRA-II-8", "not offered yet", func(f *Facts) { f.Offers, f.Completions = nil, nil }, NotYet, "not offered"},
+		{"CRA-II-8", "late", func(f *Facts) { f.Offers, f.Completions = nil, nil; f.Now = now.AddDate(0, 2, 0) }, NotMet, "later than 30d"},
 
-		{"CRA-13-8", "met", nil, Met, "until 2031-12-31: 5 years 2 months"},
-		{"CRA-13-8", "too short", func(f *Facts) { f.Support.Until = "2029-12-31" }, NotMet, "--until 2031-10-24"},
+		{"CRA-II-4", "met", nil, Met, "carries signed advisories CVE-2026-0001"},
+		{"CRA-II-4", "silent security release", func(f *Facts) { f.Releases[1].Advisories = nil }, NotMet, "without advisories or notes: 1.0.1"},
+		{"CRA-II-4", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "no fixed vulnerability to inform about yet"},
+
+		{"CRA-II-5", "attested", nil, Attested, "attested by device team"},
+		{"CRA-II-5", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "coordinated vulnerability disclosure policy is published and enforced"},
+		{"CRA-II-5", "withdrawn elsewhere", func(f *Facts) { f.Attestations = f.Attestations[1:] }, Attested, "CRA-II-5"},
+		{"CRA-II-6", "attested", nil, Attested, `security contact "security@example.com"`},
+		{"CRA-II-6", "no contact", func(f *Facts) { f.Support.Contact = "" }, NotMet, "names no contact"},
+
+		{"CRA-13-9", "met", nil, Met, "security release 1.0.1: payload in the blob store and listed in products/thermostat, to be kept available until at least 2036-11-23"},
+		{"CRA-13-9", "support outlasts ten years", func(f *Facts) { f.Support.Until = "2040-06-30" }, Met, "until at least 2040-06-30"},
+		{"CRA-13-9", "payload gone", func(f *Facts) { f.Releases[1].BlobErr = "blob: no such file" }, NotMet, "1.0.1: its payload is missing from the blob store: blob: no such file"},
+		{"CRA-13-9", "not listed", func(f *Facts) { f.Releases[1].Target = nil }, NotMet, "1.0.1 is not listed in products/thermostat"},
+		{"CRA-13-9", "no security release", func(f *Facts) { f.Releases = f.Releases[:1] }, NotYet, "nothing to keep available yet"},
+
+		{"CRA-13-19", "attested", nil, Attested, "2031-12-31 (December 2031)"},
+		{"CRA-13-19", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "shown clearly where the product is offered for purchase"},
+		{"CRA-13-19", "no declaration", func(f *Facts) { f.Support, f.SupportErr = nil, "missing" }, NotMet, "missing"},
+
+		{"CRA-13-8", "met", nil, Met, "support from 2026-10-25 until 2031-12-31: 5 years 2 months"},
+		{"CRA-13-8", "met: declared", nil, Met, "placed on the market 2026-10-25 and expected in use for 5 years 0 months"},
+		{"CRA-13-8", "no market declaration", func(f *Facts) { f.Market = nil }, NotMet, "uptrust compliance market thermostat --placed-on YYYY-MM-DD"},
+		{"CRA-13-8", "five years is a floor", func(f *Facts) { f.Market.ExpectedUseMonths = 8 * 12 }, NotMet, "shorter than the expected time in use: the period must reflect it (five years is a floor, not a target); extend with uptrust product support extend thermostat --until 2034-10-24"},
+		{"CRA-13-8", "covers a longer expected use", func(f *Facts) { f.Market.ExpectedUseMonths = 62 }, Met, "at least 5 years and at least the expected time in use"},
+		{"CRA-13-8", "too short", func(f *Facts) { f.Support.Until = "2029-12-31" }, NotMet, "shorter than the expected time in use"},
+		{"CRA-13-8", "short use without justification", func(f *Facts) { f.Support.Until = "2029-12-31"; f.Market.ExpectedUseMonths = 36 }, NotMet, "none is declared"},
+		{"CRA-13-8", "short use justified", func(f *Facts) {
+			f.Support.Until = "2029-12-31"
+			f.Market.ExpectedUseMonths, f.Market.Justification = 36, "a three-year rental device"
+		}, Met, "shorter than 5 years because the expected time in use is: a three-year rental device"},
 		{"CRA-13-8", "exactly five years", func(f *Facts) {
-			f.ProductCreated = time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
-			f.Support.Until = "2031-01-01"
+			f.Market.PlacedOn = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			f.Support.Until = "2030-12-31"
 		}, Met, "5 years 0 months"},
 		{"CRA-13-8", "one day short", func(f *Facts) {
-			f.ProductCreated = time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
-			f.Support.Until = "2031-01-01"
-		}, NotMet, "shorter than the 5 years"},
+			f.Market.PlacedOn = time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+			f.Support.Until = "2030-12-31"
+		}, NotMet, "shorter than the expected time in use"},
 		{"CRA-13-8", "no declaration", func(f *Facts) { f.Support, f.SupportErr = nil, "missing" }, NotMet, "missing"},
 
-		{"PSTI-2", "met", nil, Met, `security contact "security@example.com"`},
+		{"PSTI-2", "attested", nil, Attested, `security contact "security@example.com"`},
 		{"PSTI-2", "no contact", func(f *Facts) { f.Support.Contact = " " }, NotMet, "names no contact"},
-		{"PSTI-3", "met", nil, Met, `stated for model "Thermostat T1"`},
+		{"PSTI-2", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "when reporters get an acknowledgement and status updates"},
+		{"PSTI-3", "attested", nil, Attested, `stated for model "Thermostat T1"`},
 		{"PSTI-3", "no model", func(f *Facts) { f.Support.Model = "" }, NotMet, "no model designation"},
 		{"PSTI-3", "no declaration", func(f *Facts) { f.Support, f.SupportErr = nil, "missing" }, NotMet, "missing"},
+		{"PSTI-3", "not attested", func(f *Facts) { f.Attestations = nil }, NotMet, "with every invitation to purchase"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id+"/"+tt.name, func(t *testing.T) {

@@ -27,6 +27,9 @@ const (
 	ActionRolloutChange = "rollout.change"
 	ActionRootRotate    = "root.rotate"
 	ActionPurge         = "retention.purge"
+	ActionMarket        = "product.market"
+	ActionAttest        = "compliance.attest"
+	ActionWithdraw      = "compliance.withdraw"
 )
 
 // audit adds one entry to tx.

@@ -194,6 +194,15 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 		if err := tx.PutRollout(ctx, ro); err != nil {
 			return err
 		}
+		if ro.Percent == 100 && !ro.Halted {
+			// The first time each offered release reaches every device
+			// is kept: the compliance report measures delivery by it.
+			for _, r := range offered {
+				if err := tx.CompleteRollout(ctx, store.RolloutCompletion{Product: r.Product, Version: r.Version, Reached: now}); err != nil {
+					return err
+				}
+			}
+		}
 		if err := audit(ctx, tx, now, action, ro.Product+"/"+ro.Version, detail); err != nil {
 			return err
 		}

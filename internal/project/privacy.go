@@ -78,12 +78,15 @@ const KeptUntilDeleted = "kept until deleted by the operator"
 // TestPrivacyReportCoversLiveSchema fails when a table of the schema has
 // neither a retention period nor a reason.
 var keptReasons = map[string]string{
-	"products":          "product lines are the operator's own definitions of what they publish, not records of device activity",
-	"releases":          "releases are the product itself: devices verify and install them, and the published history must stay complete",
-	"rollouts":          "one row per product holds the current offer; a change replaces it rather than adding a row",
-	"metadata":          "signed TUF metadata is the product itself: devices need every root version to follow key rotations, and documents are append-only",
-	"schema_migrations": "one row per schema upgrade of this database file, needed to upgrade it safely",
-	"generation":        "a single counter row",
+	"products":            "product lines are the operator's own definitions of what they publish, not records of device activity",
+	"releases":            "releases are the product itself: devices verify and install them, and the published history must stay complete",
+	"rollouts":            "one row per product holds the current offer; a change replaces it rather than adding a row",
+	"metadata":            "signed TUF metadata is the product itself: devices need every root version to follow key rotations, and documents are append-only",
+	"schema_migrations":   "one row per schema upgrade of this database file, needed to upgrade it safely",
+	"generation":          "a single counter row",
+	"rollout_completions": "one row per release whose rollout reached every device: the delivery record the compliance report measures timeliness from",
+	"attestations":        "the manufacturer's statements of compliance evidence are a record the manufacturer must be able to show; a withdrawn one is kept with the time it was withdrawn",
+	"markets":             "one row per product: the manufacturer's declaration the support period is measured from",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The

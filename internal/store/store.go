@@ -72,6 +72,41 @@ type Rollout struct {
 	Updated time.Time
 }
 
+// RolloutCompletion records when the offer of a release first reached every
+// device of its product: percent 100, not halted. It is written once per
+// release and never changed, so the time a security release took to reach
+// the whole fleet survives later rollouts replacing it.
+type RolloutCompletion struct {
+	Product, Version string
+	Reached          time.Time
+}
+
+// Attestation is a fact outside uptrust that the manufacturer recorded for
+// one compliance provision of a product: where the evidence is published
+// (URL), what it shows (Note), who attests it (By, as the manufacturer
+// chose to name them; "" when not named) and when. A withdrawn attestation
+// stays on record with the time it was withdrawn.
+type Attestation struct {
+	Product, Item string
+	URL, Note, By string
+	Time          time.Time
+	// Withdrawn is when the attestation was withdrawn; zero while it
+	// stands.
+	Withdrawn time.Time
+}
+
+// Market is the manufacturer's declaration about placing a product on the
+// market: the day it is (or will be) placed, how long it is expected to
+// be in use, and why, when that is shorter than the support period the law
+// asks by default. Recorded is when the declaration was made.
+type Market struct {
+	Product           string
+	PlacedOn          time.Time // a day, midnight UTC
+	ExpectedUseMonths int
+	Justification     string
+	Recorded          time.Time
+}
+
 // Metadata is one signed TUF metadata document.
 type Metadata struct {
 	Repo    string // "release" or "fleet"
@@ -134,6 +169,16 @@ type Reader interface {
 	// Audit returns every audit entry, oldest first; entries of equal time
 	// in the order they were added.
 	Audit(ctx context.Context) ([]AuditEntry, error)
+	// RolloutCompletions returns the completions of a product's rollouts,
+	// oldest first.
+	RolloutCompletions(ctx context.Context, product string) ([]RolloutCompletion, error)
+	// Attestations returns a product's attestations, withdrawn ones
+	// included, ordered by item, then time, then the order they were
+	// added.
+	Attestations(ctx context.Context, product string) ([]Attestation, error)
+	// Market returns a product's market declaration, or an error wrapping
+	// ErrNotFound when none was made.
+	Market(ctx context.Context, product string) (Market, error)
 }
 
 // Tx is a transaction: reads see its own writes.
@@ -146,6 +191,19 @@ type Tx interface {
 	PutMetadata(ctx context.Context, m Metadata) error
 	// AddAudit records e; it commits or rolls back with the transaction.
 	AddAudit(ctx context.Context, e AuditEntry) error
+	// CompleteRollout records c unless the release has a completion
+	// already: the first time a release reaches every device is kept.
+	// An unknown release is ErrNotFound.
+	CompleteRollout(ctx context.Context, c RolloutCompletion) error
+	// AddAttestation records a; an unknown product is ErrNotFound. Item,
+	// URL and Note must not be empty, Withdrawn must be zero.
+	AddAttestation(ctx context.Context, a Attestation) error
+	// WithdrawAttestations marks the standing attestations of product's
+	// item withdrawn at at and returns how many it marked.
+	WithdrawAttestations(ctx context.Context, product, item string, at time.Time) (int64, error)
+	// PutMarket creates or replaces a product's market declaration; an
+	// unknown product is ErrNotFound. ExpectedUseMonths must be positive.
+	PutMarket(ctx context.Context, m Market) error
 }
 
 // Store is a persistent store.

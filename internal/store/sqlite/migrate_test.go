@@ -45,6 +45,62 @@ func schemaVersions(t *testing.T, s *Store) []int {
 	return vs
 }
 
+// allVersions is every schema version this program knows, in order.
+func allVersions() []int {
+	var v []int
+	for i := range migrations {
+		v = append(v, i+1)
+	}
+	return v
+}
+
+// TestMigrateFromV2 opens a database written by a program that knew
+// schema 2: a rollout that was complete then gets a completion at its last
+// change, one still running gets none, and the new tables are usable.
+func TestMigrateFromV2(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "uptrust.db")
+	created := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	full := created.Add(48 * time.Hour)
+	old, err := open(ctx, path, migrations[:2])
+	if err != nil {
+		t.Fatalf("open with schema 2: %v", err)
+	}
+	err = old.Update(ctx, func(tx store.Tx) error {
+		return errors.Join(
+			tx.PutProduct(ctx, store.Product{Name: "p", Model: "m", Hardware: []string{"h"}, Created: created}),
+			tx.PutProduct(ctx, store.Product{Name: "q", Model: "m", Hardware: []string{"h"}, Created: created}),
+			tx.AddRelease(ctx, store.Release{Product: "p", Version: "1.0", Target: "p/1.0", Manifest: []byte("{}"), Created: created}),
+			tx.AddRelease(ctx, store.Release{Product: "q", Version: "1.0", Target: "q/1.0", Manifest: []byte("{}"), Created: created}),
+			tx.PutRollout(ctx, store.Rollout{Product: "p", Version: "1.0", Percent: 100, Start: created, Updated: full}),
+			tx.PutRollout(ctx, store.Rollout{Product: "q", Version: "1.0", Percent: 50, Start: created, Updated: full}),
+		)
+	})
+	if err != nil {
+		t.Fatalf("writing schema 2 data: %v", err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, path)
+	defer s.Close()
+	if v := schemaVersions(t, s); !slices.Equal(v, allVersions()) {
+		t.Errorf("schema versions after migrating: %v, want %v", v, allVersions())
+	}
+	if cs, err := s.RolloutCompletions(ctx, "p"); err != nil || len(cs) != 1 || cs[0].Version != "1.0" || !cs[0].Reached.Equal(full) {
+		t.Errorf("completions of p after migration = %+v, %v; want 1.0 at %v", cs, err, full)
+	}
+	if cs, err := s.RolloutCompletions(ctx, "q"); err != nil || len(cs) != 0 {
+		t.Errorf("completions of q (rollout at 50%%) after migration = %+v, %v; want none", cs, err)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		return tx.AddAttestation(ctx, store.Attestation{Product: "p", Item: "CRA-II-5", URL: "https://example.com", Note: "n", Time: created})
+	})
+	if err != nil {
+		t.Errorf("AddAttestation after migration: %v", err)
+	}
+}
+
 // TestMigrateFromV1 builds a database the way a program that knew only
 // migration 1 did, fills it, and opens it with this program: the audit
 // table appears and nothing written before is lost. The old program then
@@ -86,8 +142,8 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 
 	s := openT(t, path)
-	if v := schemaVersions(t, s); !slices.Equal(v, []int{1, 2}) {
-		t.Errorf("schema versions after migrating: %v, want [1 2]", v)
+	if v := schemaVersions(t, s); !slices.Equal(v, allVersions()) {
+		t.Errorf("schema versions after migrating: %v, want %v", v, allVersions())
 	}
 	if !slices.Contains(tableNames(t, s), store.TableAudit) {
 		t.Error("no audit table after migrating")
@@ -123,8 +179,8 @@ func TestMigrateFromV1(t *testing.T) {
 
 	// Reopening migrates nothing again.
 	s = openT(t, path)
-	if v := schemaVersions(t, s); !slices.Equal(v, []int{1, 2}) {
-		t.Errorf("schema versions after reopening: %v, want [1 2]", v)
+	if v := schemaVersions(t, s); !slices.Equal(v, allVersions()) {
+		t.Errorf("schema versions after reopening: %v, want %v", v, allVersions())
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -103,6 +103,41 @@ CREATE TABLE audit ( -- purpose: record of operator actions on the project (init
 
 CREATE INDEX audit_by_time ON audit (time);
 `,
+	// 3: what the compliance report measures beyond the published state:
+	// when rollouts reached every device, the manufacturer's attestations
+	// and market declarations.
+	`
+CREATE TABLE rollout_completions ( -- purpose: when the offer of each release first reached every device (100 percent, not halted), to measure how long security updates take to reach the fleet; holds no device or personal data
+	product TEXT NOT NULL, -- purpose: product of the release
+	version TEXT NOT NULL, -- purpose: release version whose rollout completed
+	reached TEXT NOT NULL, -- purpose: when the rollout first reached 100 percent (UTC); for rollouts already complete when this table was added, their last change
+	PRIMARY KEY (product, version),
+	FOREIGN KEY (product, version) REFERENCES releases (product, version)
+) STRICT;
+
+INSERT INTO rollout_completions (product, version, reached)
+	SELECT product, version, updated FROM rollouts WHERE percent = 100 AND halted = 0;
+
+CREATE TABLE attestations ( -- purpose: facts outside uptrust that the manufacturer attests for a compliance provision of a product (uptrust compliance attest), reported as attested and never as met; holds no device data
+	product TEXT NOT NULL REFERENCES products (name), -- purpose: product the attestation is about
+	item TEXT NOT NULL CHECK (item <> ''), -- purpose: compliance provision id, such as CRA-II-5
+	url TEXT NOT NULL CHECK (url <> ''), -- purpose: where the attested evidence is published (policy page, shop page, label)
+	note TEXT NOT NULL CHECK (note <> ''), -- purpose: what the manufacturer states the evidence shows
+	attested_by TEXT NOT NULL, -- purpose: who attests, as the manufacturer chose to name them (a role or team is enough); empty when not named
+	time TEXT NOT NULL, -- purpose: when the attestation was recorded (UTC)
+	withdrawn TEXT NOT NULL -- purpose: when it was withdrawn (UTC); empty while it stands
+) STRICT;
+
+CREATE INDEX attestations_by_item ON attestations (product, item, time);
+
+CREATE TABLE markets ( -- purpose: the manufacturer's declaration of placing each product on the market and of its expected time in use, from which the support period is measured; holds no device or personal data
+	product TEXT PRIMARY KEY REFERENCES products (name), -- purpose: product the declaration is about
+	placed_on TEXT NOT NULL, -- purpose: day the product is placed on the market, YYYY-MM-DD
+	expected_use_months INTEGER NOT NULL CHECK (expected_use_months > 0), -- purpose: how long users are expected to use the product, in months
+	justification TEXT NOT NULL, -- purpose: why the support period may be shorter than five years, empty when none is given
+	recorded TEXT NOT NULL -- purpose: when the declaration was made (UTC)
+) STRICT;
+`,
 }
 
 // ErrSchemaTooNew is returned by Open when the database was written by a newer

@@ -18,7 +18,10 @@
 //     once its day began before it), leaves the generation alone and
 //     refuses tables without age-based retention;
 //   - Describe lists every table with a purpose, and every column with a
-//     type and a purpose.
+//     type and a purpose;
+//   - a rollout completion is written once per release (the first wins),
+//     attestations are withdrawn, never deleted, and a market declaration
+//     is replaced whole; each refuses an unknown product or release.
 package storetest
 
 import (
@@ -62,6 +65,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PurgeAudit", testPurgeAudit},
 		{"PurgeOtherTables", testPurgeOtherTables},
 		{"Describe", testDescribe},
+		{"RolloutCompletions", testRolloutCompletions},
+		{"Attestations", testAttestations},
+		{"Market", testMarket},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
