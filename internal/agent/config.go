@@ -1,7 +1,7 @@
 package agent
 
 import (
-		"errors"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
