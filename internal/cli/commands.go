@@ -307,6 +307,9 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
+		if err := p.CheckProduct(ctx, product); err != nil {
+			return err
+		}
 		rels, err := p.Store.Releases(ctx, product)
 		if err != nil {
 			return err

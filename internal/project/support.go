@@ -19,6 +19,9 @@ import (
 
 // Support returns the product's current signed support declaration.
 func (p *Project) Support(ctx context.Context, product string) (*release.Support, error) {
+	if err := p.CheckProduct(ctx, product); err != nil {
+		return nil, err
+	}
 	md, err := repo.LoadTargets(ctx, p.Store, deviceapi.RepoRelease, repo.ProductRole(product))
 	if err != nil {
 		return nil, err
@@ -48,6 +51,9 @@ func (p *Project) Support(ctx context.Context, product string) (*release.Support
 // shortened.
 func (p *Project) ExtendSupport(ctx context.Context, product, until string) (*release.Support, error) {
 	return p.reissueSupport(ctx, product, ActionSupportExtend, func(s *release.Support) (string, error) {
+		if err := checkSupportFuture(until, p.Clock.Now()); err != nil {
+			return "", err
+		}
 		detail := fmt.Sprintf("support until %s (was %s)", until, s.Until)
 		s.Until = until
 		return detail, nil
@@ -63,6 +69,20 @@ func (p *Project) SetPolicy(ctx context.Context, product string, pol release.Pol
 		s.Policy = &pol
 		return policyDetail(&pol), nil
 	})
+}
+
+// checkSupportFuture refuses a support end date that has passed: devices
+// would be told at once that their support has ended.
+func checkSupportFuture(until string, now time.Time) error {
+	d, err := release.ParseDate(until)
+	if err != nil {
+		return err
+	}
+	today := now.UTC().Format(time.DateOnly)
+	if d.Format(time.DateOnly) < today {
+		return fmt.Errorf("project: support until %s is in the past (today is %s); give the date support really ends", until, today)
+	}
+	return nil
 }
 
 // reissueSupport publishes the product's declaration as changed by change,
