@@ -30,6 +30,7 @@ import (
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
+	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
@@ -122,6 +123,9 @@ type Project struct {
 	// ReportRowsPerDay caps the report counters one UTC day can create
 	// (DefaultReportRowsPerDay when 0).
 	ReportRowsPerDay int
+	// Progress shows long work (hashing, compressing, building deltas);
+	// nil shows nothing.
+	Progress *progress.Bar
 
 	keys *keyring
 }
@@ -132,6 +136,8 @@ type Options struct {
 	Passphrase func() ([]byte, error)
 	// Warn receives notices; nil discards them.
 	Warn func(string)
+	// Progress shows long work; nil shows nothing.
+	Progress *progress.Bar
 }
 
 func (o *Options) defaults() {
@@ -250,7 +256,7 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 		st.Close()
 		return nil, err
 	}
-	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, Progress: o.Progress}
 	p.keys = newKeyring(p)
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -225,19 +226,25 @@ func CheckZstdFrame(compression string, frame int64) error {
 // in m (Payload, Deltas). It returns the blob of the bytes on the wire.
 func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Manifest) (blob.Info, error) {
 	src := s.Payload
+	size := sizeOf(src)
+	bar := p.Progress
+	defer bar.Done()
 	m.Payload = release.Payload{Type: "rootfs", Compression: release.CompressionNone}
 	if len(s.DeltaFrom) > 0 {
-		img, err := readImage(src, p.Config.MaxPayloadBytes)
+		bar.Start("reading the image", size)
+		img, err := readImage(bar.Reader(src), p.Config.MaxPayloadBytes)
 		if err != nil {
 			return blob.Info{}, err
 		}
+		size = int64(len(img))
 		if m.Deltas, err = p.buildDeltas(ctx, s.Product, s.Version, s.DeltaFrom, img); err != nil {
 			return blob.Info{}, err
 		}
 		src = bytes.NewReader(img)
 	}
 	if s.Compression != release.CompressionZstd {
-		b, err := p.Blobs.Put(ctx, src, p.Config.MaxPayloadBytes)
+		bar.Start("hashing and storing", size)
+		b, err := p.Blobs.Put(ctx, bar.Reader(src), p.Config.MaxPayloadBytes)
 		if err != nil {
 			return blob.Info{}, err
 		}
@@ -246,7 +253,8 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 		}
 		return b, nil
 	}
-	b, img, err := putCompressed(ctx, p.Blobs, src, p.Config.MaxPayloadBytes, s.ZstdFrame)
+	bar.Start("compressing and hashing", size)
+	b, img, err := putCompressed(ctx, p.Blobs, bar.Reader(src), p.Config.MaxPayloadBytes, s.ZstdFrame)
 	if err != nil {
 		return blob.Info{}, err
 	}
@@ -255,6 +263,16 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 	}
 	m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = release.CompressionZstd, img.length, img.sha256
 	return b, nil
+}
+
+// sizeOf returns the size of r when it is a regular file, else -1.
+func sizeOf(r io.Reader) int64 {
+	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	}
+	return -1
 }
 
 // checkNewRelease refuses a release that conflicts with those r holds: a

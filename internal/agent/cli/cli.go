@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/progress"
 )
 
 const usage = `uptrust-agent keeps this device's firmware updated.
@@ -87,7 +88,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	case "provision":
 		err = provision(cfg, rest, log, stderr)
 	case "check":
-		err = check(ctx, cfg, log, stdout, env.BuildTime)
+		err = check(ctx, cfg, log, stdout, env.BuildTime, progress.ForWriter(stderr, false))
 	case "run":
 		err = run(ctx, cfg, log, env.BuildTime)
 	case "status":
@@ -131,12 +132,12 @@ func provision(cfg *agent.Config, args []string, log *slog.Logger, stderr io.Wri
 	return agent.ProvisionDevice(cfg, agent.ProvisionSpec{Version: *version, SecurityVersion: *sv, FactoryImage: *factory, BootLimit: *bootLimit}, log)
 }
 
-func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string) error {
+func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string, bar *progress.Bar) error {
 	built, err := binaryBuildTime(linked)
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built})
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built, Progress: bar})
 	if err != nil {
 		return err
 	}
