@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/cli"
+	"github.com/uptrust/uptrust/internal/store/sqlite"
 )
 
 // TestNotAProject: every command that opens a project refuses a directory
@@ -168,5 +169,32 @@ func TestServeJSONLogsAndReadyz(t *testing.T) {
 	}
 	if r := run(t, nil, "serve", "--dir", dir, "--log-format", "xml"); r.code != 2 || !strings.Contains(r.stderr, `--log-format "xml": want text or json`) {
 		t.Errorf("--log-format xml: %v", r)
+	}
+}
+
+// TestServeNeedsPublishedRoots: a database without the repositories'
+// signed roots (a fresh schema, say) is not served.
+func TestServeNeedsPublishedRoots(t *testing.T) {
+	good := devProject(t)
+	dir := filepath.Join(t.TempDir(), "p")
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "keys", "online"), os.DirFS(filepath.Join(good, "keys", "online"))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(good, "uptrust.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "uptrust.json", string(b))
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "uptrust.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	r := run(t, nil, "serve", "--dir", dir, "--listen", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "has no published root.json for the release repository") {
+		t.Errorf("serve of a database without roots: %v", r)
 	}
 }

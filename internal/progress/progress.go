@@ -35,6 +35,9 @@ type Bar struct {
 	tty   bool
 	width int
 	now   func() time.Time
+	// tick is how often a phase is shown again while nothing is added
+	// (elapsed time goes on); 0: never.
+	tick time.Duration
 
 	mu        sync.Mutex
 	phase     string
@@ -43,7 +46,8 @@ type Bar struct {
 	start     time.Time
 	lastDraw  time.Time
 	lastTenth int64
-	drawn     bool // a terminal line is showing
+	drawn     bool          // a terminal line is showing
+	stop      chan struct{} // ends the current phase's ticker
 }
 
 // New returns a Bar writing to w. tty selects the single updating line;
@@ -52,7 +56,11 @@ func New(w io.Writer, tty bool, width int) *Bar {
 	if width <= 0 {
 		width = 80
 	}
-	return &Bar{w: w, tty: tty, width: width, now: time.Now}
+	tick := PlainEvery
+	if tty {
+		tick = time.Second
+	}
+	return &Bar{w: w, tty: tty, width: width, now: time.Now, tick: tick}
 }
 
 // ForFile returns a Bar on f that updates one line when f is a terminal
@@ -82,10 +90,11 @@ func ForWriter(w io.Writer, quiet bool) *Bar {
 	return New(w, false, 0)
 }
 
-// SetClock replaces time.Now, for tests.
+// SetClock replaces time.Now, for tests; it also stops the redraws of a
+// phase in which nothing is added, which run on real time.
 func (b *Bar) SetClock(now func() time.Time) {
 	if b != nil {
-		b.now = now
+		b.now, b.tick = now, 0
 	}
 }
 
@@ -102,6 +111,13 @@ func (b *Bar) Start(phase string, total int64) {
 	}
 	b.phase, b.total, b.done, b.start, b.lastTenth = phase, total, 0, b.now(), 0
 	b.lastDraw = b.start
+	if b.tick > 0 {
+		// A phase can go a long time without Add (indexing an image):
+		// show it again so the elapsed time moves.
+		stop := make(chan struct{})
+		b.stop = stop
+		go b.ticker(stop, b.tick)
+	}
 	if b.tty {
 		b.drawLocked()
 	} else {
@@ -232,7 +248,39 @@ func (b *Bar) drawLocked() {
 	b.drawn = true
 }
 
+// ticker shows the phase again every tick until stop is closed.
+func (b *Bar) ticker(stop chan struct{}, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		select {
+		case <-stop:
+		default:
+			now := b.now()
+			if now.Sub(b.lastDraw) >= tick {
+				b.lastDraw = now
+				if b.tty {
+					b.drawLocked()
+				} else {
+					fmt.Fprintf(b.w, "%s\n", b.statusLocked(now))
+				}
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
 func (b *Bar) finishLocked() {
+	if b.stop != nil {
+		close(b.stop)
+		b.stop = nil
+	}
 	now := b.now()
 	el := now.Sub(b.start)
 	msg := fmt.Sprintf("%s: done, %s in %s", b.phase, Size(b.done), round(el))
@@ -262,6 +310,8 @@ func (b *Bar) statusLocked(now time.Time) string {
 			left := time.Duration(float64(b.total-b.done) / rate * float64(time.Second))
 			fmt.Fprintf(&sb, "  %s left", round(left))
 		}
+	} else if el >= time.Second {
+		fmt.Fprintf(&sb, "  %s so far", el.Round(time.Second))
 	}
 	return sb.String()
 }

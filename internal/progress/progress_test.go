@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -108,4 +109,42 @@ func TestUnknownTotalAndHelpers(t *testing.T) {
 	if ForWriter(&out, true) != nil {
 		t.Error("quiet bar is not nil")
 	}
+}
+
+// TestTickerShowsIdlePhase: a phase in which nothing is added (indexing)
+// is shown again as time passes, with the time so far.
+func TestTickerShowsIdlePhase(t *testing.T) {
+	out := &syncBuffer{}
+	b := New(out, false, 0)
+	b.tick = time.Millisecond
+	start := time.Now()
+	// Time runs a thousand times faster for this bar.
+	b.now = func() time.Time { return start.Add(time.Since(start) * 1000) }
+	b.Start("indexing 1.0.0 for the delta", 100)
+	for !strings.Contains(out.String(), "indexing 1.0.0 for the delta    0%  0 B of 100 B  ") || !strings.Contains(out.String(), "s so far\n") {
+		time.Sleep(time.Millisecond)
+	}
+	b.Done()
+	n := len(out.String())
+	time.Sleep(20 * time.Millisecond)
+	if len(out.String()) != n {
+		t.Errorf("shown after Done: %q", out.String()[n:])
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -116,6 +116,7 @@ func (p *Project) buildDeltas(ctx context.Context, product, version string, from
 		if err != nil {
 			return nil, err
 		}
+		p.Progress.Set(srcLen)
 		p.Progress.Start("indexing "+f+" for the delta", int64(len(srcImg)))
 		var buf bytes.Buffer
 		o := delta.Options{}
