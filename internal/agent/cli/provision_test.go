@@ -146,3 +146,20 @@ func TestProvisionFileBackend(t *testing.T) {
 		t.Errorf("second provision: %d %s", code, stderr)
 	}
 }
+
+// TestConfigTypoThroughCLI: every command refuses an agent config with a
+// misspelt field, naming the file, line, column and the nearest name.
+func TestConfigTypoThroughCLI(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.json")
+	doc := "{\n  \"server\": \"https://updates.example.com\",\n  \"download_rate_limt\": \"1MiB\"\n}\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := cfg + `:3:3: unknown field "download_rate_limt" (did you mean "download_rate_limit"?)`
+	for _, cmd := range []string{"status", "check", "provision"} {
+		if code, stderr := agentMain(t, cfg, cmd); code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want %q", cmd, code, stderr, want)
+		}
+	}
+}
