@@ -59,12 +59,14 @@ func TestVersionBelowNewestWarns(t *testing.T) {
 	}
 }
 
-// TestSupportDateInPast: a support period that has already ended is
-// refused when a product is added and when support is extended.
+// TestSupportDateInPast: extending support to a date that has passed is
+// refused; adding a product whose support has ended (for a late fix) is
+// done with a warning.
 func TestSupportDateInPast(t *testing.T) {
 	dir := devProject(t)
 	r := run(t, nil, "product", "add", "doorbell", "--hardware", "rev-a", "--support-until", "2020-01-01", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "support until 2020-01-01 is in the past") {
+	if r.code != 0 || !strings.Contains(r.stderr, "uptrust: warning: project: support until 2020-01-01 is in the past") ||
+		!strings.Contains(r.stderr, "devices will report that their support has ended") {
 		t.Errorf("product add with a past date: %v", r)
 	}
 	r = run(t, nil, "product", "support", "extend", "thermostat", "--until", "2021-06-30", "--dir", dir)

@@ -54,8 +54,13 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		def := release.DefaultPolicy()
 		s.Policy = &def
 	}
-	if err := checkSupportFuture(s.SupportUntil, now); err != nil {
+	var past *supportPastError
+	if err := checkSupportFuture(s.SupportUntil, now); err != nil && !errors.As(err, &past) {
 		return err
+	} else if err != nil {
+		// A product whose support has ended may still need a late
+		// security fix: say so, do not refuse.
+		p.Warn(fmt.Sprintf("%v; devices will report that their support has ended", err))
 	}
 	sup := release.Support{Product: s.Name, Model: s.Model, Hardware: s.Hardware, Until: s.SupportUntil, Contact: s.Contact, Issued: now, Policy: s.Policy}
 	if err := sup.Validate(); err != nil {

@@ -71,8 +71,16 @@ func (p *Project) SetPolicy(ctx context.Context, product string, pol release.Pol
 	})
 }
 
-// checkSupportFuture refuses a support end date that has passed: devices
-// would be told at once that their support has ended.
+// supportPastError is a support end date that has passed.
+type supportPastError struct{ until, today string }
+
+func (e *supportPastError) Error() string {
+	return fmt.Sprintf("project: support until %s is in the past (today is %s); give the date support really ends", e.until, e.today)
+}
+
+// checkSupportFuture refuses a support end date that has passed
+// (a *supportPastError): devices would be told at once that their support has
+// ended. ExtendSupport refuses it; AddProduct warns.
 func checkSupportFuture(until string, now time.Time) error {
 	d, err := release.ParseDate(until)
 	if err != nil {
@@ -80,7 +88,7 @@ func checkSupportFuture(until string, now time.Time) error {
 	}
 	today := now.UTC().Format(time.DateOnly)
 	if d.Format(time.DateOnly) < today {
-		return fmt.Errorf("project: support until %s is in the past (today is %s); give the date support really ends", until, today)
+		return &supportPastError{until, today}
 	}
 	return nil
 }
