@@ -13,6 +13,7 @@ import (
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/progress"
 )
 
 // ErrRebooting is returned by Check when the cycle ended by asking the
@@ -51,6 +52,8 @@ type Options struct {
 	// agent never verifies metadata against an earlier time (see
 	// referenceTime).
 	BuildTime time.Time
+	// Progress shows payload and delta downloads; nil shows nothing.
+	Progress *progress.Bar
 }
 
 // Agent runs update cycles for one device. It is not safe for concurrent
@@ -69,6 +72,8 @@ type Agent struct {
 	queue   *reportQueue
 	// buildTime is Options.BuildTime.
 	buildTime time.Time
+	// bar is Options.Progress.
+	bar *progress.Bar
 }
 
 // New builds an agent. It does not touch the network.
@@ -119,7 +124,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, reports: reports, clock: o.Clock, log: o.Logger,
 		reboot: o.Reboot, health: o.Health, power: o.PowerLoss, step: o.Step,
-		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime}
+		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime, bar: o.Progress}
 	if a.reboot == nil {
 		a.reboot = a.rebootCommand
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/strictjson"
 	"github.com/uptrust/uptrust/internal/units"
 )
 
@@ -82,7 +82,7 @@ type Config struct {
 	// DownloadRateLimit caps the bytes per second the agent reads from the
 	// server, payloads and metadata together: a number, or a string such as
 	// "512KiB" or "2MiB" (see units.ParseByteRate). 0 or absent: no limit.
-	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty"`
+	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty" zero:"ok"`
 	// PowerLossBudget bounds what a power loss during a payload download
 	// into the slot costs: the download never has this many bytes written
 	// that no saved checkpoint covers before it reads its next buffer of
@@ -132,8 +132,8 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
 	var c Config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	if err := strictjson.Decode(path, b, &c); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.FwDefaultEnv, &c.Slot.GrubEnv,

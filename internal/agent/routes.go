@@ -29,15 +29,35 @@ const (
 
 // transfers returns the routes with the agent's knobs.
 func (a *Agent) transfers() *transfer.Downloader {
-	return &transfer.Downloader{HTTP: a.http, Dir: a.cfg.DataDir, MaxAttempts: a.cfg.MaxAttempts, LossBudget: a.cfg.lossBudget(),
+	d := &transfer.Downloader{HTTP: a.http, Dir: a.cfg.DataDir, MaxAttempts: a.cfg.MaxAttempts, LossBudget: a.cfg.lossBudget(),
 		Now: a.clock.Now, Log: a.log, Power: a.power, BootID: a.bootID}
+	if a.bar != nil {
+		d.Received = a.bar.Add
+	}
+	return d
+}
+
+// showDownload starts the progress display of downloading what of
+// length bytes, from the offset saved progress reached; the returned
+// function ends it.
+func (a *Agent) showDownload(what string, length int64, saved *transfer.Progress) func() {
+	if a.bar == nil {
+		return func() {}
+	}
+	a.bar.Start("downloading "+what, length)
+	if saved != nil {
+		a.bar.Set(saved.Offset)
+	}
+	return a.bar.Done
 }
 
 // download streams the uncompressed payload of s.Pending into its slot
 // and returns nil once the slot holds the whole image, verified against
 // the signed hashes of rel and synced (transfer.Downloader.Plain).
 func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
-	return a.transfers().Plain(ctx, a.payloadJob(s, rel))
+	j := a.payloadJob(s, rel)
+	defer a.showDownload(j.Version, j.Target.Length, j.Saved)()
+	return a.transfers().Plain(ctx, j)
 }
 
 // downloadZstd writes the image that the zstd payload of s.Pending
@@ -46,7 +66,9 @@ func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFile
 // the manifest (transfer.Downloader.Compressed).
 func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	p := s.Pending
-	return a.transfers().Compressed(ctx, a.payloadJob(s, rel), transfer.Image{Length: p.ImageLength, SHA256: p.ImageSHA256},
+	j := a.payloadJob(s, rel)
+	defer a.showDownload(j.Version+" (compressed)", j.Target.Length, j.Saved)()
+	return a.transfers().Compressed(ctx, j, transfer.Image{Length: p.ImageLength, SHA256: p.ImageSHA256},
 		a.cfg.StagingEnabled())
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
@@ -281,6 +282,7 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
+		p.Progress = progress.ForWriter(env.Stderr, false)
 		impact := release.Impact{DataCollection: release.Change(*dataColl), DataCollectionText: *dataText,
 			NewRecipients: recipients, NewRecipientsText: *recipText, Functionality: release.Change(*function), FunctionalityText: *funcText}
 		pub, err := p.AddRelease(ctx, project.ReleaseSpec{Product: pos[0], Version: pos[1], Payload: f, Kind: k,
@@ -315,6 +317,9 @@ func cmdRelease(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		defer p.Close()
+		if err := p.CheckProduct(ctx, product); err != nil {
+			return err
+		}
 		rels, err := p.Store.Releases(ctx, product)
 		if err != nil {
 			return err

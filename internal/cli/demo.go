@@ -55,7 +55,7 @@ func cmdDemo(ctx context.Context, env Env, args []string) error {
 		s.Devices, s.Updated, s.Release, s.RolledBack, s.Failed, s.Seconds)
 	fmt.Fprintf(env.Stdout, "%d devices installed from a delta; %s downloaded in all, instead of %s of full images\n",
 		deltas, sizeString(total), sizeString(int64(s.ImageBytes)*int64(s.Devices)))
-	fmt.Fprintf(env.Stdout, "anonymous reports received by the server for %s: %v\n", s.Release, s.Reports)
+	fmt.Fprintf(env.Stdout, "anonymous reports received by the server for %s: %s\n", s.Release, s.ReportsText())
 	if s.Failed > 0 {
 		return fmt.Errorf("demo: %d devices failed", s.Failed)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/mirror"
+	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/project"
 )
 
@@ -45,7 +46,7 @@ func cmdMirror(ctx context.Context, env Env, args []string) error {
 	}
 	defer p.Close()
 	o := mirror.Options{Resigner: p, Repositories: []string{deviceapi.ReleaseBase, deviceapi.FleetBase},
-		Copy: *copyFlag, Clock: p.Clock}
+		Copy: *copyFlag, Clock: p.Clock, Progress: progress.ForWriter(env.Stderr, false)}
 	var res mirror.Result
 	if sub == "export" {
 		res, err = mirror.Export(ctx, out, p, o)

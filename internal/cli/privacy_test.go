@@ -93,9 +93,8 @@ func TestReportsHidesSmallCounts(t *testing.T) {
 	if r := run(t, nil, "reports", "--k", "2", "--dir", dir); r.code != 1 || !strings.Contains(r.stderr, "report_k 5") {
 		t.Errorf("reports --k below report_k: %v; want a refusal", r)
 	}
-	r = mustRun(t, nil, "reports", "doorbell", "--dir", dir)
-	if !strings.Contains(r.stdout, "no reports") {
-		t.Errorf("reports of a product without any:\n%s", r.stdout)
+	if r := run(t, nil, "reports", "doorbell", "--dir", dir); r.code != 1 || !strings.Contains(r.stderr, `no product "doorbell"`) {
+		t.Errorf("reports of an unknown product: %v", r)
 	}
 }
 

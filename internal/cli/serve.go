@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -29,6 +28,7 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 	clientRate := fs.Float64("report-client-rate", server.DefaultReportClientRate, "reports per second one client address may send")
 	clientBurst := fs.Int("report-client-burst", server.DefaultReportClientBurst, "reports one client address may send at once")
 	rowsPerDay := fs.Int("report-rows-per-day", project.DefaultReportRowsPerDay, "report counters one UTC day may create")
+	logFormat := fs.String("log-format", "text", "log records as text or json")
 	proxiesFlag := fs.String("report-proxies", "", "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For names the client")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -49,7 +49,10 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 		}
 		proxies = append(proxies, pr)
 	}
-	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	logger, err := server.NewLogger(env.Stderr, *logFormat)
+	if err != nil {
+		return usagef("serve: %v", err)
+	}
 	if env.Getenv("GOGC") == "" {
 		// The server's heap is small (metadata snapshots, buffers); fewer
 		// collections buy throughput on the update-check path.
@@ -62,6 +65,9 @@ func cmdServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer p.Close()
+	if err := p.CheckServable(ctx); err != nil {
+		return err
+	}
 	p.ReportRowsPerDay = *rowsPerDay
 	srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
 		MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader,

@@ -15,6 +15,22 @@ import (
 // 2*MaxOpLength) and the model. The output is written as it is produced. ctx is checked
 // between matches; cancelling it stops Create with ctx.Err().
 func Create(ctx context.Context, w io.Writer, source, target []byte) error {
+	return CreateWith(ctx, w, source, target, Options{})
+}
+
+// Options for CreateWith.
+type Options struct {
+	// Indexed, when set, is called once the source is indexed (the
+	// suffix array is built), before matching starts.
+	Indexed func()
+	// Progress, when set, is called during matching with the target bytes
+	// matched so far and len(target), at least every 1024 matches and
+	// once at the end.
+	Progress func(done, total int64)
+}
+
+// CreateWith is Create reporting its progress as o asks.
+func CreateWith(ctx context.Context, w io.Writer, source, target []byte, o Options) error {
 	h := Header{
 		SourceSize:   int64(len(source)),
 		SourceSHA256: sha256.Sum256(source),
@@ -28,7 +44,10 @@ func Create(ctx context.Context, w io.Writer, source, target []byte) error {
 	if err != nil {
 		return err
 	}
-	e := &encoder{c: newEncoder(bw), w: bw, ew: ew, m: newModel(), source: source, target: target}
+	if o.Indexed != nil {
+		o.Indexed()
+	}
+	e := &encoder{c: newEncoder(bw), w: bw, ew: ew, m: newModel(), source: source, target: target, progress: o.Progress}
 	if statsEnabled() {
 		e.c.stats = &costStats{}
 		defer e.c.stats.print(os.Stderr)
@@ -70,6 +89,7 @@ type encoder struct {
 	pos            int64  // source position before cur's seek
 	out            int64  // target bytes coded, before cur
 	err            error
+	progress       func(done, total int64)
 }
 
 // addDiff appends diff bytes (target minus source at the current source position).
@@ -209,6 +229,9 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 			if e.err != nil {
 				return e.err
 			}
+			if e.progress != nil {
+				e.progress(int64(scan), int64(newsize))
+			}
 		}
 		oldscore := 0
 		scan += n
@@ -294,6 +317,9 @@ func diff(ctx context.Context, sa []int32, old, new []byte, e *encoder) error {
 		e.addExtra(new[lastscan+lenf : scan-lenb])
 		e.seek(int64((pos - lenb) - (lastpos + lenf)))
 		lastscan, lastpos, lastoffset = scan-lenb, pos-lenb, pos-scan
+	}
+	if e.progress != nil {
+		e.progress(int64(newsize), int64(newsize))
 	}
 	return e.err
 }

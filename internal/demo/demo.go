@@ -17,12 +17,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/sim"
 )
@@ -291,4 +294,33 @@ func (r *reader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+// ReportsText writes the report counts for people, in the order of
+// report.Outcomes then any other key by name: "9 installed, 1 rolled
+// back", or "none".
+func (s *Summary) ReportsText() string {
+	var parts []string
+	seen := map[string]bool{}
+	add := func(k string) {
+		if n := s.Reports[k]; n > 0 && !seen[k] {
+			seen[k] = true
+			parts = append(parts, fmt.Sprintf("%d %s", n, strings.ReplaceAll(k, "_", " ")))
+		}
+	}
+	for _, o := range report.Outcomes() {
+		add(string(o))
+	}
+	keys := make([]string, 0, len(s.Reports))
+	for k := range s.Reports {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		add(k)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

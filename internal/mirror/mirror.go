@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/server"
 )
 
@@ -111,6 +112,20 @@ type Options struct {
 	// mirror; an error ends the run with that error, as a crash would.
 	// Tests use it to look at every intermediate tree.
 	AfterStep func(ctx context.Context, s Step) error
+	// Progress shows the bytes of metadata and payloads placed so far
+	// against those published; nil shows nothing.
+	Progress *progress.Bar
+}
+
+// stepBytes is what a step places: the document or the payload.
+func stepBytes(s Step) int64 {
+	switch s.Op {
+	case OpPutMetadata:
+		return int64(len(s.Data))
+	case OpPutPayload:
+		return s.Payload.Size
+	}
+	return 0
 }
 
 // Result says what a run did.
@@ -236,11 +251,18 @@ func run(ctx context.Context, dir string, prev State, src Source, o Options) (Re
 		return Result{}, err
 	}
 	a := applier{dir: dir, copy: o.Copy, verify: o.Verify}
+	var total int64
+	for _, s := range p.steps {
+		total += stepBytes(s)
+	}
+	o.Progress.Start("writing the mirror "+dir, total)
+	defer o.Progress.Done()
 	for _, s := range p.steps {
 		changed, how, err := a.apply(ctx, s)
 		if err != nil {
 			return Result{}, err
 		}
+		o.Progress.Add(stepBytes(s))
 		switch {
 		case !changed:
 			res.Unchanged++

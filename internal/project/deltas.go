@@ -111,12 +111,20 @@ func (p *Project) buildDeltas(ctx context.Context, product, version string, from
 			}
 			return nil, err
 		}
+		p.Progress.Start("reading "+f+" for the delta", -1)
 		srcImg, srcLen, srcSum, err := p.releaseImage(src)
 		if err != nil {
 			return nil, err
 		}
+		p.Progress.Set(srcLen)
+		p.Progress.Start("indexing "+f+" for the delta", int64(len(srcImg)))
 		var buf bytes.Buffer
-		if err := delta.Create(ctx, &buf, srcImg, img); err != nil {
+		o := delta.Options{}
+		if p.Progress != nil {
+			o.Indexed = func() { p.Progress.Set(int64(len(srcImg))) }
+			o.Progress = p.Progress.Func("building the delta from " + f)
+		}
+		if err := delta.CreateWith(ctx, &buf, srcImg, img, o); err != nil {
 			return nil, fmt.Errorf("project: delta from %s: %w", f, err)
 		}
 		b, err := p.Blobs.Put(ctx, &buf, 0)

@@ -54,6 +54,14 @@ func (p *Project) AddProduct(ctx context.Context, s ProductSpec) error {
 		def := release.DefaultPolicy()
 		s.Policy = &def
 	}
+	var past *supportPastError
+	if err := checkSupportFuture(s.SupportUntil, now); err != nil && !errors.As(err, &past) {
+		return err
+	} else if err != nil {
+		// A product whose support has ended may still need a late
+		// security fix: say so, do not refuse.
+		p.Warn(fmt.Sprintf("%v; devices will report that their support has ended", err))
+	}
 	sup := release.Support{Product: s.Name, Model: s.Model, Hardware: s.Hardware, Until: s.SupportUntil, Contact: s.Contact, Issued: now, Policy: s.Policy}
 	if err := sup.Validate(); err != nil {
 		return err
@@ -133,6 +141,9 @@ type FleetCustom struct {
 // length and hashes and the rollout rule, replacing any earlier offer for
 // the product.
 func (p *Project) StartRollout(ctx context.Context, product, version string, percent int) (store.Rollout, error) {
+	if err := p.CheckProduct(ctx, product); err != nil {
+		return store.Rollout{}, err
+	}
 	now := p.Clock.Now().UTC()
 	ro := store.Rollout{Product: product, Version: version, Percent: percent, Start: now, Updated: now}
 	detail := fmt.Sprintf("percent %d", percent)
@@ -144,6 +155,9 @@ func (p *Project) StartRollout(ctx context.Context, product, version string, per
 
 // ChangeRollout changes the running rollout of a product.
 func (p *Project) ChangeRollout(ctx context.Context, product string, change func(*store.Rollout)) (store.Rollout, error) {
+	if err := p.CheckProduct(ctx, product); err != nil {
+		return store.Rollout{}, err
+	}
 	ro, err := p.Store.Rollout(ctx, product)
 	if err != nil {
 		return ro, fmt.Errorf("project: rollout of %s: %w (start one with uptrust rollout start)", product, err)

@@ -17,7 +17,6 @@ package project
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -30,9 +29,11 @@ import (
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
+	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
+	"github.com/uptrust/uptrust/internal/strictjson"
 	"github.com/uptrust/uptrust/internal/units"
 )
 
@@ -67,7 +68,7 @@ type Config struct {
 	RootThreshold int       `json:"root_threshold"`
 	Lifetimes     Lifetimes `json:"lifetimes"`
 	// MaxPayloadBytes bounds release payloads (0: no limit).
-	MaxPayloadBytes int64 `json:"max_payload_bytes"`
+	MaxPayloadBytes int64 `json:"max_payload_bytes" zero:"ok"`
 	// Retention bounds how long rows that grow with use are kept; absent
 	// entries take the defaults (see Retention).
 	Retention Retention `json:"retention"`
@@ -132,6 +133,9 @@ type Project struct {
 	// ReportRowsPerDay caps the report counters one UTC day can create
 	// (DefaultReportRowsPerDay when 0).
 	ReportRowsPerDay int
+	// Progress shows long work (hashing, compressing, building deltas);
+	// nil shows nothing.
+	Progress *progress.Bar
 
 	keys *keyring
 }
@@ -144,6 +148,8 @@ type Options struct {
 	Warn func(string)
 	// HolderPassphrase returns a root key holder's passphrase.
 	HolderPassphrase func(holder string) ([]byte, error)
+	// Progress shows long work; nil shows nothing.
+	Progress *progress.Bar
 }
 
 func (o *Options) defaults() {
@@ -172,28 +178,89 @@ func (p *Project) path(parts ...string) string {
 // device provisioning.
 func DeviceRootPath(dir, name string) string { return filepath.Join(dir, "device", name+"-root.json") }
 
-// ErrNotProject is returned by Open for a directory without uptrust.json.
+// ErrNotProject is returned by Open for a directory that does not hold an
+// initialised project: no uptrust.json, or no database, or an empty one.
 var ErrNotProject = errors.New("project: not an uptrust project (run uptrust init --dir DIR)")
 
-// Open opens an existing project.
+// Open opens an existing project. It never creates anything: a directory
+// without uptrust.json, or whose uptrust.db is missing or empty, is
+// ErrNotProject with what is missing named, and uptrust.json is decoded
+// strictly (unknown fields are refused with their line and column).
 func Open(ctx context.Context, dir string, o Options) (*Project, error) {
 	o.defaults()
-	b, err := os.ReadFile(filepath.Join(dir, "uptrust.json"))
+	cfgPath := filepath.Join(dir, "uptrust.json")
+	b, err := os.ReadFile(cfgPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotProject, dir)
+		if _, serr := os.Stat(dir); serr != nil {
+			return nil, fmt.Errorf("%w: directory %s does not exist", ErrNotProject, dir)
+		}
+		return nil, fmt.Errorf("%w: %s has no uptrust.json", ErrNotProject, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("project: %w", err)
 	}
 	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return nil, fmt.Errorf("project: %s: %w", filepath.Join(dir, "uptrust.json"), err)
+	if err := strictjson.Decode(cfgPath, b, &cfg); err != nil {
+		return nil, fmt.Errorf("project: %w", err)
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkLayout(dir); err != nil {
+		return nil, err
+	}
 	return open(ctx, dir, cfg, o)
+}
+
+// checkLayout refuses a project directory whose database is missing or
+// empty: opening it would create an empty database, and the project would
+// silently look like one without products.
+func checkLayout(dir string) error {
+	db := filepath.Join(dir, "uptrust.db")
+	fi, err := os.Stat(db)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: %s has uptrust.json but no uptrust.db (restore the database from a backup)", ErrNotProject, dir)
+	case err != nil:
+		return fmt.Errorf("project: %w", err)
+	case fi.IsDir():
+		return fmt.Errorf("%w: %s is a directory, not a database", ErrNotProject, db)
+	case fi.Size() == 0:
+		return fmt.Errorf("%w: %s is empty (restore the database from a backup)", ErrNotProject, db)
+	}
+	return nil
+}
+
+// CheckServable reports what a server needs that the project lacks: a
+// published root for each repository, and the online keys in keys/online/.
+func (p *Project) CheckServable(ctx context.Context) error {
+	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
+		if _, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%w: %s has no published root.json for the %s repository", ErrNotProject, p.path("uptrust.db"), name)
+			}
+			return fmt.Errorf("project: %s root: %w", name, err)
+		}
+	}
+	d := p.path("keys", "online")
+	ents, err := os.ReadDir(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("project: %s is missing: the server signs with the online keys kept there", d)
+	}
+	if err != nil {
+		return fmt.Errorf("project: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".key") {
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("project: %s holds no keys: the server signs with the online keys kept there", d)
+	}
+	return nil
 }
 
 func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, error) {
@@ -206,7 +273,7 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 		st.Close()
 		return nil, err
 	}
-	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase, Progress: o.Progress}
 	p.keys = newKeyring(p)
 	return p, nil
 }

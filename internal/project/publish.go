@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -86,9 +87,9 @@ type Published struct {
 // release refused there leaves nothing in the store; its payload stays in
 // the blob store, referenced by nothing.
 func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, error) {
-	prod, err := p.Store.Product(ctx, s.Product)
+	prod, err := p.Product(ctx, s.Product)
 	if err != nil {
-		return Published{}, fmt.Errorf("project: product %q: %w (add it with uptrust product add)", s.Product, err)
+		return Published{}, err
 	}
 	now := p.Clock.Now().UTC()
 	m, err := newManifest(s, prod, now)
@@ -111,6 +112,12 @@ func (p *Project) AddRelease(ctx context.Context, s ReleaseSpec) (Published, err
 	}
 	if err := checkNewRelease(ctx, p.Store, m); err != nil {
 		return Published{}, err
+	}
+	if rels, err := p.Store.Releases(ctx, m.Product); err == nil {
+		if newest := belowNewest(rels, m); newest != "" {
+			p.Warn(fmt.Sprintf("%s %s is below the newest published release %s: devices that run %s or any release above %s will never install it",
+				m.Product, m.Version, newest, newest, m.Version))
+		}
 	}
 	b, err := p.storePayload(ctx, s, &m)
 	if err != nil {
@@ -219,19 +226,25 @@ func CheckZstdFrame(compression string, frame int64) error {
 // in m (Payload, Deltas). It returns the blob of the bytes on the wire.
 func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Manifest) (blob.Info, error) {
 	src := s.Payload
+	size := sizeOf(src)
+	bar := p.Progress
+	defer bar.Done()
 	m.Payload = release.Payload{Type: "rootfs", Compression: release.CompressionNone}
 	if len(s.DeltaFrom) > 0 {
-		img, err := readImage(src, p.Config.MaxPayloadBytes)
+		bar.Start("reading the image", size)
+		img, err := readImage(bar.Reader(src), p.Config.MaxPayloadBytes)
 		if err != nil {
 			return blob.Info{}, err
 		}
+		size = int64(len(img))
 		if m.Deltas, err = p.buildDeltas(ctx, s.Product, s.Version, s.DeltaFrom, img); err != nil {
 			return blob.Info{}, err
 		}
 		src = bytes.NewReader(img)
 	}
 	if s.Compression != release.CompressionZstd {
-		b, err := p.Blobs.Put(ctx, src, p.Config.MaxPayloadBytes)
+		bar.Start("hashing and storing", size)
+		b, err := p.Blobs.Put(ctx, bar.Reader(src), p.Config.MaxPayloadBytes)
 		if err != nil {
 			return blob.Info{}, err
 		}
@@ -240,7 +253,8 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 		}
 		return b, nil
 	}
-	b, img, err := putCompressed(ctx, p.Blobs, src, p.Config.MaxPayloadBytes, s.ZstdFrame)
+	bar.Start("compressing and hashing", size)
+	b, img, err := putCompressed(ctx, p.Blobs, bar.Reader(src), p.Config.MaxPayloadBytes, s.ZstdFrame)
 	if err != nil {
 		return blob.Info{}, err
 	}
@@ -249,6 +263,16 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 	}
 	m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = release.CompressionZstd, img.length, img.sha256
 	return b, nil
+}
+
+// sizeOf returns the size of r when it is a regular file, else -1.
+func sizeOf(r io.Reader) int64 {
+	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	}
+	return -1
 }
 
 // checkNewRelease refuses a release that conflicts with those r holds: a
@@ -260,16 +284,39 @@ func checkNewRelease(ctx context.Context, r store.Reader, m release.Manifest) er
 	if err != nil {
 		return err
 	}
-	for _, e := range rels {
+	var highest *store.Release
+	for i, e := range rels {
 		if e.Version == m.Version {
 			return fmt.Errorf("project: %s %s is published already; releases are immutable, publish a new version", m.Product, m.Version)
 		}
-		if e.SecurityVersion > m.SecurityVersion {
-			return fmt.Errorf("%w: %s %s has security version %d, the earlier release %s has %d; devices would refuse it",
-				release.ErrSecurityVersionLower, m.Product, m.Version, m.SecurityVersion, e.Version, e.SecurityVersion)
+		if highest == nil || e.SecurityVersion > highest.SecurityVersion ||
+			e.SecurityVersion == highest.SecurityVersion && release.CompareVersions(e.Version, highest.Version) > 0 {
+			highest = &rels[i]
 		}
 	}
+	// Name the release with the highest security version, so one retry
+	// with the number given succeeds.
+	if highest != nil && highest.SecurityVersion > m.SecurityVersion {
+		return fmt.Errorf("%w: %s %s has security version %d, the earlier release %s has %d (the highest); devices would refuse it: use --security-version %d or more",
+			release.ErrSecurityVersionLower, m.Product, m.Version, m.SecurityVersion, highest.Version, highest.SecurityVersion, highest.SecurityVersion)
+	}
 	return nil
+}
+
+// belowNewest returns the newest published version of the product when
+// m's version is below it, else "": devices running the newest never
+// install an older version.
+func belowNewest(rels []store.Release, m release.Manifest) string {
+	newest := ""
+	for _, e := range rels {
+		if newest == "" || release.CompareVersions(e.Version, newest) > 0 {
+			newest = e.Version
+		}
+	}
+	if newest != "" && release.CompareVersions(m.Version, newest) < 0 {
+		return newest
+	}
+	return ""
 }
 
 // releaseDetail is the audit detail of a published release. Not the notes:

@@ -66,6 +66,12 @@ func (p *Project) Reports(ctx context.Context, product string, k int) (ReportSum
 		}
 		sums[key{c.Product, c.Version, c.Outcome, c.ErrorClass}] += c.Count
 	}
+	if len(sums) == 0 {
+		// Nothing counted: say so when the name is a typo.
+		if err := p.CheckProduct(ctx, product); err != nil {
+			return ReportSummary{}, err
+		}
+	}
 	sum := ReportSummary{K: k, Retention: ret, Rows: make([]ReportRow, 0, len(sums))}
 	for kk, n := range sums {
 		row := ReportRow{Product: kk.product, Version: kk.version, Outcome: report.Outcome(kk.outcome), ErrorClass: report.Class(kk.class)}

@@ -19,6 +19,9 @@ import (
 
 // Support returns the product's current signed support declaration.
 func (p *Project) Support(ctx context.Context, product string) (*release.Support, error) {
+	if err := p.CheckProduct(ctx, product); err != nil {
+		return nil, err
+	}
 	md, err := repo.LoadTargets(ctx, p.Store, deviceapi.RepoRelease, repo.ProductRole(product))
 	if err != nil {
 		return nil, err
@@ -48,6 +51,9 @@ func (p *Project) Support(ctx context.Context, product string) (*release.Support
 // shortened.
 func (p *Project) ExtendSupport(ctx context.Context, product, until string) (*release.Support, error) {
 	return p.reissueSupport(ctx, product, ActionSupportExtend, func(s *release.Support) (string, error) {
+		if err := checkSupportFuture(until, p.Clock.Now()); err != nil {
+			return "", err
+		}
 		detail := fmt.Sprintf("support until %s (was %s)", until, s.Until)
 		s.Until = until
 		return detail, nil
@@ -63,6 +69,28 @@ func (p *Project) SetPolicy(ctx context.Context, product string, pol release.Pol
 		s.Policy = &pol
 		return policyDetail(&pol), nil
 	})
+}
+
+// supportPastError is a support end date that has passed.
+type supportPastError struct{ until, today string }
+
+func (e *supportPastError) Error() string {
+	return fmt.Sprintf("project: support until %s is in the past (today is %s); give the date support really ends", e.until, e.today)
+}
+
+// checkSupportFuture refuses a support end date that has passed
+// (a *supportPastError): devices would be told at once that their support has
+// ended. ExtendSupport refuses it; AddProduct warns.
+func checkSupportFuture(until string, now time.Time) error {
+	d, err := release.ParseDate(until)
+	if err != nil {
+		return err
+	}
+	today := now.UTC().Format(time.DateOnly)
+	if d.Format(time.DateOnly) < today {
+		return &supportPastError{until, today}
+	}
+	return nil
 }
 
 // reissueSupport publishes the product's declaration as changed by change,

@@ -14,6 +14,7 @@ import (
 // deviceapi.ReportsPath.
 const (
 	healthzPath = "/healthz"
+	readyzPath  = "/readyz"
 	metricsPath = "/metrics"
 )
 
@@ -57,6 +58,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveReport(w, r, start)
 	case healthzPath:
 		s.serveHealthz(w, r, start)
+	case readyzPath:
+		s.serveReadyz(w, r, start)
 	case metricsPath:
 		s.serveMetrics(w, r, start)
 	default:
@@ -171,11 +174,28 @@ func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request, start time
 		return
 	}
 	w.Header()["Cache-Control"] = hdrNoStore
-	if s.snap.Load() == nil {
-		s.writeText(w, r, routeHealthz, http.StatusServiceUnavailable, bodyNoContent, lenNoContent, start)
+	s.writeText(w, r, routeHealthz, http.StatusOK, bodyOK, lenOK, start)
+}
+
+// serveReadyz answers 200 when the loaded content is a servable
+// repository, else 503 with the reason.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request, start time.Time) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header()["Allow"] = hdrAllowRepo
+		s.writeText(w, r, routeHealthz, http.StatusMethodNotAllowed, bodyMethodNotAllowed, lenMethodNotAllowed, start)
 		return
 	}
-	s.writeText(w, r, routeHealthz, http.StatusOK, bodyOK, lenOK, start)
+	w.Header()["Cache-Control"] = hdrNoStore
+	snap := s.snap.Load()
+	switch {
+	case snap == nil:
+		s.writeText(w, r, routeHealthz, http.StatusServiceUnavailable, bodyNoContent, lenNoContent, start)
+	case snap.notReady != "":
+		body := []byte("503 " + snap.notReady + "\n")
+		s.writeText(w, r, routeHealthz, http.StatusServiceUnavailable, body, []string{strconv.Itoa(len(body))}, start)
+	default:
+		s.writeText(w, r, routeHealthz, http.StatusOK, bodyOK, lenOK, start)
+	}
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, start time.Time) {

@@ -201,15 +201,77 @@ func TestNoContentYet(t *testing.T) {
 		t.Fatalf("Reload: err %v, want the source's error", err)
 	}
 	ts := newLoopbackServer(t, s.Handler())
-	for _, p := range []string{healthzPath, timestampPath} {
+	for p, want := range map[string]int{readyzPath: 503, timestampPath: 503, healthzPath: 200} {
 		resp, err := ts.Client().Get(ts.URL + p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Errorf("GET %s before load: status %d, want 503", p, resp.StatusCode)
+		if resp.StatusCode != want {
+			t.Errorf("GET %s before load: status %d, want %d", p, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestReadyz: /readyz is 200 only for content with a root and a timestamp,
+// and says what is missing otherwise; /healthz stays 200 (liveness).
+func TestReadyz(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	resp, body := e.do(t, http.MethodGet, readyzPath, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no root.json published") {
+		t.Errorf("readyz without root: %d %q", resp.StatusCode, body)
+	}
+	if !strings.Contains(e.logs.String(), "not ready: no root.json published") {
+		t.Errorf("no not-ready warning logged:\n%s", e.logs.String())
+	}
+	c, _, _ := testContent(t)
+	c.Metadata["/repo/fleet/metadata/1.root.json"] = []byte(`{"signed":{"_type":"root","version":1}}`)
+	e.source.set(2, c)
+	if err := e.srv.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := e.do(t, http.MethodGet, readyzPath, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz with root and timestamp: %d %q", resp.StatusCode, body)
+	}
+	e.source.set(3, &Content{Metadata: map[string][]byte{}})
+	if err := e.srv.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.do(t, http.MethodGet, readyzPath, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no metadata published") {
+		t.Errorf("readyz with empty content: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := e.do(t, http.MethodGet, healthzPath, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("healthz with empty content: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestReloadLogsOnlyChanges: a new generation with the same content (as
+// after a re-signing pass that changed nothing) is not logged as loaded.
+func TestReloadLogsOnlyChanges(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	count := func() int { return strings.Count(e.logs.String(), `msg="content loaded"`) }
+	if n := count(); n != 1 {
+		t.Fatalf("%d content loaded lines after the first load", n)
+	}
+	c, _, _ := testContent(t)
+	c.Payloads = e.source.content.Payloads
+	e.source.set(2, c)
+	if err := e.srv.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("unchanged content logged again: %d lines\n%s", n, e.logs.String())
+	}
+	c2, _, _ := testContent(t)
+	c2.Payloads = c.Payloads
+	c2.Metadata[timestampPath] = []byte(`{"signed":{"_type":"timestamp","version":8}}`)
+	e.source.set(3, c2)
+	if err := e.srv.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("changed content: %d content loaded lines, want 2", n)
 	}
 }
 

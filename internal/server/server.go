@@ -215,7 +215,9 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // Handler returns the server's HTTP handler. It answers 503 under /repo/
-// and on /healthz until content is loaded.
+// until content is loaded. /healthz is liveness: 200 while the process
+// serves HTTP. /readyz is readiness: 200 only once content with a root
+// and a timestamp is loaded, else 503 with the reason.
 func (s *Server) Handler() http.Handler { return (*handler)(s) }
 
 // Reload loads the source's content now, whatever its generation, and
@@ -249,8 +251,17 @@ func (s *Server) reload(ctx context.Context, force bool) error {
 	}
 	s.snap.Store(snap)
 	s.metrics.reloadsOK.Add(1)
+	// Re-signing and purging bump the generation; only a change of what
+	// is served is worth a line in the log.
+	if cur != nil && cur.digest == snap.digest {
+		s.logger.Debug("content reloaded, unchanged", "generation", gen)
+		return nil
+	}
 	s.logger.Info("content loaded", "generation", gen,
 		"metadata", len(snap.metadata), "payloads", len(snap.payloads))
+	if snap.notReady != "" {
+		s.logger.Warn("not ready: "+snap.notReady, "generation", gen)
+	}
 	return nil
 }
 
@@ -274,7 +285,7 @@ func (s *Server) resign(ctx context.Context) error {
 // Run serves on ln until ctx is cancelled, then shuts down gracefully:
 // it stops accepting, lets in-flight requests finish for up to
 // Config.ShutdownTimeout, and closes what is left. It loads content first
-// (a failure is logged and retried by the poll loop, with /healthz
+// (a failure is logged and retried by the poll loop, with /readyz
 // answering 503 meanwhile) and runs the poll and resign loops while
 // serving.
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -47,6 +48,69 @@ type snapshot struct {
 	payloads   map[string]*payloadEntry
 	// releases holds Content.Releases as sets.
 	releases map[string]map[string]struct{}
+	// digest identifies the content (paths, bodies, payload digests), so
+	// a reload that changes nothing is told from one that does.
+	digest [sha256.Size]byte
+	// notReady says why this content is not a servable repository ("" when
+	// it is): devices need a root and a timestamp to start.
+	notReady string
+}
+
+// contentDigest hashes what a snapshot serves, in path order.
+func contentDigest(s *snapshot) [sha256.Size]byte {
+	paths := make([]string, 0, len(s.metadata)+len(s.payloads))
+	for p := range s.metadata {
+		paths = append(paths, p)
+	}
+	for p := range s.payloads {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	h := sha256.New()
+	for _, p := range paths {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+		if m := s.metadata[p]; m != nil {
+			h.Write([]byte(m.etag))
+		} else {
+			f := s.payloads[p].file
+			fmt.Fprintf(h, "%s %d %s", f.SHA256, f.Size, f.Path)
+		}
+		h.Write([]byte{0})
+	}
+	vs := make([]string, 0, len(s.releases))
+	for prod, set := range s.releases {
+		for v := range set {
+			vs = append(vs, prod+"\x00"+v)
+		}
+		vs = append(vs, prod)
+	}
+	sort.Strings(vs)
+	for _, v := range vs {
+		h.Write([]byte(v))
+		h.Write([]byte{1})
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// readiness says why content is not servable, or "".
+func readiness(s *snapshot) string {
+	var root, ts bool
+	for p := range s.metadata {
+		root = root || strings.HasSuffix(p, "root.json")
+		ts = ts || strings.HasSuffix(p, "/timestamp.json")
+	}
+	switch {
+	case len(s.metadata) == 0:
+		return "no metadata published (is this an initialised project?)"
+	case !root:
+		return "no root.json published"
+	case !ts:
+		return "no timestamp.json published"
+	}
+	return ""
 }
 
 // metaEntry is a metadata document and its precomputed response headers.
@@ -130,6 +194,8 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 		}
 		s.releases[product] = set
 	}
+	s.digest = contentDigest(s)
+	s.notReady = readiness(s)
 	return s, nil
 }
 

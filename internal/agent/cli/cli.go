@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/progress"
 )
 
 const usage = `uptrust-agent keeps this device's firmware updated.
@@ -87,7 +88,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	case "provision":
 		err = provision(cfg, rest, log, stderr)
 	case "check":
-		err = check(ctx, cfg, log, stdout, env.BuildTime)
+		err = check(ctx, cfg, log, stdout, env.BuildTime, progress.ForWriter(stderr, false))
 	case "run":
 		err = run(ctx, cfg, log, env.BuildTime)
 	case "status":
@@ -123,24 +124,20 @@ func provision(cfg *agent.Config, args []string, log *slog.Logger, stderr io.Wri
 	fs.SetOutput(stderr)
 	version := fs.String("version", "", "factory firmware version in the booted slot")
 	sv := fs.Uint64("security-version", 0, "security version of the factory firmware")
+	factory := fs.String("factory-image", "", "file backend: image to install in slot A of a new device directory")
+	bootLimit := fs.Int("boot-limit", 0, "file backend: boots of a new release before the simulated bootloader falls back (default 3)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *version == "" {
-		return errors.New("provision: --version is required")
-	}
-	if _, err := agent.OpenSlots(cfg.Slot, log); err != nil {
-		return fmt.Errorf("provision: %w", err)
-	}
-	return agent.Provision(cfg.DataDir, *version, *sv)
+	return agent.ProvisionDevice(cfg, agent.ProvisionSpec{Version: *version, SecurityVersion: *sv, FactoryImage: *factory, BootLimit: *bootLimit}, log)
 }
 
-func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string) error {
+func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string, bar *progress.Bar) error {
 	built, err := binaryBuildTime(linked)
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built})
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built, Progress: bar})
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 )
 
@@ -33,6 +35,7 @@ func newDevice(t *testing.T) *device {
 	cfg := map[string]any{"server": "https://updates.example.com", "product": "thermostat", "hardware": "rev-a",
 		"data_dir": "data", "release_root": "release.json", "fleet_root": "fleet.json", "slot": map[string]any{"backend": "file", "dir": "slots"}}
 	b, _ := json.Marshal(cfg)
+	copyRoots(t, dir)
 	path := filepath.Join(dir, "agent.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -42,6 +45,42 @@ func newDevice(t *testing.T) *device {
 		t.Fatalf("provision: %d %s", code, stderr)
 	}
 	return d
+}
+
+// projectRoots are the device root files of one development project,
+// made once for the package's tests.
+var projectRoots = sync.OnceValues(func() (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "uptrust-agent-cli-roots")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p, err := project.Init(context.Background(), dir, project.InitOptions{Dev: true})
+	if err != nil {
+		return nil, err
+	}
+	p.Close()
+	out := map[string][]byte{}
+	for _, name := range []string{"release", "fleet"} {
+		if out[name], err = os.ReadFile(project.DeviceRootPath(dir, name)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+})
+
+// copyRoots writes a project's release.json and fleet.json into dir.
+func copyRoots(t *testing.T, dir string) {
+	t.Helper()
+	roots, err := projectRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range roots {
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // run runs the command line with stdin and returns its exit status and

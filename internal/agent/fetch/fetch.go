@@ -73,12 +73,18 @@ var (
 // StatusError is a response whose status was not 200 OK. It matches
 // ErrNotFound when StatusCode is 404.
 type StatusError struct {
+	// Method is the request's method; empty means GET.
+	Method     string
 	URL        string
 	StatusCode int
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("fetch: GET %s: status %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	m := e.Method
+	if m == "" {
+		m = http.MethodGet
+	}
+	return fmt.Sprintf("fetch: %s %s: status %d %s", m, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
 }
 
 // Is reports whether target is ErrNotFound and e is a 404.

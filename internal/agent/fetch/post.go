@@ -31,7 +31,7 @@ func (c *Client) PostJSON(ctx context.Context, rawURL string, body []byte) error
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return &StatusError{URL: rawURL, StatusCode: resp.StatusCode}
+		return &StatusError{Method: http.MethodPost, URL: rawURL, StatusCode: resp.StatusCode}
 	}
 	return nil
 }

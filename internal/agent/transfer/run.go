@@ -237,18 +237,24 @@ func (t *run) rest(ctx context.Context, startOver func() error) (src io.Reader, 
 }
 
 // source returns res counted into t's bytes.
-func (t *run) source(res io.Reader) io.Reader { return &counter{r: res, n: &t.bytes} }
+func (t *run) source(res io.Reader) io.Reader {
+	return &counter{r: res, n: &t.bytes, received: t.d.Received}
+}
 
 // counter passes reads through and adds how many bytes each returned.
 type counter struct {
-	r io.Reader
-	n *atomic.Int64
+	r        io.Reader
+	n        *atomic.Int64
+	received func(int64)
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.n.Add(int64(n))
+		if c.received != nil {
+			c.received(int64(n))
+		}
 	}
 	return n, err
 }

@@ -172,6 +172,9 @@ type Downloader struct {
 	// BootID, if set, identifies the running boot for the write hint;
 	// "" turns the hint off.
 	BootID func(ctx context.Context) string
+	// Received, if set, is told of every read of target bytes from the
+	// server, with how many arrived (progress display).
+	Received func(n int64)
 }
 
 // Job is a route's work: one signed target into one slot.

@@ -299,7 +299,7 @@ func readEnv(dir string) (bootenv.Env, error) {
 	path := filepath.Join(dir, EnvFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return bootenv.Env{}, fmt.Errorf("%s: %s missing (provision the device with fileslot.Create): %w", prefix, path, bootenv.ErrNotProvisioned)
+		return bootenv.Env{}, fmt.Errorf("%s: %s missing (provision the device with uptrust-agent provision --factory-image FILE): %w", prefix, path, bootenv.ErrNotProvisioned)
 	}
 	if err != nil {
 		return bootenv.Env{}, fmt.Errorf("%s: read env: %w", prefix, err)

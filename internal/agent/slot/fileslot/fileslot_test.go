@@ -67,7 +67,7 @@ func TestCreateRejectsBootLimitZero(t *testing.T) {
 func TestNotProvisioned(t *testing.T) {
 	b := fileslot.New(t.TempDir())
 	_, err := b.State(t.Context())
-	if err == nil || !strings.HasPrefix(err.Error(), "slot/file: ") || !strings.Contains(err.Error(), "fileslot.Create") {
+	if err == nil || !strings.HasPrefix(err.Error(), "slot/file: ") || !strings.Contains(err.Error(), "uptrust-agent provision --factory-image") {
 		t.Fatalf("State of an empty directory = %v, want a slot/file error pointing at fileslot.Create", err)
 	}
 	if _, err := fileslot.Boot(t.TempDir()); err == nil {
