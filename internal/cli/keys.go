@@ -3,31 +3,44 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/keys"
 )
 
 // cmdKeys runs "keys migrate" (rewrite offline keys still on the legacy
 // scrypt KDF with Argon2id, same passphrase) and "keys passphrase"
 // (re-encrypt every offline key under a new passphrase).
-func cmdKeys(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || (args[0] != "migrate" && args[0] != "passphrase") {
-		return usagef("keys: want migrate or passphrase")
+func cmdKeys(env Env) *cmdline.Command {
+	sub := func(name, synopsis string) *cmdline.Command {
+		return &cmdline.Command{Name: name, Synopsis: synopsis,
+			Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+				dir := dirFlag(fs, env)
+				return func(ctx context.Context, pos []string) error {
+					if len(pos) != 0 {
+						return usagef("keys %s takes no arguments", name)
+					}
+					return runKeys(ctx, env, *dir, name)
+				}
+			}}
 	}
-	fs, dir := flags(env, "keys "+args[0])
-	if pos, err := parse(fs, args[1:]); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("keys %s takes no arguments", args[0])
-	}
-	p, err := openProject(ctx, env, *dir)
+	return &cmdline.Command{Name: "keys", Synopsis: "re-encrypt the offline keys",
+		Sub: []*cmdline.Command{
+			sub("migrate", "rewrite offline keys still on the legacy scrypt KDF with Argon2id, same passphrase"),
+			sub("passphrase", "re-encrypt every offline key under a new passphrase ($UPTRUST_NEW_PASSPHRASE, else a prompt)"),
+		}}
+}
+
+func runKeys(ctx context.Context, env Env, dir, sub string) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	var newPass []byte
-	if args[0] == "passphrase" {
+	if sub == "passphrase" {
 		if newPass, err = newPassphrase(env); err != nil {
 			return err
 		}
