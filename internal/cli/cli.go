@@ -81,7 +81,7 @@ func dirFlag(fs *flag.FlagSet, env Env) *string {
 	if def == "" {
 		def = "."
 	}
-	return fs.String("dir", def, "project `directory` (default $UPTRUST_DIR, else the current directory)")
+	return fs.String("dir", def, "project `directory`; $UPTRUST_DIR when set")
 }
 
 // jsonFlag defines the common --json flag.

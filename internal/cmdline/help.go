@@ -10,12 +10,21 @@ import (
 )
 
 // exitCodes are all of the program's exit codes, the shared ones first.
+// An entry of Program.ExitCodes for 0, 1 or 2 replaces the shared meaning.
 func (p *Program) exitCodes() []ExitCode {
-	return append([]ExitCode{
+	out := []ExitCode{
 		{ExitOK, "success"},
 		{ExitFail, "error"},
 		{ExitUsage, "usage: the command line cannot be run (unknown command or flag, wrong arguments)"},
-	}, p.ExitCodes...)
+	}
+	for _, e := range p.ExitCodes {
+		if e.Code >= 0 && e.Code < len(out) {
+			out[e.Code] = e
+		} else {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // usageLine is "NAME PATH [flags] ARGS" for a command, "NAME PATH
@@ -108,13 +117,31 @@ func (p *Program) writeHelp(w io.Writer, path []string, c *Command) {
 		fmt.Fprint(w, "\nflags:\n")
 		writeFlags(w, fl)
 	}
-	if p.Global != nil {
+	if g := p.globalOnly(c); len(g) > 0 {
 		fmt.Fprint(w, "\nglobal flags (before the command):\n")
-		gfs := newFlagSet(nil)
-		p.Global(gfs)
-		writeFlags(w, flagSetInfo(gfs))
+		writeFlags(w, g)
 	}
 	p.writeTail(w)
+}
+
+// globalOnly lists the global flags a command does not define itself.
+func (p *Program) globalOnly(c *Command) []flagInfo {
+	if p.Global == nil {
+		return nil
+	}
+	own := map[string]bool{}
+	for _, f := range flagsOf(c) {
+		own[f.Name] = true
+	}
+	gfs := newFlagSet(nil)
+	p.Global(gfs)
+	var out []flagInfo
+	for _, f := range flagSetInfo(gfs) {
+		if !own[f.Name] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // writeFlags lists flags the way `go help` does: name and value on one
