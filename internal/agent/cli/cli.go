@@ -113,24 +113,20 @@ func (c *commands) configFlag(fs *flag.FlagSet) {
 	fs.StringVar(&c.cfgPath, "config", c.cfgPath, "agent config `file`")
 }
 
+// config loads the config file --config names.
 func (c *commands) config() (*agent.Config, error) { return agent.LoadConfig(c.cfgPath) }
 
 func (c *commands) logger() *slog.Logger { return slog.New(slog.NewTextHandler(c.env.Stderr, nil)) }
 
 // cmd makes a command that reads the config; flags defines its own flags
 // and returns what runs with the config loaded.
-func (c *commands) cmd(name, args, synopsis string, flags func(fs *flag.FlagSet) func(ctx context.Context, cfg *agent.Config, pos []string) error) *cmdline.Command {
+// (Commands check their arguments before they load it: a usage error is
+// one with or without a config.)
+func (c *commands) cmd(name, args, synopsis string, flags func(fs *flag.FlagSet) cmdline.RunFunc) *cmdline.Command {
 	return &cmdline.Command{Name: name, Args: args, Synopsis: synopsis,
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			c.configFlag(fs)
-			run := flags(fs)
-			return func(ctx context.Context, pos []string) error {
-				cfg, err := c.config()
-				if err != nil {
-					return err
-				}
-				return run(ctx, cfg, pos)
-			}
+			return flags(fs)
 		}}
 }
 
@@ -145,60 +141,87 @@ func (c *commands) list() []*cmdline.Command {
 	env := c.env
 	return []*cmdline.Command{
 		c.cmd("provision", "", "record the factory firmware in the booted slot (run once, before the first check)",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
 				version := fs.String("version", "", "factory firmware `version` in the booted slot (required)")
 				sv := fs.Uint64("security-version", 0, "security version of the factory firmware")
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+				return func(ctx context.Context, pos []string) error {
 					if err := noArgs("provision", pos); err != nil {
+						return err
+					}
+					if *version == "" {
+						return cmdline.Usagef("provision: --version is required")
+					}
+					cfg, err := c.config()
+					if err != nil {
 						return err
 					}
 					return provision(cfg, *version, *sv, c.logger())
 				}
 			}),
 		c.cmd("check", "", "run one update cycle; the exit status says how it ended",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
+				return func(ctx context.Context, pos []string) error {
 					if err := noArgs("check", pos); err != nil {
+						return err
+					}
+					cfg, err := c.config()
+					if err != nil {
 						return err
 					}
 					return check(ctx, cfg, c.logger(), env.Stdout, env.BuildTime)
 				}
 			}),
 		c.cmd("run", "", "check at jittered intervals until stopped",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
+				return func(ctx context.Context, pos []string) error {
 					if err := noArgs("run", pos); err != nil {
+						return err
+					}
+					cfg, err := c.config()
+					if err != nil {
 						return err
 					}
 					return run(ctx, cfg, c.logger(), env.BuildTime)
 				}
 			}),
 		c.cmd("status", "", "what runs, what is offered, what waits, and why",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
 				asJSON := fs.Bool("json", false, "print JSON (agent.Status: the fields of state.json and the last check)")
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+				return func(ctx context.Context, pos []string) error {
 					if err := noArgs("status", pos); err != nil {
+						return err
+					}
+					cfg, err := c.config()
+					if err != nil {
 						return err
 					}
 					return status(ctx, cfg, *asJSON, c.logger(), env)
 				}
 			}),
 		c.cmd("consent", "VERSION", "show a waiting release, then install it from the next check",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
 				yes := fs.Bool("yes", false, "consent without asking")
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+				return func(ctx context.Context, pos []string) error {
 					if len(pos) != 1 {
 						return cmdline.Usagef("consent: want one VERSION")
+					}
+					cfg, err := c.config()
+					if err != nil {
+						return err
 					}
 					return consent(ctx, cfg, pos[0], *yes, env)
 				}
 			}),
 		c.cmd("postpone", "DURATION", "hold automatic updates for e.g. 72h or 7d (within the maker's limit); --cancel ends it",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
 				cancel := fs.Bool("cancel", false, "end the postponement")
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+				return func(ctx context.Context, pos []string) error {
 					if *cancel && len(pos) != 0 || !*cancel && len(pos) != 1 {
 						return cmdline.Usagef("postpone: want DURATION (e.g. 72h or 7d), or --cancel")
+					}
+					cfg, err := c.config()
+					if err != nil {
+						return err
 					}
 					if *cancel {
 						return cancelPostpone(ctx, cfg, env)
@@ -207,9 +230,16 @@ func (c *commands) list() []*cmdline.Command {
 				}
 			}),
 		c.cmd("policy", "[auto-updates off|on]", "show the maker's policy and the owner's choices, or turn automatic updates off or on",
-			func(fs *flag.FlagSet) func(context.Context, *agent.Config, []string) error {
+			func(fs *flag.FlagSet) cmdline.RunFunc {
 				asJSON := fs.Bool("json", false, "print JSON (see README, \"JSON output\")")
-				return func(ctx context.Context, cfg *agent.Config, pos []string) error {
+				return func(ctx context.Context, pos []string) error {
+					if len(pos) != 0 && !(len(pos) == 2 && pos[0] == "auto-updates" && (pos[1] == "on" || pos[1] == "off")) {
+						return cmdline.Usagef("policy: want no arguments, or auto-updates off|on")
+					}
+					cfg, err := c.config()
+					if err != nil {
+						return err
+					}
 					return policy(ctx, cfg, pos, *asJSON, env)
 				}
 			}),

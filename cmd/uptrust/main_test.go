@@ -1,0 +1,241 @@
+package main
+
+// These tests run the real uptrust and uptrust-agent binaries, built once
+// in TestMain with version and build time linked in as a release build
+// would, and check what a user or a script sees: help for every command,
+// completion in real shells, man pages that mandoc accepts, JSON output and
+// the version.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	agentcli "github.com/uptrust/uptrust/internal/agent/cli"
+	"github.com/uptrust/uptrust/internal/cli"
+	"github.com/uptrust/uptrust/internal/cmdline"
+)
+
+const (
+	linkedVersion   = "9.8.7"
+	linkedBuildTime = "2026-12-07T13:00:00Z"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "uptrust-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+		"-ldflags", "-X main.version="+linkedVersion+" -X main.buildTime="+linkedBuildTime,
+		"github.com/uptrust/uptrust/cmd/uptrust", "github.com/uptrust/uptrust/cmd/uptrust-agent")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs a binary of binDir with PATH leading to binDir (the completion
+// scripts call the binary by name) and no UPTRUST_ variables.
+func run(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	return runIn(t, "", name, args...)
+}
+
+func runIn(t *testing.T, stdin, name string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	if name == "bash" || name == "zsh" || name == "fish" || name == "mandoc" {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			t.Skipf("%s is not installed (apt-get install %s): %v", name, name, err)
+		}
+		cmd = exec.Command(path, args...)
+	}
+	cmd.Env = append(cleanEnv(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "UPTRUST_") && !strings.HasPrefix(kv, "PATH=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// program is a binary with its command tree.
+type program struct {
+	bin  string
+	tree *cmdline.Program
+}
+
+func programs() []program {
+	return []program{
+		{"uptrust", cli.Program(cli.Env{Getenv: func(string) string { return "" }})},
+		{"uptrust-agent", agentcli.Program(agentcli.Env{})},
+	}
+}
+
+// commands lists every visible command that runs, with its flags.
+func commands(p *cmdline.Program) map[string][]string {
+	out := map[string][]string{}
+	p.Walk(func(path []string, c *cmdline.Command) {
+		if !c.Hidden {
+			out[strings.Join(path, " ")] = cmdline.FlagNames(c)
+		}
+	})
+	return out
+}
+
+// TestHelpListsEveryFlag: `BIN CMD --help`, `-h` and `BIN help CMD` exit
+// 0 and list every flag the command defines (the flags it parses, read
+// from the same definitions), and every command is in the global help.
+func TestHelpListsEveryFlag(t *testing.T) {
+	for _, p := range programs() {
+		global := run(t, p.bin, "--help")
+		if global.code != 0 {
+			t.Fatalf("%s --help: %v", p.bin, global)
+		}
+		cmds := commands(p.tree)
+		if len(cmds) < 8 {
+			t.Fatalf("%s: only %d commands in the tree", p.bin, len(cmds))
+		}
+		for path, flags := range cmds {
+			if !strings.Contains(global.stdout, "  "+path) {
+				t.Errorf("%s --help does not list %q:\n%s", p.bin, path, global.stdout)
+			}
+			words := strings.Fields(path)
+			for _, args := range [][]string{append(slices.Clone(words), "--help"), append(slices.Clone(words), "-h"), append([]string{"help"}, words...)} {
+				r := run(t, p.bin, args...)
+				if r.code != 0 || !strings.Contains(r.stdout, "usage: "+p.bin+" "+path) {
+					t.Errorf("%s %s: %v", p.bin, strings.Join(args, " "), r)
+					continue
+				}
+				for _, f := range flags {
+					if !strings.Contains(r.stdout, "--"+f) {
+						t.Errorf("%s %s does not list --%s:\n%s", p.bin, strings.Join(args, " "), f, r.stdout)
+					}
+				}
+			}
+		}
+	}
+	// The flags the old global usage left out.
+	r := run(t, "uptrust", "release", "add", "--help")
+	for _, f := range []string{"--compress", "--zstd-frame", "--delta-from"} {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("uptrust release add --help leaves out %s", f)
+		}
+	}
+	// A group's help lists its subcommands.
+	r = run(t, "uptrust", "rollout", "--help")
+	if r.code != 0 {
+		t.Fatalf("uptrust rollout --help: %v", r)
+	}
+	for _, sub := range []string{"start", "set-percent", "halt", "resume", "list"} {
+		if !strings.Contains(r.stdout, "  "+sub+" ") {
+			t.Errorf("uptrust rollout --help does not list %s:\n%s", sub, r.stdout)
+		}
+	}
+}
+
+// TestExitCodesInHelp: the global help of each binary states every exit
+// code it uses.
+func TestExitCodesInHelp(t *testing.T) {
+	for bin, codes := range map[string][]int{
+		"uptrust":       {0, 1, 2, cli.ExitShallNotMet},
+		"uptrust-agent": {0, 1, 2, agentcli.ExitRefused, agentcli.ExitWaitingForOwner, agentcli.ExitRebooting},
+	} {
+		r := run(t, bin, "help")
+		_, tail, ok := strings.Cut(r.stdout, "exit status:\n")
+		if r.code != 0 || !ok {
+			t.Fatalf("%s help: %v", bin, r)
+		}
+		for _, c := range codes {
+			if !strings.Contains(tail, fmt.Sprintf("  %d  ", c)) {
+				t.Errorf("%s help does not document exit code %d:\n%s", bin, c, tail)
+			}
+		}
+	}
+}
+
+// TestUsageExitCodes: no command, an unknown command, an unknown flag or a
+// missing subcommand exit 2 with usage on stderr.
+func TestUsageExitCodes(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"rollout"}, {"rollout", "pause", "x"}, {"audit", "--frobnicate"}, {"completion", "tcsh"}, {"help", "nope"}} {
+		r := run(t, "uptrust", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "usage") {
+			t.Errorf("uptrust %v: %v; want exit 2 with usage", args, r)
+		}
+	}
+	for _, args := range [][]string{{}, {"frobnicate"}, {"--frobnicate"}, {"check", "extra"}, {"consent"}, {"postpone", "--cancel", "3d"}, {"policy", "auto-updates", "maybe"}} {
+		r := run(t, "uptrust-agent", append([]string{"--config", "/nonexistent/agent.json"}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "usage") {
+			t.Errorf("uptrust-agent %v: %v; want exit 2 with usage", args, r)
+		}
+	}
+}
+
+// TestVersion: --version and version print the linked version and build
+// time and the Go version, as text and JSON; the agent's needs no config.
+func TestVersion(t *testing.T) {
+	for _, bin := range []string{"uptrust", "uptrust-agent"} {
+		for _, args := range [][]string{{"--version"}, {"version"}, {"--config", "/nonexistent/agent.json", "version"}} {
+			if bin == "uptrust" && args[0] == "--config" {
+				continue
+			}
+			r := run(t, bin, args...)
+			if r.code != 0 || !strings.Contains(r.stdout, "version:    "+linkedVersion) ||
+				!strings.Contains(r.stdout, "build time: "+linkedBuildTime) || !strings.Contains(r.stdout, "go version: go1.") {
+				t.Errorf("%s %v: %v", bin, args, r)
+			}
+		}
+		r := run(t, bin, "version", "--json")
+		var v map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 {
+			t.Fatalf("%s version --json: %v; %v", bin, err, r)
+		}
+		if v["version"] != linkedVersion || v["build_time"] != linkedBuildTime || !strings.HasPrefix(fmt.Sprint(v["go_version"]), "go1.") {
+			t.Errorf("%s version --json: %v", bin, v)
+		}
+		for _, k := range []string{"commit", "modified"} {
+			if _, ok := v[k]; !ok {
+				t.Errorf("%s version --json has no %q: %v", bin, k, v)
+			}
+		}
+	}
+}
