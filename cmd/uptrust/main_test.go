@@ -239,3 +239,184 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionListsEveryFlag: __complete, which every completion script
+// asks, offers every flag of every command, the subcommands of a group,
+// and file names where a flag takes a value.
+func TestCompletionListsEveryFlag(t *testing.T) {
+	for _, p := range programs() {
+		for path, flags := range commands(p.tree) {
+			args := append(append([]string{"__complete"}, strings.Fields(path)...), "--")
+			r := run(t, p.bin, args...)
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			if r.code != 0 || lines[0] != ":words" {
+				t.Errorf("%s %v: %v", p.bin, args, r)
+				continue
+			}
+			for _, f := range flags {
+				if !slices.Contains(lines, "--"+f) {
+					t.Errorf("%s %v does not offer --%s: %q", p.bin, args, f, lines)
+				}
+			}
+		}
+	}
+	for _, tc := range []struct {
+		bin  string
+		args []string
+		want []string
+	}{
+		{"uptrust", []string{"rol"}, []string{":words", "rollout"}},
+		{"uptrust", []string{"rollout", ""}, []string{":words", "halt", "list", "resume", "set-percent", "start"}},
+		{"uptrust", []string{"release", "add", "--dir", "x", "--k"}, []string{":words", "--kind"}},
+		{"uptrust", []string{"release", "add", "--notes", ""}, []string{":files"}},
+		{"uptrust", []string{"completion", ""}, []string{":words", "bash", "fish", "zsh"}},
+		{"uptrust-agent", []string{"--config", "a.json", "st"}, []string{":words", "status"}},
+		{"uptrust-agent", []string{"--config", ""}, []string{":files"}},
+	} {
+		r := run(t, tc.bin, append([]string{"__complete"}, tc.args...)...)
+		if got := strings.Split(strings.TrimSpace(r.stdout), "\n"); !slices.Equal(got, tc.want) {
+			t.Errorf("%s __complete %q: %q, want %q", tc.bin, tc.args, got, tc.want)
+		}
+	}
+}
+
+// script writes BIN completion SHELL to a file.
+func script(t *testing.T, bin, shell string) string {
+	t.Helper()
+	r := run(t, bin, "completion", shell)
+	if r.code != 0 {
+		t.Fatalf("%s completion %s: %v", bin, shell, r)
+	}
+	f := filepath.Join(t.TempDir(), bin+"."+shell)
+	if err := os.WriteFile(f, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestBashCompletion sources the script in real bash and calls its
+// completion function the way bash does, with COMP_WORDS and COMP_CWORD.
+func TestBashCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		bin, line, want string
+	}{
+		{"uptrust", "uptrust rol", "rollout"},
+		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust release add thermostat --delta", "--delta-from"},
+		{"uptrust", "uptrust release add --notes main_t", "main_test.go"},
+		{"uptrust-agent", "uptrust-agent --config /etc/a.json pol", "policy"},
+		{"uptrust-agent", "uptrust-agent status --j", "--json"},
+	} {
+		f := script(t, tc.bin, "bash")
+		fn := "_" + strings.ReplaceAll(tc.bin, "-", "_")
+		prog := fmt.Sprintf(`source %q
+COMP_WORDS=(%s)
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+%s
+complete -p %s >/dev/null || exit 3
+printf '%%s\n' "${COMPREPLY[@]}"`, f, tc.line, fn, tc.bin)
+		r := runIn(t, "", "bash", "--norc", "--noprofile", "-c", prog)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+			t.Errorf("bash completion of %q: %v; want %q", tc.line, r, tc.want)
+		}
+	}
+}
+
+// TestZshCompletion checks the script's syntax with zsh -n, then runs its
+// completion function in zsh with compadd and _files standing in for the
+// completion system's (which needs a terminal).
+func TestZshCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		bin, line, want string
+	}{
+		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust reports --", "--dir --help --json --k"},
+		{"uptrust", "uptrust mirror export --dir ", "FILES"},
+		{"uptrust-agent", "uptrust-agent co", "completion consent"},
+	} {
+		f := script(t, tc.bin, "zsh")
+		if r := runIn(t, "", "zsh", "-n", f); r.code != 0 {
+			t.Fatalf("zsh -n %s completion: %v", tc.bin, r)
+		}
+		fn := "_" + strings.ReplaceAll(tc.bin, "-", "_")
+		words := strings.Fields(tc.line)
+		if strings.HasSuffix(tc.line, " ") {
+			words = append(words, "")
+		}
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = fmt.Sprintf("%q", w)
+		}
+		prog := fmt.Sprintf(`compadd() { [[ $1 == -- ]] && shift; print -r -- "$*" }
+_files() { print FILES }
+source %q
+words=(%s)
+CURRENT=${#words}
+%s`, f, strings.Join(quoted, " "), fn)
+		r := runIn(t, "", "zsh", "-f", "-c", prog)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+			t.Errorf("zsh completion of %q: %v; want %q", tc.line, r, tc.want)
+		}
+	}
+}
+
+// TestFishCompletion checks the script with fish -n, then asks fish itself
+// for completions (complete -C) with the script loaded.
+func TestFishCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		bin, line, want string
+	}{
+		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust product show --j", "--json"},
+		{"uptrust-agent", "uptrust-agent --config x.json sta", "status"},
+	} {
+		f := script(t, tc.bin, "fish")
+		if r := runIn(t, "", "fish", "-n", f); r.code != 0 {
+			t.Fatalf("fish -n %s completion: %v", tc.bin, r)
+		}
+		r := runIn(t, "", "fish", "--no-config", "-c", fmt.Sprintf("source %q; complete -C %q", f, tc.line))
+		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+			t.Errorf("fish completion of %q: %v; want %q", tc.line, r, tc.want)
+		}
+	}
+}
+
+// TestManPages: `man DIR` writes a page per command and one for the
+// program; mandoc -T lint accepts every one; each command's page lists
+// every flag it defines; `man` alone prints the program's page.
+func TestManPages(t *testing.T) {
+	for _, p := range programs() {
+		dir := t.TempDir()
+		r := run(t, p.bin, "man", dir)
+		if r.code != 0 {
+			t.Fatalf("%s man %s: %v", p.bin, dir, r)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.1"))
+		cmds := commands(p.tree)
+		if len(files) != len(cmds)+1 {
+			t.Errorf("%s man: %d pages for %d commands: %v", p.bin, len(files), len(cmds), files)
+		}
+		lint := runIn(t, "", "mandoc", append([]string{"-T", "lint", "-W", "warning"}, files...)...)
+		if lint.code != 0 || lint.stdout != "" {
+			t.Errorf("mandoc -T lint on %s's pages: %v", p.bin, lint)
+		}
+		for path, flags := range cmds {
+			page := filepath.Join(dir, p.bin+"-"+strings.ReplaceAll(path, " ", "-")+".1")
+			b, err := os.ReadFile(page)
+			if err != nil {
+				t.Errorf("%s man: no page for %q: %v", p.bin, path, err)
+				continue
+			}
+			for _, f := range flags {
+				if !strings.Contains(string(b), `.B \-\-`+strings.ReplaceAll(f, "-", `\-`)) {
+					t.Errorf("%s does not document --%s", page, f)
+				}
+			}
+		}
+		main := run(t, p.bin, "man")
+		want, _ := os.ReadFile(filepath.Join(dir, p.bin+".1"))
+		if main.code != 0 || main.stdout != string(want) || !strings.Contains(main.stdout, ".SH EXIT STATUS") {
+			t.Errorf("%s man (stdout) differs from %s.1 or lacks EXIT STATUS: %v", p.bin, p.bin, main)
+		}
+	}
+}
