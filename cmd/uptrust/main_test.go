@@ -420,3 +420,103 @@ func TestManPages(t *testing.T) {
 		}
 	}
 }
+
+// mustRun runs uptrust and fails the test unless it exits 0.
+func mustRun(t *testing.T, args ...string) result {
+	t.Helper()
+	r := run(t, "uptrust", args...)
+	if r.code != 0 {
+		t.Fatalf("uptrust %s: %v", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// jsonOf runs uptrust with --json and decodes its stdout.
+func jsonOf(t *testing.T, args ...string) any {
+	t.Helper()
+	r := mustRun(t, append(args, "--json")...)
+	var v any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("uptrust %s --json: %v\n%s", strings.Join(args, " "), err, r.stdout)
+	}
+	return v
+}
+
+// hasFields fails unless v is an object with every field (README, "JSON
+// output").
+func hasFields(t *testing.T, what string, v any, fields ...string) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s: not an object: %v", what, v)
+	}
+	for _, f := range fields {
+		if _, ok := m[f]; !ok {
+			t.Errorf("%s: no field %q in %v", what, f, m)
+		}
+	}
+	return m
+}
+
+// TestJSONOutputs: every reading command of uptrust prints JSON that
+// parses, with the documented snake_case fields and the project's values.
+func TestJSONOutputs(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "image.bin")
+	if err := os.WriteFile(img, bytes.Repeat([]byte("firmware "), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "init", "--dev", "--dir", dir)
+	mustRun(t, "product", "add", "thermostat", "--hardware", "rev-a,rev-b", "--support-until", "2031-12-31", "--contact", "security@example.com", "--dir", dir)
+	mustRun(t, "release", "add", "thermostat", "1.1.0", img, "--kind", "fix", "--security-version", "2", "--dir", dir)
+	mustRun(t, "rollout", "start", "thermostat", "1.1.0", "--percent", "25", "--dir", dir)
+
+	products, _ := jsonOf(t, "product", "list", "--dir", dir).([]any)
+	if len(products) != 1 {
+		t.Fatalf("product list --json: %v", products)
+	}
+	pr := hasFields(t, "product list", products[0], "name", "model", "hardware", "created")
+	if pr["name"] != "thermostat" || fmt.Sprint(pr["hardware"]) != "[rev-a rev-b]" {
+		t.Errorf("product list --json: %v", pr)
+	}
+	show := hasFields(t, "product show", jsonOf(t, "product", "show", "thermostat", "--dir", dir),
+		"product", "model", "hardware", "support_until", "contact", "auto_install", "max_postpone_days", "issued")
+	if show["support_until"] != "2031-12-31" || show["contact"] != "security@example.com" || show["max_postpone_days"] != 30.0 {
+		t.Errorf("product show --json: %v", show)
+	}
+	rels, _ := jsonOf(t, "release", "list", "--dir", dir).([]any)
+	if len(rels) != 1 {
+		t.Fatalf("release list --json: %v", rels)
+	}
+	rel := hasFields(t, "release list", rels[0], "product", "version", "kind", "security_version", "bytes", "sha256", "published", "offered")
+	offered := hasFields(t, "release list offered", rel["offered"], "percent", "halted")
+	if rel["version"] != "1.1.0" || rel["kind"] != "fix" || rel["security_version"] != 2.0 || rel["bytes"] != 9000.0 || offered["percent"] != 25.0 {
+		t.Errorf("release list --json: %v", rel)
+	}
+	ros, _ := jsonOf(t, "rollout", "list", "--dir", dir).([]any)
+	if len(ros) != 1 {
+		t.Fatalf("rollout list --json: %v", ros)
+	}
+	ro := hasFields(t, "rollout list", ros[0], "product", "version", "percent", "halted", "started", "updated")
+	if ro["version"] != "1.1.0" || ro["percent"] != 25.0 || ro["halted"] != false {
+		t.Errorf("rollout list --json: %v", ro)
+	}
+	hasFields(t, "reports", jsonOf(t, "reports", "--dir", dir), "k", "retention", "counters")
+	audit, _ := jsonOf(t, "audit", "--dir", dir).([]any)
+	if len(audit) == 0 {
+		t.Fatal("audit --json: empty")
+	}
+	for _, e := range audit {
+		hasFields(t, "audit", e, "time", "action", "object", "detail")
+	}
+	hasFields(t, "privacy report", jsonOf(t, "privacy", "report", "--dir", dir),
+		"generated", "mode", "database", "tables", "report_k", "device_report")
+	// Empty lists are [], not null.
+	empty := t.TempDir()
+	mustRun(t, "init", "--dev", "--dir", empty)
+	for _, args := range [][]string{{"product", "list"}, {"release", "list"}, {"rollout", "list"}} {
+		if r := mustRun(t, append(args, "--dir", empty, "--json")...); strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("uptrust %v --json on an empty project: %q, want []", args, r.stdout)
+		}
+	}
+}
