@@ -84,6 +84,26 @@ func dirFlag(fs *flag.FlagSet, env Env) *string {
 	return fs.String("dir", def, "project `directory`; $UPTRUST_DIR when set")
 }
 
+// legacy registers a command still written in the old style, a function
+// that parses its own flags with flags and parse, until it is converted to
+// a cmdline.Command with Flags (help, completion and man pages list no
+// flags of it meanwhile). For merging branches that add such commands.
+func legacy(env Env, name, args, synopsis string, run func(ctx context.Context, env Env, args []string) error) *cmdline.Command {
+	return &cmdline.Command{Name: name, Args: args, Synopsis: synopsis,
+		Raw: func(ctx context.Context, a []string) error { return run(ctx, env, a) }}
+}
+
+// flags makes a flag set with the common --dir flag, for legacy commands.
+func flags(env Env, name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs, dirFlag(fs, env)
+}
+
+// parse parses flags anywhere among positional arguments, for legacy
+// commands.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) { return cmdline.Parse(fs, args) }
+
 // jsonFlag defines the common --json flag.
 func jsonFlag(fs *flag.FlagSet) *bool {
 	return fs.Bool("json", false, "print JSON instead of text (fields: see README, \"JSON output\")")

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -37,8 +38,8 @@ const (
 // parsed into the variables its Flags function defined.
 type RunFunc func(ctx context.Context, args []string) error
 
-// Command is one node of the command tree: a group (Sub set, Flags nil) or
-// a command that runs (Flags set, Sub empty).
+// Command is one node of the command tree: a group (Sub set) or a command
+// that runs (Flags, or Raw, set; Sub empty).
 type Command struct {
 	// Name is the word that selects the command.
 	Name string
@@ -53,6 +54,12 @@ type Command struct {
 	// that runs it. It is called once per run, and once per help, man
 	// page or completion, so it must have no effect beyond defining flags.
 	Flags func(fs *flag.FlagSet) RunFunc
+	// Raw, instead of Flags, runs a command not converted yet: it gets the
+	// arguments unparsed and parses its own flags, which help, completion
+	// and man pages therefore cannot list (-h and --help still show the
+	// synopsis). Convert it to Flags: the flag definitions move into Flags,
+	// the rest into the RunFunc it returns.
+	Raw RunFunc
 	// Sub are the subcommands of a group.
 	Sub []*Command
 	// Files says that the positional arguments are paths (completion
@@ -156,7 +163,7 @@ func (p *Program) Main(ctx context.Context, args []string) int {
 		p.writeGlobalHelp(p.Stderr, root)
 		return ExitUsage
 	}
-	if cmd.Flags == nil { // a group without a (known) subcommand
+	if !cmd.runs() { // a group without a (known) subcommand
 		if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") {
 			p.writeHelp(p.Stdout, path, cmd)
 			return ExitOK
@@ -169,15 +176,25 @@ func (p *Program) Main(ctx context.Context, args []string) int {
 		p.writeHelp(p.Stderr, path, cmd)
 		return ExitUsage
 	}
-	fs := newFlagSet(path)
-	run := cmd.Flags(fs)
-	pos, err := Parse(fs, rest)
-	if errors.Is(err, flag.ErrHelp) {
-		p.writeHelp(p.Stdout, path, cmd)
-		return ExitOK
-	}
-	if err == nil {
-		err = run(ctx, pos)
+	var err error
+	if cmd.Flags == nil { // Raw
+		if slices.ContainsFunc(rest, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+			p.writeHelp(p.Stdout, path, cmd)
+			return ExitOK
+		}
+		err = cmd.Raw(ctx, rest)
+	} else {
+		fs := newFlagSet(path)
+		run := cmd.Flags(fs)
+		var pos []string
+		pos, err = Parse(fs, rest)
+		if errors.Is(err, flag.ErrHelp) {
+			p.writeHelp(p.Stdout, path, cmd)
+			return ExitOK
+		}
+		if err == nil {
+			err = run(ctx, pos)
+		}
 	}
 	var ue UsageError
 	if errors.As(err, &ue) {
@@ -214,7 +231,7 @@ func (p *Program) root() *Command {
 // find walks args down the tree as far as they name subcommands.
 func find(root *Command, args []string) (path []string, cmd *Command, rest []string) {
 	cmd = root
-	for len(args) > 0 && cmd.Flags == nil {
+	for len(args) > 0 && !cmd.runs() {
 		next := cmd.sub(args[0])
 		if next == nil {
 			break
@@ -224,6 +241,9 @@ func find(root *Command, args []string) (path []string, cmd *Command, rest []str
 	}
 	return path, cmd, args
 }
+
+// runs reports whether c runs (rather than groups subcommands).
+func (c *Command) runs() bool { return c.Flags != nil || c.Raw != nil }
 
 func (c *Command) sub(name string) *Command {
 	for _, s := range c.Sub {
@@ -276,7 +296,7 @@ type flagInfo struct {
 // flagsOf lists the flags cmd defines, sorted by name.
 func flagsOf(cmd *Command) []flagInfo {
 	if cmd.Flags == nil {
-		return nil
+		return nil // a group, or a Raw command
 	}
 	fs := newFlagSet(nil)
 	cmd.Flags(fs)
@@ -326,7 +346,7 @@ func visible(cmds []*Command) []*Command {
 func (p *Program) Walk(fn func(path []string, c *Command)) {
 	var walk func(path []string, c *Command)
 	walk = func(path []string, c *Command) {
-		if c.Flags != nil {
+		if c.runs() {
 			fn(path, c)
 		}
 		for _, s := range c.Sub {

@@ -126,3 +126,20 @@ func TestRoffEscape(t *testing.T) {
 		}
 	}
 }
+
+// TestRawCommand: a command not converted yet gets its arguments unparsed;
+// -h anywhere shows its help instead.
+func TestRawCommand(t *testing.T) {
+	var got []string
+	var stdout, stderr bytes.Buffer
+	p := &Program{Name: "prog", Synopsis: "test program", Stdout: &stdout, Stderr: &stderr,
+		Commands: []*Command{{Name: "old", Args: "X", Synopsis: "an old-style command",
+			Raw: func(ctx context.Context, args []string) error { got = args; return Usagef("old: bad") }}}}
+	if code := p.Main(t.Context(), []string{"old", "--own-flag", "x"}); code != 2 || !slices.Equal(got, []string{"--own-flag", "x"}) {
+		t.Errorf("raw command: exit %d, got %q", code, got)
+	}
+	got = nil
+	if code := p.Main(t.Context(), []string{"old", "x", "-h"}); code != 0 || got != nil || !strings.Contains(stdout.String(), "an old-style command") {
+		t.Errorf("raw command -h: exit %d, ran with %q:\n%s", code, got, stdout.String())
+	}
+}

@@ -54,11 +54,11 @@ func (p *Program) Complete(words []string, cur string) (candidates []string, fil
 			}
 			continue
 		}
-		if c.Flags == nil {
+		if !c.runs() {
 			if s := c.sub(w); s != nil {
 				c, path = s, append(path, w)
 				fl = flagsOf(c)
-				if c.Flags == nil {
+				if !c.runs() {
 					fl = nil
 				}
 			}
@@ -77,7 +77,7 @@ func (p *Program) Complete(words []string, cur string) (candidates []string, fil
 		candidates = append(candidates, "--help")
 		return filter(candidates, cur), false
 	}
-	if c.Flags == nil {
+	if !c.runs() {
 		for _, s := range visible(c.Sub) {
 			candidates = append(candidates, s.Name)
 		}

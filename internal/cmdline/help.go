@@ -31,7 +31,7 @@ func (p *Program) exitCodes() []ExitCode {
 // SUBCOMMAND" for a group.
 func (p *Program) usageLine(path []string, c *Command) string {
 	words := append([]string{p.Name}, path...)
-	if c.Flags == nil {
+	if !c.runs() {
 		return strings.Join(append(words, "SUBCOMMAND ..."), " ")
 	}
 	if len(flagsOf(c)) > 0 {
@@ -103,7 +103,7 @@ func (p *Program) writeHelp(w io.Writer, path []string, c *Command) {
 	if c.Long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.Long))
 	}
-	if c.Flags == nil {
+	if !c.runs() {
 		fmt.Fprint(w, "\nsubcommands:\n")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, s := range visible(c.Sub) {
