@@ -212,7 +212,8 @@ func check(t *testing.T, cfg string, want int, why string) result {
 // checks the exit status of each: up to date 0, a release written and the
 // device restarting 6, committed after the restart 0, a release held for
 // the owner 5, consented and installed 6 then 0; a second device refuses a
-// tampered payload 4; a device whose server is down exits 1.
+// tampered payload 4; a device whose server is down, whose TLS handshake
+// fails or whose trusted root is missing exits 1.
 func TestCheckExitCodes(t *testing.T) {
 	f := newFleet(t)
 	cfg := f.device("a", f.url)
@@ -284,6 +285,20 @@ func TestCheckExitCodes(t *testing.T) {
 	r = check(t, f.device("c", down), 1, "server down")
 	if !strings.HasPrefix(r.stdout, "error: ") {
 		t.Errorf("check with the server down: %v", r)
+	}
+	// TLS failure: https to a server that speaks plain HTTP.
+	r = check(t, f.device("d", strings.Replace(f.url, "http:", "https:", 1)), 1, "TLS failure")
+	if !strings.Contains(r.stdout, "HTTP response to HTTPS client") {
+		t.Errorf("check with a TLS failure: %v", r)
+	}
+	// The trusted root is missing.
+	cfgE := f.device("e", f.url)
+	if err := os.Remove(filepath.Join(filepath.Dir(cfgE), "release-root.json")); err != nil {
+		t.Fatal(err)
+	}
+	r = check(t, cfgE, 1, "trusted root missing")
+	if !strings.Contains(r.stdout, "trusted release root") {
+		t.Errorf("check without the trusted root: %v", r)
 	}
 }
 
