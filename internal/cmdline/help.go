@@ -58,12 +58,13 @@ func (p *Program) writeGlobalHelp(w io.Writer, root *Command) {
 		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(strings.Join(path, " ")+" "+c.Args), c.Synopsis)
 	})
 	tw.Flush()
+	fmt.Fprint(w, "\nglobal flags:\n")
+	gfs := newFlagSet(nil)
 	if p.Global != nil {
-		fmt.Fprint(w, "\nglobal flags:\n")
-		gfs := newFlagSet(nil)
 		p.Global(gfs)
-		writeFlags(w, flagSetInfo(gfs))
 	}
+	gfs.Bool("version", false, "print the version and exit (also: version [--json])")
+	writeFlags(w, flagSetInfo(gfs))
 	if p.Long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(p.Long))
 	}
