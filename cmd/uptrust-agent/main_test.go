@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/cli"
+	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 )
 
 var binDir string
@@ -340,5 +341,74 @@ func TestPolicyJSON(t *testing.T) {
 	}
 	if h, _ := v["history"].([]any); len(h) != 1 {
 		t.Errorf("policy --json history: %v", v["history"])
+	}
+}
+
+// TestProvisionValidates: provision refuses a version that is not semver
+// (usage, 2) and root files that are missing, do not parse or are not
+// signed by their own keys (1, naming the config field and file), and
+// writes nothing then; with good roots it provisions (0).
+func TestProvisionValidates(t *testing.T) {
+	dir := t.TempDir()
+	project := filepath.Join(dir, "project")
+	mustRun(t, "init", "--dev", "--dir", project)
+	good, err := os.ReadFile(filepath.Join(project, "device", "release-root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fileslot.Create(filepath.Join(dir, "slots"), strings.NewReader("factory"), 3); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "agent.json")
+	b, _ := json.Marshal(map[string]any{"server": "https://updates.example.com", "product": "thermostat", "hardware": "rev-a",
+		"data_dir": "data", "release_root": "release.json", "fleet_root": "fleet.json", "slot": map[string]any{"backend": "file", "dir": "slots"}})
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Replace(good, []byte(`"version": 1`), []byte(`"version": 2`), 1)
+	if bytes.Equal(tampered, good) {
+		tampered = bytes.Replace(good, []byte(`"version":1`), []byte(`"version":2`), 1)
+	}
+	if bytes.Equal(tampered, good) {
+		t.Fatalf("cannot tamper with the root: %s", good)
+	}
+	write := func(name string, content []byte) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		os.Remove(p)
+		if content != nil {
+			if err := os.WriteFile(p, content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		version        string
+		release, fleet []byte
+		code           int
+		want           string
+	}{
+		{"one", good, good, 2, `--version "one"`},
+		{"1.0.0", nil, good, 1, "release_root " + filepath.Join(dir, "release.json")},
+		{"1.0.0", good, []byte("{}"), 1, "fleet_root " + filepath.Join(dir, "fleet.json") + ": not a TUF root.json"},
+		{"1.0.0", tampered, good, 1, "release_root " + filepath.Join(dir, "release.json") + ": not signed by its own root keys"},
+	} {
+		write("release.json", tc.release)
+		write("fleet.json", tc.fleet)
+		r := run(t, "uptrust-agent", "provision", "--config", cfg, "--version", tc.version, "--security-version", "1")
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("provision --version %s: %v; want exit %d naming %q", tc.version, r, tc.code, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+			t.Fatalf("provision --version %s wrote the data directory though it failed: %v", tc.version, err)
+		}
+	}
+	write("release.json", good)
+	write("fleet.json", good)
+	if r := run(t, "uptrust-agent", "provision", "--config", cfg, "--version", "1.0.0", "--security-version", "1"); r.code != 0 {
+		t.Fatalf("provision with good roots: %v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "state.json")); err != nil {
+		t.Errorf("provision wrote no state: %v", err)
 	}
 }

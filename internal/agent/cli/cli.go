@@ -18,8 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/cmdline"
+	"github.com/uptrust/uptrust/internal/release"
 )
 
 // The exit codes of uptrust-agent beyond 0 (success: up to date, or a
@@ -151,6 +154,9 @@ func (c *commands) list() []*cmdline.Command {
 					if *version == "" {
 						return cmdline.Usagef("provision: --version is required")
 					}
+					if err := release.ValidVersion(*version); err != nil {
+						return cmdline.Usagef("provision: --version %q: %v", *version, err)
+					}
 					cfg, err := c.config()
 					if err != nil {
 						return err
@@ -252,10 +258,33 @@ func provision(cfg *agent.Config, version string, sv uint64, log *slog.Logger) e
 	if version == "" {
 		return errors.New("provision: --version is required")
 	}
+	for _, r := range []struct{ field, path string }{{"release_root", cfg.ReleaseRoot}, {"fleet_root", cfg.FleetRoot}} {
+		if err := checkRoot(r.path); err != nil {
+			return fmt.Errorf("provision: %s %s: %w", r.field, r.path, err)
+		}
+	}
 	if _, err := agent.OpenSlots(cfg.Slot, log); err != nil {
 		return fmt.Errorf("provision: %w", err)
 	}
 	return agent.Provision(cfg.DataDir, version, sv)
+}
+
+// checkRoot makes sure the file at path is a TUF root that its own keys
+// sign to their threshold: a device provisioned with anything else could
+// never verify an update.
+func checkRoot(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	root, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return fmt.Errorf("not a TUF root.json: %w", err)
+	}
+	if err := root.VerifyDelegate(metadata.ROOT, root); err != nil {
+		return fmt.Errorf("not signed by its own root keys: %w", err)
+	}
+	return nil
 }
 
 func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string) error {

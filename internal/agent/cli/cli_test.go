@@ -3,12 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
@@ -32,6 +36,11 @@ func newDevice(t *testing.T) *device {
 	}
 	cfg := map[string]any{"server": "https://updates.example.com", "product": "thermostat", "hardware": "rev-a",
 		"data_dir": "data", "release_root": "release.json", "fleet_root": "fleet.json", "slot": map[string]any{"backend": "file", "dir": "slots"}}
+	for _, name := range []string{"release.json", "fleet.json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), selfSignedRoot(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b, _ := json.Marshal(cfg)
 	path := filepath.Join(dir, "agent.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -42,6 +51,36 @@ func newDevice(t *testing.T) *device {
 		t.Fatalf("provision: %d %s", code, stderr)
 	}
 	return d
+}
+
+// selfSignedRoot is a TUF root.json with one key that signs it, as
+// provision wants.
+func selfSignedRoot(t *testing.T) []byte {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := metadata.Root(time.Now().AddDate(1, 0, 0))
+	key, err := metadata.KeyFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Signed.AddKey(key, metadata.ROOT); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := signature.LoadED25519Signer(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Sign(signer); err != nil {
+		t.Fatal(err)
+	}
+	b, err := root.ToBytes(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // run runs the command line with stdin and returns its exit status and
