@@ -412,3 +412,35 @@ func TestProvisionValidates(t *testing.T) {
 		t.Errorf("provision wrote no state: %v", err)
 	}
 }
+
+// TestCheckExitRolledBack: a release whose health check fails on trial is
+// written (6), fails its trial and the device restarts back (6), and the
+// check that records the rollback exits 7; the next check, with nothing
+// new, exits 0.
+func TestCheckExitRolledBack(t *testing.T) {
+	f := newFleet(t)
+	cfg := f.device("f", f.url)
+	var c map[string]any
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["health_check"] = []string{"false"}
+	b, _ = json.Marshal(c)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("1.1.0", "fix")
+	check(t, cfg, cli.ExitRebooting, "1.1.0 written")
+	mustRun(t, "simulate-boot", filepath.Dir(cfg))
+	check(t, cfg, cli.ExitRebooting, "1.1.0 fails its health check on trial, restarting back")
+	mustRun(t, "simulate-boot", filepath.Dir(cfg))
+	r := check(t, cfg, cli.ExitRolledBack, "rollback recorded")
+	if !strings.Contains(r.stdout, "1.1.0 failed on this device") {
+		t.Errorf("check that records the rollback: %v", r)
+	}
+	check(t, cfg, 0, "nothing new after the rollback")
+}

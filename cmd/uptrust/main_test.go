@@ -178,7 +178,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 func TestExitCodesInHelp(t *testing.T) {
 	for bin, codes := range map[string][]int{
 		"uptrust":       {0, 1, 2, cli.ExitShallNotMet},
-		"uptrust-agent": {0, 1, 2, agentcli.ExitRefused, agentcli.ExitWaitingForOwner, agentcli.ExitRebooting},
+		"uptrust-agent": {0, 1, 2, agentcli.ExitRefused, agentcli.ExitWaitingForOwner, agentcli.ExitRebooting, agentcli.ExitRolledBack},
 	} {
 		r := run(t, bin, "help")
 		_, tail, ok := strings.Cut(r.stdout, "exit status:\n")

@@ -39,9 +39,14 @@ const (
 	// automatic updates off, postponed); agent.Check.Action "waiting" with
 	// releases held in state.json.
 	ExitWaitingForOwner = 5
-	// ExitRebooting: a release is written to the other slot and the reboot
-	// command ran; the check after the restart commits it or rolls back.
+	// ExitRebooting: the reboot command ran, into a release written to
+	// the other slot or back from one that failed its trial; the check
+	// after the restart commits it or records the rollback.
 	ExitRebooting = 6
+	// ExitRolledBack: this check found that the release on trial failed
+	// (boot, health check) and recorded its rollback; the device runs the
+	// previous release and will not retry the failed one.
+	ExitRolledBack = 7
 )
 
 var exitCodes = []cmdline.ExitCode{
@@ -49,7 +54,8 @@ var exitCodes = []cmdline.ExitCode{
 	{Code: cmdline.ExitFail, Meaning: "error: the server unreachable, a TLS failure, a missing trusted root, a config that does not load, an install that failed"},
 	{Code: ExitRefused, Meaning: "check: the offered release was refused, it failed verification (signature, hash, expiry, rollback, hardware) and was not installed"},
 	{Code: ExitWaitingForOwner, Meaning: "check: a release waits for the owner (consent, automatic updates off, postponed); see uptrust-agent status"},
-	{Code: ExitRebooting, Meaning: "check: a release was written to the other slot and the device is restarting into it; the next check commits it"},
+	{Code: ExitRebooting, Meaning: "check: the device is restarting, into a release written to the other slot or back from one that failed its trial; the next check commits it or records the rollback"},
+	{Code: ExitRolledBack, Meaning: "check: the release on trial failed (boot, health check) and was rolled back; the previous release runs"},
 }
 
 // Env is what a command line runs against.
@@ -296,6 +302,7 @@ func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
+	failedBefore := failedVersions(cfg.DataDir)
 	chk, err := a.Check(ctx)
 	if chk != nil {
 		fmt.Fprintf(stdout, "%s: %s\n", chk.Action, chk.Reason)
@@ -306,25 +313,46 @@ func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	waiting := false
-	if chk != nil && chk.Action == "waiting" {
-		s, err := agent.LoadState(cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		waiting = len(s.Waiting) > 0
+	s, err := agent.LoadState(cfg.DataDir)
+	if err != nil {
+		return err
 	}
-	if code := checkExit(chk, waiting); code != cmdline.ExitOK {
+	rolledBack := false
+	for v := range s.Failed {
+		if !failedBefore[v] {
+			rolledBack = true
+		}
+	}
+	if code := checkExit(chk, len(s.Waiting) > 0, rolledBack); code != cmdline.ExitOK {
 		return &cmdline.ExitError{Code: code}
 	}
 	return nil
 }
 
+// failedVersions are the releases state.json records as failed (rolled
+// back) on this device; none when it cannot be read (the check says why).
+func failedVersions(dataDir string) map[string]bool {
+	out := map[string]bool{}
+	if s, err := agent.LoadState(dataDir); err == nil {
+		for v := range s.Failed {
+			out[v] = true
+		}
+	}
+	return out
+}
+
 // checkExit is the exit status of a check that returned chk without an
-// error; ownerWaits tells whether releases wait for the owner.
-func checkExit(chk *agent.Check, ownerWaits bool) int {
+// error; ownerWaits tells whether releases wait for the owner, rolledBack
+// whether the check recorded the rollback of the release on trial.
+func checkExit(chk *agent.Check, ownerWaits, rolledBack bool) int {
 	if chk == nil {
 		return cmdline.ExitOK
+	}
+	switch chk.Action {
+	case "none", "waiting", "installed":
+		if rolledBack {
+			return ExitRolledBack
+		}
 	}
 	switch chk.Action {
 	case "rejected":
