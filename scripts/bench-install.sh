@@ -91,7 +91,7 @@ echo "== throughput: ${SIZE_MIB} MiB, ${RUNS} runs each, alternating"
 inst=(); copy=()
 for i in $(seq "$RUNS"); do
   device; prep
-  t0=$(now); "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/agent.log"; t1=$(now); inst+=($(( t1 - t0 )))
+  t0=$(now); "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/agent.log" || [ $? -eq 6 ]; t1=$(now); inst+=($(( t1 - t0 )))
   "$U" simulate-boot "$WORK/dev" > /dev/null; "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"
   check_installed 2.0.0
   prep
@@ -107,7 +107,7 @@ echo "== memory: ${RSS_SIZE_MIB} MiB install by uptrust-agent check under /usr/b
 BLOB=$(publish 3.0.0 "$RSS_SIZE_MIB")
 sleep 2   # the server reloads content when the store's generation changes
 device
-/usr/bin/time -v "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/time.txt" || { cat "$WORK/time.txt" >&2; exit 1; }
+/usr/bin/time -v "$A" --config "$WORK/dev/agent.json" check > /dev/null 2> "$WORK/time.txt" || [ $? -eq 6 ] || { cat "$WORK/time.txt" >&2; exit 1; }
 kb=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$WORK/time.txt")
 "$U" simulate-boot "$WORK/dev" > /dev/null; "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"
 check_installed 3.0.0

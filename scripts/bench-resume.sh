@@ -114,7 +114,7 @@ device() {
   "$U" simulate-device "$WORK/dev" --dir "$P" --server "http://127.0.0.1:$PPORT" --hardware rev-a \
     --factory "$WORK/factory.img" --version 1.0.0 --security-version 1 --product "${PRODUCT:-bench}" > /dev/null
 }
-check() { "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log"; }
+check() { "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" || [ $? -eq 6 ]; }   # 6: written, rebooting
 saved() { "$A" --config "$WORK/dev/agent.json" status --json | sed -n 's/.*"download_saved": *\([0-9]*\).*/\1/p'; }
 counted() { "$A" --config "$WORK/dev/agent.json" status --json | tr -d '\n ' | sed -n 's/.*"download":{[^}]*"bytes":\([0-9]*\).*/\1/p'; }
 finish() {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/uptrust/uptrust/internal/agent/cli"
+	"github.com/uptrust/uptrust/internal/cmdline"
 )
 
 // buildTime is when this binary was built, RFC 3339, set with
@@ -17,8 +18,13 @@ import (
 // toolchain stamps into a build from a git checkout, if any.
 var buildTime string
 
+// version is the release, set with -ldflags "-X main.version=1.2.3"; empty:
+// the module version the Go toolchain stamped, else "devel".
+var version string
+
 func main() {
 	env := cli.DefaultEnv()
 	env.BuildTime = buildTime
+	env.Version = cmdline.ReadVersion(version, buildTime)
 	os.Exit(cli.Main(context.Background(), os.Args[1:], env))
 }

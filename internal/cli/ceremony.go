@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
 )
 
@@ -58,82 +59,89 @@ func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
 // the proposal file and the holder's key file), "root status" shows who
 // signed and who is missing, "root publish" publishes what meets both
 // thresholds.
-func cmdRoot(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 {
-		return usagef("root: want propose, sign, status or publish")
+func cmdRoot(env Env) *cmdline.Command {
+	statusOrPublish := func(name, synopsis string) *cmdline.Command {
+		return &cmdline.Command{Name: name, Args: "[SIGNED-COPY...]", Synopsis: synopsis, Files: true,
+			Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+				dir := dirFlag(fs, env)
+				return func(ctx context.Context, pos []string) error {
+					p, err := openHolderProject(ctx, env, *dir, false)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					if name == "status" {
+						sts, err := p.CollectProposals(ctx, pos...)
+						if err != nil {
+							return err
+						}
+						if len(sts) == 0 {
+							fmt.Fprintln(env.Stdout, "no root change is pending")
+						}
+						for _, st := range sts {
+							printStatus(env, st)
+						}
+						return nil
+					}
+					done, err := p.PublishRoot(ctx, pos...)
+					for _, st := range done {
+						fmt.Fprintf(env.Stdout, "published %s root v%d (%s); device roots rewritten in %s/device\n", st.Repository, st.Version, st.Change, *dir)
+					}
+					return err
+				}
+			}}
 	}
-	fs, dir := flags(env, "root "+args[0])
-	switch args[0] {
-	case "propose":
-		rotate := fs.String("rotate", "", "comma-separated key holders whose root key is replaced by a new one")
-		add := fs.String("add-holder", "", "comma-separated new key holders, each given a new root key")
-		remove := fs.String("remove-holder", "", "comma-separated key holders whose root key leaves the root")
-		threshold := fs.Int("threshold", 0, "new root threshold (default: unchanged)")
-		pos, err := parse(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usagef("root propose: want exactly one REPO (release or fleet)")
-		}
-		p, err := openHolderProject(ctx, env, *dir, true)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		path, err := p.ProposeRoot(ctx, pos[0], project.RootChange{Rotate: splitList(*rotate), Add: splitList(*add),
-			Remove: splitList(*remove), Threshold: *threshold})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "proposed: %s\n", path)
-		return printProposal(env, path)
-	case "sign":
-		holder := fs.String("holder", "", "key holder who signs (required)")
-		var files keyFiles
-		fs.Var(&files, "key", "root key file to sign with (repeatable; default: the holder's key files in the project)")
-		pos, err := parse(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if *holder == "" {
-			return usagef("root sign: --holder NAME is required")
-		}
-		if len(pos) > 1 {
-			return usagef("root sign: want at most one PROPOSAL-FILE")
-		}
-		return rootSign(env, *dir, *holder, files, pos)
-	case "status", "publish":
-		pos, err := parse(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		p, err := openHolderProject(ctx, env, *dir, false)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if args[0] == "status" {
-			sts, err := p.CollectProposals(ctx, pos...)
-			if err != nil {
-				return err
-			}
-			if len(sts) == 0 {
-				fmt.Fprintln(env.Stdout, "no root change is pending")
-			}
-			for _, st := range sts {
-				printStatus(env, st)
-			}
-			return nil
-		}
-		done, err := p.PublishRoot(ctx, pos...)
-		for _, st := range done {
-			fmt.Fprintf(env.Stdout, "published %s root v%d (%s); device roots rewritten in %s/device\n", st.Repository, st.Version, st.Change, *dir)
-		}
-		return err
-	default:
-		return usagef("root: unknown subcommand %q (want propose, sign, status or publish)", args[0])
-	}
+	return &cmdline.Command{Name: "root", Synopsis: "change a repository's root with the key holders' signatures, one holder at a time",
+		Long: `A root change is proposed (root propose), signed by each key holder on their
+own machine if they like (root sign), and published once go-tuf finds both the
+old and the new root's thresholds met (root publish). A key holder's passphrase
+comes from $UPTRUST_PASSPHRASE_<HOLDER> (upper case, characters other than
+letters and digits as _), or a prompt naming them.`,
+		Sub: []*cmdline.Command{
+			{Name: "propose", Args: "release|fleet", Synopsis: "write a proposal for the repository's next root (re-sign, rotate, add or remove holders, threshold)",
+				Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+					dir := dirFlag(fs, env)
+					rotate := fs.String("rotate", "", "comma-separated key holders whose root key is replaced by a new one")
+					add := fs.String("add-holder", "", "comma-separated new key holders, each given a new root key")
+					remove := fs.String("remove-holder", "", "comma-separated key holders whose root key leaves the root")
+					threshold := fs.Int("threshold", 0, "new root threshold (default: unchanged)")
+					return func(ctx context.Context, pos []string) error {
+						if len(pos) != 1 {
+							return usagef("root propose: want exactly one REPO (release or fleet)")
+						}
+						p, err := openHolderProject(ctx, env, *dir, true)
+						if err != nil {
+							return err
+						}
+						defer p.Close()
+						path, err := p.ProposeRoot(ctx, pos[0], project.RootChange{Rotate: splitList(*rotate), Add: splitList(*add),
+							Remove: splitList(*remove), Threshold: *threshold})
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(env.Stdout, "proposed: %s\n", path)
+						return printProposal(env, path)
+					}
+				}},
+			{Name: "sign", Args: "[PROPOSAL-FILE]", Files: true, Synopsis: "add a key holder's signature to a proposal (needs only that holder's key files and passphrase)",
+				Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+					dir := dirFlag(fs, env)
+					holder := fs.String("holder", "", "key holder who signs (required)")
+					var files keyFiles
+					fs.Var(&files, "key", "root key file to sign with (repeatable; default: the holder's key files in the project)")
+					return func(ctx context.Context, pos []string) error {
+						if *holder == "" {
+							return usagef("root sign: --holder NAME is required")
+						}
+						if len(pos) > 1 {
+							return usagef("root sign: want at most one PROPOSAL-FILE")
+						}
+						return rootSign(env, *dir, *holder, files, pos)
+					}
+				}},
+			statusOrPublish("status", "show each pending proposal: who signed, what each threshold still needs (signed copies given are merged)"),
+			statusOrPublish("publish", "publish the pending proposals whose old and new thresholds are met (signed copies given are merged)"),
+		}}
 }
 
 // rootSign signs the proposal pos[0] (default: the only pending proposal

@@ -327,7 +327,8 @@ func TestUsageErrors(t *testing.T) {
 	if rels, _ := p.Store.Releases(t.Context(), ""); len(rels) != 0 {
 		t.Errorf("releases after usage errors: %v", rels)
 	}
-	if r := run(t, nil, "help"); r.code != 0 || !strings.Contains(r.stderr, "usage:") {
+	// Asked for, help is the result: on stdout, so that it pages.
+	if r := run(t, nil, "help"); r.code != 0 || !strings.Contains(r.stdout, "usage:") {
 		t.Errorf("help: %v", r)
 	}
 }

@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/compliance"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
@@ -16,36 +18,37 @@ import (
 // cmdCompliance reports, per provision of ETSI EN 303 645 §5.3, the EU CRA
 // and the UK PSTI, what can be shown about the product and why. The report
 // is printed in full whatever the verdicts; the command then exits
-// exitShallNotMet when a shall provision is not met, so CI can gate on it.
-// Its sub-commands record what the report cannot compute: attestations of
+// ExitShallNotMet when a shall provision is not met, so CI can gate on it.
+// Its subcommands record what the report cannot compute: attestations of
 // facts outside uptrust and the market declaration.
-func cmdCompliance(ctx context.Context, env Env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "attest":
-			return cmdComplianceAttest(ctx, env, args[1:])
-		case "withdraw":
-			return cmdComplianceWithdraw(ctx, env, args[1:])
-		case "attestations":
-			return cmdComplianceAttestations(ctx, env, args[1:])
-		case "market":
-			return cmdComplianceMarket(ctx, env, args[1:])
-		}
-	}
-	fs, dir := flags(env, "compliance")
-	asJSON := fs.Bool("json", false, "print the report as one JSON object, provisions in report order")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("compliance: want exactly one PRODUCT")
-	}
-	return complianceReport(ctx, env, *dir, pos[0], *asJSON)
+func cmdCompliance(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "compliance", Args: "PRODUCT",
+		Synopsis: "self-assess PRODUCT against ETSI EN 303 645 §5.3, the EU CRA and the UK PSTI (exit 3 when a shall is not met)",
+		Long: `Verdicts: met (computed from the project, evidence shown), not met, not yet
+demonstrable (nothing to judge yet), attested (a fact outside uptrust the
+manufacturer recorded with compliance attest; never shown as met) and not
+applicable (with the reason). This is a self-assessment, not a conformity
+assessment. A product named like a subcommand is reached with --product.`,
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			asJSON := fs.Bool("json", false, "print the report as one JSON object, provisions in report order")
+			product := fs.String("product", "", "the product (instead of the PRODUCT argument)")
+			return func(ctx context.Context, pos []string) error {
+				if *product != "" {
+					pos = append([]string{*product}, pos...)
+				}
+				if len(pos) != 1 {
+					return usagef("compliance: want exactly one PRODUCT")
+				}
+				return complianceReport(ctx, env, *dir, pos[0], *asJSON)
+			}
+		},
+		Sub: []*cmdline.Command{cmdComplianceAttest(env), cmdComplianceWithdraw(env),
+			cmdComplianceAttestations(env), cmdComplianceMarket(env)}}
 }
 
 // complianceReport prints the report of product in the project at dir and
-// returns an exitError with exitShallNotMet when a shall is not met.
+// returns a *cmdline.ExitError with ExitShallNotMet when a shall is not met.
 func complianceReport(ctx context.Context, env Env, dir, product string, asJSON bool) error {
 	p, err := openProject(ctx, env, dir)
 	if err != nil {
@@ -66,7 +69,7 @@ func complianceReport(ctx context.Context, env Env, dir, product string, asJSON 
 		return err
 	}
 	if len(rep.ShallsNotMet) > 0 {
-		return exitError{exitShallNotMet, fmt.Errorf("compliance: %d shall provisions of %s not met: %s",
+		return &cmdline.ExitError{Code: ExitShallNotMet, Err: fmt.Errorf("compliance: %d shall provisions of %s not met: %s",
 			len(rep.ShallsNotMet), rep.Product, strings.Join(rep.ShallsNotMet, ", "))}
 	}
 	return nil
@@ -74,22 +77,24 @@ func complianceReport(ctx context.Context, env Env, dir, product string, asJSON 
 
 // cmdComplianceAttest records an attestation:
 // compliance attest PRODUCT ITEM --url URL --note TEXT [--by NAME].
-func cmdComplianceAttest(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "compliance attest")
-	url := fs.String("url", "", "where the evidence is published (required)")
-	note := fs.String("note", "", "what the evidence shows (required)")
-	by := fs.String("by", "", "who attests, as you choose to name them (a role or team is enough)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		return usagef("compliance attest: want PRODUCT ITEM")
-	}
-	if *url == "" || *note == "" {
-		return usagef("compliance attest: --url and --note are required: where the evidence is published and what it shows")
-	}
-	return complianceAttest(ctx, env, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+func cmdComplianceAttest(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "attest", Args: "PRODUCT ITEM",
+		Synopsis: "record the manufacturer's attestation of a fact outside uptrust (shown as attested, never as met)",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			url := fs.String("url", "", "where the evidence is published (required)")
+			note := fs.String("note", "", "what the evidence shows (required)")
+			by := fs.String("by", "", "who attests, as you choose to name them (a role or team is enough)")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 2 {
+					return usagef("compliance attest: want PRODUCT ITEM")
+				}
+				if *url == "" || *note == "" {
+					return usagef("compliance attest: --url and --note are required: where the evidence is published and what it shows")
+				}
+				return complianceAttest(ctx, env, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+			}
+		}}
 }
 
 // complianceAttest records an attestation in the project at dir.
@@ -109,16 +114,18 @@ func complianceAttest(ctx context.Context, env Env, dir string, s project.Attest
 
 // cmdComplianceWithdraw withdraws the standing attestation of an item:
 // compliance withdraw PRODUCT ITEM.
-func cmdComplianceWithdraw(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "compliance withdraw")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		return usagef("compliance withdraw: want PRODUCT ITEM")
-	}
-	return complianceWithdraw(ctx, env, *dir, pos[0], pos[1])
+func cmdComplianceWithdraw(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "withdraw", Args: "PRODUCT ITEM",
+		Synopsis: "withdraw the standing attestation of an item (it stays on record)",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 2 {
+					return usagef("compliance withdraw: want PRODUCT ITEM")
+				}
+				return complianceWithdraw(ctx, env, *dir, pos[0], pos[1])
+			}
+		}}
 }
 
 // complianceWithdraw withdraws the standing attestation of item.
@@ -148,17 +155,19 @@ type attestationJSON struct {
 
 // cmdComplianceAttestations lists a product's attestations, withdrawn ones
 // included: compliance attestations PRODUCT [--json].
-func cmdComplianceAttestations(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "compliance attestations")
-	asJSON := fs.Bool("json", false, "print a JSON array")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("compliance attestations: want exactly one PRODUCT")
-	}
-	return complianceAttestations(ctx, env, *dir, pos[0], *asJSON)
+func cmdComplianceAttestations(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "attestations", Args: "PRODUCT",
+		Synopsis: "list a product's attestations, withdrawn ones included",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			asJSON := jsonFlag(fs)
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 1 {
+					return usagef("compliance attestations: want exactly one PRODUCT")
+				}
+				return complianceAttestations(ctx, env, *dir, pos[0], *asJSON)
+			}
+		}}
 }
 
 // complianceAttestations prints every attestation of product.
@@ -198,23 +207,25 @@ func complianceAttestations(ctx context.Context, env Env, dir, product string, a
 
 // cmdComplianceMarket shows or records the product's market declaration:
 // compliance market PRODUCT [--placed-on D --expected-use 7y [--justification T]].
-func cmdComplianceMarket(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "compliance market")
-	placed := fs.String("placed-on", "", "day the product is placed on the market, YYYY-MM-DD")
-	use := fs.String("expected-use", "", "how long users are expected to use it: 7y, 18m, 5y6m")
-	why := fs.String("justification", "", "why the support period may be shorter than five years")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("compliance market: want exactly one PRODUCT")
-	}
-	declare := *placed != "" || *use != "" || *why != ""
-	if declare && (*placed == "" || *use == "") {
-		return usagef("compliance market: --placed-on and --expected-use are both required to declare")
-	}
-	return complianceMarket(ctx, env, *dir, declare, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+func cmdComplianceMarket(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "market", Args: "PRODUCT",
+		Synopsis: "show or declare when the product is placed on the market and how long it is expected in use (CRA Art. 13(8))",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			placed := fs.String("placed-on", "", "day the product is placed on the market, YYYY-MM-DD")
+			use := fs.String("expected-use", "", "how long users are expected to use it: 7y, 18m, 5y6m")
+			why := fs.String("justification", "", "why the support period may be shorter than five years")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 1 {
+					return usagef("compliance market: want exactly one PRODUCT")
+				}
+				declare := *placed != "" || *use != "" || *why != ""
+				if declare && (*placed == "" || *use == "") {
+					return usagef("compliance market: --placed-on and --expected-use are both required to declare")
+				}
+				return complianceMarket(ctx, env, *dir, declare, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+			}
+		}}
 }
 
 // complianceMarket records the market declaration s when declare is set,

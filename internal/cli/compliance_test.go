@@ -363,13 +363,26 @@ func TestComplianceErrors(t *testing.T) {
 	}
 }
 
-// TestUsageListsCompliance keeps the usage text in step with the
-// sub-commands.
+// TestUsageListsCompliance: the global help lists the report and each
+// subcommand, and compliance --help (which also runs the report, beside
+// its subcommands) lists the subcommands and exit 3.
 func TestUsageListsCompliance(t *testing.T) {
 	r := run(t, nil, "--help")
-	for _, want := range []string{"uptrust compliance attest PRODUCT ITEM --url URL --note TEXT [--by NAME]", "uptrust compliance market PRODUCT", "exit 3"} {
-		if !strings.Contains(r.stderr+r.stdout, want) {
-			t.Errorf("usage lacks %q", want)
+	for _, want := range []string{"compliance PRODUCT", "compliance attest PRODUCT ITEM", "compliance market PRODUCT", "3  compliance"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("uptrust --help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = run(t, nil, "compliance", "--help")
+	for _, want := range []string{"usage: uptrust compliance [flags] PRODUCT", "--json", "subcommands:", "attest PRODUCT ITEM", "withdraw PRODUCT ITEM", "attestations PRODUCT", "market PRODUCT", "exit"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("uptrust compliance --help: exit %d, lacks %q:\n%s", r.code, want, r.stdout)
+		}
+	}
+	r = run(t, nil, "compliance", "attest", "--help")
+	for _, want := range []string{"--url", "--note", "--by"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("uptrust compliance attest --help: exit %d, lacks %q:\n%s", r.code, want, r.stdout)
 		}
 	}
 }

@@ -3,38 +3,56 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/keys"
 )
 
 // cmdKeys runs "keys migrate" (rewrite offline keys still on the legacy
 // scrypt KDF with Argon2id, same passphrase) and "keys passphrase"
 // (re-encrypt every offline key under a new passphrase).
-func cmdKeys(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || (args[0] != "migrate" && args[0] != "passphrase") {
-		return usagef("keys: want migrate or passphrase")
-	}
-	fs, dir := flags(env, "keys "+args[0])
-	holder := fs.String("holder", "", "re-encrypt only this root key holder's key files (keys passphrase)")
-	if pos, err := parse(fs, args[1:]); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("keys %s takes no arguments", args[0])
-	}
-	if *holder != "" {
-		if args[0] != "passphrase" {
-			return usagef("keys migrate: --holder goes with keys passphrase")
-		}
-		return keysHolderPassphrase(ctx, env, *dir, *holder)
-	}
-	p, err := openProject(ctx, env, *dir)
+func cmdKeys(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "keys", Synopsis: "re-encrypt the offline keys",
+		Sub: []*cmdline.Command{
+			{Name: "migrate", Synopsis: "rewrite offline keys still on the legacy scrypt KDF with Argon2id, same passphrase",
+				Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+					dir := dirFlag(fs, env)
+					return func(ctx context.Context, pos []string) error {
+						if len(pos) != 0 {
+							return usagef("keys migrate takes no arguments")
+						}
+						return runKeys(ctx, env, *dir, "migrate")
+					}
+				}},
+			{Name: "passphrase", Synopsis: "re-encrypt the offline keys under a new passphrase ($UPTRUST_NEW_PASSPHRASE, else a prompt)",
+				Long: `Without --holder every offline key but the root key holders' is re-encrypted;
+with --holder only that holder's root key files are.`,
+				Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+					dir := dirFlag(fs, env)
+					holder := fs.String("holder", "", "re-encrypt only this root key holder's key files")
+					return func(ctx context.Context, pos []string) error {
+						if len(pos) != 0 {
+							return usagef("keys passphrase takes no arguments")
+						}
+						if *holder != "" {
+							return keysHolderPassphrase(ctx, env, *dir, *holder)
+						}
+						return runKeys(ctx, env, *dir, "passphrase")
+					}
+				}},
+		}}
+}
+
+func runKeys(ctx context.Context, env Env, dir, sub string) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	var newPass []byte
-	if args[0] == "passphrase" {
+	if sub == "passphrase" {
 		if newPass, err = newPassphrase(env); err != nil {
 			return err
 		}

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/mirror"
 	"github.com/uptrust/uptrust/internal/progress"
@@ -16,47 +18,57 @@ import (
 // keeps it current (sync). Both re-sign due online roles first, exactly as
 // `uptrust serve` does on its own, so run sync well within half a
 // timestamp's lifetime (dist/systemd/uptrust-mirror-sync.timer).
-func cmdMirror(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 {
-		return usagef("mirror needs a subcommand: export or sync")
-	}
-	sub := args[0]
-	if sub != "export" && sub != "sync" {
-		return usagef("unknown mirror subcommand %q", sub)
-	}
-	fs, dir := flags(env, "mirror "+sub)
-	copyFlag := fs.Bool("copy", false, "copy payloads instead of hard-linking them from the blob store")
-	var grace *time.Duration
-	var verify *bool
-	if sub == "sync" {
-		grace = fs.Duration("grace", mirror.DefaultGrace, "how long files that are no longer published stay (0: remove at once)")
-		verify = fs.Bool("verify", false, "re-hash the payloads already in the mirror and replace damaged ones")
-	}
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("mirror %s takes one directory", sub)
-	}
-	out := pos[0]
-	p, err := openProject(ctx, env, *dir)
+func cmdMirror(env Env) *cmdline.Command {
+	export := &cmdline.Command{Name: "export", Args: "DIR", Files: true, Synopsis: "write the public /repo/ tree as static files into DIR",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			copyFlag := fs.Bool("copy", false, "copy payloads instead of hard-linking them from the blob store")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 1 {
+					return usagef("mirror export takes one directory")
+				}
+				return runMirror(ctx, env, *dir, "export", pos[0], mirror.Options{Copy: *copyFlag})
+			}
+		}}
+	sync := &cmdline.Command{Name: "sync", Args: "DIR", Files: true, Synopsis: "bring the mirror in DIR up to date (run it at least every quarter of a timestamp's lifetime)",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			copyFlag := fs.Bool("copy", false, "copy payloads instead of hard-linking them from the blob store")
+			grace := fs.Duration("grace", mirror.DefaultGrace, "how long files that are no longer published stay (0: remove at once)")
+			verify := fs.Bool("verify", false, "re-hash the payloads already in the mirror and replace damaged ones")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 1 {
+					return usagef("mirror sync takes one directory")
+				}
+				o := mirror.Options{Copy: *copyFlag, Grace: *grace, Verify: *verify}
+				if o.Grace == 0 {
+					o.Grace = -1 // the flag's 0 means no grace; Options' 0 means the default
+				} else if o.Grace < 0 {
+					return usagef("--grace must not be negative")
+				}
+				return runMirror(ctx, env, *dir, "sync", pos[0], o)
+			}
+		}}
+	return &cmdline.Command{Name: "mirror", Synopsis: "publish the repositories as static files for any web server or CDN",
+		Long: `Both subcommands re-sign due online roles first, exactly as uptrust serve does on
+its own.`,
+		Sub: []*cmdline.Command{export, sync}}
+}
+
+// runMirror runs mirror export or sync of the project in dir into out;
+// o carries the flags.
+func runMirror(ctx context.Context, env Env, dir, sub, out string, o mirror.Options) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	o := mirror.Options{Resigner: p, Repositories: []string{deviceapi.ReleaseBase, deviceapi.FleetBase},
-		Copy: *copyFlag, Clock: p.Clock, Progress: progress.ForWriter(env.Stderr, false)}
+	o.Resigner, o.Repositories, o.Clock = p, []string{deviceapi.ReleaseBase, deviceapi.FleetBase}, p.Clock
+	o.Progress = progress.ForWriter(env.Stderr, false)
 	var res mirror.Result
 	if sub == "export" {
 		res, err = mirror.Export(ctx, out, p, o)
 	} else {
-		o.Grace, o.Verify = *grace, *verify
-		if o.Grace == 0 {
-			o.Grace = -1 // the flag's 0 means no grace; Options' 0 means the default
-		} else if o.Grace < 0 {
-			return usagef("--grace must not be negative")
-		}
 		res, err = mirror.Sync(ctx, out, p, o)
 	}
 	if err != nil {

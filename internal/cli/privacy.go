@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
 )
 
@@ -23,77 +25,81 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // cmdReports prints the anonymous report counters with small counts hidden.
-func cmdReports(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "reports")
-	k := fs.Int("k", 0, "hide counts below K (default: report_k from uptrust.json; cannot be lower)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usagef("reports: at most one PRODUCT")
-	}
-	if *k < 0 {
-		return usagef("reports: --k must be positive")
-	}
-	product := ""
-	if len(pos) == 1 {
-		product = pos[0]
-	}
-	p, err := openProject(ctx, env, *dir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	sum, err := p.Reports(ctx, product, *k)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(env.Stdout, sum)
-	}
-	fmt.Fprintf(env.Stdout, "anonymous update reports of the last %s, per release, outcome and error class\n", sum.Retention)
-	fmt.Fprintf(env.Stdout, "counts below %d are shown as \"fewer than %d\"\n\n", sum.K, sum.K)
-	if len(sum.Rows) == 0 {
-		fmt.Fprintln(env.Stdout, "no reports")
-		return nil
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PRODUCT\tVERSION\tOUTCOME\tERROR CLASS\tREPORTS")
-	for _, r := range sum.Rows {
-		class := r.ErrorClass
-		if class == "" {
-			class = "-"
-		}
-		count := fmt.Sprintf("fewer than %d", r.FewerThan)
-		if r.Count != nil {
-			count = strconv.FormatInt(*r.Count, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Product, r.Version, r.Outcome, class, count)
-	}
-	return tw.Flush()
+func cmdReports(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "reports", Args: "[PRODUCT]", Synopsis: "print the anonymous report counters, small counts hidden",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			k := fs.Int("k", 0, "hide counts below K (default: report_k from uptrust.json; cannot be lower)")
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) > 1 {
+					return usagef("reports: at most one PRODUCT")
+				}
+				if *k < 0 {
+					return usagef("reports: --k must be positive")
+				}
+				product := ""
+				if len(pos) == 1 {
+					product = pos[0]
+				}
+				p, err := openProject(ctx, env, *dir)
+				if err != nil {
+					return err
+				}
+				defer p.Close()
+				sum, err := p.Reports(ctx, product, *k)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return writeJSON(env.Stdout, sum)
+				}
+				fmt.Fprintf(env.Stdout, "anonymous update reports of the last %s, per release, outcome and error class\n", sum.Retention)
+				fmt.Fprintf(env.Stdout, "counts below %d are shown as \"fewer than %d\"\n\n", sum.K, sum.K)
+				if len(sum.Rows) == 0 {
+					fmt.Fprintln(env.Stdout, "no reports")
+					return nil
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PRODUCT\tVERSION\tOUTCOME\tERROR CLASS\tREPORTS")
+				for _, r := range sum.Rows {
+					class := r.ErrorClass
+					if class == "" {
+						class = "-"
+					}
+					count := fmt.Sprintf("fewer than %d", r.FewerThan)
+					if r.Count != nil {
+						count = strconv.FormatInt(*r.Count, 10)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Product, r.Version, r.Outcome, class, count)
+				}
+				return tw.Flush()
+			}
+		}}
 }
 
 // cmdPurge applies the configured retention once.
-func cmdPurge(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "purge")
-	if pos, err := parse(fs, args); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("purge takes no arguments")
-	}
-	p, err := openProject(ctx, env, *dir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	res, err := p.Purge(ctx)
-	for _, t := range res.Tables {
-		fmt.Fprintf(env.Stdout, "%s: removed %d rows older than %s (retention %s)\n",
-			t.Table, t.Rows, t.Before.Format(time.RFC3339), t.Period)
-	}
-	return err
+func cmdPurge(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "purge", Synopsis: "apply the retention of uptrust.json once",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 0 {
+					return usagef("purge takes no arguments")
+				}
+				p, err := openProject(ctx, env, *dir)
+				if err != nil {
+					return err
+				}
+				defer p.Close()
+				res, err := p.Purge(ctx)
+				for _, t := range res.Tables {
+					fmt.Fprintf(env.Stdout, "%s: removed %d rows older than %s (retention %s)\n",
+						t.Table, t.Rows, t.Before.Format(time.RFC3339), t.Period)
+				}
+				return err
+			}
+		}}
 }
 
 // purgeEvery is how often uptrust serve applies the retention.
@@ -126,57 +132,65 @@ func purgeLoop(ctx context.Context, p *project.Project, logger *slog.Logger, eve
 }
 
 // cmdAudit prints the audit log.
-func cmdAudit(ctx context.Context, env Env, args []string) error {
-	fs, dir := flags(env, "audit")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if pos, err := parse(fs, args); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("audit takes no arguments")
-	}
-	p, err := openProject(ctx, env, *dir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	es, err := p.Audit(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		type entry struct {
-			Time   time.Time `json:"time"`
-			Action string    `json:"action"`
-			Object string    `json:"object"`
-			Detail string    `json:"detail"`
-		}
-		out := make([]entry, len(es))
-		for i, e := range es {
-			out[i] = entry(e)
-		}
-		return writeJSON(env.Stdout, out)
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
-	for _, e := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
-	}
-	return tw.Flush()
+func cmdAudit(env Env) *cmdline.Command {
+	return &cmdline.Command{Name: "audit", Synopsis: "print the audit log",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 0 {
+					return usagef("audit takes no arguments")
+				}
+				p, err := openProject(ctx, env, *dir)
+				if err != nil {
+					return err
+				}
+				defer p.Close()
+				es, err := p.Audit(ctx)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					type entry struct {
+						Time   time.Time `json:"time"`
+						Action string    `json:"action"`
+						Object string    `json:"object"`
+						Detail string    `json:"detail"`
+					}
+					out := make([]entry, len(es))
+					for i, e := range es {
+						out[i] = entry(e)
+					}
+					return writeJSON(env.Stdout, out)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
+				for _, e := range es {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
+				}
+				return tw.Flush()
+			}
+		}}
 }
 
 // cmdPrivacy prints the privacy report.
-func cmdPrivacy(ctx context.Context, env Env, args []string) error {
-	if len(args) == 0 || args[0] != "report" {
-		return usagef("privacy: want report")
-	}
-	fs, dir := flags(env, "privacy report")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if pos, err := parse(fs, args[1:]); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return usagef("privacy report takes no arguments")
-	}
-	p, err := openProject(ctx, env, *dir)
+func cmdPrivacy(env Env) *cmdline.Command {
+	report := &cmdline.Command{Name: "report", Synopsis: "say what the server stores about devices, for how long and why, from the live database schema",
+		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
+			dir := dirFlag(fs, env)
+			asJSON := jsonFlag(fs)
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 0 {
+					return usagef("privacy report takes no arguments")
+				}
+				return runPrivacyReport(ctx, env, *dir, *asJSON)
+			}
+		}}
+	return &cmdline.Command{Name: "privacy", Synopsis: "report what the project stores about devices", Sub: []*cmdline.Command{report}}
+}
+
+func runPrivacyReport(ctx context.Context, env Env, dir string, asJSON bool) error {
+	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func cmdPrivacy(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return writeJSON(env.Stdout, r)
 	}
 	return writePrivacyReport(env.Stdout, r)

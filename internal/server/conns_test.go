@@ -132,11 +132,13 @@ func TestIdleTimeout(t *testing.T) {
 	waitFor(t, "content", func() bool { return s.snap.Load() != nil })
 
 	first := dialRaw(t, r.addr)
+	// The server's idle clock starts after it has written its answer, so
+	// no earlier than this.
+	idleSince := time.Now()
 	first.send(healthzPath)
 	if code, err := first.answer(10 * time.Second); err != nil || code != http.StatusOK {
 		t.Fatalf("first request: %d %v", code, err)
 	}
-	idleSince := time.Now()
 	next := dialRaw(t, r.addr)
 	next.send(healthzPath)
 	if code, err := next.answer(10 * time.Second); err != nil || code != http.StatusOK {

@@ -3,13 +3,15 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/agent"
+	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/units"
 )
 
@@ -18,48 +20,18 @@ import (
 
 const timeFormat = "2006-01-02 15:04 MST"
 
-// parseArgs parses flags placed before, between or after positional
-// arguments ("consent 2.0.0 --yes") and returns the positional ones.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, errUsage
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 // busy tells the owner why a command waits.
 func busy(env Env) func() {
 	return func() { fmt.Fprintln(env.Stderr, "waiting for the agent to finish its current step...") }
 }
 
-func consent(ctx context.Context, cfg *agent.Config, args []string, env Env) error {
-	fs := flag.NewFlagSet("consent", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	yes := fs.Bool("yes", false, "consent without asking")
-	fs.Usage = func() { fmt.Fprintln(env.Stderr, "usage: uptrust-agent consent VERSION [--yes]") }
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	version := pos[0]
+func consent(ctx context.Context, cfg *agent.Config, version string, yes bool, env Env) error {
 	w, err := agent.WaitingRelease(cfg.DataDir, version)
 	if err != nil {
 		return fmt.Errorf("consent: %w", err)
 	}
 	showWaiting(env.Stdout, cfg.Product, w)
-	if !*yes {
+	if !yes {
 		fmt.Fprintf(env.Stdout, "Install %s? [y/N] ", version)
 		line, err := bufio.NewReader(env.Stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -106,38 +78,21 @@ func showWaiting(w io.Writer, product string, r *agent.Waiting) {
 	}
 }
 
-func postpone(ctx context.Context, cfg *agent.Config, args []string, env Env) error {
-	fs := flag.NewFlagSet("postpone", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	cancel := fs.Bool("cancel", false, "end the postponement")
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: uptrust-agent postpone DURATION (e.g. 72h or 7d) | uptrust-agent postpone --cancel")
-	}
-	pos, err := parseArgs(fs, args)
+func cancelPostpone(ctx context.Context, cfg *agent.Config, env Env) error {
+	was, err := agent.CancelPostpone(ctx, cfg.DataDir, env.Now(), busy(env))
 	if err != nil {
-		return err
+		return fmt.Errorf("postpone: %w", err)
 	}
-	if *cancel {
-		if len(pos) != 0 {
-			fs.Usage()
-			return errUsage
-		}
-		was, err := agent.CancelPostpone(ctx, cfg.DataDir, env.Now(), busy(env))
-		if err != nil {
-			return fmt.Errorf("postpone: %w", err)
-		}
-		if !was {
-			fmt.Fprintln(env.Stdout, "no postponement was in force")
-			return nil
-		}
-		fmt.Fprintln(env.Stdout, "postponement cancelled; automatic updates apply again from the next check")
+	if !was {
+		fmt.Fprintln(env.Stdout, "no postponement was in force")
 		return nil
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	d, err := units.ParseDuration(pos[0])
+	fmt.Fprintln(env.Stdout, "postponement cancelled; automatic updates apply again from the next check")
+	return nil
+}
+
+func postpone(ctx context.Context, cfg *agent.Config, duration string, env Env) error {
+	d, err := units.ParseDuration(duration)
 	if err != nil {
 		return fmt.Errorf("postpone: %w", err)
 	}
@@ -150,15 +105,13 @@ func postpone(ctx context.Context, cfg *agent.Config, args []string, env Env) er
 	return nil
 }
 
-func policy(ctx context.Context, cfg *agent.Config, args []string, env Env) error {
-	usage := func() { fmt.Fprintln(env.Stderr, "usage: uptrust-agent policy [auto-updates off|on]") }
+func policy(ctx context.Context, cfg *agent.Config, args []string, asJSON bool, env Env) error {
 	switch {
 	case len(args) == 0:
-		return showPolicy(cfg, env)
+		return showPolicy(cfg, env, asJSON)
 	case len(args) == 2 && args[0] == "auto-updates" && (args[1] == "on" || args[1] == "off"):
 	default:
-		usage()
-		return errUsage
+		return cmdline.Usagef("policy: want no arguments, or auto-updates off|on")
 	}
 	on := args[1] == "on"
 	changed, err := agent.SetAutoUpdates(ctx, cfg.DataDir, on, env.Now(), busy(env))
@@ -177,13 +130,49 @@ func policy(ctx context.Context, cfg *agent.Config, args []string, env Env) erro
 	return nil
 }
 
-func showPolicy(cfg *agent.Config, env Env) error {
+// PolicyJSON is `uptrust-agent policy --json`: the maker's policy the
+// device applies and the owner's choices within it.
+type PolicyJSON struct {
+	// AutoInstall are the release kinds the maker lets install without
+	// the owner's action (when without adverse impact).
+	AutoInstall     []string `json:"auto_install"`
+	MaxPostponeDays int      `json:"max_postpone_days"`
+	// PolicySource is "declaration" (the maker's signed support
+	// declaration) or "default" (it sets none).
+	PolicySource string `json:"policy_source"`
+	AutoUpdates  bool   `json:"auto_updates"`
+	// AutoUpdatesOffSince is set while the owner has them off.
+	AutoUpdatesOffSince *time.Time `json:"auto_updates_off_since"`
+	// PostponedUntil is set while a postponement is in force.
+	PostponedUntil *time.Time `json:"postponed_until"`
+	// History is the owner's decisions, oldest first.
+	History []agent.OwnerChange `json:"history"`
+}
+
+func showPolicy(cfg *agent.Config, env Env, asJSON bool) error {
 	s, err := agent.LoadState(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
 	w := env.Stdout
 	pol := s.Support.EffectivePolicy()
+	if asJSON {
+		out := PolicyJSON{AutoInstall: []string{}, MaxPostponeDays: pol.MaxPostponeDays, PolicySource: "declaration",
+			AutoUpdates: s.Owner.AutoUpdatesOffSince == nil, AutoUpdatesOffSince: s.Owner.AutoUpdatesOffSince,
+			History: append([]agent.OwnerChange{}, s.Owner.History...)}
+		if s.Support == nil || s.Support.Policy == nil {
+			out.PolicySource = "default"
+		}
+		for _, k := range pol.AutoInstall {
+			out.AutoInstall = append(out.AutoInstall, string(k))
+		}
+		if u := s.Owner.PostponedUntil; u != nil && env.Now().Before(*u) {
+			out.PostponedUntil = u
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
 	origin := "from the maker's signed support declaration"
 	if s.Support == nil || s.Support.Policy == nil {
 		origin = "the default; the maker's support declaration sets none"
