@@ -64,6 +64,10 @@ func cmdRoot(env Env) *cmdline.Command {
 		return &cmdline.Command{Name: name, Args: "[SIGNED-COPY...]", Synopsis: synopsis, Files: true,
 			Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 				dir := dirFlag(fs, env)
+				var asJSON *bool
+				if name == "status" {
+					asJSON = jsonFlag(fs)
+				}
 				return func(ctx context.Context, pos []string) error {
 					p, err := openHolderProject(ctx, env, *dir, false)
 					if err != nil {
@@ -74,6 +78,9 @@ func cmdRoot(env Env) *cmdline.Command {
 						sts, err := p.CollectProposals(ctx, pos...)
 						if err != nil {
 							return err
+						}
+						if *asJSON {
+							return writeJSON(env.Stdout, proposalsJSON(sts))
 						}
 						if len(sts) == 0 {
 							fmt.Fprintln(env.Stdout, "no root change is pending")
@@ -189,6 +196,39 @@ func printProposal(env Env, path string) error {
 	}
 	printStatus(env, pr.Status(path))
 	return nil
+}
+
+// ProposalJSON is one pending root change in `uptrust root status --json`.
+type ProposalJSON struct {
+	Path        string        `json:"path"`
+	Repository  string        `json:"repository"`
+	Version     int64         `json:"version"`
+	Change      string        `json:"change"`
+	Diff        []string      `json:"diff"`
+	Previous    ThresholdJSON `json:"previous"`
+	New         ThresholdJSON `json:"new"`
+	Publishable bool          `json:"publishable"`
+}
+
+// ThresholdJSON is how one root's threshold stands on a proposal: the
+// holders (or key ids) of that root who signed and who did not.
+type ThresholdJSON struct {
+	Root      int64    `json:"root_version"`
+	Threshold int      `json:"threshold"`
+	Signed    []string `json:"signed"`
+	Missing   []string `json:"missing"`
+}
+
+func proposalsJSON(sts []project.ProposalStatus) []ProposalJSON {
+	th := func(t project.Threshold) ThresholdJSON {
+		return ThresholdJSON{Root: t.Root, Threshold: t.Threshold, Signed: nonNil(t.Signed), Missing: nonNil(t.Missing)}
+	}
+	out := make([]ProposalJSON, 0, len(sts))
+	for _, st := range sts {
+		out = append(out, ProposalJSON{Path: st.Path, Repository: st.Repository, Version: st.Version, Change: st.Change,
+			Diff: nonNil(st.Diff), Previous: th(st.Old), New: th(st.New), Publishable: st.Publishable()})
+	}
+	return out
 }
 
 func printStatus(env Env, st project.ProposalStatus) {

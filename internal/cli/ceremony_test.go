@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
 	"github.com/uptrust/uptrust/internal/project"
@@ -271,6 +272,15 @@ func TestRootCeremony(t *testing.T) {
 	r = mustRun(t, nil, "root", "status", myCopy, "--dir", dir)
 	if !strings.Contains(r.stdout, "publishable: yes") {
 		t.Errorf("status with the signed copy:\n%s", r.stdout)
+	}
+	r = mustRun(t, nil, "root", "status", "--json", "--dir", dir)
+	var sts []cli.ProposalJSON
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("root status --json: %v\n%s", err, r.stdout)
+	}
+	if st := sts[0]; !st.Publishable || st.Repository != "release" || st.Version != 2 || st.Previous.Root != 1 ||
+		len(st.Previous.Signed) < st.Previous.Threshold || len(st.New.Signed) < st.New.Threshold {
+		t.Errorf("root status --json after both holders signed: %+v", st)
 	}
 	r = mustRun(t, nil, "root", "publish", "--dir", dir)
 	if !strings.Contains(r.stdout, "published release root v2") {

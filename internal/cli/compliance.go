@@ -215,6 +215,7 @@ func cmdComplianceMarket(env Env) *cmdline.Command {
 			placed := fs.String("placed-on", "", "day the product is placed on the market, YYYY-MM-DD")
 			use := fs.String("expected-use", "", "how long users are expected to use it: 7y, 18m, 5y6m")
 			why := fs.String("justification", "", "why the support period may be shorter than five years")
+			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 1 {
 					return usagef("compliance market: want exactly one PRODUCT")
@@ -223,14 +224,24 @@ func cmdComplianceMarket(env Env) *cmdline.Command {
 				if declare && (*placed == "" || *use == "") {
 					return usagef("compliance market: --placed-on and --expected-use are both required to declare")
 				}
-				return complianceMarket(ctx, env, *dir, declare, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+				return complianceMarket(ctx, env, *dir, declare, *asJSON, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
 			}
 		}}
 }
 
+// MarketJSON is a product's market declaration in `uptrust compliance
+// market --json`.
+type MarketJSON struct {
+	Product           string    `json:"product"`
+	PlacedOn          string    `json:"placed_on"` // YYYY-MM-DD
+	ExpectedUseMonths int       `json:"expected_use_months"`
+	Justification     string    `json:"justification"`
+	Recorded          time.Time `json:"recorded"`
+}
+
 // complianceMarket records the market declaration s when declare is set,
 // and prints the product's declaration.
-func complianceMarket(ctx context.Context, env Env, dir string, declare bool, s project.MarketSpec) error {
+func complianceMarket(ctx context.Context, env Env, dir string, declare, asJSON bool, s project.MarketSpec) error {
 	p, err := openProject(ctx, env, dir)
 	if err != nil {
 		return err
@@ -247,6 +258,10 @@ func complianceMarket(ctx context.Context, env Env, dir string, declare bool, s 
 	}
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return writeJSON(env.Stdout, MarketJSON{Product: m.Product, PlacedOn: m.PlacedOn.Format(time.DateOnly),
+			ExpectedUseMonths: m.ExpectedUseMonths, Justification: m.Justification, Recorded: m.Recorded})
 	}
 	fmt.Fprintf(env.Stdout, "%s: placed on the market %s, expected in use %s", m.Product, m.PlacedOn.Format(time.DateOnly), project.FormatUse(m.ExpectedUseMonths))
 	if m.Justification != "" {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/compliance"
 )
 
@@ -279,6 +280,11 @@ func TestComplianceProductionAttested(t *testing.T) {
 	r = mustRun(t, pass, "compliance", "market", "thermostat", "--placed-on", "2026-12-01", "--expected-use", "5y", "--dir", dir)
 	if !strings.Contains(r.stdout, "thermostat: placed on the market 2026-12-01, expected in use 5y") {
 		t.Errorf("market output: %s", r.stdout)
+	}
+	r = mustRun(t, pass, "compliance", "market", "thermostat", "--json", "--dir", dir)
+	var m cli.MarketJSON
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.Product != "thermostat" || m.PlacedOn != "2026-12-01" || m.ExpectedUseMonths != 60 {
+		t.Errorf("compliance market --json: %v %+v\n%s", err, m, r.stdout)
 	}
 	var attested []string
 	for _, a := range compliance.Attestable() {
