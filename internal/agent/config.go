@@ -94,6 +94,16 @@ type Config struct {
 	// fast, a larger one installs faster. A number of bytes or a string
 	// such as "512KiB" or "4MiB".
 	PowerLossBudget units.ByteSize `json:"power_loss_budget,omitempty"`
+	// PowerLossWindow bounds what a power loss costs in link time: the
+	// bytes written and not covered by a saved checkpoint may reach the
+	// bytes the link moves in this long (its rate measured as the download
+	// goes, over the last four windows) when that is more than
+	// PowerLossBudget. So a power loss costs at most the larger of the
+	// budget and this much link time, plus one buffer and what was in
+	// flight, and a fast link is not held back by every flush of the slot.
+	// Absent: DefaultPowerLossWindow (250ms); "0s": the budget alone, as
+	// agents before it did. At most 10s.
+	PowerLossWindow *units.Duration `json:"power_loss_window,omitempty"`
 	// StageCompressed lets the agent download a compressed payload into the
 	// data directory first, when there is room, so that a power loss does
 	// not restart it (default true). false: always stream it into the slot
@@ -197,6 +207,13 @@ func (c *Config) Validate() error {
 	if c.PowerLossBudget < CheckpointBytes {
 		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, units.ByteSize(CheckpointBytes))
 	}
+	if c.PowerLossWindow == nil {
+		w := units.Duration(DefaultPowerLossWindow)
+		c.PowerLossWindow = &w
+	}
+	if w := time.Duration(*c.PowerLossWindow); w < 0 || w > maxPowerLossWindow {
+		return fmt.Errorf("power_loss_window %v is outside 0s..%v", w, maxPowerLossWindow)
+	}
 	if err := c.MetadataMaxBytes.validate(); err != nil {
 		return err
 	}
@@ -254,6 +271,14 @@ func (c *Config) lossBudget() int64 {
 		return DefaultPowerLossBudget
 	}
 	return int64(c.PowerLossBudget)
+}
+
+// lossWindow is PowerLossWindow, or its default when unset.
+func (c *Config) lossWindow() time.Duration {
+	if c.PowerLossWindow == nil {
+		return DefaultPowerLossWindow
+	}
+	return time.Duration(*c.PowerLossWindow)
 }
 
 // metadataMax is MetadataMaxBytes with the defaults filled in (for a

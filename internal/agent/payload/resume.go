@@ -61,7 +61,11 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // at any moment fewer than MaxLag plus one buffer (BufferSize/4) written
 // bytes are not covered, however fast the source and however slow the
 // syncs; the copy only waits when the syncs cannot keep up. (Bytes before
-// the offset Install starts at count as covered.) The save at a failure,
+// the offset Install starts at count as covered.) With Window, the bound
+// is whichever is larger of MaxLag and the bytes the source delivers in
+// Window at the rate measured over the last four Windows (see lag.go): a
+// power loss then costs at most about Window of link time, or MaxLag, plus
+// one buffer. The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
@@ -92,6 +96,14 @@ type Checkpoints struct {
 	// save, to below MaxLag plus one buffer (0: no bound). It should be at
 	// least Bytes.
 	MaxLag int64
+	// Window, if not 0 (and MaxLag is not 0), raises the bound to the bytes
+	// the source delivers in Window, measured as the copy goes (see
+	// lag.go), when that is more than MaxLag.
+	Window time.Duration
+	// LinkClock tells the time the link's rate is measured by (nil:
+	// time.Now, monotonic). It is not Now: the rate is physical, whatever
+	// the caller's clock says.
+	LinkClock func() time.Time
 	// Idle saves once the source has been silent this long (0: never).
 	Idle time.Duration
 }
@@ -440,6 +452,14 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		now = time.Now
 	}
 	sv := &saver{dst: dst, cp: cp, off: r.off, at: now(), persisted: r.off}
+	linkNow := cp.LinkClock
+	if linkNow == nil {
+		linkNow = time.Now
+	}
+	var meter *linkMeter
+	if cp.MaxLag > 0 && cp.Window > 0 {
+		meter = newLinkMeter(windowSpans*cp.Window, linkNow(), r.off)
+	}
 	defer func() {
 		if serr := sv.wait(); serr != nil && err == nil {
 			err = serr
@@ -512,6 +532,9 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 			}
 			work <- item{b: chunk[:n]}
 			r.off += int64(n)
+			if meter != nil {
+				meter.observe(linkNow(), r.off)
+			}
 		} else {
 			free <- buf
 		}
@@ -528,14 +551,18 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		if err != nil {
 			return err
 		}
-		if cp.MaxLag > 0 && r.off-sv.persisted >= cp.MaxLag {
+		lag := cp.MaxLag
+		if meter != nil {
+			lag = allowedLag(cp.MaxLag, cp.Window, meter, meter.last.t)
+		}
+		if cp.MaxLag > 0 && r.off-sv.persisted >= lag {
 			// Too much at risk: wait for the running save, and if that
 			// does not cover enough, save here and now.
 			if err := sv.wait(); err != nil {
 				return err
 			}
 			busy = false
-			if r.off-sv.persisted >= cp.MaxLag {
+			if r.off-sv.persisted >= lag {
 				if err := checkpoint(false); err != nil {
 					return err
 				}
