@@ -573,3 +573,83 @@ func resumed(t *testing.T, r *payload.Resumable, length int64, hashes map[string
 	}
 	return r2
 }
+
+// tickClock is a link clock that moves on by tick at every reading: the
+// copy reads it once per buffer, so the source seems to deliver a buffer
+// per tick.
+type tickClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	tick time.Duration
+}
+
+func (c *tickClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.tick)
+	return c.t
+}
+
+// TestBackgroundCheckpointsWindow: with a Window the bytes at risk may
+// reach what the link moves in the window, when that is more than MaxLag,
+// and no further; on a link that moves less, MaxLag holds as before. Every
+// save still claims only synced bytes (journal.save fails Install
+// otherwise). The syncs hang until the copy stops for a while (as in
+// TestBackgroundCheckpointsMaxLag), so the copy runs up to its bound; the
+// link's time is a fake clock, one tick per buffer, so the bound does not
+// depend on how fast the test runs.
+func TestBackgroundCheckpointsWindow(t *testing.T) {
+	const buf = payload.BufferSize / 4
+	const lag = 2 * buf
+	const window = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		tick time.Duration
+		// the bound: MaxLag, or the bytes of one window at a buffer per
+		// tick averaged over four windows
+		min, bound int64
+		// quiet is how long the writes must stop before a sync is let
+		// go: long enough, where a lower bound is checked, that a test
+		// run slowly by a loaded machine does not release a sync while
+		// the copy still runs.
+		quiet time.Duration
+	}{
+		// 40 buffers per span of 40 ms: 10 buffers per window.
+		{"fast link", time.Millisecond, 8 * buf, 10*buf + buf, 50 * time.Millisecond},
+		// a buffer per 10 ms: one buffer per window, below MaxLag.
+		{"slow link", 10 * time.Millisecond, 0, lag + buf, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, hashes := image(t, 16*payload.BufferSize)
+			s := &slowSync{release: make(chan struct{})}
+			done := make(chan struct{})
+			go func() {
+				last := int64(-1)
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(tc.quiet):
+					}
+					s.mu.Lock()
+					pos, syncing := s.pos, s.syncing
+					s.mu.Unlock()
+					if syncing && pos == last {
+						s.release <- struct{}{}
+					}
+					last = pos
+				}
+			}()
+			defer close(done)
+			clk := &tickClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), tick: tc.tick}
+			r, _ := payload.NewResumable(int64(len(data)), hashes)
+			if _, err := r.Install(context.Background(), bytes.NewReader(data), s, payload.Checkpoints{Save: s.save, Bytes: buf,
+				Background: true, MaxLag: lag, Window: window, LinkClock: clk.now}); err != nil {
+				t.Fatal(err)
+			}
+			if s.maxAtRisk >= tc.bound || s.maxAtRisk < tc.min || len(s.saves) < 3 {
+				t.Fatalf("writes ran %d bytes past the last persisted save, want %d..%d; %d saves", s.maxAtRisk, tc.min, tc.bound, len(s.saves))
+			}
+		})
+	}
+}
