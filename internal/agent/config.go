@@ -85,14 +85,15 @@ type Config struct {
 	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty"`
 	// PowerLossBudget bounds what a power loss during a payload download
 	// into the slot costs: the download never has this many bytes written
-	// that no saved checkpoint covers before it reads its next buffer of
+	// that no saved checkpoint covers (or more, up to what the link moves
+	// in PowerLossWindow) before it reads its next buffer of
 	// payload.BufferSize/4 (it waits for the running checkpoint instead).
-	// So a power loss costs less than the budget plus one buffer of bytes
+	// So a power loss costs less than that plus one buffer of bytes
 	// downloaded again, plus what was in flight in the network. Default
 	// DefaultPowerLossBudget, at least CheckpointBytes. A small budget
 	// syncs the slot more often: where its flushes are slow and the link is
-	// fast, a larger one installs faster. A number of bytes or a string
-	// such as "512KiB" or "4MiB".
+	// fast, a larger one (or the window) installs faster. A number of bytes
+	// or a string such as "512KiB" or "4MiB".
 	PowerLossBudget units.ByteSize `json:"power_loss_budget,omitempty"`
 	// PowerLossWindow bounds what a power loss costs in link time: the
 	// bytes written and not covered by a saved checkpoint may reach the
