@@ -65,7 +65,10 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // is whichever is larger of MaxLag and the bytes the source delivers in
 // Window at the rate measured over the last four Windows (see lag.go): a
 // power loss then costs at most about Window of link time, or MaxLag, plus
-// one buffer. The save at a failure,
+// one buffer; and while it raises the bound above MaxLag, the periodic save
+// comes due after a quarter of the bound rather than Bytes, so a fast link
+// flushes the slot and writes the state a few times per window rather than
+// every few hundred KiB. The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
@@ -569,7 +572,11 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 				continue
 			}
 		}
-		if !busy && ((cp.Bytes > 0 && r.off-sv.off >= cp.Bytes) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
+		every := cp.Bytes
+		if every > 0 && lag > cp.MaxLag {
+			every = max(every, lag/saveShare)
+		}
+		if !busy && ((every > 0 && r.off-sv.off >= every) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
 			if err := checkpoint(cp.Background); err != nil {
 				return err
 			}

@@ -653,3 +653,38 @@ func TestBackgroundCheckpointsWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowSavesLessOften: where the window raises the bound above
+// MaxLag, a save comes due after a quarter of the bound rather than every
+// Bytes, so a fast link flushes the slot and writes the journal less often;
+// on a link the window does not raise, every Bytes as before. (Saves in
+// the foreground and a fake link clock, one tick per buffer: the count does
+// not depend on how fast the test runs.)
+func TestWindowSavesLessOften(t *testing.T) {
+	const buf = payload.BufferSize / 4
+	data, hashes := image(t, 16*payload.BufferSize) // 64 buffers
+	for _, tc := range []struct {
+		name     string
+		tick     time.Duration
+		min, max int
+	}{
+		// the bound grows to 10 buffers: a save about every 2.5
+		{"fast link", time.Millisecond, 10, 40},
+		// the bound stays MaxLag: a save every buffer
+		{"slow link", 10 * time.Millisecond, 63, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := &journal{}
+			clk := &tickClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), tick: tc.tick}
+			r, _ := payload.NewResumable(int64(len(data)), hashes)
+			if _, err := r.Install(context.Background(), bytes.NewReader(data), j, payload.Checkpoints{Save: j.save, Bytes: buf,
+				MaxLag: 2 * buf, Window: 10 * time.Millisecond, LinkClock: clk.now}); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d saves for 64 buffers", len(j.saves))
+			if n := len(j.saves); n < tc.min || n > tc.max {
+				t.Fatalf("%d saves for 64 buffers, want %d..%d", n, tc.min, tc.max)
+			}
+		})
+	}
+}
