@@ -96,11 +96,12 @@ type Config struct {
 	// or a string such as "512KiB" or "4MiB".
 	PowerLossBudget units.ByteSize `json:"power_loss_budget,omitempty"`
 	// PowerLossWindow bounds what a power loss costs in link time: the
-	// bytes written and not covered by a saved checkpoint may reach the
-	// bytes the link moves in this long (its rate measured as the download
-	// goes, over the last four windows) when that is more than
-	// PowerLossBudget. So a power loss costs at most the larger of the
-	// budget and this much link time, plus one buffer and what was in
+	// bytes written and not covered by a saved checkpoint may reach three
+	// quarters of the bytes the link moves in this long (its rate measured
+	// as the download goes, over the last four windows) when that is more
+	// than PowerLossBudget; the last quarter is left for the buffer being
+	// filled and the bytes in flight. So a power loss costs at most about
+	// this much link time, or the budget plus one buffer and what was in
 	// flight, and a fast link is not held back by every flush of the slot.
 	// Absent: DefaultPowerLossWindow (250ms); "0s": the budget alone, as
 	// agents before it did. At most 10s.

@@ -73,15 +73,21 @@ func (m *linkMeter) moved(t time.Time) int64 {
 	return 0
 }
 
+// windowLag is the share of the window's bytes the lag may take (3/4):
+// the rest is left for the buffer being filled and the bytes in flight in
+// the network, which a power loss also costs, so that it costs at most
+// about one window of link time in all.
+const windowLag = 0.75
+
 // allowedLag is the bound on bytes written and not covered by a persisted
-// save: maxLag, or the bytes the link moves in one window at the rate
-// measured over the span before t, whichever is larger. With window 0 it
-// is maxLag alone.
+// save: maxLag, or windowLag of the bytes the link moves in one window at
+// the rate measured over the span before t, whichever is larger. With
+// window 0 it is maxLag alone.
 func allowedLag(maxLag int64, window time.Duration, m *linkMeter, t time.Time) int64 {
 	if window <= 0 || m == nil {
 		return maxLag
 	}
-	share := int64(float64(m.moved(t)) * float64(window) / float64(m.span))
+	share := int64(float64(m.moved(t)) * windowLag * float64(window) / float64(m.span))
 	return max(maxLag, share)
 }
 

@@ -62,10 +62,11 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // bytes are not covered, however fast the source and however slow the
 // syncs; the copy only waits when the syncs cannot keep up. (Bytes before
 // the offset Install starts at count as covered.) With Window, the bound
-// is whichever is larger of MaxLag and the bytes the source delivers in
-// Window at the rate measured over the last four Windows (see lag.go): a
-// power loss then costs at most about Window of link time, or MaxLag, plus
-// one buffer; and while it raises the bound above MaxLag, the periodic save
+// is whichever is larger of MaxLag and three quarters of the bytes the
+// source delivers in Window at the rate measured over the last four Windows
+// (see lag.go): a power loss then costs at most about Window of link time
+// (the last quarter left for the buffer being filled and the bytes in
+// flight), or MaxLag plus one buffer; and while it raises the bound above MaxLag, the periodic save
 // comes due after a quarter of the bound rather than Bytes, so a fast link
 // flushes the slot and writes the state a few times per window rather than
 // every few hundred KiB. The save at a failure,

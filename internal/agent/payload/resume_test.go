@@ -614,8 +614,9 @@ func TestBackgroundCheckpointsWindow(t *testing.T) {
 		// the copy still runs.
 		quiet time.Duration
 	}{
-		// 40 buffers per span of 40 ms: 10 buffers per window.
-		{"fast link", time.Millisecond, 8 * buf, 10*buf + buf, 50 * time.Millisecond},
+		// 40 buffers per span of 40 ms: 10 buffers per window, a bound
+		// of 7.5.
+		{"fast link", time.Millisecond, 6 * buf, 7.5*buf + buf, 50 * time.Millisecond},
 		// a buffer per 10 ms: one buffer per window, below MaxLag.
 		{"slow link", 10 * time.Millisecond, 0, lag + buf, 20 * time.Millisecond},
 	} {
@@ -662,16 +663,16 @@ func TestBackgroundCheckpointsWindow(t *testing.T) {
 // not depend on how fast the test runs.)
 func TestWindowSavesLessOften(t *testing.T) {
 	const buf = payload.BufferSize / 4
-	data, hashes := image(t, 16*payload.BufferSize) // 64 buffers
+	data, hashes := image(t, 32*payload.BufferSize) // 128 buffers
 	for _, tc := range []struct {
 		name     string
 		tick     time.Duration
 		min, max int
 	}{
-		// the bound grows to 10 buffers: a save about every 2.5
-		{"fast link", time.Millisecond, 10, 40},
+		// the bound grows to 7.5 buffers: a save about every 2
+		{"fast link", time.Millisecond, 20, 80},
 		// the bound stays MaxLag: a save every buffer
-		{"slow link", 10 * time.Millisecond, 63, 64},
+		{"slow link", 10 * time.Millisecond, 127, 128},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := &journal{}
@@ -681,9 +682,9 @@ func TestWindowSavesLessOften(t *testing.T) {
 				MaxLag: 2 * buf, Window: 10 * time.Millisecond, LinkClock: clk.now}); err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%d saves for 64 buffers", len(j.saves))
+			t.Logf("%d saves for 128 buffers", len(j.saves))
 			if n := len(j.saves); n < tc.min || n > tc.max {
-				t.Fatalf("%d saves for 64 buffers, want %d..%d", n, tc.min, tc.max)
+				t.Fatalf("%d saves for 128 buffers, want %d..%d", n, tc.min, tc.max)
 			}
 		})
 	}
