@@ -66,10 +66,10 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // source delivers in Window at the rate measured over the last four Windows
 // (see lag.go): a power loss then costs at most about Window of link time
 // (the last quarter left for the buffer being filled and the bytes in
-// flight), or MaxLag plus one buffer; and while it raises the bound above MaxLag, the periodic save
-// comes due after a quarter of the bound rather than Bytes, so a fast link
-// flushes the slot and writes the state a few times per window rather than
-// every few hundred KiB. The save at a failure,
+// flight), or MaxLag plus one buffer; and while it raises the bound above
+// MaxLag, the periodic save comes due after a quarter of the bound rather
+// than Bytes, so a fast link flushes the slot and writes the state a few
+// times per window rather than every few hundred KiB. The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
@@ -100,9 +100,9 @@ type Checkpoints struct {
 	// save, to below MaxLag plus one buffer (0: no bound). It should be at
 	// least Bytes.
 	MaxLag int64
-	// Window, if not 0 (and MaxLag is not 0), raises the bound to the bytes
-	// the source delivers in Window, measured as the copy goes (see
-	// lag.go), when that is more than MaxLag.
+	// Window, if not 0 (and MaxLag is not 0), raises the bound to three
+	// quarters of the bytes the source delivers in Window, measured as the
+	// copy goes (see lag.go), when that is more than MaxLag.
 	Window time.Duration
 	// LinkClock tells the time the link's rate is measured by (nil:
 	// time.Now, monotonic). It is not Now: the rate is physical, whatever
