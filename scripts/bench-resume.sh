@@ -36,7 +36,12 @@
 # For each: re-downloaded = payload bytes sent by the proxy − payload size;
 # the offset saved in state.json at the interruption; the agent's own
 # counter (`uptrust-agent status`); and that the device then boots the new
-# release. Goal: under 1 MiB re-downloaded.
+# release. Goal: at most max(1 MiB, 250 ms of the measured link rate)
+# re-downloaded, the agent's default power_loss_window being 250 ms. The
+# link rate of a flow case is measured by this script: payload bytes the
+# proxy sent from the first poll that saw any until the poll that saw half,
+# over that time; the other cases interrupt a link that is idle or dropped,
+# and their goal is 1 MiB.
 #
 # Usage: scripts/bench-resume.sh
 # Env:   SIZE_MIB (512), CASES (the cases to run, space-separated; default
@@ -69,7 +74,7 @@ echo "== machine"
 echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) x $(nproc)"
 echo "go:    $(go version)"
 echo "fs:    $(df -T "$WORK" | awk 'NR==2 {print $1, $2}') ($WORK)"
-echo "agent: $(grep -hE '^\s*(const )?([cC]heckpoint(Bytes|Interval|Idle)|DefaultPowerLossBudget)\s*= [0-9]' internal/agent/transfer/transfer.go internal/agent/routes.go | tr -s ' \t' ' ' | paste -sd ';')"
+echo "agent: $(grep -hE '^\s*(const )?([cC]heckpoint(Bytes|Interval|Idle)|DefaultPowerLossBudget|DefaultPowerLossWindow)\s*= [0-9]' internal/agent/transfer/transfer.go internal/agent/routes.go | tr -s ' \t' ' ' | paste -sd ';')"
 
 "$U" init --dev --dir "$P" > /dev/null 2>&1
 "$U" product add bench --hardware rev-a --support-until 2030-12-31 --dir "$P" > /dev/null
@@ -123,12 +128,22 @@ finish() {
 }
 statusline() { "$A" --config "$WORK/dev/agent.json" status | sed -n 's/^download: */           status: /p'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
-report() { # CASE INTERRUPTED-AT SAVED
+# goal AGAIN [RATE]: the verdict on AGAIN bytes re-downloaded on a link
+# measured at RATE bytes/s (absent or 0: not measured, the bound is 1 MiB):
+# at most max(1 MiB, WINDOW_MS of the link).
+WINDOW_MS=250
+goal() {
+  awk -v a="$1" -v r="${2:-0}" -v w="$WINDOW_MS" 'BEGIN {
+    b = r * w / 1000; if (b < 1048576) b = 1048576
+    link = (r > 0) ? sprintf("link %.1f MiB/s, ", r / 1048576) : ""
+    printf "%sgoal %s (<= max(1 MiB, %d ms of the link) = %.2f MiB)", link, (a <= b) ? "met" : "MISSED", w, b / 1048576 }'
+}
+report() { # CASE INTERRUPTED-AT SAVED [RATE]
   local total; total=$(served)
   local again=$(( total - BYTES ))
   printf '%-10s interrupted at %10d (%5.1f %%), saved offset %10s; proxy sent %d bytes for %d: re-downloaded %d bytes (%s); agent counted %s; %s\n' \
     "$1" "$2" "$(awk -v a="$2" -v b="$BYTES" 'BEGIN { print 100 * a / b }')" "$3" "$total" "$BYTES" "$again" "$(mib "$again")" \
-    "$(counted)" "$(awk -v a="$again" 'BEGIN { print (a < 1048576) ? "goal met (< 1 MiB)" : "goal MISSED (>= 1 MiB)" }')"
+    "$(counted)" "$(goal "$again" "${4:-0}")"
 }
 
 echo "== ${SIZE_MIB} MiB payload, interrupted at about 50 %"
@@ -169,7 +184,7 @@ pause() {
   local again=$(( $(served) - (BYTES - PAUSE) ))
   printf '%-10s interrupted at %10d (%5.1f %%), saved offset %10s; after the restart the proxy sent %d bytes for the %d missing: re-downloaded %d bytes (%s); %s\n' \
     "$1" "$PAUSE" "$(awk -v a="$PAUSE" -v b="$BYTES" 'BEGIN { print 100 * a / b }')" "$s" "$(served)" "$(( BYTES - PAUSE ))" "$again" "$(mib "$again")" \
-    "$(awk -v a="$again" 'BEGIN { print (a < 1048576) ? "goal met (< 1 MiB)" : "goal MISSED (>= 1 MiB)" }')"
+    "$(goal "$again")"
   statusline
   finish
 }
@@ -182,17 +197,24 @@ flow() {
   if [ -n "${3:-}" ]; then sed -i '1s/^{/{\n  "download_rate_limit": "'"$3"'",/' "$WORK/dev/agent.json"; fi
   if [ -n "${STAGE:-}" ]; then sed -i '1s/^{/{\n  "stage_compressed": '"$STAGE"',/' "$WORK/dev/agent.json"; fi
   "$A" --config "$WORK/dev/agent.json" check > /dev/null 2>> "$WORK/agent.log" & AGENT_PID=$!
-  AT=0
+  AT=0; T0=; F0=0
   for _ in $(seq 100000); do
-    AT=$(served); [ "${AT:-0}" -ge "$HALF" ] && break
+    AT=$(served)
+    if [ -z "$T0" ] && [ "${AT:-0}" -gt 0 ]; then T0=$(date +%s%N); F0=$AT; fi
+    [ "${AT:-0}" -ge "$HALF" ] && break
     kill -0 "$AGENT_PID" 2>/dev/null || { echo "bench-resume: the agent ended before half the payload was sent" >&2; exit 1; }
   done
+  local t1; t1=$(date +%s%N)
   kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+  # The link rate: bytes sent between the first poll that saw some and
+  # the one that saw half, over that time (0 if one poll saw both).
+  local rate=0
+  if [ -n "$T0" ] && [ "$t1" -gt "$T0" ] && [ "$AT" -gt "$F0" ]; then rate=$(( (AT - F0) * 1000000000 / (t1 - T0) )); fi
   echo "--- killed ($1)" >> "$WORK/agent.log"
   if [ "${2:-}" = boot ]; then "$U" simulate-boot "$WORK/dev" > /dev/null; fi
   AT=$(served); S=$(saved)
   check
-  report "$1" "$AT" "$S"
+  report "$1" "$AT" "$S" "$rate"
   statusline
   finish
 }

@@ -85,15 +85,27 @@ type Config struct {
 	DownloadRateLimit units.ByteRate `json:"download_rate_limit,omitempty" zero:"ok"`
 	// PowerLossBudget bounds what a power loss during a payload download
 	// into the slot costs: the download never has this many bytes written
-	// that no saved checkpoint covers before it reads its next buffer of
+	// that no saved checkpoint covers (or more, up to what the link moves
+	// in PowerLossWindow) before it reads its next buffer of
 	// payload.BufferSize/4 (it waits for the running checkpoint instead).
-	// So a power loss costs less than the budget plus one buffer of bytes
+	// So a power loss costs less than that plus one buffer of bytes
 	// downloaded again, plus what was in flight in the network. Default
 	// DefaultPowerLossBudget, at least CheckpointBytes. A small budget
 	// syncs the slot more often: where its flushes are slow and the link is
-	// fast, a larger one installs faster. A number of bytes or a string
-	// such as "512KiB" or "4MiB".
+	// fast, a larger one (or the window) installs faster. A number of bytes
+	// or a string such as "512KiB" or "4MiB".
 	PowerLossBudget units.ByteSize `json:"power_loss_budget,omitempty"`
+	// PowerLossWindow bounds what a power loss costs in link time: the
+	// bytes written and not covered by a saved checkpoint may reach three
+	// quarters of the bytes the link moves in this long (its rate measured
+	// as the download goes, over the last four windows) when that is more
+	// than PowerLossBudget; the last quarter is left for the buffer being
+	// filled and the bytes in flight. So a power loss costs at most about
+	// this much link time, or the budget plus one buffer and what was in
+	// flight, and a fast link is not held back by every flush of the slot.
+	// Absent: DefaultPowerLossWindow (250ms); "0s": the budget alone, as
+	// agents before it did. At most 10s.
+	PowerLossWindow *units.Duration `json:"power_loss_window,omitempty" zero:"ok"`
 	// StageCompressed lets the agent download a compressed payload into the
 	// data directory first, when there is room, so that a power loss does
 	// not restart it (default true). false: always stream it into the slot
@@ -197,6 +209,13 @@ func (c *Config) Validate() error {
 	if c.PowerLossBudget < CheckpointBytes {
 		return fmt.Errorf("power_loss_budget %v is below the checkpoint interval of %v bytes", c.PowerLossBudget, units.ByteSize(CheckpointBytes))
 	}
+	if c.PowerLossWindow == nil {
+		w := units.Duration(DefaultPowerLossWindow)
+		c.PowerLossWindow = &w
+	}
+	if w := time.Duration(*c.PowerLossWindow); w < 0 || w > maxPowerLossWindow {
+		return fmt.Errorf("power_loss_window %v is outside 0s..%v", w, maxPowerLossWindow)
+	}
 	if err := c.MetadataMaxBytes.validate(); err != nil {
 		return err
 	}
@@ -254,6 +273,14 @@ func (c *Config) lossBudget() int64 {
 		return DefaultPowerLossBudget
 	}
 	return int64(c.PowerLossBudget)
+}
+
+// lossWindow is PowerLossWindow, or its default when unset.
+func (c *Config) lossWindow() time.Duration {
+	if c.PowerLossWindow == nil {
+		return DefaultPowerLossWindow
+	}
+	return time.Duration(*c.PowerLossWindow)
 }
 
 // metadataMax is MetadataMaxBytes with the defaults filled in (for a

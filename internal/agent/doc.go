@@ -19,7 +19,8 @@
 //     only after that;
 //   - download progress is saved only after the bytes it covers were
 //     synced to the slot (or the staged file), and before more than the
-//     power-loss budget of later bytes is written;
+//     power-loss budget (or what the link moves in the power-loss window,
+//     when that is more) of later bytes is written;
 //   - TUF metadata is fsync'd before a decision is made on it.
 //
 // Time: a check verifies metadata against its reference time (reftime.go),

@@ -57,6 +57,33 @@ func TestConfigPowerLossBudget(t *testing.T) {
 	}
 }
 
+// power_loss_window: 250ms when absent (so existing configs get it), "0s"
+// turns it off (the budget alone), bad values are refused naming the field.
+func TestConfigPowerLossWindow(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, baseConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PowerLossWindow == nil || time.Duration(*c.PowerLossWindow) != DefaultPowerLossWindow || c.lossWindow() != DefaultPowerLossWindow {
+		t.Fatalf("default power_loss_window = %v, want %v", c.PowerLossWindow, DefaultPowerLossWindow)
+	}
+	for in, want := range map[string]time.Duration{"0s": 0, "100ms": 100 * time.Millisecond, "2s": 2 * time.Second} {
+		c, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_window", in)))
+		if err != nil || c.lossWindow() != want {
+			t.Fatalf("power_loss_window %v: %v, %v; want %v", in, c, err, want)
+		}
+	}
+	for in, msg := range map[string]string{"-1s": "power_loss_window -1s is outside 0s..10s", "1m": "power_loss_window 1m0s is outside 0s..10s",
+		"soon": "soon"} {
+		if _, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_window", in))); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("power_loss_window %v: err = %v, want %q", in, err, msg)
+		}
+	}
+	if c := (&Config{}); c.lossWindow() != DefaultPowerLossWindow {
+		t.Fatalf("an unvalidated config's window is %v, want the default", c.lossWindow())
+	}
+}
+
 func TestDownloadCountBounded(t *testing.T) {
 	s := &State{}
 	for i := range maxDownloads + 3 {

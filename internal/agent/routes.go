@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -25,12 +26,19 @@ const (
 	// DefaultPowerLossBudget is Config.PowerLossBudget's default: with one
 	// buffer and what is in flight on loopback, under 1 MiB.
 	DefaultPowerLossBudget = 512 << 10
+	// DefaultPowerLossWindow is Config.PowerLossWindow's default: a
+	// power loss costs at most about a quarter of a second of the link
+	// (or the budget), and a link faster than the slot's flushes is not
+	// held back by each one.
+	DefaultPowerLossWindow = 250 * time.Millisecond
+	// maxPowerLossWindow bounds Config.PowerLossWindow.
+	maxPowerLossWindow = 10 * time.Second
 )
 
 // transfers returns the routes with the agent's knobs.
 func (a *Agent) transfers() *transfer.Downloader {
 	d := &transfer.Downloader{HTTP: a.http, Dir: a.cfg.DataDir, MaxAttempts: a.cfg.MaxAttempts, LossBudget: a.cfg.lossBudget(),
-		Now: a.clock.Now, Log: a.log, Power: a.power, BootID: a.bootID}
+		LossWindow: a.cfg.lossWindow(), Now: a.clock.Now, Log: a.log, Power: a.power, BootID: a.bootID}
 	if a.bar != nil {
 		d.Received = a.bar.Add
 	}

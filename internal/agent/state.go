@@ -24,7 +24,8 @@ type DownloadCount struct {
 	// Bytes counts every payload byte received for this release, over all
 	// checks, requests and restarts: bytes received twice count twice.
 	// Bytes received after the last saved checkpoint before a power loss
-	// are not counted (less than Config.PowerLossBudget plus a buffer; for
+	// are not counted (less than Config.PowerLossBudget, or what the link
+	// moves in Config.PowerLossWindow, plus a buffer; for
 	// a compressed payload streamed into the slot, up to the frame
 	// boundary saved last).
 	Bytes int64 `json:"bytes"`

@@ -61,7 +61,15 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // at any moment fewer than MaxLag plus one buffer (BufferSize/4) written
 // bytes are not covered, however fast the source and however slow the
 // syncs; the copy only waits when the syncs cannot keep up. (Bytes before
-// the offset Install starts at count as covered.) The save at a failure,
+// the offset Install starts at count as covered.) With Window, the bound
+// is whichever is larger of MaxLag and three quarters of the bytes the
+// source delivers in Window at the rate measured over the last four Windows
+// (see lag.go): a power loss then costs at most about Window of link time
+// (the last quarter left for the buffer being filled and the bytes in
+// flight), or MaxLag plus one buffer; and while it raises the bound above
+// MaxLag, the periodic save comes due after a quarter of the bound rather
+// than Bytes, so a fast link flushes the slot and writes the state a few
+// times per window rather than every few hundred KiB. The save at a failure,
 // and the end of Install, wait for a running save first, so saves persist
 // in order and none outlives Install; a failed background save fails
 // Install. dst.Sync must then be safe to call while Write runs.
@@ -92,6 +100,14 @@ type Checkpoints struct {
 	// save, to below MaxLag plus one buffer (0: no bound). It should be at
 	// least Bytes.
 	MaxLag int64
+	// Window, if not 0 (and MaxLag is not 0), raises the bound to three
+	// quarters of the bytes the source delivers in Window, measured as the
+	// copy goes (see lag.go), when that is more than MaxLag.
+	Window time.Duration
+	// LinkClock tells the time the link's rate is measured by (nil:
+	// time.Now, monotonic). It is not Now: the rate is physical, whatever
+	// the caller's clock says.
+	LinkClock func() time.Time
 	// Idle saves once the source has been silent this long (0: never).
 	Idle time.Duration
 }
@@ -440,6 +456,14 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		now = time.Now
 	}
 	sv := &saver{dst: dst, cp: cp, off: r.off, at: now(), persisted: r.off}
+	linkNow := cp.LinkClock
+	if linkNow == nil {
+		linkNow = time.Now
+	}
+	var meter *linkMeter
+	if cp.MaxLag > 0 && cp.Window > 0 {
+		meter = newLinkMeter(windowSpans*cp.Window, linkNow(), r.off)
+	}
 	defer func() {
 		if serr := sv.wait(); serr != nil && err == nil {
 			err = serr
@@ -512,6 +536,9 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 			}
 			work <- item{b: chunk[:n]}
 			r.off += int64(n)
+			if meter != nil {
+				meter.observe(linkNow(), r.off)
+			}
 		} else {
 			free <- buf
 		}
@@ -528,21 +555,29 @@ func (r *Resumable) copy(ctx context.Context, src io.Reader, dst Writer, cp Chec
 		if err != nil {
 			return err
 		}
-		if cp.MaxLag > 0 && r.off-sv.persisted >= cp.MaxLag {
+		lag := cp.MaxLag
+		if meter != nil {
+			lag = allowedLag(cp.MaxLag, cp.Window, meter, meter.last.t)
+		}
+		if cp.MaxLag > 0 && r.off-sv.persisted >= lag {
 			// Too much at risk: wait for the running save, and if that
 			// does not cover enough, save here and now.
 			if err := sv.wait(); err != nil {
 				return err
 			}
 			busy = false
-			if r.off-sv.persisted >= cp.MaxLag {
+			if r.off-sv.persisted >= lag {
 				if err := checkpoint(false); err != nil {
 					return err
 				}
 				continue
 			}
 		}
-		if !busy && ((cp.Bytes > 0 && r.off-sv.off >= cp.Bytes) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
+		every := cp.Bytes
+		if every > 0 && lag > cp.MaxLag {
+			every = max(every, lag/saveShare)
+		}
+		if !busy && ((every > 0 && r.off-sv.off >= every) || (cp.Interval > 0 && now().Sub(sv.at) >= cp.Interval)) {
 			if err := checkpoint(cp.Background); err != nil {
 				return err
 			}

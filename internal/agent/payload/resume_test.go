@@ -573,3 +573,119 @@ func resumed(t *testing.T, r *payload.Resumable, length int64, hashes map[string
 	}
 	return r2
 }
+
+// tickClock is a link clock that moves on by tick at every reading: the
+// copy reads it once per buffer, so the source seems to deliver a buffer
+// per tick.
+type tickClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	tick time.Duration
+}
+
+func (c *tickClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.tick)
+	return c.t
+}
+
+// TestBackgroundCheckpointsWindow: with a Window the bytes at risk may
+// reach what the link moves in the window, when that is more than MaxLag,
+// and no further; on a link that moves less, MaxLag holds as before. Every
+// save still claims only synced bytes (journal.save fails Install
+// otherwise). The syncs hang until the copy stops for a while (as in
+// TestBackgroundCheckpointsMaxLag), so the copy runs up to its bound; the
+// link's time is a fake clock, one tick per buffer, so the bound does not
+// depend on how fast the test runs.
+func TestBackgroundCheckpointsWindow(t *testing.T) {
+	const buf = payload.BufferSize / 4
+	const lag = 2 * buf
+	const window = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		tick time.Duration
+		// the bound: MaxLag, or the bytes of one window at a buffer per
+		// tick averaged over four windows
+		min, bound int64
+		// quiet is how long the writes must stop before a sync is let
+		// go: long enough, where a lower bound is checked, that a test
+		// run slowly by a loaded machine does not release a sync while
+		// the copy still runs.
+		quiet time.Duration
+	}{
+		// 40 buffers per span of 40 ms: 10 buffers per window, a bound
+		// of 7.5.
+		{"fast link", time.Millisecond, 6 * buf, 7.5*buf + buf, 50 * time.Millisecond},
+		// a buffer per 10 ms: one buffer per window, below MaxLag.
+		{"slow link", 10 * time.Millisecond, 0, lag + buf, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, hashes := image(t, 16*payload.BufferSize)
+			s := &slowSync{release: make(chan struct{})}
+			done := make(chan struct{})
+			go func() {
+				last := int64(-1)
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(tc.quiet):
+					}
+					s.mu.Lock()
+					pos, syncing := s.pos, s.syncing
+					s.mu.Unlock()
+					if syncing && pos == last {
+						s.release <- struct{}{}
+					}
+					last = pos
+				}
+			}()
+			defer close(done)
+			clk := &tickClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), tick: tc.tick}
+			r, _ := payload.NewResumable(int64(len(data)), hashes)
+			if _, err := r.Install(context.Background(), bytes.NewReader(data), s, payload.Checkpoints{Save: s.save, Bytes: buf,
+				Background: true, MaxLag: lag, Window: window, LinkClock: clk.now}); err != nil {
+				t.Fatal(err)
+			}
+			if s.maxAtRisk >= tc.bound || s.maxAtRisk < tc.min || len(s.saves) < 3 {
+				t.Fatalf("writes ran %d bytes past the last persisted save, want %d..%d; %d saves", s.maxAtRisk, tc.min, tc.bound, len(s.saves))
+			}
+		})
+	}
+}
+
+// TestWindowSavesLessOften: where the window raises the bound above
+// MaxLag, a save comes due after a quarter of the bound rather than every
+// Bytes, so a fast link flushes the slot and writes the journal less often;
+// on a link the window does not raise, every Bytes as before. (Saves in
+// the foreground and a fake link clock, one tick per buffer: the count does
+// not depend on how fast the test runs.)
+func TestWindowSavesLessOften(t *testing.T) {
+	const buf = payload.BufferSize / 4
+	data, hashes := image(t, 32*payload.BufferSize) // 128 buffers
+	for _, tc := range []struct {
+		name     string
+		tick     time.Duration
+		min, max int
+	}{
+		// the bound grows to 7.5 buffers: a save about every 2
+		{"fast link", time.Millisecond, 20, 80},
+		// the bound stays MaxLag: a save every buffer
+		{"slow link", 10 * time.Millisecond, 127, 128},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := &journal{}
+			clk := &tickClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), tick: tc.tick}
+			r, _ := payload.NewResumable(int64(len(data)), hashes)
+			if _, err := r.Install(context.Background(), bytes.NewReader(data), j, payload.Checkpoints{Save: j.save, Bytes: buf,
+				MaxLag: 2 * buf, Window: 10 * time.Millisecond, LinkClock: clk.now}); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d saves for 128 buffers", len(j.saves))
+			if n := len(j.saves); n < tc.min || n > tc.max {
+				t.Fatalf("%d saves for 128 buffers, want %d..%d", n, tc.min, tc.max)
+			}
+		})
+	}
+}

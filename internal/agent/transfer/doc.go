@@ -18,8 +18,9 @@
 // Durability. A Progress handed to the Recorder to persist never claims
 // bytes that are not durable: the slot or file is synced first (see
 // payload.Checkpoints). What a power loss can cost is bounded per route:
-// less than Downloader.LossBudget plus one buffer (payload.BufferSize/4)
-// for Plain and a staged payload, the buffer being filled for a delta, the
+// less than Downloader.LossBudget, or what the link moves in
+// Downloader.LossWindow when that is more, plus one buffer
+// (payload.BufferSize/4) for Plain and a staged payload, the buffer being filled for a delta, the
 // bytes since the last frame boundary saved for a zstd payload streamed
 // into the slot (all of it when it is one frame). A dropped connection
 // costs nothing: it is resumed with a Range request from the exact offset

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/atomicfile"
@@ -54,6 +55,9 @@ type fileFetch struct {
 	// than budget bytes written and not covered by a saved one before each
 	// buffer (payload.Checkpoints.MaxLag).
 	budget int64
+	// window raises budget to the bytes the link moves in it
+	// (payload.Checkpoints.Window).
+	window time.Duration
 	// interrupted, if set, wraps the error of a link that dropped the
 	// download MaxAttempts times in a row.
 	interrupted error
@@ -222,6 +226,7 @@ func (ff *fileFetch) request(ctx context.Context) error {
 	}
 	defer jr.Close()
 	cp := payload.Checkpoints{Bytes: ff.every, Interval: CheckpointInterval, Now: ff.d.Now, Background: ff.budget > 0, MaxLag: ff.budget,
+		Window: ff.window,
 		Save: func(pr payload.Progress) (func() error, error) {
 			return ff.checkpoint(jr, Progress{Route: ff.route, Progress: pr})
 		}}

@@ -103,7 +103,7 @@ func (t *run) plainRequest(ctx context.Context) error {
 	// this one waits), and written (after the slot's sync) to the journal
 	// in the background while the download goes on.
 	cp := payload.Checkpoints{Bytes: CheckpointBytes, Interval: CheckpointInterval, Now: d.Now, Background: true, MaxLag: d.LossBudget,
-		Idle: checkpointIdle,
+		Window: d.LossWindow, Idle: checkpointIdle,
 		Save: func(pr payload.Progress) (func() error, error) {
 			return t.checkpoint(jr, Progress{Route: RouteSlot, Progress: pr})
 		}}

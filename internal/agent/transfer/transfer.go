@@ -162,6 +162,10 @@ type Downloader struct {
 	// payload (payload.Checkpoints.MaxLag); 0: none, saves are then not
 	// run in the background.
 	LossBudget int64
+	// LossWindow raises LossBudget to the bytes the link moves in this
+	// long, measured as the download goes, when that is more
+	// (payload.Checkpoints.Window); 0: LossBudget alone.
+	LossWindow time.Duration
 	Now        func() time.Time
 	Log        *slog.Logger
 	// Power, if set, is called before each write with the power point's
@@ -202,9 +206,13 @@ type Job struct {
 // link and however slow the fsyncs (payload.Checkpoints.MaxLag): the
 // download never has that many bytes written that no persisted save covers
 // before it reads the next buffer (it waits for the running save instead).
-// So a power loss costs less than the budget plus one buffer
-// (payload.BufferSize/4) downloaded again, plus what was still in flight in
-// the network; on a link slower than the fsyncs, about CheckpointBytes. A
+// With Downloader.LossWindow the bound is the larger of the budget and the
+// bytes the link moves in that window (payload.Checkpoints.Window), so a
+// fast link is not held back by every flush and a power loss costs about
+// the same link time on any link. So a power loss costs less than that
+// bound plus one buffer (payload.BufferSize/4) downloaded again, plus what
+// was still in flight in the network; on a link slower than the fsyncs,
+// about CheckpointBytes. A
 // server that stalls gets a save after checkpointIdle (Plain), so a power
 // loss during a stall costs at most a partly filled buffer.
 const (

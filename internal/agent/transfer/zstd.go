@@ -83,7 +83,7 @@ func (d *Downloader) staged(ctx context.Context, j Job, img Image, want []byte) 
 	if err != nil {
 		return err
 	}
-	ff := &fileFetch{run: t, path: d.StagedFile(), point: "stage-write", every: CheckpointBytes, budget: d.LossBudget}
+	ff := &fileFetch{run: t, path: d.StagedFile(), point: "stage-write", every: CheckpointBytes, budget: d.LossBudget, window: d.LossWindow}
 	f, err := ff.fetch(ctx)
 	if err != nil {
 		return err
