@@ -73,8 +73,8 @@ func TestConfigPowerLossWindow(t *testing.T) {
 			t.Fatalf("power_loss_window %v: %v, %v; want %v", in, c, err, want)
 		}
 	}
-	for in, msg := range map[string]string{"-1s": "power_loss_window -1s is outside 0s..10s", "1m": "power_loss_window 1m0s is outside 0s..10s",
-		"soon": "soon"} {
+	for in, msg := range map[string]string{"-1s": `power_loss_window: "-1s" is negative`, "1m": "power_loss_window 1m0s is outside 0s..10s",
+		"soon": `power_loss_window: duration "soon"`} {
 		if _, err := LoadConfig(writeConfig(t, with(baseConfig(), "power_loss_window", in))); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("power_loss_window %v: err = %v, want %q", in, err, msg)
 		}
