@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uptrust/uptrust/internal/agent/slot/slottest"
+
 	agentcli "github.com/uptrust/uptrust/internal/agent/cli"
 	"github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/cmdline"
@@ -68,11 +70,7 @@ func runIn(t *testing.T, stdin, name string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	if name == "bash" || name == "zsh" || name == "fish" || name == "mandoc" {
-		path, err := exec.LookPath(name)
-		if err != nil {
-			t.Skipf("%s is not installed (apt-get install %s): %v", name, name, err)
-		}
-		cmd = exec.Command(path, args...)
+		cmd = exec.Command(slottest.RequireTool(t, name, name), args...)
 	}
 	cmd.Env = append(cleanEnv(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdin = strings.NewReader(stdin)
