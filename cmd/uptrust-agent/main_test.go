@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,69 +20,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/testbin"
+
 	"github.com/uptrust/uptrust/internal/agent/cli"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 )
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "uptrust-agent-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"github.com/uptrust/uptrust/cmd/uptrust", "github.com/uptrust/uptrust/cmd/uptrust-agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "", &binDir) }
 
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
+type result = testbin.Result
 
 func run(t *testing.T, bin string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, bin), args...)
-	cmd.Env = cleanEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", bin, args, err)
-	}
-	return result{code, stdout.String(), stderr.String()}
-}
-
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "UPTRUST_") {
-			out = append(out, kv)
-		}
-	}
-	return out
+	cmd.Env = testbin.CleanEnv(false)
+	return testbin.Run(t, cmd)
 }
 
 func mustRun(t *testing.T, args ...string) result {
 	t.Helper()
 	r := run(t, "uptrust", args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("uptrust %s: %v", strings.Join(args, " "), r)
 	}
 	return r
@@ -107,7 +66,7 @@ func newFleet(t *testing.T) *fleet {
 	mustRun(t, "init", "--dev", "--dir", f.dir)
 	mustRun(t, "product", "add", "thermostat", "--hardware", "rev-a", "--support-until", "2031-12-31", "--dir", f.dir)
 	srv := exec.Command(filepath.Join(binDir, "uptrust"), "serve", "--dir", f.dir, "--listen", "127.0.0.1:0")
-	srv.Env = cleanEnv()
+	srv.Env = testbin.CleanEnv(false)
 	stderr, err := srv.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +138,7 @@ func (f *fleet) publish(v, kind string) string {
 	if err := os.WriteFile(img, image(v), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	out := mustRun(f.t, "release", "add", "thermostat", v, img, "--kind", kind, "--security-version", "1", "--dir", f.dir).stdout
+	out := mustRun(f.t, "release", "add", "thermostat", v, img, "--kind", kind, "--security-version", "1", "--dir", f.dir).Stdout
 	m := regexp.MustCompile(`sha256 ([0-9a-f]{64})`).FindStringSubmatch(out)
 	if m == nil {
 		f.t.Fatalf("release add printed no sha256: %s", out)
@@ -203,7 +162,7 @@ func (f *fleet) device(name, server string) string {
 func check(t *testing.T, cfg string, want int, why string) result {
 	t.Helper()
 	r := run(t, "uptrust-agent", "--config", cfg, "check")
-	if r.code != want {
+	if r.Code != want {
 		t.Fatalf("uptrust-agent check (%s): %v; want exit %d", why, r, want)
 	}
 	return r
@@ -219,13 +178,13 @@ func TestCheckExitCodes(t *testing.T) {
 	f := newFleet(t)
 	cfg := f.device("a", f.url)
 	r := check(t, cfg, 0, "nothing offered")
-	if !strings.HasPrefix(r.stdout, "none: ") {
+	if !strings.HasPrefix(r.Stdout, "none: ") {
 		t.Errorf("check with nothing offered: %v", r)
 	}
 
 	f.publish("1.1.0", "fix")
 	r = check(t, cfg, cli.ExitRebooting, "1.1.0 written, rebooting")
-	if !strings.HasPrefix(r.stdout, "rebooting: ") {
+	if !strings.HasPrefix(r.Stdout, "rebooting: ") {
 		t.Errorf("check that installs: %v", r)
 	}
 	mustRun(t, "simulate-boot", filepath.Dir(cfg))
@@ -233,25 +192,25 @@ func TestCheckExitCodes(t *testing.T) {
 	check(t, cfg, 0, "up to date")
 
 	// The owner turns automatic updates off: 1.2.0 waits for them.
-	if r := run(t, "uptrust-agent", "policy", "auto-updates", "off", "--config", cfg); r.code != 0 {
+	if r := run(t, "uptrust-agent", "policy", "auto-updates", "off", "--config", cfg); r.Code != 0 {
 		t.Fatalf("policy auto-updates off: %v", r)
 	}
 	f.publish("1.2.0", "feature")
 	r = check(t, cfg, cli.ExitWaitingForOwner, "1.2.0 held for the owner")
-	if !strings.HasPrefix(r.stdout, "waiting: ") || !strings.Contains(r.stdout, "1.2.0") {
+	if !strings.HasPrefix(r.Stdout, "waiting: ") || !strings.Contains(r.Stdout, "1.2.0") {
 		t.Errorf("check with a held release: %v", r)
 	}
 	// status honours --config after the command and shows the waiting
 	// release.
 	st := run(t, "uptrust-agent", "status", "--json", "--config", cfg)
 	var status map[string]any
-	if err := json.Unmarshal([]byte(st.stdout), &status); st.code != 0 || err != nil {
+	if err := json.Unmarshal([]byte(st.Stdout), &status); st.Code != 0 || err != nil {
 		t.Fatalf("status --json --config: %v (%v)", st, err)
 	}
-	if !strings.Contains(st.stdout, `"1.2.0"`) {
-		t.Errorf("status --json does not show the waiting 1.2.0:\n%s", st.stdout)
+	if !strings.Contains(st.Stdout, `"1.2.0"`) {
+		t.Errorf("status --json does not show the waiting 1.2.0:\n%s", st.Stdout)
 	}
-	if r := run(t, "uptrust-agent", "consent", "1.2.0", "--yes", "--config", cfg); r.code != 0 {
+	if r := run(t, "uptrust-agent", "consent", "1.2.0", "--yes", "--config", cfg); r.Code != 0 {
 		t.Fatalf("consent: %v", r)
 	}
 	check(t, cfg, cli.ExitRebooting, "1.2.0 consented and written")
@@ -272,7 +231,7 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 	cfgB := f.device("b", f.url)
 	r = check(t, cfgB, cli.ExitRefused, "tampered payload refused")
-	if !strings.HasPrefix(r.stdout, "rejected: ") {
+	if !strings.HasPrefix(r.Stdout, "rejected: ") {
 		t.Errorf("check of a tampered payload: %v", r)
 	}
 
@@ -284,12 +243,12 @@ func TestCheckExitCodes(t *testing.T) {
 	down := "http://" + ln.Addr().String()
 	ln.Close()
 	r = check(t, f.device("c", down), 1, "server down")
-	if !strings.HasPrefix(r.stdout, "error: ") {
+	if !strings.HasPrefix(r.Stdout, "error: ") {
 		t.Errorf("check with the server down: %v", r)
 	}
 	// TLS failure: https to a server that speaks plain HTTP.
 	r = check(t, f.device("d", strings.Replace(f.url, "http:", "https:", 1)), 1, "TLS failure")
-	if !strings.Contains(r.stdout, "HTTP response to HTTPS client") {
+	if !strings.Contains(r.Stdout, "HTTP response to HTTPS client") {
 		t.Errorf("check with a TLS failure: %v", r)
 	}
 	// The trusted root is missing.
@@ -298,7 +257,7 @@ func TestCheckExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = check(t, cfgE, 1, "trusted root missing")
-	if !strings.Contains(r.stdout, "trusted release root") {
+	if !strings.Contains(r.Stdout, "trusted release root") {
 		t.Errorf("check without the trusted root: %v", r)
 	}
 }
@@ -306,10 +265,10 @@ func TestCheckExitCodes(t *testing.T) {
 // TestCheckUsageAndConfigErrors: a usage error exits 2 before the config
 // is read; a config that does not exist exits 1.
 func TestCheckUsageAndConfigErrors(t *testing.T) {
-	if r := run(t, "uptrust-agent", "--config", "/nonexistent/agent.json", "check", "now"); r.code != 2 {
+	if r := run(t, "uptrust-agent", "--config", "/nonexistent/agent.json", "check", "now"); r.Code != 2 {
 		t.Errorf("check now: %v; want exit 2", r)
 	}
-	if r := run(t, "uptrust-agent", "--config", "/nonexistent/agent.json", "check"); r.code != 1 || !strings.Contains(r.stderr, "/nonexistent/agent.json") {
+	if r := run(t, "uptrust-agent", "--config", "/nonexistent/agent.json", "check"); r.Code != 1 || !strings.Contains(r.Stderr, "/nonexistent/agent.json") {
 		t.Errorf("check without a config: %v; want exit 1 naming the file", r)
 	}
 }
@@ -323,12 +282,12 @@ func TestPolicyJSON(t *testing.T) {
 	}
 	mustRun(t, "init", "--dev", "--dir", f.dir)
 	cfg := f.device("d", "http://127.0.0.1:9")
-	if r := run(t, "uptrust-agent", "--config", cfg, "policy", "auto-updates", "off"); r.code != 0 {
+	if r := run(t, "uptrust-agent", "--config", cfg, "policy", "auto-updates", "off"); r.Code != 0 {
 		t.Fatalf("policy auto-updates off: %v", r)
 	}
 	r := run(t, "uptrust-agent", "policy", "--json", "--config", cfg)
 	var v map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &v); r.code != 0 || err != nil {
+	if err := json.Unmarshal([]byte(r.Stdout), &v); r.Code != 0 || err != nil {
 		t.Fatalf("policy --json: %v (%v)", r, err)
 	}
 	for _, k := range []string{"auto_install", "max_postpone_days", "policy_source", "auto_updates", "auto_updates_off_since", "postponed_until", "history"} {
@@ -401,7 +360,7 @@ func TestProvisionValidates(t *testing.T) {
 		write("release.json", tc.release)
 		write("fleet.json", tc.fleet)
 		r := run(t, "uptrust-agent", "provision", "--config", cfg, "--version", tc.version, "--security-version", "1")
-		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+		if r.Code != tc.code || !strings.Contains(r.Stderr, tc.want) {
 			t.Errorf("provision --version %s: %v; want exit %d naming %q", tc.version, r, tc.code, tc.want)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
@@ -410,7 +369,7 @@ func TestProvisionValidates(t *testing.T) {
 	}
 	write("release.json", good)
 	write("fleet.json", goodFleet)
-	if r := run(t, "uptrust-agent", "provision", "--config", cfg, "--version", "1.0.0", "--security-version", "1"); r.code != 0 {
+	if r := run(t, "uptrust-agent", "provision", "--config", cfg, "--version", "1.0.0", "--security-version", "1"); r.Code != 0 {
 		t.Fatalf("provision with good roots: %v", r)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "state.json")); err != nil {
@@ -444,7 +403,7 @@ func TestCheckExitRolledBack(t *testing.T) {
 	check(t, cfg, cli.ExitRebooting, "1.1.0 fails its health check on trial, restarting back")
 	mustRun(t, "simulate-boot", filepath.Dir(cfg))
 	r := check(t, cfg, cli.ExitRolledBack, "rollback recorded")
-	if !strings.Contains(r.stdout, "1.1.0 failed on this device") {
+	if !strings.Contains(r.Stdout, "1.1.0 failed on this device") {
 		t.Errorf("check that records the rollback: %v", r)
 	}
 	check(t, cfg, 0, "nothing new after the rollback")

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uptrust/uptrust/internal/testbin"
+
 	"github.com/uptrust/uptrust/internal/agent/slot/slottest"
 
 	agentcli "github.com/uptrust/uptrust/internal/agent/cli"
@@ -32,32 +34,10 @@ const (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "uptrust-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"-ldflags", "-X main.version="+linkedVersion+" -X main.buildTime="+linkedBuildTime,
-		"github.com/uptrust/uptrust/cmd/uptrust", "github.com/uptrust/uptrust/cmd/uptrust-agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "-X main.version="+linkedVersion+" -X main.buildTime="+linkedBuildTime, &binDir)
 }
 
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
+type result = testbin.Result
 
 // run runs a binary of binDir with PATH leading to binDir (the completion
 // scripts call the binary by name) and no UPTRUST_ variables.
@@ -72,28 +52,9 @@ func runIn(t *testing.T, stdin, name string, args ...string) result {
 	if name == "bash" || name == "zsh" || name == "fish" || name == "mandoc" {
 		cmd = exec.Command(slottest.RequireTool(t, name, name), args...)
 	}
-	cmd.Env = append(cleanEnv(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(testbin.CleanEnv(true), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return result{code, stdout.String(), stderr.String()}
-}
-
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "UPTRUST_") && !strings.HasPrefix(kv, "PATH=") {
-			out = append(out, kv)
-		}
-	}
-	return out
+	return testbin.Run(t, cmd)
 }
 
 // program is a binary with its command tree.
@@ -126,7 +87,7 @@ func commands(p *cmdline.Program) map[string][]string {
 func TestHelpListsEveryFlag(t *testing.T) {
 	for _, p := range programs() {
 		global := run(t, p.bin, "--help")
-		if global.code != 0 {
+		if global.Code != 0 {
 			t.Fatalf("%s --help: %v", p.bin, global)
 		}
 		cmds := commands(p.tree)
@@ -134,19 +95,19 @@ func TestHelpListsEveryFlag(t *testing.T) {
 			t.Fatalf("%s: only %d commands in the tree", p.bin, len(cmds))
 		}
 		for path, flags := range cmds {
-			if !strings.Contains(global.stdout, "  "+path) {
-				t.Errorf("%s --help does not list %q:\n%s", p.bin, path, global.stdout)
+			if !strings.Contains(global.Stdout, "  "+path) {
+				t.Errorf("%s --help does not list %q:\n%s", p.bin, path, global.Stdout)
 			}
 			words := strings.Fields(path)
 			for _, args := range [][]string{append(slices.Clone(words), "--help"), append(slices.Clone(words), "-h"), append([]string{"help"}, words...)} {
 				r := run(t, p.bin, args...)
-				if r.code != 0 || !strings.Contains(r.stdout, "usage: "+p.bin+" "+path) {
+				if r.Code != 0 || !strings.Contains(r.Stdout, "usage: "+p.bin+" "+path) {
 					t.Errorf("%s %s: %v", p.bin, strings.Join(args, " "), r)
 					continue
 				}
 				for _, f := range flags {
-					if !strings.Contains(r.stdout, "--"+f) {
-						t.Errorf("%s %s does not list --%s:\n%s", p.bin, strings.Join(args, " "), f, r.stdout)
+					if !strings.Contains(r.Stdout, "--"+f) {
+						t.Errorf("%s %s does not list --%s:\n%s", p.bin, strings.Join(args, " "), f, r.Stdout)
 					}
 				}
 			}
@@ -155,18 +116,18 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	// The flags the old global usage left out.
 	r := run(t, "uptrust", "release", "add", "--help")
 	for _, f := range []string{"--compress", "--zstd-frame", "--delta-from"} {
-		if !strings.Contains(r.stdout, f) {
+		if !strings.Contains(r.Stdout, f) {
 			t.Errorf("uptrust release add --help leaves out %s", f)
 		}
 	}
 	// A group's help lists its subcommands.
 	r = run(t, "uptrust", "rollout", "--help")
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("uptrust rollout --help: %v", r)
 	}
 	for _, sub := range []string{"start", "set-percent", "halt", "resume", "list"} {
-		if !strings.Contains(r.stdout, "  "+sub+" ") {
-			t.Errorf("uptrust rollout --help does not list %s:\n%s", sub, r.stdout)
+		if !strings.Contains(r.Stdout, "  "+sub+" ") {
+			t.Errorf("uptrust rollout --help does not list %s:\n%s", sub, r.Stdout)
 		}
 	}
 }
@@ -179,8 +140,8 @@ func TestExitCodesInHelp(t *testing.T) {
 		"uptrust-agent": {0, 1, 2, agentcli.ExitRefused, agentcli.ExitWaitingForOwner, agentcli.ExitRebooting, agentcli.ExitRolledBack},
 	} {
 		r := run(t, bin, "help")
-		_, tail, ok := strings.Cut(r.stdout, "exit status:\n")
-		if r.code != 0 || !ok {
+		_, tail, ok := strings.Cut(r.Stdout, "exit status:\n")
+		if r.Code != 0 || !ok {
 			t.Fatalf("%s help: %v", bin, r)
 		}
 		for _, c := range codes {
@@ -196,13 +157,13 @@ func TestExitCodesInHelp(t *testing.T) {
 func TestUsageExitCodes(t *testing.T) {
 	for _, args := range [][]string{{}, {"frobnicate"}, {"rollout"}, {"rollout", "pause", "x"}, {"audit", "--frobnicate"}, {"completion", "tcsh"}, {"help", "nope"}} {
 		r := run(t, "uptrust", args...)
-		if r.code != 2 || !strings.Contains(r.stderr, "usage") {
+		if r.Code != 2 || !strings.Contains(r.Stderr, "usage") {
 			t.Errorf("uptrust %v: %v; want exit 2 with usage", args, r)
 		}
 	}
 	for _, args := range [][]string{{}, {"frobnicate"}, {"--frobnicate"}, {"check", "extra"}, {"consent"}, {"postpone", "--cancel", "3d"}, {"policy", "auto-updates", "maybe"}} {
 		r := run(t, "uptrust-agent", append([]string{"--config", "/nonexistent/agent.json"}, args...)...)
-		if r.code != 2 || !strings.Contains(r.stderr, "usage") {
+		if r.Code != 2 || !strings.Contains(r.Stderr, "usage") {
 			t.Errorf("uptrust-agent %v: %v; want exit 2 with usage", args, r)
 		}
 	}
@@ -217,14 +178,14 @@ func TestVersion(t *testing.T) {
 				continue
 			}
 			r := run(t, bin, args...)
-			if r.code != 0 || !strings.Contains(r.stdout, "version:    "+linkedVersion) ||
-				!strings.Contains(r.stdout, "build time: "+linkedBuildTime) || !strings.Contains(r.stdout, "go version: go1.") {
+			if r.Code != 0 || !strings.Contains(r.Stdout, "version:    "+linkedVersion) ||
+				!strings.Contains(r.Stdout, "build time: "+linkedBuildTime) || !strings.Contains(r.Stdout, "go version: go1.") {
 				t.Errorf("%s %v: %v", bin, args, r)
 			}
 		}
 		r := run(t, bin, "version", "--json")
 		var v map[string]any
-		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 {
+		if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil || r.Code != 0 {
 			t.Fatalf("%s version --json: %v; %v", bin, err, r)
 		}
 		if v["version"] != linkedVersion || v["build_time"] != linkedBuildTime || !strings.HasPrefix(fmt.Sprint(v["go_version"]), "go1.") {
@@ -246,8 +207,8 @@ func TestCompletionListsEveryFlag(t *testing.T) {
 		for path, flags := range commands(p.tree) {
 			args := append(append([]string{"__complete"}, strings.Fields(path)...), "--")
 			r := run(t, p.bin, args...)
-			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-			if r.code != 0 || lines[0] != ":words" {
+			lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+			if r.Code != 0 || lines[0] != ":words" {
 				t.Errorf("%s %v: %v", p.bin, args, r)
 				continue
 			}
@@ -272,7 +233,7 @@ func TestCompletionListsEveryFlag(t *testing.T) {
 		{"uptrust-agent", []string{"--config", ""}, []string{":files"}},
 	} {
 		r := run(t, tc.bin, append([]string{"__complete"}, tc.args...)...)
-		if got := strings.Split(strings.TrimSpace(r.stdout), "\n"); !slices.Equal(got, tc.want) {
+		if got := strings.Split(strings.TrimSpace(r.Stdout), "\n"); !slices.Equal(got, tc.want) {
 			t.Errorf("%s __complete %q: %q, want %q", tc.bin, tc.args, got, tc.want)
 		}
 	}
@@ -282,11 +243,11 @@ func TestCompletionListsEveryFlag(t *testing.T) {
 func script(t *testing.T, bin, shell string) string {
 	t.Helper()
 	r := run(t, bin, "completion", shell)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("%s completion %s: %v", bin, shell, r)
 	}
 	f := filepath.Join(t.TempDir(), bin+"."+shell)
-	if err := os.WriteFile(f, []byte(r.stdout), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(r.Stdout), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -314,7 +275,7 @@ COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
 complete -p %s >/dev/null || exit 3
 printf '%%s\n' "${COMPREPLY[@]}"`, f, tc.line, fn, tc.bin)
 		r := runIn(t, "", "bash", "--norc", "--noprofile", "-c", prog)
-		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
 			t.Errorf("bash completion of %q: %v; want %q", tc.line, r, tc.want)
 		}
 	}
@@ -333,7 +294,7 @@ func TestZshCompletion(t *testing.T) {
 		{"uptrust-agent", "uptrust-agent co", "completion consent"},
 	} {
 		f := script(t, tc.bin, "zsh")
-		if r := runIn(t, "", "zsh", "-n", f); r.code != 0 {
+		if r := runIn(t, "", "zsh", "-n", f); r.Code != 0 {
 			t.Fatalf("zsh -n %s completion: %v", tc.bin, r)
 		}
 		fn := "_" + strings.ReplaceAll(tc.bin, "-", "_")
@@ -352,7 +313,7 @@ words=(%s)
 CURRENT=${#words}
 %s`, f, strings.Join(quoted, " "), fn)
 		r := runIn(t, "", "zsh", "-f", "-c", prog)
-		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
 			t.Errorf("zsh completion of %q: %v; want %q", tc.line, r, tc.want)
 		}
 	}
@@ -369,11 +330,11 @@ func TestFishCompletion(t *testing.T) {
 		{"uptrust-agent", "uptrust-agent --config x.json sta", "status"},
 	} {
 		f := script(t, tc.bin, "fish")
-		if r := runIn(t, "", "fish", "-n", f); r.code != 0 {
+		if r := runIn(t, "", "fish", "-n", f); r.Code != 0 {
 			t.Fatalf("fish -n %s completion: %v", tc.bin, r)
 		}
 		r := runIn(t, "", "fish", "--no-config", "-c", fmt.Sprintf("source %q; complete -C %q", f, tc.line))
-		if r.code != 0 || strings.TrimSpace(r.stdout) != tc.want {
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
 			t.Errorf("fish completion of %q: %v; want %q", tc.line, r, tc.want)
 		}
 	}
@@ -386,7 +347,7 @@ func TestManPages(t *testing.T) {
 	for _, p := range programs() {
 		dir := t.TempDir()
 		r := run(t, p.bin, "man", dir)
-		if r.code != 0 {
+		if r.Code != 0 {
 			t.Fatalf("%s man %s: %v", p.bin, dir, r)
 		}
 		files, _ := filepath.Glob(filepath.Join(dir, "*.1"))
@@ -395,7 +356,7 @@ func TestManPages(t *testing.T) {
 			t.Errorf("%s man: %d pages for %d commands: %v", p.bin, len(files), len(cmds), files)
 		}
 		lint := runIn(t, "", "mandoc", append([]string{"-T", "lint", "-W", "warning"}, files...)...)
-		if lint.code != 0 || lint.stdout != "" {
+		if lint.Code != 0 || lint.Stdout != "" {
 			t.Errorf("mandoc -T lint on %s's pages: %v", p.bin, lint)
 		}
 		for path, flags := range cmds {
@@ -413,7 +374,7 @@ func TestManPages(t *testing.T) {
 		}
 		main := run(t, p.bin, "man")
 		want, _ := os.ReadFile(filepath.Join(dir, p.bin+".1"))
-		if main.code != 0 || main.stdout != string(want) || !strings.Contains(main.stdout, ".SH EXIT STATUS") {
+		if main.Code != 0 || main.Stdout != string(want) || !strings.Contains(main.Stdout, ".SH EXIT STATUS") {
 			t.Errorf("%s man (stdout) differs from %s.1 or lacks EXIT STATUS: %v", p.bin, p.bin, main)
 		}
 	}
@@ -423,7 +384,7 @@ func TestManPages(t *testing.T) {
 func mustRun(t *testing.T, args ...string) result {
 	t.Helper()
 	r := run(t, "uptrust", args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("uptrust %s: %v", strings.Join(args, " "), r)
 	}
 	return r
@@ -434,8 +395,8 @@ func jsonOf(t *testing.T, args ...string) any {
 	t.Helper()
 	r := mustRun(t, append(args, "--json")...)
 	var v any
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		t.Fatalf("uptrust %s --json: %v\n%s", strings.Join(args, " "), err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
+		t.Fatalf("uptrust %s --json: %v\n%s", strings.Join(args, " "), err, r.Stdout)
 	}
 	return v
 }
@@ -513,8 +474,8 @@ func TestJSONOutputs(t *testing.T) {
 	empty := t.TempDir()
 	mustRun(t, "init", "--dev", "--dir", empty)
 	for _, args := range [][]string{{"product", "list"}, {"release", "list"}, {"rollout", "list"}} {
-		if r := mustRun(t, append(args, "--dir", empty, "--json")...); strings.TrimSpace(r.stdout) != "[]" {
-			t.Errorf("uptrust %v --json on an empty project: %q, want []", args, r.stdout)
+		if r := mustRun(t, append(args, "--dir", empty, "--json")...); strings.TrimSpace(r.Stdout) != "[]" {
+			t.Errorf("uptrust %v --json on an empty project: %q, want []", args, r.Stdout)
 		}
 	}
 }
