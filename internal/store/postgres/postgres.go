@@ -75,7 +75,7 @@ var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+
 // Redact returns the connection string dsn with its password, in the user
 // information or a password parameter, replaced by "xxxxx".
 func Redact(dsn string) string {
-	if IsURL(dsn) {
+	if strings.Contains(dsn, "://") {
 		if u, err := url.Parse(dsn); err == nil {
 			q := u.Query()
 			if q.Has("password") {
