@@ -64,6 +64,7 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 		},
 		Environment: []string{
 			"UPTRUST_DIR: the project directory when --dir is not given",
+			"UPTRUST_DATABASE: postgres:// URL of the project's PostgreSQL database, overriding uptrust.json's database (--database overrides it)",
 			"UPTRUST_PASSPHRASE: the passphrase of the offline keys (else a prompt on the terminal)",
 			"UPTRUST_NEW_PASSPHRASE: the new passphrase for keys passphrase (else a prompt)",
 			"UPTRUST_PASSPHRASE_<HOLDER>: a root key holder's passphrase (upper case, characters other than letters and digits as _; else a prompt naming them)",

@@ -43,7 +43,30 @@ func TestProjectOnPostgres(t *testing.T) {
 	mustRun(t, nil, "release", "add", "thermostat", "1.0.0", payload, "--kind", "fix", "--security-version", "1", "--dir", dir)
 	mustRun(t, nil, "rollout", "start", "thermostat", "1.0.0", "--percent", "100", "--dir", dir)
 
-	r := mustRun(t, nil, "migrate", "status", "--dir", dir, "--json")
+	// UPTRUST_DATABASE points any project command at the database, here a
+	// directory whose uptrust.json names none (and that has no uptrust.db).
+	bare := filepath.Join(tmp, "bare")
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "database")
+	nb, _ := json.Marshal(m)
+	if err := os.MkdirAll(bare, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bare, "uptrust.json"), nb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, nil, "release", "list", "--dir", bare); r.code == 0 {
+		t.Errorf("release list without a database: %v", r)
+	}
+	r := mustRun(t, map[string]string{"UPTRUST_DATABASE": dsn}, "release", "list", "--json", "--dir", bare)
+	if !strings.Contains(r.stdout, `"version": "1.0.0"`) {
+		t.Errorf("release list with UPTRUST_DATABASE:\n%s", r.stdout)
+	}
+
+	r = mustRun(t, nil, "migrate", "status", "--dir", dir, "--json")
 	var st cli.MigrateStatusJSON
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatal(err)
