@@ -44,7 +44,7 @@ func holderPassphrase(env Env, confirm bool) func(string) ([]byte, error) {
 // openHolderProject opens a project whose key holders may be asked for
 // their passphrases.
 func openHolderProject(ctx context.Context, env Env, dir string, confirm bool) (*project.Project, error) {
-	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false), HolderPassphrase: holderPassphrase(env, confirm),
+	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false), HolderPassphrase: holderPassphrase(env, confirm), Database: env.Getenv(DatabaseEnv),
 		Warn: func(s string) { fmt.Fprintln(env.Stderr, "uptrust: warning:", s) }})
 }
 

@@ -56,7 +56,7 @@ func Program(env Env) *cmdline.Program {
 the current directory). Commands that read print a table, or JSON with --json.`,
 		Commands: []*cmdline.Command{
 			cmdInit(env), cmdProduct(env), cmdRelease(env), cmdRollout(env), cmdKeys(env), cmdRoot(env),
-			cmdCompliance(env), cmdServe(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
+			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
 			cmdPurge(env), cmdAudit(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
 		},
 		ExitCodes: []cmdline.ExitCode{
@@ -64,6 +64,7 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 		},
 		Environment: []string{
 			"UPTRUST_DIR: the project directory when --dir is not given",
+			"UPTRUST_DATABASE: postgres:// URL of the project's PostgreSQL database, overriding uptrust.json's database (--database overrides it)",
 			"UPTRUST_PASSPHRASE: the passphrase of the offline keys (else a prompt on the terminal)",
 			"UPTRUST_NEW_PASSPHRASE: the new passphrase for keys passphrase (else a prompt)",
 			"UPTRUST_PASSPHRASE_<HOLDER>: a root key holder's passphrase (upper case, characters other than letters and digits as _; else a prompt naming them)",
@@ -133,7 +134,13 @@ func terminalPrompt(prompt string) ([]byte, error) {
 }
 
 func openProject(ctx context.Context, env Env, dir string) (*project.Project, error) {
-	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false),
+	return openProjectDB(ctx, env, dir, env.Getenv(DatabaseEnv))
+}
+
+// openProjectDB opens the project in dir with its store in the PostgreSQL
+// database dsn, or where uptrust.json says when dsn is "".
+func openProjectDB(ctx context.Context, env Env, dir, dsn string) (*project.Project, error) {
+	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false), Database: dsn,
 		Warn: func(s string) { fmt.Fprintln(env.Stderr, "uptrust: warning:", s) }})
 }
 

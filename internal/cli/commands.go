@@ -27,6 +27,7 @@ per repository under their own passphrase ($UPTRUST_PASSPHRASE_<HOLDER>, else
 asked on the terminal naming them); root changes then go through uptrust root.`,
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			db := databaseFlag(fs, env)
 			dev := fs.Bool("dev", false, "1-of-1 unencrypted keys, for trying things out only")
 			holders, threshold := holderFlags(fs)
 			return func(ctx context.Context, pos []string) error {
@@ -36,17 +37,17 @@ asked on the terminal naming them); root changes then go through uptrust root.`,
 				if err := checkHolderFlags(splitList(*holders), *threshold, *dev); err != nil {
 					return err
 				}
-				return runInit(ctx, env, *dir, *dev, splitList(*holders), *threshold)
+				return runInit(ctx, env, *dir, *db, *dev, splitList(*holders), *threshold)
 			}
 		}}
 }
 
-func runInit(ctx context.Context, env Env, dir string, dev bool, holders []string, threshold int) error {
+func runInit(ctx context.Context, env Env, dir, db string, dev bool, holders []string, threshold int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	p, err := project.Init(ctx, dir, project.InitOptions{Dev: dev, KeyHolders: holders, RootThreshold: threshold,
-		Options: project.Options{Passphrase: passphrase(env, true), HolderPassphrase: holderPassphrase(env, true)}})
+		Options: project.Options{Passphrase: passphrase(env, true), HolderPassphrase: holderPassphrase(env, true), Database: db}})
 	if err != nil {
 		return err
 	}

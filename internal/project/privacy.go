@@ -118,7 +118,7 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 	r := &PrivacyReport{
 		Generated: p.Clock.Now().UTC(),
 		Mode:      "anonymous",
-		Database:  p.path("uptrust.db"),
+		Database:  p.DatabaseName(),
 		ReportK:   p.Config.ReportK,
 		DeviceRequests: "devices read the signed repositories under /repo/ with plain GET requests that carry no identifier: " +
 			"no cookies, no credentials, no query strings, and the same User-Agent on every device and version; " +

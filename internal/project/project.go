@@ -13,12 +13,18 @@
 //
 // Offline keys belong on an offline machine: a server needs only uptrust.json,
 // uptrust.db, blobs/ and keys/online/.
+//
+// The store can instead be a PostgreSQL database (package store/postgres):
+// the "database" field of uptrust.json, overridden by Options.Database (the
+// CLI's --database and UPTRUST_DATABASE), names it with a postgres:// URL.
+// There is then no uptrust.db; everything else stays in DIR.
 package project
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +38,7 @@ import (
 	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/postgres"
 	"github.com/uptrust/uptrust/internal/store/sqlite"
 	"github.com/uptrust/uptrust/internal/strictjson"
 	"github.com/uptrust/uptrust/internal/units"
@@ -81,6 +88,10 @@ type Config struct {
 	// --key-holders); RootKeys is their number. Absent: every root key is
 	// under the project passphrase.
 	KeyHolders []KeyHolder `json:"key_holders,omitempty"`
+	// Database, when set, is the postgres:// URL of the PostgreSQL
+	// database that holds the project's store instead of uptrust.db. It
+	// must not hold a password: give that in PGPASSWORD or ~/.pgpass.
+	Database string `json:"database,omitempty"`
 }
 
 // DefaultReportK is the default ReportK.
@@ -111,6 +122,9 @@ func (c *Config) Validate() error {
 	if err := c.Retention.Validate(); err != nil {
 		return err
 	}
+	if err := checkDatabase(c.Database, true); err != nil {
+		return fmt.Errorf("project: uptrust.json database: %w", err)
+	}
 	return c.Lifetimes.repo().Validate()
 }
 
@@ -138,6 +152,7 @@ type Project struct {
 	Progress *progress.Bar
 
 	keys *keyring
+	dsn  string // PostgreSQL URL of Store; "" for uptrust.db
 }
 
 // Options for Open and Init.
@@ -150,6 +165,53 @@ type Options struct {
 	HolderPassphrase func(holder string) ([]byte, error)
 	// Progress shows long work; nil shows nothing.
 	Progress *progress.Bar
+	// Database, when set, is the postgres:// URL of the store, overriding
+	// uptrust.json's database; it may hold a password. Init records it in
+	// uptrust.json without its password.
+	Database string
+}
+
+// checkDatabase checks a database URL; stored refuses a password, which
+// does not belong in a file copied between machines.
+func checkDatabase(dsn string, stored bool) error {
+	if dsn == "" {
+		return nil
+	}
+	if !postgres.IsURL(dsn) {
+		return fmt.Errorf("%q is not a postgres:// or postgresql:// URL", postgres.Redact(dsn))
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("%s: %v", postgres.Redact(dsn), errors.Unwrap(err))
+	}
+	if _, has := u.User.Password(); stored && (has || u.Query().Has("password")) {
+		return fmt.Errorf("%s holds a password: give it in PGPASSWORD or ~/.pgpass instead", postgres.Redact(dsn))
+	}
+	return nil
+}
+
+// withoutPassword returns dsn without the password in its user information.
+func withoutPassword(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	u.User = url.User(u.User.Username())
+	q := u.Query()
+	if q.Has("password") {
+		q.Del("password")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// DatabaseName names the store for people: the uptrust.db path, or the
+// database URL without its password.
+func (p *Project) DatabaseName() string {
+	if p.dsn != "" {
+		return postgres.Redact(p.dsn)
+	}
+	return p.path("uptrust.db")
 }
 
 func (o *Options) defaults() {
@@ -207,8 +269,16 @@ func Open(ctx context.Context, dir string, o Options) (*Project, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkLayout(dir); err != nil {
-		return nil, err
+	if o.Database == "" {
+		o.Database = cfg.Database
+	}
+	if err := checkDatabase(o.Database, false); err != nil {
+		return nil, fmt.Errorf("project: database: %w", err)
+	}
+	if o.Database == "" {
+		if err := checkLayout(dir); err != nil {
+			return nil, err
+		}
 	}
 	return open(ctx, dir, cfg, o)
 }
@@ -238,7 +308,7 @@ func (p *Project) CheckServable(ctx context.Context) error {
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		if _, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%w: %s has no published root.json for the %s repository", ErrNotProject, p.path("uptrust.db"), name)
+				return fmt.Errorf("%w: %s has no published root.json for the %s repository", ErrNotProject, p.DatabaseName(), name)
 			}
 			return fmt.Errorf("project: %s root: %w", name, err)
 		}
@@ -264,7 +334,13 @@ func (p *Project) CheckServable(ctx context.Context) error {
 }
 
 func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, error) {
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "uptrust.db"))
+	var st store.Store
+	var err error
+	if o.Database != "" {
+		st, err = postgres.Open(ctx, o.Database)
+	} else {
+		st, err = sqlite.Open(ctx, filepath.Join(dir, "uptrust.db"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +349,7 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 		st.Close()
 		return nil, err
 	}
-	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase, Progress: o.Progress}
+	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase, Progress: o.Progress, dsn: o.Database}
 	p.keys = newKeyring(p)
 	return p, nil
 }
@@ -311,6 +387,10 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 	if o.Lifetimes != nil {
 		cfg.Lifetimes = lifetimesFrom(*o.Lifetimes)
 	}
+	if err := checkDatabase(o.Database, false); err != nil {
+		return nil, fmt.Errorf("project: database: %w", err)
+	}
+	cfg.Database = withoutPassword(o.Database)
 	if err := cfg.setHolders(o.KeyHolders, o.RootThreshold); err != nil {
 		return nil, err
 	}
@@ -346,6 +426,10 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 	}
 	p.keys.pass, p.keys.passSet = pass, true
 	p.keys.holderPass = holderPass
+	if _, err := p.Store.LatestMetadata(ctx, deviceapi.RepoRelease, repo.RoleRoot); err == nil {
+		p.Close()
+		return nil, fmt.Errorf("project: %s already holds a project", p.DatabaseName())
+	}
 	if err := p.initRepos(ctx); err != nil {
 		p.Close()
 		return nil, err

@@ -1,0 +1,61 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
+)
+
+// The audit table has no sequence column, so entries of equal time are
+// ordered by their inserting transaction. After a purge and a VACUUM that
+// frees space at the start of the table (where PostgreSQL puts new rows
+// again), new entries still come back in the order they were added, which
+// ordering by physical position (ctid) would not give.
+func TestAuditOrderAfterPurgeAndVacuum(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, pgtest.URL(t))
+	defer s.Close()
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	same := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	add := func(at time.Time, from, n int) {
+		t.Helper()
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for i := from; i < from+n; i++ {
+				if err := tx.AddAudit(ctx, store.AuditEntry{Time: at, Action: "a", Object: fmt.Sprint(i)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(old, 0, 500)
+	add(same, 0, 3)
+	if _, err := s.Purge(ctx, store.TableAudit, same); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `VACUUM audit`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 30; i += 3 {
+		add(same, i, 3)
+	}
+	got, err := s.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 30 {
+		t.Fatalf("%d entries, want 30", len(got))
+	}
+	for i, e := range got {
+		if e.Object != fmt.Sprint(i) {
+			t.Fatalf("entry %d is %s, want the order they were added in: %v", i, e.Object, got)
+		}
+	}
+}
