@@ -50,14 +50,14 @@ type ProductSupport struct {
 
 // Release is a published release with the rollout offering it.
 type Release struct {
-	Product         string   `json:"product"`
-	Version         string   `json:"version"`
-	Kind            string   `json:"kind"`
-	SecurityVersion uint64   `json:"security_version"`
-	Bytes           int64    `json:"bytes"`
-	SHA256          string   `json:"sha256"`
+	Product         string    `json:"product"`
+	Version         string    `json:"version"`
+	Kind            string    `json:"kind"`
+	SecurityVersion uint64    `json:"security_version"`
+	Bytes           int64     `json:"bytes"`
+	SHA256          string    `json:"sha256"`
 	Published       time.Time `json:"published"`
-	Offered         *Offered `json:"offered"`
+	Offered         *Offered  `json:"offered"`
 	// Manifest is the signed release manifest; only in GET of one release.
 	Manifest json.RawMessage `json:"manifest,omitempty"`
 }

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
@@ -96,6 +98,13 @@ func (a *FileAuthenticator) load() error {
 	var f TokenFile
 	if err := strictjson.Decode(a.path, b, &f); err != nil {
 		return fmt.Errorf("api: token file: %w", err)
+	}
+	// strictjson checks objects, not objects in arrays: the tokens are
+	// checked for unknown fields here.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return fmt.Errorf("api: token file %s: %w", a.path, err)
 	}
 	entries := map[string]TokenEntry{}
 	for i, e := range f.Tokens {
