@@ -31,8 +31,10 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 // Prefix is the path prefix of every route.
@@ -139,6 +141,37 @@ type API struct {
 	mux      *http.ServeMux
 	// mutate serialises mutations (see the package invariants).
 	mutate sync.Mutex
+	// auditMu guards the cached audit log (see auditLog).
+	auditMu    sync.Mutex
+	auditGen   int64
+	auditAt    time.Time
+	auditCache []store.AuditEntry
+}
+
+// auditTTL bounds how long a cached audit log is used: the generation
+// changes with every audit entry added, but not when retention purges old
+// ones, so a purged entry can be listed for at most this long.
+const auditTTL = 5 * time.Second
+
+// auditLog returns the audit log, oldest first. It is read again when the
+// store's generation changed or the cached copy is older than auditTTL; the
+// returned slice must not be modified.
+func (a *API) auditLog(ctx context.Context) ([]store.AuditEntry, error) {
+	gen, err := a.p.Store.Generation(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.auditMu.Lock()
+	defer a.auditMu.Unlock()
+	if a.auditCache != nil && gen == a.auditGen && time.Since(a.auditAt) < auditTTL {
+		return a.auditCache, nil
+	}
+	es, err := a.p.Audit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.auditCache, a.auditGen, a.auditAt = es, gen, time.Now()
+	return es, nil
 }
 
 // New returns the API.

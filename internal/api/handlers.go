@@ -1,7 +1,6 @@
 package api
 
 import (
-	"cmp"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
@@ -530,7 +529,7 @@ func (a *API) rolloutHistory(w http.ResponseWriter, r *http.Request, _ Principal
 		a.fail(w, r, err)
 		return
 	}
-	es, err := a.p.Audit(r.Context())
+	es, err := a.auditLog(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -591,7 +590,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request, _ Principal) {
 			*t = v
 		}
 	}
-	es, err := a.p.Audit(r.Context())
+	es, err := a.auditLog(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -606,7 +605,5 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request, _ Principal) {
 		}
 		out = append(out, e)
 	}
-	// The store's order already is oldest first; keep it stable.
-	slices.SortStableFunc(out, func(x, y store.AuditEntry) int { return cmp.Compare(x.Time.UnixNano(), y.Time.UnixNano()) })
 	paginate(w, r, "audit", auditJSON(out))
 }
