@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,48 @@ import (
 type ClientConfig struct {
 	Server string `json:"server"`
 	Token  string `json:"token" zero:"ok"`
+}
+
+// globalRemote is --server and --token given before the command
+// (`uptrust --server URL rollout list`): the same as after it.
+type globalRemote struct{ server, token *string }
+
+func (g *globalRemote) define(fs *flag.FlagSet) {
+	g.server = fs.String("server", "", "run the command against the management API at `URL` (the commands that take --server)")
+	g.token = fs.String("token", "", "API token for --server")
+}
+
+// remoteCommands are the commands that can run against a server.
+var remoteCommands = []string{"rollout start", "rollout set-percent", "rollout halt", "rollout resume", "rollout list",
+	"release list", "product list", "product show", "reports", "audit"}
+
+// checkGlobalRemote refuses --server or --token before a command that
+// cannot run against a server, which would otherwise run on the project
+// directory regardless. It returns "" when args are fine.
+func checkGlobalRemote(args []string) string {
+	global := false
+	i := 0
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if name == "server" || name == "token" {
+			global = true
+			if !hasValue {
+				i++
+			}
+		}
+	}
+	if !global || i >= len(args) {
+		return ""
+	}
+	cmd := args[i]
+	if slices.Contains(remoteCommands, cmd) {
+		return ""
+	}
+	if i+1 < len(args) && slices.Contains(remoteCommands, cmd+" "+args[i+1]) {
+		return ""
+	}
+	return fmt.Sprintf("--server: uptrust %s does not run against a server (those that do: %s)", strings.Join(args[i:min(i+2, len(args))], " "),
+		strings.Join(remoteCommands, ", "))
 }
 
 // remoteFlags are --server and --token of a command that can run against a
@@ -71,10 +114,21 @@ func (r *remoteFlags) client() (*apiClient, error) {
 	if dirSet && serverSet {
 		return nil, usagef("--dir and --server exclude each other")
 	}
+	server, token := *r.server, *r.token
+	if g := r.env.global; g != nil && g.server != nil {
+		if server == "" {
+			server = *g.server
+		}
+		if token == "" {
+			token = *g.token
+		}
+	}
 	if dirSet {
+		if server != "" {
+			return nil, usagef("--dir and --server exclude each other")
+		}
 		return nil, nil
 	}
-	server, token := *r.server, *r.token
 	if server == "" {
 		server = r.env.Getenv("UPTRUST_SERVER")
 	}

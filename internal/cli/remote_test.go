@@ -207,6 +207,13 @@ func TestRemoteFromEnvAndConfig(t *testing.T) {
 	if r := mustRun(t, map[string]string{"XDG_CONFIG_HOME": cfgDir}, "rollout", "list"); r.stdout != want {
 		t.Errorf("from client.json:\n%s", r.stdout)
 	}
+	// Before the command, as global flags.
+	if r := mustRun(t, nil, "--server", "http://"+s.admin, "--token="+s.tokens["auditor"], "rollout", "list"); r.stdout != want {
+		t.Errorf("global --server:\n%s", r.stdout)
+	}
+	if r := mustRun(t, nil, "--server", "http://"+s.admin, "--token", s.tokens["auditor"], "reports"); !strings.Contains(r.stdout, "no reports") {
+		t.Errorf("global --server reports:\n%s", r.stdout)
+	}
 	// --dir wins over the environment.
 	if r := mustRun(t, map[string]string{"UPTRUST_SERVER": "http://127.0.0.1:1", "UPTRUST_TOKEN": "x"}, "rollout", "list", "--dir", s.dir); r.stdout != want {
 		t.Errorf("--dir with UPTRUST_SERVER set:\n%s", r.stdout)
@@ -223,6 +230,9 @@ func TestRemoteFromEnvAndConfig(t *testing.T) {
 		{map[string]string{"UPTRUST_CLIENT_CONFIG": writeFile(t, cfgDir, "bad.json", `{"server": "http://x", "tokn": "y"}`)},
 			[]string{"rollout", "list"}, 1, `bad.json:1:24: unknown field "tokn" (did you mean "token"?)`},
 		{nil, []string{"audit", "--action", "rollout.", "--dir", s.dir}, 2, "--action and --object need --server"},
+		{nil, []string{"--server", "http://" + s.admin, "release", "add", "thermostat", "2.0.0", "x"}, 2, "--server: uptrust release add does not run against a server"},
+		{nil, []string{"--token=x", "init", "--dev"}, 2, "--server: uptrust init --dev does not run against a server"},
+		{nil, []string{"--server", "http://" + s.admin, "--token", "x", "rollout", "list", "--dir", s.dir}, 2, "--dir and --server exclude each other"},
 	} {
 		r := run(t, tc.vars, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
