@@ -358,3 +358,32 @@ func TestTokenFileErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIValidationBites: answers that break the document are caught —
+// a percent out of range, an unknown field, an undocumented status, a
+// problem sent as plain JSON — so the validation of every answer in the
+// other tests is not vacuous.
+func TestOpenAPIValidationBites(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("GET", e.url+"/api/v1/rollouts/thermostat", nil)
+	good := `{"product":"thermostat","version":"1.1.0","percent":10,"halted":false,"started":"2026-03-01T12:00:00Z","updated":"2026-03-01T12:00:00Z"}`
+	jsonHdr := http.Header{"Content-Type": {"application/json"}}
+	if err := e.validateErr(req, 200, jsonHdr, []byte(good)); err != nil {
+		t.Fatalf("a good answer: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		status int
+		hdr    http.Header
+		body   string
+	}{
+		"percent 200":      {200, jsonHdr, strings.Replace(good, `"percent":10`, `"percent":200`, 1)},
+		"unknown field":    {200, jsonHdr, strings.Replace(good, `"halted":false`, `"halted":false,"paused":true`, 1)},
+		"undocumented 418": {418, http.Header{"Content-Type": {api.ProblemType}}, `{"type":"about:blank","title":"x","status":418,"detail":"x","instance":"/","request_id":"x"}`},
+		"problem as JSON":  {404, jsonHdr, `{"type":"about:blank","title":"x","status":404,"detail":"x","instance":"/","request_id":"x"}`},
+		"missing time":     {200, jsonHdr, strings.Replace(good, `,"updated":"2026-03-01T12:00:00Z"`, "", 1)},
+	} {
+		if err := e.validateErr(req, tc.status, tc.hdr, []byte(tc.body)); err == nil {
+			t.Errorf("%s: validated", name)
+		}
+	}
+}
