@@ -119,6 +119,21 @@ func TestAdminListenerSeparation(t *testing.T) {
 	if code, _ := get(s.admin, "/api/v1/rollouts"); code != 401 {
 		t.Errorf("admin rollouts without a token: %d", code)
 	}
+	// The settings name both listeners and the retention of uptrust.json.
+	req, _ := http.NewRequest("GET", "http://"+s.admin+"/api/v1/settings", nil)
+	req.Header.Set("Authorization", "Bearer "+s.tokens["admin"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set api.Settings
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("settings: %d %v", resp.StatusCode, err)
+	}
+	if set.PublicListen != "127.0.0.1:0" || set.AdminListen != "127.0.0.1:0" || set.ReportK != 5 || set.Retention["audit"] != "730d" {
+		t.Errorf("settings %+v", set)
+	}
 }
 
 // TestRemoteCLI: the operator's commands with --server print what the same
