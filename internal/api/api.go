@@ -109,6 +109,19 @@ type Auditor interface {
 	Record(ctx context.Context, r Record) error
 }
 
+// TokenInfo describes a token without its secret or hash.
+type TokenInfo struct {
+	Name    string    `json:"name"`
+	Role    Role      `json:"role"`
+	Expires time.Time `json:"expires"`
+	Revoked bool      `json:"revoked"`
+}
+
+// TokenLister lists the tokens an Authenticator knows.
+type TokenLister interface {
+	Tokens(ctx context.Context) ([]TokenInfo, error)
+}
+
 // Settings are the server settings shown by GET /api/v1/settings.
 type Settings struct {
 	PublicListen string `json:"public_listen"`
@@ -129,6 +142,8 @@ type Config struct {
 	// Ready reports whether the public server has content loaded; nil
 	// means always ready.
 	Ready func() (bool, string)
+	// Tokens lists the tokens for GET /api/v1/tokens; nil answers 501.
+	Tokens TokenLister
 }
 
 // API is the management API. It is safe for concurrent use.
@@ -138,6 +153,7 @@ type API struct {
 	audit    Auditor
 	settings Settings
 	ready    func() (bool, string)
+	tokens   TokenLister
 	mux      *http.ServeMux
 	// mutate serialises mutations (see the package invariants).
 	mutate sync.Mutex
@@ -179,7 +195,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Project == nil || cfg.Auth == nil || cfg.Audit == nil {
 		return nil, errors.New("api: config: Project, Auth and Audit are required")
 	}
-	a := &API{p: cfg.Project, auth: cfg.Auth, audit: cfg.Audit, settings: cfg.Settings, ready: cfg.Ready, mux: http.NewServeMux()}
+	a := &API{p: cfg.Project, auth: cfg.Auth, audit: cfg.Audit, settings: cfg.Settings, ready: cfg.Ready, tokens: cfg.Tokens, mux: http.NewServeMux()}
 	byPath := map[string][]Route{}
 	var order []string
 	for _, rt := range a.routes() {
@@ -230,6 +246,7 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/openapi.json", nil, a.getOpenAPI},
 		{"GET", Prefix + "/health", readers, a.getHealth},
 		{"GET", Prefix + "/settings", auditors, a.getSettings},
+		{"GET", Prefix + "/tokens", auditors, a.listTokens},
 		{"GET", Prefix + "/products", readers, a.listProducts},
 		{"GET", Prefix + "/products/{product}", readers, a.getProduct},
 		{"GET", Prefix + "/releases", readers, a.listReleases},

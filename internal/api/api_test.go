@@ -275,16 +275,26 @@ func TestReadRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want %s", path, resp.StatusCode, b, want)
 		}
 	}
+	// Tokens: names, roles, expiry and revocation, never a hash.
+	resp, b := e.do("GET", "/api/v1/tokens?role=operator", "admin", "")
+	var toks api.Page[api.TokenInfo]
+	if err := json.Unmarshal(b, &toks); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("tokens: %d %s", resp.StatusCode, b)
+	}
+	if len(toks.Items) != 3 || toks.Items[0].Name != "t-expired" || toks.Items[2].Name != "t-revoked" || !toks.Items[2].Revoked ||
+		strings.Contains(string(b), "sha256") || strings.Contains(string(b), e.tokens["operator"][:12]) {
+		t.Errorf("tokens of role operator: %s", b)
+	}
 	for _, path := range []string{"/api/v1/products/toaster", "/api/v1/releases/thermostat/9.9.9", "/api/v1/rollouts/toaster", "/api/v1/nope", "/elsewhere"} {
 		if resp, _ := e.do("GET", path, "admin", ""); resp.StatusCode != 404 {
 			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
 		}
 	}
-	resp, _ := e.do("DELETE", "/api/v1/rollouts/thermostat", "admin", "")
+	resp, _ = e.do("DELETE", "/api/v1/rollouts/thermostat", "admin", "")
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD, PATCH" {
 		t.Errorf("DELETE: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
-	resp, b := e.do("GET", "/api/v1/openapi.json", "", "")
+	resp, b = e.do("GET", "/api/v1/openapi.json", "", "")
 	if resp.StatusCode != 200 || string(b) != string(api.OpenAPI) {
 		t.Errorf("openapi.json: %d", resp.StatusCode)
 	}

@@ -96,7 +96,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api, err = api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p},
+	e.api, err = api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Tokens: auth,
 		Settings: api.Settings{PublicListen: "127.0.0.1:8080", AdminListen: "127.0.0.1:9090", ReportK: 5, Retention: map[string]string{"audit": "730d"}}})
 	if err != nil {
 		t.Fatal(err)

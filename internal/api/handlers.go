@@ -219,6 +219,29 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request, _ Principal) {
 	writeJSON(w, r, http.StatusOK, a.settings)
 }
 
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request, _ Principal) {
+	if !checkQuery(w, r, "limit", "cursor", "role") {
+		return
+	}
+	if a.tokens == nil {
+		writeProblem(w, r, http.StatusNotImplemented, "this server's authenticator cannot list its tokens")
+		return
+	}
+	all, err := a.tokens.Tokens(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	role := r.URL.Query().Get("role")
+	out := make([]TokenInfo, 0, len(all))
+	for _, t := range all {
+		if role == "" || string(t.Role) == role {
+			out = append(out, t)
+		}
+	}
+	paginate(w, r, "tokens", out)
+}
+
 func (a *API) listProducts(w http.ResponseWriter, r *http.Request, _ Principal) {
 	if !checkQuery(w, r, "limit", "cursor", "hardware") {
 		return

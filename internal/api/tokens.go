@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,4 +149,22 @@ func (a *FileAuthenticator) Authenticate(ctx context.Context, token string) (Pri
 		return Principal{}, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, e.Name, e.Expires.UTC().Format(time.RFC3339))
 	}
 	return Principal{Name: e.Name, Role: Role(e.Role)}, nil
+}
+
+// Tokens implements TokenLister: the tokens of the file, ordered by name,
+// without their hashes.
+func (a *FileAuthenticator) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	a.mu.Lock()
+	err := a.load()
+	entries := a.entries
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, TokenInfo{Name: e.Name, Role: Role(e.Role), Expires: e.Expires.UTC(), Revoked: e.Revoked})
+	}
+	slices.SortFunc(out, func(x, y TokenInfo) int { return cmp.Or(cmp.Compare(x.Name, y.Name), x.Expires.Compare(y.Expires)) })
+	return out, nil
 }

@@ -142,7 +142,7 @@ func adminHandler(p *project.Project, srv *server.Server, tokenFile, listen, adm
 	if err == nil {
 		_ = json.Unmarshal(b, &ret)
 	}
-	a, err := api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Ready: srv.Ready,
+	a, err := api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Ready: srv.Ready, Tokens: auth,
 		Settings: api.Settings{PublicListen: listen, AdminListen: adminListen, TLS: useTLS, ReportK: p.Config.ReportK, Retention: ret}})
 	if err != nil {
 		return nil, err
