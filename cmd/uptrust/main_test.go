@@ -289,7 +289,7 @@ func TestZshCompletion(t *testing.T) {
 		bin, line, want string
 	}{
 		{"uptrust", "uptrust rollout st", "start"},
-		{"uptrust", "uptrust reports --", "--dir --help --json --k"},
+		{"uptrust", "uptrust reports --", "--dir --help --json --k --server --token"},
 		{"uptrust", "uptrust mirror export --dir ", "FILES"},
 		{"uptrust-agent", "uptrust-agent co", "completion consent"},
 	} {

@@ -30,6 +30,10 @@ type Env struct {
 	Prompt func(prompt string) ([]byte, error)
 	// Version is what `uptrust version` prints.
 	Version cmdline.Version
+
+	// global holds --server and --token given before the command; set by
+	// Program.
+	global *globalRemote
 }
 
 // DefaultEnv is the process environment.
@@ -40,6 +44,13 @@ func DefaultEnv() Env {
 
 // Main runs a command line and returns the exit status (see Program).
 func Main(ctx context.Context, args []string, env Env) int {
+	if msg := checkGlobalRemote(args); msg != "" {
+		if env.Stderr == nil {
+			env.Stderr = io.Discard
+		}
+		fmt.Fprintf(env.Stderr, "uptrust: %s\n", msg)
+		return cmdline.ExitUsage
+	}
 	return Program(env).Main(ctx, args)
 }
 
@@ -49,7 +60,9 @@ func Program(env Env) *cmdline.Program {
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
 	}
+	env.global = &globalRemote{}
 	return &cmdline.Program{
+		Global:   env.global.define,
 		Name:     "uptrust",
 		Synopsis: "publish signed firmware releases and serve them to devices",
 		Long: `Every command that uses a project takes --dir DIR (default $UPTRUST_DIR, else
@@ -65,6 +78,8 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 		Environment: []string{
 			"UPTRUST_DIR: the project directory when --dir is not given",
 			"UPTRUST_DATABASE: postgres:// URL of the project's PostgreSQL database, overriding uptrust.json's database (--database overrides it)",
+			"UPTRUST_SERVER, UPTRUST_TOKEN: the management API and token for the commands that take --server (else ~/.config/uptrust/client.json)",
+			"UPTRUST_CLIENT_CONFIG: the client configuration file instead of $XDG_CONFIG_HOME/uptrust/client.json",
 			"UPTRUST_PASSPHRASE: the passphrase of the offline keys (else a prompt on the terminal)",
 			"UPTRUST_NEW_PASSPHRASE: the new passphrase for keys passphrase (else a prompt)",
 			"UPTRUST_PASSPHRASE_<HOLDER>: a root key holder's passphrase (upper case, characters other than letters and digits as _; else a prompt naming them)",

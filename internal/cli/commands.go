@@ -2,15 +2,17 @@ package cli
 
 import (
 	"flag"
+	"net/url"
 	"time"
 
 	"context"
 	"fmt"
-	"github.com/uptrust/uptrust/internal/cmdline"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/uptrust/uptrust/internal/cmdline"
 
 	"github.com/uptrust/uptrust/internal/progress"
 	"github.com/uptrust/uptrust/internal/project"
@@ -127,9 +129,20 @@ func cmdProductList(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			asJSON := jsonFlag(fs)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("product list takes no arguments")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					out, err := listAll[ProductJSON](ctx, c, "/products", nil)
+					if err != nil {
+						return err
+					}
+					return printProducts(env, out, *asJSON)
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -140,21 +153,25 @@ func cmdProductList(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					out := make([]ProductJSON, 0, len(ps))
-					for _, pr := range ps {
-						out = append(out, ProductJSON{Name: pr.Name, Model: pr.Model, Hardware: nonNil(pr.Hardware), Created: pr.Created.UTC()})
-					}
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PRODUCT\tMODEL\tHARDWARE")
+				out := make([]ProductJSON, 0, len(ps))
 				for _, pr := range ps {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", pr.Name, pr.Model, strings.Join(pr.Hardware, ","))
+					out = append(out, ProductJSON{Name: pr.Name, Model: pr.Model, Hardware: nonNil(pr.Hardware), Created: pr.Created.UTC()})
 				}
-				return tw.Flush()
+				return printProducts(env, out, *asJSON)
 			}
 		}}
+}
+
+func printProducts(env Env, ps []ProductJSON, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, ps)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tMODEL\tHARDWARE")
+	for _, pr := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", pr.Name, pr.Model, strings.Join(pr.Hardware, ","))
+	}
+	return tw.Flush()
 }
 
 func cmdProductSupportExtend(env Env) *cmdline.Command {
@@ -227,9 +244,20 @@ func cmdProductShow(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			asJSON := jsonFlag(fs)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 1 {
 					return usagef("product show: want PRODUCT")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					var out ProductShowJSON
+					if _, err := c.get(ctx, "/products/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+						return err
+					}
+					return printProductShow(env, out, *asJSON)
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -241,19 +269,23 @@ func cmdProductShow(env Env) *cmdline.Command {
 					return err
 				}
 				pol := sup.EffectivePolicy()
-				if *asJSON {
-					out := ProductShowJSON{Product: sup.Product, Model: sup.Model, Hardware: nonNil(sup.Hardware), SupportUntil: sup.Until,
-						Contact: sup.Contact, AutoInstall: []string{}, MaxPostponeDays: pol.MaxPostponeDays, Issued: sup.Issued.UTC()}
-					for _, k := range pol.AutoInstall {
-						out.AutoInstall = append(out.AutoInstall, string(k))
-					}
-					return writeJSON(env.Stdout, out)
+				out := ProductShowJSON{Product: sup.Product, Model: sup.Model, Hardware: nonNil(sup.Hardware), SupportUntil: sup.Until,
+					Contact: sup.Contact, AutoInstall: []string{}, MaxPostponeDays: pol.MaxPostponeDays, Issued: sup.Issued.UTC()}
+				for _, k := range pol.AutoInstall {
+					out.AutoInstall = append(out.AutoInstall, string(k))
 				}
-				fmt.Fprintf(env.Stdout, "product:        %s\nmodel:          %s\nhardware:       %s\nsupport until:  %s\ncontact:        %s\nauto-install:   %v\nmax postpone:   %d days\nissued:         %s\n",
-					sup.Product, sup.Model, strings.Join(sup.Hardware, ","), sup.Until, sup.Contact, pol.AutoInstall, pol.MaxPostponeDays, sup.Issued.Format("2006-01-02 15:04:05Z07:00"))
-				return nil
+				return printProductShow(env, out, *asJSON)
 			}
 		}}
+}
+
+func printProductShow(env Env, out ProductShowJSON, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, out)
+	}
+	fmt.Fprintf(env.Stdout, "product:        %s\nmodel:          %s\nhardware:       %s\nsupport until:  %s\ncontact:        %s\nauto-install:   %v\nmax postpone:   %d days\nissued:         %s\n",
+		out.Product, out.Model, strings.Join(out.Hardware, ","), out.SupportUntil, out.Contact, out.AutoInstall, out.MaxPostponeDays, out.Issued.Format("2006-01-02 15:04:05Z07:00"))
+	return nil
 }
 
 // nonNil makes an empty list print as [] rather than null.
@@ -413,12 +445,27 @@ func cmdReleaseList(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			asJSON := jsonFlag(fs)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				product := ""
 				if len(pos) == 1 {
 					product = pos[0]
 				} else if len(pos) > 1 {
 					return usagef("release list: at most one PRODUCT")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					q := url.Values{}
+					if product != "" {
+						q.Set("product", product)
+					}
+					out, err := listAll[ReleaseJSON](ctx, c, "/releases", q)
+					if err != nil {
+						return err
+					}
+					return printReleases(env, out, *asJSON)
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -438,34 +485,38 @@ func cmdReleaseList(env Env) *cmdline.Command {
 						ros[r.Product] = r
 					}
 				}
-				if *asJSON {
-					out := make([]ReleaseJSON, 0, len(rels))
-					for _, r := range rels {
-						rj := ReleaseJSON{Product: r.Product, Version: r.Version, Kind: r.Kind, SecurityVersion: r.SecurityVersion,
-							Bytes: r.Length, SHA256: r.SHA256, Published: r.Created.UTC()}
-						if ro, ok := ros[r.Product]; ok && ro.Version == r.Version {
-							rj.Offered = &OfferedJSON{Percent: ro.Percent, Halted: ro.Halted}
-						}
-						out = append(out, rj)
-					}
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PRODUCT\tVERSION\tKIND\tSECURITY\tBYTES\tSHA256\tPUBLISHED\tOFFERED")
+				out := make([]ReleaseJSON, 0, len(rels))
 				for _, r := range rels {
-					offered := ""
+					rj := ReleaseJSON{Product: r.Product, Version: r.Version, Kind: r.Kind, SecurityVersion: r.SecurityVersion,
+						Bytes: r.Length, SHA256: r.SHA256, Published: r.Created.UTC()}
 					if ro, ok := ros[r.Product]; ok && ro.Version == r.Version {
-						offered = fmt.Sprintf("%d%%", ro.Percent)
-						if ro.Halted {
-							offered += " (halted)"
-						}
+						rj.Offered = &OfferedJSON{Percent: ro.Percent, Halted: ro.Halted}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.12s\t%s\t%s\n", r.Product, r.Version, r.Kind, r.SecurityVersion, r.Length, r.SHA256,
-						r.Created.Format("2006-01-02 15:04"), offered)
+					out = append(out, rj)
 				}
-				return tw.Flush()
+				return printReleases(env, out, *asJSON)
 			}
 		}}
+}
+
+func printReleases(env Env, rels []ReleaseJSON, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, rels)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tVERSION\tKIND\tSECURITY\tBYTES\tSHA256\tPUBLISHED\tOFFERED")
+	for _, r := range rels {
+		offered := ""
+		if r.Offered != nil {
+			offered = fmt.Sprintf("%d%%", r.Offered.Percent)
+			if r.Offered.Halted {
+				offered += " (halted)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.12s\t%s\t%s\n", r.Product, r.Version, r.Kind, r.SecurityVersion, r.Bytes, r.SHA256,
+			r.Published.Format("2006-01-02 15:04"), offered)
+	}
+	return tw.Flush()
 }
 
 func cmdRollout(env Env) *cmdline.Command {
@@ -473,6 +524,7 @@ func cmdRollout(env Env) *cmdline.Command {
 		return &cmdline.Command{Name: name, Args: args, Synopsis: synopsis,
 			Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 				dir := dirFlag(fs, env)
+				rf := addRemote(fs, env)
 				return func(ctx context.Context, pos []string) error {
 					if len(pos) != want {
 						return usagef("rollout %s: want %s", name, args)
@@ -480,6 +532,12 @@ func cmdRollout(env Env) *cmdline.Command {
 					fn, err := apply(pos)
 					if err != nil {
 						return err
+					}
+					if c, err := rf.client(); err != nil || c != nil {
+						if err != nil {
+							return err
+						}
+						return remoteChangeRollout(ctx, env, c, pos[0], fn)
 					}
 					return changeRollout(ctx, env, *dir, pos[0], fn)
 				}
@@ -489,9 +547,16 @@ func cmdRollout(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			percent := fs.Int("percent", -1, "share of devices, 0..100 (required)")
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 2 || *percent < 0 {
 					return usagef("rollout start: want PRODUCT VERSION --percent P")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					return remoteStartRollout(ctx, env, c, pos[0], pos[1], *percent)
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -559,9 +624,20 @@ func cmdRolloutList(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			asJSON := jsonFlag(fs)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("rollout list takes no arguments")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					out, err := listAll[RolloutJSON](ctx, c, "/rollouts", nil)
+					if err != nil {
+						return err
+					}
+					return printRollouts(env, out, *asJSON)
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -572,20 +648,24 @@ func cmdRolloutList(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					out := make([]RolloutJSON, 0, len(all))
-					for _, r := range all {
-						out = append(out, RolloutJSON{Product: r.Product, Version: r.Version, Percent: r.Percent, Halted: r.Halted,
-							Started: r.Start.UTC(), Updated: r.Updated.UTC()})
-					}
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PRODUCT\tVERSION\tPERCENT\tHALTED\tSTARTED")
+				out := make([]RolloutJSON, 0, len(all))
 				for _, r := range all {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\n", r.Product, r.Version, r.Percent, r.Halted, r.Start.Format("2006-01-02 15:04"))
+					out = append(out, RolloutJSON{Product: r.Product, Version: r.Version, Percent: r.Percent, Halted: r.Halted,
+						Started: r.Start.UTC(), Updated: r.Updated.UTC()})
 				}
-				return tw.Flush()
+				return printRollouts(env, out, *asJSON)
 			}
 		}}
+}
+
+func printRollouts(env Env, all []RolloutJSON, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, all)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tVERSION\tPERCENT\tHALTED\tSTARTED")
+	for _, r := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\n", r.Product, r.Version, r.Percent, r.Halted, r.Started.Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -31,6 +32,7 @@ func cmdReports(env Env) *cmdline.Command {
 			dir := dirFlag(fs, env)
 			k := fs.Int("k", 0, "hide counts below K (default: report_k from uptrust.json; cannot be lower)")
 			asJSON := fs.Bool("json", false, "print JSON")
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) > 1 {
 					return usagef("reports: at most one PRODUCT")
@@ -42,6 +44,23 @@ func cmdReports(env Env) *cmdline.Command {
 				if len(pos) == 1 {
 					product = pos[0]
 				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					q := url.Values{}
+					if product != "" {
+						q.Set("product", product)
+					}
+					if *k != 0 {
+						q.Set("k", strconv.Itoa(*k))
+					}
+					var sum project.ReportSummary
+					if _, err := c.get(ctx, "/reports", q, &sum); err != nil {
+						return err
+					}
+					return printReports(env, sum, *asJSON)
+				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
 					return err
@@ -51,31 +70,35 @@ func cmdReports(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, sum)
-				}
-				fmt.Fprintf(env.Stdout, "anonymous update reports of the last %s, per release, outcome and error class\n", sum.Retention)
-				fmt.Fprintf(env.Stdout, "counts below %d are shown as \"fewer than %d\"\n\n", sum.K, sum.K)
-				if len(sum.Rows) == 0 {
-					fmt.Fprintln(env.Stdout, "no reports")
-					return nil
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PRODUCT\tVERSION\tOUTCOME\tERROR CLASS\tREPORTS")
-				for _, r := range sum.Rows {
-					class := r.ErrorClass
-					if class == "" {
-						class = "-"
-					}
-					count := fmt.Sprintf("fewer than %d", r.FewerThan)
-					if r.Count != nil {
-						count = strconv.FormatInt(*r.Count, 10)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Product, r.Version, r.Outcome, class, count)
-				}
-				return tw.Flush()
+				return printReports(env, sum, *asJSON)
 			}
 		}}
+}
+
+func printReports(env Env, sum project.ReportSummary, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, sum)
+	}
+	fmt.Fprintf(env.Stdout, "anonymous update reports of the last %s, per release, outcome and error class\n", sum.Retention)
+	fmt.Fprintf(env.Stdout, "counts below %d are shown as \"fewer than %d\"\n\n", sum.K, sum.K)
+	if len(sum.Rows) == 0 {
+		fmt.Fprintln(env.Stdout, "no reports")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRODUCT\tVERSION\tOUTCOME\tERROR CLASS\tREPORTS")
+	for _, r := range sum.Rows {
+		class := r.ErrorClass
+		if class == "" {
+			class = "-"
+		}
+		count := fmt.Sprintf("fewer than %d", r.FewerThan)
+		if r.Count != nil {
+			count = strconv.FormatInt(*r.Count, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Product, r.Version, r.Outcome, class, count)
+	}
+	return tw.Flush()
 }
 
 // cmdPurge applies the configured retention once.
@@ -137,9 +160,32 @@ func cmdAudit(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			asJSON := fs.Bool("json", false, "print JSON")
+			rf := addRemote(fs, env)
+			action := fs.String("action", "", "with --server: only this action, or actions starting with it when it ends in a dot")
+			object := fs.String("object", "", "with --server: only this object and objects under it")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("audit takes no arguments")
+				}
+				if c, err := rf.client(); err != nil || c != nil {
+					if err != nil {
+						return err
+					}
+					q := url.Values{}
+					if *action != "" {
+						q.Set("action", *action)
+					}
+					if *object != "" {
+						q.Set("object", *object)
+					}
+					out, err := listAll[AuditJSON](ctx, c, "/audit", q)
+					if err != nil {
+						return err
+					}
+					return printAudit(env, out, *asJSON)
+				}
+				if *action != "" || *object != "" {
+					return usagef("audit: --action and --object need --server")
 				}
 				p, err := openProject(ctx, env, *dir)
 				if err != nil {
@@ -150,27 +196,33 @@ func cmdAudit(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					type entry struct {
-						Time   time.Time `json:"time"`
-						Action string    `json:"action"`
-						Object string    `json:"object"`
-						Detail string    `json:"detail"`
-					}
-					out := make([]entry, len(es))
-					for i, e := range es {
-						out[i] = entry(e)
-					}
-					return writeJSON(env.Stdout, out)
+				out := make([]AuditJSON, len(es))
+				for i, e := range es {
+					out[i] = AuditJSON{Time: e.Time.UTC(), Action: e.Action, Object: e.Object, Detail: e.Detail}
 				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
-				for _, e := range es {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
-				}
-				return tw.Flush()
+				return printAudit(env, out, *asJSON)
 			}
 		}}
+}
+
+// AuditJSON is one entry of `uptrust audit --json`.
+type AuditJSON struct {
+	Time   time.Time `json:"time"`
+	Action string    `json:"action"`
+	Object string    `json:"object"`
+	Detail string    `json:"detail"`
+}
+
+func printAudit(env Env, es []AuditJSON, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.Stdout, es)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
+	}
+	return tw.Flush()
 }
 
 // cmdPrivacy prints the privacy report.

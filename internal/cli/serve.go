@@ -2,7 +2,11 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"flag"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -11,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/server"
@@ -35,6 +40,8 @@ func cmdServe(env Env) *cmdline.Command {
 			rowsPerDay := fs.Int("report-rows-per-day", project.DefaultReportRowsPerDay, "report counters one UTC day may create")
 			logFormat := fs.String("log-format", "text", "log records as text or json")
 			proxiesFlag := fs.String("report-proxies", "", "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For names the client")
+			adminListen := fs.String("admin-listen", "", "serve the management API (/api/v1) and /metrics on this address, e.g. 127.0.0.1:9090 (loopback unless TLS or --insecure-http; off when empty)")
+			adminTokens := fs.String("admin-token-file", "", "JSON file of API tokens (name, role, sha256, expires) for --admin-listen; re-read when it changes")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("serve takes no arguments")
@@ -52,6 +59,9 @@ func cmdServe(env Env) *cmdline.Command {
 						return usagef("serve: --report-proxies: %q is not a CIDR prefix", f)
 					}
 					proxies = append(proxies, pr)
+				}
+				if (*adminListen == "") != (*adminTokens == "") {
+					return usagef("serve: --admin-listen and --admin-token-file go together")
 				}
 				logger, err := server.NewLogger(env.Stderr, *logFormat)
 				if err != nil {
@@ -75,7 +85,9 @@ func cmdServe(env Env) *cmdline.Command {
 				p.ReportRowsPerDay = *rowsPerDay
 				srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
 					MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader,
-					ReportClientRate: *clientRate, ReportClientBurst: *clientBurst, ReportProxies: proxies})
+					ReportClientRate: *clientRate, ReportClientBurst: *clientBurst, ReportProxies: proxies,
+					// The public listener never serves metrics (nor the API).
+					NoPublicMetrics: true})
 				if err != nil {
 					return err
 				}
@@ -83,15 +95,58 @@ func cmdServe(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
+				var adminH http.Handler
+				var adminLn net.Listener
+				var adminTLS *tls.Config
+				if *adminListen != "" {
+					if adminH, err = adminHandler(p, srv, *adminTokens, *listen, *adminListen, *cert != ""); err != nil {
+						ln.Close()
+						return err
+					}
+					adminLn, adminTLS, err = server.ListenConfig{Addr: *adminListen, CertFile: *cert, KeyFile: *key, InsecureHTTP: *insecure}.Listen(ctx, logger)
+					if err != nil {
+						ln.Close()
+						return err
+					}
+				}
 				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "database", p.DatabaseName())
-				// The purge loop ends before the project closes.
+				// The purge loop and the admin listener end before the
+				// project closes.
 				pctx, stopPurge := context.WithCancel(ctx)
 				var wg sync.WaitGroup
 				wg.Go(func() { purgeLoop(pctx, p, logger, purgeEvery) })
+				if adminLn != nil {
+					logger.Info("serving the management API and metrics", "admin_addr", adminLn.Addr().String(), "tls", adminTLS != nil)
+					wg.Go(func() {
+						if err := api.Serve(pctx, adminLn, adminTLS, adminH); err != nil {
+							logger.Error("admin listener failed", "err", err)
+						}
+					})
+				}
 				err = srv.Run(ctx, ln, tlsCfg)
 				stopPurge()
 				wg.Wait()
 				return err
 			}
 		}}
+}
+
+// adminHandler builds what --admin-listen serves: the management API with
+// tokens from tokenFile, audited in the project's log, and the metrics.
+func adminHandler(p *project.Project, srv *server.Server, tokenFile, listen, adminListen string, useTLS bool) (http.Handler, error) {
+	auth, err := api.NewFileAuthenticator(tokenFile, p.Clock)
+	if err != nil {
+		return nil, err
+	}
+	ret := map[string]string{}
+	b, err := json.Marshal(p.Config.Retention)
+	if err == nil {
+		_ = json.Unmarshal(b, &ret)
+	}
+	a, err := api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Ready: srv.Ready, Tokens: auth,
+		Settings: api.Settings{PublicListen: listen, AdminListen: adminListen, TLS: useTLS, ReportK: p.Config.ReportK, Retention: ret}})
+	if err != nil {
+		return nil, err
+	}
+	return api.AdminHandler(a, srv.MetricsHandler()), nil
 }

@@ -61,6 +61,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case readyzPath:
 		s.serveReadyz(w, r, start)
 	case metricsPath:
+		if s.noPublicMetrics {
+			s.writeText(w, r, routeNotFound, http.StatusNotFound, bodyNotFound, lenNotFound, start)
+			return
+		}
 		s.serveMetrics(w, r, start)
 	default:
 		s.writeText(w, r, routeNotFound, http.StatusNotFound, bodyNotFound, lenNotFound, start)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -547,4 +548,22 @@ func BenchmarkMetadata304Parallel(b *testing.B) {
 			h.ServeHTTP(w, req)
 		}
 	})
+}
+
+// TestNoPublicMetrics: with NoPublicMetrics the handler answers 404 for
+// /metrics, and MetricsHandler serves them instead.
+func TestNoPublicMetrics(t *testing.T) {
+	e := newTestEnv(t, Config{NoPublicMetrics: true})
+	if resp, _ := e.do(t, http.MethodGet, metricsPath, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public /metrics: status %d, want 404", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "uptrust_http_requests_total") {
+		t.Errorf("MetricsHandler: %d %q", rec.Code, rec.Body.String())
+	}
+	// The test content has no root: Ready says so, as /readyz does.
+	if ok, why := e.srv.Ready(); ok || !strings.Contains(why, "root.json") {
+		t.Errorf("Ready: %v %q, want not ready for want of a root", ok, why)
+	}
 }

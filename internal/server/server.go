@@ -110,6 +110,10 @@ type Config struct {
 	// request latency (clock.Real when nil). The poll and resign loops use
 	// real tickers.
 	Clock clock.Clock
+	// NoPublicMetrics makes /metrics answer 404 on Handler: the metrics
+	// are then served only where MetricsHandler is mounted (uptrust serve
+	// mounts it on the admin listener).
+	NoPublicMetrics bool
 }
 
 // Server serves devices. Create it with New; its methods are safe for
@@ -129,6 +133,7 @@ type Server struct {
 	limiter         *reportLimiter
 	reportProxies   []netip.Prefix
 	metrics         metrics
+	noPublicMetrics bool
 
 	// snap is the content being served; nil until the first successful
 	// load. Readers Load it once per request and use that snapshot only.
@@ -175,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 		readHeader:      orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		logger:          cfg.Logger,
 		clock:           cfg.Clock,
+		noPublicMetrics: cfg.NoPublicMetrics,
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -219,6 +225,25 @@ func orDefault(d, def time.Duration) time.Duration {
 // serves HTTP. /readyz is readiness: 200 only once content with a root
 // and a timestamp is loaded, else 503 with the reason.
 func (s *Server) Handler() http.Handler { return (*handler)(s) }
+
+// MetricsHandler serves the Prometheus metrics at any path, for mounting
+// on another listener.
+func (s *Server) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveMetrics(w, r, s.clock.Now()) })
+}
+
+// Ready says whether loaded content is servable, and if not, why: what
+// /readyz answers.
+func (s *Server) Ready() (bool, string) {
+	snap := s.snap.Load()
+	switch {
+	case snap == nil:
+		return false, "no content loaded"
+	case snap.notReady != "":
+		return false, snap.notReady
+	}
+	return true, ""
+}
 
 // Reload loads the source's content now, whatever its generation, and
 // swaps it in. On error the previous content stays in service.

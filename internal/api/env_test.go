@@ -1,0 +1,273 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/uptrust/uptrust/internal/api"
+	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/deviceapi"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/release"
+	"github.com/uptrust/uptrust/internal/repo"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// Credentials the tests present: one valid token per role, and tokens that
+// must not authenticate.
+const (
+	credNone      = ""
+	credExpired   = "expired"
+	credRevoked   = "revoked"
+	credMalformed = "malformed"
+	credUnknown   = "unknown"
+)
+
+type env struct {
+	t      *testing.T
+	url    string
+	p      *project.Project
+	clk    *clock.Fake
+	api    *api.API
+	tokens map[string]string // role or cred name -> token
+	router routers.Router
+}
+
+// newEnv starts the API over a development project with the product
+// thermostat, releases 1.1.0 and 1.2.0, and a rollout of 1.1.0 at 10 %.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	p, err := project.Init(t.Context(), t.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx := t.Context()
+	if err := p.AddProduct(ctx, project.ProductSpec{Name: "thermostat", Hardware: []string{"rev-a"}, SupportUntil: "2031-12-31"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"1.1.0", "1.2.0"} {
+		if _, err := p.AddRelease(ctx, project.ReleaseSpec{Product: "thermostat", Version: v, Payload: strings.NewReader("image " + v),
+			Kind: release.KindSecurity, SecurityVersion: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.StartRollout(ctx, "thermostat", "1.1.0", 10); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
+	var tf api.TokenFile
+	for _, name := range []string{"admin", "release-manager", "operator", "auditor", credExpired, credRevoked} {
+		tok, sum := api.NewToken()
+		role, expires := name, t0.Add(90*24*time.Hour)
+		switch name {
+		case credExpired:
+			role, expires = "operator", t0.Add(-time.Second)
+		case credRevoked:
+			role = "operator"
+		}
+		tf.Tokens = append(tf.Tokens, api.TokenEntry{Name: "t-" + name, Role: role, SHA256: sum, Expires: expires, Revoked: name == credRevoked})
+		e.tokens[name] = tok
+	}
+	e.tokens[credMalformed] = "not a token!"
+	e.tokens[credUnknown], _ = api.NewToken()
+	b, _ := json.Marshal(tf)
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := api.NewFileAuthenticator(path, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api, err = api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Tokens: auth,
+		Settings: api.Settings{PublicListen: "127.0.0.1:8080", AdminListen: "127.0.0.1:9090", ReportK: 5, Retention: map[string]string{"audit": "730d"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics\n") })
+	srv := httptest.NewServer(api.AdminHandler(e.api, metrics))
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	e.router = openAPIRouter(t)
+	return e
+}
+
+// openAPIRouter loads the embedded OpenAPI document, checks it, and
+// returns a router over it that matches any host.
+func openAPIRouter(t *testing.T) routers.Router {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
+	if err != nil {
+		t.Fatalf("openapi.json does not load: %v", err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI document: %v", err)
+	}
+	doc.Servers = nil
+	r, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// do sends a request with the credential cred ("" for none) and extra
+// header pairs, and checks the answer against the OpenAPI document: a
+// documented route's answer must be a documented status whose body
+// validates; any error must be a problem document with the request id.
+func (e *env) do(method, path, cred, body string, hdr ...string) (*http.Response, []byte) {
+	t := e.t
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+e.tokens[cred])
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("%s %s: no X-Request-Id", method, path)
+	}
+	if resp.StatusCode >= 400 {
+		checkProblem(t, method+" "+path, resp, b)
+	}
+	e.validate(req, resp, b)
+	return resp, b
+}
+
+func checkProblem(t *testing.T, what string, resp *http.Response, b []byte) {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != api.ProblemType {
+		t.Errorf("%s: %d with Content-Type %q, want %s", what, resp.StatusCode, ct, api.ProblemType)
+		return
+	}
+	var p api.Problem
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		t.Errorf("%s: problem document %s: %v", what, b, err)
+	}
+	if p.Status != resp.StatusCode || p.Title == "" || p.Detail == "" || p.RequestID != resp.Header.Get("X-Request-Id") {
+		t.Errorf("%s: problem document %+v for status %d, request id %q", what, p, resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// validate checks a response against the OpenAPI document when the
+// request's route is documented.
+func (e *env) validate(req *http.Request, resp *http.Response, body []byte) {
+	t := e.t
+	t.Helper()
+	if err := e.validateErr(req, resp.StatusCode, resp.Header, body); err != nil {
+		t.Errorf("%s %s: %d answer does not match the OpenAPI document: %v\n%s", req.Method, req.URL.Path, resp.StatusCode, err, body)
+	}
+}
+
+// validateErr returns why an answer does not match the OpenAPI document;
+// an undocumented route is fine only for 404 and 405.
+func (e *env) validateErr(req *http.Request, status int, header http.Header, body []byte) error {
+	t := e.t
+	vreq := req.Clone(t.Context())
+	vreq.Body = nil
+	route, params, err := e.router.FindRoute(vreq)
+	if err != nil {
+		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+			return fmt.Errorf("not in the OpenAPI document: %w", err)
+		}
+		return nil
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}},
+		Status: status, Header: header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	in.SetBodyBytes(body)
+	return openapi3filter.ValidateResponse(t.Context(), in)
+}
+
+// state is what a refused request must not change: the rollouts and the
+// served fleet and release metadata.
+func (e *env) state() string {
+	t := e.t
+	t.Helper()
+	ros, err := e.p.Store.Rollouts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	json.NewEncoder(&b).Encode(ros)
+	for _, r := range []string{deviceapi.RepoFleet, deviceapi.RepoRelease} {
+		for _, role := range []string{repo.RoleTargets, "snapshot", "timestamp"} {
+			m, err := e.p.Store.LatestMetadata(t.Context(), r, role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(r + "/" + role + ":" + string(m.Body) + "\n")
+		}
+	}
+	return b.String()
+}
+
+// etag returns the current ETag of a product's rollout.
+func (e *env) etag(product string) string {
+	e.t.Helper()
+	resp, _ := e.do("GET", "/api/v1/rollouts/"+product, "auditor", "")
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+		e.t.Fatalf("GET rollout %s: %d, ETag %q", product, resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	return resp.Header.Get("ETag")
+}
+
+// auditWith returns the audit entries whose detail names request id.
+func (e *env) auditWith(id string) []string {
+	e.t.Helper()
+	es, err := e.p.Audit(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, x := range es {
+		if strings.Contains(x.Detail, "request "+id) {
+			out = append(out, x.Action+" "+x.Object+" "+x.Detail)
+		}
+	}
+	return out
+}
+
+func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o600) }
