@@ -313,6 +313,7 @@ the owner's consent.`,
 			secOnlyOf := fs.String("security-only-of", "", "the feature `version` this security-only build stands in for")
 			compress := fs.String("compress", "none", "store the payload compressed: none|zstd (devices verify the decompressed image too)")
 			zstdFrame := fs.String("zstd-frame", "", "with --compress zstd: start an independent zstd frame every `SIZE` bytes of the image (e.g. 4MiB), so that devices streaming it into the slot resume after a power loss at a frame boundary (default: one frame)")
+			blobs := blobsFlag(fs)
 			deltaFrom := fs.String("delta-from", "", "comma-separated earlier `versions`: publish a delta from each one's image to this release")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 3 {
@@ -360,7 +361,7 @@ the owner's consent.`,
 					return fmt.Errorf("release add: payload: %w", err)
 				}
 				defer f.Close()
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}

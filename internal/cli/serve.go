@@ -22,6 +22,7 @@ func cmdServe(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "serve", Synopsis: "serve the project to devices until interrupted (and apply the retention every hour)",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			blobs := blobsFlag(fs)
 			listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 			cert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 			key := fs.String("tls-key", "", "TLS private key (PEM)")
@@ -63,7 +64,7 @@ func cmdServe(env Env) *cmdline.Command {
 				}
 				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}
@@ -82,7 +83,7 @@ func cmdServe(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir)
+				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "blobs", p.Blobs.String())
 				// The purge loop ends before the project closes.
 				pctx, stopPurge := context.WithCancel(ctx)
 				var wg sync.WaitGroup

@@ -119,8 +119,10 @@ type Project struct {
 	Dir    string
 	Config Config
 	Store  store.Store
-	Blobs  *blob.Store
-	Clock  clock.Clock
+	// Blobs holds the payloads: the project's blobs/ directory, or the
+	// store given in Options.Blobs.
+	Blobs blob.Storage
+	Clock clock.Clock
 	// Passphrase returns the passphrase for offline keys; it is called at
 	// most once per Project and only when an offline key is needed.
 	Passphrase func() ([]byte, error)
@@ -150,6 +152,9 @@ type Options struct {
 	HolderPassphrase func(holder string) ([]byte, error)
 	// Progress shows long work; nil shows nothing.
 	Progress *progress.Bar
+	// Blobs, when set, stores the payloads instead of the project's
+	// blobs/ directory (e.g. an S3 bucket, blob.OpenURL).
+	Blobs blob.Storage
 }
 
 func (o *Options) defaults() {
@@ -268,10 +273,14 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 	if err != nil {
 		return nil, err
 	}
-	bl, err := blob.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		st.Close()
-		return nil, err
+	var bl blob.Storage = o.Blobs
+	if bl == nil {
+		fsb, err := blob.New(filepath.Join(dir, "blobs"))
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		bl = fsb
 	}
 	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase, Progress: o.Progress}
 	p.keys = newKeyring(p)
