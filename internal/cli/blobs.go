@@ -12,10 +12,14 @@ import (
 )
 
 // blobsUsage documents --blobs on every command that takes it.
-const blobsUsage = "keep payloads in an S3-compatible bucket, `s3://BUCKET?endpoint=URL&region=R&prefix=P`, with the credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: the project's blobs/ directory)"
+const blobsUsage = "keep payloads in an S3-compatible bucket, `s3://BUCKET?endpoint=URL&region=R&prefix=P`, with the credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: $UPTRUST_BLOBS, else the project's blobs/ directory)"
 
-// blobsFlag defines --blobs on fs.
-func blobsFlag(fs *flag.FlagSet) *string { return fs.String("blobs", "", blobsUsage) }
+// blobsFlag defines --blobs on fs, for every command that writes or serves
+// payloads (release add, product add, product support extend, product
+// policy, serve); $UPTRUST_BLOBS is its default, so that all of them agree.
+func blobsFlag(fs *flag.FlagSet, env Env) *string {
+	return fs.String("blobs", env.Getenv("UPTRUST_BLOBS"), blobsUsage)
+}
 
 // openProjectBlobs opens the project with its payloads in the store that
 // --blobs names, or in its blobs/ directory when url is empty. The store

@@ -22,7 +22,7 @@ func cmdServe(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "serve", Synopsis: "serve the project to devices until interrupted (and apply the retention every hour)",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
-			blobs := blobsFlag(fs)
+			blobs := blobsFlag(fs, env)
 			listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 			cert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 			key := fs.String("tls-key", "", "TLS private key (PEM)")
