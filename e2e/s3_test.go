@@ -209,7 +209,7 @@ func TestServeWithS3Blobs(t *testing.T) {
 		t.Errorf("serve shows the secret key:\n%s", out)
 	}
 
-	s3.Restart()
+	s3.Restart(t)
 	code, body, _ = get(t, payload, "Range", "bytes=0-99")
 	if code != http.StatusPartialContent || !bytes.Equal(body, images["1.1.0"][:100]) {
 		t.Errorf("payload after the object store came back: %d, %d bytes", code, len(body))

@@ -41,6 +41,14 @@ const (
 // cache. It skips t (or fails it under UPTRUST_REQUIRE_TOOLS) when absent.
 func Binary(t testing.TB) string {
 	t.Helper()
+	p := BinaryPath()
+	checkBinary(t, p)
+	return p
+}
+
+// BinaryPath is where Binary looks: $UPTRUST_WEED, else
+// ${UPTRUST_CACHE:-$HOME/.cache/uptrust}/seaweedfs/VERSION/weed.
+func BinaryPath() string {
 	p := os.Getenv("UPTRUST_WEED")
 	if p == "" {
 		cache := os.Getenv("UPTRUST_CACHE")
@@ -50,13 +58,16 @@ func Binary(t testing.TB) string {
 		}
 		p = filepath.Join(cache, "seaweedfs", Version, "weed")
 	}
+	return p
+}
+
+func checkBinary(t testing.TB, p string) {
 	if _, err := os.Stat(p); err != nil {
 		if os.Getenv(RequireToolsEnv) != "" {
 			t.Fatalf("SeaweedFS weed not found (%v) and %s is set: run scripts/build-seaweedfs.sh", err, RequireToolsEnv)
 		}
 		t.Skipf("SKIP: SeaweedFS weed not found (%v): run scripts/build-seaweedfs.sh or set UPTRUST_WEED; set %s=1 to make this a failure", err, RequireToolsEnv)
 	}
-	return p
 }
 
 // Server is a running SeaweedFS with its S3 gateway.
@@ -66,7 +77,6 @@ type Server struct {
 	// Bucket exists, empty, when Start returns.
 	Bucket string
 
-	t     testing.TB
 	bin   string
 	dir   string
 	args  []string
@@ -81,21 +91,30 @@ type Server struct {
 // creates the bucket "uptrust". The server stops when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary(t)
+	s, err := Launch(Binary(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts weed from bin with its data under dir (a fresh
+// subdirectory per attempt) and returns once the bucket takes writes.
+// The caller stops it.
+func Launch(bin, dir string) (*Server, error) {
 	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		s := &Server{t: t, bin: bin, dir: t.TempDir(), Bucket: "uptrust"}
+	for attempt := range 3 {
+		s := &Server{bin: bin, dir: filepath.Join(dir, fmt.Sprint("weed-", attempt)), Bucket: "uptrust"}
 		if err := s.configure(); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.Stop)
-			return s
+			return s, nil
 		}
 		s.Stop()
 	}
-	t.Fatalf("s3test: SeaweedFS did not start: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("s3test: SeaweedFS did not start: %w", lastErr)
 }
 
 // URL is the --blobs value for the server's bucket.
@@ -124,7 +143,7 @@ func (s *Server) Client() *minio.Client {
 	c, err := minio.New(strings.TrimPrefix(s.Endpoint, "http://"), &minio.Options{
 		Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: Region, BucketLookup: minio.BucketLookupPath})
 	if err != nil {
-		s.t.Fatal(err)
+		panic("s3test: " + err.Error()) // the endpoint is always well-formed
 	}
 	return c
 }
@@ -149,6 +168,9 @@ func freePorts(n int) ([]int, error) {
 }
 
 func (s *Server) configure() error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
 	cfg := map[string]any{"identities": []any{map[string]any{
 		"name":        "uptrust",
 		"credentials": []any{map[string]string{"accessKey": AccessKey, "secretKey": SecretKey}},
@@ -270,9 +292,9 @@ func (s *Server) Stop() {
 }
 
 // Restart starts the stopped server again on the same ports and data.
-func (s *Server) Restart() {
-	s.t.Helper()
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("s3test: restarting SeaweedFS: %v", err)
+		t.Fatalf("s3test: restarting SeaweedFS: %v", err)
 	}
 }
