@@ -181,7 +181,7 @@ func (s *Server) configure() error {
 	if err := os.WriteFile(s.s3cfg, b, 0o600); err != nil {
 		return err
 	}
-	p, err := freePorts(9)
+	p, err := freePorts(8)
 	if err != nil {
 		return err
 	}
@@ -196,8 +196,12 @@ func (s *Server) configure() error {
 		fmt.Sprintf("-master.port=%d", p[1]), fmt.Sprintf("-master.port.grpc=%d", p[2]),
 		fmt.Sprintf("-volume.port=%d", p[3]), fmt.Sprintf("-volume.port.grpc=%d", p[4]),
 		fmt.Sprintf("-filer.port=%d", p[5]), fmt.Sprintf("-filer.port.grpc=%d", p[6]),
-		fmt.Sprintf("-s3.port.grpc=%d", p[7]), fmt.Sprintf("-s3.port.iceberg=%d", p[8]),
-		"-master.volumeSizeLimitMB=1024", "-volume.max=32", "-metricsPort=0",
+		fmt.Sprintf("-s3.port.grpc=%d", p[7]),
+		// No fixed ports, no sockets outside the directory, nothing sent
+		// out of the machine (the master's telemetry is on by default).
+		"-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.telemetry=false",
+		"-filer.localSocket=" + filepath.Join(s.dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(s.dir, "s3.sock"),
+		"-master.volumeSizeLimitMB=1024", "-volume.max=32",
 	}
 	return nil
 }
