@@ -30,14 +30,19 @@ if [ -z "$DIR" ] || [ ! -d "$DIR" ]; then
 	exit 1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/seaweedfs-build.XXXXXX")
-trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+# A fixed build directory (not a random one) and -trimpath keep Go's build
+# cache valid, so an interrupted build resumes where it stopped.
+WORK=$OUT/build
+rm -rf "$WORK/src"
+mkdir -p "$WORK"
 cp -R "$DIR/." "$WORK/src"
 chmod -R u+w "$WORK/src"
 
 echo "build-seaweedfs: building weed (this takes several minutes)"
 cd "$WORK/src"
-GOFLAGS=-mod=mod nice -n 19 go build -o "$WORK/weed" ./weed
+GOFLAGS=-mod=mod nice -n 19 go build -trimpath -o "$WORK/weed" ./weed
 mv "$WORK/weed" "$BIN.tmp"
 mv "$BIN.tmp" "$BIN"
+cd "$OUT"
+rm -rf "$WORK"
 echo "build-seaweedfs: built $BIN"
