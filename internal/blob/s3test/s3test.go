@@ -259,21 +259,25 @@ func (s *Server) waitReady(done chan struct{}) error {
 	}
 }
 
+// probe creates the bucket and writes an object into a bucket of its own
+// (so that the tests' bucket stays empty).
 func (s *Server) probe(ctx context.Context, c *minio.Client) error {
-	ok, err := c.BucketExists(ctx, s.Bucket)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: Region}); err != nil {
+	for _, b := range []string{s.Bucket, probeBucket} {
+		ok, err := c.BucketExists(ctx, b)
+		if err != nil {
 			return err
 		}
+		if !ok {
+			if err := c.MakeBucket(ctx, b, minio.MakeBucketOptions{Region: Region}); err != nil {
+				return err
+			}
+		}
 	}
-	if _, err := c.PutObject(ctx, s.Bucket, "probe", strings.NewReader("probe"), 5, minio.PutObjectOptions{}); err != nil {
-		return err
-	}
-	return c.RemoveObject(ctx, s.Bucket, "probe", minio.RemoveObjectOptions{})
+	_, err := c.PutObject(ctx, probeBucket, "probe", strings.NewReader("probe"), 5, minio.PutObjectOptions{})
+	return err
 }
+
+const probeBucket = "uptrust-probe"
 
 // Stop ends the server (SIGTERM, then SIGKILL after 10 s); its data stays
 // for Restart.
