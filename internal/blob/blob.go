@@ -246,7 +246,17 @@ func Copy(ctx context.Context, dst Storage, src *Store) (copied, skipped int, er
 			return err
 		}
 		defer f.Close()
-		info, err := dst.Put(ctx, f, 0)
+		var info Info
+		if v, ok := dst.(interface {
+			PutVerified(context.Context, io.Reader, string, int64) (Info, error)
+		}); ok {
+			info, err = v.PutVerified(ctx, f, sha, 0)
+			if errors.Is(err, ErrHashMismatch) {
+				return fmt.Errorf("blob: %s/sha256/%s/%s is corrupt: %w", src.root, sha[:2], sha, err)
+			}
+		} else {
+			info, err = dst.Put(ctx, f, 0)
+		}
 		if err != nil {
 			return err
 		}

@@ -33,9 +33,18 @@ type S3 struct {
 	core   minio.Core
 }
 
-// s3PartSize is the multipart part size, and so the memory one upload
-// holds: 16 MiB parts allow objects up to 160 GiB (10,000 parts).
-const s3PartSize = 16 << 20
+// s3PartSize is the multipart part size: 16 MiB parts allow objects up to
+// 160 GiB (10,000 parts). s3Parallel parts are uploaded at once, so one
+// upload holds s3Parallel × s3PartSize bytes of buffers.
+const (
+	s3PartSize = 16 << 20
+	s3Parallel = 2
+)
+
+func putOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{PartSize: s3PartSize, ConcurrentStreamParts: true, NumThreads: s3Parallel,
+		ContentType: "application/octet-stream"}
+}
 
 // s3MaxCopy is the largest object a single server-side copy may create;
 // larger blobs are copied part by part.
@@ -102,8 +111,7 @@ func (s *S3) Put(ctx context.Context, r io.Reader, limit int64) (Info, error) {
 			s.cleanup(ctx, tmp)
 		}
 	}()
-	_, err := s.client.PutObject(ctx, s.cfg.Bucket, tmp, src, -1, minio.PutObjectOptions{
-		PartSize: s3PartSize, ContentType: "application/octet-stream"})
+	_, err := s.client.PutObject(ctx, s.cfg.Bucket, tmp, src, -1, putOptions())
 	if src.tooLarge {
 		return Info{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
 	}
@@ -138,6 +146,45 @@ func (s *S3) Put(ctx context.Context, r io.Reader, limit int64) (Info, error) {
 	ok = true
 	return info, nil
 }
+
+// PutVerified stores content whose SHA-256 is known beforehand (copying
+// from another store): it uploads straight to the content address, hashing
+// on the way, and the reader fails instead of ending when the hash differs,
+// so the multipart upload is aborted, never completed, and nothing appears
+// under the address. It saves Put's server-side copy.
+func (s *S3) PutVerified(ctx context.Context, r io.Reader, sha string, limit int64) (Info, error) {
+	if !hexRE.MatchString(sha) {
+		return Info{}, fmt.Errorf("blob: invalid sha256 %q", sha)
+	}
+	if info, err := s.Stat(ctx, sha); err == nil {
+		return info, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return Info{}, err
+	}
+	dst := s.key(sha)
+	src := &hashingReader{r: ctxReader{ctx, r}, h: sha256.New(), limit: limit, want: sha}
+	_, err := s.client.PutObject(ctx, s.cfg.Bucket, dst, src, -1, putOptions())
+	if src.tooLarge {
+		err = fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	} else if src.mismatch != "" {
+		err = fmt.Errorf("blob: content of %s hashes to %s: %w", sha, src.mismatch, ErrHashMismatch)
+	} else if src.err != nil {
+		err = fmt.Errorf("blob: reading payload: %w", src.err)
+	} else if err != nil {
+		err = fmt.Errorf("blob: uploading to %s: %w", s.cfg, err)
+	}
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.client.RemoveIncompleteUpload(ctx, s.cfg.Bucket, dst)
+		return Info{}, err
+	}
+	return Info{SHA256: sha, Size: src.n}, nil
+}
+
+// ErrHashMismatch is returned by PutVerified when the content does not hash
+// to the expected SHA-256.
+var ErrHashMismatch = errors.New("blob: content does not match its SHA-256")
 
 // cleanup removes a temporary object and any unfinished multipart upload
 // of it, even when ctx is already cancelled.
@@ -260,6 +307,11 @@ type hashingReader struct {
 	limit    int64
 	tooLarge bool
 	err      error
+	// want, when set, is the expected hex SHA-256: at the end of the
+	// source, a different hash is returned as an error instead of io.EOF
+	// (and recorded in mismatch).
+	want     string
+	mismatch string
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
@@ -269,6 +321,12 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 	if h.limit > 0 && h.n > h.limit {
 		h.tooLarge = true
 		return n, ErrTooLarge
+	}
+	if err == io.EOF && h.want != "" {
+		if got := hex.EncodeToString(h.h.Sum(nil)); got != h.want {
+			h.mismatch = got
+			return n, ErrHashMismatch
+		}
 	}
 	if err != nil && err != io.EOF {
 		h.err = err

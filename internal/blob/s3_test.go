@@ -177,6 +177,16 @@ func TestS3FailedPutsLeaveNothing(t *testing.T) {
 		t.Fatal("a cancelled upload succeeded")
 	}
 
+	// Content that does not hash to the address it is uploaded to: the
+	// multipart upload is never completed.
+	wrong := sha256Hex([]byte("something else"))
+	if _, err := s.PutVerified(t.Context(), bytes.NewReader(data), wrong, 0); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("PutVerified with the wrong hash: %v", err)
+	}
+	if _, err := s.PutVerified(t.Context(), bytes.NewReader(data), sha256Hex(data), int64(len(data)-1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("PutVerified over the limit: %v", err)
+	}
+
 	if keys := objects(t, srv); len(keys) != 0 {
 		t.Fatalf("failed uploads left objects: %v", keys)
 	}
@@ -222,6 +232,20 @@ func TestCopyToS3(t *testing.T) {
 	n, skipped, err = Copy(t.Context(), dst, src)
 	if err != nil || n != 0 || skipped != 3 {
 		t.Fatalf("second copy: %d copied, %d skipped, %v", n, skipped, err)
+	}
+	// A blob file changed on disk is refused, not copied under its name.
+	bad, err := src.Put(t.Context(), bytes.NewReader(randomBytes(s3PartSize+5, 20)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad.Path, randomBytes(s3PartSize+5, 21), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Copy(t.Context(), dst, src); err == nil || !strings.Contains(err.Error(), bad.SHA256+" is corrupt") {
+		t.Fatalf("copy of a corrupt blob: %v", err)
+	}
+	if _, err := dst.Stat(t.Context(), bad.SHA256); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the corrupt blob reached the bucket: %v", err)
 	}
 }
 
