@@ -22,7 +22,7 @@ import (
 // named like the filesystem layout: <prefix>sha256/<2 hex>/<64 hex>.
 //
 // Put uploads to a temporary key <prefix>tmp/<random> with a multipart
-// upload of bounded parts (one part buffer in memory), hashing while
+// upload of bounded parts (about three part buffers in memory), hashing while
 // uploading; only when the upload is complete and hashed is the object
 // copied server-side to its content address and the temporary object
 // removed. A failed or interrupted Put removes the temporary object and
@@ -33,11 +33,11 @@ type S3 struct {
 	core   minio.Core
 }
 
-// s3PartSize is the multipart part size: 16 MiB parts allow objects up to
-// 160 GiB (10,000 parts). s3Parallel parts are uploaded at once, so one
-// upload holds s3Parallel × s3PartSize bytes of buffers.
+// s3PartSize is the multipart part size: 8 MiB parts allow objects up to
+// 78 GiB (10,000 parts). s3Parallel parts are uploaded at once, so one
+// upload holds about (s3Parallel+1) × s3PartSize bytes of buffers.
 const (
-	s3PartSize = 16 << 20
+	s3PartSize = 8 << 20
 	s3Parallel = 2
 )
 
