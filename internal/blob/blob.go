@@ -230,6 +230,13 @@ func (s *Store) Walk(fn func(sha string) error) error {
 	return nil
 }
 
+// VerifiedPutter is a Storage that can store content whose SHA-256 is known
+// beforehand more cheaply than Put: straight under its address, refusing it
+// (ErrHashMismatch, nothing stored) when the content hashes differently.
+type VerifiedPutter interface {
+	PutVerified(ctx context.Context, r io.Reader, sha string, limit int64) (Info, error)
+}
+
 // Copy puts every blob of src into dst that dst lacks, streaming each, and
 // checks that each arrives under the same SHA-256. It returns how many it
 // copied and how many dst had already.
@@ -247,9 +254,7 @@ func Copy(ctx context.Context, dst Storage, src *Store) (copied, skipped int, er
 		}
 		defer f.Close()
 		var info Info
-		if v, ok := dst.(interface {
-			PutVerified(context.Context, io.Reader, string, int64) (Info, error)
-		}); ok {
+		if v, ok := dst.(VerifiedPutter); ok {
 			info, err = v.PutVerified(ctx, f, sha, 0)
 			if errors.Is(err, ErrHashMismatch) {
 				return fmt.Errorf("blob: %s/sha256/%s/%s is corrupt: %w", src.root, sha[:2], sha, err)

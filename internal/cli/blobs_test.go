@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/blob/s3test"
 )
@@ -59,9 +60,19 @@ func TestBlobsInBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The support declaration and the payload.
 	if _, err := st.Stat(t.Context(), sha256Hex([]byte(strings.Repeat("image", 5000)))); err != nil {
 		t.Errorf("payload not in the bucket: %v", err)
+	}
+	// The support declaration and the payload, under their addresses only.
+	var keys []string
+	for o := range srv.Client().ListObjects(t.Context(), srv.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	if len(keys) != 2 || !strings.HasPrefix(keys[0], "sha256/") || !strings.HasPrefix(keys[1], "sha256/") {
+		t.Errorf("the bucket holds %v, want two blobs under sha256/", keys)
 	}
 
 	fsdir := filepath.Join(tmp, "fsproj")
