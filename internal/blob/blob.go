@@ -1,6 +1,8 @@
-// Package blob stores payloads on the filesystem, addressed by their SHA-256.
+// Package blob stores payloads addressed by their SHA-256, behind the
+// Storage interface: on the filesystem (Store, the default) or in an
+// S3-compatible bucket (S3).
 //
-// Layout: <root>/sha256/<first two hex digits>/<64 hex digits>. A blob file
+// Filesystem layout: <root>/sha256/<first two hex digits>/<64 hex digits>. A blob file
 // appears only complete and fsync'd (written to a temporary file in the same
 // directory, then renamed), so a reader never sees a partial payload, and a
 // blob never changes once it exists.
@@ -17,6 +19,35 @@ import (
 	"path/filepath"
 	"regexp"
 )
+
+// Storage is a content-addressed payload store. Every implementation
+// keeps these invariants: a blob becomes visible under its SHA-256 only
+// complete and with its hash verified, so a reader never sees a partial or
+// wrong payload; a blob never changes once it exists; Put never holds the
+// payload whole in memory.
+type Storage interface {
+	// Put streams r into the store, hashing while copying. limit bounds the
+	// size (0: no limit; larger payloads fail with ErrTooLarge and leave
+	// nothing visible). Putting content that exists already returns the
+	// existing blob.
+	Put(ctx context.Context, r io.Reader, limit int64) (Info, error)
+	// Stat returns the blob's info, or an error wrapping os.ErrNotExist.
+	Stat(ctx context.Context, sha string) (Info, error)
+	// Open opens the blob for reading, or fails with an error wrapping
+	// os.ErrNotExist when it is absent.
+	Open(ctx context.Context, sha string) (Object, error)
+	// Check says whether the store is reachable and usable.
+	Check(ctx context.Context) error
+	// String names the store for messages (never with credentials).
+	String() string
+}
+
+// Object is an open blob: seekable, so that HTTP Range requests can be
+// answered from it, and of a known size.
+type Object interface {
+	io.ReadSeekCloser
+	Size() int64
+}
 
 // Store is a content-addressed blob directory.
 type Store struct {
@@ -46,7 +77,8 @@ func (s *Store) Path(sha string) (string, error) {
 type Info struct {
 	SHA256 string
 	Size   int64
-	Path   string
+	// Path is the file of a filesystem blob; empty for other stores.
+	Path string
 }
 
 // ErrTooLarge is returned when a payload exceeds the limit given to Put.
@@ -99,7 +131,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader, limit int64) (Info, error)
 }
 
 // Stat returns the blob's info, or an error wrapping os.ErrNotExist.
-func (s *Store) Stat(sha string) (Info, error) {
+func (s *Store) Stat(_ context.Context, sha string) (Info, error) {
 	p, err := s.Path(sha)
 	if err != nil {
 		return Info{}, err
@@ -110,6 +142,42 @@ func (s *Store) Stat(sha string) (Info, error) {
 	}
 	return Info{SHA256: sha, Size: fi.Size(), Path: p}, nil
 }
+
+// Open opens the blob's file.
+func (s *Store) Open(_ context.Context, sha string) (Object, error) {
+	p, err := s.Path(sha)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	return fileObject{f, fi.Size()}, nil
+}
+
+type fileObject struct {
+	*os.File
+	size int64
+}
+
+func (f fileObject) Size() int64 { return f.size }
+
+// Check reports whether the blob directory is there.
+func (s *Store) Check(context.Context) error {
+	if _, err := os.Stat(filepath.Join(s.root, "sha256")); err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	return nil
+}
+
+// String returns the directory.
+func (s *Store) String() string { return s.root }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -133,4 +201,75 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Walk calls fn with the SHA-256 of every blob in the directory, in no
+// particular order; it stops at fn's first error.
+func (s *Store) Walk(fn func(sha string) error) error {
+	top := filepath.Join(s.root, "sha256")
+	dirs, err := os.ReadDir(top)
+	if err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || len(d.Name()) != 2 {
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(top, d.Name()))
+		if err != nil {
+			return fmt.Errorf("blob: %w", err)
+		}
+		for _, e := range ents {
+			if e.Type().IsRegular() && hexRE.MatchString(e.Name()) && e.Name()[:2] == d.Name() {
+				if err := fn(e.Name()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// VerifiedPutter is a Storage that can store content whose SHA-256 is known
+// beforehand more cheaply than Put: straight under its address, refusing it
+// (ErrHashMismatch, nothing stored) when the content hashes differently.
+type VerifiedPutter interface {
+	PutVerified(ctx context.Context, r io.Reader, sha string, limit int64) (Info, error)
+}
+
+// Copy puts every blob of src into dst that dst lacks, streaming each, and
+// checks that each arrives under the same SHA-256. It returns how many it
+// copied and how many dst had already.
+func Copy(ctx context.Context, dst Storage, src *Store) (copied, skipped int, err error) {
+	err = src.Walk(func(sha string) error {
+		if _, err := dst.Stat(ctx, sha); err == nil {
+			skipped++
+			return nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		f, err := src.Open(ctx, sha)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		var info Info
+		if v, ok := dst.(VerifiedPutter); ok {
+			info, err = v.PutVerified(ctx, f, sha, 0)
+			if errors.Is(err, ErrHashMismatch) {
+				return fmt.Errorf("blob: %s/sha256/%s/%s is corrupt: %w", src.root, sha[:2], sha, err)
+			}
+		} else {
+			info, err = dst.Put(ctx, f, 0)
+		}
+		if err != nil {
+			return err
+		}
+		if info.SHA256 != sha {
+			return fmt.Errorf("blob: %s/sha256/%s/%s is corrupt: its content hashes to %s", src.root, sha[:2], sha, info.SHA256)
+		}
+		copied++
+		return nil
+	})
+	return copied, skipped, err
 }

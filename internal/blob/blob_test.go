@@ -32,7 +32,7 @@ func TestPutStatRoundTrip(t *testing.T) {
 	if err != nil || again.Path != info.Path {
 		t.Fatalf("second put: %+v %v", again, err)
 	}
-	st, err := s.Stat(info.SHA256)
+	st, err := s.Stat(context.Background(), info.SHA256)
 	if err != nil || st.Size != info.Size {
 		t.Fatalf("stat: %+v %v", st, err)
 	}
@@ -44,10 +44,10 @@ func TestPutLimitAndBadNames(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
-	if _, err := s.Stat("../../etc/passwd"); err == nil {
+	if _, err := s.Stat(context.Background(), "../../etc/passwd"); err == nil {
 		t.Fatal("Stat accepted a path")
 	}
-	if _, err := s.Stat(hex.EncodeToString(make([]byte, 32))); !errors.Is(err, os.ErrNotExist) {
+	if _, err := s.Stat(context.Background(), hex.EncodeToString(make([]byte, 32))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing blob: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

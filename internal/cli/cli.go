@@ -69,7 +69,7 @@ func Program(env Env) *cmdline.Program {
 the current directory). Commands that read print a table, or JSON with --json.`,
 		Commands: []*cmdline.Command{
 			cmdInit(env), cmdProduct(env), cmdRelease(env), cmdRollout(env), cmdKeys(env), cmdRoot(env),
-			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
+			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdBlobs(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
 			cmdPurge(env), cmdAudit(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
 		},
 		ExitCodes: []cmdline.ExitCode{
@@ -83,6 +83,8 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 			"UPTRUST_PASSPHRASE: the passphrase of the offline keys (else a prompt on the terminal)",
 			"UPTRUST_NEW_PASSPHRASE: the new passphrase for keys passphrase (else a prompt)",
 			"UPTRUST_PASSPHRASE_<HOLDER>: a root key holder's passphrase (upper case, characters other than letters and digits as _; else a prompt naming them)",
+			"UPTRUST_BLOBS: the payload store when --blobs is not given (s3://BUCKET?endpoint=URL)",
+			"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: the credentials of the --blobs bucket",
 		},
 		Version: env.Version,
 		Stdout:  env.Stdout,
@@ -155,8 +157,7 @@ func openProject(ctx context.Context, env Env, dir string) (*project.Project, er
 // openProjectDB opens the project in dir with its store in the PostgreSQL
 // database dsn, or where uptrust.json says when dsn is "".
 func openProjectDB(ctx context.Context, env Env, dir, dsn string) (*project.Project, error) {
-	return project.Open(ctx, dir, project.Options{Passphrase: passphrase(env, false), Database: dsn,
-		Warn: func(s string) { fmt.Fprintln(env.Stderr, "uptrust: warning:", s) }})
+	return openProjectStores(ctx, env, dir, dsn, "")
 }
 
 func splitList(s string) []string {

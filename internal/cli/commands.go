@@ -84,6 +84,7 @@ func cmdProductAdd(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "add", Args: "NAME", Synopsis: "add a product and sign its support declaration",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			blobs := blobsFlag(fs, env)
 			hw := fs.String("hardware", "", "comma-separated hardware revisions")
 			until := fs.String("support-until", "", "last day of security support, YYYY-MM-DD (required)")
 			model := fs.String("model", "", "model designation shown to owners (default: the name)")
@@ -97,7 +98,7 @@ func cmdProductAdd(env Env) *cmdline.Command {
 				if *until == "" {
 					return usagef("product add: --support-until is required (owners must know how long the device is supported)")
 				}
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}
@@ -178,12 +179,13 @@ func cmdProductSupportExtend(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "extend", Args: "PRODUCT", Synopsis: "extend a product's support and re-issue its signed declaration",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			blobs := blobsFlag(fs, env)
 			until := fs.String("until", "", "new last day of support, YYYY-MM-DD (required)")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 1 || *until == "" {
 					return usagef("product support extend: want PRODUCT --until YYYY-MM-DD")
 				}
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}
@@ -202,6 +204,7 @@ func cmdProductPolicy(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "policy", Args: "PRODUCT", Synopsis: "set the maker's update policy of a product",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			blobs := blobsFlag(fs, env)
 			auto := fs.String("auto-install", "security,fix,feature", "release kinds that install without the owner's action")
 			postpone := fs.Int("max-postpone-days", 30, "longest an owner may postpone automatic updates")
 			return func(ctx context.Context, pos []string) error {
@@ -212,7 +215,7 @@ func cmdProductPolicy(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}
@@ -346,6 +349,7 @@ the owner's consent.`,
 			secOnlyOf := fs.String("security-only-of", "", "the feature `version` this security-only build stands in for")
 			compress := fs.String("compress", "none", "store the payload compressed: none|zstd (devices verify the decompressed image too)")
 			zstdFrame := fs.String("zstd-frame", "", "with --compress zstd: start an independent zstd frame every `SIZE` bytes of the image (e.g. 4MiB), so that devices streaming it into the slot resume after a power loss at a frame boundary (default: one frame)")
+			blobs := blobsFlag(fs, env)
 			deltaFrom := fs.String("delta-from", "", "comma-separated earlier `versions`: publish a delta from each one's image to this release")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 3 {
@@ -393,7 +397,7 @@ the owner's consent.`,
 					return fmt.Errorf("release add: payload: %w", err)
 				}
 				defer f.Close()
-				p, err := openProject(ctx, env, *dir)
+				p, err := openProjectBlobs(ctx, env, *dir, *blobs)
 				if err != nil {
 					return err
 				}

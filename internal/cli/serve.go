@@ -28,6 +28,7 @@ func cmdServe(env Env) *cmdline.Command {
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			db := databaseFlag(fs, env)
+			blobs := blobsFlag(fs, env)
 			listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 			cert := fs.String("tls-cert", "", "TLS certificate (PEM)")
 			key := fs.String("tls-key", "", "TLS private key (PEM)")
@@ -74,7 +75,7 @@ func cmdServe(env Env) *cmdline.Command {
 				}
 				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				p, err := openProjectDB(ctx, env, *dir, *db)
+				p, err := openProjectStores(ctx, env, *dir, *db, *blobs)
 				if err != nil {
 					return err
 				}
@@ -109,7 +110,7 @@ func cmdServe(env Env) *cmdline.Command {
 						return err
 					}
 				}
-				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "database", p.DatabaseName())
+				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "database", p.DatabaseName(), "blobs", p.Blobs.String())
 				// The purge loop and the admin listener end before the
 				// project closes.
 				pctx, stopPurge := context.WithCancel(ctx)

@@ -123,7 +123,7 @@ func Gather(ctx context.Context, p *project.Project, product string) (*Facts, er
 		return nil, err
 	}
 	for i := range f.Releases {
-		if _, err := p.Blobs.Stat(f.Releases[i].sha256); err != nil {
+		if _, err := p.Blobs.Stat(ctx, f.Releases[i].sha256); err != nil {
 			f.Releases[i].BlobErr = err.Error()
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/compliance"
 	"github.com/uptrust/uptrust/internal/deviceapi"
@@ -224,7 +225,7 @@ func TestSecurityReleaseRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := p.Blobs.Path(rel.SHA256)
+	path, err := p.Blobs.(*blob.Store).Path(rel.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}

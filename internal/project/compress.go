@@ -41,7 +41,7 @@ type image struct {
 // saved, at the cost of matches across frames (about +3 % with 8 MiB
 // frames, +6 % with 4 MiB on a root file system tar). With frame 0 the
 // image is one frame.
-func putCompressed(ctx context.Context, blobs *blob.Store, src io.Reader, limit, frame int64) (blob.Info, image, error) {
+func putCompressed(ctx context.Context, blobs blob.Storage, src io.Reader, limit, frame int64) (blob.Info, image, error) {
 	pr, pw := io.Pipe()
 	h := sha256.New()
 	var n int64

@@ -35,7 +35,7 @@ func TestAddReleaseZstd(t *testing.T) {
 	if tf == nil {
 		t.Fatal("no target")
 	}
-	path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
+	path, err := p.Blobs.(*blob.Store).Path(hex.EncodeToString(tf.Hashes["sha256"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestAddReleaseZstdFrames(t *testing.T) {
 		spec.Compression, spec.ZstdFrame = release.CompressionZstd, 1<<20
 		rel := addRelease(t, p, spec)
 		tf := loadTargets(t, p, deviceapi.RepoRelease, repo.ProductRole("thermostat")).Signed.Targets["thermostat/"+version]
-		path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
+		path, err := p.Blobs.(*blob.Store).Path(hex.EncodeToString(tf.Hashes["sha256"]))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/delta"
 	"github.com/uptrust/uptrust/internal/deviceapi"
@@ -44,7 +45,7 @@ func TestAddReleaseDeltaFrom(t *testing.T) {
 	if tf == nil || tf.Length != dl.Length || hex.EncodeToString(tf.Hashes["sha256"]) != dl.SHA256 {
 		t.Fatalf("delta target %+v, manifest %+v", tf, dl)
 	}
-	path, err := p.Blobs.Path(dl.SHA256)
+	path, err := p.Blobs.(*blob.Store).Path(dl.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,16 +62,12 @@ func readSized(r io.Reader, hint int64) ([]byte, error) {
 // releaseImage returns the image an earlier release writes into a slot:
 // its blob, decompressed if the release is zstd-compressed, checked
 // against the signed length and SHA-256.
-func (p *Project) releaseImage(r store.Release) ([]byte, int64, string, error) {
+func (p *Project) releaseImage(ctx context.Context, r store.Release) ([]byte, int64, string, error) {
 	m, err := manifestOf(r)
 	if err != nil {
 		return nil, 0, "", err
 	}
-	path, err := p.Blobs.Path(r.SHA256)
-	if err != nil {
-		return nil, 0, "", err
-	}
-	f, err := os.Open(path)
+	f, err := p.Blobs.Open(ctx, r.SHA256)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("project: payload of %s %s: %w", r.Product, r.Version, err)
 	}
@@ -112,7 +108,7 @@ func (p *Project) buildDeltas(ctx context.Context, product, version string, from
 			return nil, err
 		}
 		p.Progress.Start("reading "+f+" for the delta", -1)
-		srcImg, srcLen, srcSum, err := p.releaseImage(src)
+		srcImg, srcLen, srcSum, err := p.releaseImage(ctx, src)
 		if err != nil {
 			return nil, err
 		}

@@ -133,8 +133,10 @@ type Project struct {
 	Dir    string
 	Config Config
 	Store  store.Store
-	Blobs  *blob.Store
-	Clock  clock.Clock
+	// Blobs holds the payloads: the project's blobs/ directory, or the
+	// store given in Options.Blobs.
+	Blobs blob.Storage
+	Clock clock.Clock
 	// Passphrase returns the passphrase for offline keys; it is called at
 	// most once per Project and only when an offline key is needed.
 	Passphrase func() ([]byte, error)
@@ -169,6 +171,9 @@ type Options struct {
 	// uptrust.json's database; it may hold a password. Init records it in
 	// uptrust.json without its password.
 	Database string
+	// Blobs, when set, stores the payloads instead of the project's
+	// blobs/ directory (e.g. an S3 bucket, blob.OpenURL).
+	Blobs blob.Storage
 }
 
 // checkDatabase checks a database URL; stored refuses a password, which
@@ -344,10 +349,14 @@ func open(ctx context.Context, dir string, cfg Config, o Options) (*Project, err
 	if err != nil {
 		return nil, err
 	}
-	bl, err := blob.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		st.Close()
-		return nil, err
+	var bl blob.Storage = o.Blobs
+	if bl == nil {
+		fsb, err := blob.New(filepath.Join(dir, "blobs"))
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		bl = fsb
 	}
 	p := &Project{Dir: dir, Config: cfg, Store: st, Blobs: bl, Clock: o.Clock, Passphrase: o.Passphrase, Warn: o.Warn, HolderPassphrase: o.HolderPassphrase, Progress: o.Progress, dsn: o.Database}
 	p.keys = newKeyring(p)

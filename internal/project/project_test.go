@@ -2,6 +2,7 @@ package project_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -399,7 +400,7 @@ func TestAddProduct(t *testing.T) {
 	if tf == nil {
 		t.Fatal("product role has no support.json")
 	}
-	path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
+	path, err := p.Blobs.(*blob.Store).Path(hex.EncodeToString(tf.Hashes["sha256"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestAddRelease(t *testing.T) {
 	if rel.SHA256 != sha || rel.Length != int64(len(payload)) || rel.Target != "thermostat/1.1.0" || rel.SecurityVersion != 2 || rel.Kind != "security" {
 		t.Errorf("release %+v", rel)
 	}
-	info, err := p.Blobs.Stat(sha)
+	info, err := p.Blobs.Stat(context.Background(), sha)
 	if err != nil || info.Size != int64(len(payload)) {
 		t.Fatalf("blob %s: %+v, %v", sha, info, err)
 	}

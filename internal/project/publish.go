@@ -3,6 +3,7 @@ package project
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -242,6 +243,11 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 		}
 		src = bytes.NewReader(img)
 	}
+	if v, ok := p.Blobs.(blob.VerifiedPutter); ok && s.Compression != release.CompressionZstd {
+		if rs, ok := src.(io.ReadSeeker); ok && size >= 0 {
+			return p.putVerified(ctx, v, rs, size)
+		}
+	}
 	if s.Compression != release.CompressionZstd {
 		bar.Start("hashing and storing", size)
 		b, err := p.Blobs.Put(ctx, bar.Reader(src), p.Config.MaxPayloadBytes)
@@ -263,6 +269,41 @@ func (p *Project) storePayload(ctx context.Context, s ReleaseSpec, m *release.Ma
 	}
 	m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256 = release.CompressionZstd, img.length, img.sha256
 	return b, nil
+}
+
+// putVerified stores a seekable payload in a store that takes content of a
+// known hash straight under its address (an S3 bucket): it hashes the
+// payload first, then uploads it, which costs one more read of the file but
+// saves the bucket a server-side copy of the whole payload. A payload that
+// changes between the two reads is refused.
+func (p *Project) putVerified(ctx context.Context, v blob.VerifiedPutter, rs io.ReadSeeker, size int64) (blob.Info, error) {
+	limit := p.Config.MaxPayloadBytes
+	bar := p.Progress
+	bar.Start("hashing", size)
+	h := sha256.New()
+	var src io.Reader = rs
+	if limit > 0 {
+		src = io.LimitReader(rs, limit+1)
+	}
+	n, err := io.Copy(h, bar.Reader(src))
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("project: reading the payload: %w", err)
+	}
+	if limit > 0 && n > limit {
+		return blob.Info{}, fmt.Errorf("%w: more than %d bytes", blob.ErrTooLarge, limit)
+	}
+	if n == 0 {
+		return blob.Info{}, errors.New("project: the payload is empty")
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return blob.Info{}, fmt.Errorf("project: reading the payload: %w", err)
+	}
+	bar.Start("storing", n)
+	b, err := v.PutVerified(ctx, bar.Reader(rs), hex.EncodeToString(h.Sum(nil)), limit)
+	if errors.Is(err, blob.ErrHashMismatch) {
+		return blob.Info{}, fmt.Errorf("project: the payload changed while it was stored: %w", err)
+	}
+	return b, err
 }
 
 // sizeOf returns the size of r when it is a regular file, else -1.

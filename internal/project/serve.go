@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/report"
@@ -44,14 +46,46 @@ func (p *Project) Content(ctx context.Context) (*server.Content, error) {
 			c.Metadata[k] = v
 		}
 		for k, t := range f.Targets {
-			path, err := p.Blobs.Path(t.SHA256)
-			if err != nil {
-				return nil, err
+			pf := server.PayloadFile{Size: t.Length, SHA256: t.SHA256}
+			if fs, ok := p.Blobs.(*blob.Store); ok {
+				// Files go out with sendfile.
+				path, err := fs.Path(t.SHA256)
+				if err != nil {
+					return nil, err
+				}
+				pf.Path = path
+			} else {
+				c.Store = payloadStore{p.Blobs}
 			}
-			c.Payloads[k] = server.PayloadFile{Path: path, Size: t.Length, SHA256: t.SHA256}
+			c.Payloads[k] = pf
 		}
 	}
 	return c, nil
+}
+
+// payloadStore serves payloads from a blob store that is not a directory.
+type payloadStore struct{ b blob.Storage }
+
+func (s payloadStore) OpenPayload(ctx context.Context, sha string) (server.Payload, error) {
+	return s.b.Open(ctx, sha)
+}
+
+// readBlob reads a small blob (a support declaration) of the given
+// signed length whole.
+func (p *Project) readBlob(ctx context.Context, sha string, length int64) ([]byte, error) {
+	f, err := p.Blobs.Open(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, length+1))
+	if err != nil {
+		return nil, fmt.Errorf("project: blob %s: %w", sha, err)
+	}
+	if int64(len(b)) != length {
+		return nil, fmt.Errorf("project: blob %s has %d bytes, the metadata says %d", sha, len(b), length)
+	}
+	return b, nil
 }
 
 // ResignDue implements server.Resigner: it re-signs the online roles of both

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -30,11 +29,7 @@ func (p *Project) Support(ctx context.Context, product string) (*release.Support
 	if !ok {
 		return nil, fmt.Errorf("project: product %s has no support declaration", product)
 	}
-	path, err := p.Blobs.Path(hex.EncodeToString(tf.Hashes["sha256"]))
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
+	b, err := p.readBlob(ctx, hex.EncodeToString(tf.Hashes["sha256"]), tf.Length)
 	if err != nil {
 		return nil, fmt.Errorf("project: support declaration of %s: %w", product, err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -24,6 +25,9 @@ var (
 	bodyMethodNotAllowed = []byte("405 method not allowed\n")
 	bodyNoContent        = []byte("503 no content loaded\n")
 	bodyInternal         = []byte("500 internal server error\n")
+	bodyStoreDown        = []byte("503 payload storage unavailable\n")
+	lenStoreDown         = []string{"32"}
+	hdrRetryStore        = []string{"10"}
 	bodyOK               = []byte("ok\n")
 	lenNotFound          = []string{"19"}
 	lenMethodNotAllowed  = []string{"23"}
@@ -139,24 +143,45 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request, e *metaEn
 // The file path comes from the snapshot, never from the URL, so no request
 // can reach a file outside the content.
 func (s *Server) servePayload(w http.ResponseWriter, r *http.Request, e *payloadEntry, start time.Time) {
-	f, err := os.Open(e.file.Path)
-	if err != nil {
-		s.logger.Error("payload unavailable", "path", r.URL.Path, "err", err)
-		s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
-		return
+	var f io.ReadSeeker
+	var size int64
+	if e.file.Path == "" {
+		// In an object store: streamed through with bounded memory, never
+		// redirected, so that devices talk to this server only.
+		obj, err := e.store.OpenPayload(r.Context(), e.file.SHA256)
+		if err != nil {
+			s.logger.Error("payload unavailable", "path", r.URL.Path, "err", err)
+			if errors.Is(err, os.ErrNotExist) {
+				s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
+				return
+			}
+			w.Header()["Retry-After"] = hdrRetryStore
+			s.writeText(w, r, routePayload, http.StatusServiceUnavailable, bodyStoreDown, lenStoreDown, start)
+			return
+		}
+		defer obj.Close()
+		f, size = obj, obj.Size()
+	} else {
+		file, err := os.Open(e.file.Path)
+		if err != nil {
+			s.logger.Error("payload unavailable", "path", r.URL.Path, "err", err)
+			s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
+			return
+		}
+		defer file.Close()
+		fi, err := file.Stat()
+		if err != nil {
+			s.logger.Error("payload unavailable", "path", r.URL.Path, "err", err)
+			s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
+			return
+		}
+		f, size = file, fi.Size()
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		s.logger.Error("payload unavailable", "path", r.URL.Path, "err", err)
-		s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
-		return
-	}
-	if fi.Size() != e.file.Size {
+	if size != e.file.Size {
 		// Never serve a blob that does not match what the metadata
 		// promises; clients would reject it anyway after the download.
 		s.logger.Error("payload size mismatch", "path", r.URL.Path, "file", e.file.Path,
-			"want", e.file.Size, "have", fi.Size())
+			"want", e.file.Size, "have", size)
 		s.writeText(w, r, routePayload, http.StatusInternalServerError, bodyInternal, lenInternal, start)
 		return
 	}

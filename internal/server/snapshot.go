@@ -125,6 +125,7 @@ type metaEntry struct {
 // payloadEntry is a payload file and its precomputed response headers.
 type payloadEntry struct {
 	file     PayloadFile
+	store    PayloadStore // used when file.Path is empty
 	etagHdr  []string
 	cacheHdr []string
 }
@@ -173,8 +174,8 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 		if f.Size < 0 {
 			return nil, fmt.Errorf("server: payload %q: negative size %d", p, f.Size)
 		}
-		if f.Path == "" {
-			return nil, fmt.Errorf("server: payload %q: empty file path", p)
+		if f.Path == "" && c.Store == nil {
+			return nil, fmt.Errorf("server: payload %q: empty file path and no payload store", p)
 		}
 		cache := cacheRevalidate
 		if isContentAddressed(p, f.SHA256) {
@@ -182,6 +183,7 @@ func newSnapshot(generation int64, c *Content) (*snapshot, error) {
 		}
 		s.payloads[p] = &payloadEntry{
 			file:     f,
+			store:    c.Store,
 			etagHdr:  []string{`"` + f.SHA256 + `"`},
 			cacheHdr: []string{cache},
 		}

@@ -24,7 +24,7 @@ func TestNewSnapshotRejects(t *testing.T) {
 		{"upper-case digest", &Content{Payloads: map[string]PayloadFile{"/repo/x": {Path: "/b", SHA256: strings.ToUpper(digest)}}}, "not 64 lower-case hex"},
 		{"short digest", &Content{Payloads: map[string]PayloadFile{"/repo/x": {Path: "/b", SHA256: "abcd"}}}, "not 64 lower-case hex"},
 		{"negative size", &Content{Payloads: map[string]PayloadFile{"/repo/x": {Path: "/b", Size: -1, SHA256: digest}}}, "negative size"},
-		{"no file", &Content{Payloads: map[string]PayloadFile{"/repo/x": {SHA256: digest}}}, "empty file path"},
+		{"no file", &Content{Payloads: map[string]PayloadFile{"/repo/x": {SHA256: digest}}}, "empty file path and no payload store"},
 	} {
 		_, err := newSnapshot(1, tc.c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
