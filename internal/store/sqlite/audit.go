@@ -11,9 +11,11 @@ import (
 )
 
 // The audit hash chain in SQLite: audit rows carry their seq (the rowid),
-// prev_hash and hash; the single row of audit_chain holds the anchor (last
-// purged entry) and the head (last appended entry). Appends read the head
-// and move it in the same IMMEDIATE transaction, so they are serialised.
+// prev_hash and hash; the single row of audit_chain (created by migration
+// 4 at the genesis) holds the anchor (last purged entry) and the head
+// (last appended entry). Appends read the head and move it in the same
+// IMMEDIATE transaction, so they are serialised. (A store with concurrent
+// writers, such as PostgreSQL, reads the row FOR UPDATE.)
 
 const auditCols = `seq, time, actor, role, action, object, detail, outcome, request_id, prev_hash, hash`
 
@@ -93,7 +95,7 @@ func readChain(ctx context.Context, q querier) (store.AuditChain, error) {
 	err := q.QueryRowContext(ctx, `SELECT anchor_seq, anchor_hash, head_seq, head_hash, legacy_seq FROM audit_chain WHERE id = 1`).
 		Scan(&c.AnchorSeq, &c.AnchorHash, &c.HeadSeq, &c.HeadHash, &c.LegacySeq)
 	if err == sql.ErrNoRows {
-		return c, nil // no entry appended yet
+		return c, nil // the row is gone: start from the genesis, verify will say where it breaks
 	}
 	if err != nil {
 		return c, dbErr(ctx, "audit chain", err)

@@ -171,6 +171,9 @@ CREATE TABLE audit_chain ( -- purpose: where the stored part of the audit hash c
 	legacy_seq INTEGER NOT NULL -- purpose: entries up to this sequence number were written before the chain existed and were chained when the database was upgraded
 ) STRICT;
 
+INSERT INTO audit_chain (id, anchor_seq, anchor_hash, head_seq, head_hash, legacy_seq)
+	VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, '0000000000000000000000000000000000000000000000000000000000000000', 0);
+
 CREATE TABLE tokens ( -- purpose: management API tokens (uptrust token): which token may manage the server with which role; holds a hash of each secret, never the secret
 	id TEXT PRIMARY KEY CHECK (id <> ''), -- purpose: public identifier that is part of the token, by which it is looked up
 	name TEXT NOT NULL CHECK (name <> ''), -- purpose: name the operator gave the token (for example ci), the actor in the audit log; name tokens after a job or system rather than a person
