@@ -131,48 +131,6 @@ func purgeLoop(ctx context.Context, p *project.Project, logger *slog.Logger, eve
 	}
 }
 
-// cmdAudit prints the audit log.
-func cmdAudit(env Env) *cmdline.Command {
-	return &cmdline.Command{Name: "audit", Synopsis: "print the audit log",
-		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
-			dir := dirFlag(fs, env)
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(ctx context.Context, pos []string) error {
-				if len(pos) != 0 {
-					return usagef("audit takes no arguments")
-				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
-					return err
-				}
-				defer p.Close()
-				es, err := p.Audit(ctx)
-				if err != nil {
-					return err
-				}
-				if *asJSON {
-					type entry struct {
-						Time   time.Time `json:"time"`
-						Action string    `json:"action"`
-						Object string    `json:"object"`
-						Detail string    `json:"detail"`
-					}
-					out := make([]entry, len(es))
-					for i, e := range es {
-						out[i] = entry(e)
-					}
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tACTION\tOBJECT\tDETAIL")
-				for _, e := range es {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Action, e.Object, e.Detail)
-				}
-				return tw.Flush()
-			}
-		}}
-}
-
 // cmdPrivacy prints the privacy report.
 func cmdPrivacy(env Env) *cmdline.Command {
 	report := &cmdline.Command{Name: "report", Synopsis: "say what the server stores about devices, for how long and why, from the live database schema",
