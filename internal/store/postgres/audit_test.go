@@ -10,11 +10,10 @@ import (
 	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
 )
 
-// The audit table has no sequence column, so entries of equal time are
-// ordered by their inserting transaction. After a purge and a VACUUM that
-// frees space at the start of the table (where PostgreSQL puts new rows
-// again), new entries still come back in the order they were added, which
-// ordering by physical position (ctid) would not give.
+// Entries come back in chain order after a purge and a VACUUM that frees
+// space at the start of the table (where PostgreSQL puts new rows again),
+// which ordering by physical position (ctid) would not give, and the chain
+// stays intact.
 func TestAuditOrderAfterPurgeAndVacuum(t *testing.T) {
 	ctx := context.Background()
 	s := openT(t, pgtest.URL(t))
@@ -57,5 +56,12 @@ func TestAuditOrderAfterPurgeAndVacuum(t *testing.T) {
 		if e.Object != fmt.Sprint(i) {
 			t.Fatalf("entry %d is %s, want the order they were added in: %v", i, e.Object, got)
 		}
+	}
+	c, err := s.AuditChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := store.VerifyAudit(c, got); !v.Intact || v.AnchorSeq != 500 || v.FirstSeq != 501 {
+		t.Errorf("VerifyAudit after purge, vacuum and appends = %+v, want intact from seq 501 after anchor 500", v)
 	}
 }
