@@ -126,8 +126,24 @@ func writeChain(ctx context.Context, q querier, c store.AuditChain) error {
 // AddAudit appends e to the chain in the transaction, inside a savepoint
 // (as every write of a txn), so a refused entry leaves the transaction
 // usable; see store.Tx.
-func (t *txn) AddAudit(ctx context.Context, e store.AuditEntry) error {
-	return pgx.BeginFunc(ctx, t.q, func(sp pgx.Tx) error { return appendAudit(ctx, sp, e) })
+func (t *txn) AddAudit(ctx context.Context, e store.AuditEntry) (err error) {
+	what := fmt.Sprintf("add audit %s %s", e.Action, e.Object)
+	sp, err := t.q.Begin(ctx)
+	if err != nil {
+		return dbErr(ctx, what, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = sp.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := appendAudit(ctx, sp, e); err != nil {
+		return err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return dbErr(ctx, what, err)
+	}
+	return nil
 }
 
 // appendAudit locks the chain's row, seals e after its head, inserts it and
