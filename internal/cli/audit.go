@@ -4,10 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
@@ -18,20 +22,9 @@ import (
 // read the log (1).
 const ExitAuditBroken = 4
 
-// AuditEntryJSON is one entry of `uptrust audit --json`.
-type AuditEntryJSON struct {
-	Seq       int64     `json:"seq"`
-	Time      time.Time `json:"time"`
-	Actor     string    `json:"actor"`
-	Role      string    `json:"role,omitempty"`
-	Action    string    `json:"action"`
-	Object    string    `json:"object"`
-	Detail    string    `json:"detail"`
-	Outcome   string    `json:"outcome"`
-	RequestID string    `json:"request_id,omitempty"`
-	PrevHash  string    `json:"prev_hash"`
-	Hash      string    `json:"hash"`
-}
+// AuditEntryJSON is one entry of `uptrust audit --json`: the management
+// API's entry, so --server prints what --dir prints.
+type AuditEntryJSON = api.AuditEntry
 
 // cmdAudit prints the audit log, filtered; `audit verify` checks its chain.
 func cmdAudit(env Env) *cmdline.Command {
@@ -46,6 +39,7 @@ matching entries.`,
 		Sub: []*cmdline.Command{cmdAuditVerify(env)},
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			action := fs.String("action", "", "only entries of this `action`, such as rollout.change")
 			object := fs.String("object", "", "only entries about this `object`, such as thermostat/1.1.0")
@@ -73,30 +67,37 @@ matching entries.`,
 				if *limit > 0 {
 					f.Limit, f.Newest = *limit, true
 				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
+				var out []AuditEntryJSON
+				if c, err := rf.client(); err != nil {
 					return err
-				}
-				defer p.Close()
-				es, err := p.AuditQuery(ctx, f)
-				if err != nil {
-					return err
+				} else if c != nil {
+					if out, err = remoteAudit(ctx, c, f); err != nil {
+						return err
+					}
+				} else {
+					p, err := openProject(ctx, env, *dir)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					es, err := p.AuditQuery(ctx, f)
+					if err != nil {
+						return err
+					}
+					out = make([]AuditEntryJSON, len(es))
+					for i, e := range es {
+						out[i] = api.AuditEntryOf(e)
+					}
 				}
 				if f.Newest { // print oldest first
-					for i, j := 0, len(es)-1; i < j; i, j = i+1, j-1 {
-						es[i], es[j] = es[j], es[i]
-					}
+					slices.Reverse(out)
 				}
 				if *asJSON {
-					out := make([]AuditEntryJSON, len(es))
-					for i, e := range es {
-						out[i] = AuditEntryJSON(e)
-					}
 					return writeJSON(env.Stdout, out)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tOUTCOME\tACTION\tOBJECT\tREQUEST\tDETAIL")
-				for _, e := range es {
+				for _, e := range out {
 					who := e.Actor
 					if e.Role != "" {
 						who += " (" + e.Role + ")"
@@ -107,6 +108,42 @@ matching entries.`,
 				return tw.Flush()
 			}
 		}}
+}
+
+// remoteAudit reads the entries f selects from the management API,
+// following its cursors; with f.Newest, newest first as the store gives
+// them.
+func remoteAudit(ctx context.Context, c *apiClient, f store.AuditFilter) ([]AuditEntryJSON, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"action": f.Action, "object": f.Object, "actor": f.Actor, "outcome": f.Outcome} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Newest {
+		return listAll[AuditEntryJSON](ctx, c, "/audit", q)
+	}
+	q.Set("newest", "true")
+	out := []AuditEntryJSON{}
+	for len(out) < f.Limit {
+		q.Set("limit", strconv.Itoa(min(f.Limit-len(out), api.MaxLimit)))
+		var page api.Page[AuditEntryJSON]
+		if _, err := c.get(ctx, "/audit", q, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+		if page.Next == "" {
+			break
+		}
+		q.Set("cursor", page.Next)
+	}
+	return out, nil
 }
 
 func orDash(s string) string {
@@ -145,20 +182,30 @@ sequence number and hash are printed: record them elsewhere now and then, so
 that even someone able to rewrite the whole database cannot do it unseen.`, ExitAuditBroken),
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("audit verify takes no arguments")
 				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
+				var v store.AuditVerification
+				if c, err := rf.client(); err != nil {
 					return err
+				} else if c != nil {
+					if _, err := c.get(ctx, "/audit/verify", nil, &v); err != nil {
+						return err
+					}
+				} else {
+					p, err := openProject(ctx, env, *dir)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					if v, err = p.VerifyAudit(ctx); err != nil {
+						return err
+					}
 				}
-				defer p.Close()
-				v, err := p.VerifyAudit(ctx)
-				if err != nil {
-					return err
-				}
+				var err error
 				if *asJSON {
 					err = writeJSON(env.Stdout, v)
 				} else {

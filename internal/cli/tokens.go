@@ -4,52 +4,25 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/access"
+	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
 // TokenJSON is a token in `uptrust token list --json` and `token create
-// --json`; Token (the secret) is set by create only.
-type TokenJSON struct {
-	Name     string     `json:"name"`
-	Role     string     `json:"role"`
-	ID       string     `json:"id"`
-	Created  time.Time  `json:"created"`
-	Expires  time.Time  `json:"expires"`
-	Revoked  *time.Time `json:"revoked,omitempty"`
-	LastUsed string     `json:"last_used,omitempty"`
-	// State is active, expired or revoked.
-	State string `json:"state"`
-	Token string `json:"token,omitempty"`
-}
+// --json`: the management API's token, so --server prints what --dir
+// prints. Token (the secret) is set by create only.
+type TokenJSON = api.Token
 
-func tokenJSON(t store.Token, now time.Time) TokenJSON {
-	j := TokenJSON{Name: t.Name, Role: t.Role, ID: t.ID, Created: t.Created.UTC(), Expires: t.Expires.UTC(), State: tokenState(t, now)}
-	if !t.Revoked.IsZero() {
-		r := t.Revoked.UTC()
-		j.Revoked = &r
-	}
-	if !t.LastUsed.IsZero() {
-		j.LastUsed = t.LastUsed.UTC().Format(time.DateOnly)
-	}
-	return j
-}
-
-func tokenState(t store.Token, now time.Time) string {
-	switch {
-	case !t.Revoked.IsZero():
-		return "revoked"
-	case !now.Before(t.Expires):
-		return "expired"
-	}
-	return "active"
-}
+func tokenJSON(t store.Token, now time.Time) TokenJSON { return api.TokenOf(t, now) }
 
 func cmdToken(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "token", Synopsis: "create, list and revoke management API tokens",
@@ -75,6 +48,7 @@ func cmdTokenCreate(env Env) *cmdline.Command {
 works) and what it is on standard error. It is not shown again.`,
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			name := fs.String("name", "", "the token's `name`, such as ci (required)")
 			role := fs.String("role", "", "the token's `role`: admin, release-manager, operator or auditor (required)")
@@ -94,24 +68,34 @@ works) and what it is on standard error. It is not shown again.`,
 				if err != nil || ttl <= 0 {
 					return usagef("--expires %q: want a positive period such as 90d or 12h", *expires)
 				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
+				var j TokenJSON
+				if c, err := rf.client(); err != nil {
 					return err
-				}
-				defer p.Close()
-				ct, err := p.CreateToken(ctx, project.TokenSpec{Name: *name, Role: r, TTL: time.Duration(ttl)})
-				if err != nil {
-					return err
+				} else if c != nil {
+					body := api.TokenCreate{Name: *name, Role: string(r), Expires: *expires}
+					if _, err := c.do(ctx, http.MethodPost, "/tokens", nil, body, nil, &j); err != nil {
+						return err
+					}
+				} else {
+					p, err := openProject(ctx, env, *dir)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					ct, err := p.CreateToken(ctx, project.TokenSpec{Name: *name, Role: r, TTL: time.Duration(ttl)})
+					if err != nil {
+						return err
+					}
+					j = tokenJSON(ct.Token, ct.Token.Created)
+					j.Token = ct.Text
 				}
 				if *asJSON {
-					j := tokenJSON(ct.Token, ct.Token.Created)
-					j.Token = ct.Text
 					return writeJSON(env.Stdout, j)
 				}
-				fmt.Fprintf(env.Stderr, "created token %s: role %s, id %s, expires %s\n", ct.Token.Name, ct.Token.Role, ct.Token.ID,
-					ct.Token.Expires.UTC().Format(time.RFC3339))
+				fmt.Fprintf(env.Stderr, "created token %s: role %s, id %s, expires %s\n", j.Name, j.Role, j.ID,
+					j.Expires.Format(time.RFC3339))
 				fmt.Fprintln(env.Stderr, "this is the only time it is shown: keep it in a secret store")
-				_, err = fmt.Fprintln(env.Stdout, ct.Text)
+				_, err = fmt.Fprintln(env.Stdout, j.Token)
 				return err
 			}
 		}}
@@ -121,37 +105,46 @@ func cmdTokenList(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "list", Synopsis: "list tokens (never their secrets)",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("token list takes no arguments")
 				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
+				var out []TokenJSON
+				if c, err := rf.client(); err != nil {
 					return err
-				}
-				defer p.Close()
-				ts, err := p.Tokens(ctx)
-				if err != nil {
-					return err
-				}
-				now := p.Clock.Now()
-				if *asJSON {
-					out := make([]TokenJSON, len(ts))
+				} else if c != nil {
+					if out, err = listAll[TokenJSON](ctx, c, "/tokens", nil); err != nil {
+						return err
+					}
+				} else {
+					p, err := openProject(ctx, env, *dir)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					ts, err := p.Tokens(ctx)
+					if err != nil {
+						return err
+					}
+					now := p.Clock.Now()
+					out = make([]TokenJSON, len(ts))
 					for i, t := range ts {
 						out[i] = tokenJSON(t, now)
 					}
+				}
+				if *asJSON {
 					return writeJSON(env.Stdout, out)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tROLE\tID\tSTATE\tCREATED\tEXPIRES\tLAST USED")
-				for _, t := range ts {
-					j := tokenJSON(t, now)
+				for _, j := range out {
 					state := j.State
 					if j.Revoked != nil {
 						state += " " + j.Revoked.Format(time.DateOnly)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, t.ID, state,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Role, j.ID, state,
 						j.Created.Format(time.DateOnly), j.Expires.Format(time.DateOnly), orDash(j.LastUsed))
 				}
 				return tw.Flush()
@@ -163,20 +156,31 @@ func cmdTokenRevoke(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "revoke", Args: "NAME", Synopsis: "revoke a token: the server refuses it from now on",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 1 {
 					return usagef("token revoke takes the token's NAME")
 				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
+				var t TokenJSON
+				if c, err := rf.client(); err != nil {
 					return err
+				} else if c != nil {
+					if _, err := c.do(ctx, http.MethodDelete, "/tokens/"+url.PathEscape(pos[0]), nil, nil, nil, &t); err != nil {
+						return err
+					}
+				} else {
+					p, err := openProject(ctx, env, *dir)
+					if err != nil {
+						return err
+					}
+					defer p.Close()
+					tk, err := p.RevokeToken(ctx, pos[0])
+					if err != nil {
+						return err
+					}
+					t = tokenJSON(tk, tk.Revoked)
 				}
-				defer p.Close()
-				t, err := p.RevokeToken(ctx, pos[0])
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(env.Stdout, "revoked token %s (role %s, id %s)\n", t.Name, t.Role, t.ID)
+				_, err := fmt.Fprintf(env.Stdout, "revoked token %s (role %s, id %s)\n", t.Name, t.Role, t.ID)
 				return err
 			}
 		}}
