@@ -35,7 +35,11 @@ directory), its outcome (ok, refused, failed) and the API request id.
 
 --since and --until take a time (2026-03-01T12:00:00Z), a UTC day
 (2026-03-01), or a period before now (7d, 36h). --limit N keeps the N newest
-matching entries.`,
+matching entries.
+
+With --server (or $UPTRUST_SERVER) the entries come from a running server's
+management API, with the same filters and the same output; that needs an
+admin or auditor token.`,
 		Sub: []*cmdline.Command{cmdAuditVerify(env)},
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)

@@ -351,6 +351,7 @@ func TestPrivacyReportTokensAndAudit(t *testing.T) {
 		"records that entry's sequence number and hash in audit_chain as the anchor uptrust audit verify starts from",
 		"actor (TEXT): who acted: the name of the API token used, or cli",
 		"request_id (TEXT)",
+		"Every entry records who acted: the name and role of the management API token used (or cli)",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("privacy report lacks %q", want)

@@ -15,9 +15,13 @@ import (
 // writes one entry in the same store transaction as the change, so the log
 // holds an entry exactly for each change that was committed.
 //
-// Entries name what changed (products, releases, repositories, key IDs) and
-// never hold personal data: not the operator's name, not a product's
-// security contact, not release notes, not a client address.
+// Entries name what changed (products, releases, repositories, key IDs,
+// token names) and who did it: the name and role of the management API
+// token used (see WithActor), or store.ActorCLI. Token names are chosen by
+// the operator and are recorded as given, so a token named after a person
+// puts that name in the log for the audit retention; uptrust token create
+// asks for names of jobs or systems. Entries never hold a product's
+// security contact, release notes, device data or a client address.
 const (
 	ActionInit          = "project.init"
 	ActionProductAdd    = "product.add"

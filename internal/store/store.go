@@ -129,7 +129,9 @@ type ReportCount struct {
 
 // AuditEntry records one management action on the project. It names
 // objects the operator chose (products, releases, repositories, token
-// names), never a device or a client address.
+// names) and who acted: the name and role of the API token used, which is
+// whatever name the operator gave the token (a person's name if they chose
+// one), or ActorCLI. It never names a device or a client address.
 //
 // Entries form a hash chain (see auditchain.go): AddAudit assigns Seq,
 // PrevHash and Hash, so what a caller sets there is ignored.
