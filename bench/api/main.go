@@ -3,14 +3,13 @@
 // queries, with a project of -releases releases (over -products products,
 // one rollout each) and an audit log of -audit entries. Clients run
 // concurrently over keep-alive connections on loopback against the real
-// handler, authenticated with a real token file.
+// handler, authenticated with a real token the project created.
 //
 //	go run ./bench/api -duration 10s -clients 4
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
@@ -101,17 +101,12 @@ func run(duration time.Duration, clients, products, releases, audits int) error 
 	}
 	fmt.Printf("project: %d products, %d releases, %d audit entries (built in %s)\n", products, len(rels), len(es), time.Since(start).Round(time.Second))
 
-	tok, sum := api.NewToken()
-	tf, _ := json.Marshal(api.TokenFile{Tokens: []api.TokenEntry{{Name: "bench", Role: "auditor", SHA256: sum, Expires: time.Now().Add(24 * time.Hour)}}})
-	tfPath := filepath.Join(dir, "tokens.json")
-	if err := os.WriteFile(tfPath, tf, 0o600); err != nil {
-		return err
-	}
-	auth, err := api.NewFileAuthenticator(tfPath, nil)
+	ct, err := p.CreateToken(ctx, project.TokenSpec{Name: "bench", Role: access.Auditor, TTL: 24 * time.Hour})
 	if err != nil {
 		return err
 	}
-	a, err := api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}})
+	tok := ct.Text
+	a, err := api.New(api.Config{Project: p})
 	if err != nil {
 		return err
 	}
@@ -132,7 +127,7 @@ func run(duration time.Duration, clients, products, releases, audits int) error 
 		"/api/v1/releases?limit=1000",
 		"/api/v1/audit?limit=100",
 		"/api/v1/audit?action=rollout.change&limit=100",
-		"/api/v1/audit?object=product03&limit=100",
+		"/api/v1/audit?actor=cli&outcome=ok&limit=100",
 	} {
 		rps, p50, p99, err := measure(base+q, tok, clients, duration)
 		if err != nil {

@@ -8,11 +8,14 @@
 //     well-formed one, else a fresh random one.
 //   - Every error is an application/problem+json document (RFC 9457) with
 //     the request id, including 404 and 405.
-//   - Every route but /api/v1/openapi.json needs a bearer token whose role
-//     the route allows; a refused request changes nothing.
-//   - Every mutation is recorded by the Auditor with the caller, the
-//     outcome (ok, refused, failed) and the request id, whatever the
-//     outcome.
+//   - Every route but /api/v1/openapi.json needs a bearer token the
+//     project authenticates (project.Authenticate) whose role grants the
+//     route's permission (package access); a refused request changes
+//     nothing.
+//   - Every mutation by an authenticated token leaves exactly one entry in
+//     the project's audit log, naming the token, its role and the request
+//     id: the project writes it with the change when it succeeds, the API
+//     records it (project.RecordAudit) when it was refused or failed.
 //   - Rollout changes need If-Match with the rollout's current ETag:
 //     missing is 428, stale is 412. Mutations are serialised in the
 //     process, so the check and the change cannot interleave with another
@@ -31,8 +34,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -42,85 +45,6 @@ const Prefix = "/api/v1"
 
 // MaxBody is the largest request body accepted; larger is 413.
 const MaxBody = 64 << 10
-
-// Role is what a token may do.
-type Role string
-
-// The roles. admin manages tokens and settings, release-manager pushes and
-// manages products, operator runs rollouts, auditor reads everything
-// including the audit log. Every role may read products, releases,
-// rollouts, reports and health.
-const (
-	RoleAdmin          Role = "admin"
-	RoleReleaseManager Role = "release-manager"
-	RoleOperator       Role = "operator"
-	RoleAuditor        Role = "auditor"
-)
-
-// Roles lists every role.
-var Roles = []Role{RoleAdmin, RoleReleaseManager, RoleOperator, RoleAuditor}
-
-// ParseRole returns the role named s.
-func ParseRole(s string) (Role, error) {
-	for _, r := range Roles {
-		if string(r) == s {
-			return r, nil
-		}
-	}
-	return "", fmt.Errorf("api: unknown role %q (want admin, release-manager, operator or auditor)", s)
-}
-
-// Principal is who presented a token.
-type Principal struct {
-	Name string
-	Role Role
-}
-
-// ErrUnauthenticated is wrapped by an Authenticator's error for a token that
-// is missing, malformed, unknown, expired or revoked.
-var ErrUnauthenticated = errors.New("api: unauthenticated")
-
-// Authenticator finds who presented a bearer token.
-type Authenticator interface {
-	// Authenticate returns the token's principal, or an error wrapping
-	// ErrUnauthenticated when the token does not authenticate anyone.
-	Authenticate(ctx context.Context, token string) (Principal, error)
-}
-
-// Outcomes of an audited action.
-const (
-	OutcomeOK      = "ok"
-	OutcomeRefused = "refused"
-	OutcomeFailed  = "failed"
-)
-
-// Record is one audited API action.
-type Record struct {
-	Actor     Principal
-	Action    string // such as "api.rollout.start"
-	Object    string // such as "thermostat/1.1.0"
-	Outcome   string // OutcomeOK, OutcomeRefused or OutcomeFailed
-	RequestID string
-	Detail    string
-}
-
-// Auditor records API actions.
-type Auditor interface {
-	Record(ctx context.Context, r Record) error
-}
-
-// TokenInfo describes a token without its secret or hash.
-type TokenInfo struct {
-	Name    string    `json:"name"`
-	Role    Role      `json:"role"`
-	Expires time.Time `json:"expires"`
-	Revoked bool      `json:"revoked"`
-}
-
-// TokenLister lists the tokens an Authenticator knows.
-type TokenLister interface {
-	Tokens(ctx context.Context) ([]TokenInfo, error)
-}
 
 // Settings are the server settings shown by GET /api/v1/settings.
 type Settings struct {
@@ -133,69 +57,33 @@ type Settings struct {
 	Retention map[string]string `json:"retention"`
 }
 
-// Config configures the API. Project, Auth and Audit are required.
+// Config configures the API. Project is required: it authenticates the
+// tokens (project.Authenticate), performs the changes and keeps the audit
+// log.
 type Config struct {
 	Project  *project.Project
-	Auth     Authenticator
-	Audit    Auditor
 	Settings Settings
 	// Ready reports whether the public server has content loaded; nil
 	// means always ready.
 	Ready func() (bool, string)
-	// Tokens lists the tokens for GET /api/v1/tokens; nil answers 501.
-	Tokens TokenLister
 }
 
 // API is the management API. It is safe for concurrent use.
 type API struct {
 	p        *project.Project
-	auth     Authenticator
-	audit    Auditor
 	settings Settings
 	ready    func() (bool, string)
-	tokens   TokenLister
 	mux      *http.ServeMux
 	// mutate serialises mutations (see the package invariants).
 	mutate sync.Mutex
-	// auditMu guards the cached audit log (see auditLog).
-	auditMu    sync.Mutex
-	auditGen   int64
-	auditAt    time.Time
-	auditCache []store.AuditEntry
-}
-
-// auditTTL bounds how long a cached audit log is used: the generation
-// changes with every audit entry added, but not when retention purges old
-// ones, so a purged entry can be listed for at most this long.
-const auditTTL = 5 * time.Second
-
-// auditLog returns the audit log, oldest first. It is read again when the
-// store's generation changed or the cached copy is older than auditTTL; the
-// returned slice must not be modified.
-func (a *API) auditLog(ctx context.Context) ([]store.AuditEntry, error) {
-	gen, err := a.p.Store.Generation(ctx)
-	if err != nil {
-		return nil, err
-	}
-	a.auditMu.Lock()
-	defer a.auditMu.Unlock()
-	if a.auditCache != nil && gen == a.auditGen && time.Since(a.auditAt) < auditTTL {
-		return a.auditCache, nil
-	}
-	es, err := a.p.Audit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	a.auditCache, a.auditGen, a.auditAt = es, gen, time.Now()
-	return es, nil
 }
 
 // New returns the API.
 func New(cfg Config) (*API, error) {
-	if cfg.Project == nil || cfg.Auth == nil || cfg.Audit == nil {
-		return nil, errors.New("api: config: Project, Auth and Audit are required")
+	if cfg.Project == nil {
+		return nil, errors.New("api: config: Project is required")
 	}
-	a := &API{p: cfg.Project, auth: cfg.Auth, audit: cfg.Audit, settings: cfg.Settings, ready: cfg.Ready, tokens: cfg.Tokens, mux: http.NewServeMux()}
+	a := &API{p: cfg.Project, settings: cfg.Settings, ready: cfg.Ready, mux: http.NewServeMux()}
 	byPath := map[string][]Route{}
 	var order []string
 	for _, rt := range a.routes() {
@@ -219,13 +107,29 @@ func New(cfg Config) (*API, error) {
 type Route struct {
 	Method string
 	Path   string
-	// Roles may call the route; nil means no token is needed.
-	Roles   []Role
-	handler func(w http.ResponseWriter, r *http.Request, who Principal)
+	// Perm is the permission the route needs (package access decides
+	// which roles grant it); "" means no token is needed.
+	Perm    access.Permission
+	handler func(w http.ResponseWriter, r *http.Request, who project.Principal)
 }
 
-// Routes returns the method and path of every route, for the OpenAPI
-// document's tests.
+// Roles returns the roles that may call the route, in access.Roles order;
+// nil when no token is needed.
+func (rt Route) Roles() []access.Role {
+	if rt.Perm == "" {
+		return nil
+	}
+	var out []access.Role
+	for _, role := range access.Roles {
+		if role.Allows(rt.Perm) {
+			out = append(out, role)
+		}
+	}
+	return out
+}
+
+// Routes returns the method, path and permission of every route, for the
+// OpenAPI document's tests.
 func (a *API) Routes() []Route {
 	out := a.routes()
 	for i := range out {
@@ -234,30 +138,26 @@ func (a *API) Routes() []Route {
 	return out
 }
 
-var (
-	readers  = []Role{RoleAdmin, RoleReleaseManager, RoleOperator, RoleAuditor}
-	auditors = []Role{RoleAdmin, RoleAuditor}
-	// operators may change rollouts, and no one else.
-	operators = []Role{RoleOperator}
-)
-
 func (a *API) routes() []Route {
 	return []Route{
-		{"GET", Prefix + "/openapi.json", nil, a.getOpenAPI},
-		{"GET", Prefix + "/health", readers, a.getHealth},
-		{"GET", Prefix + "/settings", auditors, a.getSettings},
-		{"GET", Prefix + "/tokens", auditors, a.listTokens},
-		{"GET", Prefix + "/products", readers, a.listProducts},
-		{"GET", Prefix + "/products/{product}", readers, a.getProduct},
-		{"GET", Prefix + "/releases", readers, a.listReleases},
-		{"GET", Prefix + "/releases/{product}/{version}", readers, a.getRelease},
-		{"GET", Prefix + "/rollouts", readers, a.listRollouts},
-		{"POST", Prefix + "/rollouts", operators, a.startRollout},
-		{"GET", Prefix + "/rollouts/{product}", readers, a.getRollout},
-		{"PATCH", Prefix + "/rollouts/{product}", operators, a.patchRollout},
-		{"GET", Prefix + "/rollouts/{product}/history", readers, a.rolloutHistory},
-		{"GET", Prefix + "/reports", readers, a.getReports},
-		{"GET", Prefix + "/audit", auditors, a.listAudit},
+		{"GET", Prefix + "/openapi.json", "", a.getOpenAPI},
+		{"GET", Prefix + "/health", access.Read, a.getHealth},
+		{"GET", Prefix + "/settings", access.Read, a.getSettings},
+		{"GET", Prefix + "/tokens", access.Tokens, a.listTokens},
+		{"POST", Prefix + "/tokens", access.Tokens, a.createToken},
+		{"DELETE", Prefix + "/tokens/{name}", access.Tokens, a.revokeToken},
+		{"GET", Prefix + "/products", access.Read, a.listProducts},
+		{"GET", Prefix + "/products/{product}", access.Read, a.getProduct},
+		{"GET", Prefix + "/releases", access.Read, a.listReleases},
+		{"GET", Prefix + "/releases/{product}/{version}", access.Read, a.getRelease},
+		{"GET", Prefix + "/rollouts", access.Read, a.listRollouts},
+		{"POST", Prefix + "/rollouts", access.Rollouts, a.startRollout},
+		{"GET", Prefix + "/rollouts/{product}", access.Read, a.getRollout},
+		{"PATCH", Prefix + "/rollouts/{product}", access.Rollouts, a.patchRollout},
+		{"GET", Prefix + "/rollouts/{product}/history", access.Read, a.rolloutHistory},
+		{"GET", Prefix + "/reports", access.Read, a.getReports},
+		{"GET", Prefix + "/audit", access.ReadAudit, a.listAudit},
+		{"GET", Prefix + "/audit/verify", access.ReadAudit, a.verifyAudit},
 	}
 }
 
@@ -303,38 +203,47 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 		writeProblem(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("%s does not allow %s (allowed: %s)", r.URL.Path, r.Method, strings.Join(allow, ", ")))
 		return
 	}
-	var who Principal
-	if rt.Roles != nil {
+	var who project.Principal
+	if rt.Perm != "" {
 		var ok bool
 		if who, ok = a.authenticate(w, r); !ok {
 			return
 		}
-		allowed := false
-		for _, role := range rt.Roles {
-			allowed = allowed || role == who.Role
-		}
-		if !allowed {
+		// Every project operation the request causes is audited as done
+		// by the token, with the request id.
+		r = r.WithContext(project.WithActor(r.Context(), who.Actor(RequestID(r.Context()))))
+		if !who.Allows(rt.Perm) {
+			msg := fmt.Sprintf("role %s may not %s %s (it needs permission %s, which %s grant)", who.Role, rt.Method, rt.Path, rt.Perm, joinRoles(rt.Roles()))
 			if r.Method != "GET" && r.Method != "HEAD" {
-				a.record(r, who, auditAction(rt), r.PathValue("product"), OutcomeRefused, "role "+string(who.Role)+" may not do this")
+				object := r.PathValue("product") + r.PathValue("name")
+				if err := a.refused(r, auditAction(rt), object, "role "+string(who.Role)+" lacks permission "+string(rt.Perm)); err != nil {
+					writeProblem(w, r, http.StatusInternalServerError, err.Error())
+					return
+				}
 			}
-			writeProblem(w, r, http.StatusForbidden, fmt.Sprintf("role %s may not %s %s (allowed: %s)", who.Role, rt.Method, rt.Path, joinRoles(rt.Roles)))
+			writeProblem(w, r, http.StatusForbidden, msg)
 			return
 		}
 	}
 	rt.handler(w, r, who)
 }
 
+// auditAction is the project's audit action of a mutating route.
 func auditAction(rt *Route) string {
 	switch {
 	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/rollouts"):
-		return "api.rollout.start"
-	case rt.Method == "PATCH":
-		return "api.rollout.change"
+		return project.ActionRolloutStart
+	case rt.Method == "PATCH" && strings.Contains(rt.Path, "/rollouts/"):
+		return project.ActionRolloutChange
+	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
+		return project.ActionTokenCreate
+	case rt.Method == "DELETE" && strings.Contains(rt.Path, "/tokens/"):
+		return project.ActionTokenRevoke
 	}
 	return "api." + strings.ToLower(rt.Method)
 }
 
-func joinRoles(rs []Role) string {
+func joinRoles(rs []access.Role) string {
 	s := make([]string, len(rs))
 	for i, r := range rs {
 		s[i] = string(r)
@@ -342,9 +251,11 @@ func joinRoles(rs []Role) string {
 	return strings.Join(s, ", ")
 }
 
-// authenticate checks the bearer token; on failure it answers 401 and
-// returns false.
-func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+// authenticate checks the bearer token with the project; on failure it
+// answers 401 (503 when the store cannot be read) and returns false.
+// Unauthenticated requests are not audited: they name no one, and
+// recording them would let anyone fill the log.
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (project.Principal, bool) {
 	h := r.Header.Get("Authorization")
 	scheme, token, found := strings.Cut(h, " ")
 	if h == "" || !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
@@ -354,17 +265,20 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (Principal, b
 			msg = "malformed Authorization header: want Bearer TOKEN"
 		}
 		writeProblem(w, r, http.StatusUnauthorized, msg)
-		return Principal{}, false
+		return project.Principal{}, false
 	}
-	who, err := a.auth.Authenticate(r.Context(), token)
+	who, err := a.p.Authenticate(r.Context(), token)
 	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) {
+		if errors.Is(err, project.ErrTokenMalformed) || errors.Is(err, project.ErrTokenUnknown) ||
+			errors.Is(err, project.ErrTokenRevoked) || errors.Is(err, project.ErrTokenExpired) {
+			// One answer for all four: the state of a token is not
+			// told to whoever presents it.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="uptrust", error="invalid_token"`)
 			writeProblem(w, r, http.StatusUnauthorized, "the token is not valid: unknown, expired, revoked or malformed")
-			return Principal{}, false
+			return project.Principal{}, false
 		}
 		writeProblem(w, r, http.StatusServiceUnavailable, "tokens cannot be checked now")
-		return Principal{}, false
+		return project.Principal{}, false
 	}
 	return who, true
 }
@@ -433,9 +347,15 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return false
 }
 
-// record audits a mutation; a failure to record is logged in the answer's
-// absence only by the caller's outcome.
-func (a *API) record(r *http.Request, who Principal, action, object, outcome, detail string) error {
-	return a.audit.Record(r.Context(), Record{Actor: who, Action: action, Object: object, Outcome: outcome,
-		RequestID: RequestID(r.Context()), Detail: detail})
+// refused records a mutation that was refused (bad input, no permission,
+// stale If-Match) in the project's audit log, by the actor the request's
+// context carries. detail is written by uptrust, never copied from the
+// request body.
+func (a *API) refused(r *http.Request, action, object, detail string) error {
+	return a.p.RecordAudit(r.Context(), action, object, store.OutcomeRefused, detail)
+}
+
+// failed records a permitted mutation that went wrong.
+func (a *API) failed(r *http.Request, action, object, detail string) error {
+	return a.p.RecordAudit(r.Context(), action, object, store.OutcomeFailed, detail)
 }

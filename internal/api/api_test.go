@@ -8,28 +8,33 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/api"
 )
 
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
-	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0").Replace(path)
+	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare").Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
-// taken from the routes so that a change of the routes' roles fails the
-// matrix: the issue's roles are admin (tokens, settings), release-manager
-// (push, products), operator (rollouts), auditor (read-only, including the
-// audit log); everyone with a token reads products, releases, rollouts,
-// reports and health.
+// taken from the routes or package access so that a change of either
+// fails the matrix: the issue's roles are admin (tokens, settings),
+// release-manager (push, products), operator (rollouts), auditor
+// (read-only, including the audit log); everyone with a token reads
+// products, releases, rollouts, reports, settings and health. admin does
+// not imply the others' changes.
 var rolePolicy = map[string]string{
 	"GET /api/v1/openapi.json":                 "none",
 	"GET /api/v1/health":                       "admin,release-manager,operator,auditor",
-	"GET /api/v1/settings":                     "admin,auditor",
-	"GET /api/v1/tokens":                       "admin,auditor",
+	"GET /api/v1/settings":                     "admin,release-manager,operator,auditor",
+	"GET /api/v1/tokens":                       "admin",
+	"POST /api/v1/tokens":                      "admin",
+	"DELETE /api/v1/tokens/{name}":             "admin",
 	"GET /api/v1/products":                     "admin,release-manager,operator,auditor",
 	"GET /api/v1/products/{product}":           "admin,release-manager,operator,auditor",
 	"GET /api/v1/releases":                     "admin,release-manager,operator,auditor",
@@ -41,12 +46,21 @@ var rolePolicy = map[string]string{
 	"GET /api/v1/rollouts/{product}/history":   "admin,release-manager,operator,auditor",
 	"GET /api/v1/reports":                      "admin,release-manager,operator,auditor",
 	"GET /api/v1/audit":                        "admin,auditor",
+	"GET /api/v1/audit/verify":                 "admin,auditor",
+}
+
+// isRole says whether a test credential is a valid token of a role.
+func isRole(cred string) bool {
+	_, err := access.ParseRole(cred)
+	return err == nil
 }
 
 // TestAuthMatrix: every route × every role and every credential that must
-// not authenticate (none, expired, revoked, malformed, unknown): 401 or 403
-// with a problem document and nothing changed; the roles a route allows
-// get past authorisation.
+// not authenticate (none, expired, revoked, malformed, unknown), with real
+// tokens the project created: 401 or 403 with a problem document and
+// nothing changed; the roles a route allows get past authorisation; every
+// mutation by a role leaves exactly one audit entry with its request id,
+// naming the token, its role and the outcome.
 func TestAuthMatrix(t *testing.T) {
 	e := newEnv(t)
 	creds := []string{credNone, credExpired, credRevoked, credMalformed, credUnknown, "admin", "release-manager", "operator", "auditor"}
@@ -56,6 +70,8 @@ func TestAuthMatrix(t *testing.T) {
 			body := ""
 			var hdr []string
 			switch {
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
+				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
@@ -82,7 +98,7 @@ func TestAuthMatrix(t *testing.T) {
 				if resp.StatusCode != 200 {
 					t.Errorf("%s: %d, want 200 (no token needed)", what, resp.StatusCode)
 				}
-			case !slices.Contains(api.Roles, api.Role(cred)):
+			case !isRole(cred):
 				if resp.StatusCode != http.StatusUnauthorized {
 					t.Errorf("%s: %d, want 401\n%s", what, resp.StatusCode, b)
 				}
@@ -100,15 +116,23 @@ func TestAuthMatrix(t *testing.T) {
 					t.Errorf("%s: answered %d but changed the state", what, resp.StatusCode)
 				}
 			}
-			// A refused mutation by a known role is audited as refused.
-			if rt.Method != "GET" && !allowed && slices.Contains(api.Roles, api.Role(cred)) {
-				if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], "outcome refused") || !strings.Contains(got[0], "by t-"+cred) {
-					t.Errorf("%s: audit entries %q, want one refused entry naming t-%s", what, got, cred)
+			// A refused mutation by a known role is audited as refused,
+			// a permitted one as ok; reads and unauthenticated requests
+			// are not audited.
+			got := e.auditWith(id)
+			who := fmt.Sprintf("t-%s (%s) %s", cred, cred, id)
+			switch {
+			case rt.Method != "GET" && !allowed && isRole(cred):
+				if len(got) != 1 || !strings.Contains(got[0], " refused "+who) {
+					t.Errorf("%s: audit entries %q, want one refused entry by %s", what, got, who)
 				}
-			}
-			if rt.Method != "GET" && allowed {
-				if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], "outcome ok") {
-					t.Errorf("%s: audit entries %q, want one ok entry", what, got)
+			case rt.Method != "GET" && allowed:
+				if len(got) != 1 || !strings.Contains(got[0], " ok "+who) {
+					t.Errorf("%s: audit entries %q, want one ok entry by %s", what, got, who)
+				}
+			default:
+				if len(got) != 0 {
+					t.Errorf("%s: audit entries %q, want none", what, got)
 				}
 			}
 		}
@@ -154,8 +178,8 @@ func TestBadInput(t *testing.T) {
 		if e.state() != before {
 			t.Errorf("%s: the state changed", tc.name)
 		}
-		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], "outcome refused") {
-			t.Errorf("%s: audit %q, want one refused entry", tc.name, got)
+		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], " refused t-operator (operator) "+id) {
+			t.Errorf("%s: audit %q, want one refused entry by t-operator", tc.name, got)
 		}
 	}
 	// Queries too.
@@ -170,8 +194,8 @@ func TestBadInput(t *testing.T) {
 
 // TestRolloutChanges: start, set percent, halt and resume through the API;
 // each answer's ETag is the new one and the old one is then stale; the
-// audit log has the project's entry and the API's, with the request id,
-// and the history lists the changes.
+// audit log has one entry per change, the project's, naming the token,
+// its role and the request id; and the history lists the changes.
 func TestRolloutChanges(t *testing.T) {
 	e := newEnv(t)
 	etag := e.etag("thermostat")
@@ -192,7 +216,7 @@ func TestRolloutChanges(t *testing.T) {
 		if next == "" || next == etag || next != e.etag("thermostat") {
 			t.Errorf("step %d: ETag %q (before %q, now %q)", i, next, etag, e.etag("thermostat"))
 		}
-		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], "by t-operator (operator); outcome ok") {
+		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], " ok t-operator (operator) "+id) {
 			t.Errorf("step %d: audit %q", i, got)
 		}
 		// The old ETag is stale now.
@@ -211,7 +235,8 @@ func TestRolloutChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The setup's start, and the four steps.
-	if len(hist.Items) != 5 || hist.Items[1].Action != "rollout.start" || !strings.Contains(hist.Items[4].Detail, "resumed") {
+	if len(hist.Items) != 5 || hist.Items[1].Action != "rollout.start" || !strings.Contains(hist.Items[4].Detail, "resumed") ||
+		hist.Items[0].Actor != "cli" || hist.Items[4].Actor != "t-operator" || hist.Items[4].RequestID != "step-3" {
 		t.Errorf("history %+v", hist.Items)
 	}
 }
@@ -256,13 +281,33 @@ func TestListsPaginateAndFilter(t *testing.T) {
 	if !slices.Equal(paged, all.Items) || pages < 5 {
 		t.Errorf("paged %d items in %d pages, want the %d of one page", len(paged), pages, len(all.Items))
 	}
-	changes := get("/api/v1/audit?action=rollout.change")
-	apiChanges := get("/api/v1/audit?action=api.")
-	if len(changes.Items) != 7 || len(apiChanges.Items) != 7 {
-		t.Errorf("action filters: %d rollout.change, %d api.*; want 7 each", len(changes.Items), len(apiChanges.Items))
+	for i := 1; i < len(all.Items); i++ {
+		if all.Items[i].Seq != all.Items[i-1].Seq+1 || all.Items[i].PrevHash != all.Items[i-1].Hash {
+			t.Fatalf("entries %d and %d do not chain: %+v %+v", i-1, i, all.Items[i-1], all.Items[i])
+		}
 	}
-	if objs := get("/api/v1/audit?object=thermostat"); len(objs.Items) < 10 {
-		t.Errorf("object filter: %d", len(objs.Items))
+	// A refused change, for the outcome filter.
+	if resp, _ := e.do("PATCH", "/api/v1/rollouts/thermostat", "operator", `{"percent":101}`, "If-Match", e.etag("thermostat")); resp.StatusCode != 422 {
+		t.Fatalf("percent 101: %d", resp.StatusCode)
+	}
+	for q, want := range map[string]int{
+		"action=rollout.change":                     8, // 7 ok, 1 refused
+		"actor=t-operator":                          8,
+		"actor=t-operator&outcome=refused":          1,
+		"actor=t-operator&outcome=ok":               7,
+		"object=thermostat/1.1.0&actor=t-operator":  7,
+		"object=thermostat&outcome=refused":         1, // refused before the rollout was read
+		"action=rollout.change&limit=2&newest=true": 2,
+		"actor=nobody":                              0,
+	} {
+		if got := get("/api/v1/audit?" + q); len(got.Items) != want {
+			t.Errorf("audit?%s: %d entries, want %d", q, len(got.Items), want)
+		}
+	}
+	if newest := get("/api/v1/audit?limit=2&newest=true"); len(newest.Items) != 2 || newest.Items[0].Seq <= newest.Items[1].Seq || newest.Next == "" {
+		t.Errorf("newest first: %+v", newest)
+	} else if older := get("/api/v1/audit?limit=2&newest=true&cursor=" + newest.Next); len(older.Items) != 2 || older.Items[0].Seq != newest.Items[1].Seq-1 {
+		t.Errorf("newest first, next page: %+v after %+v", older.Items, newest.Items)
 	}
 	since := all.Items[len(all.Items)-1].Time.Format("2006-01-02T15:04:05Z")
 	if late := get("/api/v1/audit?since=" + since); len(late.Items) == 0 || len(late.Items) >= len(all.Items) {
@@ -306,13 +351,20 @@ func TestReadRoutes(t *testing.T) {
 	}
 	// Tokens: names, roles, expiry and revocation, never a hash.
 	resp, b := e.do("GET", "/api/v1/tokens?role=operator", "admin", "")
-	var toks api.Page[api.TokenInfo]
+	var toks api.Page[api.Token]
 	if err := json.Unmarshal(b, &toks); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("tokens: %d %s", resp.StatusCode, b)
 	}
-	if len(toks.Items) != 3 || toks.Items[0].Name != "t-expired" || toks.Items[2].Name != "t-revoked" || !toks.Items[2].Revoked ||
-		strings.Contains(string(b), "sha256") || strings.Contains(string(b), e.tokens["operator"][:12]) {
-		t.Errorf("tokens of role operator: %s", b)
+	var states []string
+	for _, tk := range toks.Items {
+		states = append(states, tk.Name+" "+tk.State)
+	}
+	if want := []string{"t-expired expired", "t-operator active", "t-revoked revoked", "t-spare active"}; !slices.Equal(states, want) ||
+		strings.Contains(string(b), "hash") || strings.Contains(string(b), e.tokens["operator"][20:]) || strings.Contains(string(b), `"token"`) {
+		t.Errorf("tokens of role operator: %q, want %q\n%s", states, want, b)
+	}
+	if resp, _ := e.do("GET", "/api/v1/tokens?role=root", "admin", ""); resp.StatusCode != 400 {
+		t.Errorf("tokens of role root: %d, want 400", resp.StatusCode)
 	}
 	for _, path := range []string{"/api/v1/products/toaster", "/api/v1/releases/thermostat/9.9.9", "/api/v1/rollouts/toaster", "/api/v1/nope", "/elsewhere"} {
 		if resp, _ := e.do("GET", path, "admin", ""); resp.StatusCode != 404 {
@@ -364,11 +416,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 		delete(documented, key)
 		var roles []string
-		for _, r := range rt.Roles {
+		for _, r := range rt.Roles() {
 			roles = append(roles, string(r))
 		}
 		want := "Roles: " + strings.Join(roles, ", ")
-		if rt.Roles == nil {
+		if rt.Perm == "" {
 			want = "Roles: none (no token needed)"
 		}
 		if desc != want {
@@ -380,21 +432,93 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// TestTokenFileErrors: a token file with an unknown role, a bad hash or an
-// unknown field is refused naming the problem.
-func TestTokenFileErrors(t *testing.T) {
-	for body, want := range map[string]string{
-		`{"tokens":[{"name":"a","role":"root","sha256":"` + strings.Repeat("0", 64) + `","expires":"2030-01-01T00:00:00Z"}]}`: `unknown role "root"`,
-		`{"tokens":[{"name":"a","role":"admin","sha256":"abc","expires":"2030-01-01T00:00:00Z"}]}`:                            "sha256 must be 64 hex digits",
-		`{"tokens":[{"name":"a","role":"admin","sha":"abc","expires":"2030-01-01T00:00:00Z"}]}`:                               `unknown field "sha"`,
+// TestTokenRoutes: an admin creates a token (its text is in the answer
+// only, and it authenticates), lists it, revokes it (it no longer
+// authenticates); bad names, roles, expiries, a name in use, an unknown or
+// already revoked token are refused with one refused audit entry each.
+func TestTokenRoutes(t *testing.T) {
+	e := newEnv(t)
+	resp, b := e.do("POST", "/api/v1/tokens", "admin", `{"name":"ci","role":"operator","expires":"12h"}`, "X-Request-Id", "mk-ci")
+	var tk api.Token
+	if err := json.Unmarshal(b, &tk); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	if tk.Name != "ci" || tk.Role != "operator" || tk.State != "active" || !tk.Expires.Equal(e.clk.Now().Add(12*time.Hour)) || !strings.HasPrefix(tk.Token, "uptrust_") {
+		t.Errorf("created %+v", tk)
+	}
+	if got := e.auditWith("mk-ci"); len(got) != 1 || !strings.HasPrefix(got[0], "token.create ci ok t-admin (admin) mk-ci") || strings.Contains(got[0], tk.Token[20:]) {
+		t.Errorf("create audit %q", got)
+	}
+	e.tokens["ci"] = tk.Token
+	if resp, _ := e.do("GET", "/api/v1/rollouts", "ci", ""); resp.StatusCode != 200 {
+		t.Errorf("the new token: %d", resp.StatusCode)
+	}
+	_, b = e.do("GET", "/api/v1/tokens", "admin", "")
+	if !strings.Contains(string(b), `"name":"ci"`) || strings.Contains(string(b), tk.Token[20:]) {
+		t.Errorf("list after create: %s", b)
+	}
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"bad name", "POST", "/api/v1/tokens", `{"name":"Bad Name","role":"auditor"}`, 422},
+		{"reserved name", "POST", "/api/v1/tokens", `{"name":"cli","role":"auditor"}`, 422},
+		{"bad role", "POST", "/api/v1/tokens", `{"name":"x","role":"root"}`, 422},
+		{"bad expiry", "POST", "/api/v1/tokens", `{"name":"x","role":"auditor","expires":"soon"}`, 422},
+		{"name in use", "POST", "/api/v1/tokens", `{"name":"ci","role":"auditor"}`, 409},
+		{"unknown field", "POST", "/api/v1/tokens", `{"name":"x","role":"auditor","secret":"x"}`, 400},
+		{"unknown token", "DELETE", "/api/v1/tokens/nobody", "", 404},
+		{"revoked already", "DELETE", "/api/v1/tokens/t-revoked", "", 409},
 	} {
-		path := t.TempDir() + "/tokens.json"
-		if err := writeFile(path, body); err != nil {
+		id := "tok-" + strings.ReplaceAll(tc.name, " ", "-")
+		before, err := e.p.Tokens(t.Context())
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := api.NewFileAuthenticator(path, nil); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", body, err, want)
+		resp, b := e.do(tc.method, tc.path, "admin", tc.body, "X-Request-Id", id)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d\n%s", tc.name, resp.StatusCode, tc.want, b)
 		}
+		if after, _ := e.p.Tokens(t.Context()); len(after) != len(before) {
+			t.Errorf("%s: %d tokens, before %d", tc.name, len(after), len(before))
+		}
+		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], " refused t-admin (admin) "+id) {
+			t.Errorf("%s: audit %q, want one refused entry", tc.name, got)
+		}
+	}
+	resp, b = e.do("DELETE", "/api/v1/tokens/ci", "admin", "", "X-Request-Id", "rm-ci")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"state":"revoked"`) {
+		t.Errorf("revoke: %d %s", resp.StatusCode, b)
+	}
+	if got := e.auditWith("rm-ci"); len(got) != 1 || !strings.HasPrefix(got[0], "token.revoke ci ok t-admin (admin) rm-ci") {
+		t.Errorf("revoke audit %q", got)
+	}
+	if resp, _ := e.do("GET", "/api/v1/rollouts", "ci", ""); resp.StatusCode != 401 {
+		t.Errorf("the revoked token: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestAuditVerifyRoute: the verification names the chain's head, which is
+// the last entry listed.
+func TestAuditVerifyRoute(t *testing.T) {
+	e := newEnv(t)
+	resp, b := e.do("GET", "/api/v1/audit/verify", "auditor", "")
+	var v struct {
+		Intact   bool   `json:"intact"`
+		Entries  int    `json:"entries"`
+		HeadSeq  int64  `json:"head_seq"`
+		HeadHash string `json:"head_hash"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("verify: %d %s", resp.StatusCode, b)
+	}
+	es, err := e.p.Audit(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := es[len(es)-1]
+	if !v.Intact || v.Entries != len(es) || v.HeadSeq != last.Seq || v.HeadHash != last.Hash {
+		t.Errorf("verification %s; the log has %d entries ending at seq %d %s", b, len(es), last.Seq, last.Hash)
 	}
 }
 

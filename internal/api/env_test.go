@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
@@ -72,31 +71,33 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
-	var tf api.TokenFile
-	for _, name := range []string{"admin", "release-manager", "operator", "auditor", credExpired, credRevoked} {
-		tok, sum := api.NewToken()
-		role, expires := name, t0.Add(90*24*time.Hour)
+	// Real tokens, created through the project: one per role, one that
+	// expires, one revoked, and t-spare for the revocation route.
+	for _, name := range []string{"admin", "release-manager", "operator", "auditor", credExpired, credRevoked, "spare"} {
+		role, ttl := access.Role(name), 90*24*time.Hour
 		switch name {
 		case credExpired:
-			role, expires = "operator", t0.Add(-time.Second)
-		case credRevoked:
-			role = "operator"
+			role, ttl = access.Operator, time.Minute
+		case credRevoked, "spare":
+			role = access.Operator
 		}
-		tf.Tokens = append(tf.Tokens, api.TokenEntry{Name: "t-" + name, Role: role, SHA256: sum, Expires: expires, Revoked: name == credRevoked})
-		e.tokens[name] = tok
+		ct, err := p.CreateToken(ctx, project.TokenSpec{Name: "t-" + name, Role: role, TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[name] = ct.Text
 	}
-	e.tokens[credMalformed] = "not a token!"
-	e.tokens[credUnknown], _ = api.NewToken()
-	b, _ := json.Marshal(tf)
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if _, err := p.RevokeToken(ctx, "t-"+credRevoked); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := api.NewFileAuthenticator(path, clk)
+	clk.Advance(2 * time.Minute) // t-expired is expired now
+	e.tokens[credMalformed] = "not a token!"
+	unknown, _, _, err := access.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api, err = api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Tokens: auth,
+	e.tokens[credUnknown] = unknown
+	e.api, err = api.New(api.Config{Project: p,
 		Settings: api.Settings{PublicListen: "127.0.0.1:8080", AdminListen: "127.0.0.1:9090", ReportK: 5, Retention: map[string]string{"audit": "730d"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +255,8 @@ func (e *env) etag(product string) string {
 	return resp.Header.Get("ETag")
 }
 
-// auditWith returns the audit entries whose detail names request id.
+// auditWith returns the audit entries of request id, each as "action
+// object outcome actor (role) request: detail".
 func (e *env) auditWith(id string) []string {
 	e.t.Helper()
 	es, err := e.p.Audit(e.t.Context())
@@ -263,11 +265,9 @@ func (e *env) auditWith(id string) []string {
 	}
 	var out []string
 	for _, x := range es {
-		if strings.Contains(x.Detail, "request "+id) {
-			out = append(out, x.Action+" "+x.Object+" "+x.Detail)
+		if x.RequestID == id {
+			out = append(out, fmt.Sprintf("%s %s %s %s (%s) %s: %s", x.Action, x.Object, x.Outcome, x.Actor, x.Role, x.RequestID, x.Detail))
 		}
 	}
 	return out
 }
-
-func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o600) }

@@ -70,10 +70,11 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 		Commands: []*cmdline.Command{
 			cmdInit(env), cmdProduct(env), cmdRelease(env), cmdRollout(env), cmdKeys(env), cmdRoot(env),
 			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdBlobs(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
-			cmdPurge(env), cmdAudit(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
+			cmdPurge(env), cmdAudit(env), cmdToken(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
 		},
 		ExitCodes: []cmdline.ExitCode{
 			{Code: ExitShallNotMet, Meaning: "compliance: a \"shall\" provision is not met (uptrust compliance)"},
+			{Code: ExitAuditBroken, Meaning: "audit verify: the audit log's hash chain is broken"},
 		},
 		Environment: []string{
 			"UPTRUST_DIR: the project directory when --dir is not given",

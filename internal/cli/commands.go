@@ -70,6 +70,7 @@ func runInit(ctx context.Context, env Env, dir, db string, dev bool, holders []s
 	fmt.Fprintf(env.Stdout, "  offline keys: %s/keys/offline (move them off this machine after setup)\n", dir)
 	fmt.Fprintf(env.Stdout, "  online keys:  %s/keys/online (the server needs these)\n", dir)
 	fmt.Fprintf(env.Stdout, "  device roots: %s, %s\n", project.DeviceRootPath(dir, "release"), project.DeviceRootPath(dir, "fleet"))
+	fmt.Fprintln(env.Stdout, adminTokenLine(dir))
 	return nil
 }
 

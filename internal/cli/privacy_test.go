@@ -296,8 +296,8 @@ func TestPurgeCommand(t *testing.T) {
 		t.Errorf("counters after purge: %+v; want today's only", cs)
 	}
 	r = mustRun(t, nil, "audit", "--dir", dir)
-	if !regexp.MustCompile(`(?m)^\S+\s+retention\.purge\s+report_counts\s+removed 1 rows older than`).MatchString(r.stdout) ||
-		!regexp.MustCompile(`(?m)^\S+\s+product\.add\s+thermostat\s`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^\d+\s+\S+\s+cli\s+ok\s+retention\.purge\s+report_counts\s+-\s+removed 1 rows older than`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^\d+\s+\S+\s+cli\s+ok\s+product\.add\s+thermostat\s`).MatchString(r.stdout) {
 		t.Errorf("audit after purge:\n%s", r.stdout)
 	}
 	r = mustRun(t, nil, "purge", "--dir", dir)
@@ -306,8 +306,8 @@ func TestPurgeCommand(t *testing.T) {
 	}
 	r = mustRun(t, nil, "audit", "--json", "--dir", dir)
 	var es []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &es); err != nil || len(es) != 4 {
-		t.Errorf("audit --json: %d entries, %v; want 2 init, product add, 1 purge\n%s", len(es), err, r.stdout)
+	if err := json.Unmarshal([]byte(r.stdout), &es); err != nil || len(es) != 5 {
+		t.Errorf("audit --json: %d entries, %v; want 2 init, admin token, product add, 1 purge\n%s", len(es), err, r.stdout)
 	}
 }
 

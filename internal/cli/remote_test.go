@@ -4,14 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cli"
 )
@@ -20,12 +22,11 @@ import (
 type served struct {
 	dir, public, admin string
 	tokens             map[string]string // role -> token
-	tokenFile          string
 }
 
 // serveWithAdmin runs `uptrust serve --admin-listen 127.0.0.1:0` on a
 // development project with thermostat 1.1.0 and 1.2.0 published, one token
-// per role, until the test ends.
+// per role (t-ROLE, made with uptrust token create), until the test ends.
 func serveWithAdmin(t *testing.T) *served {
 	t.Helper()
 	dir := devProject(t)
@@ -34,21 +35,25 @@ func serveWithAdmin(t *testing.T) *served {
 		payload := writeFile(t, tmp, "img-"+v, strings.Repeat("image "+v, 100))
 		mustRun(t, nil, "release", "add", "thermostat", v, payload, "--kind", "security", "--security-version", "2", "--dir", dir)
 	}
-	s := &served{dir: dir, tokens: map[string]string{}}
-	var tf api.TokenFile
-	for _, role := range api.Roles {
-		tok, sum := api.NewToken()
-		s.tokens[string(role)] = tok
-		tf.Tokens = append(tf.Tokens, api.TokenEntry{Name: "t-" + string(role), Role: string(role), SHA256: sum, Expires: time.Now().Add(time.Hour)})
+	s := startServe(t, dir)
+	for _, role := range access.Roles {
+		r := mustRun(t, nil, "token", "create", "--name", "t-"+string(role), "--role", string(role), "--expires", "1d", "--dir", dir)
+		s.tokens[string(role)] = strings.TrimSpace(r.stdout)
 	}
-	b, _ := json.Marshal(tf)
-	s.tokenFile = writeFile(t, tmp, "tokens.json", string(b))
+	return s
+}
+
+// startServe runs `uptrust serve` with the admin listener on dir and the
+// extra arguments until the test ends.
+func startServe(t *testing.T, dir string, extra ...string) *served {
+	t.Helper()
+	s := &served{dir: dir, tokens: map[string]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Main(ctx, []string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-			"--admin-token-file", s.tokenFile, "--log-format", "json"},
+		done <- cli.Main(ctx, append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--log-format", "json"}, extra...),
 			cli.Env{Stdout: io.Discard, Stderr: pw, Getenv: func(string) string { return "" }})
 		pw.Close()
 	}()
@@ -137,8 +142,10 @@ func TestAdminListenerSeparation(t *testing.T) {
 }
 
 // TestRemoteCLI: the operator's commands with --server print what the same
-// commands print with --dir, rollout changes go through the API (audited
-// with the token's name), and a role without the right is refused.
+// commands print with --dir (the audit log and its verification included,
+// with every filter), rollout changes go through the API (audited once
+// each with the token's name, role and request id), and a role without
+// the right is refused.
 func TestRemoteCLI(t *testing.T) {
 	s := serveWithAdmin(t)
 	r := mustRun(t, nil, s.as("operator", "rollout", "start", "thermostat", "1.1.0", "--percent", "10")...)
@@ -161,6 +168,11 @@ func TestRemoteCLI(t *testing.T) {
 		{"product", "show", "thermostat", "--json"}, {"product", "show", "thermostat"},
 		{"reports", "--json"}, {"reports", "thermostat"},
 		{"audit", "--json"}, {"audit"},
+		{"audit", "--actor", "t-operator"}, {"audit", "--outcome", "refused", "--json"},
+		{"audit", "--action", "rollout.change", "--object", "thermostat/1.1.0", "--json"},
+		{"audit", "--since", "2000-01-01", "--until", "2999-01-01T00:00:00Z"}, {"audit", "--since", "1h", "--json"},
+		{"audit", "--limit", "3"}, {"audit", "--limit", "2", "--actor", "cli", "--json"},
+		{"audit", "verify"}, {"audit", "verify", "--json"},
 	} {
 		local := mustRun(t, nil, append(args, "--dir", s.dir)...)
 		remote := mustRun(t, nil, s.as("auditor", args...)...)
@@ -168,13 +180,20 @@ func TestRemoteCLI(t *testing.T) {
 			t.Errorf("uptrust %s: --server prints\n%s\n--dir prints\n%s", strings.Join(args, " "), remote.stdout, local.stdout)
 		}
 	}
-	r = mustRun(t, nil, s.as("auditor", "audit", "--action", "api.rollout.", "--json")...)
-	var es []cli.AuditJSON
+	r = mustRun(t, nil, s.as("auditor", "audit", "--actor", "t-operator", "--json")...)
+	var es []cli.AuditEntryJSON
 	if err := json.Unmarshal([]byte(r.stdout), &es); err != nil {
 		t.Fatal(err)
 	}
-	if len(es) != 5 || !strings.Contains(es[0].Detail, "by t-operator (operator); outcome ok") {
-		t.Errorf("API audit entries: %+v", es)
+	ids := map[string]bool{}
+	for _, e := range es {
+		ids[e.RequestID] = true
+		if e.Role != "operator" || e.Outcome != "ok" || !strings.HasPrefix(e.Action, "rollout.") {
+			t.Errorf("entry by t-operator: %+v", e)
+		}
+	}
+	if len(es) != 5 || len(ids) != 5 || ids[""] {
+		t.Errorf("want 5 entries by t-operator with distinct request ids (one per change): %+v", es)
 	}
 	// Refused: the auditor may not change rollouts, the operator may not
 	// read the audit log, an unknown token is not anyone.
@@ -197,6 +216,103 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	if after := mustRun(t, nil, "rollout", "list", "--json", "--dir", s.dir).stdout; after != before {
 		t.Errorf("refused commands changed the rollouts:\n%s\n%s", before, after)
+	}
+	// The refusals by known tokens are in the log, by them.
+	r = mustRun(t, nil, "audit", "--outcome", "refused", "--json", "--dir", s.dir)
+	if err := json.Unmarshal([]byte(r.stdout), &es); err != nil {
+		t.Fatal(err)
+	}
+	var refused []string
+	for _, e := range es {
+		refused = append(refused, e.Actor+" "+e.Action)
+	}
+	if want := []string{"t-auditor rollout.change", "t-release-manager rollout.start", "t-operator rollout.change"}; !slices.Equal(refused, want) {
+		t.Errorf("refused entries %q, want %q", refused, want)
+	}
+
+	// A broken chain: --server and --dir say the same, exit 4.
+	tamper(t, s.dir, `UPDATE audit SET detail = 'percent 100' WHERE seq = 3`)
+	for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--json"}} {
+		local := run(t, nil, append(args, "--dir", s.dir)...)
+		remote := run(t, nil, s.as("auditor", args...)...)
+		if local.code != cli.ExitAuditBroken || remote.code != cli.ExitAuditBroken || local.stdout != remote.stdout || !strings.Contains(local.stdout, "BROKEN at seq 3") && !strings.Contains(local.stdout, `"intact": false`) {
+			t.Errorf("uptrust %s on a broken chain: --server %v\n--dir %v", strings.Join(args, " "), remote, local)
+		}
+	}
+}
+
+// TestRemoteTokens: an admin creates, lists and revokes tokens with
+// --server; the created token works at once and not after its revocation;
+// token list prints what --dir prints; other roles are refused.
+func TestRemoteTokens(t *testing.T) {
+	s := serveWithAdmin(t)
+	r := mustRun(t, nil, s.as("admin", "token", "create", "--name", "ci", "--role", "operator", "--expires", "2d")...)
+	ci := strings.TrimSpace(r.stdout)
+	if !strings.HasPrefix(ci, "uptrust_") || !strings.Contains(r.stderr, "created token ci: role operator") {
+		t.Fatalf("token create --server: %v", r)
+	}
+	if r := mustRun(t, nil, "rollout", "list", "--server", "http://"+s.admin, "--token", ci); !strings.Contains(r.stdout, "no rollouts") && r.code != 0 {
+		t.Errorf("the new token: %v", r)
+	}
+	for _, args := range [][]string{{"token", "list"}, {"token", "list", "--json"}} {
+		remote := mustRun(t, nil, s.as("admin", args...)...)
+		local := mustRun(t, nil, append(args, "--dir", s.dir)...)
+		if local.stdout != remote.stdout || !strings.Contains(local.stdout, "ci") {
+			t.Errorf("uptrust %s: --server prints\n%s\n--dir prints\n%s", strings.Join(args, " "), remote.stdout, local.stdout)
+		}
+	}
+	if r := mustRun(t, nil, s.as("admin", "token", "revoke", "ci")...); !strings.HasPrefix(r.stdout, "revoked token ci (role operator, id ") {
+		t.Errorf("token revoke --server: %v", r)
+	}
+	if r := run(t, nil, "rollout", "list", "--server", "http://"+s.admin, "--token", ci); r.code != 1 || !strings.Contains(r.stderr, "server: 401") {
+		t.Errorf("the revoked token: %v", r)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{s.as("auditor", "token", "list"), "server: 403 Forbidden: role auditor may not GET /api/v1/tokens"},
+		{s.as("operator", "token", "create", "--name", "x", "--role", "admin"), "server: 403 Forbidden"},
+		{s.as("admin", "token", "revoke", "ci"), "server: 409"},
+		{s.as("admin", "token", "create", "--name", "t-admin", "--role", "admin"), "server: 409"},
+	} {
+		if r := run(t, nil, tc.args...); r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("uptrust %s: want exit 1 and %q\n%v", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+}
+
+// TestServeBootstrapToken: with no valid admin token, serve
+// --bootstrap-token-file writes one (0600) that the API accepts as admin;
+// with one, it leaves the file alone.
+func TestServeBootstrapToken(t *testing.T) {
+	dir := devProject(t)
+	mustRun(t, nil, "token", "revoke", "admin", "--dir", dir)
+	file := filepath.Join(t.TempDir(), "boot-token")
+	s := startServe(t, dir, "--bootstrap-token-file", file)
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", file, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, nil, "token", "list", "--json", "--server", "http://"+s.admin, "--token", strings.TrimSpace(string(b)))
+	if !strings.Contains(r.stdout, `"name": "admin-bootstrap-`) {
+		t.Errorf("token list with the bootstrap token:\n%s", r.stdout)
+	}
+	// A valid admin token exists now: a second server writes nothing.
+	again := filepath.Join(t.TempDir(), "again")
+	startServe(t, dir, "--bootstrap-token-file", again)
+	if _, err := os.Stat(again); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: %v, want no file", again, err)
+	}
+	if r := mustRun(t, nil, "token", "list", "--dir", dir); strings.Count(r.stdout, "admin-bootstrap-") != 1 {
+		t.Errorf("tokens after a second bootstrap:\n%s", r.stdout)
 	}
 }
 
@@ -244,7 +360,6 @@ func TestRemoteFromEnvAndConfig(t *testing.T) {
 		{nil, []string{"rollout", "list", "--server", "http://" + s.admin}, 2, "--server needs a token"},
 		{map[string]string{"UPTRUST_CLIENT_CONFIG": writeFile(t, cfgDir, "bad.json", `{"server": "http://x", "tokn": "y"}`)},
 			[]string{"rollout", "list"}, 1, `bad.json:1:24: unknown field "tokn" (did you mean "token"?)`},
-		{nil, []string{"audit", "--action", "rollout.", "--dir", s.dir}, 2, "--action and --object need --server"},
 		{nil, []string{"--server", "http://" + s.admin, "release", "add", "thermostat", "2.0.0", "x"}, 2, "--server: uptrust release add does not run against a server"},
 		{nil, []string{"--token=x", "init", "--dev"}, 2, "--server: uptrust init --dev does not run against a server"},
 		{nil, []string{"--server", "http://" + s.admin, "--token", "x", "rollout", "list", "--dir", s.dir}, 2, "--dir and --server exclude each other"},
@@ -254,10 +369,7 @@ func TestRemoteFromEnvAndConfig(t *testing.T) {
 			t.Errorf("uptrust %s: want exit %d and %q\n%v", strings.Join(tc.args, " "), tc.code, tc.want, r)
 		}
 	}
-	if r := run(t, nil, "serve", "--dir", s.dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"); r.code != 2 || !strings.Contains(r.stderr, "--admin-listen and --admin-token-file go together") {
-		t.Errorf("serve --admin-listen without tokens: %v", r)
-	}
-	if r := run(t, nil, "serve", "--dir", s.dir, "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--admin-token-file", s.tokenFile); r.code == 0 || !strings.Contains(r.stderr, "0.0.0.0") {
+	if r := run(t, nil, "serve", "--dir", s.dir, "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"); r.code == 0 || !strings.Contains(r.stderr, "0.0.0.0") {
 		t.Errorf("serve --admin-listen on all interfaces without TLS: %v", r)
 	}
 }

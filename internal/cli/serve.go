@@ -42,7 +42,7 @@ func cmdServe(env Env) *cmdline.Command {
 			logFormat := fs.String("log-format", "text", "log records as text or json")
 			proxiesFlag := fs.String("report-proxies", "", "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For names the client")
 			adminListen := fs.String("admin-listen", "", "serve the management API (/api/v1) and /metrics on this address, e.g. 127.0.0.1:9090 (loopback unless TLS or --insecure-http; off when empty)")
-			adminTokens := fs.String("admin-token-file", "", "JSON file of API tokens (name, role, sha256, expires) for --admin-listen; re-read when it changes")
+			bootstrap := fs.String("bootstrap-token-file", "", "when no valid admin token exists, create one and write it to `FILE` (0600); otherwise do nothing")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("serve takes no arguments")
@@ -60,9 +60,6 @@ func cmdServe(env Env) *cmdline.Command {
 						return usagef("serve: --report-proxies: %q is not a CIDR prefix", f)
 					}
 					proxies = append(proxies, pr)
-				}
-				if (*adminListen == "") != (*adminTokens == "") {
-					return usagef("serve: --admin-listen and --admin-token-file go together")
 				}
 				logger, err := server.NewLogger(env.Stderr, *logFormat)
 				if err != nil {
@@ -83,6 +80,20 @@ func cmdServe(env Env) *cmdline.Command {
 				if err := p.CheckServable(ctx); err != nil {
 					return err
 				}
+				if *bootstrap != "" {
+					// A name of the day: an expired bootstrap token of an
+					// earlier day still holds its name.
+					name := "admin-bootstrap-" + p.Clock.Now().UTC().Format("20060102")
+					made, err := p.BootstrapAdminToken(ctx, *bootstrap, name, 0)
+					if err != nil {
+						return err
+					}
+					if made {
+						logger.Info("created an admin token", "name", name, "file", *bootstrap)
+					} else {
+						logger.Info("a valid admin token exists; --bootstrap-token-file left alone", "file", *bootstrap)
+					}
+				}
 				p.ReportRowsPerDay = *rowsPerDay
 				srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
 					MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader,
@@ -100,7 +111,7 @@ func cmdServe(env Env) *cmdline.Command {
 				var adminLn net.Listener
 				var adminTLS *tls.Config
 				if *adminListen != "" {
-					if adminH, err = adminHandler(p, srv, *adminTokens, *listen, *adminListen, *cert != ""); err != nil {
+					if adminH, err = adminHandler(p, srv, *listen, *adminListen, *cert != ""); err != nil {
 						ln.Close()
 						return err
 					}
@@ -132,19 +143,16 @@ func cmdServe(env Env) *cmdline.Command {
 		}}
 }
 
-// adminHandler builds what --admin-listen serves: the management API with
-// tokens from tokenFile, audited in the project's log, and the metrics.
-func adminHandler(p *project.Project, srv *server.Server, tokenFile, listen, adminListen string, useTLS bool) (http.Handler, error) {
-	auth, err := api.NewFileAuthenticator(tokenFile, p.Clock)
-	if err != nil {
-		return nil, err
-	}
+// adminHandler builds what --admin-listen serves: the management API,
+// authenticating the project's tokens (uptrust token create) and audited in
+// the project's log, and the metrics.
+func adminHandler(p *project.Project, srv *server.Server, listen, adminListen string, useTLS bool) (http.Handler, error) {
 	ret := map[string]string{}
 	b, err := json.Marshal(p.Config.Retention)
 	if err == nil {
 		_ = json.Unmarshal(b, &ret)
 	}
-	a, err := api.New(api.Config{Project: p, Auth: auth, Audit: api.ProjectAuditor{P: p}, Ready: srv.Ready, Tokens: auth,
+	a, err := api.New(api.Config{Project: p, Ready: srv.Ready,
 		Settings: api.Settings{PublicListen: listen, AdminListen: adminListen, TLS: useTLS, ReportK: p.Config.ReportK, Retention: ret}})
 	if err != nil {
 		return nil, err

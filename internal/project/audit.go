@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,9 +15,13 @@ import (
 // writes one entry in the same store transaction as the change, so the log
 // holds an entry exactly for each change that was committed.
 //
-// Entries name what changed (products, releases, repositories, key IDs) and
-// never hold personal data: not the operator's name, not a product's
-// security contact, not release notes, not a client address.
+// Entries name what changed (products, releases, repositories, key IDs,
+// token names) and who did it: the name and role of the management API
+// token used (see WithActor), or store.ActorCLI. Token names are chosen by
+// the operator and are recorded as given, so a token named after a person
+// puts that name in the log for the audit retention; uptrust token create
+// asks for names of jobs or systems. Entries never hold a product's
+// security contact, release notes, device data or a client address.
 const (
 	ActionInit          = "project.init"
 	ActionProductAdd    = "product.add"
@@ -30,20 +35,124 @@ const (
 	ActionMarket        = "product.market"
 	ActionAttest        = "compliance.attest"
 	ActionWithdraw      = "compliance.withdraw"
+	ActionTokenCreate   = "token.create"
+	ActionTokenRevoke   = "token.revoke"
 )
 
-// audit adds one entry to tx.
-func audit(ctx context.Context, tx store.Tx, now time.Time, action, object, detail string) error {
-	return tx.AddAudit(ctx, store.AuditEntry{Time: now, Action: action, Object: object, Detail: detail})
+// Actor is who performs the project operations called with a context: a
+// management API token, or the local operator. Every audit entry written
+// under the context names it.
+type Actor struct {
+	// Name is the token's name; "" or store.ActorCLI for the local
+	// operator.
+	Name string
+	// Role is the token's role; "" for the local operator.
+	Role string
+	// RequestID identifies the API request; "" for the CLI.
+	RequestID string
 }
 
-// Audit returns the audit log, oldest first.
+type actorKey struct{}
+
+// WithActor returns ctx carrying a: the management API wraps each
+// authenticated request's context with the token's name and role and the
+// request id before calling project operations, so their audit entries
+// say who acted. Without it, entries name store.ActorCLI.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorFrom returns the actor ctx carries, or the local operator.
+func ActorFrom(ctx context.Context) Actor {
+	a, _ := ctx.Value(actorKey{}).(Actor)
+	if a.Name == "" {
+		a.Name = store.ActorCLI
+	}
+	return a
+}
+
+// audit adds one entry to tx, by the actor ctx carries, with outcome ok.
+func audit(ctx context.Context, tx store.Tx, now time.Time, action, object, detail string) error {
+	return tx.AddAudit(ctx, auditEntry(ctx, now, action, object, store.OutcomeOK, detail))
+}
+
+func auditEntry(ctx context.Context, now time.Time, action, object, outcome, detail string) store.AuditEntry {
+	a := ActorFrom(ctx)
+	return store.AuditEntry{Time: now, Actor: a.Name, Role: a.Role, RequestID: a.RequestID,
+		Action: action, Object: object, Outcome: outcome, Detail: detail}
+}
+
+// RecordAudit appends one entry by the actor ctx carries, in a store
+// update of its own, for an action that changed nothing: outcome is
+// store.OutcomeRefused (not permitted, bad input) or store.OutcomeFailed
+// (permitted but it went wrong). Successful operations record themselves
+// in the transaction of their change; do not record them again. detail
+// must be written by uptrust (an error's message is fine), never copied
+// from a request body.
+func (p *Project) RecordAudit(ctx context.Context, action, object, outcome, detail string) error {
+	if outcome != store.OutcomeRefused && outcome != store.OutcomeFailed {
+		return fmt.Errorf("project: record audit %s: outcome %q: want %s or %s (successful changes record themselves)",
+			action, outcome, store.OutcomeRefused, store.OutcomeFailed)
+	}
+	now := p.Clock.Now().UTC()
+	err := p.Store.Update(ctx, func(tx store.Tx) error {
+		return tx.AddAudit(ctx, auditEntry(ctx, now, action, object, outcome, detail))
+	})
+	if err != nil {
+		return fmt.Errorf("project: record audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// Audit returns the stored audit log in sequence order.
 func (p *Project) Audit(ctx context.Context) ([]store.AuditEntry, error) {
-	es, err := p.Store.Audit(ctx)
+	return p.AuditQuery(ctx, store.AuditFilter{})
+}
+
+// AuditQuery returns the audit entries f selects (see store.AuditFilter;
+// AfterSeq with Limit pages through the log).
+func (p *Project) AuditQuery(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("project: audit log: negative limit %d", f.Limit)
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return nil, fmt.Errorf("project: audit log: until %s is not after since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
+	}
+	switch f.Outcome {
+	case "", store.OutcomeOK, store.OutcomeRefused, store.OutcomeFailed:
+	default:
+		return nil, fmt.Errorf("project: audit log: outcome %q: want %s, %s or %s", f.Outcome, store.OutcomeOK, store.OutcomeRefused, store.OutcomeFailed)
+	}
+	es, err := p.Store.AuditQuery(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("project: audit log: %w", err)
 	}
 	return es, nil
+}
+
+// VerifyAudit checks the stored audit chain from its anchor to its head
+// (see store.VerifyAudit). It reads the chain's ends before and after the
+// entries and reads again when an append or purge came between, so a busy
+// server does not report a break that is only a race.
+func (p *Project) VerifyAudit(ctx context.Context) (store.AuditVerification, error) {
+	for range 10 {
+		before, err := p.Store.AuditChain(ctx)
+		if err != nil {
+			return store.AuditVerification{}, fmt.Errorf("project: verify audit: %w", err)
+		}
+		es, err := p.Store.Audit(ctx)
+		if err != nil {
+			return store.AuditVerification{}, fmt.Errorf("project: verify audit: %w", err)
+		}
+		after, err := p.Store.AuditChain(ctx)
+		if err != nil {
+			return store.AuditVerification{}, fmt.Errorf("project: verify audit: %w", err)
+		}
+		if before == after {
+			return store.VerifyAudit(before, es), nil
+		}
+	}
+	return store.AuditVerification{}, errors.New("project: verify audit: the log kept changing while it was read; try again")
 }
 
 func policyDetail(pol *release.Policy) string {

@@ -87,6 +87,7 @@ var keptReasons = map[string]string{
 	"rollout_completions": "one row per release whose rollout reached every device: the delivery record the compliance report measures timeliness from",
 	"attestations":        "the manufacturer's statements of compliance evidence are a record the manufacturer must be able to show; a withdrawn one is kept with the time it was withdrawn",
 	"markets":             "one row per product: the manufacturer's declaration the support period is measured from",
+	"audit_chain":         "a single row: the anchor (last purged audit entry) and head of the audit hash chain, without which the remaining entries cannot be verified",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The
@@ -167,8 +168,16 @@ func (p *Project) tablePrivacy(t store.Table) TablePrivacy {
 		tp.Retention = &per
 		tp.Kept = fmt.Sprintf("deleted %s after it was recorded (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
 			humanPeriod(per), t.Name)
-		if t.Name == store.TableReportCounts {
+		switch t.Name {
+		case store.TableReportCounts:
 			tp.Kept = fmt.Sprintf("a daily counter is deleted once its day began more than %s ago (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
+				humanPeriod(per), t.Name)
+		case store.TableAudit:
+			tp.Kept += fmt.Sprintf("; the log is a hash chain, so a purge removes its oldest entries up to the last one older than %s and records that entry's sequence number and hash in audit_chain as the anchor uptrust audit verify starts from",
+				humanPeriod(per))
+			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person"
+		case store.TableTokens:
+			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
 				humanPeriod(per), t.Name)
 		}
 		return tp

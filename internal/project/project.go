@@ -4,12 +4,13 @@
 // Layout of DIR:
 //
 //	uptrust.json              configuration (thresholds, lifetimes, mode)
-//	uptrust.db                SQLite store: products, releases, rollouts, signed metadata, report counters, audit log
+//	uptrust.db                SQLite store: products, releases, rollouts, signed metadata, report counters, audit log, API tokens
 //	blobs/sha256/..           payloads by content
 //	keys/offline/*.key        root, top-level targets and product keys (encrypted unless --dev)
 //	keys/online/*.key         snapshot, timestamp and fleet targets keys (0600, used by the server)
 //	device/release-root.json  trusted roots to provision into devices
 //	device/fleet-root.json
+//	admin-token               the first management API admin token (0600; only its hash is in uptrust.db)
 //
 // Offline keys belong on an offline machine: a server needs only uptrust.json,
 // uptrust.db, blobs/ and keys/online/.
@@ -383,7 +384,7 @@ type InitOptions struct {
 
 // Init creates a project in dir, which must not contain one yet: the
 // configuration, all keys, the database and both repositories, and writes
-// the device root files.
+// the device root files and the first admin token (AdminTokenFile).
 func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 	o.defaults()
 	if _, err := os.Stat(filepath.Join(dir, "uptrust.json")); err == nil {
@@ -440,6 +441,12 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Project, error) {
 		return nil, fmt.Errorf("project: %s already holds a project", p.DatabaseName())
 	}
 	if err := p.initRepos(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	// The first admin token of the management API, for whoever holds the
+	// project directory; the server needs only the database.
+	if _, err := p.BootstrapAdminToken(ctx, filepath.Join(dir, AdminTokenFile), "admin", 0); err != nil {
 		p.Close()
 		return nil, err
 	}

@@ -74,6 +74,7 @@ func (p *Period) UnmarshalJSON(b []byte) error {
 const (
 	DefaultReportCountsRetention = Period(400 * day)
 	DefaultAuditRetention        = Period(730 * day)
+	DefaultTokensRetention       = Period(730 * day)
 	MinRetention                 = Period(day)
 )
 
@@ -90,6 +91,10 @@ type Retention struct {
 	ReportCounts Period `json:"report_counts"`
 	// Audit bounds the audit log of operator actions (default 730 days).
 	Audit Period `json:"audit"`
+	// Tokens bounds how long a revoked or expired API token stays on
+	// record (default 730 days, the audit log's default, so the tokens
+	// audit entries name can be looked up as long as the entries exist).
+	Tokens Period `json:"tokens"`
 }
 
 // UnmarshalJSON reads the object and refuses unknown keys.
@@ -99,7 +104,7 @@ func (r *Retention) UnmarshalJSON(b []byte) error {
 	dec.DisallowUnknownFields()
 	var v plain
 	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("retention: %w (known tables: %s, %s)", err, store.TableReportCounts, store.TableAudit)
+		return fmt.Errorf("retention: %w (known tables: %s, %s, %s)", err, store.TableReportCounts, store.TableAudit, store.TableTokens)
 	}
 	*r = Retention(v)
 	return nil
@@ -111,6 +116,9 @@ func (r *Retention) setDefaults() {
 	}
 	if r.Audit == 0 {
 		r.Audit = DefaultAuditRetention
+	}
+	if r.Tokens == 0 {
+		r.Tokens = DefaultTokensRetention
 	}
 }
 
@@ -136,6 +144,7 @@ func (r Retention) Tables() []TableRetention {
 	return []TableRetention{
 		{store.TableReportCounts, r.ReportCounts},
 		{store.TableAudit, r.Audit},
+		{store.TableTokens, r.Tokens},
 	}
 }
 
@@ -199,8 +208,8 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 		var errs []error
 		for _, t := range res.Tables {
 			if t.Rows > 0 {
-				errs = append(errs, tx.AddAudit(ctx, store.AuditEntry{Time: now, Action: ActionPurge, Object: t.Table,
-					Detail: fmt.Sprintf("removed %d rows older than %s (retention %s)", t.Rows, t.Before.Format(time.RFC3339), t.Period)}))
+				errs = append(errs, audit(ctx, tx, now, ActionPurge, t.Table,
+					fmt.Sprintf("removed %d rows older than %s (retention %s)", t.Rows, t.Before.Format(time.RFC3339), t.Period)))
 			}
 		}
 		return errors.Join(errs...)

@@ -180,8 +180,8 @@ func auditActions(t *testing.T, p *project.Project) []string {
 func TestPurge(t *testing.T) {
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(start)
-	p := initDev(t, clk) // audit: two project.init entries at start
-	p.Config.Retention = project.Retention{ReportCounts: project.Period(10 * day), Audit: project.Period(30 * day)}
+	p := initDev(t, clk) // audit: two project.init entries and the admin token.create at start
+	p.Config.Retention = project.Retention{ReportCounts: project.Period(10 * day), Audit: project.Period(30 * day), Tokens: project.Period(30 * day)}
 	addProduct(t, p, thermostat()) // audit at start
 	clk.Advance(20 * day)
 	addRelease(t, p, releaseSpec("thermostat", "1.1.0", 1, "image")) // audit at start+20d
@@ -204,9 +204,11 @@ func TestPurge(t *testing.T) {
 	}
 	want := []project.PurgedTable{
 		{Table: store.TableReportCounts, Period: project.Period(10 * day), Before: now.Add(-10 * day), Rows: 2},
-		{Table: store.TableAudit, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 3},
+		{Table: store.TableAudit, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 4},
+		// The admin token made by init is neither revoked nor expired.
+		{Table: store.TableTokens, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 0},
 	}
-	if !res.At.Equal(now) || !slices.Equal(res.Tables, want) || res.Rows() != 5 {
+	if !res.At.Equal(now) || !slices.Equal(res.Tables, want) || res.Rows() != 6 {
 		t.Errorf("Purge = %+v\nwant at %v: %+v", res, now, want)
 	}
 	if got, want := counterDays(t, p), []string{"2026-01-23 installed", "2026-02-01 installed"}; !slices.Equal(got, want) {
@@ -292,6 +294,7 @@ func TestAuditRecordsOperations(t *testing.T) {
 	want := []entry{
 		{project.ActionInit, "release", "root threshold 1 of 1"},
 		{project.ActionInit, "fleet", "development project"},
+		{project.ActionTokenCreate, "admin", "bootstrap admin token, written to admin-token: role admin"},
 		{project.ActionProductAdd, "thermostat", "support until 2031-12-31"},
 		{project.ActionSupportExtend, "thermostat", "support until 2032-06-30 (was 2031-12-31)"},
 		{project.ActionPolicy, "thermostat", "auto-install security; owners may postpone up to 7 days"},
@@ -309,7 +312,7 @@ func TestAuditRecordsOperations(t *testing.T) {
 		if e.Action != w.action || e.Object != w.object || !strings.Contains(e.Detail, w.detail) {
 			t.Errorf("audit[%d] = %s %s %q; want %s %s containing %q", i, e.Action, e.Object, e.Detail, w.action, w.object, w.detail)
 		}
-		if i < 3 && !e.Time.Equal(t0) || i >= 3 && !e.Time.Equal(t0.Add(time.Minute)) {
+		if i < 4 && !e.Time.Equal(t0) || i >= 4 && !e.Time.Equal(t0.Add(time.Minute)) {
 			t.Errorf("audit[%d] at %v: want the project clock's time", i, e.Time)
 		}
 		for _, private := range []string{"alice", "secret"} {

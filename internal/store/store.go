@@ -8,7 +8,8 @@
 //     the same version twice with a different body is ErrConflict.
 //   - Generation increases with every committed Update.
 //   - Audit entries are written through a Tx, so an entry lands exactly when
-//     the change it records does.
+//     the change it records does. They form a hash chain with gapless
+//     sequence numbers; only Purge removes entries, and only a prefix.
 //   - Purge and AddReport do not change the generation: neither touches
 //     served metadata.
 //   - No table holds a device identifier or a client address (see
@@ -36,6 +37,8 @@ var (
 const (
 	TableReportCounts = "report_counts"
 	TableAudit        = "audit"
+	// TableTokens: tokens revoked or expired before the bound.
+	TableTokens = "tokens"
 )
 
 // Product is a product line.
@@ -124,17 +127,111 @@ type ReportCount struct {
 	Day time.Time
 }
 
-// AuditEntry records one operator action on the project. It names objects
-// the operator chose (products, releases, repositories), never a device, a
-// person or a client address.
+// AuditEntry records one management action on the project. It names
+// objects the operator chose (products, releases, repositories, token
+// names) and who acted: the name and role of the API token used, which is
+// whatever name the operator gave the token (a person's name if they chose
+// one), or ActorCLI. It never names a device or a client address.
+//
+// Entries form a hash chain (see auditchain.go): AddAudit assigns Seq,
+// PrevHash and Hash, so what a caller sets there is ignored.
 type AuditEntry struct {
+	// Seq is the entry's position in the chain: 1 for the first entry
+	// ever appended, one more for each later one. Purged entries keep
+	// their numbers: the first stored entry follows the chain's anchor.
+	Seq  int64
 	Time time.Time
+	// Actor is who acted: a token's name, or ActorCLI for the local
+	// operator working on the project directory. AddAudit stores ""
+	// as ActorCLI.
+	Actor string
+	// Role is the role of Actor's token; "" for ActorCLI.
+	Role string
 	// Action is a fixed token such as "release.add"; it must not be empty.
 	Action string
 	// Object is what the action changed, such as "thermostat/1.1.0".
 	Object string
 	// Detail is a short summary written by uptrust, not free device text.
 	Detail string
+	// Outcome is OutcomeOK, OutcomeRefused or OutcomeFailed; AddAudit
+	// stores "" as OutcomeOK and refuses anything else.
+	Outcome string
+	// RequestID is the management API request the entry belongs to; ""
+	// for the CLI.
+	RequestID string
+	// PrevHash is the Hash of the entry before (AuditGenesis for seq 1);
+	// Hash is AuditHash of this entry. Both hex SHA-256.
+	PrevHash, Hash string
+}
+
+// Actors and outcomes of audit entries.
+const (
+	ActorCLI       = "cli"
+	OutcomeOK      = "ok"
+	OutcomeRefused = "refused"
+	OutcomeFailed  = "failed"
+)
+
+// AuditFilter selects audit entries. Zero fields select everything.
+type AuditFilter struct {
+	// Action, Object, Actor and Outcome match exactly when not empty.
+	Action, Object, Actor, Outcome string
+	// Since (inclusive) and Until (exclusive) bound Time when not zero,
+	// compared at the microsecond precision entries are stored with.
+	Since, Until time.Time
+	// AfterSeq selects entries with Seq > AfterSeq: a cursor for paging.
+	AfterSeq int64
+	// Limit caps how many entries come back when positive.
+	Limit int
+	// Newest returns the entries with the highest sequence numbers first;
+	// AfterSeq then selects entries with Seq < AfterSeq when positive.
+	Newest bool
+}
+
+// AuditChain is where the stored part of the audit chain starts and ends.
+type AuditChain struct {
+	// AnchorSeq and AnchorHash are the sequence number and hash of the
+	// entry just before the first stored one: (0, AuditGenesis) until a
+	// purge removes entries, then the last entry it removed.
+	AnchorSeq  int64
+	AnchorHash string
+	// HeadSeq and HeadHash are those of the last entry appended; equal to
+	// the anchor when no entry is stored.
+	HeadSeq  int64
+	HeadHash string
+	// LegacySeq: entries 1..LegacySeq were written before the chain
+	// existed and were chained when the database was upgraded; the chain
+	// shows they did not change since then, not before. 0 when none.
+	LegacySeq int64
+}
+
+// Token roles.
+const (
+	RoleAdmin          = "admin"
+	RoleReleaseManager = "release-manager"
+	RoleOperator       = "operator"
+	RoleAuditor        = "auditor"
+)
+
+// Token is a management API token. Only a hash of its secret is stored.
+type Token struct {
+	// ID is the public part of the token, by which it is looked up;
+	// unique.
+	ID string
+	// Name is chosen by the operator; unique among tokens not revoked.
+	Name string
+	// Role is one of the Role constants.
+	Role string
+	// SecretHash is the hex SHA-256 of the token's secret.
+	SecretHash string
+	Created    time.Time
+	Expires    time.Time
+	// Revoked is when the token was revoked; zero while it is not.
+	Revoked time.Time
+	// LastUsed is the UTC day the token last authenticated; zero when
+	// never. A day, not a time: enough to find unused tokens without
+	// recording when someone worked.
+	LastUsed time.Time
 }
 
 // Table describes one table of the live schema: what it holds and why.
@@ -166,9 +263,18 @@ type Reader interface {
 	// AllMetadata returns every stored document of a repo.
 	AllMetadata(ctx context.Context, repo string) ([]Metadata, error)
 	ReportCounts(ctx context.Context) ([]ReportCount, error)
-	// Audit returns every audit entry, oldest first; entries of equal time
-	// in the order they were added.
+	// Audit returns every stored audit entry in sequence order.
 	Audit(ctx context.Context) ([]AuditEntry, error)
+	// AuditQuery returns the entries f selects, in sequence order (newest
+	// first with f.Newest).
+	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+	// AuditChain returns the anchor and head of the stored chain.
+	AuditChain(ctx context.Context) (AuditChain, error)
+	// Token returns the token with id, or an error wrapping ErrNotFound.
+	Token(ctx context.Context, id string) (Token, error)
+	// Tokens returns every token, revoked and expired ones included,
+	// ordered by name, then creation.
+	Tokens(ctx context.Context) ([]Token, error)
 	// RolloutCompletions returns the completions of a product's rollouts,
 	// oldest first.
 	RolloutCompletions(ctx context.Context, product string) ([]RolloutCompletion, error)
@@ -189,8 +295,20 @@ type Tx interface {
 	AddRelease(ctx context.Context, r Release) error
 	PutRollout(ctx context.Context, r Rollout) error
 	PutMetadata(ctx context.Context, m Metadata) error
-	// AddAudit records e; it commits or rolls back with the transaction.
+	// AddAudit appends e to the audit chain; it commits or rolls back with
+	// the transaction. It sets e's Seq to the head's plus one and PrevHash
+	// to the head's hash, stores Time in UTC truncated to the microsecond,
+	// fills Actor and Outcome defaults (see AuditEntry), computes Hash
+	// with AuditHash and moves the head to e. Appends are serialised: two
+	// transactions never take the same Seq.
 	AddAudit(ctx context.Context, e AuditEntry) error
+	// AddToken stores t. A taken ID, or a Name taken by a token not
+	// revoked, is ErrConflict. Name, ID, SecretHash must not be empty,
+	// Role must be a Role constant, Revoked and LastUsed must be zero.
+	AddToken(ctx context.Context, t Token) error
+	// RevokeToken marks the token with id revoked at at. An unknown id is
+	// ErrNotFound, a token already revoked is ErrConflict.
+	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// CompleteRollout records c unless the release has a completion
 	// already: the first time a release reaches every device is kept.
 	// An unknown release is ErrNotFound.
@@ -224,8 +342,17 @@ type Store interface {
 	// returns how many it deleted. TableReportCounts: counters whose UTC
 	// day began before before, so that no remaining counter can hold a
 	// report received before it. TableAudit: entries whose Time is before
-	// before. Any other table fails with ErrNotPurgeable.
+	// before (truncated to the microsecond, as entry times are), and with them any entry that precedes one of them in the
+	// chain (a cut must leave the chain whole; the clock going back is the
+	// only way an earlier entry is newer). The last removed entry becomes
+	// the chain's anchor, in the same transaction. TableTokens: tokens
+	// revoked or expired before before. Any other table fails with
+	// ErrNotPurgeable.
 	Purge(ctx context.Context, table string, before time.Time) (int64, error)
+	// TouchToken records day (truncated to its UTC day) as the token's
+	// LastUsed when it is later than the one stored. It does not change
+	// the generation. An unknown id is ErrNotFound.
+	TouchToken(ctx context.Context, id string, day time.Time) error
 	// Describe returns every table of the live schema, ordered by name,
 	// with its columns in schema order, their types, and the purpose of
 	// each as the schema states it ("" where it states none).

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
 )
 
@@ -83,6 +85,118 @@ func TestMigrateFromOlderSchema(t *testing.T) {
 	}
 	if _, err := s.Audit(ctx); err != nil {
 		t.Errorf("Audit after migration: %v", err)
+	}
+}
+
+// TestMigrateAuditChainFromV3 opens a database written by a program that
+// knew schema 3, whose audit log had no chain: its entries are chained in
+// the order schema 3 listed them (time, then insertion: inserting
+// transaction, then command within it) as successful CLI actions, marked
+// legacy, and new entries continue the chain.
+func TestMigrateAuditChainFromV3(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.URL(t)
+	old, err := open(ctx, dsn, migrations[:3], true)
+	if err != nil {
+		t.Fatalf("open with schema 3: %v", err)
+	}
+	base := time.Date(2025, 1, 2, 3, 4, 5, 6789, time.UTC)
+	insert := `INSERT INTO audit (time, action, object, detail) VALUES ($1, $2, $3, 'd')`
+	// Inserted out of time order, each in its own transaction: the chain
+	// follows time, then insertion.
+	for _, r := range []struct {
+		d              time.Duration
+		action, object string
+	}{{time.Hour, "release.add", "p/1.0"}, {0, "project.init", "release"}, {time.Hour, "rollout.start", "p/1.0"}} {
+		if _, err := old.pool.Exec(ctx, insert, base.Add(r.d).Format(timeLayout), r.action, r.object); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two at the same time in one transaction: the command order decides.
+	if err := pgx.BeginFunc(ctx, old.pool, func(tx pgx.Tx) error {
+		for _, action := range []string{"rollout.change", "rollout.halt"} {
+			if _, err := tx.Exec(ctx, insert, base.Add(time.Hour).Format(timeLayout), action, "p/1.0"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openT(t, dsn)
+	defer s.Close()
+	st, err := ReadStatus(ctx, dsn)
+	if err != nil || st.Current != Known || len(st.Applied) != Known {
+		t.Errorf("status after Open = %+v, %v; want current %d", st, err, Known)
+	}
+	es, err := s.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range es {
+		actions = append(actions, e.Action)
+		if e.Actor != store.ActorCLI || e.Outcome != store.OutcomeOK || e.RequestID != "" || e.Role != "" || e.Detail != "d" {
+			t.Errorf("legacy entry %+v: want actor cli, outcome ok, no role or request id, detail kept", e)
+		}
+		if !e.Time.Equal(base.Truncate(time.Microsecond)) && !e.Time.Equal(base.Add(time.Hour).Truncate(time.Microsecond)) {
+			t.Errorf("legacy entry %+v: time not kept (to the microsecond)", e)
+		}
+	}
+	if want := []string{"project.init", "release.add", "rollout.start", "rollout.change", "rollout.halt"}; !slices.Equal(actions, want) {
+		t.Errorf("legacy entries in order %v, want %v", actions, want)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.AddAudit(ctx, store.AuditEntry{Time: base.Add(2 * time.Hour), Action: "token.create", Object: "ci"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.AuditChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es, err = s.Audit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := store.VerifyAudit(c, es)
+	if !v.Intact || v.LegacySeq != 5 || v.FirstSeq != 1 || v.LastSeq != 6 {
+		t.Errorf("VerifyAudit after migration = %+v, want intact, legacy up to 5, seq 1 to 6", v)
+	}
+	tables, err := s.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if tb.Name == "audit_legacy" {
+			t.Error("audit_legacy is left behind")
+		}
+		if tb.Name == "audit" && tb.Purpose == "" {
+			t.Error("the new audit table has no purpose comment")
+		}
+	}
+}
+
+// A database at schema 3 with an empty audit log gets an empty chain at
+// the genesis, with no legacy part.
+func TestMigrateEmptyAuditFromV3(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.URL(t)
+	old, err := open(ctx, dsn, migrations[:3], true)
+	if err != nil {
+		t.Fatalf("open with schema 3: %v", err)
+	}
+	old.Close()
+	s := openT(t, dsn)
+	defer s.Close()
+	c, err := s.AuditChain(ctx)
+	if want := (store.AuditChain{AnchorHash: store.AuditGenesis, HeadHash: store.AuditGenesis}); err != nil || c != want {
+		t.Errorf("AuditChain after migrating an empty log = %+v, %v; want %+v", c, err, want)
+	}
+	var rows int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_chain`).Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("audit_chain rows = %d, %v; want the one row appends lock", rows, err)
 	}
 }
 

@@ -13,6 +13,10 @@
 //   - The generation is one row bumped in every Update's transaction.
 //   - AddReportCapped checks and writes under an advisory lock on the
 //     counter's day, so concurrent reports cannot overshoot the cap.
+//   - AddAudit and Purge of the audit log lock the one audit_chain row
+//     (SELECT ... FOR UPDATE) before reading the chain's head or anchor,
+//     so appends take gapless sequence numbers and a purge never writes
+//     back a head an append has moved (see audit.go).
 //   - Open migrates the schema in one transaction under another advisory
 //     lock (migrationLock), so replicas starting together apply each
 //     migration once; a database newer than the program is refused.

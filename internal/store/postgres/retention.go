@@ -9,68 +9,29 @@ import (
 )
 
 // This file holds what the privacy side of the server needs from the
-// database: the audit log, age-based purging and a description of the live
-// schema read from the COMMENT ON text migrate recorded from its
-// "-- purpose:" comments.
-
-func scanAudit(s scanner) (store.AuditEntry, error) {
-	var e store.AuditEntry
-	var at string
-	if err := s.Scan(&at, &e.Action, &e.Object, &e.Detail); err != nil {
-		return e, err
-	}
-	var err error
-	e.Time, err = decodeTime(at)
-	return e, err
-}
-
-// auditOrder orders audit entries by time, then insertion. The audit table
-// has exactly the columns of the store contract and no sequence, so
-// insertion is the inserting transaction: each AddAudit runs in its own
-// savepoint, whose transaction id is assigned at its insert, and Updates
-// take the update lock before they write, so transaction ids grow in
-// insertion order. age(xmin) compares them modulo 2^31 as PostgreSQL does;
-// cmin (the command within the transaction) breaks any remaining tie.
-const auditOrder = ` ORDER BY time, age(xmin) DESC, cmin::text::bigint`
-
-// Audit returns every audit entry ordered by time, then insertion.
-func (r reader) Audit(ctx context.Context) ([]store.AuditEntry, error) {
-	return queryAll(ctx, r.q, "audit", `SELECT time, action, object, detail FROM audit`+auditOrder, scanAudit)
-}
-
-// AddAudit inserts e in the transaction. Action must not be empty.
-func (t *txn) AddAudit(ctx context.Context, e store.AuditEntry) error {
-	what := fmt.Sprintf("add audit %s %s", e.Action, e.Object)
-	if e.Action == "" {
-		return fmt.Errorf("store/postgres: %s: empty action", what)
-	}
-	at, err := encodeTime(e.Time)
-	if err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", what, err)
-	}
-	if _, err := t.exec(ctx, `INSERT INTO audit (time, action, object, detail) VALUES ($1, $2, $3, $4)`,
-		at, e.Action, e.Object, e.Detail); err != nil {
-		return dbErr(ctx, what, err)
-	}
-	return nil
-}
+// database: age-based purging and a description of the live schema read
+// from the COMMENT ON text migrate recorded from its "-- purpose:"
+// comments. The audit log is in audit.go.
 
 // minStorable is the earliest time the encodings can hold; nothing stored
 // is older, so purging before it deletes nothing.
 var minStorable = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Purge deletes the rows of table older than before, in one statement, and
-// returns how many it deleted. See store.Store for what "older" means per
+// Purge deletes the rows of table older than before, in one statement (the
+// audit log: in one transaction, see purgeAudit), and returns how many it
+// deleted. See store.Store for what "older" means per
 // table. It does not change the generation.
 func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int64, error) {
 	what := "purge " + table
 	var query, arg string
 	var err error
 	switch {
-	case table != store.TableReportCounts && table != store.TableAudit:
+	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens:
 		return 0, fmt.Errorf("store/postgres: %s: %w", what, store.ErrNotPurgeable)
 	case before.Before(minStorable):
 		return 0, nil
+	case table == store.TableAudit:
+		return s.purgeAudit(ctx, before)
 	case table == store.TableReportCounts:
 		// A counter of day D holds reports from [D, D+24h). It goes once D
 		// is before before rounded up to a whole day.
@@ -82,7 +43,7 @@ func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int6
 		query = `DELETE FROM report_counts WHERE day < $1`
 		arg, err = encodeDay(day)
 	default:
-		query = `DELETE FROM audit WHERE time < $1`
+		query = `DELETE FROM tokens WHERE (revoked <> '' AND revoked < $1) OR expires < $1`
 		arg, err = encodeTime(before)
 	}
 	if err != nil {

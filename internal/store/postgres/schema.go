@@ -145,6 +145,62 @@ CREATE TABLE markets ( -- purpose: the manufacturer's declaration of placing eac
 	recorded text COLLATE "C" NOT NULL -- purpose: when the declaration was made (UTC)
 );
 `,
+	// 4: the audit log becomes a hash chain with actors, outcomes and
+	// request ids (existing entries are chained in Go by chainLegacyAudit,
+	// in time order, as entries of the CLI that succeeded), and management
+	// API tokens.
+	`
+ALTER TABLE audit RENAME TO audit_legacy;
+DROP INDEX audit_by_time;
+
+CREATE TABLE audit ( -- purpose: tamper-evident record of management actions on the project (init, products, support, policy, releases, rollouts, root keys, tokens, retention purges) for accountability: who (token name and role, or the local CLI), what, when, with what outcome; names what changed, never a device or a client address
+	seq bigint PRIMARY KEY CHECK (seq >= 1), -- purpose: position in the audit hash chain, gapless from 1; purged entries keep their numbers
+	time text COLLATE "C" NOT NULL, -- purpose: when the action was recorded (UTC, microseconds); entries older than the audit retention are purged
+	actor text COLLATE "C" NOT NULL CHECK (actor <> ''), -- purpose: who acted: the name of the API token used, or cli for the operator working on the project directory
+	role text COLLATE "C" NOT NULL, -- purpose: role of the token used (admin, release-manager, operator, auditor); empty for cli
+	action text COLLATE "C" NOT NULL CHECK (action <> ''), -- purpose: what was done, a fixed token such as release.add or rollout.change
+	object text COLLATE "C" NOT NULL, -- purpose: what it was done to: a product, product/version, repository or token name chosen by the operator
+	detail text COLLATE "C" NOT NULL, -- purpose: short summary written by uptrust (for example the new rollout percentage, or why a request was refused); never device data
+	outcome text COLLATE "C" NOT NULL CHECK (outcome IN ('ok', 'refused', 'failed')), -- purpose: whether the action was done (ok), refused for lack of permission or bad input (refused) or failed
+	request_id text COLLATE "C" NOT NULL, -- purpose: identifier of the management API request, to match entries with server logs; empty for cli
+	prev_hash text COLLATE "C" NOT NULL, -- purpose: hash of the entry before in the chain (all zeros for the first), so removing or inserting an entry is detected
+	hash text COLLATE "C" NOT NULL -- purpose: SHA-256 of this entry's fields and prev_hash, so editing an entry is detected by uptrust audit verify
+);
+
+CREATE INDEX audit_by_time ON audit (time);
+
+CREATE TABLE audit_chain ( -- purpose: where the stored part of the audit hash chain starts and ends, so uptrust audit verify can check it after retention purges; one row, holds no personal data
+	id integer PRIMARY KEY CHECK (id = 1), -- purpose: always 1; keeps the table to one row
+	anchor_seq bigint NOT NULL, -- purpose: sequence number of the last entry a retention purge removed, 0 before any purge; verification starts after it
+	anchor_hash text COLLATE "C" NOT NULL, -- purpose: hash of that entry (all zeros before any purge), which the first stored entry links to
+	head_seq bigint NOT NULL, -- purpose: sequence number of the last entry appended, so entries removed from the end are detected
+	head_hash text COLLATE "C" NOT NULL, -- purpose: hash of the last entry appended
+	legacy_seq bigint NOT NULL -- purpose: entries up to this sequence number were written before the chain existed and were chained when the database was upgraded
+);
+
+INSERT INTO audit_chain (id, anchor_seq, anchor_hash, head_seq, head_hash, legacy_seq)
+	VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, '0000000000000000000000000000000000000000000000000000000000000000', 0);
+
+CREATE TABLE tokens ( -- purpose: management API tokens (uptrust token): which token may manage the server with which role; holds a hash of each secret, never the secret
+	id text COLLATE "C" PRIMARY KEY CHECK (id <> ''), -- purpose: public identifier that is part of the token, by which it is looked up
+	name text COLLATE "C" NOT NULL CHECK (name <> ''), -- purpose: name the operator gave the token (for example ci), the actor in the audit log; name tokens after a job or system rather than a person
+	role text COLLATE "C" NOT NULL CHECK (role IN ('admin', 'release-manager', 'operator', 'auditor')), -- purpose: what the token may do
+	secret_hash text COLLATE "C" NOT NULL CHECK (secret_hash <> ''), -- purpose: hex SHA-256 of the token's random secret; the secret is shown once when the token is created and never stored
+	created text COLLATE "C" NOT NULL, -- purpose: when the token was created (UTC)
+	expires text COLLATE "C" NOT NULL, -- purpose: when the token stops being accepted (UTC)
+	revoked text COLLATE "C" NOT NULL, -- purpose: when the token was revoked (UTC); empty while it is not
+	last_used text COLLATE "C" NOT NULL -- purpose: UTC day the token last authenticated, YYYY-MM-DD, empty when never; a day and not a time, enough to find unused tokens without recording when someone worked
+);
+
+CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked = '';
+`,
+}
+
+// migrationCode is Go code that completes a migration, run in its
+// transaction after its SQL (and its comments), keyed by the schema version
+// the migration brings the database to.
+var migrationCode = map[int]func(ctx context.Context, tx pgx.Tx) error{
+	4: chainLegacyAudit,
 }
 
 // Known is the newest schema version this program knows.
@@ -225,6 +281,11 @@ func migrate(ctx context.Context, conn querier, now time.Time, steps []string) (
 	for i := current; i < len(steps); i++ {
 		if err := execWithComments(ctx, tx, steps[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if code := migrationCode[i+1]; code != nil {
+			if err := code(ctx, tx); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`,
 			i+1, now.UTC().Format(timeLayout)); err != nil {

@@ -228,3 +228,71 @@ func TestDescribeAddedTable(t *testing.T) {
 		t.Errorf("Describe of the added table = %+v\nwant %+v", got, want)
 	}
 }
+
+// TestMigrateAuditChainFromV3 opens a database written by a program that
+// knew schema 3, whose audit log had no chain: its entries are chained in
+// time order as successful CLI actions, marked legacy, and new entries
+// continue the chain.
+func TestMigrateAuditChainFromV3(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "uptrust.db")
+	old, err := open(ctx, path, migrations[:3])
+	if err != nil {
+		t.Fatalf("open with schema 3: %v", err)
+	}
+	base := time.Date(2025, 1, 2, 3, 4, 5, 6789, time.UTC)
+	// Inserted out of time order: the chain follows time, then insertion.
+	for _, r := range []struct {
+		d              time.Duration
+		action, object string
+	}{{time.Hour, "release.add", "p/1.0"}, {0, "project.init", "release"}, {time.Hour, "rollout.start", "p/1.0"}} {
+		if _, err := old.w.Exec(`INSERT INTO audit (time, action, object, detail) VALUES (?, ?, ?, 'd')`,
+			base.Add(r.d).Format(timeLayout), r.action, r.object); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("open with the current schema: %v", err)
+	}
+	defer s.Close()
+	if got := schemaVersions(t, s); !slices.Equal(got, allVersions()) {
+		t.Errorf("schema versions %v, want %v", got, allVersions())
+	}
+	es, err := s.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range es {
+		actions = append(actions, e.Action)
+		if e.Actor != store.ActorCLI || e.Outcome != store.OutcomeOK || e.RequestID != "" {
+			t.Errorf("legacy entry %+v: want actor cli, outcome ok, no request id", e)
+		}
+	}
+	if want := []string{"project.init", "release.add", "rollout.start"}; !slices.Equal(actions, want) {
+		t.Errorf("legacy entries in order %v, want %v", actions, want)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.AddAudit(ctx, store.AuditEntry{Time: base.Add(2 * time.Hour), Action: "token.create", Object: "ci"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.AuditChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err = s.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := store.VerifyAudit(c, es)
+	if !v.Intact || v.LegacySeq != 3 || v.FirstSeq != 1 || v.LastSeq != 4 {
+		t.Errorf("VerifyAudit after migration = %+v, want intact, legacy up to 3, seq 1 to 4", v)
+	}
+	if slices.Contains(tableNames(t, s), "audit_legacy") {
+		t.Error("audit_legacy is left behind")
+	}
+}

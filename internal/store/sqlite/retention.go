@@ -13,39 +13,6 @@ import (
 // database: the audit log, age-based purging and a description of the live
 // schema generated from its "-- purpose:" comments.
 
-func scanAudit(s scanner) (store.AuditEntry, error) {
-	var e store.AuditEntry
-	var at string
-	if err := s.Scan(&at, &e.Action, &e.Object, &e.Detail); err != nil {
-		return e, err
-	}
-	var err error
-	e.Time, err = decodeTime(at)
-	return e, err
-}
-
-// Audit returns every audit entry ordered by time, then insertion.
-func (r reader) Audit(ctx context.Context) ([]store.AuditEntry, error) {
-	return queryAll(ctx, r.q, "audit", `SELECT time, action, object, detail FROM audit ORDER BY time, rowid`, scanAudit)
-}
-
-// AddAudit inserts e in the transaction. Action must not be empty.
-func (t *txn) AddAudit(ctx context.Context, e store.AuditEntry) error {
-	what := fmt.Sprintf("add audit %s %s", e.Action, e.Object)
-	if e.Action == "" {
-		return fmt.Errorf("store/sqlite: %s: empty action", what)
-	}
-	at, err := encodeTime(e.Time)
-	if err != nil {
-		return fmt.Errorf("store/sqlite: %s: %w", what, err)
-	}
-	if _, err := t.q.ExecContext(ctx, `INSERT INTO audit (time, action, object, detail) VALUES (?, ?, ?, ?)`,
-		at, e.Action, e.Object, e.Detail); err != nil {
-		return dbErr(ctx, what, err)
-	}
-	return nil
-}
-
 // minStorable is the earliest time the encodings can hold; nothing stored
 // is older, so purging before it deletes nothing.
 var minStorable = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -58,10 +25,12 @@ func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int6
 	var query, arg string
 	var err error
 	switch {
-	case table != store.TableReportCounts && table != store.TableAudit:
+	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens:
 		return 0, fmt.Errorf("store/sqlite: %s: %w", what, store.ErrNotPurgeable)
 	case before.Before(minStorable):
 		return 0, nil
+	case table == store.TableAudit:
+		return s.purgeAudit(ctx, before)
 	case table == store.TableReportCounts:
 		// A counter of day D holds reports from [D, D+24h). It goes once D
 		// is before before, that is once D is before before rounded up to
@@ -74,7 +43,7 @@ func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int6
 		query = `DELETE FROM report_counts WHERE day < ?`
 		arg, err = encodeDay(day)
 	default:
-		query = `DELETE FROM audit WHERE time < ?`
+		query = `DELETE FROM tokens WHERE (revoked <> '' AND revoked < ?1) OR expires < ?1`
 		arg, err = encodeTime(before)
 	}
 	if err != nil {

@@ -199,8 +199,8 @@ func TestSchemaComments(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if tables != 11 {
-		t.Errorf("found %d tables, want 11", tables)
+	if tables != 13 {
+		t.Errorf("found %d tables, want 13", tables)
 	}
 }
 

@@ -13,8 +13,14 @@
 //   - a failed Update leaves the generation unchanged;
 //   - Update with a cancelled context fails with the context's error;
 //   - audit entries commit and roll back with their Update and come back
-//     oldest first;
-//   - Purge deletes exactly the rows older than its bound (a report counter
+//     in sequence order; they form a hash chain (store.AuditHash) with
+//     gapless sequence numbers, even under concurrent Updates, and
+//     store.VerifyAudit finds it intact after appends and purges;
+//   - audit times are kept to the microsecond;
+//   - tokens: names unique among tokens not revoked, revocation once,
+//     last use kept as a day that only moves forward;
+//   - Purge deletes exactly the rows older than its bound (for the audit
+//     log, the chain's prefix up to the last such entry, moving the anchor) (a report counter
 //     once its day began before it), leaves the generation alone and
 //     refuses tables without age-based retention;
 //   - Describe lists every table with a purpose, and every column with a
@@ -63,6 +69,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", testAudit},
 		{"PurgeReportCounts", testPurgeReportCounts},
 		{"PurgeAudit", testPurgeAudit},
+		{"AuditChain", testAuditChain},
+		{"AuditChainRollback", testAuditChainRollback},
+		{"ConcurrentAudit", testConcurrentAudit},
+		{"AuditQuery", testAuditQuery},
+		{"Tokens", testTokens},
+		{"TouchToken", testTouchToken},
+		{"PurgeTokens", testPurgeTokens},
 		{"PurgeOtherTables", testPurgeOtherTables},
 		{"Describe", testDescribe},
 		{"RolloutCompletions", testRolloutCompletions},
