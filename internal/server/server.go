@@ -32,7 +32,7 @@ import (
 // Defaults for zero Config fields.
 const (
 	DefaultPollEvery       = 2 * time.Second
-	DefaultResignEvery     = time.Minute
+	DefaultResignEvery     = 3 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultReportRate      = 100
 	DefaultReportBurst     = 200
@@ -64,7 +64,9 @@ type Config struct {
 	// Resigner re-signs online metadata. When nil there is no resign loop.
 	Resigner Resigner
 	// ResignEvery is how often Run calls Resigner.ResignDue
-	// (DefaultResignEvery when zero).
+	// (DefaultResignEvery when zero). A Resigner that holds a lease in the
+	// database renews it on every call, so this is well below the lease's
+	// lifetime; calls with nothing due only read (and renew the lease).
 	ResignEvery time.Duration
 	// PollEvery is how often Run checks Source.Generation and reloads when
 	// it changed (DefaultPollEvery when zero).
