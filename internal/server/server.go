@@ -158,20 +158,16 @@ type Server struct {
 	outage atomic.Pointer[outage]
 }
 
-// outage records since when the source fails, and its latest error.
-type outage struct {
-	since time.Time
-	err   error
-}
+// outage records since when the source fails. Its errors are logged, not
+// kept: /readyz is public, and a database error may name hosts and users.
+type outage struct{ since time.Time }
 
 // sourceFailed records a failed read of the source, keeping the time of
 // the first failure of an outage.
-func (s *Server) sourceFailed(err error) {
-	o := &outage{since: s.clock.Now(), err: err}
-	if old := s.outage.Load(); old != nil {
-		o.since = old.since
+func (s *Server) sourceFailed() {
+	if s.outage.Load() == nil {
+		s.outage.Store(&outage{since: s.clock.Now()})
 	}
-	s.outage.Store(o)
 }
 
 // notReady is why the server is not ready, "" when it is.
@@ -185,7 +181,7 @@ func (s *Server) notReady() string {
 		why = snap.notReady
 	}
 	if o := s.outage.Load(); o != nil {
-		down := fmt.Sprintf("database unreachable since %s (%v)", o.since.UTC().Format(time.RFC3339), o.err)
+		down := "database unreachable since " + o.since.UTC().Format(time.RFC3339)
 		if why == "" {
 			why = down + "; serving the content loaded before"
 		} else {
@@ -310,7 +306,7 @@ func (s *Server) reload(ctx context.Context, force bool) error {
 	if err != nil {
 		s.metrics.reloadsErr.Add(1)
 		if ctx.Err() == nil {
-			s.sourceFailed(err)
+			s.sourceFailed()
 		}
 		return fmt.Errorf("server: reload: source generation: %w", err)
 	}
@@ -322,7 +318,7 @@ func (s *Server) reload(ctx context.Context, force bool) error {
 	c, err := s.source.Content(ctx)
 	if err != nil {
 		s.metrics.reloadsErr.Add(1)
-		s.sourceFailed(err)
+		s.sourceFailed()
 		return fmt.Errorf("server: reload: source content: %w", err)
 	}
 	s.outage.Store(nil)
