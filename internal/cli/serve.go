@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
@@ -138,6 +139,13 @@ func cmdServe(env Env) *cmdline.Command {
 				err = srv.Run(ctx, ln, tlsCfg)
 				stopPurge()
 				wg.Wait()
+				// Another replica takes re-signing over at its next tick
+				// rather than once the lease expires.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				if rerr := p.ReleaseResignLease(rctx); rerr != nil {
+					logger.Warn("could not release the re-signing lease; another server takes it over when it expires", "err", rerr)
+				}
+				cancel()
 				return err
 			}
 		}}

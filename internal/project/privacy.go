@@ -88,6 +88,7 @@ var keptReasons = map[string]string{
 	"attestations":        "the manufacturer's statements of compliance evidence are a record the manufacturer must be able to show; a withdrawn one is kept with the time it was withdrawn",
 	"markets":             "one row per product: the manufacturer's declaration the support period is measured from",
 	"audit_chain":         "a single row: the anchor (last purged audit entry) and head of the audit hash chain, without which the remaining entries cannot be verified",
+	"leases":              "one row per job that only one server may do at a time (re-signing), replaced when another server takes it over",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The

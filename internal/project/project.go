@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/atomicfile"
@@ -156,6 +157,9 @@ type Project struct {
 
 	keys *keyring
 	dsn  string // PostgreSQL URL of Store; "" for uptrust.db
+
+	holderOnce sync.Once
+	holder     string // see LeaseHolder
 }
 
 // Options for Open and Init.

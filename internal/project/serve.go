@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -88,16 +89,44 @@ func (p *Project) readBlob(ctx context.Context, sha string, length int64) ([]byt
 	return b, nil
 }
 
-// ResignDue implements server.Resigner: it re-signs the online roles of both
-// repositories that have less than half their lifetime left.
+// ResignLease is the store lease a server holds while it re-signs, so that
+// of several servers on one database exactly one re-signs at a time.
+const ResignLease = "resign"
+
+// ResignLeaseTTL is how long the re-signing lease lasts unless renewed.
+// The holder renews it on every ResignDue call (every
+// server.DefaultResignEvery), so it survives two missed calls; when its
+// holder dies, another server takes it over on its first call after the
+// lease expired: at most ResignLeaseTTL + server.DefaultResignEvery after
+// the holder's last renewal.
+const ResignLeaseTTL = 10 * time.Second
+
+// ResignDue implements server.Resigner: when this process holds (or can
+// take) the ResignLease, it re-signs the online roles of both repositories
+// that have less than half their lifetime left; otherwise it does nothing.
+// It writes (and so bumps the store generation) only when something is
+// due.
 func (p *Project) ResignDue(ctx context.Context) (bool, error) {
+	held, err := p.Store.AcquireLease(ctx, ResignLease, p.LeaseHolder(), ResignLeaseTTL, p.Clock.Now())
+	if err != nil || !held {
+		return false, err
+	}
 	changed := false
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
+		now := p.Clock.Now()
+		// A read first, so that a server with nothing due does not bump
+		// the generation and make every server reload.
+		d, err := repo.CheckDue(ctx, p.Store, name, now, p.Lifetimes())
+		if err != nil {
+			return changed, fmt.Errorf("project: checking %s for re-signing: %w", name, err)
+		}
+		if !d.Any() {
+			continue
+		}
 		k, err := p.keys.online(name)
 		if err != nil {
 			return changed, err
 		}
-		now := p.Clock.Now()
 		err = p.Store.Update(ctx, func(tx store.Tx) error {
 			c, err := repo.ResignDue(ctx, tx, name, now, p.Lifetimes(), k)
 			changed = changed || c
@@ -108,6 +137,20 @@ func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 		}
 	}
 	return changed, nil
+}
+
+// LeaseHolder is the random id this Project holds store leases under,
+// made on first use; each process (each Project) has its own.
+func (p *Project) LeaseHolder() string {
+	p.holderOnce.Do(func() { p.holder = rand.Text() })
+	return p.holder
+}
+
+// ReleaseResignLease gives up the re-signing lease if this Project holds
+// it, so that another server takes it over at once rather than after
+// ResignLeaseTTL; serve calls it when shutting down.
+func (p *Project) ReleaseResignLease(ctx context.Context) error {
+	return p.Store.ReleaseLease(ctx, ResignLease, p.LeaseHolder())
 }
 
 // DefaultReportRowsPerDay caps the report counters one UTC day can create.

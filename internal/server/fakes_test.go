@@ -28,11 +28,19 @@ type fakeSource struct {
 	gen          int64
 	content      *Content
 	genErr       error
+	genHang      bool // Generation waits for its context to end
 	contentErr   error
 	contentCalls int
 }
 
 func (f *fakeSource) Generation(ctx context.Context) (int64, error) {
+	f.mu.Lock()
+	hang := f.genHang
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.gen, f.genErr

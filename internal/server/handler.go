@@ -215,12 +215,11 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request, start time.
 		return
 	}
 	w.Header()["Cache-Control"] = hdrNoStore
-	snap := s.snap.Load()
-	switch {
-	case snap == nil:
+	switch why := s.notReady(); {
+	case why == "no content loaded":
 		s.writeText(w, r, routeHealthz, http.StatusServiceUnavailable, bodyNoContent, lenNoContent, start)
-	case snap.notReady != "":
-		body := []byte("503 " + snap.notReady + "\n")
+	case why != "":
+		body := []byte("503 " + why + "\n")
 		s.writeText(w, r, routeHealthz, http.StatusServiceUnavailable, body, []string{strconv.Itoa(len(body))}, start)
 	default:
 		s.writeText(w, r, routeHealthz, http.StatusOK, bodyOK, lenOK, start)

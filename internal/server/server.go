@@ -31,11 +31,15 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultPollEvery       = 2 * time.Second
-	DefaultResignEvery     = time.Minute
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultReportRate      = 100
-	DefaultReportBurst     = 200
+	DefaultPollEvery   = 2 * time.Second
+	DefaultResignEvery = 3 * time.Second
+	// DefaultGenerationTimeout bounds the cheap generation query of a
+	// reload: a database that does not answer within it counts as
+	// unreachable.
+	DefaultGenerationTimeout = 5 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultReportRate        = 100
+	DefaultReportBurst       = 200
 	// DefaultReportClientRate and DefaultReportClientBurst are one client
 	// address's share of the report rate: enough for devices behind one
 	// NAT, a small part of the total.
@@ -64,7 +68,9 @@ type Config struct {
 	// Resigner re-signs online metadata. When nil there is no resign loop.
 	Resigner Resigner
 	// ResignEvery is how often Run calls Resigner.ResignDue
-	// (DefaultResignEvery when zero).
+	// (DefaultResignEvery when zero). A Resigner that holds a lease in the
+	// database renews it on every call, so this is well below the lease's
+	// lifetime; calls with nothing due only read (and renew the lease).
 	ResignEvery time.Duration
 	// PollEvery is how often Run checks Source.Generation and reloads when
 	// it changed (DefaultPollEvery when zero).
@@ -119,21 +125,25 @@ type Config struct {
 // Server serves devices. Create it with New; its methods are safe for
 // concurrent use, but Run may be called only once.
 type Server struct {
-	source          Source
-	reports         ReportSink
-	resigner        Resigner
-	resignEvery     time.Duration
-	pollEvery       time.Duration
-	shutdownTimeout time.Duration
-	maxConns        int
-	idleTimeout     time.Duration
-	readHeader      time.Duration
-	logger          *slog.Logger
-	clock           clock.Clock
-	limiter         *reportLimiter
-	reportProxies   []netip.Prefix
-	metrics         metrics
-	noPublicMetrics bool
+	source      Source
+	reports     ReportSink
+	resigner    Resigner
+	resignEvery time.Duration
+	pollEvery   time.Duration
+	// generationTimeout bounds one Source.Generation call, so that a
+	// database that stopped answering (rather than refusing) makes the
+	// server not ready too.
+	generationTimeout time.Duration
+	shutdownTimeout   time.Duration
+	maxConns          int
+	idleTimeout       time.Duration
+	readHeader        time.Duration
+	logger            *slog.Logger
+	clock             clock.Clock
+	limiter           *reportLimiter
+	reportProxies     []netip.Prefix
+	metrics           metrics
+	noPublicMetrics   bool
 
 	// snap is the content being served; nil until the first successful
 	// load. Readers Load it once per request and use that snapshot only.
@@ -142,6 +152,43 @@ type Server struct {
 	// replace a newer one.
 	reloadMu sync.Mutex
 	running  atomic.Bool
+	// outage is set while the source (the database) fails: from the
+	// first failed reload to the next one that reaches it. The snapshot
+	// keeps being served meanwhile; only Ready and /readyz change.
+	outage atomic.Pointer[outage]
+}
+
+// outage records since when the source fails. Its errors are logged, not
+// kept: /readyz is public, and a database error may name hosts and users.
+type outage struct{ since time.Time }
+
+// sourceFailed records a failed read of the source, keeping the time of
+// the first failure of an outage.
+func (s *Server) sourceFailed() {
+	if s.outage.Load() == nil {
+		s.outage.Store(&outage{since: s.clock.Now()})
+	}
+}
+
+// notReady is why the server is not ready, "" when it is.
+func (s *Server) notReady() string {
+	why := ""
+	snap := s.snap.Load()
+	switch {
+	case snap == nil:
+		why = "no content loaded"
+	case snap.notReady != "":
+		why = snap.notReady
+	}
+	if o := s.outage.Load(); o != nil {
+		down := "database unreachable since " + o.since.UTC().Format(time.RFC3339)
+		if why == "" {
+			why = down + "; serving the content loaded before"
+		} else {
+			why += "; " + down
+		}
+	}
+	return why
 }
 
 // New checks cfg and returns a Server with no content loaded yet. Content is
@@ -169,18 +216,19 @@ func New(cfg Config) (*Server, error) {
 			cfg.IdleTimeout, cfg.ReadHeaderTimeout)
 	}
 	s := &Server{
-		source:          cfg.Source,
-		reports:         cfg.Reports,
-		resigner:        cfg.Resigner,
-		resignEvery:     orDefault(cfg.ResignEvery, DefaultResignEvery),
-		pollEvery:       orDefault(cfg.PollEvery, DefaultPollEvery),
-		shutdownTimeout: orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout),
-		maxConns:        cfg.MaxConns,
-		idleTimeout:     orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
-		readHeader:      orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
-		logger:          cfg.Logger,
-		clock:           cfg.Clock,
-		noPublicMetrics: cfg.NoPublicMetrics,
+		source:            cfg.Source,
+		reports:           cfg.Reports,
+		resigner:          cfg.Resigner,
+		resignEvery:       orDefault(cfg.ResignEvery, DefaultResignEvery),
+		pollEvery:         orDefault(cfg.PollEvery, DefaultPollEvery),
+		generationTimeout: DefaultGenerationTimeout,
+		shutdownTimeout:   orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout),
+		maxConns:          cfg.MaxConns,
+		idleTimeout:       orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		readHeader:        orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		logger:            cfg.Logger,
+		clock:             cfg.Clock,
+		noPublicMetrics:   cfg.NoPublicMetrics,
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -232,17 +280,14 @@ func (s *Server) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveMetrics(w, r, s.clock.Now()) })
 }
 
-// Ready says whether loaded content is servable, and if not, why: what
-// /readyz answers.
+// Ready says whether loaded content is servable and the source (the
+// database) answered the latest reload, and if not, why: what /readyz
+// answers. While the source is unreachable /repo/ keeps serving the
+// content loaded before, but Ready is false ("database unreachable since
+// ..."), so that a load balancer may prefer replicas that see the database.
 func (s *Server) Ready() (bool, string) {
-	snap := s.snap.Load()
-	switch {
-	case snap == nil:
-		return false, "no content loaded"
-	case snap.notReady != "":
-		return false, snap.notReady
-	}
-	return true, ""
+	why := s.notReady()
+	return why == "", why
 }
 
 // Reload loads the source's content now, whatever its generation, and
@@ -255,20 +300,28 @@ func (s *Server) Reload(ctx context.Context) error { return s.reload(ctx, true) 
 func (s *Server) reload(ctx context.Context, force bool) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	gen, err := s.source.Generation(ctx)
+	gctx, cancel := context.WithTimeout(ctx, s.generationTimeout)
+	gen, err := s.source.Generation(gctx)
+	cancel()
 	if err != nil {
 		s.metrics.reloadsErr.Add(1)
+		if ctx.Err() == nil {
+			s.sourceFailed()
+		}
 		return fmt.Errorf("server: reload: source generation: %w", err)
 	}
 	cur := s.snap.Load()
 	if !force && cur != nil && cur.generation == gen {
+		s.outage.Store(nil)
 		return nil
 	}
 	c, err := s.source.Content(ctx)
 	if err != nil {
 		s.metrics.reloadsErr.Add(1)
+		s.sourceFailed()
 		return fmt.Errorf("server: reload: source content: %w", err)
 	}
+	s.outage.Store(nil)
 	snap, err := newSnapshot(gen, c)
 	if err != nil {
 		s.metrics.reloadsErr.Add(1)

@@ -353,6 +353,16 @@ type Store interface {
 	// LastUsed when it is later than the one stored. It does not change
 	// the generation. An unknown id is ErrNotFound.
 	TouchToken(ctx context.Context, id string, day time.Time) error
+	// AcquireLease takes the lease name for holder until now+ttl when it
+	// is free, has expired (its expiry is not after now), or is already
+	// holder's (a renewal), and reports whether holder holds it. The check
+	// and the write are one atomic step, so of several holders asking at
+	// once exactly one gets a free lease. It does not change the
+	// generation. Empty name or holder, or ttl <= 0, is an error.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	// ReleaseLease frees the lease name when holder holds it, so another
+	// holder may take it at once; otherwise it does nothing.
+	ReleaseLease(ctx context.Context, name, holder string) error
 	// Describe returns every table of the live schema, ordered by name,
 	// with its columns in schema order, their types, and the purpose of
 	// each as the schema states it ("" where it states none).

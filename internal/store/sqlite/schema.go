@@ -187,6 +187,15 @@ CREATE TABLE tokens ( -- purpose: management API tokens (uptrust token): which t
 
 CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked = '';
 `,
+	// 5: leases, so that of several servers on one database exactly one
+	// re-signs at a time.
+	`
+CREATE TABLE leases ( -- purpose: which running uptrust serve process does a job only one may do at a time (re-signing timestamp and snapshot); holds random per-process ids, no device or personal data
+	name TEXT PRIMARY KEY CHECK (name <> ''), -- purpose: the job the lease is for, such as resign
+	holder TEXT NOT NULL CHECK (holder <> ''), -- purpose: random id of the server process holding the lease, new at every start
+	expires TEXT NOT NULL -- purpose: when the lease lapses unless its holder renews it (UTC); another process may take it from then on
+) STRICT;
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its

@@ -23,6 +23,8 @@
 //     log, the chain's prefix up to the last such entry, moving the anchor) (a report counter
 //     once its day began before it), leaves the generation alone and
 //     refuses tables without age-based retention;
+//   - a lease is held by one holder at a time, renewed by it, taken over
+//     once expired, freed by a release, and never changes the generation;
 //   - Describe lists every table with a purpose, and every column with a
 //     type and a purpose;
 //   - a rollout completion is written once per release (the first wins),
@@ -77,6 +79,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TouchToken", testTouchToken},
 		{"PurgeTokens", testPurgeTokens},
 		{"PurgeOtherTables", testPurgeOtherTables},
+		{"Lease", testLease},
+		{"ConcurrentLease", testConcurrentLease},
 		{"Describe", testDescribe},
 		{"RolloutCompletions", testRolloutCompletions},
 		{"Attestations", testAttestations},

@@ -139,6 +139,7 @@ type Server struct {
 	dir  string // removed by Stop
 	bin  string
 	cred *syscall.Credential
+	opts string // server options pg_ctl start passes on
 }
 
 // Start initialises a cluster in a new temporary directory and starts it,
@@ -168,13 +169,28 @@ func Start(ctx context.Context, bin string) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off -c synchronous_commit=off -c full_page_writes=off", dir)
-	if err := s.run(ctx, "pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", filepath.Join(dir, "server.log"), "-o", opts); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+	s.opts = fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off -c synchronous_commit=off -c full_page_writes=off", dir)
+	if err := s.Resume(ctx); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
+		return nil, err
 	}
 	return s, nil
+}
+
+// Resume starts the server's cluster: at the end of Start, and again after
+// Pause.
+func (s *Server) Resume(ctx context.Context) error {
+	if err := s.run(ctx, "pg_ctl", "start", "-D", filepath.Join(s.dir, "data"), "-w", "-t", "60", "-l", filepath.Join(s.dir, "server.log"), "-o", s.opts); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+		return fmt.Errorf("%w\nserver log:\n%s", err, log)
+	}
+	return nil
+}
+
+// Pause stops the server at once, as a crash or an outage would, keeping
+// its data for Resume.
+func (s *Server) Pause() error {
+	return s.run(context.Background(), "pg_ctl", "stop", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w")
 }
 
 // credential returns the uid and gid of the named user.
