@@ -27,17 +27,6 @@ const auditCols = `seq, time, actor, role, action, object, detail, outcome, requ
 // auditOrder orders audit entries by their position in the chain.
 const auditOrder = ` ORDER BY seq`
 
-func scanAudit(s scanner) (store.AuditEntry, error) {
-	var e store.AuditEntry
-	var at string
-	if err := s.Scan(&e.Seq, &at, &e.Actor, &e.Role, &e.Action, &e.Object, &e.Detail, &e.Outcome, &e.RequestID, &e.PrevHash, &e.Hash); err != nil {
-		return e, err
-	}
-	var err error
-	e.Time, err = decodeTime(at)
-	return e, err
-}
-
 // Audit returns every audit entry in sequence order.
 func (r reader) Audit(ctx context.Context) ([]store.AuditEntry, error) {
 	return r.AuditQuery(ctx, store.AuditFilter{})

@@ -18,45 +18,6 @@ const (
 	marketCols      = `product, placed_on, expected_use_months, justification, recorded`
 )
 
-func scanCompletion(s scanner) (store.RolloutCompletion, error) {
-	var c store.RolloutCompletion
-	var reached string
-	if err := s.Scan(&c.Product, &c.Version, &reached); err != nil {
-		return c, err
-	}
-	var err error
-	c.Reached, err = decodeTime(reached)
-	return c, err
-}
-
-func scanAttestation(s scanner) (store.Attestation, error) {
-	var a store.Attestation
-	var at, withdrawn string
-	if err := s.Scan(&a.Product, &a.Item, &a.URL, &a.Note, &a.By, &at, &withdrawn); err != nil {
-		return a, err
-	}
-	var err error
-	if a.Time, err = decodeTime(at); err != nil {
-		return a, err
-	}
-	if withdrawn != "" {
-		a.Withdrawn, err = decodeTime(withdrawn)
-	}
-	return a, err
-}
-
-func scanMarket(s scanner) (store.Market, error) {
-	var m store.Market
-	var placed, recorded string
-	if err := s.Scan(&m.Product, &placed, &m.ExpectedUseMonths, &m.Justification, &recorded); err != nil {
-		return m, err
-	}
-	var err1, err2 error
-	m.PlacedOn, err1 = decodeDay(placed)
-	m.Recorded, err2 = decodeTime(recorded)
-	return m, errors.Join(err1, err2)
-}
-
 // RolloutCompletions returns the completions of product's rollouts ordered
 // by the time they were reached, then version.
 func (r reader) RolloutCompletions(ctx context.Context, product string) ([]store.RolloutCompletion, error) {

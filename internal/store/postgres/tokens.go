@@ -13,32 +13,6 @@ import (
 
 const tokenCols = `id, name, role, secret_hash, created, expires, revoked, last_used`
 
-func scanToken(s scanner) (store.Token, error) {
-	var t store.Token
-	var created, expires, revoked, lastUsed string
-	if err := s.Scan(&t.ID, &t.Name, &t.Role, &t.SecretHash, &created, &expires, &revoked, &lastUsed); err != nil {
-		return t, err
-	}
-	var err error
-	if t.Created, err = decodeTime(created); err != nil {
-		return t, err
-	}
-	if t.Expires, err = decodeTime(expires); err != nil {
-		return t, err
-	}
-	if revoked != "" {
-		if t.Revoked, err = decodeTime(revoked); err != nil {
-			return t, err
-		}
-	}
-	if lastUsed != "" {
-		if t.LastUsed, err = decodeDay(lastUsed); err != nil {
-			return t, err
-		}
-	}
-	return t, nil
-}
-
 // Token returns the token with id.
 func (r reader) Token(ctx context.Context, id string) (store.Token, error) {
 	return one(ctx, r.q.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = $1`, id),

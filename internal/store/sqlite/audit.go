@@ -19,17 +19,6 @@ import (
 
 const auditCols = `seq, time, actor, role, action, object, detail, outcome, request_id, prev_hash, hash`
 
-func scanAudit(s scanner) (store.AuditEntry, error) {
-	var e store.AuditEntry
-	var at string
-	if err := s.Scan(&e.Seq, &at, &e.Actor, &e.Role, &e.Action, &e.Object, &e.Detail, &e.Outcome, &e.RequestID, &e.PrevHash, &e.Hash); err != nil {
-		return e, err
-	}
-	var err error
-	e.Time, err = decodeTime(at)
-	return e, err
-}
-
 // Audit returns every audit entry in sequence order.
 func (r reader) Audit(ctx context.Context) ([]store.AuditEntry, error) {
 	return r.AuditQuery(ctx, store.AuditFilter{})

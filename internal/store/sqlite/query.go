@@ -39,9 +39,6 @@ const (
 	metadataCols = `repo, role, version, body, expires`
 )
 
-// scanner is *sql.Row or *sql.Rows.
-type scanner interface{ Scan(dest ...any) error }
-
 // queryAll runs query and scans every row with scan.
 func queryAll[T any](ctx context.Context, q querier, what, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
@@ -73,67 +70,6 @@ func one[T any](ctx context.Context, row *sql.Row, what string, scan func(scanne
 		return v, dbErr(ctx, what, err)
 	}
 	return v, nil
-}
-
-func scanProduct(s scanner) (store.Product, error) {
-	var p store.Product
-	var hw, created string
-	if err := s.Scan(&p.Name, &p.Model, &hw, &created); err != nil {
-		return p, err
-	}
-	if err := json.Unmarshal([]byte(hw), &p.Hardware); err != nil {
-		return p, fmt.Errorf("product %s: hardware: %v", p.Name, err)
-	}
-	var err error
-	p.Created, err = decodeTime(created)
-	return p, err
-}
-
-func scanRelease(s scanner) (store.Release, error) {
-	var r store.Release
-	var sv int64
-	var created string
-	if err := s.Scan(&r.Product, &r.Version, &sv, &r.Kind, &r.Target, &r.Length, &r.SHA256, &r.Manifest, &created); err != nil {
-		return r, err
-	}
-	r.SecurityVersion = uint64(sv) // CHECK (security_version >= 0)
-	var err error
-	r.Created, err = decodeTime(created)
-	return r, err
-}
-
-func scanRollout(s scanner) (store.Rollout, error) {
-	var r store.Rollout
-	var start, updated string
-	if err := s.Scan(&r.Product, &r.Version, &r.Percent, &r.Halted, &start, &updated); err != nil {
-		return r, err
-	}
-	var err1, err2 error
-	r.Start, err1 = decodeTime(start)
-	r.Updated, err2 = decodeTime(updated)
-	return r, errors.Join(err1, err2)
-}
-
-func scanMetadata(s scanner) (store.Metadata, error) {
-	var m store.Metadata
-	var expires string
-	if err := s.Scan(&m.Repo, &m.Role, &m.Version, &m.Body, &expires); err != nil {
-		return m, err
-	}
-	var err error
-	m.Expires, err = decodeTime(expires)
-	return m, err
-}
-
-func scanReportCount(s scanner) (store.ReportCount, error) {
-	var c store.ReportCount
-	var day string
-	if err := s.Scan(&day, &c.Product, &c.Version, &c.Outcome, &c.ErrorClass, &c.Count); err != nil {
-		return c, err
-	}
-	var err error
-	c.Day, err = decodeDay(day)
-	return c, err
 }
 
 // Product returns the named product, or an error wrapping store.ErrNotFound.

@@ -1,0 +1,26 @@
+package sqlite
+
+import "github.com/uptrust/uptrust/internal/store/sqlrow"
+
+// The row decoding and the time encoding are the same in every SQL store
+// (internal/store/sqlrow); these names keep the queries short.
+type scanner = sqlrow.Scanner
+
+const timeLayout = sqlrow.TimeLayout
+
+var (
+	scanProduct     = sqlrow.Product
+	scanRelease     = sqlrow.Release
+	scanRollout     = sqlrow.Rollout
+	scanMetadata    = sqlrow.Metadata
+	scanReportCount = sqlrow.ReportCount
+	scanAttestation = sqlrow.Attestation
+	scanCompletion  = sqlrow.Completion
+	scanMarket      = sqlrow.Market
+	scanToken       = sqlrow.Token
+	scanAudit       = sqlrow.Audit
+	encodeTime      = sqlrow.EncodeTime
+	decodeTime      = sqlrow.DecodeTime
+	encodeDay       = sqlrow.EncodeDay
+	decodeDay       = sqlrow.DecodeDay
+)
