@@ -332,3 +332,26 @@ func ResignLeaseHolder(ctx context.Context, dsn string) (string, error) {
 	}
 	return h, nil
 }
+
+// LatestFleetTimestampVersion reads the highest version of the fleet
+// repository's timestamp stored in the database dsn.
+func LatestFleetTimestampVersion(ctx context.Context, dsn string) (int64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("replicatest: %w", err)
+	}
+	defer conn.Close(ctx)
+	var v int64
+	err = conn.QueryRow(ctx, `SELECT max(version) FROM metadata WHERE repo = $1 AND role = 'timestamp'`, deviceapi.RepoFleet).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("replicatest: reading the fleet timestamp version: %w", err)
+	}
+	return v, nil
+}
+
+// ResignTimes are when the re-sign records were read, oldest first.
+func (r *Replica) ResignTimes() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.resigns...)
+}
