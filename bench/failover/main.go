@@ -13,10 +13,13 @@
 // SIGKILL the holder, then poll the survivor's
 // /repo/fleet/metadata/timestamp.json every 20 ms.
 //
-// By design the figure is bounded by ResignLeaseTTL + the resign tick
-// (10 s + 3 s = 13 s) after the holder's last renewal, which was 0–3 s
-// before the kill: expect 7–13 s, uniformly spread. Serving after the
-// re-sign adds milliseconds (the re-signer reloads at once).
+// By design the figure is ResignLeaseTTL (10 s) minus the time since the
+// holder's last renewal (0–3 s: it renews on every 3 s resign tick) plus
+// the wait for the survivor's next tick (0–3 s): between 7 and 13 s, about
+// 10 s on average, never more than TTL + tick = 13 s. Serving after the
+// re-sign adds milliseconds (the re-signer reloads at once); the timestamp
+// lifetime does not matter as long as it is at most 2 × TTL (re-signing is
+// due at takeover).
 //
 // Usage (from the repository root):
 //
