@@ -32,6 +32,7 @@ var rolePolicy = map[string]string{
 	"GET /api/v1/openapi.json":                 "none",
 	"GET /api/v1/health":                       "admin,release-manager,operator,auditor",
 	"GET /api/v1/settings":                     "admin,release-manager,operator,auditor",
+	"PATCH /api/v1/settings":                   "admin",
 	"GET /api/v1/tokens":                       "admin",
 	"POST /api/v1/tokens":                      "admin",
 	"DELETE /api/v1/tokens/{name}":             "admin",
@@ -75,6 +76,9 @@ func TestAuthMatrix(t *testing.T) {
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
+			case rt.Method == "PATCH" && strings.HasSuffix(rt.Path, "/settings"):
+				body = `{"report_k":6}`
+				hdr = []string{"If-Match", e.settingsETag()}
 			case rt.Method == "PATCH":
 				body = `{"percent":30}`
 				hdr = []string{"If-Match", e.etag("thermostat")}

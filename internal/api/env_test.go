@@ -271,3 +271,13 @@ func (e *env) auditWith(id string) []string {
 	}
 	return out
 }
+
+// settingsETag returns the current ETag of the settings.
+func (e *env) settingsETag() string {
+	e.t.Helper()
+	resp, _ := e.do("GET", "/api/v1/settings", "auditor", "")
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+		e.t.Fatalf("GET settings: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	return resp.Header.Get("ETag")
+}

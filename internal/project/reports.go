@@ -39,7 +39,7 @@ type ReportSummary struct {
 
 // ErrBelowReportK is returned by Reports for a k below the report_k in
 // effect.
-var ErrBelowReportK = errors.New("k below report_k")
+var ErrBelowReportK = errors.New("below the project's report_k")
 
 // Reports sums the report counters of product (all products when "") per
 // release × outcome × error class over the days within the report counter
@@ -57,7 +57,7 @@ func (p *Project) Reports(ctx context.Context, product string, k int) (ReportSum
 		k = rs.ReportK
 	}
 	if k < rs.ReportK {
-		return ReportSummary{}, fmt.Errorf("project: reports: k %d is below the project's report_k %d (lower it with uptrust settings set --report-k to change it): %w", k, rs.ReportK, ErrBelowReportK)
+		return ReportSummary{}, fmt.Errorf("project: reports: k %d is %w %d (lower it with uptrust settings set --report-k to change it)", k, ErrBelowReportK, rs.ReportK)
 	}
 	counts, err := p.Store.ReportCounts(ctx)
 	if err != nil {

@@ -135,9 +135,9 @@ func (p *Project) runtime(ctx context.Context, r store.Reader) (RuntimeSettings,
 // must be the current settings' ETag, checked in the same transaction as
 // the change (else ErrStale). Unknown names and invalid values are refused
 // with ErrSetting, naming the setting, and change nothing. A change that
-// changes something leaves one audit entry settings.change listing each
-// changed setting as "name old -> new"; a change to the values in effect
-// writes nothing. It returns the settings before and after.
+// succeeds leaves one audit entry settings.change listing each
+// changed setting as "name old -> new" (a change to the values in effect
+// is recorded as "unchanged: name value"). It returns the settings before and after.
 func (p *Project) ChangeSettings(ctx context.Context, change map[string]string, ifMatch string) (before, after RuntimeSettings, err error) {
 	if len(change) == 0 {
 		return before, after, fmt.Errorf("project: settings: %w: nothing to change (known: %s)", ErrSetting, strings.Join(SettingNames, ", "))
@@ -198,13 +198,15 @@ func (p *Project) ChangeSettings(ctx context.Context, change map[string]string, 
 			}
 		}
 		if len(diffs) == 0 {
-			return errUnchanged
+			// Asked for and done, though nothing differs: recorded, so
+			// every change request has its entry.
+			for _, n := range names {
+				diffs = append(diffs, n+" "+after.value(n))
+			}
+			return audit(ctx, tx, now, ActionSettingsChange, "settings", "unchanged: "+strings.Join(diffs, ", "))
 		}
 		return audit(ctx, tx, now, ActionSettingsChange, "settings", strings.Join(diffs, ", "))
 	})
-	if errors.Is(err, errUnchanged) {
-		return before, before, nil
-	}
 	if errors.Is(err, ErrStale) {
 		return before, after, fmt.Errorf("project: settings: %w", ErrStale)
 	}
@@ -217,6 +219,3 @@ func (p *Project) ChangeSettings(ctx context.Context, change map[string]string, 
 // ErrStale is returned when an If-Match no longer matches: the settings
 // changed since they were read.
 var ErrStale = errors.New("the settings changed since they were read")
-
-// errUnchanged rolls back a change to the values in effect.
-var errUnchanged = errors.New("unchanged")

@@ -112,8 +112,8 @@ func TestChangeSettings(t *testing.T) {
 		}
 	}
 
-	// The same values again change nothing and are not audited; the
-	// empty value goes back to uptrust.json.
+	// The same values again change nothing but are recorded; the empty
+	// value goes back to uptrust.json.
 	if _, _, err := p.ChangeSettings(ctx, map[string]string{"report_k": "7"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestChangeSettings(t *testing.T) {
 		t.Errorf("reset report_k: %+v, %v", after, err)
 	}
 	es, _ = p.AuditQuery(ctx, store.AuditFilter{Action: project.ActionSettingsChange})
-	if len(es) != 2 || es[1].Detail != "report_k 7 -> 5 (uptrust.json)" {
+	if len(es) != 3 || es[1].Detail != "unchanged: report_k 7" || es[2].Detail != "report_k 7 -> 5 (uptrust.json)" {
 		t.Errorf("settings.change entries after a repeat and a reset = %+v", es)
 	}
 }
