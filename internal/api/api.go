@@ -154,6 +154,12 @@ func (a *API) routes() []Route {
 		{"DELETE", Prefix + "/tokens/{name}", access.Tokens, a.revokeToken},
 		{"GET", Prefix + "/products", access.Read, a.listProducts},
 		{"GET", Prefix + "/products/{product}", access.Read, a.getProduct},
+		{"GET", Prefix + "/products/{product}/attestations", access.Read, a.listAttestations},
+		{"POST", Prefix + "/products/{product}/attestations", access.Products, a.createAttestation},
+		{"DELETE", Prefix + "/products/{product}/attestations/{item}", access.Products, a.withdrawAttestation},
+		{"GET", Prefix + "/products/{product}/market", access.Read, a.getMarket},
+		{"PUT", Prefix + "/products/{product}/market", access.Products, a.putMarket},
+		{"GET", Prefix + "/products/{product}/compliance", access.Read, a.getCompliance},
 		{"GET", Prefix + "/releases", access.Read, a.listReleases},
 		{"GET", Prefix + "/releases/{product}/{version}", access.Read, a.getRelease},
 		{"GET", Prefix + "/rollouts", access.Read, a.listRollouts},
@@ -222,6 +228,9 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 			msg := fmt.Sprintf("role %s may not %s %s (it needs permission %s, which %s grant)", who.Role, rt.Method, rt.Path, rt.Perm, joinRoles(rt.Roles()))
 			if r.Method != "GET" && r.Method != "HEAD" {
 				object := r.PathValue("product") + r.PathValue("name")
+				if item := r.PathValue("item"); item != "" {
+					object += "/" + item
+				}
 				if err := a.refused(r, auditAction(rt), object, "role "+string(who.Role)+" lacks permission "+string(rt.Perm)); err != nil {
 					writeProblem(w, r, http.StatusInternalServerError, err.Error())
 					return
@@ -236,6 +245,9 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 
 // auditAction is the project's audit action of a mutating route.
 func auditAction(rt *Route) string {
+	if act := complianceAction(rt.Method, rt.Path); act != "" {
+		return act
+	}
 	switch {
 	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/rollouts"):
 		return project.ActionRolloutStart
