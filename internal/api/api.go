@@ -231,6 +231,9 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 				if item := r.PathValue("item"); item != "" {
 					object += "/" + item
 				}
+				if strings.HasSuffix(rt.Path, "/settings") {
+					object = settingsObject
+				}
 				if err := a.refused(r, auditAction(rt), object, "role "+string(who.Role)+" lacks permission "+string(rt.Perm)); err != nil {
 					writeProblem(w, r, http.StatusInternalServerError, err.Error())
 					return
