@@ -1,11 +1,19 @@
-// Command api measures the management API on SQLite: requests per second
-// and latency percentiles of rollout list, release list and audit log
-// queries, with a project of -releases releases (over -products products,
-// one rollout each) and an audit log of -audit entries. Clients run
-// concurrently over keep-alive connections on loopback against the real
-// handler, authenticated with a real token the project created.
+// Command api measures the management API on SQLite and on PostgreSQL in
+// one run: requests per second and latency percentiles of rollout list,
+// release list and audit log queries, with a project of -releases releases
+// (over -products products, one rollout each) and an audit log of -audit
+// entries, the same on each store. Clients run concurrently over
+// keep-alive connections on loopback against the real handler,
+// authenticated with a real token the project created.
+//
+// PostgreSQL is the server at -database when given; otherwise the command
+// starts a throwaway one as the tests do (package pgtest: initdb in a
+// temporary directory, a unix socket there, run as "nobody" when root,
+// fsync off) and stops it at the end. -stores sqlite or -stores postgres
+// measures one store only.
 //
 //	go run ./bench/api -duration 10s -clients 4
+//	go run ./bench/api -stores postgres -database 'postgres://uptrust@/bench?host=/tmp/pg&sslmode=disable'
 package main
 
 import (
@@ -16,10 +24,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/access"
@@ -27,6 +37,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
 )
 
 func main() {
@@ -35,21 +46,67 @@ func main() {
 	products := flag.Int("products", 10, "products")
 	releases := flag.Int("releases", 1000, "releases in all")
 	audit := flag.Int("audit", 10000, "audit entries in all (at least what publishing writes)")
+	stores := flag.String("stores", "sqlite,postgres", "stores to measure, in order: sqlite, postgres or both")
+	database := flag.String("database", "", "postgres:// `URL` of an empty database to use for postgres (default: start a throwaway server)")
 	flag.Parse()
-	if err := run(*duration, *clients, *products, *releases, *audit); err != nil {
-		fmt.Fprintln(os.Stderr, "api bench:", err)
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := config{duration: *duration, clients: *clients, products: *products, releases: *releases, audits: *audit}
+	fmt.Printf("%d clients, %s per query; %d products, %d releases, %d audit entries\n", cfg.clients, cfg.duration, cfg.products, cfg.releases, cfg.audits)
+	fmt.Printf("%-9s %-48s %9s %9s %9s\n", "STORE", "QUERY", "REQ/S", "P50", "P99")
+	for _, st := range strings.Split(*stores, ",") {
+		var err error
+		switch st {
+		case "sqlite":
+			err = run(ctx, cfg, st, "")
+		case "postgres":
+			err = runPostgres(ctx, cfg, *database)
+		default:
+			err = fmt.Errorf("-stores: unknown store %q (want sqlite, postgres)", st)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "api bench:", st+":", err)
+			os.Exit(1)
+		}
 	}
 }
 
-func run(duration time.Duration, clients, products, releases, audits int) error {
-	ctx := context.Background()
+type config struct {
+	duration                    time.Duration
+	clients, products, releases int
+	audits                      int
+}
+
+// runPostgres measures on the database at url, or on a throwaway server.
+func runPostgres(ctx context.Context, cfg config, url string) error {
+	if url != "" {
+		return run(ctx, cfg, "postgres", url)
+	}
+	bin, err := pgtest.Binaries()
+	if err != nil {
+		return err
+	}
+	srv, err := pgtest.Start(ctx, bin)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if err := srv.CreateDatabase(ctx, "apibench"); err != nil {
+		return err
+	}
+	return run(ctx, cfg, "postgres", srv.URL("apibench"))
+}
+
+// run builds the project on the store (uptrust.db when database is "")
+// and measures the queries.
+func run(ctx context.Context, cfg config, name, database string) error {
+	clients, products, releases, audits, duration := cfg.clients, cfg.products, cfg.releases, cfg.audits, cfg.duration
 	dir, err := os.MkdirTemp("", "uptrust-api-bench")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	p, err := project.Init(ctx, filepath.Join(dir, "project"), project.InitOptions{Dev: true})
+	p, err := project.Init(ctx, filepath.Join(dir, "project"), project.InitOptions{Dev: true, Options: project.Options{Database: database}})
 	if err != nil {
 		return err
 	}
@@ -99,7 +156,7 @@ func run(duration time.Duration, clients, products, releases, audits int) error 
 	if err != nil {
 		return err
 	}
-	fmt.Printf("project: %d products, %d releases, %d audit entries (built in %s)\n", products, len(rels), len(es), time.Since(start).Round(time.Second))
+	fmt.Printf("%-9s project: %d products, %d releases, %d audit entries (built in %s)\n", name, products, len(rels), len(es), time.Since(start).Round(time.Second))
 
 	ct, err := p.CreateToken(ctx, project.TokenSpec{Name: "bench", Role: access.Auditor, TTL: 24 * time.Hour})
 	if err != nil {
@@ -119,8 +176,6 @@ func run(duration time.Duration, clients, products, releases, audits int) error 
 	go api.Serve(sctx, ln, nil, api.AdminHandler(a, nil))
 	base := "http://" + ln.Addr().String()
 
-	fmt.Printf("%d clients, %s per query\n", clients, duration)
-	fmt.Printf("%-48s %9s %9s %9s\n", "QUERY", "REQ/S", "P50", "P99")
 	for _, q := range []string{
 		"/api/v1/rollouts",
 		"/api/v1/releases?product=product00",
@@ -133,7 +188,7 @@ func run(duration time.Duration, clients, products, releases, audits int) error 
 		if err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
-		fmt.Printf("%-48s %9.0f %9s %9s\n", q, rps, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+		fmt.Printf("%-9s %-48s %9.0f %9s %9s\n", name, q, rps, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
 	}
 	return nil
 }

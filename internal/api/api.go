@@ -16,7 +16,7 @@
 //     the project's audit log, naming the token, its role and the request
 //     id: the project writes it with the change when it succeeds, the API
 //     records it (project.RecordAudit) when it was refused or failed.
-//   - Rollout changes need If-Match with the rollout's current ETag:
+//   - Rollout and settings changes need If-Match with the current ETag:
 //     missing is 428, stale is 412. Mutations are serialised in the
 //     process, so the check and the change cannot interleave with another
 //     API mutation.
@@ -46,15 +46,20 @@ const Prefix = "/api/v1"
 // MaxBody is the largest request body accepted; larger is 413.
 const MaxBody = 64 << 10
 
-// Settings are the server settings shown by GET /api/v1/settings.
+// Settings are the server settings shown by GET /api/v1/settings. The
+// API fills ReportK, Retention and Overridden from the project at each
+// request (project.Runtime): the values in effect, shared by the servers
+// on one database; Config.Settings gives the rest.
 type Settings struct {
 	PublicListen string `json:"public_listen"`
 	AdminListen  string `json:"admin_listen"`
 	TLS          bool   `json:"tls"`
 	ReportK      int    `json:"report_k"`
-	// Retention maps each table that ages out to its retention, as in
-	// uptrust.json.
+	// Retention maps each table that ages out to its retention.
 	Retention map[string]string `json:"retention"`
+	// Overridden names the settings changed at run time (PATCH), whose
+	// value comes from the database rather than uptrust.json.
+	Overridden []string `json:"overridden"`
 }
 
 // Config configures the API. Project is required: it authenticates the
@@ -143,11 +148,18 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/openapi.json", "", a.getOpenAPI},
 		{"GET", Prefix + "/health", access.Read, a.getHealth},
 		{"GET", Prefix + "/settings", access.Read, a.getSettings},
+		{"PATCH", Prefix + "/settings", access.Settings, a.patchSettings},
 		{"GET", Prefix + "/tokens", access.Tokens, a.listTokens},
 		{"POST", Prefix + "/tokens", access.Tokens, a.createToken},
 		{"DELETE", Prefix + "/tokens/{name}", access.Tokens, a.revokeToken},
 		{"GET", Prefix + "/products", access.Read, a.listProducts},
 		{"GET", Prefix + "/products/{product}", access.Read, a.getProduct},
+		{"GET", Prefix + "/products/{product}/attestations", access.Read, a.listAttestations},
+		{"POST", Prefix + "/products/{product}/attestations", access.Products, a.createAttestation},
+		{"DELETE", Prefix + "/products/{product}/attestations/{item}", access.Products, a.withdrawAttestation},
+		{"GET", Prefix + "/products/{product}/market", access.Read, a.getMarket},
+		{"PUT", Prefix + "/products/{product}/market", access.Products, a.putMarket},
+		{"GET", Prefix + "/products/{product}/compliance", access.Read, a.getCompliance},
 		{"GET", Prefix + "/releases", access.Read, a.listReleases},
 		{"GET", Prefix + "/releases/{product}/{version}", access.Read, a.getRelease},
 		{"GET", Prefix + "/rollouts", access.Read, a.listRollouts},
@@ -216,6 +228,12 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 			msg := fmt.Sprintf("role %s may not %s %s (it needs permission %s, which %s grant)", who.Role, rt.Method, rt.Path, rt.Perm, joinRoles(rt.Roles()))
 			if r.Method != "GET" && r.Method != "HEAD" {
 				object := r.PathValue("product") + r.PathValue("name")
+				if item := r.PathValue("item"); item != "" {
+					object += "/" + item
+				}
+				if strings.HasSuffix(rt.Path, "/settings") {
+					object = settingsObject
+				}
 				if err := a.refused(r, auditAction(rt), object, "role "+string(who.Role)+" lacks permission "+string(rt.Perm)); err != nil {
 					writeProblem(w, r, http.StatusInternalServerError, err.Error())
 					return
@@ -230,6 +248,9 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 
 // auditAction is the project's audit action of a mutating route.
 func auditAction(rt *Route) string {
+	if act := complianceAction(rt.Method, rt.Path); act != "" {
+		return act
+	}
 	switch {
 	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/rollouts"):
 		return project.ActionRolloutStart
@@ -239,6 +260,8 @@ func auditAction(rt *Route) string {
 		return project.ActionTokenCreate
 	case rt.Method == "DELETE" && strings.Contains(rt.Path, "/tokens/"):
 		return project.ActionTokenRevoke
+	case rt.Method == "PATCH" && strings.HasSuffix(rt.Path, "/settings"):
+		return project.ActionSettingsChange
 	}
 	return "api." + strings.ToLower(rt.Method)
 }

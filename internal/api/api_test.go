@@ -18,7 +18,7 @@ import (
 
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
-	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare").Replace(path)
+	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5").Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
@@ -29,24 +29,31 @@ func concrete(path string) string {
 // products, releases, rollouts, reports, settings and health. admin does
 // not imply the others' changes.
 var rolePolicy = map[string]string{
-	"GET /api/v1/openapi.json":                 "none",
-	"GET /api/v1/health":                       "admin,release-manager,operator,auditor",
-	"GET /api/v1/settings":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/tokens":                       "admin",
-	"POST /api/v1/tokens":                      "admin",
-	"DELETE /api/v1/tokens/{name}":             "admin",
-	"GET /api/v1/products":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/products/{product}":           "admin,release-manager,operator,auditor",
-	"GET /api/v1/releases":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/releases/{product}/{version}": "admin,release-manager,operator,auditor",
-	"GET /api/v1/rollouts":                     "admin,release-manager,operator,auditor",
-	"POST /api/v1/rollouts":                    "operator",
-	"GET /api/v1/rollouts/{product}":           "admin,release-manager,operator,auditor",
-	"PATCH /api/v1/rollouts/{product}":         "operator",
-	"GET /api/v1/rollouts/{product}/history":   "admin,release-manager,operator,auditor",
-	"GET /api/v1/reports":                      "admin,release-manager,operator,auditor",
-	"GET /api/v1/audit":                        "admin,auditor",
-	"GET /api/v1/audit/verify":                 "admin,auditor",
+	"GET /api/v1/openapi.json":                              "none",
+	"GET /api/v1/health":                                    "admin,release-manager,operator,auditor",
+	"GET /api/v1/settings":                                  "admin,release-manager,operator,auditor",
+	"PATCH /api/v1/settings":                                "admin",
+	"GET /api/v1/tokens":                                    "admin",
+	"POST /api/v1/tokens":                                   "admin",
+	"DELETE /api/v1/tokens/{name}":                          "admin",
+	"GET /api/v1/products":                                  "admin,release-manager,operator,auditor",
+	"GET /api/v1/products/{product}":                        "admin,release-manager,operator,auditor",
+	"GET /api/v1/products/{product}/attestations":           "admin,release-manager,operator,auditor",
+	"POST /api/v1/products/{product}/attestations":          "release-manager",
+	"DELETE /api/v1/products/{product}/attestations/{item}": "release-manager",
+	"GET /api/v1/products/{product}/market":                 "admin,release-manager,operator,auditor",
+	"PUT /api/v1/products/{product}/market":                 "release-manager",
+	"GET /api/v1/products/{product}/compliance":             "admin,release-manager,operator,auditor",
+	"GET /api/v1/releases":                                  "admin,release-manager,operator,auditor",
+	"GET /api/v1/releases/{product}/{version}":              "admin,release-manager,operator,auditor",
+	"GET /api/v1/rollouts":                                  "admin,release-manager,operator,auditor",
+	"POST /api/v1/rollouts":                                 "operator",
+	"GET /api/v1/rollouts/{product}":                        "admin,release-manager,operator,auditor",
+	"PATCH /api/v1/rollouts/{product}":                      "operator",
+	"GET /api/v1/rollouts/{product}/history":                "admin,release-manager,operator,auditor",
+	"GET /api/v1/reports":                                   "admin,release-manager,operator,auditor",
+	"GET /api/v1/audit":                                     "admin,auditor",
+	"GET /api/v1/audit/verify":                              "admin,auditor",
 }
 
 // isRole says whether a test credential is a valid token of a role.
@@ -70,16 +77,23 @@ func TestAuthMatrix(t *testing.T) {
 			body := ""
 			var hdr []string
 			switch {
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/attestations"):
+				body = `{"item":"CRA-II-5","url":"https://example.com/cvd","note":"the disclosure policy"}`
+			case rt.Method == "PUT":
+				body = `{"placed_on":"2027-03-01","expected_use":"7y"}`
 			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
 				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
+			case rt.Method == "PATCH" && strings.HasSuffix(rt.Path, "/settings"):
+				body = `{"report_k":6}`
+				hdr = []string{"If-Match", e.settingsETag()}
 			case rt.Method == "PATCH":
 				body = `{"percent":30}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
 			}
-			id := fmt.Sprintf("matrix-%s-%s-%s", rt.Method, strings.ReplaceAll(strings.Trim(rt.Path, "/"), "/", "."), cred)
+			id := fmt.Sprintf("matrix-%s-%s-%s", rt.Method, strings.ReplaceAll(strings.TrimPrefix(rt.Path, "/api/v1/"), "/", "."), cred)
 			id = strings.NewReplacer("{", "", "}", "").Replace(id)
 			hdr = append(hdr, "X-Request-Id", id)
 			resp, b := e.do(rt.Method, concrete(rt.Path), cred, body, hdr...)

@@ -48,7 +48,8 @@ type env struct {
 }
 
 // newEnv starts the API over a development project with the product
-// thermostat, releases 1.1.0 and 1.2.0, and a rollout of 1.1.0 at 10 %.
+// thermostat, releases 1.1.0 and 1.2.0, a rollout of 1.1.0 at 10 % and a
+// market declaration.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	clk := clock.NewFake(t0)
@@ -68,6 +69,9 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	if _, err := p.StartRollout(ctx, "thermostat", "1.1.0", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeclareMarket(ctx, project.MarketSpec{Product: "thermostat", PlacedOn: "2026-06-01", ExpectedUse: "5y"}); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
@@ -270,4 +274,14 @@ func (e *env) auditWith(id string) []string {
 		}
 	}
 	return out
+}
+
+// settingsETag returns the current ETag of the settings.
+func (e *env) settingsETag() string {
+	e.t.Helper()
+	resp, _ := e.do("GET", "/api/v1/settings", "auditor", "")
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+		e.t.Fatalf("GET settings: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	return resp.Header.Get("ETag")
 }

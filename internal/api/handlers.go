@@ -273,13 +273,6 @@ func (a *API) getHealth(w http.ResponseWriter, r *http.Request, _ project.Princi
 	writeJSON(w, r, code, h)
 }
 
-func (a *API) getSettings(w http.ResponseWriter, r *http.Request, _ project.Principal) {
-	if !checkQuery(w, r) {
-		return
-	}
-	writeJSON(w, r, http.StatusOK, a.settings)
-}
-
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request, _ project.Principal) {
 	if !checkQuery(w, r, "limit", "cursor", "role") {
 		return
@@ -759,7 +752,7 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request, _ project.Princ
 	}
 	sum, err := a.p.Reports(r.Context(), q.Get("product"), k)
 	if err != nil {
-		if k != 0 && k < a.p.Config.ReportK {
+		if errors.Is(err, project.ErrBelowReportK) {
 			writeProblem(w, r, http.StatusUnprocessableEntity, err.Error())
 			return
 		}

@@ -41,7 +41,9 @@ func (g *globalRemote) define(fs *flag.FlagSet) {
 
 // remoteCommands are the commands that can run against a server.
 var remoteCommands = []string{"rollout start", "rollout set-percent", "rollout halt", "rollout resume", "rollout list",
-	"release list", "product list", "product show", "reports", "audit", "audit verify", "token create", "token list", "token revoke"}
+	"release list", "product list", "product show", "reports", "audit", "audit verify", "token create", "token list", "token revoke",
+	"settings show", "settings set", "compliance", "compliance attest", "compliance withdraw", "compliance attestations",
+	"compliance market"}
 
 // checkGlobalRemote refuses --server or --token before a command that
 // cannot run against a server, which would otherwise run on the project

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/compliance"
 	"github.com/uptrust/uptrust/internal/project"
@@ -31,6 +34,7 @@ applicable (with the reason). This is a self-assessment, not a conformity
 assessment. A product named like a subcommand is reached with --product.`,
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := fs.Bool("json", false, "print the report as one JSON object, provisions in report order")
 			product := fs.String("product", "", "the product (instead of the PRODUCT argument)")
 			return func(ctx context.Context, pos []string) error {
@@ -40,7 +44,7 @@ assessment. A product named like a subcommand is reached with --product.`,
 				if len(pos) != 1 {
 					return usagef("compliance: want exactly one PRODUCT")
 				}
-				return complianceReport(ctx, env, *dir, pos[0], *asJSON)
+				return complianceReport(ctx, env, rf, *dir, pos[0], *asJSON)
 			}
 		},
 		Sub: []*cmdline.Command{cmdComplianceAttest(env), cmdComplianceWithdraw(env),
@@ -49,17 +53,26 @@ assessment. A product named like a subcommand is reached with --product.`,
 
 // complianceReport prints the report of product in the project at dir and
 // returns a *cmdline.ExitError with ExitShallNotMet when a shall is not met.
-func complianceReport(ctx context.Context, env Env, dir, product string, asJSON bool) error {
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
+func complianceReport(ctx context.Context, env Env, rf *remoteFlags, dir, product string, asJSON bool) error {
+	var rep compliance.Report
+	if c, err := rf.client(); err != nil {
 		return err
+	} else if c != nil {
+		if _, err := c.get(ctx, "/products/"+url.PathEscape(product)+"/compliance", nil, &rep); err != nil {
+			return err
+		}
+	} else {
+		p, err := openProject(ctx, env, dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		facts, err := compliance.Gather(ctx, p, product)
+		if err != nil {
+			return err
+		}
+		rep = compliance.NewReport(facts)
 	}
-	defer p.Close()
-	facts, err := compliance.Gather(ctx, p, product)
-	if err != nil {
-		return err
-	}
-	rep := compliance.NewReport(facts)
 	if asJSON {
 		if err := writeJSON(env.Stdout, rep); err != nil {
 			return fmt.Errorf("compliance: %w", err)
@@ -82,6 +95,7 @@ func cmdComplianceAttest(env Env) *cmdline.Command {
 		Synopsis: "record the manufacturer's attestation of a fact outside uptrust (shown as attested, never as met)",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			url := fs.String("url", "", "where the evidence is published (required)")
 			note := fs.String("note", "", "what the evidence shows (required)")
 			by := fs.String("by", "", "who attests, as you choose to name them (a role or team is enough)")
@@ -92,23 +106,34 @@ func cmdComplianceAttest(env Env) *cmdline.Command {
 				if *url == "" || *note == "" {
 					return usagef("compliance attest: --url and --note are required: where the evidence is published and what it shows")
 				}
-				return complianceAttest(ctx, env, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
+				return complianceAttest(ctx, env, rf, *dir, project.AttestSpec{Product: pos[0], Item: pos[1], URL: *url, Note: *note, By: *by})
 			}
 		}}
 }
 
 // complianceAttest records an attestation in the project at dir.
-func complianceAttest(ctx context.Context, env Env, dir string, s project.AttestSpec) error {
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
+func complianceAttest(ctx context.Context, env Env, rf *remoteFlags, dir string, s project.AttestSpec) error {
+	var a AttestationJSON
+	if c, err := rf.client(); err != nil {
 		return err
+	} else if c != nil {
+		body := api.AttestationCreate{Item: s.Item, URL: s.URL, Note: s.Note, By: s.By}
+		if _, err := c.do(ctx, http.MethodPost, "/products/"+url.PathEscape(s.Product)+"/attestations", nil, body, nil, &a); err != nil {
+			return err
+		}
+	} else {
+		p, err := openProject(ctx, env, dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		att, err := compliance.Attest(ctx, p, s)
+		if err != nil {
+			return err
+		}
+		a = api.AttestationOf(att)
 	}
-	defer p.Close()
-	a, err := compliance.Attest(ctx, p, s)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "attested %s of %s at %s: %s (%s)\n", a.Item, a.Product, a.Time.Format(time.RFC3339), a.Note, a.URL)
+	fmt.Fprintf(env.Stdout, "attested %s of %s at %s: %s (%s)\n", a.Item, s.Product, a.Time.Format(time.RFC3339), a.Note, a.URL)
 	return nil
 }
 
@@ -119,39 +144,42 @@ func cmdComplianceWithdraw(env Env) *cmdline.Command {
 		Synopsis: "withdraw the standing attestation of an item (it stays on record)",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 2 {
 					return usagef("compliance withdraw: want PRODUCT ITEM")
 				}
-				return complianceWithdraw(ctx, env, *dir, pos[0], pos[1])
+				return complianceWithdraw(ctx, env, rf, *dir, pos[0], pos[1])
 			}
 		}}
 }
 
 // complianceWithdraw withdraws the standing attestation of item.
-func complianceWithdraw(ctx context.Context, env Env, dir, product, item string) error {
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
+func complianceWithdraw(ctx context.Context, env Env, rf *remoteFlags, dir, product, item string) error {
+	if c, err := rf.client(); err != nil {
 		return err
-	}
-	defer p.Close()
-	if _, err := p.WithdrawAttestation(ctx, product, item); err != nil {
-		return err
+	} else if c != nil {
+		path := "/products/" + url.PathEscape(product) + "/attestations/" + url.PathEscape(item)
+		if _, err := c.do(ctx, http.MethodDelete, path, nil, nil, nil, nil); err != nil {
+			return err
+		}
+	} else {
+		p, err := openProject(ctx, env, dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if _, err := p.WithdrawAttestation(ctx, product, item); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(env.Stdout, "withdrew the attestation of %s of %s; it stays on record\n", item, product)
 	return nil
 }
 
-// attestationJSON is one attestation as compliance attestations --json
-// prints it.
-type attestationJSON struct {
-	Item      string     `json:"item"`
-	URL       string     `json:"url"`
-	Note      string     `json:"note"`
-	By        string     `json:"by"`
-	Time      time.Time  `json:"time"`
-	Withdrawn *time.Time `json:"withdrawn,omitempty"`
-}
+// AttestationJSON is one attestation as compliance attestations --json
+// prints it: the management API's, so --server prints what --dir prints.
+type AttestationJSON = api.Attestation
 
 // cmdComplianceAttestations lists a product's attestations, withdrawn ones
 // included: compliance attestations PRODUCT [--json].
@@ -160,44 +188,49 @@ func cmdComplianceAttestations(env Env) *cmdline.Command {
 		Synopsis: "list a product's attestations, withdrawn ones included",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 1 {
 					return usagef("compliance attestations: want exactly one PRODUCT")
 				}
-				return complianceAttestations(ctx, env, *dir, pos[0], *asJSON)
+				return complianceAttestations(ctx, env, rf, *dir, pos[0], *asJSON)
 			}
 		}}
 }
 
 // complianceAttestations prints every attestation of product.
-func complianceAttestations(ctx context.Context, env Env, dir, product string, asJSON bool) error {
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
+func complianceAttestations(ctx context.Context, env Env, rf *remoteFlags, dir, product string, asJSON bool) error {
+	var out []AttestationJSON
+	if c, err := rf.client(); err != nil {
 		return err
-	}
-	defer p.Close()
-	as, err := p.Attestations(ctx, product)
-	if err != nil {
-		return err
+	} else if c != nil {
+		if out, err = listAll[AttestationJSON](ctx, c, "/products/"+url.PathEscape(product)+"/attestations", nil); err != nil {
+			return err
+		}
+	} else {
+		p, err := openProject(ctx, env, dir)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		as, err := p.Attestations(ctx, product)
+		if err != nil {
+			return err
+		}
+		out = make([]AttestationJSON, 0, len(as))
+		for _, a := range as {
+			out = append(out, api.AttestationOf(a))
+		}
 	}
 	if asJSON {
-		out := make([]attestationJSON, 0, len(as))
-		for _, a := range as {
-			j := attestationJSON{Item: a.Item, URL: a.URL, Note: a.Note, By: a.By, Time: a.Time}
-			if !a.Withdrawn.IsZero() {
-				w := a.Withdrawn
-				j.Withdrawn = &w
-			}
-			out = append(out, j)
-		}
 		return writeJSON(env.Stdout, out)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ITEM\tTIME\tBY\tSTATE\tURL\tNOTE")
-	for _, a := range as {
+	for _, a := range out {
 		state := "standing"
-		if !a.Withdrawn.IsZero() {
+		if a.Withdrawn != nil {
 			state = "withdrawn " + a.Withdrawn.Format(time.DateOnly)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Item, a.Time.Format(time.RFC3339), a.By, state, a.URL, a.Note)
@@ -212,6 +245,7 @@ func cmdComplianceMarket(env Env) *cmdline.Command {
 		Synopsis: "show or declare when the product is placed on the market and how long it is expected in use (CRA Art. 13(8))",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
+			rf := addRemote(fs, env)
 			placed := fs.String("placed-on", "", "day the product is placed on the market, YYYY-MM-DD")
 			use := fs.String("expected-use", "", "how long users are expected to use it: 7y, 18m, 5y6m")
 			why := fs.String("justification", "", "why the support period may be shorter than five years")
@@ -224,49 +258,71 @@ func cmdComplianceMarket(env Env) *cmdline.Command {
 				if declare && (*placed == "" || *use == "") {
 					return usagef("compliance market: --placed-on and --expected-use are both required to declare")
 				}
-				return complianceMarket(ctx, env, *dir, declare, *asJSON, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
+				return complianceMarket(ctx, env, rf, *dir, declare, *asJSON, project.MarketSpec{Product: pos[0], PlacedOn: *placed, ExpectedUse: *use, Justification: *why})
 			}
 		}}
 }
 
 // MarketJSON is a product's market declaration in `uptrust compliance
-// market --json`.
-type MarketJSON struct {
-	Product           string    `json:"product"`
-	PlacedOn          string    `json:"placed_on"` // YYYY-MM-DD
-	ExpectedUseMonths int       `json:"expected_use_months"`
-	Justification     string    `json:"justification"`
-	Recorded          time.Time `json:"recorded"`
-}
+// market --json`: the management API's, so --server prints what --dir
+// prints.
+type MarketJSON = api.Market
 
 // complianceMarket records the market declaration s when declare is set,
 // and prints the product's declaration.
-func complianceMarket(ctx context.Context, env Env, dir string, declare, asJSON bool, s project.MarketSpec) error {
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	var m store.Market
-	if declare {
-		m, err = p.DeclareMarket(ctx, s)
-	} else {
-		m, err = p.Market(ctx, s.Product)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", s.Product)
-		}
-	}
+func complianceMarket(ctx context.Context, env Env, rf *remoteFlags, dir string, declare, asJSON bool, s project.MarketSpec) error {
+	m, err := marketOf(ctx, env, rf, dir, declare, s)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return writeJSON(env.Stdout, MarketJSON{Product: m.Product, PlacedOn: m.PlacedOn.Format(time.DateOnly),
-			ExpectedUseMonths: m.ExpectedUseMonths, Justification: m.Justification, Recorded: m.Recorded})
+		return writeJSON(env.Stdout, m)
 	}
-	fmt.Fprintf(env.Stdout, "%s: placed on the market %s, expected in use %s", m.Product, m.PlacedOn.Format(time.DateOnly), project.FormatUse(m.ExpectedUseMonths))
+	fmt.Fprintf(env.Stdout, "%s: placed on the market %s, expected in use %s", m.Product, m.PlacedOn, project.FormatUse(m.ExpectedUseMonths))
 	if m.Justification != "" {
 		fmt.Fprintf(env.Stdout, "; justification: %s", m.Justification)
 	}
 	fmt.Fprintf(env.Stdout, " (declared %s)\n", m.Recorded.Format(time.RFC3339))
 	return nil
+}
+
+// marketOf records the market declaration s when declare is set, on the
+// project directory or through the server, and returns the product's
+// declaration.
+func marketOf(ctx context.Context, env Env, rf *remoteFlags, dir string, declare bool, s project.MarketSpec) (MarketJSON, error) {
+	noDecl := fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", s.Product)
+	var m MarketJSON
+	if c, err := rf.client(); err != nil {
+		return m, err
+	} else if c != nil {
+		path := "/products/" + url.PathEscape(s.Product) + "/market"
+		if declare {
+			body := api.MarketDeclare{PlacedOn: s.PlacedOn, ExpectedUse: s.ExpectedUse, Justification: s.Justification}
+			_, err = c.do(ctx, http.MethodPut, path, nil, body, nil, &m)
+			return m, err
+		}
+		_, err = c.get(ctx, path, nil, &m)
+		if se := (*ServerError)(nil); errors.As(err, &se) && se.Status == http.StatusNotFound && strings.Contains(se.Detail, "no market declaration") {
+			return m, noDecl
+		}
+		return m, err
+	}
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return m, err
+	}
+	defer p.Close()
+	var sm store.Market
+	if declare {
+		sm, err = p.DeclareMarket(ctx, s)
+	} else {
+		sm, err = p.Market(ctx, s.Product)
+		if errors.Is(err, store.ErrNotFound) {
+			return m, noDecl
+		}
+	}
+	if err != nil {
+		return m, err
+	}
+	return api.MarketOf(sm), nil
 }

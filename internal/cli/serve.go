@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"flag"
 	"net"
 	"net/http"
@@ -159,13 +158,9 @@ func cmdServe(env Env) *cmdline.Command {
 // authenticating the project's tokens (uptrust token create) and audited in
 // the project's log, and the metrics.
 func adminHandler(p *project.Project, srv *server.Server, listen, adminListen string, useTLS bool) (http.Handler, error) {
-	ret := map[string]string{}
-	b, err := json.Marshal(p.Config.Retention)
-	if err == nil {
-		_ = json.Unmarshal(b, &ret)
-	}
+	// report_k and retention are read from the project at each request.
 	a, err := api.New(api.Config{Project: p, Ready: srv.Ready,
-		Settings: api.Settings{PublicListen: listen, AdminListen: adminListen, TLS: useTLS, ReportK: p.Config.ReportK, Retention: ret}})
+		Settings: api.Settings{PublicListen: listen, AdminListen: adminListen, TLS: useTLS}})
 	if err != nil {
 		return nil, err
 	}

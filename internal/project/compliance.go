@@ -34,16 +34,10 @@ func (p *Project) Attest(ctx context.Context, s AttestSpec) (store.Attestation, 
 	if err := p.needProduct(ctx, s.Product); err != nil {
 		return store.Attestation{}, err
 	}
-	if strings.TrimSpace(s.Item) == "" {
-		return store.Attestation{}, errors.New("project: attest: empty item")
-	}
-	if err := checkURL(s.URL); err != nil {
+	if err := CheckAttestSpec(s); err != nil {
 		return store.Attestation{}, err
 	}
 	note := strings.TrimSpace(s.Note)
-	if note == "" {
-		return store.Attestation{}, errors.New("project: attest: --note is empty: say what the evidence at --url shows")
-	}
 	now := p.Clock.Now().UTC()
 	a := store.Attestation{Product: s.Product, Item: s.Item, URL: s.URL, Note: note, By: strings.TrimSpace(s.By), Time: now}
 	return a, p.Store.Update(ctx, func(tx store.Tx) error {
@@ -53,6 +47,21 @@ func (p *Project) Attest(ctx context.Context, s AttestSpec) (store.Attestation, 
 		// Not By: it may name a person.
 		return audit(ctx, tx, now, ActionAttest, s.Product+"/"+s.Item, "url "+s.URL)
 	})
+}
+
+// CheckAttestSpec checks the form of s as Attest does, without the store:
+// a non-empty item and note, an absolute http or https URL.
+func CheckAttestSpec(s AttestSpec) error {
+	if strings.TrimSpace(s.Item) == "" {
+		return errors.New("project: attest: empty item")
+	}
+	if err := checkURL(s.URL); err != nil {
+		return err
+	}
+	if strings.TrimSpace(s.Note) == "" {
+		return errors.New("project: attest: --note is empty: say what the evidence at --url shows")
+	}
+	return nil
 }
 
 // checkURL accepts absolute http and https URLs with a host.
@@ -81,12 +90,16 @@ func (p *Project) WithdrawAttestation(ctx context.Context, product, item string)
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("project: %s has no standing attestation of %s", product, item)
+			return fmt.Errorf("project: %s has %w of %s", product, ErrNoStanding, item)
 		}
 		return audit(ctx, tx, now, ActionWithdraw, product+"/"+item, fmt.Sprintf("%d withdrawn", n))
 	})
 	return n, err
 }
+
+// ErrNoStanding is returned by WithdrawAttestation when the item has no
+// standing attestation.
+var ErrNoStanding = errors.New("no standing attestation")
 
 // Attestations returns a product's attestations, withdrawn ones included,
 // by item and time.

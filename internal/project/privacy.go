@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,7 @@ var keptReasons = map[string]string{
 	"markets":             "one row per product: the manufacturer's declaration the support period is measured from",
 	"audit_chain":         "a single row: the anchor (last purged audit entry) and head of the audit hash chain, without which the remaining entries cannot be verified",
 	"leases":              "one row per job that only one server may do at a time (re-signing), replaced when another server takes it over",
+	"settings":            "at most one row per runtime setting (report threshold, retention periods), replaced when it changes; who changed it is in the audit log",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The
@@ -117,11 +119,15 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("project: privacy report: %w", err)
 	}
+	rs, err := p.Runtime(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("project: privacy report: %w", err)
+	}
 	r := &PrivacyReport{
 		Generated: p.Clock.Now().UTC(),
 		Mode:      "anonymous",
 		Database:  p.DatabaseName(),
-		ReportK:   p.Config.ReportK,
+		ReportK:   rs.ReportK,
 		DeviceRequests: "devices read the signed repositories under /repo/ with plain GET requests that carry no identifier: " +
 			"no cookies, no credentials, no query strings, and the same User-Agent on every device and version; " +
 			"each device computes its rollout share from a random seed that never leaves it",
@@ -155,31 +161,36 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 		r.DeviceReport = append(r.DeviceReport, ReportField{Name: name, Description: reportFieldDocs[name]})
 	}
 	for _, t := range tables {
-		r.Tables = append(r.Tables, p.tablePrivacy(t))
+		r.Tables = append(r.Tables, tablePrivacy(t, rs))
 	}
 	return r, nil
 }
 
-func (p *Project) tablePrivacy(t store.Table) TablePrivacy {
+func tablePrivacy(t store.Table, rs RuntimeSettings) TablePrivacy {
 	tp := TablePrivacy{Name: t.Name, Purpose: t.Purpose, Columns: make([]ColumnReport, len(t.Columns))}
 	for i, c := range t.Columns {
 		tp.Columns[i] = ColumnReport(c)
 	}
-	if per, ok := p.Config.Retention.Period(t.Name); ok {
+	if per, ok := rs.Retention.Period(t.Name); ok {
+		src := "in uptrust.json"
+		if slices.Contains(rs.Overridden, "retention."+t.Name) {
+			src = "set by uptrust settings set"
+		}
 		tp.Retention = &per
 		tp.Kept = fmt.Sprintf("deleted %s after it was recorded (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
 			humanPeriod(per), t.Name)
+		tp.Kept = strings.Replace(tp.Kept, "in uptrust.json", src, 1)
 		switch t.Name {
 		case store.TableReportCounts:
-			tp.Kept = fmt.Sprintf("a daily counter is deleted once its day began more than %s ago (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve",
-				humanPeriod(per), t.Name)
+			tp.Kept = fmt.Sprintf("a daily counter is deleted once its day began more than %s ago (retention.%s %s), by uptrust purge and hourly by uptrust serve",
+				humanPeriod(per), t.Name, src)
 		case store.TableAudit:
 			tp.Kept += fmt.Sprintf("; the log is a hash chain, so a purge removes its oldest entries up to the last one older than %s and records that entry's sequence number and hash in audit_chain as the anchor uptrust audit verify starts from",
 				humanPeriod(per))
 			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person"
 		case store.TableTokens:
-			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s in uptrust.json), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
-				humanPeriod(per), t.Name)
+			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s %s), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
+				humanPeriod(per), t.Name, src)
 		}
 		return tp
 	}

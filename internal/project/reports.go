@@ -3,6 +3,7 @@ package project
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -36,6 +37,10 @@ type ReportSummary struct {
 	Rows []ReportRow `json:"counters"`
 }
 
+// ErrBelowReportK is returned by Reports for a k below the report_k in
+// effect.
+var ErrBelowReportK = errors.New("below the project's report_k")
+
 // Reports sums the report counters of product (all products when "") per
 // release × outcome × error class over the days within the report counter
 // retention, leaving out counters Purge would delete now. Sums below k are
@@ -44,17 +49,21 @@ type ReportSummary struct {
 // privacy report states holds for everything this shows. There are no
 // totals: an exact total beside exact rows would give away the hidden ones.
 func (p *Project) Reports(ctx context.Context, product string, k int) (ReportSummary, error) {
-	if k == 0 {
-		k = p.Config.ReportK
+	rs, err := p.Runtime(ctx)
+	if err != nil {
+		return ReportSummary{}, fmt.Errorf("project: reports: %w", err)
 	}
-	if k < p.Config.ReportK {
-		return ReportSummary{}, fmt.Errorf("project: reports: k %d is below the project's report_k %d (lower report_k in uptrust.json to change it)", k, p.Config.ReportK)
+	if k == 0 {
+		k = rs.ReportK
+	}
+	if k < rs.ReportK {
+		return ReportSummary{}, fmt.Errorf("project: reports: k %d is %w %d (lower it with uptrust settings set --report-k to change it)", k, ErrBelowReportK, rs.ReportK)
 	}
 	counts, err := p.Store.ReportCounts(ctx)
 	if err != nil {
 		return ReportSummary{}, fmt.Errorf("project: reports: %w", err)
 	}
-	ret := p.Config.Retention.ReportCounts
+	ret := rs.Retention.ReportCounts
 	// The same rule as store.Store.Purge: a counter whose day began before
 	// the bound may hold older reports.
 	before := p.Clock.Now().UTC().Add(-time.Duration(ret))

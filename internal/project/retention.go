@@ -193,7 +193,11 @@ func (p Purged) Rows() int64 {
 func (p *Project) Purge(ctx context.Context) (Purged, error) {
 	now := p.Clock.Now().UTC()
 	res := Purged{At: now}
-	for _, t := range p.Config.Retention.Tables() {
+	rs, err := p.Runtime(ctx)
+	if err != nil {
+		return res, fmt.Errorf("project: purge: %w", err)
+	}
+	for _, t := range rs.Retention.Tables() {
 		before := now.Add(-time.Duration(t.Period))
 		n, err := p.Store.Purge(ctx, t.Table, before)
 		if err != nil {
@@ -204,7 +208,7 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 	if res.Rows() == 0 {
 		return res, nil
 	}
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err = p.Store.Update(ctx, func(tx store.Tx) error {
 		var errs []error
 		for _, t := range res.Tables {
 			if t.Rows > 0 {

@@ -110,6 +110,17 @@ type Market struct {
 	Recorded          time.Time
 }
 
+// Setting is one runtime override of a project setting, kept in the
+// database so that every server sharing it sees the same value. Name is a
+// setting name such as report_k or retention.audit (package project knows
+// which); Value is its text as the API shows it ("400d", "5"). A setting
+// without a row takes its value from uptrust.json.
+type Setting struct {
+	Name    string
+	Value   string
+	Updated time.Time
+}
+
 // Metadata is one signed TUF metadata document.
 type Metadata struct {
 	Repo    string // "release" or "fleet"
@@ -285,6 +296,8 @@ type Reader interface {
 	// Market returns a product's market declaration, or an error wrapping
 	// ErrNotFound when none was made.
 	Market(ctx context.Context, product string) (Market, error)
+	// Settings returns every stored setting override, ordered by name.
+	Settings(ctx context.Context) ([]Setting, error)
 }
 
 // Tx is a transaction: reads see its own writes.
@@ -322,6 +335,12 @@ type Tx interface {
 	// PutMarket creates or replaces a product's market declaration; an
 	// unknown product is ErrNotFound. ExpectedUseMonths must be positive.
 	PutMarket(ctx context.Context, m Market) error
+	// PutSetting creates or replaces the override s.Name; Name and Value
+	// must not be empty.
+	PutSetting(ctx context.Context, s Setting) error
+	// DeleteSetting removes the override name, so the setting takes its
+	// value from uptrust.json again; an absent override is not an error.
+	DeleteSetting(ctx context.Context, name string) error
 }
 
 // Store is a persistent store.

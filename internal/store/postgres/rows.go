@@ -17,6 +17,7 @@ var (
 	scanAttestation = sqlrow.Attestation
 	scanCompletion  = sqlrow.Completion
 	scanMarket      = sqlrow.Market
+	scanSetting     = sqlrow.Setting
 	scanToken       = sqlrow.Token
 	scanAudit       = sqlrow.Audit
 	encodeTime      = sqlrow.EncodeTime

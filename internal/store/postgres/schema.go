@@ -203,6 +203,20 @@ CREATE TABLE leases ( -- purpose: which running uptrust serve process does a job
 	expires text COLLATE "C" NOT NULL -- purpose: when the lease lapses unless its holder renews it (UTC); another process may take it from then on
 );
 `,
+	// 6: settings changed at run time (PATCH /api/v1/settings), shared by
+	// every server on the database; indexes for the audit filters.
+	`
+CREATE TABLE settings ( -- purpose: project settings changed while servers run (uptrust settings set, PATCH /api/v1/settings), overriding uptrust.json for every server on this database: report threshold and retention periods; holds no device or personal data
+	name text COLLATE "C" PRIMARY KEY CHECK (name <> ''), -- purpose: the setting, such as report_k or retention.audit
+	value text COLLATE "C" NOT NULL CHECK (value <> ''), -- purpose: its value as written by uptrust, such as 5 or 400d
+	updated text COLLATE "C" NOT NULL -- purpose: when it was last changed (UTC); who changed it is in the audit log
+);
+
+-- The audit filters of the management API (by action, by actor) read
+-- these instead of scanning the log (go run ./bench/api).
+CREATE INDEX audit_by_action ON audit (action, seq);
+CREATE INDEX audit_by_actor ON audit (actor, seq);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its

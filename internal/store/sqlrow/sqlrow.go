@@ -133,6 +133,18 @@ func Market(s Scanner) (store.Market, error) {
 	return m, errors.Join(err1, err2)
 }
 
+// Setting decodes a settings row: name, value, updated.
+func Setting(s Scanner) (store.Setting, error) {
+	var st store.Setting
+	var updated string
+	if err := s.Scan(&st.Name, &st.Value, &updated); err != nil {
+		return st, err
+	}
+	var err error
+	st.Updated, err = DecodeTime(updated)
+	return st, err
+}
+
 // Token decodes a tokens row, its columns in the order the stores select them.
 func Token(s Scanner) (store.Token, error) {
 	var t store.Token

@@ -131,3 +131,75 @@ func testMarket(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+func testSettings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, err := s.Settings(ctx)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Settings of an empty store = %v, %v; want none", got, err)
+	}
+	g0 := generation(t, s)
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.PutSetting(ctx, store.Setting{Name: "retention.audit", Value: "400d", Updated: at(0)}); err != nil {
+			return err
+		}
+		if err := tx.PutSetting(ctx, store.Setting{Name: "report_k", Value: "5", Updated: at(0)}); err != nil {
+			return err
+		}
+		// The transaction sees its own writes.
+		in, err := tx.Settings(ctx)
+		if err != nil || len(in) != 2 {
+			t.Errorf("Settings in the transaction = %v, %v; want 2", in, err)
+		}
+		return nil
+	})
+	if generation(t, s) == g0 {
+		t.Errorf("generation unchanged by a settings update")
+	}
+	update(t, s, func(tx store.Tx) error {
+		return tx.PutSetting(ctx, store.Setting{Name: "report_k", Value: "9", Updated: at(time.Hour)})
+	})
+	got, err = s.Settings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Setting{{Name: "report_k", Value: "9", Updated: at(time.Hour)}, {Name: "retention.audit", Value: "400d", Updated: at(0)}}
+	if len(got) != len(want) {
+		t.Fatalf("Settings = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Name != want[i].Name || got[i].Value != want[i].Value || !got[i].Updated.Equal(want[i].Updated) {
+			t.Errorf("Settings[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.DeleteSetting(ctx, "report_k"); err != nil {
+			return err
+		}
+		return tx.DeleteSetting(ctx, "never-set")
+	})
+	if got, err = s.Settings(ctx); err != nil || len(got) != 1 || got[0].Name != "retention.audit" {
+		t.Errorf("Settings after delete = %+v, %v; want retention.audit only", got, err)
+	}
+	for name, bad := range map[string]store.Setting{
+		"empty name":  {Value: "1", Updated: at(0)},
+		"empty value": {Name: "report_k", Updated: at(0)},
+	} {
+		if err := s.Update(ctx, func(tx store.Tx) error { return tx.PutSetting(ctx, bad) }); err == nil {
+			t.Errorf("PutSetting with %s: no error", name)
+		}
+	}
+	// A refused write leaves the transaction usable and rolls back with it.
+	err = s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutSetting(ctx, store.Setting{Name: "report_k", Value: "7", Updated: at(0)}); err != nil {
+			return err
+		}
+		return errors.New("abandon")
+	})
+	if err == nil {
+		t.Fatal("Update returning an error: no error")
+	}
+	if got, err = s.Settings(ctx); err != nil || len(got) != 1 {
+		t.Errorf("Settings after a rolled-back put = %+v, %v; want one", got, err)
+	}
+}

@@ -122,6 +122,7 @@ func testDescribe(t *testing.T, s store.Store) {
 		store.TableAudit: {"seq", "time", "actor", "role", "action", "object", "detail", "outcome", "request_id", "prev_hash", "hash"},
 		"audit_chain":    {"id", "anchor_seq", "anchor_hash", "head_seq", "head_hash", "legacy_seq"},
 		"tokens":         {"id", "name", "role", "secret_hash", "created", "expires", "revoked", "last_used"},
+		"settings":       {"name", "value", "updated"},
 	}
 	for _, tb := range tables {
 		cols, ok := want[tb.Name]

@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RolloutCompletions", testRolloutCompletions},
 		{"Attestations", testAttestations},
 		{"Market", testMarket},
+		{"Settings", testSettings},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
