@@ -158,6 +158,9 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/reports", access.Read, a.getReports},
 		{"GET", Prefix + "/audit", access.ReadAudit, a.listAudit},
 		{"GET", Prefix + "/audit/verify", access.ReadAudit, a.verifyAudit},
+		{"GET", Prefix + "/metadata", access.Read, a.metadataState},
+		{"GET", Prefix + "/metadata/{repo}/{role}/{version}", access.Read, a.getMetadata},
+		{"POST", Prefix + "/push", access.Push, a.push},
 	}
 }
 
@@ -239,6 +242,8 @@ func auditAction(rt *Route) string {
 		return project.ActionTokenCreate
 	case rt.Method == "DELETE" && strings.Contains(rt.Path, "/tokens/"):
 		return project.ActionTokenRevoke
+	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
+		return project.ActionPush
 	}
 	return "api." + strings.ToLower(rt.Method)
 }
@@ -324,12 +329,17 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 // (415), at most MaxBody bytes (413), no unknown fields and one value only
 // (400). On failure it answers and returns false.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBodyUpTo(w, r, v, MaxBody)
+}
+
+// decodeBodyUpTo is decodeBody with another size limit.
+func decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("request body must be application/json, not %q", r.Header.Get("Content-Type")))
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
 	if err == nil && dec.More() {
@@ -340,7 +350,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBody))
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
 		return false
 	}
 	writeProblem(w, r, http.StatusBadRequest, "request body: "+err.Error())
