@@ -228,7 +228,9 @@ func TestPushRefusals(t *testing.T) {
 	}{
 		{"payload not uploaded", func() []store.Metadata { return outgoing(t, off, srv, false) }, project.ErrMissingPayload, "thermostat/1.1.0"},
 		{"tampered", func() []store.Metadata {
-			return withRole(func(d *store.Metadata) { d.Body = bytes.Replace(d.Body, []byte("fixes things"), []byte("fixes thingz"), 1) })
+			return withRole(func(d *store.Metadata) {
+				d.Body = bytes.Replace(d.Body, []byte("fixes things"), []byte("fixes thingz"), 1)
+			})
 		}, repo.ErrRefused, "not signed by the threshold"},
 		{"wrong key", func() []store.Metadata {
 			return withRole(func(d *store.Metadata) { d.Body = resign(t, d.Body, func(*metadata.TargetsType) {}, stranger) })
@@ -340,7 +342,9 @@ func TestPushRefusesForkAndPullCatchesUp(t *testing.T) {
 	if _, err := third.Outgoing(t.Context(), s); !errors.Is(err, project.ErrBehind) {
 		t.Errorf("third machine's Outgoing before pull: %v, want ErrBehind", err)
 	}
-	fetch := func(name, role string, v int64) ([]byte, error) { return srv.SignedDocument(t.Context(), name, role, v) }
+	fetch := func(name, role string, v int64) ([]byte, error) {
+		return srv.SignedDocument(t.Context(), name, role, v)
+	}
 	docs, err := third.Incoming(t.Context(), s, fetch)
 	if err != nil {
 		t.Fatal(err)
