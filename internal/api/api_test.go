@@ -18,6 +18,7 @@ import (
 
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
+	path = strings.Replace(path, "/metadata/{repo}/{role}/{version}", "/metadata/release/targets/1", 1)
 	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare").Replace(path)
 }
 
@@ -29,24 +30,27 @@ func concrete(path string) string {
 // products, releases, rollouts, reports, settings and health. admin does
 // not imply the others' changes.
 var rolePolicy = map[string]string{
-	"GET /api/v1/openapi.json":                 "none",
-	"GET /api/v1/health":                       "admin,release-manager,operator,auditor",
-	"GET /api/v1/settings":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/tokens":                       "admin",
-	"POST /api/v1/tokens":                      "admin",
-	"DELETE /api/v1/tokens/{name}":             "admin",
-	"GET /api/v1/products":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/products/{product}":           "admin,release-manager,operator,auditor",
-	"GET /api/v1/releases":                     "admin,release-manager,operator,auditor",
-	"GET /api/v1/releases/{product}/{version}": "admin,release-manager,operator,auditor",
-	"GET /api/v1/rollouts":                     "admin,release-manager,operator,auditor",
-	"POST /api/v1/rollouts":                    "operator",
-	"GET /api/v1/rollouts/{product}":           "admin,release-manager,operator,auditor",
-	"PATCH /api/v1/rollouts/{product}":         "operator",
-	"GET /api/v1/rollouts/{product}/history":   "admin,release-manager,operator,auditor",
-	"GET /api/v1/reports":                      "admin,release-manager,operator,auditor",
-	"GET /api/v1/audit":                        "admin,auditor",
-	"GET /api/v1/audit/verify":                 "admin,auditor",
+	"GET /api/v1/openapi.json":                     "none",
+	"GET /api/v1/health":                           "admin,release-manager,operator,auditor",
+	"GET /api/v1/settings":                         "admin,release-manager,operator,auditor",
+	"GET /api/v1/tokens":                           "admin",
+	"POST /api/v1/tokens":                          "admin",
+	"DELETE /api/v1/tokens/{name}":                 "admin",
+	"GET /api/v1/products":                         "admin,release-manager,operator,auditor",
+	"GET /api/v1/products/{product}":               "admin,release-manager,operator,auditor",
+	"GET /api/v1/releases":                         "admin,release-manager,operator,auditor",
+	"GET /api/v1/releases/{product}/{version}":     "admin,release-manager,operator,auditor",
+	"GET /api/v1/rollouts":                         "admin,release-manager,operator,auditor",
+	"POST /api/v1/rollouts":                        "operator",
+	"GET /api/v1/rollouts/{product}":               "admin,release-manager,operator,auditor",
+	"PATCH /api/v1/rollouts/{product}":             "operator",
+	"GET /api/v1/rollouts/{product}/history":       "admin,release-manager,operator,auditor",
+	"GET /api/v1/reports":                          "admin,release-manager,operator,auditor",
+	"GET /api/v1/audit":                            "admin,auditor",
+	"GET /api/v1/audit/verify":                     "admin,auditor",
+	"GET /api/v1/metadata":                         "admin,release-manager,operator,auditor",
+	"GET /api/v1/metadata/{repo}/{role}/{version}": "admin,release-manager,operator,auditor",
+	"POST /api/v1/push":                            "release-manager",
 }
 
 // isRole says whether a test credential is a valid token of a role.
@@ -72,6 +76,8 @@ func TestAuthMatrix(t *testing.T) {
 			switch {
 			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
 				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
+				body = `{"metadata":[]}`
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}

@@ -84,10 +84,6 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, _ project.Principal) 
 		a.noteRefusal(r, action, "repositories", "bad request body")
 		return
 	}
-	if len(body.Metadata) == 0 {
-		a.refuse(w, r, action, "repositories", http.StatusUnprocessableEntity, "push: no metadata")
-		return
-	}
 	docs := make([]store.Metadata, len(body.Metadata))
 	for i, d := range body.Metadata {
 		docs[i] = store.Metadata{Repo: d.Repo, Role: d.Role, Version: d.Version, Body: d.Body}

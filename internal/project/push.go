@@ -278,7 +278,9 @@ func (p *Project) AcceptSigned(ctx context.Context, docs []store.Metadata, actio
 			return err
 		}
 		if len(acc.Docs) == 0 {
-			return nil
+			// Nothing new (a push repeated after a lost answer): recorded,
+			// nothing re-signed.
+			return audit(ctx, tx, now, action, "repositories", "nothing new")
 		}
 		if err := p.checkPayloads(ctx, acc.Docs); err != nil {
 			return err
