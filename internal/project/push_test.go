@@ -140,6 +140,16 @@ func TestPushPublishesToServer(t *testing.T) {
 	if sup, _ := srv.Support(t.Context(), "thermostat"); sup == nil || sup.Until != "2033-12-31" {
 		t.Errorf("server's support after the extension = %+v", sup)
 	}
+	// A root key rotation travels too: devices provisioned with root v1
+	// follow the chain on the server.
+	if err := off.RotateRootKey(t.Context(), deviceapi.RepoRelease, 1); err != nil {
+		t.Fatal(err)
+	}
+	res = push(t, off, srv)
+	if len(res.Accepted) != 1 || res.Accepted[0] != "release root v2" {
+		t.Errorf("push of a rotated root = %+v", res)
+	}
+	verifyAsClient(t, srv, deviceapi.RepoRelease, devRoot, t0.Add(time.Hour), "products/thermostat")
 	entries, err := srv.Audit(t.Context())
 	if err != nil {
 		t.Fatal(err)
