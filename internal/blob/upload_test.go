@@ -279,4 +279,3 @@ func testUploader(t *testing.T, target func(*testing.T) uploadTarget) {
 		}
 	})
 }
-
