@@ -19,7 +19,7 @@ import (
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
 	path = strings.Replace(path, "/metadata/{repo}/{role}/{version}", "/metadata/release/targets/1", 1)
-	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare").Replace(path)
+	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{sha256}", matrixBlobSHA).Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
@@ -48,10 +48,16 @@ var rolePolicy = map[string]string{
 	"GET /api/v1/reports":                          "admin,release-manager,operator,auditor",
 	"GET /api/v1/audit":                            "admin,auditor",
 	"GET /api/v1/audit/verify":                     "admin,auditor",
+	"GET /api/v1/blobs/{sha256}":                   "release-manager",
+	"HEAD /api/v1/blobs/{sha256}":                  "release-manager",
+	"PUT /api/v1/blobs/{sha256}":                   "release-manager",
 	"GET /api/v1/metadata":                         "admin,release-manager,operator,auditor",
 	"GET /api/v1/metadata/{repo}/{role}/{version}": "admin,release-manager,operator,auditor",
 	"POST /api/v1/push":                            "release-manager",
 }
+
+// isRead says whether a method only reads.
+func isRead(method string) bool { return method == "GET" || method == "HEAD" }
 
 // isRole says whether a test credential is a valid token of a role.
 func isRole(cred string) bool {
@@ -84,6 +90,9 @@ func TestAuthMatrix(t *testing.T) {
 			case rt.Method == "PATCH":
 				body = `{"percent":30}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
+			case rt.Method == "PUT":
+				body = matrixBlob
+				hdr = []string{"Content-Type", "application/octet-stream", "Upload-Length", fmt.Sprint(len(matrixBlob))}
 			}
 			id := fmt.Sprintf("matrix-%s-%s-%s", rt.Method, strings.ReplaceAll(strings.Trim(rt.Path, "/"), "/", "."), cred)
 			id = strings.NewReplacer("{", "", "}", "").Replace(id)
@@ -117,22 +126,23 @@ func TestAuthMatrix(t *testing.T) {
 					t.Errorf("%s: %d, want success\n%s", what, resp.StatusCode, b)
 				}
 			}
-			if !allowed || rt.Method == "GET" {
+			if !allowed || isRead(rt.Method) {
 				if after := e.state(); after != before {
 					t.Errorf("%s: answered %d but changed the state", what, resp.StatusCode)
 				}
 			}
 			// A refused mutation by a known role is audited as refused,
-			// a permitted one as ok; reads and unauthenticated requests
-			// are not audited.
+			// a permitted one as ok, but for blob uploads (the push that
+			// references the blob is audited); reads and unauthenticated
+			// requests are not audited.
 			got := e.auditWith(id)
 			who := fmt.Sprintf("t-%s (%s) %s", cred, cred, id)
 			switch {
-			case rt.Method != "GET" && !allowed && isRole(cred):
+			case !isRead(rt.Method) && !allowed && isRole(cred):
 				if len(got) != 1 || !strings.Contains(got[0], " refused "+who) {
 					t.Errorf("%s: audit entries %q, want one refused entry by %s", what, got, who)
 				}
-			case rt.Method != "GET" && allowed:
+			case !isRead(rt.Method) && allowed && rt.Method != "PUT":
 				if len(got) != 1 || !strings.Contains(got[0], " ok "+who) {
 					t.Errorf("%s: audit entries %q, want one ok entry by %s", what, got, who)
 				}
