@@ -5,80 +5,57 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
+	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/upload"
 )
 
-// bulk is the HTTP client for payloads: no overall timeout, a payload of
-// gigabytes takes minutes.
-var bulk = &http.Client{}
+// uploader is the payload client of c: no overall timeout (a payload of
+// gigabytes takes minutes), resumable uploads and downloads.
+func uploader(c *apiClient) upload.Client {
+	return upload.Client{BaseURL: strings.TrimSuffix(c.base, api.Prefix), Token: c.token, HTTP: &http.Client{}}
+}
 
 // uploadBlob sends the payload r to the server unless it holds it already;
 // sent says whether it did. open returns the payload from an offset.
 func uploadBlob(ctx context.Context, c *apiClient, r project.TargetRef, open func(off int64) (io.ReadCloser, error), progress func(int64)) (sent bool, err error) {
-	head, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base+"/blobs/"+r.SHA256, nil)
-	if err != nil {
+	u := uploader(c)
+	if stored, err := upload.Stored(ctx, u, r.SHA256, r.Length); err != nil {
 		return false, err
-	}
-	head.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := bulk.Do(head)
-	if err != nil {
-		return false, fmt.Errorf("server: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
+	} else if stored {
 		return false, nil
 	}
-	body, err := open(0)
-	if err != nil {
-		return false, err
-	}
-	defer body.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/blobs/"+r.SHA256, body)
-	if err != nil {
-		return false, err
-	}
-	req.ContentLength = r.Length
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Upload-Length", strconv.FormatInt(r.Length, 10))
-	req.Header.Set("Upload-Offset", "0")
-	resp, err = bulk.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("server: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return false, fmt.Errorf("server: PUT blob: %s: %s", resp.Status, b)
-	}
-	progress(r.Length)
-	return true, nil
+	return true, upload.Blob(ctx, u, r.SHA256, r.Length, open, progress)
 }
 
-// downloadBlob fetches the payload r from the server into p's blob store.
+// downloadBlob fetches the payload r from the server into p's blob store,
+// through DIR/pull/SHA256 (a download interrupted there continues at the
+// next pull).
 func downloadBlob(ctx context.Context, c *apiClient, p *project.Project, r project.TargetRef, progress func(int64)) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/blobs/"+r.SHA256, nil)
+	dir := filepath.Join(p.Dir, "pull")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, r.SHA256)
+	if err := upload.Download(ctx, uploader(c), r.SHA256, r.Length, dst, progress); err != nil {
+		return err
+	}
+	f, err := os.Open(dst)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := bulk.Do(req)
-	if err != nil {
-		return fmt.Errorf("server: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("server: GET blob %s: %s", r.SHA256, resp.Status)
-	}
-	info, err := p.Blobs.Put(ctx, resp.Body, r.Length)
+	defer os.Remove(dst)
+	defer f.Close()
+	info, err := p.Blobs.Put(ctx, f, r.Length)
 	if err != nil {
 		return err
 	}
 	if info.SHA256 != r.SHA256 {
-		return fmt.Errorf("the server's payload hashes to %s, the metadata says %s", info.SHA256, r.SHA256)
+		return fmt.Errorf("the downloaded payload hashes to %s, the metadata says %s", info.SHA256, r.SHA256)
 	}
-	progress(r.Length)
 	return nil
 }

@@ -128,7 +128,9 @@ func TestPushAndPull(t *testing.T) {
 			outcomes[e.Outcome]++
 		}
 	}
-	if outcomes["ok"] != 2 || outcomes["refused"] < 1 {
+	// The refusals above happen on the offline machine, before anything
+	// is sent: only the two pushes reach the log.
+	if outcomes["ok"] != 2 || len(outcomes) != 1 {
 		t.Errorf("push audit entries by release-ci: %v (%+v)", outcomes, audit)
 	}
 }

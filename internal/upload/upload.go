@@ -297,3 +297,10 @@ type readCloser struct {
 	io.Reader
 	io.Closer
 }
+
+// Stored reports whether the server holds the blob sha of size bytes
+// already (uptrust push counts what it skips).
+func Stored(ctx context.Context, c Client, sha string, size int64) (bool, error) {
+	_, stored, err := c.offset(ctx, sha, size)
+	return stored, err
+}
