@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
+	"github.com/uptrust/uptrust/internal/blob/s3test"
 	"github.com/uptrust/uptrust/internal/cli"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 )
@@ -145,3 +148,39 @@ func readFileT(t *testing.T, path string) []byte {
 }
 
 var _ = cli.Main
+
+// TestPushToS3: the server keeps pushed payloads in a bucket (a real
+// SeaweedFS) and serves them; a pull into a fresh copy downloads them
+// through the server.
+func TestPushToS3(t *testing.T) {
+	bucket := s3test.Start(t)
+	off := devProject(t)
+	fresh := copyDir(t, off)
+	tmp := t.TempDir()
+	img := writeFile(t, tmp, "img-1.1.0", strings.Repeat("image 1.1.0 on s3 ", 100_000))
+	mustRun(t, nil, "release", "add", "thermostat", "1.1.0", img, "--kind", "security", "--security-version", "1", "--dir", off)
+	kit := filepath.Join(tmp, "kit")
+	mustRun(t, nil, "server-kit", "--dir", off, "--out", kit)
+	s := startServeEnv(t, kit, s3test.Getenv, "--blobs", bucket.URL(), "--bootstrap-token-file", filepath.Join(kit, "admin-token"))
+	admin := strings.TrimSpace(string(readFileT(t, filepath.Join(kit, "admin-token"))))
+	server := "http://" + s.admin
+	rm := strings.TrimSpace(mustRun(t, nil, "token", "create", "--name", "rm", "--role", "release-manager", "--server", server, "--token", admin).stdout)
+	mustRun(t, nil, "push", "--dir", off, "--server", server, "--token", rm)
+	var rels []struct{ SHA256 string }
+	if err := json.Unmarshal([]byte(mustRun(t, nil, "release", "list", "--json", "--dir", off).stdout), &rels); err != nil || len(rels) != 1 {
+		t.Fatalf("release list: %v", err)
+	}
+	if _, err := bucket.Client().StatObject(t.Context(), bucket.Bucket, "sha256/"+rels[0].SHA256[:2]+"/"+rels[0].SHA256, minio.StatObjectOptions{}); err != nil {
+		t.Errorf("the pushed payload is not in the bucket: %v", err)
+	}
+	payload := waitServed(t, s.public, deviceapi.TargetPath(deviceapi.ReleaseBase, "thermostat/1.1.0", rels[0].SHA256))
+	if string(payload) != string(readFileT(t, img)) {
+		t.Error("the served payload differs from the released image")
+	}
+	if r := mustRun(t, nil, "pull", "--dir", fresh, "--server", server, "--token", rm); !strings.Contains(r.stdout, "releases added: thermostat/1.1.0") {
+		t.Errorf("pull:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "blobs", "sha256", rels[0].SHA256[:2], rels[0].SHA256)); err != nil {
+		t.Errorf("pull did not bring the payload: %v", err)
+	}
+}
