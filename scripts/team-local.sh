@@ -36,7 +36,17 @@ freeport() {
 case $cmd in
 stop)
 	[ -d "$dir/pg" ] && as_owner "$pgbin/pg_ctl" -D "$dir/pg" -m fast stop >/dev/null 2>&1 || true
-	[ -f "$dir/weed.pid" ] && kill "$(cat "$dir/weed.pid")" 2>/dev/null || true
+	if [ -f "$dir/weed.pid" ]; then
+		pid=$(cat "$dir/weed.pid")
+		kill "$pid" 2>/dev/null || true
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do
+			sleep 0.5
+			i=$((i + 1))
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		rm -f "$dir/weed.pid"
+	fi
 	echo "stopped what ran in $dir" >&2
 	exit 0
 	;;
