@@ -679,8 +679,18 @@ func (a *API) patchRollout(w http.ResponseWriter, r *http.Request, _ project.Pri
 		a.noteRefusal(r, action, product+"/"+cur.Version, why)
 		return
 	}
-	// The project audits the change, by the token of the request.
-	ro, err := a.p.ChangeRollout(ctx, product, func(ro *store.Rollout) {
+	// The project audits the change, by the token of the request. a.mutate
+	// serialises this process only: another replica may change the
+	// rollout between the check above and the write, so the project
+	// checks If-Match again and writes only if the rollout is still that
+	// state when the write commits.
+	im := r.Header.Get("If-Match")
+	ro, err := a.p.ChangeRolloutIf(ctx, product, func(cur store.Rollout) error {
+		if ETag(cur) != im {
+			return project.ErrRolloutChanged
+		}
+		return nil
+	}, func(ro *store.Rollout) {
 		if body.Percent != nil {
 			ro.Percent = *body.Percent
 		}
@@ -688,6 +698,11 @@ func (a *API) patchRollout(w http.ResponseWriter, r *http.Request, _ project.Pri
 			ro.Halted = *body.Halted
 		}
 	})
+	if errors.Is(err, project.ErrRolloutChanged) {
+		a.noteRefusal(r, action, product+"/"+cur.Version, "stale If-Match")
+		writeProblem(w, r, http.StatusPreconditionFailed, "the rollout of "+product+" changed since you read it: read it again and retry")
+		return
+	}
 	if err != nil {
 		_ = a.failed(r, action, product+"/"+cur.Version, err.Error())
 		writeProblem(w, r, http.StatusInternalServerError, err.Error())

@@ -131,7 +131,11 @@ func cmdServe(env Env) *cmdline.Command {
 						return err
 					}
 				}
-				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "database", p.DatabaseName(), "blobs", p.Blobs.String())
+				logger.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "dir", *dir, "database", p.DatabaseName(), "blobs", p.Blobs.String(),
+					// The id under which this process holds the re-signing
+					// lease (the leases table's holder), so that an operator
+					// can tell which replica re-signs.
+					"lease_holder", p.LeaseHolder())
 				// The purge loop and the admin listener end before the
 				// project closes.
 				pctx, stopPurge := context.WithCancel(ctx)

@@ -150,11 +150,27 @@ func (p *Project) StartRollout(ctx context.Context, product, version string, per
 	if old, err := p.Store.Rollout(ctx, product); err == nil {
 		detail += fmt.Sprintf("; replaces the rollout of %s at %d%%", old.Version, old.Percent)
 	}
-	return ro, p.publishRollout(ctx, ro, ActionRolloutStart, detail)
+	return ro, p.publishRollout(ctx, ro, ActionRolloutStart, detail, nil)
 }
+
+// ErrRolloutChanged is returned (wrapped) by ChangeRollout and
+// ChangeRolloutIf when the rollout changed between their read and their
+// write (another process, such as another server replica, changed it):
+// nothing was written.
+var ErrRolloutChanged = errors.New("project: the rollout changed meanwhile; read it again and retry")
 
 // ChangeRollout changes the running rollout of a product.
 func (p *Project) ChangeRollout(ctx context.Context, product string, change func(*store.Rollout)) (store.Rollout, error) {
+	return p.ChangeRolloutIf(ctx, product, nil, change)
+}
+
+// ChangeRolloutIf changes the running rollout of a product if precond
+// (when non-nil) accepts its current state; precond's error is returned
+// as is. The change is written only if the rollout is still that state
+// when the write commits (else ErrRolloutChanged), so that of concurrent
+// changes made from the same state — through different server replicas
+// too — exactly one wins.
+func (p *Project) ChangeRolloutIf(ctx context.Context, product string, precond func(store.Rollout) error, change func(*store.Rollout)) (store.Rollout, error) {
 	if err := p.CheckProduct(ctx, product); err != nil {
 		return store.Rollout{}, err
 	}
@@ -162,15 +178,28 @@ func (p *Project) ChangeRollout(ctx context.Context, product string, change func
 	if err != nil {
 		return ro, fmt.Errorf("project: rollout of %s: %w (start one with uptrust rollout start)", product, err)
 	}
+	if precond != nil {
+		if err := precond(ro); err != nil {
+			return ro, err
+		}
+	}
 	old := ro
 	change(&ro)
 	ro.Updated = p.Clock.Now().UTC()
-	return ro, p.publishRollout(ctx, ro, ActionRolloutChange, rolloutChange(old, ro))
+	return ro, p.publishRollout(ctx, ro, ActionRolloutChange, rolloutChange(old, ro), &old)
+}
+
+// sameRollout says whether a and b are the same state of a rollout.
+func sameRollout(a, b store.Rollout) bool {
+	return a.Product == b.Product && a.Version == b.Version && a.Percent == b.Percent && a.Halted == b.Halted &&
+		a.Start.Equal(b.Start) && a.Updated.Equal(b.Updated)
 }
 
 // publishRollout stores ro, publishes it in the fleet repository and
-// records action with detail in the audit log, in one transaction.
-func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, detail string) error {
+// records action with detail in the audit log, in one transaction. When
+// expect is non-nil the stored rollout must still be *expect in that
+// transaction, else nothing is written (ErrRolloutChanged).
+func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, detail string, expect *store.Rollout) error {
 	rule := rollout.Rule{Percent: ro.Percent, Halted: ro.Halted, Start: ro.Start}
 	if err := rule.Validate(); err != nil {
 		return err
@@ -205,6 +234,17 @@ func (p *Project) publishRollout(ctx context.Context, ro store.Rollout, action, 
 	now := p.Clock.Now().UTC()
 	life := p.Lifetimes()
 	return p.Store.Update(ctx, func(tx store.Tx) error {
+		if expect != nil {
+			// Updates are serial (across replicas too), so this read sees
+			// every change committed before this one.
+			cur, err := tx.Rollout(ctx, ro.Product)
+			if err != nil {
+				return fmt.Errorf("project: rollout of %s: %w", ro.Product, err)
+			}
+			if !sameRollout(cur, *expect) {
+				return fmt.Errorf("%w (rollout of %s)", ErrRolloutChanged, ro.Product)
+			}
+		}
 		if err := tx.PutRollout(ctx, ro); err != nil {
 			return err
 		}

@@ -24,8 +24,10 @@ func (r Result) String() string {
 
 // Main is the body of a TestMain: it builds both binaries into a new
 // temporary directory with ldflags (may be empty), stores its path in
-// *dir, runs the tests and removes the directory. It exits the process.
-func Main(m *testing.M, ldflags string, dir *string) {
+// *dir, runs the tests (m is a *testing.M, or a wrapper whose Run calls
+// another harness's Main, such as pgtest.Main) and removes the directory.
+// It exits the process.
+func Main(m interface{ Run() int }, ldflags string, dir *string) {
 	d, err := os.MkdirTemp("", "uptrust-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
