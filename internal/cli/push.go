@@ -59,55 +59,36 @@ start the server trusts those roots, and from then on accepts only pushes
 }
 
 func cmdPush(env Env) *cmdline.Command {
-	return &cmdline.Command{Name: "push", Synopsis: "publish what this offline project signed to a running server",
-		Long: `Uploads the payloads the server lacks (resumable, skipping what it holds),
+	return peerCommand(env, "push", "publish what this offline project signed to a running server",
+		`Uploads the payloads the server lacks (resumable, skipping what it holds),
 then the metadata signed offline since the server's copy: roots, targets,
 product roles. The server checks every document against the roots it trusts
 and accepts all of it or nothing, then signs snapshot and timestamp itself.
 A push built on older metadata than the server's is refused: run uptrust pull
-first. Needs a release-manager token.`,
-		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
-			dir := dirFlag(fs, env)
-			rf := addRemote(fs, env)
-			asJSON := jsonFlag(fs)
-			return func(ctx context.Context, pos []string) error {
-				if len(pos) != 0 {
-					return usagef("push takes no arguments")
-				}
-				c, err := rf.peer("push")
-				if err != nil {
-					return err
-				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
-					return err
-				}
-				defer p.Close()
-				out, err := runPush(ctx, env, p, c, *asJSON)
-				if err != nil {
-					return err
-				}
-				return printPush(env, "push", out, *asJSON)
-			}
-		}}
+first. Needs a release-manager token.`, runPush)
 }
 
 func cmdPull(env Env) *cmdline.Command {
-	return &cmdline.Command{Name: "pull", Synopsis: "bring this offline project up to a server's published metadata",
-		Long: `Downloads the metadata signed offline that the server holds and this project
+	return peerCommand(env, "pull", "bring this offline project up to a server's published metadata",
+		`Downloads the metadata signed offline that the server holds and this project
 lacks (published from another offline machine), checks it against this
 project's roots as the server did, and the payloads it names, so that this
 project can sign on top of it. Refused when this project and the server hold
-different copies of a version.`,
+different copies of a version.`, runPull)
+}
+
+// peerCommand is push or pull: the project directory and a server at once.
+func peerCommand(env Env, name, synopsis, long string, run func(context.Context, Env, *project.Project, *apiClient, bool) (PushJSON, error)) *cmdline.Command {
+	return &cmdline.Command{Name: name, Synopsis: synopsis, Long: long,
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
 			dir := dirFlag(fs, env)
 			rf := addRemote(fs, env)
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
-					return usagef("pull takes no arguments")
+					return usagef("%s takes no arguments", name)
 				}
-				c, err := rf.peer("pull")
+				c, err := rf.peer(name)
 				if err != nil {
 					return err
 				}
@@ -116,11 +97,11 @@ different copies of a version.`,
 					return err
 				}
 				defer p.Close()
-				out, err := runPull(ctx, env, p, c, *asJSON)
+				out, err := run(ctx, env, p, c, *asJSON)
 				if err != nil {
 					return err
 				}
-				return printPush(env, "pull", out, *asJSON)
+				return printPush(env, name, out, *asJSON)
 			}
 		}}
 }

@@ -56,18 +56,25 @@ func outgoing(t *testing.T, off, srv *project.Project, upload bool) []store.Meta
 		t.Fatalf("Outgoing: %v", err)
 	}
 	if upload {
-		for _, tr := range project.TargetsNamed(docs) {
-			obj, err := off.Blobs.Open(t.Context(), tr.SHA256)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := srv.Blobs.Put(t.Context(), obj, 0); err != nil {
-				t.Fatal(err)
-			}
-			obj.Close()
-		}
+		copyPayloads(t, off, srv, docs)
 	}
 	return docs
+}
+
+// copyPayloads copies the payloads docs name from one project's blob store
+// to another's.
+func copyPayloads(t *testing.T, from, to *project.Project, docs []store.Metadata) {
+	t.Helper()
+	for _, tr := range project.TargetsNamed(docs) {
+		obj, err := from.Blobs.Open(t.Context(), tr.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := to.Blobs.Put(t.Context(), obj, 0); err != nil {
+			t.Fatal(err)
+		}
+		obj.Close()
+	}
 }
 
 func push(t *testing.T, off, srv *project.Project) project.AcceptResult {
@@ -359,16 +366,7 @@ func TestPushRefusesForkAndPullCatchesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tr := range project.TargetsNamed(docs) {
-		obj, err := srv.Blobs.Open(t.Context(), tr.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := third.Blobs.Put(t.Context(), obj, 0); err != nil {
-			t.Fatal(err)
-		}
-		obj.Close()
-	}
+	copyPayloads(t, srv, third, docs)
 	res, err := third.AcceptSigned(t.Context(), docs, project.ActionPull)
 	if err != nil {
 		t.Fatalf("pull: %v", err)
