@@ -16,6 +16,14 @@
 //     the project's audit log, naming the token, its role and the request
 //     id: the project writes it with the change when it succeeds, the API
 //     records it (project.RecordAudit) when it was refused or failed.
+//     Exception: blob uploads (PUT /api/v1/blobs/{sha256}) write no audit
+//     entry when permitted: a blob changes nothing devices see, and the
+//     push that references it is audited; a refused one (no permission)
+//     is audited like any refused mutation.
+//   - Request bodies are at most MaxBody bytes, except blob uploads, which
+//     stream (bounded by the project's max_payload_bytes) and take neither
+//     the mutation lock nor the server's overall read timeout (an idle
+//     timeout instead), and pushes (MaxPushBody).
 //   - Rollout and settings changes need If-Match with the current ETag:
 //     missing is 428, stale is 412. Mutations are serialised in the
 //     process, so the check and the change cannot interleave with another
@@ -170,6 +178,12 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/reports", access.Read, a.getReports},
 		{"GET", Prefix + "/audit", access.ReadAudit, a.listAudit},
 		{"GET", Prefix + "/audit/verify", access.ReadAudit, a.verifyAudit},
+		{"GET", Prefix + "/metadata", access.Read, a.metadataState},
+		{"GET", Prefix + "/metadata/{repo}/{role}/{version}", access.Read, a.getMetadata},
+		{"POST", Prefix + "/push", access.Push, a.push},
+		{"GET", Prefix + "/blobs/{sha256}", access.Push, a.getBlob},
+		{"HEAD", Prefix + "/blobs/{sha256}", access.Push, a.headBlob},
+		{"PUT", Prefix + "/blobs/{sha256}", access.Push, a.putBlob},
 	}
 }
 
@@ -201,12 +215,17 @@ func RequestID(ctx context.Context) string {
 func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 	var rt *Route
 	allow := make([]string, 0, len(rts)+1)
+	hasHead := false
+	for i := range rts {
+		hasHead = hasHead || rts[i].Method == "HEAD"
+	}
 	for i := range rts {
 		allow = append(allow, rts[i].Method)
-		if rts[i].Method == "GET" {
+		if rts[i].Method == "GET" && !hasHead {
 			allow = append(allow, "HEAD")
 		}
-		if rts[i].Method == r.Method || r.Method == "HEAD" && rts[i].Method == "GET" {
+		// HEAD is served by GET unless the path has a HEAD route.
+		if rts[i].Method == r.Method || r.Method == "HEAD" && rts[i].Method == "GET" && !hasHead {
 			rt = &rts[i]
 		}
 	}
@@ -227,7 +246,7 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 		if !who.Allows(rt.Perm) {
 			msg := fmt.Sprintf("role %s may not %s %s (it needs permission %s, which %s grant)", who.Role, rt.Method, rt.Path, rt.Perm, joinRoles(rt.Roles()))
 			if r.Method != "GET" && r.Method != "HEAD" {
-				object := r.PathValue("product") + r.PathValue("name")
+				object := r.PathValue("product") + r.PathValue("name") + r.PathValue("sha256")
 				if item := r.PathValue("item"); item != "" {
 					object += "/" + item
 				}
@@ -262,6 +281,10 @@ func auditAction(rt *Route) string {
 		return project.ActionTokenRevoke
 	case rt.Method == "PATCH" && strings.HasSuffix(rt.Path, "/settings"):
 		return project.ActionSettingsChange
+	case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
+		return project.ActionPush
+	case rt.Method == "PUT" && strings.Contains(rt.Path, "/blobs/"):
+		return "blob.upload"
 	}
 	return "api." + strings.ToLower(rt.Method)
 }
@@ -347,12 +370,17 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 // (415), at most MaxBody bytes (413), no unknown fields and one value only
 // (400). On failure it answers and returns false.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeBodyUpTo(w, r, v, MaxBody)
+}
+
+// decodeBodyUpTo is decodeBody with another size limit.
+func decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("request body must be application/json, not %q", r.Header.Get("Content-Type")))
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
 	if err == nil && dec.More() {
@@ -363,7 +391,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBody))
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
 		return false
 	}
 	writeProblem(w, r, http.StatusBadRequest, "request body: "+err.Error())

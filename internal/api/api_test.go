@@ -18,7 +18,8 @@ import (
 
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
-	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5").Replace(path)
+	path = strings.Replace(path, "/metadata/{repo}/{role}/{version}", "/metadata/release/targets/1", 1)
+	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5", "{sha256}", matrixBlobSHA).Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
@@ -54,7 +55,16 @@ var rolePolicy = map[string]string{
 	"GET /api/v1/reports":                                   "admin,release-manager,operator,auditor",
 	"GET /api/v1/audit":                                     "admin,auditor",
 	"GET /api/v1/audit/verify":                              "admin,auditor",
+	"GET /api/v1/blobs/{sha256}":                            "release-manager",
+	"HEAD /api/v1/blobs/{sha256}":                           "release-manager",
+	"PUT /api/v1/blobs/{sha256}":                            "release-manager",
+	"GET /api/v1/metadata":                                  "admin,release-manager,operator,auditor",
+	"GET /api/v1/metadata/{repo}/{role}/{version}":          "admin,release-manager,operator,auditor",
+	"POST /api/v1/push":                                     "release-manager",
 }
+
+// isRead says whether a method only reads.
+func isRead(method string) bool { return method == "GET" || method == "HEAD" }
 
 // isRole says whether a test credential is a valid token of a role.
 func isRole(cred string) bool {
@@ -79,10 +89,12 @@ func TestAuthMatrix(t *testing.T) {
 			switch {
 			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/attestations"):
 				body = `{"item":"CRA-II-5","url":"https://example.com/cvd","note":"the disclosure policy"}`
-			case rt.Method == "PUT":
+			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/market"):
 				body = `{"placed_on":"2027-03-01","expected_use":"7y"}`
 			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
 				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
+				body = `{"metadata":[]}`
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
@@ -92,6 +104,9 @@ func TestAuthMatrix(t *testing.T) {
 			case rt.Method == "PATCH":
 				body = `{"percent":30}`
 				hdr = []string{"If-Match", e.etag("thermostat")}
+			case rt.Method == "PUT":
+				body = matrixBlob
+				hdr = []string{"Content-Type", "application/octet-stream", "Upload-Length", fmt.Sprint(len(matrixBlob))}
 			}
 			id := fmt.Sprintf("matrix-%s-%s-%s", rt.Method, strings.ReplaceAll(strings.TrimPrefix(rt.Path, "/api/v1/"), "/", "."), cred)
 			id = strings.NewReplacer("{", "", "}", "").Replace(id)
@@ -125,22 +140,23 @@ func TestAuthMatrix(t *testing.T) {
 					t.Errorf("%s: %d, want success\n%s", what, resp.StatusCode, b)
 				}
 			}
-			if !allowed || rt.Method == "GET" {
+			if !allowed || isRead(rt.Method) {
 				if after := e.state(); after != before {
 					t.Errorf("%s: answered %d but changed the state", what, resp.StatusCode)
 				}
 			}
 			// A refused mutation by a known role is audited as refused,
-			// a permitted one as ok; reads and unauthenticated requests
-			// are not audited.
+			// a permitted one as ok, but for blob uploads (the push that
+			// references the blob is audited); reads and unauthenticated
+			// requests are not audited.
 			got := e.auditWith(id)
 			who := fmt.Sprintf("t-%s (%s) %s", cred, cred, id)
 			switch {
-			case rt.Method != "GET" && !allowed && isRole(cred):
+			case !isRead(rt.Method) && !allowed && isRole(cred):
 				if len(got) != 1 || !strings.Contains(got[0], " refused "+who) {
 					t.Errorf("%s: audit entries %q, want one refused entry by %s", what, got, who)
 				}
-			case rt.Method != "GET" && allowed:
+			case !isRead(rt.Method) && allowed && !strings.Contains(rt.Path, "/blobs/"):
 				if len(got) != 1 || !strings.Contains(got[0], " ok "+who) {
 					t.Errorf("%s: audit entries %q, want one ok entry by %s", what, got, who)
 				}

@@ -27,6 +27,12 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// matrixBlob is a payload blob every env stores, for the blob routes.
+const (
+	matrixBlob    = "a payload blob\n"
+	matrixBlobSHA = "1f78ae04b357ee3adc48c8738a3d92bda203cf3acb645fc00625575f4962e16b"
+)
+
 // Credentials the tests present: one valid token per role, and tokens that
 // must not authenticate.
 const (
@@ -73,6 +79,9 @@ func newEnv(t *testing.T) *env {
 	}
 	if _, err := p.DeclareMarket(ctx, project.MarketSpec{Product: "thermostat", PlacedOn: "2026-06-01", ExpectedUse: "5y"}); err != nil {
 		t.Fatal(err)
+	}
+	if info, err := p.Blobs.Put(ctx, strings.NewReader(matrixBlob), 0); err != nil || info.SHA256 != matrixBlobSHA {
+		t.Fatalf("storing the matrix blob: %+v, %v", info, err)
 	}
 	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
 	// Real tokens, created through the project: one per role, one that
@@ -169,8 +178,11 @@ func (e *env) do(method, path, cred, body string, hdr ...string) (*http.Response
 	if resp.Header.Get("X-Request-Id") == "" {
 		t.Errorf("%s %s: no X-Request-Id", method, path)
 	}
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 400 && method != http.MethodHead {
 		checkProblem(t, method+" "+path, resp, b)
+	}
+	if resp.StatusCode >= 400 && method == http.MethodHead && resp.Header.Get("Content-Type") != api.ProblemType {
+		t.Errorf("%s %s: %d with Content-Type %q, want %s", method, path, resp.StatusCode, resp.Header.Get("Content-Type"), api.ProblemType)
 	}
 	e.validate(req, resp, b)
 	return resp, b

@@ -6,6 +6,11 @@
 // appears only complete and fsync'd (written to a temporary file in the same
 // directory, then renamed), so a reader never sees a partial payload, and a
 // blob never changes once it exists.
+//
+// Both stores also take resumable uploads of content whose SHA-256 and
+// size are known beforehand (Uploader, for uptrust push), checkpointed in
+// the storage itself: <root>/uploads/ on the filesystem, a multipart
+// upload and <prefix>uploads/<sha>.json in S3.
 package blob
 
 import (

@@ -69,7 +69,7 @@ func Program(env Env) *cmdline.Program {
 the current directory). Commands that read print a table, or JSON with --json.`,
 		Commands: []*cmdline.Command{
 			cmdInit(env), cmdProduct(env), cmdRelease(env), cmdRollout(env), cmdKeys(env), cmdRoot(env),
-			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdBlobs(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
+			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdBlobs(env), cmdServerKit(env), cmdPush(env), cmdPull(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
 			cmdPurge(env), cmdAudit(env), cmdToken(env), cmdSettings(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
 		},
 		ExitCodes: []cmdline.ExitCode{

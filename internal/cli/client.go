@@ -108,9 +108,24 @@ func clientConfigPath(env Env) string {
 // and --server is a usage error. The token comes from --token, else
 // $UPTRUST_TOKEN, else the configuration file.
 func (r *remoteFlags) client() (*apiClient, error) {
+	return r.resolve(false)
+}
+
+// peer returns the API client of a command that works on the project
+// directory and a server at once (push, pull): the server is required,
+// found as client() finds it, and --dir does not exclude it.
+func (r *remoteFlags) peer(cmd string) (*apiClient, error) {
+	c, err := r.resolve(true)
+	if err == nil && c == nil {
+		err = usagef("%s needs the server: --server URL (the server's --admin-listen), $UPTRUST_SERVER or client.json", cmd)
+	}
+	return c, err
+}
+
+func (r *remoteFlags) resolve(withDir bool) (*apiClient, error) {
 	dirSet, serverSet := false, false
 	r.fs.Visit(func(f *flag.Flag) {
-		dirSet = dirSet || f.Name == "dir"
+		dirSet = dirSet || f.Name == "dir" && !withDir
 		serverSet = serverSet || f.Name == "server"
 	})
 	if dirSet && serverSet {

@@ -47,6 +47,12 @@ func serveWithAdmin(t *testing.T) *served {
 // extra arguments until the test ends.
 func startServe(t *testing.T, dir string, extra ...string) *served {
 	t.Helper()
+	return startServeEnv(t, dir, func(string) string { return "" }, extra...)
+}
+
+// startServeEnv is startServe with the environment getenv.
+func startServeEnv(t *testing.T, dir string, getenv func(string) string, extra ...string) *served {
+	t.Helper()
 	s := &served{dir: dir, tokens: map[string]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -54,7 +60,7 @@ func startServe(t *testing.T, dir string, extra ...string) *served {
 	go func() {
 		done <- cli.Main(ctx, append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--log-format", "json"}, extra...),
-			cli.Env{Stdout: io.Discard, Stderr: pw, Getenv: func(string) string { return "" }})
+			cli.Env{Stdout: io.Discard, Stderr: pw, Getenv: getenv})
 		pw.Close()
 	}()
 	t.Cleanup(func() {

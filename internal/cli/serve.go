@@ -77,6 +77,15 @@ func cmdServe(env Env) *cmdline.Command {
 					return err
 				}
 				defer p.Close()
+				if project.IsServerKit(*dir) {
+					seeded, err := p.SeedTrusted(ctx)
+					if err != nil {
+						return err
+					}
+					if seeded {
+						logger.Info("trusting the root chains of the server kit; publish with uptrust push", "dir", *dir)
+					}
+				}
 				if err := p.CheckServable(ctx); err != nil {
 					return err
 				}

@@ -285,7 +285,9 @@ func Open(ctx context.Context, dir string, o Options) (*Project, error) {
 	if err := checkDatabase(o.Database, false); err != nil {
 		return nil, fmt.Errorf("project: database: %w", err)
 	}
-	if o.Database == "" {
+	if o.Database == "" && !IsServerKit(dir) {
+		// A server kit's database is created and seeded at its first
+		// start (SeedTrusted).
 		if err := checkLayout(dir); err != nil {
 			return nil, err
 		}

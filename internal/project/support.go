@@ -21,23 +21,7 @@ func (p *Project) Support(ctx context.Context, product string) (*release.Support
 	if err := p.CheckProduct(ctx, product); err != nil {
 		return nil, err
 	}
-	md, err := repo.LoadTargets(ctx, p.Store, deviceapi.RepoRelease, repo.ProductRole(product))
-	if err != nil {
-		return nil, err
-	}
-	tf, ok := md.Signed.Targets[release.SupportTargetName(product)]
-	if !ok {
-		return nil, fmt.Errorf("project: product %s has no support declaration", product)
-	}
-	b, err := p.readBlob(ctx, hex.EncodeToString(tf.Hashes["sha256"]), tf.Length)
-	if err != nil {
-		return nil, fmt.Errorf("project: support declaration of %s: %w", product, err)
-	}
-	var s release.Support
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("project: support declaration of %s: %w", product, err)
-	}
-	return &s, nil
+	return p.supportIn(ctx, p.Store, product)
 }
 
 // ExtendSupport publishes a new support declaration ending on until. A

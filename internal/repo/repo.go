@@ -448,6 +448,10 @@ func (d Due) Any() bool { return d.Targets || d.Snapshot || d.Timestamp }
 // online and included; release targets are offline and never due here.
 func CheckDue(ctx context.Context, r store.Reader, name string, now time.Time, life Lifetimes) (Due, error) {
 	var d Due
+	if _, err := r.LatestMetadata(ctx, name, RoleSnapshot); errors.Is(err, store.ErrNotFound) {
+		// Nothing published yet (a seeded server before its first push).
+		return d, nil
+	}
 	due := func(role string, lifetime time.Duration) (bool, error) {
 		m, err := r.LatestMetadata(ctx, name, role)
 		if err != nil {

@@ -97,18 +97,36 @@ func contentDigest(s *snapshot) [sha256.Size]byte {
 
 // readiness says why content is not servable, or "".
 func readiness(s *snapshot) string {
-	var root, ts bool
+	// Each metadata directory (one per repository) with a root needs a
+	// timestamp: a server seeded from a server kit holds the release
+	// repository's roots before its first push.
+	roots, stamps := map[string]bool{}, map[string]bool{}
 	for p := range s.metadata {
-		root = root || strings.HasSuffix(p, "root.json")
-		ts = ts || strings.HasSuffix(p, "/timestamp.json")
+		dir := p[:strings.LastIndexByte(p, '/')+1]
+		if strings.HasSuffix(p, "root.json") {
+			roots[dir] = true
+		}
+		if strings.HasSuffix(p, "/timestamp.json") {
+			stamps[dir] = true
+		}
 	}
 	switch {
 	case len(s.metadata) == 0:
 		return "no metadata published (is this an initialised project?)"
-	case !root:
+	case len(roots) == 0:
 		return "no root.json published"
-	case !ts:
+	case len(stamps) == 0:
 		return "no timestamp.json published"
+	}
+	var missing []string
+	for dir := range roots {
+		if !stamps[dir] {
+			missing = append(missing, dir)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return "no timestamp.json published in " + strings.Join(missing, ", ") + " (nothing pushed yet?)"
 	}
 	return ""
 }

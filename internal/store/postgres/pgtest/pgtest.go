@@ -249,3 +249,18 @@ func (s *Server) Stop() error {
 	err := s.run(context.Background(), "pg_ctl", "stop", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w")
 	return errors.Join(err, os.RemoveAll(s.dir))
 }
+
+// Checkpoint writes every committed transaction to disk. The test server
+// runs with synchronous_commit off, so a Pause (an immediate stop) may lose
+// the last commits; a test that needs them after Resume checkpoints first.
+func (s *Server) Checkpoint(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("pgtest: CHECKPOINT: %w", err)
+	}
+	return nil
+}
