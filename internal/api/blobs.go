@@ -165,8 +165,10 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request, _ project.Principa
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(blobIdle))
 	info, err := u.Upload(r.Context(), sha, size, offset, limit, idleReader{r.Body, rc})
+	// The server's write timeout ran from the request's start: an upload
+	// may have taken longer.
+	_ = rc.SetWriteDeadline(time.Now().Add(blobIdle))
 	if err == nil {
-		_ = rc.SetWriteDeadline(time.Now().Add(blobIdle))
 		writeJSON(w, r, http.StatusCreated, BlobInfo{SHA256: info.SHA256, Size: info.Size})
 		return
 	}

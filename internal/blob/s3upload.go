@@ -37,6 +37,10 @@ import (
 // s3PartSize bytes of buffers.
 const s3UploadParallel = 2
 
+// s3Bufs keeps part buffers between uploads, so that one upload after
+// another does not leave buffers for the collector each time.
+var s3Bufs = sync.Pool{New: func() any { b := make([]byte, s3PartSize); return &b }}
+
 func (s *S3) stateKey(sha string) string { return s.cfg.Prefix + "uploads/" + sha + ".json" }
 
 // readState returns sha's checkpoint, a zero one when there is none.
@@ -175,7 +179,7 @@ func (s *S3) Upload(ctx context.Context, sha string, size, offset, limit int64, 
 		}
 		buf := <-free
 		if buf == nil {
-			buf = make([]byte, s3PartSize)
+			buf = *(s3Bufs.Get().(*[]byte))
 		}
 		want := min(int64(s3PartSize), size-off)
 		got, err := io.ReadFull(src, buf[:want])
@@ -212,6 +216,12 @@ func (s *S3) Upload(ctx context.Context, sha string, size, offset, limit int64, 
 		}(buf, d)
 	}
 	wg.Wait()
+	// Every buffer is back in free: keep them for the next upload.
+	for range s3UploadParallel + 1 {
+		if b := <-free; b != nil {
+			s3Bufs.Put(&b)
+		}
+	}
 	if upErr != nil {
 		return Info{}, upErr
 	}

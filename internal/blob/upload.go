@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -229,51 +231,27 @@ func (s *Store) Upload(ctx context.Context, sha string, size, offset, limit int6
 	if _, err := f.Seek(st.Offset, io.SeekStart); err != nil {
 		return Info{}, fmt.Errorf("blob: %w", err)
 	}
-	checkpoint := func(off int64) error {
+	checkpoint := func(off int64, hs []byte) error {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("blob: fsync %s: %w", pp, err)
 		}
-		st.Size, st.Offset, st.Hash = size, off, marshalHash(h)
-		return writeFileAtomic(sp, st)
+		return writeFileAtomic(sp, uploadState{Size: size, Offset: off, Hash: hs})
 	}
-
-	off := st.Offset
-	buf := make([]byte, 1<<20)
-	src := ctxReader{ctx, io.LimitReader(r, size-off)}
-	since := int64(0)
-	var rerr error
-	for off < size {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := f.Write(buf[:n]); werr != nil {
-				return Info{}, fmt.Errorf("blob: writing %s: %w", pp, werr)
-			}
-			h.Write(buf[:n])
-			off += int64(n)
-			since += int64(n)
-			if since >= fsCheckpoint && off < size {
-				if err := checkpoint(off); err != nil {
-					return Info{}, err
-				}
-				since = 0
-			}
-		}
-		if err != nil {
-			rerr = err
-			break
-		}
+	off, werr, rerr := s.pipe(ctx, f, h, io.LimitReader(r, size-st.Offset), st.Offset, size, checkpoint)
+	if werr != nil {
+		return Info{}, fmt.Errorf("blob: writing %s: %w", pp, werr)
 	}
 	if off < size {
-		if err := checkpoint(off); err != nil {
+		if err := checkpoint(off, marshalHash(h)); err != nil {
 			return Info{}, err
 		}
-		if rerr == io.EOF {
+		if rerr == nil || rerr == io.EOF {
 			rerr = io.ErrUnexpectedEOF
 		}
 		return Info{}, fmt.Errorf("%w: %s has %d of %d bytes: %w", ErrIncomplete, sha, off, size, rerr)
 	}
 	if extra(r) {
-		if err := checkpoint(off); err != nil {
+		if err := checkpoint(off, marshalHash(h)); err != nil {
 			return Info{}, err
 		}
 		return Info{}, fmt.Errorf("%w: %s is %d bytes", ErrTooLong, sha, size)
@@ -298,6 +276,96 @@ func (s *Store) Upload(ctx context.Context, sha string, size, offset, limit int6
 	}
 	_ = os.Remove(sp)
 	return Info{SHA256: sha, Size: size, Path: dst}, nil
+}
+
+// fsChunk is the unit the filesystem upload reads, writes and hashes;
+// fsChunks of them are in flight at once.
+const (
+	fsChunk  = 1 << 20
+	fsChunks = 4
+)
+
+// pipe copies r to f (positioned at off) and into h in three stages that
+// overlap: this goroutine reads, one writes, one hashes, each chunk in that
+// order. Every fsCheckpoint bytes hashed it starts a checkpoint (fsync,
+// then the state with the hash so far) in the background, at most one at
+// a time, so that the copy does not wait for the disk. It returns the
+// offset written and hashed, the first write error and the reader's error,
+// after every background checkpoint finished.
+func (s *Store) pipe(ctx context.Context, f *os.File, h hash.Hash, r io.Reader, off, size int64, checkpoint func(int64, []byte) error) (int64, error, error) {
+	type chunk struct {
+		buf []byte
+		n   int
+		ok  bool
+	}
+	free := make(chan []byte, fsChunks)
+	for range fsChunks {
+		free <- make([]byte, fsChunk)
+	}
+	toWrite := make(chan chunk, fsChunks)
+	toHash := make(chan chunk, fsChunks)
+	var werr error
+	var failed atomic.Bool
+	go func() {
+		for c := range toWrite {
+			if werr == nil {
+				if _, werr = f.Write(c.buf[:c.n]); werr != nil {
+					failed.Store(true)
+				}
+			}
+			c.ok = werr == nil
+			toHash <- c
+		}
+		close(toHash)
+	}()
+	var (
+		ckWG   sync.WaitGroup
+		ckBusy atomic.Bool
+	)
+	hashed := off
+	hashDone := make(chan struct{})
+	go func() {
+		defer close(hashDone)
+		last := off
+		for c := range toHash {
+			if c.ok {
+				h.Write(c.buf[:c.n])
+				hashed += int64(c.n)
+			}
+			free <- c.buf
+			if hashed-last >= fsCheckpoint && hashed < size && ckBusy.CompareAndSwap(false, true) {
+				last = hashed
+				ckWG.Add(1)
+				go func(at int64, hs []byte) {
+					defer ckWG.Done()
+					defer ckBusy.Store(false)
+					// A failed background checkpoint only leaves the
+					// previous one in place.
+					_ = checkpoint(at, hs)
+				}(hashed, marshalHash(h))
+			}
+		}
+	}()
+	src := ctxReader{ctx, r}
+	var rerr error
+	for read := off; read < size && !failed.Load(); {
+		buf := <-free
+		n, err := io.ReadFull(src, buf[:min(int64(len(buf)), size-read)])
+		if n > 0 {
+			toWrite <- chunk{buf: buf, n: n}
+			read += int64(n)
+		} else {
+			free <- buf
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	close(toWrite)
+	<-hashDone
+	ckWG.Wait()
+	return hashed, werr, rerr
 }
 
 // extra reports whether r yields anything more.

@@ -137,7 +137,7 @@ func testUploader(t *testing.T, target func(*testing.T) uploadTarget) {
 	sha := shaOf(data)
 	size := int64(len(data))
 
-	t.Run("whole, then dedup", func(t *testing.T) {
+	t.Run("whole then dedup", func(t *testing.T) {
 		tg := target(t)
 		ctx := t.Context()
 		info, err := tg.u.Upload(ctx, sha, size, 0, 0, bytes.NewReader(data))
@@ -163,7 +163,7 @@ func testUploader(t *testing.T, target func(*testing.T) uploadTarget) {
 		}
 	})
 
-	t.Run("interrupted, wrong offset, resumed by another handle", func(t *testing.T) {
+	t.Run("interrupted and resumed by another handle", func(t *testing.T) {
 		tg := target(t)
 		ctx := t.Context()
 		cut := int64(s3PartSize + 4321)
@@ -239,7 +239,7 @@ func testUploader(t *testing.T, target func(*testing.T) uploadTarget) {
 		}
 	})
 
-	t.Run("too large, too long, bad arguments", func(t *testing.T) {
+	t.Run("too large or too long or bad arguments", func(t *testing.T) {
 		tg := target(t)
 		ctx := t.Context()
 		cr := &countReader{r: bytes.NewReader(data)}

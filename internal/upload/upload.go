@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -245,17 +246,24 @@ func (c Client) put(ctx context.Context, sha string, size, off int64, open func(
 	if err != nil {
 		return fmt.Errorf("upload: opening %s at %d: %w", sha, off, err)
 	}
-	pr := &progressReader{r: body, done: off, progress: progress}
-	req, err := c.request(ctx, http.MethodPut, sha, pr)
+	req, err := c.request(ctx, http.MethodPut, sha, nil)
 	if err != nil {
 		body.Close()
 		return err
 	}
-	// The transport closes the body; GetBody is nil, so a redirect or a
-	// retry inside net/http never re-reads it.
-	req.Body = readCloser{pr, body}
 	req.ContentLength = size - off
-	if req.ContentLength == 0 {
+	if f, ok := body.(*os.File); ok && req.ContentLength > 0 {
+		// A file goes to the socket as it is, so that the kernel copies
+		// it (sendfile); its offset, which that advances, tells the
+		// progress.
+		req.Body = f
+		stop := watchOffset(f, progress)
+		defer stop()
+	} else if req.ContentLength > 0 {
+		// The transport closes the body; GetBody is nil, so net/http
+		// never re-reads it.
+		req.Body = readCloser{&progressReader{r: body, done: off, progress: progress}, body}
+	} else {
 		req.Body = http.NoBody
 		body.Close()
 	}
@@ -276,6 +284,28 @@ func (c Client) put(ctx context.Context, sha string, size, off int64, open func(
 		return fmt.Errorf("upload: PUT %s: unexpected %s", c.blobURL(sha), resp.Status)
 	}
 	return nil
+}
+
+// watchOffset reports f's offset to progress every 100 ms until stop.
+func watchOffset(f *os.File, progress func(int64)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
+					progress(pos)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 type progressReader struct {
