@@ -120,6 +120,9 @@ func cmdPurge(env Env) *cmdline.Command {
 					fmt.Fprintf(env.Stdout, "%s: removed %d rows older than %s (retention %s)\n",
 						t.Table, t.Rows, t.Before.Format(time.RFC3339), t.Period)
 				}
+				if res.Uploads > 0 {
+					fmt.Fprintf(env.Stdout, "unfinished uploads: removed %d not continued for %s\n", res.Uploads, project.Period(project.UnfinishedUploadAge))
+				}
 				return err
 			}
 		}}
@@ -138,6 +141,9 @@ func purgeLoop(ctx context.Context, p *project.Project, logger *slog.Logger, eve
 		res, err := p.Purge(ctx)
 		if err != nil && ctx.Err() == nil {
 			logger.Error("retention purge failed; retrying at the next run", "err", err)
+		}
+		if res.Uploads > 0 {
+			logger.Info("removed unfinished uploads", "uploads", res.Uploads)
 		}
 		if res.Rows() > 0 {
 			attrs := []any{"rows", res.Rows()}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -164,7 +165,14 @@ type Purged struct {
 	// At is the time the retention periods were measured from.
 	At     time.Time
 	Tables []PurgedTable
+	// Uploads is how many unfinished payload uploads older than
+	// UnfinishedUploadAge were discarded.
+	Uploads int
 }
+
+// UnfinishedUploadAge is how long an unfinished payload upload (uptrust
+// push, interrupted and never resumed) is kept for a resume.
+const UnfinishedUploadAge = 7 * 24 * time.Hour
 
 // PurgedTable is what Purge removed from one table.
 type PurgedTable struct {
@@ -204,6 +212,16 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 			return res, fmt.Errorf("project: purge %s: %w", t.Table, err)
 		}
 		res.Tables = append(res.Tables, PurgedTable{Table: t.Table, Period: t.Period, Before: before, Rows: n})
+	}
+	if u, ok := p.Blobs.(blob.Uploader); ok {
+		// Unfinished uploads (a push that never resumed) hold no device
+		// data, only bytes nobody references; a week is far past any
+		// push that will still continue.
+		n, err := u.RemoveUploads(ctx, now.Add(-UnfinishedUploadAge))
+		if err != nil {
+			return res, fmt.Errorf("project: purge unfinished uploads: %w", err)
+		}
+		res.Uploads = n
 	}
 	if res.Rows() == 0 {
 		return res, nil

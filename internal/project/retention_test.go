@@ -1,6 +1,8 @@
 package project_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/blob"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/project"
@@ -418,5 +421,37 @@ func TestAddReportClassOtherAndDailyCap(t *testing.T) {
 	}
 	if len(got) != 2 || got["failed/other"] != 2 || got["installed/"] != 2 {
 		t.Errorf("counters %v, want failed/other 2 and installed/ 2", got)
+	}
+}
+
+// Purge discards unfinished payload uploads older than a week and keeps
+// younger ones.
+func TestPurgeUnfinishedUploads(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	p := initDev(t, clk)
+	up, ok := p.Blobs.(blob.Uploader)
+	if !ok {
+		t.Fatal("the filesystem blob store takes no resumable uploads")
+	}
+	body := strings.Repeat("x", 1<<20)
+	sum := sha256.Sum256([]byte(body))
+	sha := hex.EncodeToString(sum[:])
+	// Half the blob arrives, then the client is gone.
+	if _, err := up.Upload(t.Context(), sha, int64(len(body)), 0, 0, strings.NewReader(body[:len(body)/2])); !errors.Is(err, blob.ErrIncomplete) {
+		t.Fatalf("half an upload: %v, want ErrIncomplete", err)
+	}
+	off, err := up.UploadOffset(t.Context(), sha)
+	if err != nil || off == 0 {
+		t.Fatalf("UploadOffset = %d, %v", off, err)
+	}
+	if res, err := p.Purge(t.Context()); err != nil || res.Uploads != 0 {
+		t.Fatalf("purge of a fresh upload: %+v, %v", res, err)
+	}
+	clk.Advance(project.UnfinishedUploadAge + time.Hour)
+	if res, err := p.Purge(t.Context()); err != nil || res.Uploads != 1 {
+		t.Fatalf("purge a week later: %+v, %v", res, err)
+	}
+	if off, err := up.UploadOffset(t.Context(), sha); err != nil || off != 0 {
+		t.Errorf("after the purge UploadOffset = %d, %v; want 0", off, err)
 	}
 }
