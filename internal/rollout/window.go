@@ -89,6 +89,9 @@ func parseDay(s string) (time.Weekday, error) {
 
 func parseDays(s string) ([7]bool, error) {
 	var days [7]bool
+	if s == "" {
+		return days, errors.New("no days (write e.g. Mon-Fri, Mon,Wed,Sat-Sun or daily)")
+	}
 	if strings.EqualFold(s, "daily") {
 		for d := range days {
 			days[d] = true
@@ -182,6 +185,15 @@ func (w Window) Validate() error {
 		return fmt.Errorf("rollout: window: times %d-%d minutes out of range", w.from, w.to)
 	}
 	return nil
+}
+
+// Equal reports whether two windows are the same: same days, times and
+// zone name. Use it rather than ==, which compares the zones' pointers.
+func (w Window) Equal(v Window) bool {
+	if w.loc == nil || v.loc == nil {
+		return w.loc == v.loc && w.days == v.days && w.from == v.from && w.to == v.to
+	}
+	return w.days == v.days && w.from == v.from && w.to == v.to && w.loc.String() == v.loc.String()
 }
 
 // Location is the window's time zone.
