@@ -66,7 +66,8 @@ type Counts struct {
 	// as devices enrol.
 	Members int `json:"members"`
 	// Offered: offered the release, no outcome yet (downloading,
-	// installing, rebooting included).
+	// installing, rebooting included). For the status view; Decide does
+	// not judge devices without an outcome.
 	Offered    int `json:"offered"`
 	Succeeded  int `json:"succeeded"`
 	Failed     int `json:"failed"`
@@ -154,14 +155,14 @@ var ErrTransition = errors.New("rollout: not allowed in this phase")
 //     too high — to go on regardless, the operator raises MaxFailure.
 //  4. Paused and halted rollouts never advance.
 //  5. Gate: the active wave k passes when it has soaked (now is at least
-//     Since + plan.Soak) and has enough successes: at least
-//     plan.MinSuccess, or — when the wave has fewer members than
-//     MinSuccess — every member that was not skipped has succeeded
-//     (Succeeded >= Members - Skipped). A small wave therefore waits for a
-//     failed device to retry and succeed (or for the operator); a wave with
-//     no members, or only skipped ones, passes once soaked. Passing the
-//     last wave completes the rollout; passing another advances to k+1
-//     with Since = now.
+//     Since + plan.Soak) and has enough successes: plan.MinSuccess, or —
+//     when fewer of its members than that were not skipped (Members -
+//     Skipped < MinSuccess: a small wave, or one whose owners declined) —
+//     every member that was not skipped. So a small wave waits for a
+//     failed device to retry and succeed (or for the operator), owners'
+//     skips never block a wave, and a wave with no members, or only
+//     skipped ones, passes once soaked. Passing the last wave completes
+//     the rollout; passing another advances to k+1 with Since = now.
 //
 // Idempotence and crash safety (the invariant the caller relies on):
 // Decide is a pure, deterministic function of its arguments, and the state
@@ -176,8 +177,10 @@ var ErrTransition = errors.New("rollout: not allowed in this phase")
 // a halted rollout stays, an advanced wave soaks from now). Calling Decide
 // twice with the same arguments returns the same result; calling it again
 // on its own result with the same counts and time returns stay unless the
-// next wave's gate is already met (soak 0 and enough successes), in which
-// case it takes exactly one further step.
+// gate of the wave it just started is already met (a zero soak, or a start
+// long past), in which case it takes exactly one further step: with the
+// counts and time held still, Decide reaches a fixed point within
+// len(plan.Waves)+1 calls.
 //
 // Decide returns an error, and the state unchanged, for an invalid plan,
 // state or counts.
@@ -260,13 +263,7 @@ func (p Plan) failing(k int, c Counts) (string, bool) {
 // successesNeeded is the success gate of a wave with counts c (rule 5 of
 // Decide).
 func (p Plan) successesNeeded(c Counts) int {
-	if c.Members >= p.MinSuccess {
-		return p.MinSuccess
-	}
-	if n := c.Members - c.Skipped; n > 0 {
-		return n
-	}
-	return 0
+	return max(0, min(p.MinSuccess, c.Members-c.Skipped))
 }
 
 func (st State) validate(p Plan) error {

@@ -146,7 +146,9 @@ func TestDecideSuccessGate(t *testing.T) {
 		{"small wave, all skipped", 20, Counts{Members: 3, Skipped: 3}, ActionAdvance},
 		{"empty wave", 20, Counts{}, ActionAdvance},
 		{"min success 0", 0, Counts{Members: 100, Offered: 100}, ActionAdvance},
-		{"many members, many skips: still needs min success", 20, Counts{Members: 100, Succeeded: 10, Skipped: 90}, ActionStay},
+		{"owners declined: all the others succeeded", 20, Counts{Members: 100, Succeeded: 10, Skipped: 90}, ActionAdvance},
+		{"owners declined: one other still offered", 20, Counts{Members: 100, Succeeded: 9, Offered: 1, Skipped: 90}, ActionStay},
+		{"some skips, min success reachable", 20, Counts{Members: 100, Succeeded: 19, Offered: 41, Skipped: 40}, ActionStay},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPlan()
@@ -383,8 +385,8 @@ func TestDecideErrors(t *testing.T) {
 // deterministic, takes at most one step, never moves a wave backwards or
 // by more than one, never advances a paused, halted, aborted or complete
 // rollout, never acts before the start, and — with the counts and time
-// held still — reaches a fixed point within len(waves)+2 calls (a restart
-// that re-runs Decide on persisted state cannot run away).
+// held still — reaches a fixed point after at most len(waves)+1 steps (a
+// restart that re-runs Decide on persisted state cannot run away).
 func TestDecideProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	phases := []Phase{PhaseScheduled, PhaseActive, PhasePaused, PhaseHalted, PhaseAborted, PhaseComplete}
@@ -435,15 +437,19 @@ func TestDecideProperties(t *testing.T) {
 			t.Fatalf("unknown action %q", step.Action)
 		}
 
-		// Fixed point with counts and time held still.
-		s := next
-		for j := 0; ; j++ {
-			if j > n+2 {
-				t.Fatalf("no fixed point after %d steps from %+v", j, st)
-			}
+		// Fixed point with counts and time held still: at most
+		// len(waves)+1 steps in all (start, then one per wave).
+		s, changed := next, 0
+		if step.Changed() {
+			changed++
+		}
+		for {
 			s2, st2 := decide(t, p, s, c, now)
 			if st2.Action == ActionStay {
 				break
+			}
+			if changed++; changed > n+1 {
+				t.Fatalf("no fixed point after %d steps from %+v", changed, st)
 			}
 			s = s2
 		}

@@ -8,20 +8,6 @@ import (
 	"time"
 )
 
-// Managed mode: the server knows each device and runs a rollout in waves.
-// The pieces, all pure:
-//
-//   - Plan (this file): the operator's plan, parsed from the flags of
-//     `uptrust rollout start P VERSION --waves 1%,10%,50%,100%
-//     --max-failure 5% --min-success 20 --soak 1h [--start TIME]
-//     [--window SPEC]`.
-//   - WaveBucket and Plan.WaveOf (members.go): which devices are in which
-//     wave.
-//   - Decide (decide.go): the next State and Step of a rollout from the plan,
-//     its state, the counts per wave and the time.
-//   - Window (window.go): the maintenance window devices install in.
-//   - Owner (supersede.go): which of a product's rollouts a device belongs to.
-
 // Shares are fractions of a rollout's selected devices in steps of 1/Buckets
 // (0.01 %): 100 is 1 %, 10000 is 100 %. Waves and the failure threshold are
 // held as shares so that every comparison is exact integer arithmetic.
@@ -42,7 +28,7 @@ type Plan struct {
 	// Decide). Zero means the soak time alone gates the waves.
 	MinSuccess int `json:"min_success"`
 	// Soak is how long a wave runs before the next may start.
-	Soak time.Duration `json:"soak"`
+	Soak time.Duration `json:"soak_ns"`
 	// Start is when the first wave starts. Nothing happens before it.
 	Start time.Time `json:"start"`
 	// Window, when not nil, is the maintenance window the devices install
@@ -71,7 +57,7 @@ func ParsePlan(f PlanFlags, now time.Time) (Plan, error) {
 	if p.Waves, err = ParseWaves(f.Waves); err != nil {
 		return Plan{}, err
 	}
-	if p.MaxFailure, err = ParseShare(f.MaxFailure); err != nil {
+	if p.MaxFailure, err = parseShare(f.MaxFailure); err != nil {
 		return Plan{}, fmt.Errorf("rollout: --max-failure: %w", err)
 	}
 	if p.MinSuccess, err = parseMinSuccess(f.MinSuccess); err != nil {
@@ -108,7 +94,7 @@ func ParseWaves(s string) ([]int, error) {
 	parts := strings.Split(s, ",")
 	waves := make([]int, 0, len(parts))
 	for i, part := range parts {
-		v, err := ParseShare(part)
+		v, err := parseShare(part)
 		if err != nil {
 			return nil, fmt.Errorf("rollout: --waves: wave %d: %w", i+1, err)
 		}
@@ -125,6 +111,14 @@ func ParseWaves(s string) ([]int, error) {
 // mistaken for 5 %; steps finer than 0.01 % and values outside 0..100 % are
 // refused.
 func ParseShare(s string) (int, error) {
+	v, err := parseShare(s)
+	if err != nil {
+		return 0, fmt.Errorf("rollout: %w", err)
+	}
+	return v, nil
+}
+
+func parseShare(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	num, ok := strings.CutSuffix(s, "%")
 	if !ok {

@@ -146,8 +146,8 @@ func TestShareRoundTrip(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"100.01%", "1000%", "%", ".5%", "5", "+5%", "5e1%", "1_0%"} {
-		if got, err := ParseShare(s); err == nil {
-			t.Errorf("ParseShare(%q) = %d; want an error", s, got)
+		if got, err := ParseShare(s); err == nil || !strings.HasPrefix(err.Error(), "rollout: ") {
+			t.Errorf("ParseShare(%q) = %d, %v; want a rollout error", s, got, err)
 		}
 	}
 }
