@@ -455,3 +455,77 @@ func TestDecideProperties(t *testing.T) {
 		}
 	}
 }
+
+// A server driven by a fake clock decides every 10 minutes and persists
+// each step before acting. Killing it before the persist (the step is lost)
+// or after it (the step is kept) leaves the recorded history the same as a
+// run without kills: no step is lost, none is taken twice.
+func TestDecideCrashRecovery(t *testing.T) {
+	p := testPlan()
+	p.Soak = 30 * time.Minute
+	type record struct {
+		at   time.Time
+		step Step
+	}
+	// countsAt: devices report over time; wave 3 (index 2) fails from
+	// 13:10 on, while it is active.
+	countsAt := func(now time.Time) []Counts {
+		c := counts(4)
+		h := max(0, int(now.Sub(t0)/(10*time.Minute)))
+		for k := range c {
+			c[k] = Counts{Members: 1000, Succeeded: min(1000, 8*h)}
+		}
+		if !now.Before(t0.Add(70 * time.Minute)) {
+			c[2].Failed = 100
+		}
+		return c
+	}
+	run := func(kill func(i int) (before, after bool)) []record {
+		clk := clock.NewFake(t0.Add(-20 * time.Minute))
+		persisted := NewState()
+		var history []record
+		for i := 0; i < 40; i++ {
+			now := clk.Now()
+			next, step := decide(t, p, persisted, countsAt(now), now)
+			before, after := kill(i)
+			if before && step.Changed() {
+				// Killed before the persist: the restarted server decides again.
+				next2, step2 := decide(t, p, persisted, countsAt(now), now)
+				if !reflect.DeepEqual(next2, next) || step2 != step {
+					t.Fatalf("restart before persist decided %+v, not %+v", step2, step)
+				}
+			}
+			if step.Changed() {
+				persisted = next
+				history = append(history, record{now, step})
+			}
+			if after && step.Changed() {
+				// Killed after the persist: the restarted server must not
+				// take the same step again.
+				_, again := decide(t, p, persisted, countsAt(now), now)
+				if again.Changed() && again.Action == step.Action && again.Wave == step.Wave {
+					t.Fatalf("restart after persist repeated %+v", step)
+				}
+				if again.Changed() {
+					persisted, _ = decide(t, p, persisted, countsAt(now), now)
+					history = append(history, record{now, again})
+				}
+			}
+			clk.Advance(10 * time.Minute)
+		}
+		return history
+	}
+	clean := run(func(int) (bool, bool) { return false, false })
+	killedBefore := run(func(int) (bool, bool) { return true, false })
+	killedAfter := run(func(i int) (bool, bool) { return false, i%2 == 0 })
+	var actions []string
+	for _, r := range clean {
+		actions = append(actions, string(r.step.Action))
+	}
+	if got := strings.Join(actions, ","); got != "start,advance,advance,halt" || clean[3].step.Wave != 2 || !clean[3].at.Equal(t0.Add(70*time.Minute)) {
+		t.Fatalf("clean run took %s", got)
+	}
+	if !reflect.DeepEqual(clean, killedBefore) || !reflect.DeepEqual(clean, killedAfter) {
+		t.Fatalf("histories differ:\nclean  %+v\nbefore %+v\nafter  %+v", clean, killedBefore, killedAfter)
+	}
+}
