@@ -20,6 +20,7 @@
 //   - Decide, Pause, Resume, Abort (decide.go): the next State and Step of a
 //     rollout from its plan, its state, the counts per wave and the time.
 //     The caller persists the state Decide returns before acting on it.
+//   - Status (status.go): the per-wave status view for the API and the CLI.
 //   - Window (window.go): the maintenance window devices install in.
 //   - Owner (supersede.go): which of a product's rollouts owns a device.
 package rollout
