@@ -259,3 +259,30 @@ func TestWindowJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowValidate(t *testing.T) {
+	w := mustWindow(t, "Mon 02:00-04:00 Europe/Berlin")
+	if err := w.Validate(); err != nil || w.Location().String() != "Europe/Berlin" {
+		t.Fatalf("Validate = %v, zone %v", err, w.Location())
+	}
+	for _, tc := range []struct {
+		edit func(*Window)
+		want string
+	}{
+		{func(w *Window) { w.loc = nil }, "no time zone"},
+		{func(w *Window) { w.days = [7]bool{} }, "no days"},
+		{func(w *Window) { w.from = w.to }, "out of range"},
+		{func(w *Window) { w.from = minutesPerDay }, "out of range"},
+		{func(w *Window) { w.to = minutesPerDay + 1 }, "out of range"},
+		{func(w *Window) { w.to = 0; w.from = 0 }, "out of range"},
+	} {
+		v := w
+		tc.edit(&v)
+		if err := v.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v; want %q", v, err, tc.want)
+		}
+	}
+	if s := (Window{}).String(); s != "" {
+		t.Errorf("zero window prints %q", s)
+	}
+}
