@@ -171,16 +171,18 @@ var ErrTransition = errors.New("rollout: not allowed in this phase")
 // caller persists the returned state (and the audit entry) in one
 // transaction before acting on it (changing what devices are offered). A
 // server killed at any point either persisted the step or did not: on
-// restart it reads the persisted state and calls Decide again, which either
-// takes the same step (not persisted) or takes no step twice (persisted,
-// because the new state no longer satisfies the old step's condition:
-// a halted rollout stays, an advanced wave soaks from now). Calling Decide
+// restart it reads the persisted state and calls Decide again, which takes
+// the step again if it was not persisted (the same step at the same time;
+// an advance decided later soaks from that later time), and never takes a
+// persisted step twice, because the new state no longer satisfies the old
+// step's condition (a halted rollout stays, an advanced wave soaks from
+// its start, a complete one is terminal). Calling Decide
 // twice with the same arguments returns the same result; calling it again
 // on its own result with the same counts and time returns stay unless the
 // gate of the wave it just started is already met (a zero soak, or a start
 // long past), in which case it takes exactly one further step: with the
-// counts and time held still, Decide reaches a fixed point within
-// len(plan.Waves)+1 calls.
+// counts and time held still, Decide reaches a fixed point after at most
+// len(plan.Waves)+1 steps.
 //
 // Decide returns an error, and the state unchanged, for an invalid plan,
 // state or counts.
