@@ -6,6 +6,23 @@
 // it keeps locally and never sends. The bucket is derived per product and
 // version, so the early devices of one release are not the early devices of
 // the next, and nothing links a device across releases.
+//
+// Managed mode: the server knows each device and runs a rollout in waves
+// that halt themselves. The pieces, all pure, for the store, the API and the
+// CLI to wire:
+//
+//   - Plan (plan.go): the operator's plan, parsed from the flags of
+//     `uptrust rollout start P VERSION --waves 1%,10%,50%,100%
+//     --max-failure 5% --min-success 20 --soak 1h [--start TIME]
+//     [--window SPEC]` by ParsePlan.
+//   - WaveBucket, Plan.WaveOf, Plan.WaveRange, Admits (members.go): which
+//     devices are in which wave, and whether one may be offered the release.
+//   - Decide, Pause, Resume, Abort (decide.go): the next State and Step of a
+//     rollout from its plan, its state, the counts per wave and the time.
+//     The caller persists the state Decide returns before acting on it.
+//   - Status (status.go): the per-wave status view for the API and the CLI.
+//   - Window (window.go): the maintenance window devices install in.
+//   - Owner (supersede.go): which of a product's rollouts owns a device.
 package rollout
 
 import (
