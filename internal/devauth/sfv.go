@@ -163,7 +163,7 @@ func (p *sfParser) key() (string, error) {
 
 func (p *sfParser) innerList() ([]sfInner, error) {
 	p.pos++ // '('
-	var out []sfInner
+	out := make([]sfInner, 0, 8) // the profile's lists have 5 items
 	for p.pos < len(p.s) {
 		p.skipSP()
 		if p.peek() == ')' {
@@ -188,6 +188,9 @@ func (p *sfParser) innerList() ([]sfInner, error) {
 
 func (p *sfParser) parameters() ([]sfParam, error) {
 	var out []sfParam
+	if p.peek() == ';' {
+		out = make([]sfParam, 0, 6) // the profile signs 5
+	}
 	for p.peek() == ';' {
 		p.pos++
 		p.skipSP()

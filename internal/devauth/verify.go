@@ -88,7 +88,7 @@ type signature struct {
 	nonce   string
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Verify checks the device signature on r, in the order the package doc
 // gives. On success the body has been read and checked against the digest,
