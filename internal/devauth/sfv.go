@@ -162,7 +162,7 @@ func (p *sfParser) key() (string, error) {
 }
 
 func (p *sfParser) innerList() ([]sfInner, error) {
-	p.pos++ // '('
+	p.pos++                      // '('
 	out := make([]sfInner, 0, 8) // the profile's lists have 5 items
 	for p.pos < len(p.s) {
 		p.skipSP()
