@@ -162,8 +162,9 @@ func (p *sfParser) key() (string, error) {
 }
 
 func (p *sfParser) innerList() ([]sfInner, error) {
-	p.pos++                      // '('
-	out := make([]sfInner, 0, 8) // the profile's lists have 5 items
+	p.pos++ // '('
+	// The profile's lists have 5 items.
+	out := make([]sfInner, 0, 8)
 	for p.pos < len(p.s) {
 		p.skipSP()
 		if p.peek() == ')' {
