@@ -103,5 +103,22 @@
 // there. NonceStore is the interface for that table; its implementations
 // belong to internal/store.
 //
+// # What the server must add around it
+//
+//   - The KeyStore answers from memory (keys loaded with the store's
+//     generation poll, unknown keyids cached as unknown for a while): Verify
+//     asks it for any well-formed keyid inside the window before any
+//     signature is checked, and the update check must not reach the
+//     database.
+//   - The device's state (accepted, rejected, decommissioned) is checked
+//     after Verify, with Result.KeyID.
+//   - A proxy that re-encodes the path or the query breaks signatures; one
+//     that strips a path prefix is handled by PathPrefix.
+//   - MemoryNonces bounds the total, not each device: a device whose key
+//     leaked can fill it (refusals are then 503, never accepted replays)
+//     until its key is revoked.
+//
+// On the device, Transport signs every request of an http.Client.
+//
 // Verifier is safe for concurrent use once configured; Sign has no state.
 package devauth

@@ -125,4 +125,15 @@ func TestAuthorityDefault(t *testing.T) {
 			t.Errorf("signed for %s, served as Host %s (TLS %v): %v", tc.url, tc.host, tc.tls, err)
 		}
 	}
+	// A configured authority is compared in lower case and without :443,
+	// and the Host the proxy sends is ignored.
+	v := *f.v
+	v.Nonces = NewMemoryNonces(0)
+	v.Authority = "Updates.Example.com:443"
+	r := serverRequest(t, wire(t, clientRequest(t, f.dev, http.MethodGet, "https://updates.example.com/x", nil, t0)))
+	r.Host = "backend.internal:8080"
+	r.Header.Set("X-Forwarded-Host", "evil.example")
+	if _, err := v.Verify(t.Context(), r); err != nil {
+		t.Errorf("configured authority: %v", err)
+	}
 }

@@ -56,11 +56,11 @@ type Verifier struct {
 	// Content-Length says so.
 	MaxBody int64
 	// Authority, when set, is the @authority value devices sign: the
-	// host[:port] of the server URL they are configured with, lower case,
-	// without ":443". Set it when a proxy in front rewrites Host; the
-	// request's Host (and any X-Forwarded-Host) is then ignored. When empty
-	// the request's Host is used, without the default port of the
-	// connection's scheme.
+	// host[:port] of the https server URL they are configured with
+	// (compared in lower case, without ":443"). Set it when a proxy in
+	// front rewrites Host; the request's Host (and any X-Forwarded-Host) is
+	// then ignored. When empty the request's Host is used, without the
+	// default port of the connection's scheme.
 	Authority string
 	// PathPrefix, when set, is a path prefix that a proxy in front strips
 	// before forwarding ("/uptrust" when devices call
@@ -354,7 +354,7 @@ func (v *Verifier) signatureBase(b []byte, r *http.Request, s *signature) ([]byt
 			val = r.Method
 		case compAuthority:
 			if v.Authority != "" {
-				val = v.Authority
+				val = normalizeAuthority(v.Authority, true)
 			} else {
 				val = normalizeAuthority(r.Host, r.TLS != nil)
 			}
