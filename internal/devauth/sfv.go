@@ -56,7 +56,15 @@ type sfMember struct {
 	params []sfParam
 }
 
-var errSyntax = errors.New("structured field syntax")
+var (
+	errSyntax   = errors.New("structured field syntax")
+	errTooLarge = errors.New("structured field has too many members")
+)
+
+// maxMembers bounds the members of a dictionary, the items of an inner list
+// and the parameters of an item, so that a hostile field cannot make the
+// duplicate-key checks quadratic. The profile needs at most 6.
+const maxMembers = 32
 
 type sfParser struct {
 	s   string
@@ -99,6 +107,9 @@ func parseDictionary(s string) ([]sfMember, error) {
 			}
 		}
 		if !replaced {
+			if len(out) == maxMembers {
+				return nil, errTooLarge
+			}
 			out = append(out, m)
 		}
 		p.skipOWS()
@@ -179,6 +190,9 @@ func (p *sfParser) innerList() ([]sfInner, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(out) == maxMembers {
+			return nil, errTooLarge
+		}
 		out = append(out, sfInner{item: it, params: params})
 		if c := p.peek(); c != ' ' && c != ')' {
 			return nil, errSyntax
@@ -214,6 +228,9 @@ func (p *sfParser) parameters() ([]sfParam, error) {
 			}
 		}
 		if !replaced {
+			if len(out) == maxMembers {
+				return nil, errTooLarge
+			}
 			out = append(out, sfParam{key: key, val: val})
 		}
 	}

@@ -1,6 +1,8 @@
 package devauth
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -43,6 +45,20 @@ func TestParseDictionary(t *testing.T) {
 	} {
 		if _, err := parseDictionary(bad); err == nil {
 			t.Errorf("parseDictionary(%q) accepted it", bad)
+		}
+	}
+	var members, params strings.Builder
+	for i := range maxMembers + 1 {
+		fmt.Fprintf(&members, "k%d=1, ", i)
+		fmt.Fprintf(&params, ";p%d", i)
+	}
+	for _, big := range []string{
+		strings.TrimSuffix(members.String(), ", "),
+		"a=(" + strings.Repeat(`"x" `, maxMembers+1) + ")",
+		"a=1" + params.String(),
+	} {
+		if _, err := parseDictionary(big); err != errTooLarge {
+			t.Errorf("parseDictionary of %d bytes = %v, want errTooLarge", len(big), err)
 		}
 	}
 	if ms, err := parseDictionary(""); err != nil || len(ms) != 0 {
