@@ -21,7 +21,6 @@ func TestDependencies(t *testing.T) {
 	allowed := map[string]bool{
 		"github.com/uptrust/uptrust/internal/devauth": true,
 		"github.com/uptrust/uptrust/internal/clock":   true,
-		
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		if !allowed[pkg] {
