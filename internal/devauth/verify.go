@@ -145,7 +145,9 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request) (Result, error) 
 	if err == nil && !ed25519.Verify(pub, base, s.sig) {
 		err = refuse(ErrBadSignature, fmt.Sprintf("keyid %q", s.keyID))
 	}
-	*bp = base[:0]
+	if base != nil {
+		*bp = base[:0] // keep the grown buffer
+	}
 	bufPool.Put(bp)
 	if err != nil {
 		return Result{}, err
