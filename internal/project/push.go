@@ -397,6 +397,9 @@ func (p *Project) supportIn(ctx context.Context, r store.Reader, product string)
 // documents were accepted, nil for a new product.
 func (p *Project) deriveProduct(ctx context.Context, tx store.Tx, product string, prev *release.Support, now time.Time, res *AcceptResult) error {
 	sup, err := p.supportIn(ctx, tx, product)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: the product role names no support declaration (%s)", repo.ErrRefused, release.SupportTargetName(product))
+	}
 	if err != nil {
 		return err
 	}
