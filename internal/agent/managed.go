@@ -204,7 +204,7 @@ func (a *Agent) enrolled(ctx context.Context, s *State) (*Enrolment, error) {
 	err = a.enrol(ctx, e, sent)
 	if err == nil && (e.State == EnrolPending || e.State == EnrolAccepted) {
 		err = a.readDeviceState(ctx, e)
-		if inv := inventory(e.InventoryFields, known); err == nil && !sameInventory(inv, sent) {
+		if inv := inventory(e.InventoryFields, known); err == nil && (e.State == EnrolPending || e.State == EnrolAccepted) && !sameInventory(inv, sent) {
 			err = a.enrol(ctx, e, inv)
 		}
 	}
@@ -260,6 +260,11 @@ func (a *Agent) readDeviceState(ctx context.Context, e *Enrolment) error {
 	}
 	var got deviceAnswer
 	if err := decodeDeviceAnswer(ans, &got, http.StatusOK); err != nil {
+		var p *DeviceProblem
+		if errors.As(err, &p) && p.Status == http.StatusForbidden && (p.Code == codeRejected || p.Code == codeDecommissioned) {
+			e.State, e.Problem = p.Code, p
+			return nil
+		}
 		return fmt.Errorf("agent: device state: %w", err)
 	}
 	switch got.State {
