@@ -226,6 +226,9 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 		}
 	}
 	chk, err := a.checkAndInstall(ctx, s)
+	if a.cfg.Managed() && err == nil && chk != nil && (chk.Action == "error" || chk.Action == "rejected") {
+		chk = a.recheckEnrolment(ctx, s, chk)
+	}
 	if errors.Is(err, ErrPowerLoss) || errors.Is(err, ErrRebooting) {
 		return chk, err
 	}

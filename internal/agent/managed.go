@@ -41,7 +41,9 @@ import (
 // nothing installed; what a previous run left (a trial boot, a commit, a
 // rollback) is still finished, since that needs no server. Once accepted
 // the agent no longer enrols and checks for updates as in anonymous mode,
-// with signed requests.
+// with signed requests; only an update check that fails makes it ask GET
+// state again (recheckEnrolment), to learn of a rejection or
+// decommissioning since.
 
 // Enrolment states as the server names them (Enrolment.State).
 const (
@@ -412,4 +414,41 @@ func (a *Agent) managedGate(ctx context.Context, s *State) (chk *Check, stop boo
 	}
 	s.LastCheck = chk
 	return chk, true, a.record(s)
+}
+
+// recheckEnrolment runs after a failed update check of a device recorded
+// as accepted: the server may have rejected or decommissioned it since, or
+// forgotten it, and refuses its signed requests. It asks GET state (one
+// request, only on a failed check, so the update check itself never
+// touches the device API) and returns the check record to keep instead of
+// chk when the device may no longer update; a key the server does not
+// know (any longer) is enrolled again at the next check.
+func (a *Agent) recheckEnrolment(ctx context.Context, s *State, chk *Check) *Check {
+	e, err := LoadEnrolment(a.cfg.DataDir)
+	if err != nil || e == nil || e.KeyID != a.devKeyID || e.State != EnrolAccepted {
+		return chk
+	}
+	err = a.readDeviceState(ctx, e)
+	var p *DeviceProblem
+	switch {
+	case errors.As(err, &p) && (p.Status == http.StatusUnauthorized && p.Code == devauth.CodeSignatureInvalid || p.Code == codeNotEnrolled):
+		a.log.Warn("the server no longer knows this device; enrolling again at the next check", "code", p.Code)
+		e.State, e.Problem = "", p
+	case err != nil:
+		a.log.Warn("cannot read the device state after a failed check", "err", err)
+		return chk
+	}
+	e.At = a.clock.Now().UTC()
+	if err := saveEnrolment(a.cfg.DataDir, e); err != nil {
+		a.log.Warn("saving the enrolment record", "err", err)
+	}
+	if e.State == EnrolAccepted || e.State == "" {
+		return chk
+	}
+	out := enrolmentCheck(e, chk.At)
+	s.LastCheck = out
+	if err := a.record(s); err != nil {
+		a.log.Warn("recording the check", "err", err)
+	}
+	return out
 }

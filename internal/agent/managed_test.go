@@ -198,6 +198,30 @@ func TestManagedRestartReusesKeyAndUpdatesOnceAccepted(t *testing.T) {
 	if again, _, _ := requests(t, ds); len(again) != len(enrols) {
 		t.Fatalf("the accepted device enrolled again (%d enrolments, was %d)", len(again), len(enrols))
 	}
+
+	// Decommissioned later: the server refuses the signed update check,
+	// and the agent learns why from the state.
+	ds.SetState(keyID, EnrolDecommissioned)
+	chk, err = d.managedCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.Action != ActionRefused || !strings.Contains(chk.Reason, "decommissioned this device") {
+		t.Fatalf("check after decommissioning: %+v", chk)
+	}
+	if e, _ := LoadEnrolment(d.cfg.DataDir); e == nil || e.State != EnrolDecommissioned {
+		t.Fatalf("device.json: %+v", e)
+	}
+	if s := d.state(); s.LastCheck.Action != ActionRefused || s.Version != "1.1.0" {
+		t.Fatalf("state: %+v running %s", s.LastCheck, s.Version)
+	}
+	_, _, repo = requests(t, ds)
+	if chk, err := d.managedCheck(); err != nil || chk.Action != ActionRefused {
+		t.Fatalf("next check: %+v, %v", chk, err)
+	}
+	if _, _, again := requests(t, ds); again != repo {
+		t.Fatalf("a decommissioned device kept fetching /repo/ (%d requests, was %d)", again, repo)
+	}
 }
 
 func TestManagedRefusedDeviceDoesNotUpdate(t *testing.T) {

@@ -183,7 +183,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusOK, map[string]any{"device_id": d.ID, "state": d.State, "inventory_fields": s.Fields})
 	default:
 		if rec.Signed {
-			if _, ok := s.verify(w, r, &rec, s); !ok {
+			d, ok := s.verify(w, r, &rec, s)
+			if !ok {
+				return
+			}
+			if d.State == "rejected" || d.State == "decommissioned" {
+				problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
 				return
 			}
 		}
