@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -74,15 +73,24 @@ func parseDeviceKey(b []byte) (ed25519.PrivateKey, error) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, errors.New("data after the PEM block")
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, errors.New("the PEM block is not a PKCS #8 private key")
+	der := blk.Bytes
+	if len(der) != len(pkcs8Ed25519Prefix)+ed25519.SeedSize || !bytes.HasPrefix(der, pkcs8Ed25519Prefix) {
+		return nil, errors.New("the PEM block is not a PKCS #8 Ed25519 private key (RFC 8410, without the optional public key)")
 	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("the key is a %T, want Ed25519", k)
-	}
-	return key, nil
+	return ed25519.NewKeyFromSeed(der[len(pkcs8Ed25519Prefix):]), nil
+}
+
+// pkcs8Ed25519Prefix is the DER of an Ed25519 PKCS #8 PrivateKeyInfo (RFC
+// 8410 section 7) up to the 32-byte seed: SEQUENCE { INTEGER 0, SEQUENCE {
+// OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32 bytes) } }. It is the
+// form crypto/x509.MarshalPKCS8PrivateKey and openssl genpkey write. The
+// agent encodes and decodes it itself: crypto/x509's PKCS #8 code would
+// link the RSA and ECDSA key parsers into the agent (about 200 KiB).
+var pkcs8Ed25519Prefix = []byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
+
+// marshalDeviceKey is key as PKCS #8 DER (see pkcs8Ed25519Prefix).
+func marshalDeviceKey(key ed25519.PrivateKey) []byte {
+	return append(bytes.Clone(pkcs8Ed25519Prefix), key.Seed()...)
 }
 
 // ensureDeviceKey loads the key file, or creates it with a new key when it
@@ -97,10 +105,7 @@ func ensureDeviceKey(path string) (key ed25519.PrivateKey, created bool, err err
 	if err != nil {
 		return nil, false, fmt.Errorf("agent: device key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, false, fmt.Errorf("agent: device key: %w", err)
-	}
+	der := marshalDeviceKey(key)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, false, fmt.Errorf("agent: device key: %w", err)
 	}

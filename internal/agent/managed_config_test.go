@@ -1,6 +1,13 @@
 package agent
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,5 +59,36 @@ func TestManagedConfigRefusals(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDeviceKeyIsStandardPKCS8 checks the agent's own PKCS #8 encoding
+// against crypto/x509, both ways, and that other key types are refused.
+func TestDeviceKeyIsStandardPKCS8(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(std, marshalDeviceKey(key)) {
+		t.Fatalf("encoding differs from crypto/x509:\n%x\n%x", marshalDeviceKey(key), std)
+	}
+	got, err := parseDeviceKey(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: std}))
+	if err != nil || !got.Equal(key) {
+		t.Fatalf("parsing crypto/x509's encoding: %v", err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(ec)
+	if _, err := parseDeviceKey(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err == nil || !strings.Contains(err.Error(), "not a PKCS #8 Ed25519 private key") {
+		t.Fatalf("an ECDSA key: %v", err)
+	}
+	if _, err := parseDeviceKey(append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: std}), "junk"...)); err == nil || !strings.Contains(err.Error(), "data after the PEM block") {
+		t.Fatalf("trailing data: %v", err)
 	}
 }
