@@ -95,7 +95,21 @@ var (
 	ErrDevicePending = errors.New("project: device is waiting for the operator to accept it")
 	ErrDeviceUnknown = errors.New("project: device is not enrolled")
 	ErrEnrollToken   = errors.New("project: enrolment token refused")
+	// ErrInvalid: bad input to a device function (a mode, an inventory
+	// field, a value); the API answers 422 (400 for device requests).
+	ErrInvalid = errors.New("project: invalid input")
 )
+
+// invalidError is bad input: its text says what, and it matches
+// ErrInvalid.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{fmt.Sprintf(format, args...)}
+}
 
 // DeviceRefusedError is a device refused because of its state (rejected or
 // decommissioned). It matches ErrDeviceRefused.
@@ -165,7 +179,7 @@ func devicePolicy(ctx context.Context, r store.Reader, product string) (store.De
 // so that no device data outlives the mode that collected it.
 func (p *Project) SetProductMode(ctx context.Context, product, mode string) (store.DevicePolicy, error) {
 	if mode != store.ModeAnonymous && mode != store.ModeManaged {
-		return store.DevicePolicy{}, fmt.Errorf("project: product %s: mode %q, want %s or %s", product, mode, store.ModeManaged, store.ModeAnonymous)
+		return store.DevicePolicy{}, invalidf("project: product %s: mode %q, want %s or %s", product, mode, store.ModeManaged, store.ModeAnonymous)
 	}
 	var out store.DevicePolicy
 	err := p.Store.Update(ctx, func(tx store.Tx) error {
@@ -207,7 +221,7 @@ func (p *Project) SetInventoryFields(ctx context.Context, product string, fields
 		}
 	}
 	if len(unknown) > 0 {
-		return store.DevicePolicy{}, fmt.Errorf("project: product %s: unknown inventory fields %s (known: %s)",
+		return store.DevicePolicy{}, invalidf("project: product %s: unknown inventory fields %s (known: %s)",
 			product, strings.Join(unknown, ", "), strings.Join(InventoryFields, ", "))
 	}
 	var out store.DevicePolicy
@@ -280,9 +294,9 @@ func (p *Project) CreateEnrollmentToken(ctx context.Context, s EnrollmentTokenSp
 	what := "project: create enrollment token for " + s.Product
 	switch {
 	case s.Uses < 1:
-		return CreatedEnrollmentToken{}, fmt.Errorf("%s: uses %d, want at least 1", what, s.Uses)
+		return CreatedEnrollmentToken{}, invalidf("%s: uses %d, want at least 1", what, s.Uses)
 	case s.TTL < 0:
-		return CreatedEnrollmentToken{}, fmt.Errorf("%s: negative expiry %s", what, s.TTL)
+		return CreatedEnrollmentToken{}, invalidf("%s: negative expiry %s", what, s.TTL)
 	case s.TTL == 0:
 		s.TTL = DefaultEnrollmentTTL
 	}
@@ -353,7 +367,7 @@ func requireManaged(ctx context.Context, r store.Reader, product string) error {
 // enrols. The audit entry names the product only.
 func (p *Project) Preauthorize(ctx context.Context, product string, key ed25519.PublicKey) error {
 	if len(key) != ed25519.PublicKeySize {
-		return fmt.Errorf("project: preauthorize for %s: key of %d bytes, want %d", product, len(key), ed25519.PublicKeySize)
+		return invalidf("project: preauthorize for %s: key of %d bytes, want %d", product, len(key), ed25519.PublicKeySize)
 	}
 	enc := EncodePublicKey(key)
 	err := p.Store.Update(ctx, func(tx store.Tx) error {
@@ -393,7 +407,7 @@ func newDeviceID() (string, error) {
 func (p *Project) Enroll(ctx context.Context, product string, key ed25519.PublicKey, token string) (store.Device, error) {
 	what := "project: enroll for " + product
 	if len(key) != ed25519.PublicKeySize {
-		return store.Device{}, fmt.Errorf("%s: key of %d bytes, want %d", what, len(key), ed25519.PublicKeySize)
+		return store.Device{}, invalidf("%s: key of %d bytes, want %d", what, len(key), ed25519.PublicKeySize)
 	}
 	enc := EncodePublicKey(key)
 	var out store.Device
@@ -524,7 +538,7 @@ func (p *Project) Device(ctx context.Context, id string) (store.Device, error) {
 // Devices returns the devices f selects, ordered by ID.
 func (p *Project) Devices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
 	if f.State != "" && !slices.Contains([]string{store.DevicePending, store.DeviceAccepted, store.DeviceRejected, store.DeviceDecommissioned}, f.State) {
-		return nil, fmt.Errorf("project: devices: unknown state %q (pending, accepted, rejected, decommissioned)", f.State)
+		return nil, invalidf("project: devices: unknown state %q (pending, accepted, rejected, decommissioned)", f.State)
 	}
 	return p.Store.Devices(ctx, f)
 }
@@ -602,7 +616,7 @@ func (p *Project) UpdateInventory(ctx context.Context, id string, fields map[str
 		}
 		if len(undeclared) > 0 {
 			slices.Sort(undeclared)
-			return fmt.Errorf("inventory fields not declared by product %s: %s (declared: %s)",
+			return invalidf("inventory fields not declared by product %s: %s (declared: %s)",
 				d.Product, strings.Join(undeclared, ", "), strings.Join(pol.Inventory, ", "))
 		}
 		d.Inventory = make(map[string]string, len(fields))
@@ -622,10 +636,10 @@ func (p *Project) UpdateInventory(ctx context.Context, id string, fields map[str
 // checkText refuses control characters, invalid UTF-8 and long values.
 func checkText(what, v string, max int) error {
 	if len(v) > max {
-		return fmt.Errorf("%s: %d bytes, at most %d", what, len(v), max)
+		return invalidf("%s: %d bytes, at most %d", what, len(v), max)
 	}
 	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
-		return fmt.Errorf("%s: control characters or invalid UTF-8", what)
+		return invalidf("%s: control characters or invalid UTF-8", what)
 	}
 	return nil
 }
@@ -637,16 +651,16 @@ func (p *Project) AddDeviceEvent(ctx context.Context, id string, e store.DeviceE
 	e.Device = id
 	switch {
 	case e.Kind == store.EventFailed && e.ErrorClass == "":
-		return e, fmt.Errorf("project: device event of %s: a failed event needs an error class", id)
+		return e, invalidf("project: device event of %s: a failed event needs an error class", id)
 	case e.Kind == store.EventSkipped && !slices.Contains(SkipReasons, e.Reason):
-		return e, fmt.Errorf("project: device event of %s: skip reason %q, want one of %s", id, e.Reason, strings.Join(SkipReasons, ", "))
+		return e, invalidf("project: device event of %s: skip reason %q, want one of %s", id, e.Reason, strings.Join(SkipReasons, ", "))
 	}
 	for _, f := range []struct {
 		what, v string
 		max     int
 	}{{"version", e.Version, MaxInventoryValue}, {"error class", e.ErrorClass, 64}, {"message", e.Message, MaxEventMessage}, {"reason", e.Reason, 64}} {
 		if err := checkText(f.what, f.v, f.max); err != nil {
-			return e, fmt.Errorf("project: device event of %s: %w", id, err)
+			return e, invalidf("project: device event of %s: %v", id, err)
 		}
 	}
 	err := p.Store.Update(ctx, func(tx store.Tx) error {
