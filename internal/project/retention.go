@@ -215,6 +215,11 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 	if err != nil {
 		return res, fmt.Errorf("project: purge: %w", err)
 	}
+	if err := rs.Retention.Validate(); err != nil {
+		// A zero period (a Retention built without defaults) would
+		// delete every row of its table.
+		return res, fmt.Errorf("project: purge: %w", err)
+	}
 	for _, t := range rs.Retention.Tables() {
 		before := now.Add(-time.Duration(t.Period))
 		n, err := p.Store.Purge(ctx, t.Table, before)
