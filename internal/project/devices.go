@@ -182,7 +182,7 @@ func (p *Project) SetProductMode(ctx context.Context, product, mode string) (sto
 		return store.DevicePolicy{}, invalidf("project: product %s: mode %q, want %s or %s", product, mode, store.ModeManaged, store.ModeAnonymous)
 	}
 	var out store.DevicePolicy
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		pol, err := devicePolicy(ctx, tx, product)
 		if err != nil {
 			return err
@@ -225,7 +225,7 @@ func (p *Project) SetInventoryFields(ctx context.Context, product string, fields
 			product, strings.Join(unknown, ", "), strings.Join(InventoryFields, ", "))
 	}
 	var out store.DevicePolicy
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		pol, err := devicePolicy(ctx, tx, product)
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func (p *Project) CreateEnrollmentToken(ctx context.Context, s EnrollmentTokenSp
 	now := p.Clock.Now().UTC()
 	tk := store.EnrollmentToken{ID: id, Product: s.Product, SecretHash: hash, Uses: s.Uses, AutoAccept: s.AutoAccept,
 		Created: now, Expires: now.Add(s.TTL)}
-	err = p.Store.Update(ctx, func(tx store.Tx) error {
+	err = p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		if err := requireManaged(ctx, tx, s.Product); err != nil {
 			return err
 		}
@@ -331,7 +331,7 @@ func (p *Project) EnrollmentTokens(ctx context.Context, product string) ([]store
 // RevokeEnrollmentToken revokes the enrolment token id.
 func (p *Project) RevokeEnrollmentToken(ctx context.Context, id string) (store.EnrollmentToken, error) {
 	var out store.EnrollmentToken
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		tk, err := tx.EnrollmentToken(ctx, id)
 		if err != nil {
 			return err
@@ -370,7 +370,7 @@ func (p *Project) Preauthorize(ctx context.Context, product string, key ed25519.
 		return invalidf("project: preauthorize for %s: key of %d bytes, want %d", product, len(key), ed25519.PublicKeySize)
 	}
 	enc := EncodePublicKey(key)
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		if err := requireManaged(ctx, tx, product); err != nil {
 			return err
 		}
@@ -411,7 +411,7 @@ func (p *Project) Enroll(ctx context.Context, product string, key ed25519.Public
 	}
 	enc := EncodePublicKey(key)
 	var out store.Device
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		if err := requireManaged(ctx, tx, product); err != nil {
 			return err
 		}
@@ -563,7 +563,7 @@ func (p *Project) DecommissionDevice(ctx context.Context, id string) (store.Devi
 
 func (p *Project) setState(ctx context.Context, id, state, action string, from ...string) (store.Device, error) {
 	var out store.Device
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		d, err := tx.Device(ctx, id)
 		if err != nil {
 			return err
@@ -592,7 +592,7 @@ func (p *Project) setState(ctx context.Context, id, state, action string, from .
 // report (the operator sees what asks to be accepted); refused ones not.
 func (p *Project) UpdateInventory(ctx context.Context, id string, fields map[string]string) (store.Device, error) {
 	var out store.Device
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		d, err := tx.Device(ctx, id)
 		if err != nil {
 			return err
@@ -663,7 +663,7 @@ func (p *Project) AddDeviceEvent(ctx context.Context, id string, e store.DeviceE
 			return e, invalidf("project: device event of %s: %v", id, err)
 		}
 	}
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		d, err := tx.Device(ctx, id)
 		if err != nil {
 			return err
@@ -714,7 +714,7 @@ func (p *Project) ExportDevice(ctx context.Context, id string) (DeviceExport, er
 // pre-authorisation of its key with it); the audit entry device.erase
 // names the ID. The device must enrol again to get anything.
 func (p *Project) EraseDevice(ctx context.Context, id string) error {
-	err := p.Store.Update(ctx, func(tx store.Tx) error {
+	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		d, err := tx.Device(ctx, id)
 		if err != nil {
 			return err

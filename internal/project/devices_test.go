@@ -359,10 +359,21 @@ func TestPreauthorizedAndRefusedDevices(t *testing.T) {
 func TestInventoryDeclared(t *testing.T) {
 	ctx := t.Context()
 	p, _ := managedProject(t, "sqlite", clock.NewFake(t0))
+	gen, err := p.Store.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := p.Enroll(ctx, "thermostat", newKey(t), enrollToken(t, p, 1, 0, true))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fleet changes leave the generation alone: servers do not reload
+	// their metadata for them.
+	defer func() {
+		if g, err := p.Store.Generation(ctx); err != nil || g != gen {
+			t.Errorf("generation after fleet changes = %d, %v; want %d", g, err, gen)
+		}
+	}()
 	_, err = p.UpdateInventory(ctx, d.ID, map[string]string{"version": "1.0", "serial": "S123", "owner": "x"})
 	if err == nil || !strings.Contains(err.Error(), "owner, serial") {
 		t.Errorf("undeclared fields: %v, want an error naming owner, serial", err)

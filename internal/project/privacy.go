@@ -196,7 +196,8 @@ func tablePrivacy(t store.Table, rs RuntimeSettings) TablePrivacy {
 		case store.TableAudit:
 			tp.Kept += fmt.Sprintf("; the log is a hash chain, so a purge removes its oldest entries up to the last one older than %s and records that entry's sequence number and hash in audit_chain as the anchor uptrust audit verify starts from",
 				humanPeriod(per))
-			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person"
+			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person" +
+				". Entries of device management (device.*) name a managed device by its random id, never its key or inventory; they outlive uptrust device erase, which removes everything else about the device"
 		case store.TableTokens:
 			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s %s), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
 				humanPeriod(per), t.Name, src)

@@ -144,7 +144,9 @@ type ReportCount struct {
 // objects the operator chose (products, releases, repositories, token
 // names) and who acted: the name and role of the API token used, which is
 // whatever name the operator gave the token (a person's name if they chose
-// one), or ActorCLI. It never names a device or a client address.
+// one), or ActorCLI. It never names a client address. Device management
+// entries (device.*) name a device by its random server-assigned ID only,
+// never its key or inventory values; they stay when the device is erased.
 //
 // Entries form a hash chain (see auditchain.go): AddAudit assigns Seq,
 // PrevHash and Hash, so what a caller sets there is ignored.
@@ -407,6 +409,12 @@ type Store interface {
 	Reader
 	// Update runs fn in a transaction and commits when fn returns nil.
 	Update(ctx context.Context, fn func(tx Tx) error) error
+	// UpdateFleet is Update without changing the generation, for changes
+	// to nothing the public servers serve: the device tables of managed
+	// mode (and the audit entries recording them). A busy fleet would
+	// otherwise make every server reload its metadata at each poll. fn
+	// must not write products, releases, rollouts or metadata.
+	UpdateFleet(ctx context.Context, fn func(tx Tx) error) error
 	// Generation changes after every committed Update.
 	Generation(ctx context.Context) (int64, error)
 	// AddReport adds n to a report counter for the UTC day of at.

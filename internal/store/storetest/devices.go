@@ -256,3 +256,35 @@ func testDeviceEventsAndDelete(t *testing.T, s store.Store) {
 	err = s.Update(ctx, func(tx store.Tx) error { return tx.DeleteDevice(ctx, "d-a") })
 	wantNotFound(t, "DeleteDevice twice", err)
 }
+
+func testUpdateFleet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	seed(t, s, "p")
+	g := generation(t, s)
+	if err := s.UpdateFleet(ctx, func(tx store.Tx) error {
+		return tx.AddDevice(ctx, device("d-a", "p", "key-a", store.DevicePending))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Device(ctx, "d-a"); err != nil {
+		t.Errorf("device written by UpdateFleet: %v", err)
+	}
+	if got := generation(t, s); got != g {
+		t.Errorf("generation after UpdateFleet = %d, want %d unchanged", got, g)
+	}
+	boom := errors.New("boom")
+	err := s.UpdateFleet(ctx, func(tx store.Tx) error {
+		if err := tx.AddDevice(ctx, device("d-b", "p", "key-b", store.DevicePending)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("UpdateFleet returned %v, want fn's error", err)
+	}
+	_, err = s.Device(ctx, "d-b")
+	wantNotFound(t, "device of a rolled back UpdateFleet", err)
+	if got := generation(t, s); got != g {
+		t.Errorf("generation after a failed UpdateFleet = %d, want %d", got, g)
+	}
+}

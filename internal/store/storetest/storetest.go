@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EnrollmentTokens", testEnrollmentTokens},
 		{"PreauthorizedKeys", testPreauthorizedKeys},
 		{"DeviceEventsAndDelete", testDeviceEventsAndDelete},
+		{"UpdateFleet", testUpdateFleet},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
