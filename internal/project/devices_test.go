@@ -434,3 +434,48 @@ func TestPurgeDeviceEvents(t *testing.T) {
 		t.Errorf("events after purge = %+v, %v; want the recent one", es, err)
 	}
 }
+
+// TestEnrollTokenUsesUnderRace: ten devices enrol at once with a token of
+// three uses, on SQLite and on PostgreSQL: exactly three get in, the
+// others are refused for the token's uses, and the token has none left.
+func TestEnrollTokenUsesUnderRace(t *testing.T) {
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			ctx := t.Context()
+			p, _ := managedProject(t, db, clock.NewFake(t0))
+			tk, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: "thermostat", Uses: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := make([]ed25519.PublicKey, 10)
+			for i := range keys {
+				keys[i] = newKey(t)
+			}
+			errs := make(chan error, len(keys))
+			for _, k := range keys {
+				go func() {
+					_, err := p.Enroll(ctx, "thermostat", k, tk.Text)
+					errs <- err
+				}()
+			}
+			ok, refused := 0, 0
+			for range keys {
+				switch err := <-errs; {
+				case err == nil:
+					ok++
+				case errors.Is(err, project.ErrEnrollToken) && strings.Contains(err.Error(), "no uses left"):
+					refused++
+				default:
+					t.Errorf("Enroll: %v", err)
+				}
+			}
+			left, err := p.Store.EnrollmentToken(ctx, tk.Token.ID)
+			if ok != 3 || refused != 7 || err != nil || left.Uses != 0 {
+				t.Errorf("%d enrolled, %d refused, uses left %d (%v); want 3, 7, 0", ok, refused, left.Uses, err)
+			}
+			if ds, _ := p.Devices(ctx, store.DeviceFilter{Product: "thermostat"}); len(ds) != 3 {
+				t.Errorf("%d devices stored, want 3", len(ds))
+			}
+		})
+	}
+}
