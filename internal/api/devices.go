@@ -192,32 +192,21 @@ func (a *API) getDevicePolicy(w http.ResponseWriter, r *http.Request, _ project.
 	writeJSON(w, r, http.StatusOK, DevicePolicyOf(pol))
 }
 
-func (a *API) putMode(w http.ResponseWriter, r *http.Request, _ project.Principal) {
-	const action = project.ActionProductMode
-	product := r.PathValue("product")
-	var body ModeSet
-	if !decodeBody(w, r, &body) {
-		a.noteRefusal(r, action, product, "bad request body")
-		return
+// putPolicy is a PUT that changes a product's device policy with the
+// decoded body B.
+func putPolicy[B any](a *API, action string, set func(r *http.Request, product string, body B) (store.DevicePolicy, error)) func(http.ResponseWriter, *http.Request, project.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, _ project.Principal) {
+		product := r.PathValue("product")
+		var body B
+		if !decodeBody(w, r, &body) {
+			a.noteRefusal(r, action, product, "bad request body")
+			return
+		}
+		a.mutateDevices(w, r, action, product, http.StatusOK, func() (any, error) {
+			pol, err := set(r, product, body)
+			return DevicePolicyOf(pol), err
+		})
 	}
-	a.mutateDevices(w, r, action, product, http.StatusOK, func() (any, error) {
-		pol, err := a.p.SetProductMode(r.Context(), product, body.Mode)
-		return DevicePolicyOf(pol), err
-	})
-}
-
-func (a *API) putInventory(w http.ResponseWriter, r *http.Request, _ project.Principal) {
-	const action = project.ActionProductInventory
-	product := r.PathValue("product")
-	var body InventorySet
-	if !decodeBody(w, r, &body) {
-		a.noteRefusal(r, action, product, "bad request body")
-		return
-	}
-	a.mutateDevices(w, r, action, product, http.StatusOK, func() (any, error) {
-		pol, err := a.p.SetInventoryFields(r.Context(), product, body.Fields)
-		return DevicePolicyOf(pol), err
-	})
 }
 
 func (a *API) listEnrollmentTokens(w http.ResponseWriter, r *http.Request, _ project.Principal) {
@@ -402,8 +391,14 @@ func (a *API) eraseDevice(w http.ResponseWriter, r *http.Request, _ project.Prin
 func (a *API) deviceRoutes() []Route {
 	return []Route{
 		{"GET", Prefix + "/products/{product}/device-policy", access.Read, a.getDevicePolicy},
-		{"PUT", Prefix + "/products/{product}/mode", access.Devices, a.putMode},
-		{"PUT", Prefix + "/products/{product}/inventory", access.Devices, a.putInventory},
+		{"PUT", Prefix + "/products/{product}/mode", access.Devices, putPolicy(a, project.ActionProductMode,
+			func(r *http.Request, product string, b ModeSet) (store.DevicePolicy, error) {
+				return a.p.SetProductMode(r.Context(), product, b.Mode)
+			})},
+		{"PUT", Prefix + "/products/{product}/inventory", access.Devices, putPolicy(a, project.ActionProductInventory,
+			func(r *http.Request, product string, b InventorySet) (store.DevicePolicy, error) {
+				return a.p.SetInventoryFields(r.Context(), product, b.Fields)
+			})},
 		{"POST", Prefix + "/products/{product}/preauthorized-keys", access.Devices, a.preauthorize},
 		{"GET", Prefix + "/enrollment-tokens", access.Devices, a.listEnrollmentTokens},
 		{"POST", Prefix + "/enrollment-tokens", access.Devices, a.createEnrollmentToken},
