@@ -71,6 +71,14 @@ const (
 	Tokens Permission = "tokens"
 	// Settings: changing the server's settings.
 	Settings Permission = "settings"
+	// ReadDevices: the devices of managed products, their inventory and
+	// update history, and their export. Not part of Read: it is data about
+	// devices in the field, which a release manager does not need.
+	ReadDevices Permission = "devices.read"
+	// Devices: managing the fleet of managed products: product mode and
+	// inventory declaration, enrolment tokens, pre-authorised keys,
+	// accepting, rejecting, decommissioning and erasing devices.
+	Devices Permission = "devices"
 )
 
 // grants is the permission table. Admin does not imply the other roles'
@@ -80,11 +88,19 @@ const (
 // log: separating duties keeps every firmware and rollout change tied to
 // a token made for that job. The auditor reads everything, the audit log
 // included, and changes nothing.
+//
+// Devices go to the operator, who runs the fleet: enrolment tokens are
+// fleet credentials (the admin's Tokens are people's and systems' access
+// to the management API), and the product's mode and inventory
+// declaration decide what the server collects about devices, which the
+// one answering for the fleet decides. Erasing a device is the
+// operator's too. Reading device data is the operator's, the auditor's
+// and the admin's (who reads everything), not the release manager's.
 var grants = map[Role][]Permission{
-	Admin:          {Read, ReadAudit, Tokens, Settings},
+	Admin:          {Read, ReadAudit, Tokens, Settings, ReadDevices},
 	ReleaseManager: {Read, Push, Products},
-	Operator:       {Read, Rollouts},
-	Auditor:        {Read, ReadAudit},
+	Operator:       {Read, Rollouts, ReadDevices, Devices},
+	Auditor:        {Read, ReadAudit, ReadDevices},
 }
 
 // Allows says whether r grants p. An unknown role grants nothing.
@@ -101,6 +117,25 @@ const (
 	idBytes     = 8
 	secretBytes = 32
 )
+
+// Enrolment tokens (package project) have the same shape with their own
+// prefix, so one is never taken for a management token or the other way.
+const enrollPrefix = "uptrust-enroll_"
+
+// NewEnrollmentToken is NewToken for device enrolment tokens.
+func NewEnrollmentToken() (text, id, secretHash string, err error) {
+	text, id, secretHash, err = NewToken()
+	return enrollPrefix + strings.TrimPrefix(text, tokenPrefix), id, secretHash, err
+}
+
+// ParseEnrollmentToken is ParseToken for device enrolment tokens.
+func ParseEnrollmentToken(presented string) (id string, secret []byte, err error) {
+	rest, ok := strings.CutPrefix(presented, enrollPrefix)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: an enrolment token starts with %q", ErrMalformed, enrollPrefix)
+	}
+	return ParseToken(tokenPrefix + rest)
+}
 
 // ErrMalformed: a presented token does not have the token format.
 var ErrMalformed = errors.New("access: malformed token")

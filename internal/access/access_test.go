@@ -7,12 +7,12 @@ import (
 )
 
 func TestAllows(t *testing.T) {
-	all := []Permission{Read, ReadAudit, Push, Products, Rollouts, Tokens, Settings}
+	all := []Permission{Read, ReadAudit, Push, Products, Rollouts, Tokens, Settings, ReadDevices, Devices}
 	want := map[Role]string{
-		Admin:          "read audit.read tokens settings",
+		Admin:          "read audit.read tokens settings devices.read",
 		ReleaseManager: "read push products",
-		Operator:       "read rollouts",
-		Auditor:        "read audit.read",
+		Operator:       "read rollouts devices.read devices",
+		Auditor:        "read audit.read devices.read",
 		"root":         "",
 	}
 	for r, w := range want {
@@ -91,5 +91,23 @@ func TestCheckName(t *testing.T) {
 		if err := CheckName(bad); err == nil {
 			t.Errorf("CheckName(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestEnrollmentToken(t *testing.T) {
+	text, id, hash, err := NewEnrollmentToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotID, secret, err := ParseEnrollmentToken(text)
+	if err != nil || gotID != id || !SecretMatches(secret, hash) {
+		t.Fatalf("ParseEnrollmentToken(%q) = %q, %v; want id %q and a secret matching", text, gotID, err, id)
+	}
+	if _, _, err := ParseToken(text); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ParseToken accepted an enrolment token: %v", err)
+	}
+	mgmt, _, _, _ := NewToken()
+	if _, _, err := ParseEnrollmentToken(mgmt); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ParseEnrollmentToken accepted a management token: %v", err)
 	}
 }

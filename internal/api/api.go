@@ -152,7 +152,7 @@ func (a *API) Routes() []Route {
 }
 
 func (a *API) routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"GET", Prefix + "/openapi.json", "", a.getOpenAPI},
 		{"GET", Prefix + "/health", access.Read, a.getHealth},
 		{"GET", Prefix + "/settings", access.Read, a.getSettings},
@@ -184,7 +184,7 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/blobs/{sha256}", access.Push, a.getBlob},
 		{"HEAD", Prefix + "/blobs/{sha256}", access.Push, a.headBlob},
 		{"PUT", Prefix + "/blobs/{sha256}", access.Push, a.putBlob},
-	}
+	}, a.deviceRoutes()...)
 }
 
 // ServeHTTP implements http.Handler.
@@ -246,7 +246,7 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 		if !who.Allows(rt.Perm) {
 			msg := fmt.Sprintf("role %s may not %s %s (it needs permission %s, which %s grant)", who.Role, rt.Method, rt.Path, rt.Perm, joinRoles(rt.Roles()))
 			if r.Method != "GET" && r.Method != "HEAD" {
-				object := r.PathValue("product") + r.PathValue("name") + r.PathValue("sha256")
+				object := r.PathValue("product") + r.PathValue("name") + r.PathValue("sha256") + r.PathValue("device") + r.PathValue("id")
 				if item := r.PathValue("item"); item != "" {
 					object += "/" + item
 				}
@@ -285,6 +285,9 @@ func auditAction(rt *Route) string {
 		return project.ActionPush
 	case rt.Method == "PUT" && strings.Contains(rt.Path, "/blobs/"):
 		return "blob.upload"
+	}
+	if act := deviceAuditAction(rt.Method, rt.Path); act != "" {
+		return act
 	}
 	return "api." + strings.ToLower(rt.Method)
 }

@@ -19,7 +19,8 @@ import (
 // concrete fills a route's path parameters with objects the env has.
 func concrete(path string) string {
 	path = strings.Replace(path, "/metadata/{repo}/{role}/{version}", "/metadata/release/targets/1", 1)
-	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5", "{sha256}", matrixBlobSHA).Replace(path)
+	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5", "{sha256}", matrixBlobSHA,
+		"{device}", matrixDevice, "{id}", matrixEnrollToken).Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
@@ -61,6 +62,23 @@ var rolePolicy = map[string]string{
 	"GET /api/v1/metadata":                                  "admin,release-manager,operator,auditor",
 	"GET /api/v1/metadata/{repo}/{role}/{version}":          "admin,release-manager,operator,auditor",
 	"POST /api/v1/push":                                     "release-manager",
+	// Managed fleets: the operator runs the fleet (enrolment tokens are
+	// fleet credentials, not people's); device data is read by the
+	// operator, the auditor and the admin, not the release manager.
+	"GET /api/v1/products/{product}/device-policy":       "admin,release-manager,operator,auditor",
+	"PUT /api/v1/products/{product}/mode":                "operator",
+	"PUT /api/v1/products/{product}/inventory":           "operator",
+	"POST /api/v1/products/{product}/preauthorized-keys": "operator",
+	"GET /api/v1/enrollment-tokens":                      "operator",
+	"POST /api/v1/enrollment-tokens":                     "operator",
+	"DELETE /api/v1/enrollment-tokens/{id}":              "operator",
+	"GET /api/v1/devices":                                "admin,operator,auditor",
+	"GET /api/v1/devices/{device}":                       "admin,operator,auditor",
+	"GET /api/v1/devices/{device}/export":                "admin,operator,auditor",
+	"POST /api/v1/devices/{device}/accept":               "operator",
+	"POST /api/v1/devices/{device}/reject":               "operator",
+	"POST /api/v1/devices/{device}/decommission":         "operator",
+	"DELETE /api/v1/devices/{device}":                    "operator",
 }
 
 // isRead says whether a method only reads.
@@ -95,6 +113,16 @@ func TestAuthMatrix(t *testing.T) {
 				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
 			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
 				body = `{"metadata":[]}`
+			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/mode"):
+				body = `{"mode":"managed"}`
+			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/inventory"):
+				body = `{"fields":["version","hardware"]}`
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/preauthorized-keys"):
+				body = `{"public_key":"` + matrixKey + `"}`
+			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/enrollment-tokens"):
+				body = `{"product":"thermostat","uses":3,"expires":"2h"}`
+			case rt.Method == "POST" && strings.Contains(rt.Path, "/devices/"):
+				body = ""
 			case rt.Method == "POST":
 				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 				hdr = []string{"If-Match", e.etag("thermostat")}

@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,9 +25,18 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// matrixDevice and matrixEnrollToken are the ids of the pending device and
+// the enrolment token the newest env holds (tests in this package do not
+// run in parallel).
+var matrixDevice, matrixEnrollToken string
+
+// matrixKey is a public key the matrix pre-authorises.
+const matrixKey = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 
 // matrixBlob is a payload blob every env stores, for the blob routes.
 const (
@@ -83,6 +94,24 @@ func newEnv(t *testing.T) *env {
 	if info, err := p.Blobs.Put(ctx, strings.NewReader(matrixBlob), 0); err != nil || info.SHA256 != matrixBlobSHA {
 		t.Fatalf("storing the matrix blob: %+v, %v", info, err)
 	}
+	// Managed mode with one pending device and one enrolment token, for
+	// the device routes.
+	if _, err := p.SetProductMode(ctx, "thermostat", store.ModeManaged); err != nil {
+		t.Fatal(err)
+	}
+	et, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: "thermostat", Uses: 5, TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := p.Enroll(ctx, "thermostat", pub, et.Text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matrixDevice, matrixEnrollToken = dev.ID, et.Token.ID
 	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
 	// Real tokens, created through the project: one per role, one that
 	// expires, one revoked, and t-spare for the revocation route.
@@ -258,6 +287,12 @@ func (e *env) state() string {
 			b.WriteString(r + "/" + role + ":" + string(m.Body) + "\n")
 		}
 	}
+	// The fleet: policies, devices, enrolment tokens, pre-authorised keys.
+	pol, _ := e.p.DevicePolicy(t.Context(), "thermostat")
+	ds, _ := e.p.Store.Devices(t.Context(), store.DeviceFilter{})
+	ets, _ := e.p.Store.EnrollmentTokens(t.Context(), "")
+	pks, _ := e.p.Store.PreauthorizedKeys(t.Context(), "")
+	json.NewEncoder(&b).Encode([]any{pol, ds, ets, pks})
 	return b.String()
 }
 

@@ -43,7 +43,9 @@ func (g *globalRemote) define(fs *flag.FlagSet) {
 var remoteCommands = []string{"rollout start", "rollout set-percent", "rollout halt", "rollout resume", "rollout list",
 	"release list", "product list", "product show", "reports", "audit", "audit verify", "token create", "token list", "token revoke",
 	"settings show", "settings set", "compliance", "compliance attest", "compliance withdraw", "compliance attestations",
-	"compliance market"}
+	"compliance market", "product mode", "product inventory", "enrollment-token create", "enrollment-token list",
+	"enrollment-token revoke", "device list", "device show", "device accept", "device reject", "device decommission",
+	"device preauthorize", "device export", "device erase"}
 
 // checkGlobalRemote refuses --server or --token before a command that
 // cannot run against a server, which would otherwise run on the project

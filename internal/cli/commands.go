@@ -78,7 +78,7 @@ func cmdProduct(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "product", Synopsis: "add, list and show products; extend their support; set their update policy",
 		Sub: []*cmdline.Command{cmdProductAdd(env), cmdProductList(env), cmdProductShow(env),
 			{Name: "support", Synopsis: "change a product's support period", Sub: []*cmdline.Command{cmdProductSupportExtend(env)}},
-			cmdProductPolicy(env)}}
+			cmdProductPolicy(env), cmdProductMode(env), cmdProductInventory(env)}}
 }
 
 func cmdProductAdd(env Env) *cmdline.Command {

@@ -37,7 +37,8 @@ func settingsOfAPI(s api.Settings) (SettingsJSON, error) {
 		out.Overridden = []string{}
 	}
 	for table, dst := range map[string]*project.Period{store.TableReportCounts: &out.Retention.ReportCounts,
-		store.TableAudit: &out.Retention.Audit, store.TableTokens: &out.Retention.Tokens} {
+		store.TableAudit: &out.Retention.Audit, store.TableTokens: &out.Retention.Tokens,
+		store.TableDeviceEvents: &out.Retention.DeviceEvents} {
 		per, err := project.ParsePeriod(s.Retention[table])
 		if err != nil {
 			return out, fmt.Errorf("server: settings: retention of %s: %w", table, err)
@@ -138,6 +139,7 @@ refused rather than overwritten.`,
 				project.SettingRetentionReportCounts: fs.String("retention-report-counts", "", "how long daily report counters are kept: a `period` such as 400d, or default"),
 				project.SettingRetentionAudit:        fs.String("retention-audit", "", "how long audit entries are kept: a `period` such as 730d, or default"),
 				project.SettingRetentionTokens:       fs.String("retention-tokens", "", "how long revoked or expired tokens are kept: a `period` such as 730d, or default"),
+				project.SettingRetentionDeviceEvents: fs.String("retention-device-events", "", "how long device update events are kept: a `period` such as 180d, or default"),
 			}
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {

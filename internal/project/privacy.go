@@ -22,8 +22,9 @@ import (
 // report the moment it exists in the database.
 type PrivacyReport struct {
 	Generated time.Time `json:"generated"`
-	// Mode is the privacy mode of the project: "anonymous", the only one
-	// this server implements.
+	// Mode is the privacy mode of the project: "anonymous" while every
+	// product is anonymous, otherwise "managed: " and the managed
+	// products with their declared inventory fields.
 	Mode     string         `json:"mode"`
 	Database string         `json:"database"`
 	Tables   []TablePrivacy `json:"tables"`
@@ -91,6 +92,10 @@ var keptReasons = map[string]string{
 	"audit_chain":         "a single row: the anchor (last purged audit entry) and head of the audit hash chain, without which the remaining entries cannot be verified",
 	"leases":              "one row per job that only one server may do at a time (re-signing), replaced when another server takes it over",
 	"settings":            "at most one row per runtime setting (report threshold, retention periods), replaced when it changes; who changed it is in the audit log",
+	"device_policies":     "one row per product in managed mode or with declared inventory fields, replaced when the operator changes them",
+	"devices":             "one row per enrolled device of a managed product while it is in the fleet: uptrust device erase removes it (with its events and key), decommissioning keeps it refused until erased",
+	"enrollment_tokens":   "one row per enrolment token the operator created, kept so a device's enrolment can be traced to its token; revoke tokens no longer needed",
+	"preauthorized_keys":  "one row per device key the operator pre-authorised until that device enrols (the row then goes) or is erased",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The
@@ -123,9 +128,13 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("project: privacy report: %w", err)
 	}
+	mode, err := p.privacyMode(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("project: privacy report: %w", err)
+	}
 	r := &PrivacyReport{
 		Generated: p.Clock.Now().UTC(),
-		Mode:      "anonymous",
+		Mode:      mode,
 		Database:  p.DatabaseName(),
 		ReportK:   rs.ReportK,
 		DeviceRequests: "devices read the signed repositories under /repo/ with plain GET requests that carry no identifier: " +
@@ -187,7 +196,8 @@ func tablePrivacy(t store.Table, rs RuntimeSettings) TablePrivacy {
 		case store.TableAudit:
 			tp.Kept += fmt.Sprintf("; the log is a hash chain, so a purge removes its oldest entries up to the last one older than %s and records that entry's sequence number and hash in audit_chain as the anchor uptrust audit verify starts from",
 				humanPeriod(per))
-			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person"
+			tp.Kept += ". Every entry records who acted: the name and role of the management API token used (or cli), with the API request id. Token names are chosen by the operator and are kept in the log for this whole period, also after the token is revoked and deleted: name tokens after a job or system (ci, ops-oncall), not a person" +
+				". Entries of device management (device.*) name a managed device by its random id, never its key or inventory; they outlive uptrust device erase, which removes everything else about the device"
 		case store.TableTokens:
 			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s %s), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
 				humanPeriod(per), t.Name, src)
@@ -212,4 +222,26 @@ func humanPeriod(p Period) string {
 		return fmt.Sprintf("%d days", d/day)
 	}
 	return d.String()
+}
+
+// privacyMode describes the products in managed mode, or says anonymous.
+func (p *Project) privacyMode(ctx context.Context) (string, error) {
+	products, err := p.Store.Products(ctx)
+	if err != nil {
+		return "", err
+	}
+	var managed []string
+	for _, pr := range products {
+		pol, err := p.DevicePolicy(ctx, pr.Name)
+		if err != nil {
+			return "", err
+		}
+		if pol.Mode == store.ModeManaged {
+			managed = append(managed, fmt.Sprintf("%s (devices enrol with a key; inventory fields: %s)", pr.Name, strings.Join(append([]string{}, pol.Inventory...), ", ")))
+		}
+	}
+	if len(managed) == 0 {
+		return store.ModeAnonymous, nil
+	}
+	return "managed: " + strings.Join(managed, "; "), nil
 }

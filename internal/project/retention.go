@@ -76,6 +76,7 @@ const (
 	DefaultReportCountsRetention = Period(400 * day)
 	DefaultAuditRetention        = Period(730 * day)
 	DefaultTokensRetention       = Period(730 * day)
+	DefaultDeviceEventsRetention = Period(180 * day)
 	MinRetention                 = Period(day)
 )
 
@@ -96,6 +97,11 @@ type Retention struct {
 	// record (default 730 days, the audit log's default, so the tokens
 	// audit entries name can be looked up as long as the entries exist).
 	Tokens Period `json:"tokens"`
+	// DeviceEvents bounds the per-device update history of managed
+	// devices (default 180 days: long enough to follow a rollout and
+	// investigate a failure, short enough not to become a record of each
+	// device's life).
+	DeviceEvents Period `json:"device_events"`
 }
 
 // UnmarshalJSON reads the object and refuses unknown keys.
@@ -105,7 +111,7 @@ func (r *Retention) UnmarshalJSON(b []byte) error {
 	dec.DisallowUnknownFields()
 	var v plain
 	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("retention: %w (known tables: %s, %s, %s)", err, store.TableReportCounts, store.TableAudit, store.TableTokens)
+		return fmt.Errorf("retention: %w (known tables: %s, %s, %s, %s)", err, store.TableReportCounts, store.TableAudit, store.TableTokens, store.TableDeviceEvents)
 	}
 	*r = Retention(v)
 	return nil
@@ -120,6 +126,9 @@ func (r *Retention) setDefaults() {
 	}
 	if r.Tokens == 0 {
 		r.Tokens = DefaultTokensRetention
+	}
+	if r.DeviceEvents == 0 {
+		r.DeviceEvents = DefaultDeviceEventsRetention
 	}
 }
 
@@ -146,6 +155,7 @@ func (r Retention) Tables() []TableRetention {
 		{store.TableReportCounts, r.ReportCounts},
 		{store.TableAudit, r.Audit},
 		{store.TableTokens, r.Tokens},
+		{store.TableDeviceEvents, r.DeviceEvents},
 	}
 }
 
@@ -203,6 +213,11 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 	res := Purged{At: now}
 	rs, err := p.Runtime(ctx)
 	if err != nil {
+		return res, fmt.Errorf("project: purge: %w", err)
+	}
+	if err := rs.Retention.Validate(); err != nil {
+		// A zero period (a Retention built without defaults) would
+		// delete every row of its table.
 		return res, fmt.Errorf("project: purge: %w", err)
 	}
 	for _, t := range rs.Retention.Tables() {

@@ -184,7 +184,8 @@ func TestPurge(t *testing.T) {
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(start)
 	p := initDev(t, clk) // audit: two project.init entries and the admin token.create at start
-	p.Config.Retention = project.Retention{ReportCounts: project.Period(10 * day), Audit: project.Period(30 * day), Tokens: project.Period(30 * day)}
+	p.Config.Retention = project.Retention{ReportCounts: project.Period(10 * day), Audit: project.Period(30 * day), Tokens: project.Period(30 * day),
+		DeviceEvents: project.Period(30 * day)}
 	addProduct(t, p, thermostat()) // audit at start
 	clk.Advance(20 * day)
 	addRelease(t, p, releaseSpec("thermostat", "1.1.0", 1, "image")) // audit at start+20d
@@ -210,6 +211,7 @@ func TestPurge(t *testing.T) {
 		{Table: store.TableAudit, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 4},
 		// The admin token made by init is neither revoked nor expired.
 		{Table: store.TableTokens, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 0},
+		{Table: store.TableDeviceEvents, Period: project.Period(30 * day), Before: now.Add(-30 * day), Rows: 0},
 	}
 	if !res.At.Equal(now) || !slices.Equal(res.Tables, want) || res.Rows() != 6 {
 		t.Errorf("Purge = %+v\nwant at %v: %+v", res, now, want)

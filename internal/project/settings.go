@@ -32,10 +32,12 @@ const (
 	SettingRetentionReportCounts = "retention." + store.TableReportCounts
 	SettingRetentionAudit        = "retention." + store.TableAudit
 	SettingRetentionTokens       = "retention." + store.TableTokens
+	SettingRetentionDeviceEvents = "retention." + store.TableDeviceEvents
 )
 
 // SettingNames lists the runtime settings in the order they are shown.
-var SettingNames = []string{SettingReportK, SettingRetentionReportCounts, SettingRetentionAudit, SettingRetentionTokens}
+var SettingNames = []string{SettingReportK, SettingRetentionReportCounts, SettingRetentionAudit, SettingRetentionTokens,
+	SettingRetentionDeviceEvents}
 
 // RuntimeSettings are the values in effect: uptrust.json's, with the
 // stored overrides applied.
@@ -83,6 +85,8 @@ func (s *RuntimeSettings) set(name, v string) error {
 		s.Retention.Audit = per
 	case SettingRetentionTokens:
 		s.Retention.Tokens = per
+	case SettingRetentionDeviceEvents:
+		s.Retention.DeviceEvents = per
 	default:
 		return fmt.Errorf("unknown setting %q (known: %s)", name, strings.Join(SettingNames, ", "))
 	}

@@ -12,8 +12,10 @@
 //     sequence numbers; only Purge removes entries, and only a prefix.
 //   - Purge and AddReport do not change the generation: neither touches
 //     served metadata.
-//   - No table holds a device identifier or a client address (see
-//     Describe: every table and column states its purpose).
+//   - No table holds a client address, and only the device tables of
+//     managed mode (devices.go) and audit entries of device management
+//     name a device (see Describe: every table and column states its
+//     purpose).
 package store
 
 import (
@@ -142,7 +144,9 @@ type ReportCount struct {
 // objects the operator chose (products, releases, repositories, token
 // names) and who acted: the name and role of the API token used, which is
 // whatever name the operator gave the token (a person's name if they chose
-// one), or ActorCLI. It never names a device or a client address.
+// one), or ActorCLI. It never names a client address. Device management
+// entries (device.*) name a device by its random server-assigned ID only,
+// never its key or inventory values; they stay when the device is erased.
 //
 // Entries form a hash chain (see auditchain.go): AddAudit assigns Seq,
 // PrevHash and Hash, so what a caller sets there is ignored.
@@ -298,6 +302,33 @@ type Reader interface {
 	Market(ctx context.Context, product string) (Market, error)
 	// Settings returns every stored setting override, ordered by name.
 	Settings(ctx context.Context) ([]Setting, error)
+
+	// DevicePolicy returns a product's device policy, or an error
+	// wrapping ErrNotFound when none is stored (the product is then
+	// anonymous).
+	DevicePolicy(ctx context.Context, product string) (DevicePolicy, error)
+	// Device returns the device with id; ErrNotFound when unknown.
+	Device(ctx context.Context, id string) (Device, error)
+	// DeviceByKey returns the device holding publicKey; ErrNotFound when
+	// none does.
+	DeviceByKey(ctx context.Context, publicKey string) (Device, error)
+	// Devices returns the devices f selects, ordered by ID.
+	Devices(ctx context.Context, f DeviceFilter) ([]Device, error)
+	// EnrollmentToken returns the enrolment token with id; ErrNotFound
+	// when unknown.
+	EnrollmentToken(ctx context.Context, id string) (EnrollmentToken, error)
+	// EnrollmentTokens returns a product's enrolment tokens (every
+	// product's when product is ""), revoked and used ones included,
+	// ordered by creation, then ID.
+	EnrollmentTokens(ctx context.Context, product string) ([]EnrollmentToken, error)
+	// PreauthorizedKey returns the pre-authorisation of publicKey;
+	// ErrNotFound when there is none.
+	PreauthorizedKey(ctx context.Context, publicKey string) (PreauthorizedKey, error)
+	// PreauthorizedKeys returns a product's pre-authorised keys (every
+	// product's when product is ""), ordered by creation, then key.
+	PreauthorizedKeys(ctx context.Context, product string) ([]PreauthorizedKey, error)
+	// DeviceEvents returns a device's events in Seq order.
+	DeviceEvents(ctx context.Context, device string) ([]DeviceEvent, error)
 }
 
 // Tx is a transaction: reads see its own writes.
@@ -341,6 +372,36 @@ type Tx interface {
 	// DeleteSetting removes the override name, so the setting takes its
 	// value from uptrust.json again; an absent override is not an error.
 	DeleteSetting(ctx context.Context, name string) error
+
+	// PutDevicePolicy creates or replaces a product's device policy; an
+	// unknown product is ErrNotFound, a mode other than ModeAnonymous or
+	// ModeManaged an error.
+	PutDevicePolicy(ctx context.Context, p DevicePolicy) error
+	// AddDevice stores d. A taken ID or PublicKey is ErrConflict, an
+	// unknown product ErrNotFound; ID and PublicKey must not be empty and
+	// State must be a Device state constant.
+	AddDevice(ctx context.Context, d Device) error
+	// PutDevice replaces the State, Inventory and Updated of the device
+	// d.ID; ErrNotFound when unknown.
+	PutDevice(ctx context.Context, d Device) error
+	// DeleteDevice removes the device id, its events and the
+	// pre-authorisation of its key; ErrNotFound when unknown.
+	DeleteDevice(ctx context.Context, id string) error
+	// AddEnrollmentToken stores e; a taken ID is ErrConflict, an unknown
+	// product ErrNotFound; Revoked must be zero and Uses not negative.
+	AddEnrollmentToken(ctx context.Context, e EnrollmentToken) error
+	// PutEnrollmentToken replaces the Uses and Revoked of the token e.ID;
+	// ErrNotFound when unknown.
+	PutEnrollmentToken(ctx context.Context, e EnrollmentToken) error
+	// AddPreauthorizedKey stores k; a key pre-authorised already is
+	// ErrConflict, an unknown product ErrNotFound.
+	AddPreauthorizedKey(ctx context.Context, k PreauthorizedKey) error
+	// DeletePreauthorizedKey removes the pre-authorisation of publicKey;
+	// absent is not an error.
+	DeletePreauthorizedKey(ctx context.Context, publicKey string) error
+	// AddDeviceEvent appends e to its device's history, setting Seq to
+	// one more than the device's last; an unknown device is ErrNotFound.
+	AddDeviceEvent(ctx context.Context, e DeviceEvent) error
 }
 
 // Store is a persistent store.
@@ -348,6 +409,12 @@ type Store interface {
 	Reader
 	// Update runs fn in a transaction and commits when fn returns nil.
 	Update(ctx context.Context, fn func(tx Tx) error) error
+	// UpdateFleet is Update without changing the generation, for changes
+	// to nothing the public servers serve: the device tables of managed
+	// mode (and the audit entries recording them). A busy fleet would
+	// otherwise make every server reload its metadata at each poll. fn
+	// must not write products, releases, rollouts or metadata.
+	UpdateFleet(ctx context.Context, fn func(tx Tx) error) error
 	// Generation changes after every committed Update.
 	Generation(ctx context.Context) (int64, error)
 	// AddReport adds n to a report counter for the UTC day of at.
@@ -365,7 +432,8 @@ type Store interface {
 	// chain (a cut must leave the chain whole; the clock going back is the
 	// only way an earlier entry is newer). The last removed entry becomes
 	// the chain's anchor, in the same transaction. TableTokens: tokens
-	// revoked or expired before before. Any other table fails with
+	// revoked or expired before before. TableDeviceEvents: events whose
+	// Time is before before. Any other table fails with
 	// ErrNotPurgeable.
 	Purge(ctx context.Context, table string, before time.Time) (int64, error)
 	// TouchToken records day (truncated to its UTC day) as the token's

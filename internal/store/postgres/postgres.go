@@ -191,6 +191,15 @@ func (s *Store) Close() error {
 // the Tx see its writes; reads through the Store during fn see the state
 // before it.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.update(ctx, fn, true)
+}
+
+// UpdateFleet is Update without bumping the generation; see store.Store.
+func (s *Store) UpdateFleet(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.update(ctx, fn, false)
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error, bump bool) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return dbErr(ctx, "begin update", err)
@@ -212,9 +221,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 		return err
 	}
 	finished = true
-	if _, err := tx.Exec(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return dbErr(ctx, "bump generation", err)
+	if bump {
+		if _, err := tx.Exec(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return dbErr(ctx, "bump generation", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return dbErr(ctx, "commit update", err)

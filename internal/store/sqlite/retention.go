@@ -25,10 +25,13 @@ func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int6
 	var query, arg string
 	var err error
 	switch {
-	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens:
+	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens &&
+		table != store.TableDeviceEvents:
 		return 0, fmt.Errorf("store/sqlite: %s: %w", what, store.ErrNotPurgeable)
 	case before.Before(minStorable):
 		return 0, nil
+	case table == store.TableDeviceEvents:
+		return s.purgeDeviceEvents(ctx, before)
 	case table == store.TableAudit:
 		return s.purgeAudit(ctx, before)
 	case table == store.TableReportCounts:

@@ -210,6 +210,61 @@ CREATE TABLE settings ( -- purpose: project settings changed while servers run (
 CREATE INDEX audit_by_action ON audit (action, seq);
 CREATE INDEX audit_by_actor ON audit (actor, seq);
 `,
+	// 7: managed mode: device policies of products, devices known by
+	// their Ed25519 public key, enrolment tokens, pre-authorised keys and
+	// the per-device update history.
+	`
+CREATE TABLE device_policies ( -- purpose: how each product treats its devices (uptrust product mode, uptrust product inventory): anonymous or managed, and which inventory fields managed devices may report; a product without a row is anonymous; holds no device data
+	product TEXT PRIMARY KEY REFERENCES products (name), -- purpose: product the policy is for
+	mode TEXT NOT NULL CHECK (mode IN ('anonymous', 'managed')), -- purpose: anonymous (devices unknown to the server) or managed (devices enrol with a key)
+	inventory TEXT NOT NULL, -- purpose: JSON array of the inventory field names the product declared; devices may report these and nothing else
+	updated TEXT NOT NULL -- purpose: when the policy was last changed (UTC); who changed it is in the audit log
+) STRICT;
+
+CREATE TABLE devices ( -- purpose: enrolled devices of managed products: their public key, whether the operator accepted them, and the inventory fields the product declared; no client address, no private key; removed whole by uptrust device erase
+	id TEXT PRIMARY KEY CHECK (id <> ''), -- purpose: random identifier the server assigned at enrolment, derived from nothing on the device; names the device in the API and the audit log
+	product TEXT NOT NULL REFERENCES products (name), -- purpose: product the device enrolled for
+	public_key TEXT NOT NULL UNIQUE CHECK (public_key <> ''), -- purpose: the device's Ed25519 public key (base64), which authenticates its requests; only public keys are stored, so a leaked database lets no one act as a device
+	state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected', 'decommissioned')), -- purpose: whether the operator accepted the device; only accepted devices get updates
+	inventory TEXT NOT NULL, -- purpose: JSON object of the declared inventory fields the device reported (such as hardware, version); undeclared fields are refused, never stored
+	enrolled TEXT NOT NULL, -- purpose: when the device enrolled (UTC)
+	updated TEXT NOT NULL -- purpose: when its state or inventory last changed (UTC)
+) STRICT;
+
+CREATE INDEX devices_by_product ON devices (product, state, id);
+
+CREATE TABLE enrollment_tokens ( -- purpose: tokens that let devices of one product enrol (uptrust enrollment-token create); holds a hash of each secret, never the secret, and no device data
+	id TEXT PRIMARY KEY CHECK (id <> ''), -- purpose: public identifier that is part of the token, by which it is looked up
+	product TEXT NOT NULL REFERENCES products (name), -- purpose: product whose devices may enrol with the token
+	secret_hash TEXT NOT NULL CHECK (secret_hash <> ''), -- purpose: hex SHA-256 of the token's random secret; the secret is shown once when the token is created
+	uses INTEGER NOT NULL CHECK (uses >= 0), -- purpose: how many more enrolments the token allows
+	auto_accept INTEGER NOT NULL CHECK (auto_accept IN (0, 1)), -- purpose: 1 when devices enrolling with the token are accepted at once, 0 when they wait for the operator
+	created TEXT NOT NULL, -- purpose: when the token was created (UTC)
+	expires TEXT NOT NULL, -- purpose: when the token stops being accepted (UTC)
+	revoked TEXT NOT NULL -- purpose: when the token was revoked (UTC); empty while it is not
+) STRICT;
+
+CREATE TABLE preauthorized_keys ( -- purpose: device public keys the operator accepted before the device enrolled (uptrust device preauthorize), so that device is accepted when it enrols; removed with the device by uptrust device erase
+	public_key TEXT PRIMARY KEY CHECK (public_key <> ''), -- purpose: the device's Ed25519 public key (base64)
+	product TEXT NOT NULL REFERENCES products (name), -- purpose: product the device may enrol for
+	created TEXT NOT NULL -- purpose: when the key was pre-authorised (UTC)
+) STRICT;
+
+CREATE TABLE device_events ( -- purpose: per-device update history of managed devices (offered, downloading, installing, rebooting, succeeded, failed, rolled back, skipped), for the operator and rollouts; purged after the device_events retention and removed with the device by uptrust device erase
+	device TEXT NOT NULL REFERENCES devices (id), -- purpose: device the event is about
+	seq INTEGER NOT NULL CHECK (seq >= 1), -- purpose: order of the device's events, from 1
+	time TEXT NOT NULL, -- purpose: when the server received the event (UTC); events older than the device_events retention are purged
+	kind TEXT NOT NULL CHECK (kind IN ('offered', 'downloading', 'installing', 'rebooting', 'succeeded', 'failed', 'rolled_back', 'skipped')), -- purpose: the step of the update
+	version TEXT NOT NULL, -- purpose: release version the event is about
+	progress INTEGER NOT NULL CHECK (progress BETWEEN 0 AND 100), -- purpose: download progress in percent while downloading
+	error_class TEXT NOT NULL, -- purpose: coarse class of a failure, empty otherwise
+	message TEXT NOT NULL, -- purpose: short failure message from the device agent, empty otherwise
+	reason TEXT NOT NULL, -- purpose: why an update was skipped (such as postponed by the owner), empty otherwise; an owner's choice is not a failure
+	PRIMARY KEY (device, seq)
+) STRICT;
+
+CREATE INDEX device_events_by_time ON device_events (time);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its

@@ -163,6 +163,15 @@ func (s *Store) Close() error {
 // the state before it. fn must not call the Store's write methods (Update,
 // AddReport, Purge): they wait for the connection fn holds until ctx ends.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.update(ctx, fn, true)
+}
+
+// UpdateFleet is Update without bumping the generation; see store.Store.
+func (s *Store) UpdateFleet(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.update(ctx, fn, false)
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error, bump bool) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return dbErr(ctx, "begin update", err)
@@ -179,9 +188,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 		return err
 	}
 	finished = true
-	if _, err := sqlTx.ExecContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
-		_ = sqlTx.Rollback()
-		return dbErr(ctx, "bump generation", err)
+	if bump {
+		if _, err := sqlTx.ExecContext(ctx, `UPDATE generation SET value = value + 1 WHERE id = 1`); err != nil {
+			_ = sqlTx.Rollback()
+			return dbErr(ctx, "bump generation", err)
+		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return dbErr(ctx, "commit update", err)

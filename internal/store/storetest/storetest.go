@@ -86,6 +86,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Attestations", testAttestations},
 		{"Market", testMarket},
 		{"Settings", testSettings},
+		{"DevicePolicy", testDevicePolicy},
+		{"Devices", testDevices},
+		{"EnrollmentTokens", testEnrollmentTokens},
+		{"PreauthorizedKeys", testPreauthorizedKeys},
+		{"DeviceEventsAndDelete", testDeviceEventsAndDelete},
+		{"UpdateFleet", testUpdateFleet},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,66 @@
+package project_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/uptrust/uptrust/internal/clock"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// BenchmarkEnroll enrols b.N devices of a managed product on SQLite with
+// one token, each followed by an inventory of three fields: the time per
+// device (two transactions, each synced, and an audit entry), and how much
+// uptrust.db and its WAL grew per device (the WAL holds pages until a
+// checkpoint, so a rough figure, not the size of a row).
+func BenchmarkEnroll(b *testing.B) {
+	ctx := b.Context()
+	p, err := project.Init(ctx, b.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clock.NewFake(t0)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.AddProduct(ctx, thermostat()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetProductMode(ctx, "thermostat", store.ModeManaged); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetInventoryFields(ctx, "thermostat", []string{"version", "hardware", "slot"}); err != nil {
+		b.Fatal(err)
+	}
+	tk, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: "thermostat", Uses: b.N})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]ed25519.PublicKey, b.N)
+	for i := range keys {
+		keys[i], _, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	size := func() int64 {
+		var n int64
+		for _, f := range []string{"uptrust.db", "uptrust.db-wal"} {
+			if fi, err := os.Stat(filepath.Join(p.Dir, f)); err == nil {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	before := size()
+	b.ResetTimer()
+	for i := range b.N {
+		d, err := p.Enroll(ctx, "thermostat", keys[i], tk.Text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.UpdateInventory(ctx, d.ID, map[string]string{"version": "1.1.0", "hardware": "rev-a", "slot": "a"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(size()-before)/float64(b.N), "dbbytes/device")
+}

@@ -1,0 +1,122 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"regexp"
+	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/sqldevice"
+	"github.com/uptrust/uptrust/internal/store/sqlrow"
+)
+
+// The device tables of managed mode (schema 7) are implemented once in
+// internal/store/sqldevice; db adapts a querier to it.
+
+type db struct{ q querier }
+
+var placeholder = regexp.MustCompile(`\$(\d+)`)
+
+// rewrite turns PostgreSQL's $n into SQLite's ?n, which binds the n-th
+// argument the same way.
+func rewrite(query string) string { return placeholder.ReplaceAllString(query, "?$1") }
+
+func (db) Name() string { return "store/sqlite" }
+
+func (d db) QueryRow(ctx context.Context, query string, args ...any) sqlrow.Scanner {
+	return d.q.QueryRowContext(ctx, rewrite(query), args...)
+}
+
+type rows struct{ *sql.Rows }
+
+func (r rows) Close() { _ = r.Rows.Close() }
+
+func (d db) Query(ctx context.Context, query string, args ...any) (sqldevice.Rows, error) {
+	r, err := d.q.QueryContext(ctx, rewrite(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows{r}, nil
+}
+
+func (d db) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := d.q.ExecContext(ctx, rewrite(query), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (db) NoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+func (db) Unique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+func (db) Err(ctx context.Context, what string, err error) error { return dbErr(ctx, what, err) }
+
+func (r reader) DevicePolicy(ctx context.Context, product string) (store.DevicePolicy, error) {
+	return sqldevice.DevicePolicy(ctx, db{r.q}, product)
+}
+func (r reader) Device(ctx context.Context, id string) (store.Device, error) {
+	return sqldevice.Device(ctx, db{r.q}, id)
+}
+func (r reader) DeviceByKey(ctx context.Context, key string) (store.Device, error) {
+	return sqldevice.DeviceByKey(ctx, db{r.q}, key)
+}
+func (r reader) Devices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
+	return sqldevice.Devices(ctx, db{r.q}, f)
+}
+func (r reader) EnrollmentToken(ctx context.Context, id string) (store.EnrollmentToken, error) {
+	return sqldevice.EnrollmentToken(ctx, db{r.q}, id)
+}
+func (r reader) EnrollmentTokens(ctx context.Context, product string) ([]store.EnrollmentToken, error) {
+	return sqldevice.EnrollmentTokens(ctx, db{r.q}, product)
+}
+func (r reader) PreauthorizedKey(ctx context.Context, key string) (store.PreauthorizedKey, error) {
+	return sqldevice.PreauthorizedKey(ctx, db{r.q}, key)
+}
+func (r reader) PreauthorizedKeys(ctx context.Context, product string) ([]store.PreauthorizedKey, error) {
+	return sqldevice.PreauthorizedKeys(ctx, db{r.q}, product)
+}
+func (r reader) DeviceEvents(ctx context.Context, device string) ([]store.DeviceEvent, error) {
+	return sqldevice.DeviceEvents(ctx, db{r.q}, device)
+}
+
+func (t *txn) PutDevicePolicy(ctx context.Context, p store.DevicePolicy) error {
+	return sqldevice.PutDevicePolicy(ctx, db{t.q}, p)
+}
+func (t *txn) AddDevice(ctx context.Context, d store.Device) error {
+	return sqldevice.AddDevice(ctx, db{t.q}, d)
+}
+func (t *txn) PutDevice(ctx context.Context, d store.Device) error {
+	return sqldevice.PutDevice(ctx, db{t.q}, d)
+}
+func (t *txn) DeleteDevice(ctx context.Context, id string) error {
+	return sqldevice.DeleteDevice(ctx, db{t.q}, id)
+}
+func (t *txn) AddEnrollmentToken(ctx context.Context, e store.EnrollmentToken) error {
+	return sqldevice.AddEnrollmentToken(ctx, db{t.q}, e)
+}
+func (t *txn) PutEnrollmentToken(ctx context.Context, e store.EnrollmentToken) error {
+	return sqldevice.PutEnrollmentToken(ctx, db{t.q}, e)
+}
+func (t *txn) AddPreauthorizedKey(ctx context.Context, k store.PreauthorizedKey) error {
+	return sqldevice.AddPreauthorizedKey(ctx, db{t.q}, k)
+}
+func (t *txn) DeletePreauthorizedKey(ctx context.Context, key string) error {
+	return sqldevice.DeletePreauthorizedKey(ctx, db{t.q}, key)
+}
+func (t *txn) AddDeviceEvent(ctx context.Context, e store.DeviceEvent) error {
+	return sqldevice.AddDeviceEvent(ctx, db{t.q}, e)
+}
+
+// purgeDeviceEvents is Purge of store.TableDeviceEvents.
+func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64, error) {
+	return sqldevice.PurgeEvents(ctx, db{s.w}, before)
+}
