@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench-checks-postgres.sh — update checks per second with the server's store
-# on SQLite against the same server on PostgreSQL, and nginx serving the same
+# on SQLite against the same server on PostgreSQL (with its payloads in S3 when
+# SeaweedFS is built), and nginx serving the same
 # bytes, in one run (alternating rounds). Every request is the conditional
 # GET a device sends on each update check: /repo/fleet/metadata/timestamp.json
 # with If-None-Match: <the server's own ETag> → 304. The server answers from
@@ -65,6 +66,24 @@ DSN=$(head -1 "$WORK/pg.url")
 [[ -n $DSN ]] || { cat "$WORK/pg.log" >&2; die "PostgreSQL did not start"; }
 echo "postgres: $DSN"
 
+# The PostgreSQL server keeps its payloads in S3 (SeaweedFS, bench/s3server)
+# when the weed binary is there: the deployment the issue names. Payloads
+# are not on the update-check path either.
+BLOBS=()
+go build -o "$WORK/s3server" ./bench/s3server
+"$WORK/s3server" -dir "$WORK/s3" >"$WORK/s3.env" 2>"$WORK/s3.log" &
+PIDS+=($!)
+{
+	for ((i = 0; i < 1200; i++)); do grep -q AWS_SECRET "$WORK/s3.env" 2>/dev/null && break; sleep 0.1; done
+	if grep -q AWS_SECRET "$WORK/s3.env"; then
+		set -a; . "$WORK/s3.env"; set +a
+		BLOBS=(--blobs "$S3_URL")
+		echo "s3: $S3_URL"
+	else
+		echo "s3: SeaweedFS did not start (scripts/build-seaweedfs.sh builds it); PostgreSQL server on filesystem blobs"
+	fi
+}
+
 declare -A URL ETAG PID
 for kind in sqlite postgres; do
 	db=()
@@ -72,7 +91,9 @@ for kind in sqlite postgres; do
 	"$WORK/uptrust" init --dev --dir "$WORK/$kind" "${db[@]}" >"$WORK/init-$kind.log" 2>&1 ||
 		{ cat "$WORK/init-$kind.log" >&2; die "init ($kind) failed"; }
 	port=$(free_port)
-	"$WORK/uptrust" serve --dir "$WORK/$kind" --listen "127.0.0.1:$port" >"$WORK/serve-$kind.log" 2>&1 &
+	blobs=()
+	[[ $kind == postgres ]] && blobs=("${BLOBS[@]}")
+	"$WORK/uptrust" serve --dir "$WORK/$kind" --listen "127.0.0.1:$port" "${blobs[@]}" >"$WORK/serve-$kind.log" 2>&1 &
 	PIDS+=($!)
 	PID[$kind]=$!
 	URL[$kind]="http://127.0.0.1:$port$META_PATH"

@@ -22,7 +22,7 @@
 # server's from VmHWM after all rounds of its storage.
 #
 # Usage: scripts/bench-push-blob.sh   (from the repository root)
-# Env:   SIZE_MIB (512), ROUNDS (3), BENCH_DIR (parent of the scratch
+# Env:   SIZE_MIB (512), ROUNDS (3), MODE (blob | command), BENCH_DIR (parent of the scratch
 #        directory; default $TMPDIR or /var/tmp)
 # Needs: go, curl, nginx (with the dav module; Debian nginx-light has it),
 #        /usr/bin/time, python3, sha256sum, about 3 * SIZE_MIB MiB of disk.
@@ -31,7 +31,12 @@ cd "$(dirname "$0")/.."
 
 SIZE_MIB=${SIZE_MIB:-512}
 ROUNDS=${ROUNDS:-3}
+# MODE=blob (default) times upload.Blob alone (bench/pushblob); MODE=command
+# times the whole `uptrust push` of a release published offline with
+# `uptrust release add` (not timed), the server started from a server kit.
+MODE=${MODE:-blob}
 die() { echo "bench-push-blob: $*" >&2; exit 1; }
+[[ $MODE == blob || $MODE == command ]] || die "MODE must be blob or command"
 for tool in go curl python3 sha256sum; do command -v "$tool" >/dev/null || die "$tool not found"; done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install time)"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -131,14 +136,29 @@ for st in "${STORAGES[@]}"; do
 	P=$WORK/proj-$st
 	blobs=()
 	[[ $st == s3 ]] && blobs=(--blobs "$S3_URL")
-	"$WORK/uptrust" init --dev --dir "$P" >"$WORK/init-$st.log" 2>&1 || { cat "$WORK/init-$st.log" >&2; die "init failed"; }
-	TOKEN=$("$WORK/uptrust" token create --role release-manager --name bench --expires 1d --dir "$P" 2>/dev/null)
+	if [[ $MODE == command ]]; then
+		# The whole command: an offline project publishes a release per
+		# round, the server starts from its server kit.
+		OFF=$WORK/offline-$st
+		"$WORK/uptrust" init --dev --dir "$OFF" >"$WORK/init-$st.log" 2>&1 || { cat "$WORK/init-$st.log" >&2; die "init failed"; }
+		"$WORK/uptrust" product add thermostat --hardware rev-a --support-until 2031-12-31 --dir "$OFF" >/dev/null
+		"$WORK/uptrust" server-kit --dir "$OFF" --out "$P" >/dev/null
+	else
+		"$WORK/uptrust" init --dev --dir "$P" >"$WORK/init-$st.log" 2>&1 || { cat "$WORK/init-$st.log" >&2; die "init failed"; }
+	fi
 	APORT=$(free_port)
+	[[ $MODE == command ]] && blobs+=(--bootstrap-token-file "$P/admin-token")
 	"$WORK/uptrust" serve --dir "$P" "${blobs[@]}" --listen "127.0.0.1:$(free_port)" --admin-listen "127.0.0.1:$APORT" \
 		>"$WORK/serve-$st.log" 2>&1 &
 	SPID=$!
 	PIDS+=("$SPID")
 	wait_http "http://127.0.0.1:$APORT/api/v1/openapi.json" || { cat "$WORK/serve-$st.log" >&2; die "serve ($st) did not start"; }
+	if [[ $MODE == command ]]; then
+		TOKEN=$("$WORK/uptrust" token create --role release-manager --name bench --expires 1d \
+			--server "http://127.0.0.1:$APORT" --token "$(cat "$P/admin-token")" 2>/dev/null)
+	else
+		TOKEN=$("$WORK/uptrust" token create --role release-manager --name bench --expires 1d --dir "$P" 2>/dev/null)
+	fi
 	for ((round = 1; round <= ROUNDS; round++)); do
 		printf '%s-%s-%s' "$st" "$round" "$RANDOM" | dd of="$FILE" bs=1 seek=0 conv=notrunc 2>/dev/null
 		SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
@@ -150,6 +170,11 @@ for st in "${STORAGES[@]}"; do
 				"$S3_ENDPOINT/$S3_BUCKET/curl-$round")
 		fi
 		push_cmd=("$WORK/pushblob" -server "http://127.0.0.1:$APORT" -token "$TOKEN" -sha "$SHA" "$FILE")
+		if [[ $MODE == command ]]; then
+			"$WORK/uptrust" release add thermostat "1.$round.0" "$FILE" --kind security --security-version 1 --dir "$OFF" >/dev/null 2>&1 ||
+				die "release add failed"
+			push_cmd=("$WORK/uptrust" push --dir "$OFF" --server "http://127.0.0.1:$APORT" --token "$TOKEN")
+		fi
 		if ((round % 2)); then
 			read -r c_wall c_rss < <(measure "${curl_cmd[@]}")
 			read -r p_wall p_rss < <(measure "${push_cmd[@]}")
@@ -160,7 +185,9 @@ for st in "${STORAGES[@]}"; do
 		if [[ $st == fs ]]; then
 			cmp -s "$FILE" "$P/blobs/sha256/${SHA:0:2}/$SHA" || die "the server's blob differs from the file"
 			cmp -s "$FILE" "$WORK/dav/r$round.img" || die "nginx's file differs from the file"
-			rm -f "$P/blobs/sha256/${SHA:0:2}/$SHA" "$WORK/dav/r$round.img"
+			# The blob stays while a published release names it.
+			[[ $MODE == command ]] || rm -f "$P/blobs/sha256/${SHA:0:2}/$SHA"
+			rm -f "$WORK/dav/r$round.img"
 		else
 			code=$(curl -sS -o /dev/null -w '%{http_code}' -I -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$APORT/api/v1/blobs/$SHA")
 			[[ $code == 200 ]] || die "the server does not have the blob after the push ($code)"

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +56,9 @@ type Options struct {
 	BuildTime time.Time
 	// Progress shows payload and delta downloads; nil shows nothing.
 	Progress *progress.Bar
+	// AgentVersion is the agent's own version, for a managed device's
+	// inventory ("" leaves it out).
+	AgentVersion string
 }
 
 // Agent runs update cycles for one device. It is not safe for concurrent
@@ -74,6 +79,11 @@ type Agent struct {
 	buildTime time.Time
 	// bar is Options.Progress.
 	bar *progress.Bar
+	// devKey and devKeyID are the managed device's key, loaded at the
+	// first check (loadDeviceKey); nil in anonymous mode.
+	devKey       ed25519.PrivateKey
+	devKeyID     string
+	agentVersion string
 }
 
 // New builds an agent. It does not touch the network.
@@ -107,6 +117,12 @@ func New(cfg *Config, o Options) (*Agent, error) {
 			fc.MinRate, fc.MinRateWindow = int64(cfg.MinTransferRate), time.Duration(cfg.MinTransferWindow)
 		}
 	}
+	a := &Agent{}
+	if cfg.Managed() {
+		// Every request of the check client is signed with the device key
+		// (managed.go); the reports client below stays anonymous.
+		fc.Wrap = func(base http.RoundTripper) http.RoundTripper { return &deviceSigner{base: base, a: a} }
+	}
 	hc, err := fetch.New(fc)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -115,6 +131,7 @@ func New(cfg *Config, o Options) (*Agent, error) {
 	// that no report shares a connection with a check's requests.
 	rc := fc
 	rc.OneConnectionPerRequest = true
+	rc.Wrap = nil
 	reports, err := fetch.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -122,9 +139,10 @@ func New(cfg *Config, o Options) (*Agent, error) {
 	if err := hc.CheckURL(cfg.Server); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, slots: o.Slots, http: hc, reports: reports, clock: o.Clock, log: o.Logger,
+	*a = Agent{cfg: cfg, slots: o.Slots, http: hc, reports: reports, clock: o.Clock, log: o.Logger,
 		reboot: o.Reboot, health: o.Health, power: o.PowerLoss, step: o.Step,
-		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime, bar: o.Progress}
+		queue: &reportQueue{dir: filepath.Join(cfg.DataDir, "reports")}, buildTime: o.BuildTime, bar: o.Progress,
+		agentVersion: o.AgentVersion}
 	if a.reboot == nil {
 		a.reboot = a.rebootCommand
 	}
@@ -202,7 +220,15 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	if err := a.deliver(ctx, s); err != nil {
 		return s.LastCheck, err
 	}
+	if a.cfg.Managed() {
+		if chk, stop, err := a.managedGate(ctx, s); stop {
+			return chk, err
+		}
+	}
 	chk, err := a.checkAndInstall(ctx, s)
+	if a.cfg.Managed() && err == nil && chk != nil && (chk.Action == "error" || chk.Action == "rejected") {
+		chk = a.recheckEnrolment(ctx, s, chk)
+	}
 	if errors.Is(err, ErrPowerLoss) || errors.Is(err, ErrRebooting) {
 		return chk, err
 	}

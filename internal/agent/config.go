@@ -134,7 +134,31 @@ type Config struct {
 	// metadata before it warns that it may be cut off from updates
 	// (default 14 days).
 	StaleAfter units.Duration `json:"stale_after,omitempty"`
+
+	// Mode is "anonymous" (the default: the server never learns which
+	// device asks) or "managed": the device has its own Ed25519 key, enrols
+	// with the server and signs every request to it (see managed.go and
+	// docs/device-protocol.md).
+	Mode string `json:"mode,omitempty"`
+	// KeyFile is the managed device's private key, PEM PKCS #8, created
+	// (mode 0600) at the first start in managed mode (default
+	// <data_dir>/device.key). Managed mode only.
+	KeyFile string `json:"key_file,omitempty"`
+	// EnrollmentToken, or the file EnrollmentTokenFile holding it (one
+	// line), is the enrolment token the device presents until the server
+	// accepts it. Optional, at most one of the two; managed mode only.
+	EnrollmentToken     string `json:"enrollment_token,omitempty"`
+	EnrollmentTokenFile string `json:"enrollment_token_file,omitempty"`
 }
+
+// The agent's modes (Config.Mode).
+const (
+	ModeAnonymous = "anonymous"
+	ModeManaged   = "managed"
+)
+
+// Managed says whether the device runs in managed mode.
+func (c *Config) Managed() bool { return c.Mode == ModeManaged }
 
 // LoadConfig reads and validates a config file. Relative paths in it are
 // taken relative to the file's directory.
@@ -149,7 +173,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.DataDir, &c.ReleaseRoot, &c.FleetRoot, &c.CAFile, &c.Slot.Dir, &c.Slot.FwEnvConfig, &c.Slot.FwDefaultEnv, &c.Slot.GrubEnv,
-		&c.Slot.SlotA, &c.Slot.SlotB, &c.Slot.Cmdline} {
+		&c.Slot.SlotA, &c.Slot.SlotB, &c.Slot.Cmdline, &c.KeyFile, &c.EnrollmentTokenFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -263,6 +287,38 @@ func (c *Config) Validate() error {
 	}
 	if c.StaleAfter < units.Duration(time.Hour) {
 		return fmt.Errorf("stale_after %v is too short (at least 1h)", time.Duration(c.StaleAfter))
+	}
+	return c.validateMode()
+}
+
+// validateMode checks mode and the managed-mode fields, and fills the
+// default key file.
+func (c *Config) validateMode() error {
+	switch c.Mode {
+	case "":
+		c.Mode = ModeAnonymous
+	case ModeAnonymous, ModeManaged:
+	default:
+		return fmt.Errorf("mode %q is unknown (want %q or %q)", c.Mode, ModeAnonymous, ModeManaged)
+	}
+	if !c.Managed() {
+		for name, v := range map[string]string{"key_file": c.KeyFile, "enrollment_token": c.EnrollmentToken, "enrollment_token_file": c.EnrollmentTokenFile} {
+			if v != "" {
+				return fmt.Errorf("%s is set but mode is %q: it applies to managed mode only (set \"mode\": \"managed\")", name, c.Mode)
+			}
+		}
+		return nil
+	}
+	if c.EnrollmentToken != "" && c.EnrollmentTokenFile != "" {
+		return errors.New("enrollment_token and enrollment_token_file are both set: use one")
+	}
+	if c.EnrollmentToken != "" {
+		if err := validToken(c.EnrollmentToken); err != nil {
+			return fmt.Errorf("enrollment_token: %w", err)
+		}
+	}
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.DataDir, "device.key")
 	}
 	return nil
 }

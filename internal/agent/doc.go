@@ -1,7 +1,10 @@
 // Package agent is the device side of uptrust: a persisted state machine
 // that checks both TUF repositories, installs an agreed release into the
 // inactive A/B slot, boots it on trial, health-checks it and commits it or
-// rolls back, and reports outcomes anonymously.
+// rolls back, and reports outcomes anonymously. In managed mode
+// (managed.go, docs/device-protocol.md) the device also has its own key,
+// enrols with the server and signs its requests; it updates only once the
+// server accepted it.
 //
 // Where things are:
 //   - phases.go: the state machine as one table — each phase, the steps it

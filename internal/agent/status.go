@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -72,6 +73,13 @@ type Status struct {
 	// agent's build, the provisioning or the last successful check proves
 	// has passed; checks use that time instead.
 	ClockBehind *ClockBehind `json:"clock_behind,omitempty"`
+	// Mode is "anonymous" or "managed".
+	Mode string `json:"mode"`
+	// DeviceKeyID is the managed device's keyid (devauth.KeyID), empty
+	// until the key exists. The key itself is never shown.
+	DeviceKeyID string `json:"device_key_id,omitempty"`
+	// Enrolment is what the server last said about the managed device.
+	Enrolment *Enrolment `json:"enrolment,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It
@@ -132,6 +140,11 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 	if ref, stale := staleSince(s, cfg, now); stale {
 		st.MetadataStale = true
 		st.Warnings = append(st.Warnings, staleMessage(ref, now))
+	}
+	if cfg.Managed() {
+		st.managedStatus(cfg)
+	} else {
+		st.Mode = ModeAnonymous
 	}
 	q := &reportQueue{dir: reportsDir(cfg)}
 	if files, err := q.pending(); err == nil {
@@ -208,6 +221,9 @@ func (st *Status) WriteText(w io.Writer) {
 	for _, v := range sortedKeys(st.Failed) {
 		f := st.Failed[v]
 		fmt.Fprintf(w, "failed release:   %s (%s) %s\n", v, f.ErrorClass, f.Reason)
+	}
+	if st.Mode == ModeManaged {
+		st.writeManaged(w)
 	}
 	fmt.Fprintf(w, "queued reports:   %d\n", st.QueuedReports)
 	for _, warn := range st.Warnings {
@@ -294,3 +310,57 @@ func orDash(s string) string {
 }
 
 func reportsDir(cfg *Config) string { return cfg.DataDir + "/reports" }
+
+// managedStatus fills the managed-mode fields from the key file and
+// device.json; problems become warnings.
+func (st *Status) managedStatus(cfg *Config) {
+	st.Mode = ModeManaged
+	id, err := DeviceKeyID(cfg.KeyFile)
+	switch {
+	case err == nil:
+		st.DeviceKeyID = id
+	case errors.Is(err, ErrNoDeviceKey):
+		st.Warnings = append(st.Warnings, "managed mode: no device key yet; it is created, and the device enrolled, at the first check")
+		return
+	default:
+		st.Warnings = append(st.Warnings, err.Error())
+		return
+	}
+	e, err := LoadEnrolment(cfg.DataDir)
+	if err != nil {
+		st.Warnings = append(st.Warnings, err.Error())
+		return
+	}
+	if e == nil || e.KeyID != id {
+		st.Warnings = append(st.Warnings, "managed mode: not enrolled yet; the device enrols at the next check")
+		return
+	}
+	st.Enrolment = e
+	switch e.State {
+	case EnrolRejected, EnrolDecommissioned:
+		st.Warnings = append(st.Warnings, refusal(e))
+	case EnrolPending:
+		st.Warnings = append(st.Warnings, fmt.Sprintf("enrolment pending (device id %s): no update is installed until the server accepts this device", e.DeviceID))
+	}
+	if p := e.Problem; p != nil && e.State != EnrolRejected && e.State != EnrolDecommissioned {
+		st.Warnings = append(st.Warnings, "the last enrolment failed: "+p.Error())
+	}
+}
+
+// writeManaged prints the managed-mode lines.
+func (st *Status) writeManaged(w io.Writer) {
+	fmt.Fprintf(w, "mode:             managed, device key %s\n", orDash(st.DeviceKeyID))
+	e := st.Enrolment
+	switch {
+	case e == nil:
+		fmt.Fprintf(w, "enrolment:        not enrolled yet\n")
+	case e.State == EnrolPending:
+		fmt.Fprintf(w, "enrolment:        enrolment pending (device id %s)\n", e.DeviceID)
+	case e.State == EnrolAccepted:
+		fmt.Fprintf(w, "enrolment:        accepted (device id %s)\n", e.DeviceID)
+	case e.State == EnrolRejected || e.State == EnrolDecommissioned:
+		fmt.Fprintf(w, "enrolment:        REFUSED: %s\n", refusal(e))
+	default:
+		fmt.Fprintf(w, "enrolment:        unknown\n")
+	}
+}

@@ -94,7 +94,7 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, _ project.Principal) 
 	switch {
 	case err == nil:
 		writeJSON(w, r, http.StatusOK, res)
-	case errors.Is(err, repo.ErrDiverged):
+	case errors.Is(err, repo.ErrDiverged), errors.Is(err, project.ErrNotSeeded):
 		a.refuse(w, r, action, "repositories", http.StatusConflict, "push: "+err.Error())
 	case errors.Is(err, repo.ErrRefused), errors.Is(err, project.ErrMissingPayload), errors.Is(err, store.ErrConflict):
 		a.refuse(w, r, action, "repositories", http.StatusUnprocessableEntity, "push: "+err.Error())

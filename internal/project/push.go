@@ -209,6 +209,9 @@ type AcceptResult struct {
 	Support  []string `json:"support_changed"`
 }
 
+// ErrNotSeeded is returned by AcceptSigned on a project without roots.
+var ErrNotSeeded = errors.New("project: nothing trusted yet")
+
 // ErrMissingPayload is returned by AcceptSigned when a document names a
 // payload the blob store does not hold with that length.
 var ErrMissingPayload = errors.New("project: payload not uploaded")
@@ -238,7 +241,7 @@ func (p *Project) AcceptSigned(ctx context.Context, docs []store.Metadata, actio
 	var res AcceptResult
 	for _, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
 		if _, err := p.Store.LatestMetadata(ctx, name, repo.RoleRoot); errors.Is(err, store.ErrNotFound) {
-			return res, fmt.Errorf("project: %s repository has no root yet: start the server from a directory made by uptrust server-kit so it trusts your roots", name)
+			return res, fmt.Errorf("%w: the %s repository has no root yet: start the server from a directory made by uptrust server-kit so it trusts your roots", ErrNotSeeded, name)
 		} else if err != nil {
 			return res, err
 		}
@@ -397,6 +400,9 @@ func (p *Project) supportIn(ctx context.Context, r store.Reader, product string)
 // documents were accepted, nil for a new product.
 func (p *Project) deriveProduct(ctx context.Context, tx store.Tx, product string, prev *release.Support, now time.Time, res *AcceptResult) error {
 	sup, err := p.supportIn(ctx, tx, product)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: the product role names no support declaration (%s)", repo.ErrRefused, release.SupportTargetName(product))
+	}
 	if err != nil {
 		return err
 	}

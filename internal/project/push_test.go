@@ -286,6 +286,11 @@ func TestPushRefusals(t *testing.T) {
 				}, productKey)
 			})
 		}, repo.ErrRefused, "outside the paths"},
+		{"no support declaration", func() []store.Metadata {
+			return withRole(func(d *store.Metadata) {
+				d.Body = resign(t, d.Body, func(s *metadata.TargetsType) { delete(s.Targets, "thermostat/support.json") }, productKey)
+			})
+		}, repo.ErrRefused, "names no support declaration"},
 		{"snapshot pushed", func() []store.Metadata {
 			return append(outgoing(t, off, srv, true), latest(t, off, deviceapi.RepoRelease, repo.RoleSnapshot))
 		}, repo.ErrRefused, "signed by the server"},

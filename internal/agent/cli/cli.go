@@ -46,6 +46,14 @@ const (
 	// (boot, health check) and recorded its rollback; the device runs the
 	// previous release and will not retry the failed one.
 	ExitRolledBack = 7
+	// ExitEnrolmentPending: managed mode; the device is enrolled and waits
+	// for the server to accept it; no update check ran (agent.Check.Action
+	// "pending").
+	ExitEnrolmentPending = 8
+	// ExitDeviceRefused: managed mode; the server rejected or
+	// decommissioned this device; the agent does not update
+	// (agent.Check.Action "refused").
+	ExitDeviceRefused = 9
 )
 
 var exitCodes = []cmdline.ExitCode{
@@ -55,6 +63,8 @@ var exitCodes = []cmdline.ExitCode{
 	{Code: ExitWaitingForOwner, Meaning: "check: a release waits for the owner (consent, automatic updates off, postponed); see uptrust-agent status"},
 	{Code: ExitRebooting, Meaning: "check: the device is restarting, into a release written to the other slot or back from one that failed its trial; the next check commits it or records the rollback"},
 	{Code: ExitRolledBack, Meaning: "check: the release on trial failed (boot, health check) and was rolled back; the previous release runs"},
+	{Code: ExitEnrolmentPending, Meaning: "check, managed mode: the device is enrolled and waits for the server to accept it; no update check ran"},
+	{Code: ExitDeviceRefused, Meaning: "check, managed mode: the server rejected or decommissioned this device; the agent does not update"},
 }
 
 // Env is what a command line runs against.
@@ -182,7 +192,7 @@ func (c *commands) list() []*cmdline.Command {
 					if err != nil {
 						return err
 					}
-					return check(ctx, cfg, c.logger(), env.Stdout, env.BuildTime, progress.ForWriter(env.Stderr, false))
+					return check(ctx, cfg, c.logger(), env, progress.ForWriter(env.Stderr, false))
 				}
 			}),
 		c.cmd("run", "", "check at jittered intervals until stopped",
@@ -195,7 +205,7 @@ func (c *commands) list() []*cmdline.Command {
 					if err != nil {
 						return err
 					}
-					return run(ctx, cfg, c.logger(), env.BuildTime)
+					return run(ctx, cfg, c.logger(), env)
 				}
 			}),
 		c.cmd("status", "", "what runs, what is offered, what waits, and why",
@@ -262,12 +272,13 @@ func (c *commands) list() []*cmdline.Command {
 
 // provision refuses a slot configuration that would overwrite the running
 // system (agent.OpenSlots) before it writes anything.
-func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, stdout io.Writer, linked string, bar *progress.Bar) error {
-	built, err := binaryBuildTime(linked)
+func check(ctx context.Context, cfg *agent.Config, log *slog.Logger, env Env, bar *progress.Bar) error {
+	stdout := env.Stdout
+	built, err := binaryBuildTime(env.BuildTime)
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built, Progress: bar})
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built, Progress: bar, AgentVersion: env.Version.Version})
 	if err != nil {
 		return err
 	}
@@ -326,6 +337,10 @@ func checkExit(chk *agent.Check, ownerWaits, rolledBack bool) int {
 	switch chk.Action {
 	case "rejected":
 		return ExitRefused
+	case agent.ActionPending:
+		return ExitEnrolmentPending
+	case agent.ActionRefused:
+		return ExitDeviceRefused
 	case "error", "failed":
 		return cmdline.ExitFail
 	case "rebooting":
@@ -338,14 +353,14 @@ func checkExit(chk *agent.Check, ownerWaits, rolledBack bool) int {
 	return cmdline.ExitOK
 }
 
-func run(ctx context.Context, cfg *agent.Config, log *slog.Logger, linked string) error {
-	built, err := binaryBuildTime(linked)
+func run(ctx context.Context, cfg *agent.Config, log *slog.Logger, env Env) error {
+	built, err := binaryBuildTime(env.BuildTime)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built})
+	a, err := agent.New(cfg, agent.Options{Logger: log, BuildTime: built, AgentVersion: env.Version.Version})
 	if err != nil {
 		return err
 	}

@@ -160,6 +160,10 @@ type Config struct {
 	// connection and close it afterwards (no keep-alive): a Client for
 	// requests that must not share a connection with others.
 	OneConnectionPerRequest bool
+	// Wrap, when set, wraps the client's transport: every request the
+	// Client sends, redirects included, goes through what it returns (the
+	// managed agent signs them with its device key, devauth.Transport).
+	Wrap func(base http.RoundTripper) http.RoundTripper
 }
 
 // Client is the agent's HTTP client. It is safe for concurrent use.
@@ -238,8 +242,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.RateLimit > 0 {
 		c.rate = NewRateLimiter(cfg.RateLimit, cfg.Now)
 	}
+	var rt http.RoundTripper = tr
+	if cfg.Wrap != nil {
+		rt = cfg.Wrap(tr)
+	}
 	c.hc = &http.Client{
-		Transport: tr,
+		Transport: rt,
 		Jar:       nil,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
