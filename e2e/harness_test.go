@@ -68,6 +68,30 @@ type worldOptions struct {
 	defaultReportLimits bool
 }
 
+// withDevices restarts the world's server with the device API of managed
+// mode, behind the same proxy.
+func (w *world) withDevices(h http.Handler) {
+	w.t.Helper()
+	cfg := server.Config{Source: w.p, Reports: w.p, Resigner: w.p, Devices: h, PollEvery: 20 * time.Millisecond,
+		ReportRate: 1000, ReportBurst: 1000, ReportClientRate: 1000, ReportClientBurst: 1000, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv, err := server.New(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := srv.Reload(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	serve(w.t, srv, ln, nil)
+	w.srv = srv
+	w.direct = "http://" + ln.Addr().String()
+	w.proxy = newProxy(w.t, w.direct)
+	w.url = w.proxy.url
+}
+
 func newWorld(t *testing.T, o worldOptions) *world {
 	t.Helper()
 	ctx := context.Background()

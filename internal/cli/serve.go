@@ -17,6 +17,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/api"
 	"github.com/uptrust/uptrust/internal/cmdline"
+	"github.com/uptrust/uptrust/internal/managed"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/server"
 )
@@ -104,7 +105,7 @@ func cmdServe(env Env) *cmdline.Command {
 					}
 				}
 				p.ReportRowsPerDay = *rowsPerDay
-				srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Logger: logger,
+				srv, err := server.New(server.Config{Source: p, Reports: p, Resigner: p, Devices: managed.New(p), Logger: logger,
 					MaxConns: *maxConns, IdleTimeout: *idle, ReadHeaderTimeout: *readHeader,
 					ReportClientRate: *clientRate, ReportClientBurst: *clientBurst, ReportProxies: proxies,
 					// The public listener never serves metrics (nor the API).

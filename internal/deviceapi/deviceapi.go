@@ -38,6 +38,10 @@ const (
 // as JSON).
 const ReportsPath = "/api/device/v1/reports"
 
+// DevicePrefix is the prefix of the device API: reports, and the
+// enrolment and state routes of managed mode.
+const DevicePrefix = "/api/device/v1/"
+
 // RepoBase is the base URL path of repository name, e.g. "/repo/release".
 func RepoBase(name string) string { return RepoPrefix + name }
 

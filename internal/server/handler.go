@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/deviceapi"
@@ -50,7 +51,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.clock.Now()
 	p := r.URL.Path
 	if len(p) > len(deviceapi.RepoPrefix) && p[:len(deviceapi.RepoPrefix)] == deviceapi.RepoPrefix {
+		if s.deviceGate != nil && r.Header["Signature-Input"] != nil && !s.deviceGate(w, r) {
+			return
+		}
 		s.serveRepo(w, r, p, start)
+		return
+	}
+	if s.devices != nil && p != deviceapi.ReportsPath && strings.HasPrefix(p, deviceapi.DevicePrefix) {
+		s.devices.ServeHTTP(w, r)
 		return
 	}
 	switch p {

@@ -65,6 +65,12 @@ type Config struct {
 	// Reports receives anonymous reports. When nil the reports route
 	// answers 404.
 	Reports ReportSink
+	// Devices serves the device API of managed mode (enrolment, state)
+	// under deviceapi.DevicePrefix, reports excepted; nil answers 404.
+	// When it also has a method Gate(http.ResponseWriter, *http.Request)
+	// bool, requests under /repo/ that carry a device signature
+	// (Signature-Input) are served only when Gate returns true.
+	Devices http.Handler
 	// Resigner re-signs online metadata. When nil there is no resign loop.
 	Resigner Resigner
 	// ResignEvery is how often Run calls Resigner.ResignDue
@@ -127,6 +133,8 @@ type Config struct {
 type Server struct {
 	source      Source
 	reports     ReportSink
+	devices     http.Handler
+	deviceGate  func(http.ResponseWriter, *http.Request) bool
 	resigner    Resigner
 	resignEvery time.Duration
 	pollEvery   time.Duration
@@ -218,6 +226,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		source:            cfg.Source,
 		reports:           cfg.Reports,
+		devices:           cfg.Devices,
+		deviceGate:        gateOf(cfg.Devices),
 		resigner:          cfg.Resigner,
 		resignEvery:       orDefault(cfg.ResignEvery, DefaultResignEvery),
 		pollEvery:         orDefault(cfg.PollEvery, DefaultPollEvery),
@@ -493,4 +503,14 @@ func (r redactWriter) Write(p []byte) (int, error) {
 	}
 	r.logger.Warn("http server", "detail", msg)
 	return len(p), nil
+}
+
+// gateOf returns h's Gate method, or nil.
+func gateOf(h http.Handler) func(http.ResponseWriter, *http.Request) bool {
+	if g, ok := h.(interface {
+		Gate(http.ResponseWriter, *http.Request) bool
+	}); ok {
+		return g.Gate
+	}
+	return nil
 }

@@ -1,0 +1,372 @@
+// Package managed serves the device side of managed mode on the public
+// listener: enrolment and a device's state (docs/device-protocol.md). The
+// operator's side (accept, reject, decommission, export, erase) is the
+// management API's; the rules (tokens, pre-authorised keys, declared
+// inventory) are package project's.
+//
+// Invariants:
+//   - Every request is verified with package devauth before anything is
+//     read from or written to the store; an enrolment is signed by the key
+//     its body carries (proof of possession), later requests by a key the
+//     store holds.
+//   - An inventory naming undeclared fields is refused before enrolment
+//     writes anything, and is never stored.
+//   - Refusals are problem documents with the `code` the agent acts on;
+//     signature refusals say no more than devauth.Problem's code.
+//   - No client address is read or kept.
+package managed
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/uptrust/uptrust/internal/devauth"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/store"
+)
+
+// Paths of the device API of managed mode.
+const (
+	EnrollPath = "/api/device/v1/enroll"
+	StatePath  = "/api/device/v1/state"
+)
+
+// maxBody bounds an enrolment body: a key, a token and a few inventory
+// strings.
+const maxBody = 16 << 10
+
+// actor is who the audit log names for enrolments: the device API, with
+// the device's random id in the entry's object.
+var actor = project.Actor{Name: "device-api"}
+
+// Handler serves EnrollPath and StatePath. It is safe for concurrent use.
+type Handler struct {
+	p      *project.Project
+	nonces devauth.NonceStore
+	keys   *keyCache
+	// Authority and PathPrefix are passed to devauth.Verifier (see there).
+	Authority, PathPrefix string
+}
+
+// New returns the handler for project p.
+func New(p *project.Project) *Handler {
+	return &Handler{p: p, nonces: devauth.NewMemoryNonces(0), keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case EnrollPath:
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			problem(w, http.StatusMethodNotAllowed, "method-not-allowed", "enrol with POST", nil)
+			return
+		}
+		h.enroll(w, r)
+	case StatePath:
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			problem(w, http.StatusMethodNotAllowed, "method-not-allowed", "read the state with GET", nil)
+			return
+		}
+		h.state(w, r)
+	default:
+		problem(w, http.StatusNotFound, "not-found", "no such device route", nil)
+	}
+}
+
+// enrollRequest is the body of POST EnrollPath.
+type enrollRequest struct {
+	Product   string            `json:"product"`
+	PublicKey string            `json:"public_key"`
+	Token     string            `json:"token,omitempty"`
+	Inventory map[string]string `json:"inventory"`
+}
+
+// DeviceAnswer is the answer of both routes.
+type DeviceAnswer struct {
+	DeviceID string `json:"device_id"`
+	State    string `json:"state"`
+	// InventoryFields are the fields the product declares (StatePath only).
+	InventoryFields []string `json:"inventory_fields,omitempty"`
+}
+
+func (h *Handler) verifier(keys devauth.KeyStore) *devauth.Verifier {
+	return &devauth.Verifier{Keys: keys, Nonces: h.nonces, Clock: h.p.Clock, MaxBody: maxBody,
+		Authority: h.Authority, PathPrefix: h.PathPrefix}
+}
+
+func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "reading the body: "+err.Error(), nil)
+		return
+	}
+	if len(body) > maxBody {
+		problem(w, http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("an enrolment is at most %d bytes", maxBody), nil)
+		return
+	}
+	var req enrollRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "enrolment body: "+err.Error(), nil)
+		return
+	}
+	raw, err := base64.StdEncoding.DecodeString(req.PublicKey)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		problem(w, http.StatusBadRequest, "bad-request", "public_key: want the standard base64 of a 32-byte Ed25519 key", nil)
+		return
+	}
+	pub := ed25519.PublicKey(raw)
+	// Proof of possession: the request must be signed by the key it
+	// enrols. The verifier reads the body again from what was read here.
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if _, err := h.verifier(oneKey{devauth.KeyID(pub): pub}).Verify(r.Context(), r); err != nil {
+		signatureProblem(w, err)
+		return
+	}
+	ctx := project.WithActor(r.Context(), actor)
+	pol, err := h.p.DevicePolicy(ctx, req.Product)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	var undeclared []string
+	for f := range req.Inventory {
+		if !slices.Contains(pol.Inventory, f) {
+			undeclared = append(undeclared, f)
+		}
+	}
+	if len(undeclared) > 0 {
+		sort.Strings(undeclared)
+		problem(w, http.StatusUnprocessableEntity, "inventory-undeclared",
+			fmt.Sprintf("product %s does not declare inventory fields %v", req.Product, undeclared), undeclared)
+		return
+	}
+	_, err = h.p.Store.DeviceByKey(ctx, project.EncodePublicKey(pub))
+	existed := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		h.fail(w, err)
+		return
+	}
+	d, err := h.p.Enroll(ctx, req.Product, pub, req.Token)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if len(req.Inventory) > 0 || len(d.Inventory) > 0 {
+		if d, err = h.p.UpdateInventory(ctx, d.ID, req.Inventory); err != nil {
+			h.fail(w, err)
+			return
+		}
+	}
+	h.keys.add(pub)
+	status := http.StatusCreated
+	if existed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, DeviceAnswer{DeviceID: d.ID, State: d.State})
+}
+
+func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
+	res, err := h.verifier(h.keys).Verify(r.Context(), r)
+	if err != nil {
+		signatureProblem(w, err)
+		return
+	}
+	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
+	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
+		return
+	}
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned {
+		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
+		return
+	}
+	pol, err := h.p.DevicePolicy(r.Context(), d.Product)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DeviceAnswer{DeviceID: d.ID, State: d.State, InventoryFields: nonNil(pol.Inventory)})
+}
+
+// fail answers a project error with the problem the agent acts on.
+func (h *Handler) fail(w http.ResponseWriter, err error) {
+	var refused *project.DeviceRefusedError
+	switch {
+	case errors.As(err, &refused):
+		problem(w, http.StatusForbidden, refused.State, "the operator "+refused.State+" this device", nil)
+	case errors.Is(err, project.ErrDeviceRefused):
+		problem(w, http.StatusForbidden, "rejected", "this key may not enrol for this product", nil)
+	case errors.Is(err, project.ErrEnrollToken):
+		problem(w, http.StatusUnprocessableEntity, "token-invalid", "the enrolment token is unknown, used up, revoked or expired, or none was given", nil)
+	case errors.Is(err, project.ErrNotManaged), errors.Is(err, store.ErrNotFound):
+		problem(w, http.StatusUnprocessableEntity, "not-managed", "the product does not exist or is not in managed mode", nil)
+	case errors.Is(err, project.ErrInvalid):
+		problem(w, http.StatusBadRequest, "bad-request", err.Error(), nil)
+	default:
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the server cannot answer now; try again later", nil)
+	}
+}
+
+func signatureProblem(w http.ResponseWriter, err error) {
+	status, code := devauth.Problem(err)
+	problem(w, status, code, "the request's signature was refused ("+code+")", nil)
+}
+
+// problemDoc is an RFC 9457 problem document with the code devices act on.
+type problemDoc struct {
+	Type   string   `json:"type"`
+	Title  string   `json:"title"`
+	Status int      `json:"status"`
+	Code   string   `json:"code"`
+	Detail string   `json:"detail,omitempty"`
+	Fields []string `json:"fields,omitempty"`
+}
+
+func problem(w http.ResponseWriter, status int, code, detail string, fields []string) {
+	b, _ := json.Marshal(problemDoc{Type: "about:blank", Title: http.StatusText(status), Status: status, Code: code, Detail: detail, Fields: fields})
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// oneKey is the key store of an enrolment: the key the body carries.
+type oneKey map[string]ed25519.PublicKey
+
+func (k oneKey) DeviceKey(_ context.Context, id string) (ed25519.PublicKey, error) {
+	if pub, ok := k[id]; ok {
+		return pub, nil
+	}
+	return nil, fmt.Errorf("%w: the signature's keyid is not the enrolled key's", devauth.ErrUnknownKey)
+}
+
+// keyCache answers keyids from memory: devices sign with keyid =
+// devauth.KeyID(public key) and the store holds public keys. An unknown
+// keyid reloads the keys from the store at most once a second, so random
+// keyids cannot turn into a query each.
+type keyCache struct {
+	p      *project.Project
+	mu     sync.Mutex
+	keys   map[string]ed25519.PublicKey
+	loaded time.Time
+}
+
+// reloadEvery bounds how often an unknown keyid reloads the keys.
+const reloadEvery = time.Second
+
+func (c *keyCache) add(pub ed25519.PublicKey) {
+	c.mu.Lock()
+	c.keys[devauth.KeyID(pub)] = pub
+	c.mu.Unlock()
+}
+
+// DeviceKey implements devauth.KeyStore.
+func (c *keyCache) DeviceKey(ctx context.Context, id string) (ed25519.PublicKey, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pub, ok := c.keys[id]; ok {
+		return pub, nil
+	}
+	if now := time.Now(); now.Sub(c.loaded) >= reloadEvery {
+		c.loaded = now
+		if err := c.reloadLocked(ctx); err != nil {
+			return nil, err
+		}
+		if pub, ok := c.keys[id]; ok {
+			return pub, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", devauth.ErrUnknownKey, id)
+}
+
+func (c *keyCache) reloadLocked(ctx context.Context) error {
+	keys := map[string]ed25519.PublicKey{}
+	f := store.DeviceFilter{Limit: 1000}
+	for {
+		devs, err := c.p.Store.Devices(ctx, f)
+		if err != nil {
+			return fmt.Errorf("managed: loading device keys: %w", err)
+		}
+		for _, d := range devs {
+			raw, err := base64.StdEncoding.DecodeString(d.PublicKey)
+			if err == nil && len(raw) == ed25519.PublicKeySize {
+				keys[devauth.KeyID(raw)] = raw
+			}
+		}
+		if len(devs) < f.Limit {
+			break
+		}
+		f.AfterID = devs[len(devs)-1].ID
+	}
+	c.keys = keys
+	return nil
+}
+
+// Gate checks a signed request for /repo/ from a managed device: it
+// returns true when the request may be served, and otherwise answers it
+// (401 for a refused signature, 403 for a key that is not enrolled or a
+// device that is pending, rejected or decommissioned). Requests without a
+// signature are not the gate's: anonymous devices never sign.
+//
+// It reads the device's state from the store on every signed request, so
+// that a decommissioning takes effect at once; the per-device fleet view
+// will answer unchanged devices from memory instead.
+func (h *Handler) Gate(w http.ResponseWriter, r *http.Request) bool {
+	res, err := h.verifier(h.keys).Verify(r.Context(), r)
+	if err != nil {
+		signatureProblem(w, err)
+		return false
+	}
+	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
+	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
+		return false
+	case err != nil:
+		problem(w, http.StatusServiceUnavailable, "unavailable", "the server cannot answer now; try again later", nil)
+		return false
+	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
+		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
+		return false
+	case d.State != store.DeviceAccepted:
+		problem(w, http.StatusForbidden, "pending", "the operator has not accepted this device yet", nil)
+		return false
+	}
+	return true
+}
