@@ -71,27 +71,21 @@ admin or auditor token.`,
 				if *limit > 0 {
 					f.Limit, f.Newest = *limit, true
 				}
-				var out []AuditEntryJSON
-				if c, err := rf.client(); err != nil {
-					return err
-				} else if c != nil {
-					if out, err = remoteAudit(ctx, c, f); err != nil {
-						return err
-					}
-				} else {
-					p, err := openProject(ctx, env, *dir)
-					if err != nil {
-						return err
-					}
-					defer p.Close()
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]AuditEntryJSON, error) {
+					return remoteAudit(ctx, c, f)
+				}, func(p *project.Project) ([]AuditEntryJSON, error) {
 					es, err := p.AuditQuery(ctx, f)
 					if err != nil {
-						return err
+						return nil, err
 					}
-					out = make([]AuditEntryJSON, len(es))
+					out := make([]AuditEntryJSON, len(es))
 					for i, e := range es {
 						out[i] = api.AuditEntryOf(e)
 					}
+					return out, nil
+				})
+				if err != nil {
+					return err
 				}
 				if f.Newest { // print oldest first
 					slices.Reverse(out)
@@ -192,30 +186,15 @@ that even someone able to rewrite the whole database cannot do it unseen.`, Exit
 				if len(pos) != 0 {
 					return usagef("audit verify takes no arguments")
 				}
-				var v store.AuditVerification
-				if c, err := rf.client(); err != nil {
-					return err
-				} else if c != nil {
-					if _, err := c.get(ctx, "/audit/verify", nil, &v); err != nil {
-						return err
-					}
-				} else {
-					p, err := openProject(ctx, env, *dir)
-					if err != nil {
-						return err
-					}
-					defer p.Close()
-					if v, err = p.VerifyAudit(ctx); err != nil {
-						return err
-					}
-				}
-				var err error
-				if *asJSON {
-					err = writeJSON(env.Stdout, v)
-				} else {
-					err = writeVerification(env, v)
-				}
+				v, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (store.AuditVerification, error) {
+					return apiGet[store.AuditVerification](ctx, c, "/audit/verify")
+				}, func(p *project.Project) (store.AuditVerification, error) {
+					return p.VerifyAudit(ctx)
+				})
 				if err != nil {
+					return err
+				}
+				if err := printJSONOr(env, *asJSON, v, writeVerification); err != nil {
 					return err
 				}
 				if !v.Intact {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/api"
+	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 	"github.com/uptrust/uptrust/internal/strictjson"
 )
@@ -339,4 +340,58 @@ func remoteChangeRollout(ctx context.Context, env Env, c *apiClient, product str
 	}
 	printRollout(env, store.Rollout{Product: out.Product, Version: out.Version, Percent: out.Percent, Halted: out.Halted})
 	return nil
+}
+
+// localOrRemote returns what remote computes when the command runs against
+// a server (remoteFlags.client finds one), else what local computes on the
+// project at dir, which it opens and closes. Either way the value is the
+// management API's type, so --server prints what --dir prints.
+func localOrRemote[T any](ctx context.Context, env Env, rf *remoteFlags, dir string,
+	remote func(c *apiClient) (T, error), local func(p *project.Project) (T, error)) (T, error) {
+	var zero T
+	c, err := rf.client()
+	if err != nil {
+		return zero, err
+	}
+	if c != nil {
+		return remote(c)
+	}
+	p, err := openProject(ctx, env, dir)
+	if err != nil {
+		return zero, err
+	}
+	defer p.Close()
+	return local(p)
+}
+
+// doLocalOrRemote is localOrRemote for commands that only change something.
+func doLocalOrRemote(ctx context.Context, env Env, rf *remoteFlags, dir string,
+	remote func(c *apiClient) error, local func(p *project.Project) error) error {
+	_, err := localOrRemote(ctx, env, rf, dir,
+		func(c *apiClient) (struct{}, error) { return struct{}{}, remote(c) },
+		func(p *project.Project) (struct{}, error) { return struct{}{}, local(p) })
+	return err
+}
+
+// apiGet reads path's JSON answer.
+func apiGet[T any](ctx context.Context, c *apiClient, path string) (T, error) {
+	var v T
+	_, err := c.get(ctx, path, nil, &v)
+	return v, err
+}
+
+// apiSend sends body (nil for none) with method to path and decodes the
+// JSON answer.
+func apiSend[T any](ctx context.Context, c *apiClient, method, path string, body any) (T, error) {
+	var v T
+	_, err := c.do(ctx, method, path, nil, body, nil, &v)
+	return v, err
+}
+
+// printJSONOr prints v as JSON when asJSON is set, else with text.
+func printJSONOr[T any](env Env, asJSON bool, v T, text func(Env, T) error) error {
+	if asJSON {
+		return writeJSON(env.Stdout, v)
+	}
+	return text(env, v)
 }

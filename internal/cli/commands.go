@@ -136,28 +136,21 @@ func cmdProductList(env Env) *cmdline.Command {
 				if len(pos) != 0 {
 					return usagef("product list takes no arguments")
 				}
-				if c, err := rf.client(); err != nil || c != nil {
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]ProductJSON, error) {
+					return listAll[ProductJSON](ctx, c, "/products", nil)
+				}, func(p *project.Project) ([]ProductJSON, error) {
+					ps, err := p.Store.Products(ctx)
 					if err != nil {
-						return err
+						return nil, err
 					}
-					out, err := listAll[ProductJSON](ctx, c, "/products", nil)
-					if err != nil {
-						return err
+					out := make([]ProductJSON, 0, len(ps))
+					for _, pr := range ps {
+						out = append(out, ProductJSON{Name: pr.Name, Model: pr.Model, Hardware: nonNil(pr.Hardware), Created: pr.Created.UTC()})
 					}
-					return printProducts(env, out, *asJSON)
-				}
-				p, err := openProject(ctx, env, *dir)
+					return out, nil
+				})
 				if err != nil {
 					return err
-				}
-				defer p.Close()
-				ps, err := p.Store.Products(ctx)
-				if err != nil {
-					return err
-				}
-				out := make([]ProductJSON, 0, len(ps))
-				for _, pr := range ps {
-					out = append(out, ProductJSON{Name: pr.Name, Model: pr.Model, Hardware: nonNil(pr.Hardware), Created: pr.Created.UTC()})
 				}
 				return printProducts(env, out, *asJSON)
 			}
@@ -253,30 +246,23 @@ func cmdProductShow(env Env) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("product show: want PRODUCT")
 				}
-				if c, err := rf.client(); err != nil || c != nil {
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (ProductShowJSON, error) {
+					return apiGet[ProductShowJSON](ctx, c, "/products/"+url.PathEscape(pos[0]))
+				}, func(p *project.Project) (ProductShowJSON, error) {
+					sup, err := p.Support(ctx, pos[0])
 					if err != nil {
-						return err
+						return ProductShowJSON{}, err
 					}
-					var out ProductShowJSON
-					if _, err := c.get(ctx, "/products/"+url.PathEscape(pos[0]), nil, &out); err != nil {
-						return err
+					pol := sup.EffectivePolicy()
+					out := ProductShowJSON{Product: sup.Product, Model: sup.Model, Hardware: nonNil(sup.Hardware), SupportUntil: sup.Until,
+						Contact: sup.Contact, AutoInstall: []string{}, MaxPostponeDays: pol.MaxPostponeDays, Issued: sup.Issued.UTC()}
+					for _, k := range pol.AutoInstall {
+						out.AutoInstall = append(out.AutoInstall, string(k))
 					}
-					return printProductShow(env, out, *asJSON)
-				}
-				p, err := openProject(ctx, env, *dir)
+					return out, nil
+				})
 				if err != nil {
 					return err
-				}
-				defer p.Close()
-				sup, err := p.Support(ctx, pos[0])
-				if err != nil {
-					return err
-				}
-				pol := sup.EffectivePolicy()
-				out := ProductShowJSON{Product: sup.Product, Model: sup.Model, Hardware: nonNil(sup.Hardware), SupportUntil: sup.Until,
-					Contact: sup.Contact, AutoInstall: []string{}, MaxPostponeDays: pol.MaxPostponeDays, Issued: sup.Issued.UTC()}
-				for _, k := range pol.AutoInstall {
-					out.AutoInstall = append(out.AutoInstall, string(k))
 				}
 				return printProductShow(env, out, *asJSON)
 			}
@@ -458,46 +444,39 @@ func cmdReleaseList(env Env) *cmdline.Command {
 				} else if len(pos) > 1 {
 					return usagef("release list: at most one PRODUCT")
 				}
-				if c, err := rf.client(); err != nil || c != nil {
-					if err != nil {
-						return err
-					}
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]ReleaseJSON, error) {
 					q := url.Values{}
 					if product != "" {
 						q.Set("product", product)
 					}
-					out, err := listAll[ReleaseJSON](ctx, c, "/releases", q)
+					return listAll[ReleaseJSON](ctx, c, "/releases", q)
+				}, func(p *project.Project) ([]ReleaseJSON, error) {
+					if err := p.CheckProduct(ctx, product); err != nil {
+						return nil, err
+					}
+					rels, err := p.Store.Releases(ctx, product)
 					if err != nil {
-						return err
+						return nil, err
 					}
-					return printReleases(env, out, *asJSON)
-				}
-				p, err := openProject(ctx, env, *dir)
+					ros := map[string]store.Rollout{}
+					if all, err := p.Store.Rollouts(ctx); err == nil {
+						for _, r := range all {
+							ros[r.Product] = r
+						}
+					}
+					out := make([]ReleaseJSON, 0, len(rels))
+					for _, r := range rels {
+						rj := ReleaseJSON{Product: r.Product, Version: r.Version, Kind: r.Kind, SecurityVersion: r.SecurityVersion,
+							Bytes: r.Length, SHA256: r.SHA256, Published: r.Created.UTC()}
+						if ro, ok := ros[r.Product]; ok && ro.Version == r.Version {
+							rj.Offered = &OfferedJSON{Percent: ro.Percent, Halted: ro.Halted}
+						}
+						out = append(out, rj)
+					}
+					return out, nil
+				})
 				if err != nil {
 					return err
-				}
-				defer p.Close()
-				if err := p.CheckProduct(ctx, product); err != nil {
-					return err
-				}
-				rels, err := p.Store.Releases(ctx, product)
-				if err != nil {
-					return err
-				}
-				ros := map[string]store.Rollout{}
-				if all, err := p.Store.Rollouts(ctx); err == nil {
-					for _, r := range all {
-						ros[r.Product] = r
-					}
-				}
-				out := make([]ReleaseJSON, 0, len(rels))
-				for _, r := range rels {
-					rj := ReleaseJSON{Product: r.Product, Version: r.Version, Kind: r.Kind, SecurityVersion: r.SecurityVersion,
-						Bytes: r.Length, SHA256: r.SHA256, Published: r.Created.UTC()}
-					if ro, ok := ros[r.Product]; ok && ro.Version == r.Version {
-						rj.Offered = &OfferedJSON{Percent: ro.Percent, Halted: ro.Halted}
-					}
-					out = append(out, rj)
 				}
 				return printReleases(env, out, *asJSON)
 			}
@@ -634,29 +613,22 @@ func cmdRolloutList(env Env) *cmdline.Command {
 				if len(pos) != 0 {
 					return usagef("rollout list takes no arguments")
 				}
-				if c, err := rf.client(); err != nil || c != nil {
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]RolloutJSON, error) {
+					return listAll[RolloutJSON](ctx, c, "/rollouts", nil)
+				}, func(p *project.Project) ([]RolloutJSON, error) {
+					all, err := p.Store.Rollouts(ctx)
 					if err != nil {
-						return err
+						return nil, err
 					}
-					out, err := listAll[RolloutJSON](ctx, c, "/rollouts", nil)
-					if err != nil {
-						return err
+					out := make([]RolloutJSON, 0, len(all))
+					for _, r := range all {
+						out = append(out, RolloutJSON{Product: r.Product, Version: r.Version, Percent: r.Percent, Halted: r.Halted,
+							Started: r.Start.UTC(), Updated: r.Updated.UTC()})
 					}
-					return printRollouts(env, out, *asJSON)
-				}
-				p, err := openProject(ctx, env, *dir)
+					return out, nil
+				})
 				if err != nil {
 					return err
-				}
-				defer p.Close()
-				all, err := p.Store.Rollouts(ctx)
-				if err != nil {
-					return err
-				}
-				out := make([]RolloutJSON, 0, len(all))
-				for _, r := range all {
-					out = append(out, RolloutJSON{Product: r.Product, Version: r.Version, Percent: r.Percent, Halted: r.Halted,
-						Started: r.Start.UTC(), Updated: r.Updated.UTC()})
 				}
 				return printRollouts(env, out, *asJSON)
 			}

@@ -54,24 +54,17 @@ assessment. A product named like a subcommand is reached with --product.`,
 // complianceReport prints the report of product in the project at dir and
 // returns a *cmdline.ExitError with ExitShallNotMet when a shall is not met.
 func complianceReport(ctx context.Context, env Env, rf *remoteFlags, dir, product string, asJSON bool) error {
-	var rep compliance.Report
-	if c, err := rf.client(); err != nil {
-		return err
-	} else if c != nil {
-		if _, err := c.get(ctx, "/products/"+url.PathEscape(product)+"/compliance", nil, &rep); err != nil {
-			return err
-		}
-	} else {
-		p, err := openProject(ctx, env, dir)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
+	rep, err := localOrRemote(ctx, env, rf, dir, func(c *apiClient) (compliance.Report, error) {
+		return apiGet[compliance.Report](ctx, c, "/products/"+url.PathEscape(product)+"/compliance")
+	}, func(p *project.Project) (compliance.Report, error) {
 		facts, err := compliance.Gather(ctx, p, product)
 		if err != nil {
-			return err
+			return compliance.Report{}, err
 		}
-		rep = compliance.NewReport(facts)
+		return compliance.NewReport(facts), nil
+	})
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		if err := writeJSON(env.Stdout, rep); err != nil {
@@ -113,25 +106,18 @@ func cmdComplianceAttest(env Env) *cmdline.Command {
 
 // complianceAttest records an attestation in the project at dir.
 func complianceAttest(ctx context.Context, env Env, rf *remoteFlags, dir string, s project.AttestSpec) error {
-	var a AttestationJSON
-	if c, err := rf.client(); err != nil {
-		return err
-	} else if c != nil {
+	a, err := localOrRemote(ctx, env, rf, dir, func(c *apiClient) (AttestationJSON, error) {
 		body := api.AttestationCreate{Item: s.Item, URL: s.URL, Note: s.Note, By: s.By}
-		if _, err := c.do(ctx, http.MethodPost, "/products/"+url.PathEscape(s.Product)+"/attestations", nil, body, nil, &a); err != nil {
-			return err
-		}
-	} else {
-		p, err := openProject(ctx, env, dir)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
+		return apiSend[AttestationJSON](ctx, c, http.MethodPost, "/products/"+url.PathEscape(s.Product)+"/attestations", body)
+	}, func(p *project.Project) (AttestationJSON, error) {
 		att, err := compliance.Attest(ctx, p, s)
 		if err != nil {
-			return err
+			return AttestationJSON{}, err
 		}
-		a = api.AttestationOf(att)
+		return api.AttestationOf(att), nil
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stdout, "attested %s of %s at %s: %s (%s)\n", a.Item, s.Product, a.Time.Format(time.RFC3339), a.Note, a.URL)
 	return nil
@@ -156,22 +142,16 @@ func cmdComplianceWithdraw(env Env) *cmdline.Command {
 
 // complianceWithdraw withdraws the standing attestation of item.
 func complianceWithdraw(ctx context.Context, env Env, rf *remoteFlags, dir, product, item string) error {
-	if c, err := rf.client(); err != nil {
-		return err
-	} else if c != nil {
+	err := doLocalOrRemote(ctx, env, rf, dir, func(c *apiClient) error {
 		path := "/products/" + url.PathEscape(product) + "/attestations/" + url.PathEscape(item)
-		if _, err := c.do(ctx, http.MethodDelete, path, nil, nil, nil, nil); err != nil {
-			return err
-		}
-	} else {
-		p, err := openProject(ctx, env, dir)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if _, err := p.WithdrawAttestation(ctx, product, item); err != nil {
-			return err
-		}
+		_, err := c.do(ctx, http.MethodDelete, path, nil, nil, nil, nil)
+		return err
+	}, func(p *project.Project) error {
+		_, err := p.WithdrawAttestation(ctx, product, item)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stdout, "withdrew the attestation of %s of %s; it stays on record\n", item, product)
 	return nil
@@ -201,31 +181,26 @@ func cmdComplianceAttestations(env Env) *cmdline.Command {
 
 // complianceAttestations prints every attestation of product.
 func complianceAttestations(ctx context.Context, env Env, rf *remoteFlags, dir, product string, asJSON bool) error {
-	var out []AttestationJSON
-	if c, err := rf.client(); err != nil {
-		return err
-	} else if c != nil {
-		if out, err = listAll[AttestationJSON](ctx, c, "/products/"+url.PathEscape(product)+"/attestations", nil); err != nil {
-			return err
-		}
-	} else {
-		p, err := openProject(ctx, env, dir)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
+	out, err := localOrRemote(ctx, env, rf, dir, func(c *apiClient) ([]AttestationJSON, error) {
+		return listAll[AttestationJSON](ctx, c, "/products/"+url.PathEscape(product)+"/attestations", nil)
+	}, func(p *project.Project) ([]AttestationJSON, error) {
 		as, err := p.Attestations(ctx, product)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = make([]AttestationJSON, 0, len(as))
+		out := make([]AttestationJSON, 0, len(as))
 		for _, a := range as {
 			out = append(out, api.AttestationOf(a))
 		}
+		return out, nil
+	})
+	if err != nil {
+		return err
 	}
-	if asJSON {
-		return writeJSON(env.Stdout, out)
-	}
+	return printJSONOr(env, asJSON, out, printAttestations)
+}
+
+func printAttestations(env Env, out []AttestationJSON) error {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ITEM\tTIME\tBY\tSTATE\tURL\tNOTE")
 	for _, a := range out {
@@ -291,38 +266,31 @@ func complianceMarket(ctx context.Context, env Env, rf *remoteFlags, dir string,
 // declaration.
 func marketOf(ctx context.Context, env Env, rf *remoteFlags, dir string, declare bool, s project.MarketSpec) (MarketJSON, error) {
 	noDecl := fmt.Errorf("compliance market: %s has no market declaration: make one with --placed-on YYYY-MM-DD --expected-use 7y", s.Product)
-	var m MarketJSON
-	if c, err := rf.client(); err != nil {
-		return m, err
-	} else if c != nil {
+	return localOrRemote(ctx, env, rf, dir, func(c *apiClient) (MarketJSON, error) {
 		path := "/products/" + url.PathEscape(s.Product) + "/market"
 		if declare {
 			body := api.MarketDeclare{PlacedOn: s.PlacedOn, ExpectedUse: s.ExpectedUse, Justification: s.Justification}
-			_, err = c.do(ctx, http.MethodPut, path, nil, body, nil, &m)
-			return m, err
+			return apiSend[MarketJSON](ctx, c, http.MethodPut, path, body)
 		}
-		_, err = c.get(ctx, path, nil, &m)
+		m, err := apiGet[MarketJSON](ctx, c, path)
 		if se := (*ServerError)(nil); errors.As(err, &se) && se.Status == http.StatusNotFound && strings.Contains(se.Detail, "no market declaration") {
 			return m, noDecl
 		}
 		return m, err
-	}
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
-		return m, err
-	}
-	defer p.Close()
-	var sm store.Market
-	if declare {
-		sm, err = p.DeclareMarket(ctx, s)
-	} else {
-		sm, err = p.Market(ctx, s.Product)
-		if errors.Is(err, store.ErrNotFound) {
-			return m, noDecl
+	}, func(p *project.Project) (MarketJSON, error) {
+		var sm store.Market
+		var err error
+		if declare {
+			sm, err = p.DeclareMarket(ctx, s)
+		} else {
+			sm, err = p.Market(ctx, s.Product)
+			if errors.Is(err, store.ErrNotFound) {
+				return MarketJSON{}, noDecl
+			}
 		}
-	}
-	if err != nil {
-		return m, err
-	}
-	return api.MarketOf(sm), nil
+		if err != nil {
+			return MarketJSON{}, err
+		}
+		return api.MarketOf(sm), nil
+	})
 }

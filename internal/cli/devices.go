@@ -24,25 +24,6 @@ import (
 // auditor's or admin's) and prints the same either way: both print the
 // management API's types.
 
-// fleetCmd runs remote when --server (or its environment) names a server,
-// else local on the opened project.
-func fleetCmd(ctx context.Context, env Env, rf *remoteFlags, dir string,
-	remote func(c *apiClient) error, local func(p *project.Project) error) error {
-	c, err := rf.client()
-	if err != nil {
-		return err
-	}
-	if c != nil {
-		return remote(c)
-	}
-	p, err := openProject(ctx, env, dir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	return local(p)
-}
-
 func printPolicy(env Env, pol api.DevicePolicy) error {
 	inv := strings.Join(pol.Inventory, ",")
 	if inv == "" {
@@ -68,15 +49,12 @@ erase them first.`,
 					return usagef("product mode: want NAME and optionally managed or anonymous")
 				}
 				name := pos[0]
-				var pol api.DevicePolicy
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				pol, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.DevicePolicy, error) {
 					if len(pos) == 1 {
-						_, err := c.get(ctx, "/products/"+url.PathEscape(name)+"/device-policy", nil, &pol)
-						return err
+						return apiGet[api.DevicePolicy](ctx, c, "/products/"+url.PathEscape(name)+"/device-policy")
 					}
-					_, err := c.do(ctx, http.MethodPut, "/products/"+url.PathEscape(name)+"/mode", nil, api.ModeSet{Mode: pos[1]}, nil, &pol)
-					return err
-				}, func(p *project.Project) error {
+					return apiSend[api.DevicePolicy](ctx, c, http.MethodPut, "/products/"+url.PathEscape(name)+"/mode", api.ModeSet{Mode: pos[1]})
+				}, func(p *project.Project) (api.DevicePolicy, error) {
 					var sp store.DevicePolicy
 					var err error
 					if len(pos) == 1 {
@@ -84,16 +62,12 @@ erase them first.`,
 					} else {
 						sp, err = p.SetProductMode(ctx, name, pos[1])
 					}
-					pol = api.DevicePolicyOf(sp)
-					return err
+					return api.DevicePolicyOf(sp), err
 				})
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, pol)
-				}
-				return printPolicy(env, pol)
+				return printJSONOr(env, *asJSON, pol, printPolicy)
 			}
 		}}
 }
@@ -122,22 +96,16 @@ Fields uptrust knows: ` + strings.Join(project.InventoryFields, ", ") + `.
 				if list == nil {
 					list = []string{}
 				}
-				var pol api.DevicePolicy
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
-					_, err := c.do(ctx, http.MethodPut, "/products/"+url.PathEscape(pos[0])+"/inventory", nil, api.InventorySet{Fields: list}, nil, &pol)
-					return err
-				}, func(p *project.Project) error {
+				pol, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.DevicePolicy, error) {
+					return apiSend[api.DevicePolicy](ctx, c, http.MethodPut, "/products/"+url.PathEscape(pos[0])+"/inventory", api.InventorySet{Fields: list})
+				}, func(p *project.Project) (api.DevicePolicy, error) {
 					sp, err := p.SetInventoryFields(ctx, pos[0], list)
-					pol = api.DevicePolicyOf(sp)
-					return err
+					return api.DevicePolicyOf(sp), err
 				})
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, pol)
-				}
-				return printPolicy(env, pol)
+				return printJSONOr(env, *asJSON, pol, printPolicy)
 			}
 		}}
 }
@@ -171,17 +139,15 @@ func cmdEnrollmentTokenCreate(env Env) *cmdline.Command {
 				if err != nil || ttl <= 0 {
 					return usagef("--expires %q: want a positive period such as 24h or 7d", *expires)
 				}
-				var j api.EnrollmentToken
-				err = fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				j, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.EnrollmentToken, error) {
 					body := api.EnrollmentTokenCreate{Product: *product, Uses: *uses, Expires: *expires, AutoAccept: *auto}
-					_, err := c.do(ctx, http.MethodPost, "/enrollment-tokens", nil, body, nil, &j)
-					return err
-				}, func(p *project.Project) error {
+					return apiSend[api.EnrollmentToken](ctx, c, http.MethodPost, "/enrollment-tokens", body)
+				}, func(p *project.Project) (api.EnrollmentToken, error) {
 					ct, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: *product, Uses: *uses,
 						TTL: time.Duration(ttl), AutoAccept: *auto})
-					j = api.EnrollmentTokenOf(ct.Token)
+					j := api.EnrollmentTokenOf(ct.Token)
 					j.Token = ct.Text
-					return err
+					return j, err
 				})
 				if err != nil {
 					return err
@@ -209,42 +175,40 @@ func cmdEnrollmentTokenList(env Env) *cmdline.Command {
 				if len(pos) != 0 {
 					return usagef("enrollment-token list takes no arguments")
 				}
-				var out []api.EnrollmentToken
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]api.EnrollmentToken, error) {
 					q := url.Values{}
 					if *product != "" {
 						q.Set("product", *product)
 					}
-					var err error
-					out, err = listAll[api.EnrollmentToken](ctx, c, "/enrollment-tokens", q)
-					return err
-				}, func(p *project.Project) error {
+					return listAll[api.EnrollmentToken](ctx, c, "/enrollment-tokens", q)
+				}, func(p *project.Project) ([]api.EnrollmentToken, error) {
 					ts, err := p.EnrollmentTokens(ctx, *product)
-					out = make([]api.EnrollmentToken, 0, len(ts))
+					out := make([]api.EnrollmentToken, 0, len(ts))
 					for _, t := range ts {
 						out = append(out, api.EnrollmentTokenOf(t))
 					}
-					return err
+					return out, err
 				})
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tPRODUCT\tUSES LEFT\tAUTO-ACCEPT\tCREATED\tEXPIRES\tREVOKED")
-				for _, j := range out {
-					rev := "-"
-					if j.Revoked != nil {
-						rev = j.Revoked.Format(time.RFC3339)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%s\t%s\n", j.ID, j.Product, j.Uses, j.AutoAccept,
-						j.Created.Format(time.RFC3339), j.Expires.Format(time.RFC3339), rev)
-				}
-				return tw.Flush()
+				return printJSONOr(env, *asJSON, out, printEnrollmentTokens)
 			}
 		}}
+}
+
+func printEnrollmentTokens(env Env, out []api.EnrollmentToken) error {
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPRODUCT\tUSES LEFT\tAUTO-ACCEPT\tCREATED\tEXPIRES\tREVOKED")
+	for _, j := range out {
+		rev := "-"
+		if j.Revoked != nil {
+			rev = j.Revoked.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%s\t%s\n", j.ID, j.Product, j.Uses, j.AutoAccept,
+			j.Created.Format(time.RFC3339), j.Expires.Format(time.RFC3339), rev)
+	}
+	return tw.Flush()
 }
 
 func cmdEnrollmentTokenRevoke(env Env) *cmdline.Command {
@@ -256,7 +220,7 @@ func cmdEnrollmentTokenRevoke(env Env) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("enrollment-token revoke: want exactly one ID")
 				}
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				err := doLocalOrRemote(ctx, env, rf, *dir, func(c *apiClient) error {
 					_, err := c.do(ctx, http.MethodDelete, "/enrollment-tokens/"+url.PathEscape(pos[0]), nil, nil, nil, nil)
 					return err
 				}, func(p *project.Project) error {
@@ -321,8 +285,7 @@ func cmdDeviceList(env Env) *cmdline.Command {
 				if len(pos) != 0 {
 					return usagef("device list takes no arguments")
 				}
-				var out []api.Device
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]api.Device, error) {
 					q := url.Values{}
 					if *product != "" {
 						q.Set("product", *product)
@@ -330,22 +293,20 @@ func cmdDeviceList(env Env) *cmdline.Command {
 					if *state != "" {
 						q.Set("state", *state)
 					}
-					var err error
-					out, err = listAll[api.Device](ctx, c, "/devices", q)
-					return err
-				}, func(p *project.Project) error {
-					out = []api.Device{}
+					return listAll[api.Device](ctx, c, "/devices", q)
+				}, func(p *project.Project) ([]api.Device, error) {
+					out := []api.Device{}
 					f := store.DeviceFilter{Product: *product, State: *state, Limit: 1000}
 					for {
 						ds, err := p.Devices(ctx, f)
 						if err != nil {
-							return err
+							return nil, err
 						}
 						for _, d := range ds {
 							out = append(out, api.DeviceOf(d))
 						}
 						if len(ds) < f.Limit {
-							return nil
+							return out, nil
 						}
 						f.AfterID = ds[len(ds)-1].ID
 					}
@@ -353,10 +314,7 @@ func cmdDeviceList(env Env) *cmdline.Command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, out)
-				}
-				return printDevices(env, out)
+				return printJSONOr(env, *asJSON, out, printDevices)
 			}
 		}}
 }
@@ -371,26 +329,24 @@ func cmdDeviceShow(env Env) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("device show: want exactly one ID")
 				}
-				var d api.Device
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
-					_, err := c.get(ctx, "/devices/"+url.PathEscape(pos[0]), nil, &d)
-					return err
-				}, func(p *project.Project) error {
+				d, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.Device, error) {
+					return apiGet[api.Device](ctx, c, "/devices/"+url.PathEscape(pos[0]))
+				}, func(p *project.Project) (api.Device, error) {
 					sd, err := p.Device(ctx, pos[0])
-					d = api.DeviceOf(sd)
-					return err
+					return api.DeviceOf(sd), err
 				})
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, d)
-				}
-				_, err = fmt.Fprintf(env.Stdout, "device %s\nproduct    %s\nstate      %s\npublic key %s\nenrolled   %s\nupdated    %s\ninventory  %s\n",
-					d.ID, d.Product, d.State, d.PublicKey, d.Enrolled.Format(time.RFC3339), d.Updated.Format(time.RFC3339), inventoryText(d.Inventory))
-				return err
+				return printJSONOr(env, *asJSON, d, printDevice)
 			}
 		}}
+}
+
+func printDevice(env Env, d api.Device) error {
+	_, err := fmt.Fprintf(env.Stdout, "device %s\nproduct    %s\nstate      %s\npublic key %s\nenrolled   %s\nupdated    %s\ninventory  %s\n",
+		d.ID, d.Product, d.State, d.PublicKey, d.Enrolled.Format(time.RFC3339), d.Updated.Format(time.RFC3339), inventoryText(d.Inventory))
+	return err
 }
 
 func cmdDeviceState(env Env, verb, synopsis string) *cmdline.Command {
@@ -402,16 +358,13 @@ func cmdDeviceState(env Env, verb, synopsis string) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("device %s: want exactly one ID", verb)
 				}
-				var d api.Device
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
-					_, err := c.do(ctx, http.MethodPost, "/devices/"+url.PathEscape(pos[0])+"/"+verb, nil, nil, nil, &d)
-					return err
-				}, func(p *project.Project) error {
+				d, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.Device, error) {
+					return apiSend[api.Device](ctx, c, http.MethodPost, "/devices/"+url.PathEscape(pos[0])+"/"+verb, nil)
+				}, func(p *project.Project) (api.Device, error) {
 					do := map[string]func(context.Context, string) (store.Device, error){
 						"accept": p.AcceptDevice, "reject": p.RejectDevice, "decommission": p.DecommissionDevice}[verb]
 					sd, err := do(ctx, pos[0])
-					d = api.DeviceOf(sd)
-					return err
+					return api.DeviceOf(sd), err
 				})
 				if err != nil {
 					return err
@@ -441,7 +394,7 @@ func cmdDevicePreauthorize(env Env) *cmdline.Command {
 				if err != nil {
 					return usagef("--key: %v", err)
 				}
-				err = fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				err = doLocalOrRemote(ctx, env, rf, *dir, func(c *apiClient) error {
 					_, err := c.do(ctx, http.MethodPost, "/products/"+url.PathEscape(*product)+"/preauthorized-keys", nil,
 						api.PreauthorizeKey{PublicKey: project.EncodePublicKey(key)}, nil, nil)
 					return err
@@ -466,14 +419,11 @@ func cmdDeviceExport(env Env) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("device export: want exactly one ID")
 				}
-				var x api.DeviceExport
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
-					_, err := c.get(ctx, "/devices/"+url.PathEscape(pos[0])+"/export", nil, &x)
-					return err
-				}, func(p *project.Project) error {
+				x, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (api.DeviceExport, error) {
+					return apiGet[api.DeviceExport](ctx, c, "/devices/"+url.PathEscape(pos[0])+"/export")
+				}, func(p *project.Project) (api.DeviceExport, error) {
 					px, err := p.ExportDevice(ctx, pos[0])
-					x = api.DeviceExportOf(px)
-					return err
+					return api.DeviceExportOf(px), err
 				})
 				if err != nil {
 					return err
@@ -495,7 +445,7 @@ id (random, linked to nothing once the device is gone), this erasure included.`,
 				if len(pos) != 1 {
 					return usagef("device erase: want exactly one ID")
 				}
-				err := fleetCmd(ctx, env, rf, *dir, func(c *apiClient) error {
+				err := doLocalOrRemote(ctx, env, rf, *dir, func(c *apiClient) error {
 					_, err := c.do(ctx, http.MethodDelete, "/devices/"+url.PathEscape(pos[0]), nil, nil, nil, nil)
 					return err
 				}, func(p *project.Project) error {

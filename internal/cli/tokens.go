@@ -68,26 +68,20 @@ works) and what it is on standard error. It is not shown again.`,
 				if err != nil || ttl <= 0 {
 					return usagef("--expires %q: want a positive period such as 90d or 12h", *expires)
 				}
-				var j TokenJSON
-				if c, err := rf.client(); err != nil {
-					return err
-				} else if c != nil {
+				j, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (TokenJSON, error) {
 					body := api.TokenCreate{Name: *name, Role: string(r), Expires: *expires}
-					if _, err := c.do(ctx, http.MethodPost, "/tokens", nil, body, nil, &j); err != nil {
-						return err
-					}
-				} else {
-					p, err := openProject(ctx, env, *dir)
-					if err != nil {
-						return err
-					}
-					defer p.Close()
+					return apiSend[TokenJSON](ctx, c, http.MethodPost, "/tokens", body)
+				}, func(p *project.Project) (TokenJSON, error) {
 					ct, err := p.CreateToken(ctx, project.TokenSpec{Name: *name, Role: r, TTL: time.Duration(ttl)})
 					if err != nil {
-						return err
+						return TokenJSON{}, err
 					}
-					j = tokenJSON(ct.Token, ct.Token.Created)
+					j := tokenJSON(ct.Token, ct.Token.Created)
 					j.Token = ct.Text
+					return j, nil
+				})
+				if err != nil {
+					return err
 				}
 				if *asJSON {
 					return writeJSON(env.Stdout, j)
@@ -111,45 +105,40 @@ func cmdTokenList(env Env) *cmdline.Command {
 				if len(pos) != 0 {
 					return usagef("token list takes no arguments")
 				}
-				var out []TokenJSON
-				if c, err := rf.client(); err != nil {
-					return err
-				} else if c != nil {
-					if out, err = listAll[TokenJSON](ctx, c, "/tokens", nil); err != nil {
-						return err
-					}
-				} else {
-					p, err := openProject(ctx, env, *dir)
-					if err != nil {
-						return err
-					}
-					defer p.Close()
+				out, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) ([]TokenJSON, error) {
+					return listAll[TokenJSON](ctx, c, "/tokens", nil)
+				}, func(p *project.Project) ([]TokenJSON, error) {
 					ts, err := p.Tokens(ctx)
 					if err != nil {
-						return err
+						return nil, err
 					}
 					now := p.Clock.Now()
-					out = make([]TokenJSON, len(ts))
+					out := make([]TokenJSON, len(ts))
 					for i, t := range ts {
 						out[i] = tokenJSON(t, now)
 					}
+					return out, nil
+				})
+				if err != nil {
+					return err
 				}
-				if *asJSON {
-					return writeJSON(env.Stdout, out)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tROLE\tID\tSTATE\tCREATED\tEXPIRES\tLAST USED")
-				for _, j := range out {
-					state := j.State
-					if j.Revoked != nil {
-						state += " " + j.Revoked.Format(time.DateOnly)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Role, j.ID, state,
-						j.Created.Format(time.DateOnly), j.Expires.Format(time.DateOnly), orDash(j.LastUsed))
-				}
-				return tw.Flush()
+				return printJSONOr(env, *asJSON, out, printTokens)
 			}
 		}}
+}
+
+func printTokens(env Env, out []TokenJSON) error {
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tID\tSTATE\tCREATED\tEXPIRES\tLAST USED")
+	for _, j := range out {
+		state := j.State
+		if j.Revoked != nil {
+			state += " " + j.Revoked.Format(time.DateOnly)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Role, j.ID, state,
+			j.Created.Format(time.DateOnly), j.Expires.Format(time.DateOnly), orDash(j.LastUsed))
+	}
+	return tw.Flush()
 }
 
 func cmdTokenRevoke(env Env) *cmdline.Command {
@@ -161,26 +150,19 @@ func cmdTokenRevoke(env Env) *cmdline.Command {
 				if len(pos) != 1 {
 					return usagef("token revoke takes the token's NAME")
 				}
-				var t TokenJSON
-				if c, err := rf.client(); err != nil {
-					return err
-				} else if c != nil {
-					if _, err := c.do(ctx, http.MethodDelete, "/tokens/"+url.PathEscape(pos[0]), nil, nil, nil, &t); err != nil {
-						return err
-					}
-				} else {
-					p, err := openProject(ctx, env, *dir)
-					if err != nil {
-						return err
-					}
-					defer p.Close()
+				t, err := localOrRemote(ctx, env, rf, *dir, func(c *apiClient) (TokenJSON, error) {
+					return apiSend[TokenJSON](ctx, c, http.MethodDelete, "/tokens/"+url.PathEscape(pos[0]), nil)
+				}, func(p *project.Project) (TokenJSON, error) {
 					tk, err := p.RevokeToken(ctx, pos[0])
 					if err != nil {
-						return err
+						return TokenJSON{}, err
 					}
-					t = tokenJSON(tk, tk.Revoked)
+					return tokenJSON(tk, tk.Revoked), nil
+				})
+				if err != nil {
+					return err
 				}
-				_, err := fmt.Fprintf(env.Stdout, "revoked token %s (role %s, id %s)\n", t.Name, t.Role, t.ID)
+				_, err = fmt.Fprintf(env.Stdout, "revoked token %s (role %s, id %s)\n", t.Name, t.Role, t.ID)
 				return err
 			}
 		}}
