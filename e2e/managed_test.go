@@ -50,9 +50,17 @@ func TestManagedEnrolment(t *testing.T) {
 	}
 	w.publish("1.1.0", 2, release.KindSecurity)
 	w.rollout("1.1.0", 100)
-	// One cycle installs, reboots and commits (sim.Device.Cycle).
+	// One cycle installs, reboots and commits (sim.Device.Cycle); its
+	// report goes out as the device's own signed event too.
 	w.cycle(d)
 	w.assertRunning(d, "1.1.0")
+	exp, err := w.p.ExportDevice(ctx, dev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Events) != 1 || exp.Events[0].Kind != store.EventSucceeded || exp.Events[0].Version != "1.1.0" {
+		t.Errorf("the device's history after its update: %+v", exp.Events)
+	}
 
 	// Decommissioned: the agent learns it and stops updating.
 	if _, err := w.p.DecommissionDevice(ctx, dev.ID); err != nil {

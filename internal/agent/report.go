@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -128,8 +129,56 @@ func (a *Agent) FlushReports(ctx context.Context) {
 		if err != nil {
 			a.log.Warn("report refused by the server; dropped", "err", err)
 		}
+		if a.cfg.Managed() {
+			a.sendEvent(ctx, b)
+		}
 		os.Remove(f)
 	}
+}
+
+// deviceEventsPath is where a managed device sends its update events.
+const deviceEventsPath = "/api/device/v1/events"
+
+// sendEvent sends the outcome of a queued report as the managed device's
+// own update event, signed with its key, so the server's per-device
+// history has it. It is best effort: a failure is logged and the event is
+// not retried (the anonymous report was delivered already).
+func (a *Agent) sendEvent(ctx context.Context, reportJSON []byte) {
+	var r report.Report
+	if err := json.Unmarshal(reportJSON, &r); err != nil || a.devKey == nil {
+		return
+	}
+	e := deviceEvent{Version: r.Version, ErrorClass: string(r.ErrorClass)}
+	switch r.Outcome {
+	case report.OutcomeInstalled:
+		e.Kind = "succeeded"
+	case report.OutcomeRolledBack:
+		e.Kind = "rolled_back"
+	default:
+		e.Kind = "failed"
+		e.Message = string(r.Outcome)
+		if e.ErrorClass == "" {
+			e.ErrorClass = "other"
+		}
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	ans, err := a.http.Call(ctx, http.MethodPost, strings.TrimSuffix(a.cfg.Server, "/")+deviceEventsPath, body, maxDeviceAnswer)
+	if err != nil {
+		a.log.Info("update event not delivered", "err", err)
+	} else if ans.StatusCode != http.StatusCreated {
+		a.log.Info("update event refused by the server", "status", ans.StatusCode)
+	}
+}
+
+// deviceEvent is the body of a managed device's update event.
+type deviceEvent struct {
+	Kind       string `json:"kind"`
+	Version    string `json:"version,omitempty"`
+	ErrorClass string `json:"error_class,omitempty"`
+	Message    string `json:"message,omitempty"`
 }
 
 // isPermanentReject is a 4xx answer other than 429: resending the same

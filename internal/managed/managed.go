@@ -1,5 +1,6 @@
 // Package managed serves the device side of managed mode on the public
-// listener: enrolment and a device's state (docs/device-protocol.md). The
+// listener: enrolment, a device's state and its update events
+// (docs/device-protocol.md). The
 // operator's side (accept, reject, decommission, export, erase) is the
 // management API's; the rules (tokens, pre-authorised keys, declared
 // inventory) are package project's.
@@ -40,6 +41,7 @@ import (
 const (
 	EnrollPath = "/api/device/v1/enroll"
 	StatePath  = "/api/device/v1/state"
+	EventsPath = "/api/device/v1/events"
 )
 
 // maxBody bounds an enrolment body: a key, a token and a few inventory
@@ -81,8 +83,74 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.state(w, r)
+	case EventsPath:
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			problem(w, http.StatusMethodNotAllowed, "method-not-allowed", "send events with POST", nil)
+			return
+		}
+		h.event(w, r)
 	default:
 		problem(w, http.StatusNotFound, "not-found", "no such device route", nil)
+	}
+}
+
+// Event is the body of POST EventsPath: one step of an update on the
+// device (store.DeviceEvent's kinds).
+type Event struct {
+	Kind       string `json:"kind"`
+	Version    string `json:"version,omitempty"`
+	Progress   int    `json:"progress,omitempty"`
+	ErrorClass string `json:"error_class,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// eventKinds are the kinds a device may send.
+var eventKinds = []string{store.EventOffered, store.EventDownloading, store.EventInstalling, store.EventRebooting,
+	store.EventSucceeded, store.EventFailed, store.EventRolledBack, store.EventSkipped}
+
+// event records one event of an accepted device (201); a refused, pending
+// or unknown device gets the problem the agent acts on, a malformed event
+// 422 bad-event.
+func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
+	res, err := h.verifier(h.keys).Verify(r.Context(), r)
+	if err != nil {
+		signatureProblem(w, err)
+		return
+	}
+	var e Event
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		problem(w, http.StatusUnprocessableEntity, "bad-event", "event body: "+err.Error(), nil)
+		return
+	}
+	if !slices.Contains(eventKinds, e.Kind) || e.Progress < 0 || e.Progress > 100 {
+		problem(w, http.StatusUnprocessableEntity, "bad-event", fmt.Sprintf("event kind %q or progress %d: want one of %v and 0..100", e.Kind, e.Progress, eventKinds), nil)
+		return
+	}
+	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
+	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
+	if errors.Is(err, store.ErrNotFound) {
+		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
+		return
+	}
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	_, err = h.p.AddDeviceEvent(r.Context(), d.ID, store.DeviceEvent{Kind: e.Kind, Version: e.Version, Progress: e.Progress,
+		ErrorClass: e.ErrorClass, Message: e.Message, Reason: e.Reason})
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusCreated)
+	case errors.Is(err, project.ErrDevicePending):
+		problem(w, http.StatusForbidden, "pending", "the operator has not accepted this device yet", nil)
+	case errors.Is(err, project.ErrInvalid):
+		problem(w, http.StatusUnprocessableEntity, "bad-event", err.Error(), nil)
+	default:
+		h.fail(w, err)
 	}
 }
 

@@ -181,3 +181,36 @@ func TestEnrolRefusals(t *testing.T) {
 		t.Errorf("state of an unknown key: %d %v", code, out)
 	}
 }
+
+// Events are taken from accepted devices only, and only of known kinds.
+func TestEvents(t *testing.T) {
+	f := newFixture(t)
+	pub, priv := newKey(t)
+	code, out := f.send("POST", managed.EnrollPath, enrolBody("thermostat", pub, f.token, nil), pub, priv, nil)
+	if code != 201 {
+		t.Fatalf("enrol: %d %v", code, out)
+	}
+	id := out["device_id"].(string)
+	ok := map[string]any{"kind": "succeeded", "version": "1.1.0"}
+	if code, out := f.send("POST", managed.EventsPath, ok, pub, priv, nil); code != 403 || out["code"] != "pending" {
+		t.Errorf("event of a pending device: %d %v", code, out)
+	}
+	if _, err := f.p.AcceptDevice(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]any{{"kind": "exploded"}, {"kind": "failed"}, {"kind": "downloading", "progress": 101}, {"kind": "succeeded", "extra": 1}} {
+		if code, out := f.send("POST", managed.EventsPath, bad, pub, priv, nil); code != 422 || out["code"] != "bad-event" {
+			t.Errorf("event %v: %d %v", bad, code, out)
+		}
+	}
+	if code, out := f.send("POST", managed.EventsPath, ok, pub, priv, nil); code != 201 {
+		t.Errorf("event of an accepted device: %d %v", code, out)
+	}
+	exp, err := f.p.ExportDevice(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Events) != 1 || exp.Events[0].Kind != "succeeded" || exp.Events[0].Version != "1.1.0" {
+		t.Errorf("events stored: %+v", exp.Events)
+	}
+}
