@@ -114,9 +114,8 @@ var eventKinds = []string{store.EventOffered, store.EventDownloading, store.Even
 // or unknown device gets the problem the agent acts on, a malformed event
 // 422 bad-event.
 func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
-	res, err := h.verifier(h.keys).Verify(r.Context(), r)
-	if err != nil {
-		signatureProblem(w, err)
+	d, ok := h.signedDevice(w, r)
+	if !ok {
 		return
 	}
 	var e Event
@@ -130,17 +129,7 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, "bad-event", fmt.Sprintf("event kind %q or progress %d: want one of %v and 0..100", e.Kind, e.Progress, eventKinds), nil)
 		return
 	}
-	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
-	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
-	if errors.Is(err, store.ErrNotFound) {
-		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
-		return
-	}
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	_, err = h.p.AddDeviceEvent(r.Context(), d.ID, store.DeviceEvent{Kind: e.Kind, Version: e.Version, Progress: e.Progress,
+	_, err := h.p.AddDeviceEvent(r.Context(), d.ID, store.DeviceEvent{Kind: e.Kind, Version: e.Version, Progress: e.Progress,
 		ErrorClass: e.ErrorClass, Message: e.Message, Reason: e.Reason})
 	switch {
 	case err == nil:
@@ -249,23 +238,8 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
-	res, err := h.verifier(h.keys).Verify(r.Context(), r)
-	if err != nil {
-		signatureProblem(w, err)
-		return
-	}
-	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
-	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
-	if errors.Is(err, store.ErrNotFound) {
-		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
-		return
-	}
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	if d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned {
-		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
+	d, ok := h.signedDevice(w, r)
+	if !ok {
 		return
 	}
 	pol, err := h.p.DevicePolicy(r.Context(), d.Product)
@@ -274,6 +248,33 @@ func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, DeviceAnswer{DeviceID: d.ID, State: d.State, InventoryFields: nonNil(pol.Inventory)})
+}
+
+// signedDevice verifies r's signature and returns the enrolled device whose
+// key made it; otherwise it answers the problem (401 for the signature, 403
+// not-enrolled, 403 with the state for a rejected or decommissioned device)
+// and returns false. Pending devices are returned: each route decides what
+// they may do.
+func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.Device, bool) {
+	res, err := h.verifier(h.keys).Verify(r.Context(), r)
+	if err != nil {
+		signatureProblem(w, err)
+		return store.Device{}, false
+	}
+	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
+	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
+		return d, false
+	case err != nil:
+		h.fail(w, err)
+		return d, false
+	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
+		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
+		return d, false
+	}
+	return d, true
 }
 
 // fail answers a project error with the problem the agent acts on.
@@ -415,26 +416,10 @@ func (c *keyCache) reloadLocked(ctx context.Context) error {
 // that a decommissioning takes effect at once; the per-device fleet view
 // will answer unchanged devices from memory instead.
 func (h *Handler) Gate(w http.ResponseWriter, r *http.Request) bool {
-	res, err := h.verifier(h.keys).Verify(r.Context(), r)
-	if err != nil {
-		signatureProblem(w, err)
-		return false
-	}
-	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
-	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
-		return false
-	case err != nil:
-		problem(w, http.StatusServiceUnavailable, "unavailable", "the server cannot answer now; try again later", nil)
-		return false
-	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
-		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
-		return false
-	case d.State != store.DeviceAccepted:
+	d, ok := h.signedDevice(w, r)
+	if ok && d.State != store.DeviceAccepted {
 		problem(w, http.StatusForbidden, "pending", "the operator has not accepted this device yet", nil)
 		return false
 	}
-	return true
+	return ok
 }
