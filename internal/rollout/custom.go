@@ -3,6 +3,7 @@ package rollout
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Custom is the shape of the custom metadata of a release's target in the
@@ -15,7 +16,40 @@ type Custom struct {
 	Uptrust struct {
 		// Rollout is nil when the metadata carries no rule.
 		Rollout *Rule `json:"rollout"`
+		// Managed is set only in a managed device's own fleet view (the
+		// per-device view of managed mode); nil in the shared view.
+		Managed *ManagedCustom `json:"managed,omitempty"`
 	} `json:"uptrust"`
+}
+
+// ManagedCustom is what a managed device's own fleet view says about the
+// rollout that offers it a release: {"rollout":"r-…","wave":2,
+// "window":"Mon-Fri 02:00-04:00 Europe/Berlin"}. The target that carries
+// it also carries a Rule with percent 100 (the device is admitted: the
+// server chose it), so agents that do not read Managed install as before.
+type ManagedCustom struct {
+	// Rollout is the rollout's ID.
+	Rollout string `json:"rollout"`
+	// Wave is the device's wave, 1-based.
+	Wave int `json:"wave"`
+	// Window is the maintenance window (ParseWindow syntax) the device
+	// installs in; "" when it may install at any time. Downloading is
+	// allowed at any time.
+	Window string `json:"window,omitempty"`
+}
+
+// Assignment is what one managed device should run now, as the server's
+// rollouts decide it (package project computes it; the per-device fleet
+// view publishes it).
+type Assignment struct {
+	// RolloutID owns the device (Owner); Version is the release it is
+	// offered, in Wave (1-based), from Start on.
+	RolloutID string
+	Version   string
+	Wave      int
+	Start     time.Time
+	// Window is the rollout's maintenance window ("" for none).
+	Window string
 }
 
 // MarshalCustom returns the fleet target custom metadata that offers a
