@@ -84,6 +84,12 @@ type Agent struct {
 	devKey       ed25519.PrivateKey
 	devKeyID     string
 	agentVersion string
+	// eventsDown is set for the rest of a cycle once an update event
+	// failed (events.go).
+	eventsDown bool
+	// dlHook is told of the bytes of the download in progress, for its
+	// downloading events (showDownload).
+	dlHook func(int64)
 }
 
 // New builds an agent. It does not touch the network.
@@ -198,6 +204,7 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 		return nil, err
 	}
 	defer unlock()
+	a.eventsDown = false
 	s, err := LoadState(a.cfg.DataDir)
 	if err != nil {
 		return nil, err
