@@ -205,6 +205,14 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 	}
 	defer unlock()
 	a.eventsDown = false
+	if a.cfg.Managed() {
+		// The key signs the outcome events of the reports flushed below and
+		// the events of a step resumed after a restart; a key that cannot be
+		// loaded is the enrolment's error (managedGate).
+		if err := a.loadDeviceKey(); err != nil {
+			a.log.Warn("device key", "err", err)
+		}
+	}
 	s, err := LoadState(a.cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -260,6 +268,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("update check", "action", chk.Action, "offered", chk.Offered, "reason", chk.Reason)
 		}
 		wait := jitter(time.Duration(a.cfg.PollInterval))
+		if w, ok := windowWait(a.cfg.DataDir, a.clock.Now()); ok && w < wait {
+			// A release waits in the slot for the maintenance window:
+			// check when it opens rather than a poll interval later.
+			wait = w
+		}
 		flush := reportDelay(wait)
 		select {
 		case <-ctx.Done():

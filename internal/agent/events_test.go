@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/uptrust/uptrust/internal/agent/devicetest"
+	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/deviceapi"
 	"github.com/uptrust/uptrust/internal/keys"
@@ -26,7 +27,8 @@ import (
 )
 
 // acceptedDevice is an accepted managed device of a world behind ds whose
-// agents and ds share the fake clock c.
+// agents and ds share the fake clock c. (Start c a little ahead of the
+// real clock: a clock behind the provisioning time is reported.)
 func acceptedDevice(t *testing.T, c *clock.Fake, change func(*Config)) (*testWorld, *devicetest.Server, *testDevice) {
 	t.Helper()
 	w, ds := managedWorld(t, "version")
@@ -64,7 +66,7 @@ func eventList(es []devicetest.Event) []string {
 }
 
 func TestManagedUpdateEventsInOrder(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, ds, d := acceptedDevice(t, c, nil)
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -171,7 +173,7 @@ func TestManagedEventsAreBestEffort(t *testing.T) {
 			old := eventTimeout
 			eventTimeout = 300 * time.Millisecond
 			t.Cleanup(func() { eventTimeout = old })
-			c := clock.NewFake(time.Now())
+			c := clock.NewFake(time.Now().Add(time.Minute))
 			w, ds, d := acceptedDevice(t, c, nil)
 			ds.EventStatus = tc.status
 			if tc.hang {
@@ -200,7 +202,7 @@ func TestManagedEventsAreBestEffort(t *testing.T) {
 }
 
 func TestManagedSkipEventsOncePerVersionAndReason(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, ds, d := acceptedDevice(t, c, nil)
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -237,7 +239,7 @@ func TestManagedSkipEventsOncePerVersionAndReason(t *testing.T) {
 }
 
 func TestManagedSkipIncompatibleHardware(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, ds, d := acceptedDevice(t, c, func(c *Config) { c.Hardware = "rev-z" })
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -314,7 +316,7 @@ func downloadedBytes(s *State, version string) int64 {
 }
 
 func TestMaintenanceWindowDownloadsOutsideInstallsInside(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, ds, d := acceptedDevice(t, c, nil)
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -381,6 +383,9 @@ func TestMaintenanceWindowDownloadsOutsideInstallsInside(t *testing.T) {
 	if _, err := d.managedCheck(); err != ErrRebooting {
 		t.Fatalf("check inside the window: %v, want the reboot", err)
 	}
+	if _, err := fileslot.Boot(d.slots); err != nil {
+		t.Fatal(err)
+	}
 	s = installs(t, d, "1.1.0")
 	if b := downloadedBytes(s, "1.1.0"); b != got {
 		t.Fatalf("installing inside the window downloaded again (%d bytes, was %d)", b, got)
@@ -394,7 +399,7 @@ func TestMaintenanceWindowDownloadsOutsideInstallsInside(t *testing.T) {
 }
 
 func TestMaintenanceWindowReadyImageDamagedIsWrittenAgain(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, _, d := acceptedDevice(t, c, nil)
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -424,7 +429,7 @@ func TestMaintenanceWindowReadyImageDamagedIsWrittenAgain(t *testing.T) {
 }
 
 func TestMaintenanceWindowKeptOffline(t *testing.T) {
-	c := clock.NewFake(time.Now())
+	c := clock.NewFake(time.Now().Add(time.Minute))
 	w, ds, d := acceptedDevice(t, c, nil)
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
@@ -470,7 +475,7 @@ func TestMaintenanceWindowKeptOffline(t *testing.T) {
 func TestMaintenanceWindowInvalidRefused(t *testing.T) {
 	for _, win := range []string{"Mon-Fry 02:00-04:00 UTC", "daily 02:00-04:00 Mars/Olympus_Mons", "daily 25:00-04:00 UTC"} {
 		t.Run(strings.Fields(win)[0]+strings.Fields(win)[1], func(t *testing.T) {
-			c := clock.NewFake(time.Now())
+			c := clock.NewFake(time.Now().Add(time.Minute))
 			w, ds, d := acceptedDevice(t, c, nil)
 			w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 			w.rollout("1.1.0", 100)
@@ -504,5 +509,31 @@ func TestSkipReasonsAreTheServers(t *testing.T) {
 	}
 	if got := devicetest.SkipReasons(); !slices.Equal(got, project.SkipReasons) {
 		t.Errorf("devicetest accepts %v, the server %v", got, project.SkipReasons)
+	}
+}
+
+func TestWindowWait(t *testing.T) {
+	now := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC) // a Monday
+	ready := &State{Phase: PhaseWriting, Pending: &Pending{Version: "1.1.0", Ready: true},
+		Window: &KeptWindow{Window: "Mon-Fri 22:00-23:00 UTC", Version: "1.1.0"}}
+	if d, ok := windowWaitOf(ready, now, 7*time.Second); !ok || d != 2*time.Hour+7*time.Second {
+		t.Fatalf("ready before the window: %v, %v; want 2h7s", d, ok)
+	}
+	if d, ok := windowWaitOf(ready, now.Add(2*time.Hour+time.Minute), 0); !ok || d != 0 {
+		t.Fatalf("ready inside the window: %v, %v; want 0", d, ok)
+	}
+	downloading := *ready
+	downloading.Pending = &Pending{Version: "1.1.0"}
+	noWindow := *ready
+	noWindow.Window = nil
+	bad := *ready
+	bad.Window = &KeptWindow{Window: "Mon-Fry 22:00-23:00 UTC"}
+	for name, s := range map[string]*State{"downloading": &downloading, "no window": &noWindow, "bad window": &bad, "idle": {Phase: PhaseIdle}} {
+		if d, ok := windowWaitOf(s, now, 0); ok {
+			t.Errorf("%s: wait %v, want none (the poll interval applies)", name, d)
+		}
+	}
+	if closed, why := windowClosed(&bad, now); !closed || !strings.Contains(why, `"Mon-Fry 22:00-23:00 UTC"`) {
+		t.Errorf("a kept window that does not parse: closed %v, %q; want closed, naming it", closed, why)
 	}
 }

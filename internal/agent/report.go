@@ -144,7 +144,9 @@ const deviceEventsPath = "/api/device/v1/events"
 // the event is not retried (the anonymous report was delivered already).
 func (a *Agent) sendEvent(ctx context.Context, reportJSON []byte) {
 	var r report.Report
-	if err := json.Unmarshal(reportJSON, &r); err != nil {
+	if err := json.Unmarshal(reportJSON, &r); err != nil || r.ErrorClass == report.ClassNotApplicable {
+		// A release not for this device is no failure: the check sent it
+		// as skipped (incompatible_hardware) already.
 		return
 	}
 	e := deviceEvent{Version: r.Version, ErrorClass: string(r.ErrorClass)}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -216,6 +217,38 @@ func (a *Agent) slotHash(ctx context.Context, p *Pending, length int64) (string,
 		return "", nil
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// windowSpread spreads the checks of devices waiting for the same window
+// over the first minute after it opens.
+const windowSpread = time.Minute
+
+// windowWait is how long Run waits before the next check when a release
+// waits in the slot for the kept window: until the window's next opening
+// plus up to windowSpread; false when nothing waits or the state cannot
+// be read.
+func windowWait(dataDir string, now time.Time) (time.Duration, bool) {
+	s, err := LoadState(dataDir)
+	if err != nil {
+		return 0, false
+	}
+	return windowWaitOf(s, now, rand.N(windowSpread))
+}
+
+// windowWaitOf is windowWait for the state s, with spread added.
+func windowWaitOf(s *State, now time.Time, spread time.Duration) (time.Duration, bool) {
+	if s.Phase != PhaseWriting || s.Pending == nil || !s.Pending.Ready {
+		return 0, false
+	}
+	w, err := s.keptWindow()
+	if err != nil || w == nil {
+		return 0, false
+	}
+	next, ok := w.Next(now)
+	if !ok {
+		return 0, false
+	}
+	return next.Sub(now) + spread, true
 }
 
 // windowStatus fills the window fields of the status at now.
