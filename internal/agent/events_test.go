@@ -537,3 +537,25 @@ func TestWindowWait(t *testing.T) {
 		t.Errorf("a kept window that does not parse: closed %v, %q; want closed, naming it", closed, why)
 	}
 }
+
+func TestMaintenanceWindowRemovedFromTheView(t *testing.T) {
+	c := clock.NewFake(time.Now().Add(time.Minute))
+	w, _, d := acceptedDevice(t, c, nil)
+	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
+	w.rollout("1.1.0", 100)
+	win, _ := windowAhead(c.Now())
+	w.setFleetWindow("1.1.0", win)
+	if chk, err := d.managedCheck(); err != nil || chk.Action != "waiting" {
+		t.Fatalf("check outside: %+v, %v", chk, err)
+	}
+	// The operator drops the window: the next check replaces the kept one
+	// and installs at once, from the image waiting in the slot.
+	w.setFleetWindow("1.1.0", "")
+	if _, err := d.managedCheck(); err != ErrRebooting {
+		t.Fatalf("check without a window: %v, want the reboot", err)
+	}
+	s := d.state()
+	if s.Window != nil || downloadedBytes(s, "1.1.0") != int64(len(w.images["1.1.0"])) {
+		t.Fatalf("kept window %+v, downloads %+v; want none kept and the payload downloaded once", s.Window, s.Downloads)
+	}
+}
