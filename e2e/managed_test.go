@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/uptrust/uptrust/internal/agent"
@@ -50,16 +51,28 @@ func TestManagedEnrolment(t *testing.T) {
 	}
 	w.publish("1.1.0", 2, release.KindSecurity)
 	w.rollout("1.1.0", 100)
-	// One cycle installs, reboots and commits (sim.Device.Cycle); its
-	// report goes out as the device's own signed event too.
+	// One cycle installs, reboots and commits (sim.Device.Cycle); the
+	// agent sends the steps as the device's own signed events, and its
+	// report's outcome too.
 	w.cycle(d)
 	w.assertRunning(d, "1.1.0")
 	exp, err := w.p.ExportDevice(ctx, dev.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(exp.Events) != 1 || exp.Events[0].Kind != store.EventSucceeded || exp.Events[0].Version != "1.1.0" {
-		t.Errorf("the device's history after its update: %+v", exp.Events)
+	var steps []string
+	for _, e := range exp.Events {
+		if e.Version != "1.1.0" {
+			t.Errorf("event %+v is not about 1.1.0", e)
+		}
+		if e.Kind == store.EventDownloading && len(steps) > 0 && steps[len(steps)-1] == store.EventDownloading {
+			continue
+		}
+		steps = append(steps, e.Kind)
+	}
+	want := []string{store.EventOffered, store.EventDownloading, store.EventInstalling, store.EventRebooting, store.EventSucceeded}
+	if !slices.Equal(steps, want) || exp.Events[1].Progress != 0 {
+		t.Errorf("the device's history after its update: %v (%+v), want %v, downloading from 0", steps, exp.Events, want)
 	}
 
 	// Decommissioned: the agent learns it and stops updating.

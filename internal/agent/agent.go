@@ -84,6 +84,12 @@ type Agent struct {
 	devKey       ed25519.PrivateKey
 	devKeyID     string
 	agentVersion string
+	// eventsDown is set for the rest of a cycle once an update event
+	// failed (events.go).
+	eventsDown bool
+	// dlHook is told of the bytes of the download in progress, for its
+	// downloading events (showDownload).
+	dlHook func(int64)
 }
 
 // New builds an agent. It does not touch the network.
@@ -198,6 +204,15 @@ func (a *Agent) Check(ctx context.Context) (*Check, error) {
 		return nil, err
 	}
 	defer unlock()
+	a.eventsDown = false
+	if a.cfg.Managed() {
+		// The key signs the outcome events of the reports flushed below and
+		// the events of a step resumed after a restart; a key that cannot be
+		// loaded is the enrolment's error (managedGate).
+		if err := a.loadDeviceKey(); err != nil {
+			a.log.Warn("device key", "err", err)
+		}
+	}
 	s, err := LoadState(a.cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -253,6 +268,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("update check", "action", chk.Action, "offered", chk.Offered, "reason", chk.Reason)
 		}
 		wait := jitter(time.Duration(a.cfg.PollInterval))
+		if w, ok := windowWait(a.cfg.DataDir, a.clock.Now()); ok && w < wait {
+			// A release waits in the slot for the maintenance window:
+			// check when it opens rather than a poll interval later.
+			wait = w
+		}
 		flush := reportDelay(wait)
 		select {
 		case <-ctx.Done():

@@ -31,6 +31,9 @@ type Decision struct {
 	// Reason says in plain words why: why the release installs, or why
 	// nothing does.
 	Reason string
+	// Skip is the skip reason of a refusal that is the device's own
+	// circumstance rather than a fault (SkipIncompatibleHardware); "" else.
+	Skip string
 }
 
 // Device is what the decision needs to know about the device itself.
@@ -59,7 +62,8 @@ type Device struct {
 //  4. its security version is not below the highest ever committed;
 //  5. it did not fail on this device before (else the next candidate is
 //     considered);
-//  6. the fleet lists a valid rollout rule, and the device's bucket is
+//  6. the fleet lists a valid rollout rule (and, when it sets one, a
+//     maintenance window that parses), and the device's bucket is
 //     admitted to the wave (a security-only build rides on its feature
 //     build's wave); not yet admitted ends the decision, waiting;
 //  7. the update policy (Judge: the owner's consent, adverse impact, the
@@ -92,7 +96,9 @@ func choose(s *State, offers []Offer, policy release.Policy, dev Device, now tim
 		case m.Product != dev.Product || m.Version != v:
 			return refused(refuse(report.ClassNotApplicable, fmt.Sprintf("the manifest of %s names %s %s", release.TargetName(dev.Product, v), m.Product, m.Version)))
 		case !m.SupportsHardware(dev.Hardware):
-			return refused(refuse(report.ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, dev.Hardware, m.Hardware)))
+			d := refused(refuse(report.ClassNotApplicable, fmt.Sprintf("%s %s is not for hardware %s (it supports %v)", m.Product, v, dev.Hardware, m.Hardware)))
+			d.Skip = SkipIncompatibleHardware
+			return d
 		}
 		switch c := release.CompareVersions(v, s.Version); {
 		case c < 0 && i == 0:
@@ -116,6 +122,8 @@ func choose(s *State, offers []Offer, policy release.Policy, dev Device, now tim
 			return refused(refuse(report.ClassManifestInvalid, o.RolloutErr.Error()))
 		case o.Rollout == nil:
 			return refused(refuse(report.ClassManifestInvalid, "the fleet repository lists the release without a rollout rule"))
+		case o.WindowErr != nil:
+			return refused(refuse(report.ClassManifestInvalid, o.WindowErr.Error()))
 		}
 		wave := v
 		if m.SecurityOnlyOf != "" {

@@ -26,6 +26,19 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 			return chk, derr
 		}
 	}
+	if err == nil || d.Err != nil {
+		// The check reached the server: say which offered releases it does
+		// not install and why (managed mode; once per version and reason).
+		skips := heldSkips(d.Held)
+		if d.Skip != "" {
+			skips = append(skips, skip{Version: d.Offered, Reason: d.Skip})
+		}
+		var installing string
+		if d.Install != nil {
+			installing = d.Install.Version
+		}
+		a.skipEvents(ctx, s, skips, installing)
+	}
 	if err != nil {
 		class := classify(err)
 		chk.Action, chk.ErrorClass = "rejected", class
@@ -56,6 +69,7 @@ func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	if d.Install == nil {
 		return chk, a.record(s)
 	}
+	a.offeredEvent(ctx, s, d.Install.Version)
 	err = a.install(ctx, s, d.Install)
 	return s.LastCheck, err
 }
@@ -109,6 +123,7 @@ func (a *Agent) decide(ctx context.Context, s *State, now time.Time) (Decision, 
 			continue
 		}
 		s.Waiting = a.hold(s, d.Held, now)
+		keepWindow(s, offers, d, a.clock.Now())
 		return d, nil
 	}
 }

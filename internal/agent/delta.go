@@ -123,7 +123,7 @@ func (a *Agent) tryDelta(ctx context.Context, s *State, m *release.Manifest, o *
 	key := &Pending{Version: m.Version, SHA256: d.SHA256, Length: d.Length}
 	j := transfer.Job{Version: m.Version, Target: transfer.NewTarget(a.cfg.Server, d.Target, o.target), Slot: a.slot(p.Slot),
 		Saved: p.deltaProgress(), Rec: &recorder{a: a, s: s, key: key, deltaFrom: d.From, set: func(pr *transfer.Progress) { p.setDeltaProgress(d, pr) }}}
-	done := a.showDownload("the delta from "+d.From+" to "+m.Version, d.Length, j.Saved)
+	done := a.showDownload(ctx, m.Version, "the delta from "+d.From+" to "+m.Version, d.Length, j.Saved)
 	err = a.transfers().Delta(ctx, j, transfer.Source{Slot: a.slot(p.From), Version: d.From, Length: d.SourceLength, SHA256: src},
 		transfer.Image{Length: length, SHA256: sum})
 	done()

@@ -4,7 +4,9 @@
 // rolls back, and reports outcomes anonymously. In managed mode
 // (managed.go, docs/device-protocol.md) the device also has its own key,
 // enrols with the server and signs its requests; it updates only once the
-// server accepted it.
+// server accepted it, tells the server the steps of each update as signed
+// events (events.go, best effort) and honours the maintenance window of
+// its own fleet view (window.go).
 //
 // Where things are:
 //   - phases.go: the state machine as one table — each phase, the steps it
@@ -14,7 +16,9 @@
 //     every reason it installs nothing;
 //   - install.go and resume.go: the actions of the steps;
 //   - the transfer subpackage: moving bytes into the slot (plain, zstd,
-//     staged, delta) and the checkpoint journal.
+//     staged, delta) and the checkpoint journal;
+//   - events.go and window.go: managed mode's update events and
+//     maintenance windows.
 //
 // Persisted before what:
 //   - every phase is written to state.json (atomically, fsync'd) before the
@@ -36,7 +40,10 @@
 //   - it is never opened for writing (the slot backends refuse it), and
 //     the bootloader is armed for the other slot only after that slot's
 //     whole image matched the signed length and hashes — read back from the
-//     slot when any part of it came from saved progress;
+//     slot when any part of it came from saved progress, or when it waited
+//     there for a maintenance window;
+//   - with a maintenance window in the verified fleet view, the bootloader
+//     is armed only while the window is open by the device's clock;
 //   - nothing is written to a slot before both repositories agree on the
 //     target's length and hashes;
 //   - no release below the highest security version ever committed, not

@@ -34,6 +34,11 @@ func (a *Agent) install(ctx context.Context, s *State, o *Offer) error {
 	if m.Payload.Compression == release.CompressionZstd {
 		next.Compression, next.ImageLength, next.ImageSHA256 = m.Payload.Compression, m.Payload.ImageLength, m.Payload.ImageSHA256
 	}
+	if p := s.Pending; s.Phase == PhaseWriting && p != nil && p.Ready && sameDownload(p, next) {
+		if done, err := a.installReady(ctx, s); done || err != nil {
+			return err
+		}
+	}
 	a.savedProgress(s, next, o.Delta)
 	s.Pending = next
 	s.LastCheck.Action, s.LastCheck.Reason = "installing", fmt.Sprintf("writing %s into slot %s", m.Version, s.Pending.Slot)
@@ -63,9 +68,14 @@ func (a *Agent) writePayload(ctx context.Context, s *State, o *Offer) error {
 }
 
 // armWritten arms the bootloader for the slot that now holds the verified
-// image, and reboots.
+// image, and reboots; outside the maintenance window it leaves the image
+// waiting in the slot instead (waitForWindow).
 func (a *Agent) armWritten(ctx context.Context, s *State) error {
 	a.dropHint()
+	if closed, why := windowClosed(s, a.clock.Now()); closed {
+		return a.waitForWindow(ctx, s, why)
+	}
+	a.postEvent(ctx, deviceEvent{Kind: EvInstalling, Version: s.Pending.Version})
 	if err := a.enter(s, stepArm); err != nil {
 		return err
 	}

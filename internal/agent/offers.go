@@ -35,6 +35,12 @@ type Offer struct {
 	// Delta is the delta the manifest lists from the running version, or
 	// nil.
 	Delta *deltaOffer
+	// Window is the maintenance window the fleet view sets for the
+	// release (window.go), nil for none; WindowRollout the rollout the
+	// view names. WindowErr says why the window does not parse.
+	Window        *rollout.Window
+	WindowRollout string
+	WindowErr     error
 }
 
 // gatherOffers reads, for every version the fleet offers for product
@@ -56,6 +62,7 @@ func gatherOffers(r *repos, product, running string) []Offer {
 			o.Delta = offerDelta(r, o.Manifest, running)
 		}
 		o.Rollout, o.RolloutErr = fleetRollout(o.Fleet)
+		o.Window, o.WindowRollout, o.WindowErr = fleetWindow(o.Fleet)
 		out = append(out, o)
 	}
 	return out

@@ -37,6 +37,11 @@ type Pending struct {
 	Compression string `json:"compression,omitempty"`
 	ImageLength int64  `json:"image_length,omitempty"`
 	ImageSHA256 string `json:"image_sha256,omitempty"`
+	// Ready is set, in phase writing, once the whole image was written
+	// into Slot and verified while the maintenance window was closed: the
+	// release waits there for the window (window.go). Progress is nil
+	// then; the slot is read back and verified again before it is armed.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // DeltaID names a delta of the release: from version From, with the

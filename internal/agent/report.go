@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -141,11 +140,13 @@ const deviceEventsPath = "/api/device/v1/events"
 
 // sendEvent sends the outcome of a queued report as the managed device's
 // own update event, signed with its key, so the server's per-device
-// history has it. It is best effort: a failure is logged and the event is
-// not retried (the anonymous report was delivered already).
+// history has it. It is best effort (postEvent): a failure is logged and
+// the event is not retried (the anonymous report was delivered already).
 func (a *Agent) sendEvent(ctx context.Context, reportJSON []byte) {
 	var r report.Report
-	if err := json.Unmarshal(reportJSON, &r); err != nil || a.devKey == nil {
+	if err := json.Unmarshal(reportJSON, &r); err != nil || r.ErrorClass == report.ClassNotApplicable {
+		// A release not for this device is no failure: the check sent it
+		// as skipped (incompatible_hardware) already.
 		return
 	}
 	e := deviceEvent{Version: r.Version, ErrorClass: string(r.ErrorClass)}
@@ -161,24 +162,7 @@ func (a *Agent) sendEvent(ctx context.Context, reportJSON []byte) {
 			e.ErrorClass = "other"
 		}
 	}
-	body, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	ans, err := a.http.Call(ctx, http.MethodPost, strings.TrimSuffix(a.cfg.Server, "/")+deviceEventsPath, body, maxDeviceAnswer)
-	if err != nil {
-		a.log.Info("update event not delivered", "err", err)
-	} else if ans.StatusCode != http.StatusCreated {
-		a.log.Info("update event refused by the server", "status", ans.StatusCode)
-	}
-}
-
-// deviceEvent is the body of a managed device's update event.
-type deviceEvent struct {
-	Kind       string `json:"kind"`
-	Version    string `json:"version,omitempty"`
-	ErrorClass string `json:"error_class,omitempty"`
-	Message    string `json:"message,omitempty"`
+	a.postEvent(ctx, e)
 }
 
 // isPermanentReject is a 4xx answer other than 429: resending the same

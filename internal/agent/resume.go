@@ -14,6 +14,10 @@ import (
 // restartWriting: see machine.
 func (a *Agent) restartWriting(_ context.Context, s *State, _ slot.State) error {
 	p := s.Pending
+	if p.Ready {
+		a.log.Info("a release waits in the inactive slot for the maintenance window", "version", p.Version, "slot", p.Slot)
+		return nil
+	}
 	if d := p.payloadProgress(); d != nil && d.Route != transfer.RouteStaged {
 		a.log.Info("download was interrupted; it resumes if the release is still to be installed",
 			"version", p.Version, "offset", d.Offset, "length", p.Length)
@@ -106,10 +110,12 @@ func (a *Agent) doReboot(ctx context.Context, s *State) error {
 	if err := a.record(s); err != nil {
 		return err
 	}
-	// A real reboot ends this process: tell the owner first.
+	// A real reboot ends this process: tell the owner first, and the
+	// server (managed mode, best effort).
 	if err := a.deliver(ctx, s); err != nil {
 		return err
 	}
+	a.postEvent(ctx, deviceEvent{Kind: EvRebooting, Version: s.Pending.Version})
 	return a.reboot(ctx)
 }
 

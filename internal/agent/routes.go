@@ -39,24 +39,38 @@ const (
 func (a *Agent) transfers() *transfer.Downloader {
 	d := &transfer.Downloader{HTTP: a.http, Dir: a.cfg.DataDir, MaxAttempts: a.cfg.MaxAttempts, LossBudget: a.cfg.lossBudget(),
 		LossWindow: a.cfg.lossWindow(), Now: a.clock.Now, Log: a.log, Power: a.power, BootID: a.bootID}
-	if a.bar != nil {
-		d.Received = a.bar.Add
+	if a.bar != nil || a.dlHook != nil {
+		bar, hook := a.bar, a.dlHook
+		d.Received = func(n int64) {
+			if bar != nil {
+				bar.Add(n)
+			}
+			if hook != nil {
+				hook(n)
+			}
+		}
 	}
 	return d
 }
 
 // showDownload starts the progress display of downloading what of
-// length bytes, from the offset saved progress reached; the returned
-// function ends it.
-func (a *Agent) showDownload(what string, length int64, saved *transfer.Progress) func() {
+// length bytes of version, from the offset saved progress reached, and
+// its downloading events (managed mode, see dlEvents); the returned
+// function ends both. Call it before transfers.
+func (a *Agent) showDownload(ctx context.Context, version, what string, length int64, saved *transfer.Progress) func() {
+	var off int64
+	if saved != nil {
+		off = saved.Offset
+	}
+	a.dlHook = a.startDownloadEvents(ctx, version, length, off)
 	if a.bar == nil {
-		return func() {}
+		return func() { a.dlHook = nil }
 	}
 	a.bar.Start("downloading "+what, length)
 	if saved != nil {
 		a.bar.Set(saved.Offset)
 	}
-	return a.bar.Done
+	return func() { a.dlHook = nil; a.bar.Done() }
 }
 
 // download streams the uncompressed payload of s.Pending into its slot
@@ -64,7 +78,7 @@ func (a *Agent) showDownload(what string, length int64, saved *transfer.Progress
 // the signed hashes of rel and synced (transfer.Downloader.Plain).
 func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	j := a.payloadJob(s, rel)
-	defer a.showDownload(j.Version, j.Target.Length, j.Saved)()
+	defer a.showDownload(ctx, j.Version, j.Version, j.Target.Length, j.Saved)()
 	return a.transfers().Plain(ctx, j)
 }
 
@@ -75,7 +89,7 @@ func (a *Agent) download(ctx context.Context, s *State, rel *metadata.TargetFile
 func (a *Agent) downloadZstd(ctx context.Context, s *State, rel *metadata.TargetFiles) error {
 	p := s.Pending
 	j := a.payloadJob(s, rel)
-	defer a.showDownload(j.Version+" (compressed)", j.Target.Length, j.Saved)()
+	defer a.showDownload(ctx, j.Version, j.Version+" (compressed)", j.Target.Length, j.Saved)()
 	return a.transfers().Compressed(ctx, j, transfer.Image{Length: p.ImageLength, SHA256: p.ImageSHA256},
 		a.cfg.StagingEnabled())
 }

@@ -136,6 +136,16 @@ type State struct {
 	// time's floor: from a check that found it so until a check that finds
 	// the clock ahead again.
 	ClockBehind *ClockBehind `json:"clock_behind,omitempty"`
+	// Window is the maintenance window of the release last offered, as
+	// the last successful check verified it in the fleet repository (the
+	// managed device's own view); nil when that release has none. It is
+	// kept while the server cannot be reached (window.go).
+	Window *KeptWindow `json:"window,omitempty"`
+	// OfferedSent is the version the last offered event was sent for, and
+	// SkipsSent the skipped events ("version|reason") sent and still
+	// current, so that neither is sent at every check (events.go).
+	OfferedSent string   `json:"offered_sent,omitempty"`
+	SkipsSent   []string `json:"skips_sent,omitempty"`
 }
 
 // downloadCount returns the counter of p's release, adding it (and dropping

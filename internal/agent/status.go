@@ -80,6 +80,17 @@ type Status struct {
 	DeviceKeyID string `json:"device_key_id,omitempty"`
 	// Enrolment is what the server last said about the managed device.
 	Enrolment *Enrolment `json:"enrolment,omitempty"`
+	// Window is the maintenance window kept from the last successful
+	// check (window.go); nil when the release last offered has none.
+	Window *KeptWindow `json:"maintenance_window,omitempty"`
+	// WindowOpen says whether the window is open now; NextInstall is when
+	// the release waiting in the slot (Ready) or being downloaded may be
+	// installed next: now while the window is open, else its next opening.
+	WindowOpen  bool       `json:"maintenance_window_open,omitempty"`
+	NextInstall *time.Time `json:"next_install,omitempty"`
+	// ReadyToInstall is set while a release waits in the inactive slot,
+	// written and verified, for the window.
+	ReadyToInstall bool `json:"ready_to_install,omitempty"`
 }
 
 // ReadStatus assembles the status from state.json and the bootloader. It
@@ -109,6 +120,7 @@ func ReadStatus(ctx context.Context, cfg *Config, slots slot.Backend, now time.T
 			st.DownloadSaved = d.Offset
 		}
 	}
+	st.windowStatus(s, now)
 	st.Download = lastDownload(s)
 	st.DownloadRateLimit = cfg.DownloadRateLimit
 	if s.Support != nil {
@@ -178,6 +190,7 @@ func (st *Status) WriteText(w io.Writer) {
 	if d := st.Download; d != nil {
 		fmt.Fprintf(w, "download:         %s\n", st.downloadLine())
 	}
+	st.writeWindow(w)
 	if ld := st.LastDelta; ld != nil && !ld.Used {
 		fmt.Fprintf(w, "delta:            %s from %s not used on %s: %s\n", ld.Version, ld.From, ld.At.UTC().Format(timeFormat), ld.Reason)
 	}

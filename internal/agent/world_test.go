@@ -15,6 +15,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/agent/fetch"
 	"github.com/uptrust/uptrust/internal/agent/slot/fileslot"
+	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/server"
@@ -123,6 +124,8 @@ type testDevice struct {
 	power   func(string) error
 	// change, when set, adjusts the configuration before each start.
 	change func(*Config)
+	// clock, when set, is the agents' clock.
+	clock clock.Clock
 }
 
 func (w *testWorld) device() *testDevice {
@@ -169,7 +172,7 @@ func (d *testDevice) agent() *Agent {
 			}
 			return errors.New("unhealthy")
 		},
-		PowerLoss: d.power})
+		PowerLoss: d.power, Clock: d.clock})
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/devauth"
 )
 
@@ -64,12 +65,53 @@ type Server struct {
 	// Next serves every request outside /api/device/v1/ once its
 	// signature, if any, verified (nil: 404).
 	Next http.Handler
+	// EventStatus, when not 0, is the status every event request is
+	// answered with, without recording the event (a failing server);
+	// EventHang, when set, holds event requests until it is closed or the
+	// client gives up (a server that never answers).
+	EventStatus int
+	EventHang   chan struct{}
+	// Clock is the server's time for the signatures' window (nil: the
+	// real clock); tests give it the device's fake clock.
+	Clock clock.Clock
 
 	nonces  *devauth.MemoryNonces
 	mu      sync.Mutex
 	devices map[string]*Device // by keyid
 	pub     map[string]ed25519.PublicKey
 	reqs    []Request
+	events  []Event
+}
+
+// Event is an update event the server accepted, with the keyid that
+// signed it. The body's fields are the protocol's (internal/managed).
+type Event struct {
+	KeyID      string `json:"-"`
+	Kind       string `json:"kind"`
+	Version    string `json:"version,omitempty"`
+	Progress   int    `json:"progress,omitempty"`
+	ErrorClass string `json:"error_class,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// eventKinds and skipReasons are what the server accepts
+// (internal/managed, project.SkipReasons).
+// (The agent's packages may not import the server's, so the lists are
+// copied here; keep them equal.)
+var (
+	eventKinds  = []string{"offered", "downloading", "installing", "rebooting", "succeeded", "failed", "rolled_back", "skipped"}
+	skipReasons = []string{"incompatible_hardware", "owner_consent_missing", "postponed_by_owner", "support_ended", "outside_maintenance_window"}
+)
+
+// SkipReasons are the skip reasons the server accepts.
+func SkipReasons() []string { return slices.Clone(skipReasons) }
+
+// Events returns the accepted events, in order.
+func (s *Server) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
 }
 
 // New starts a server on 127.0.0.1, closed when the test ends.
@@ -181,6 +223,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		answer(w, http.StatusOK, map[string]any{"device_id": d.ID, "state": d.State, "inventory_fields": s.Fields})
+	case r.URL.Path == "/api/device/v1/events" && r.Method == http.MethodPost:
+		s.event(w, r, &rec)
 	default:
 		if rec.Signed {
 			d, ok := s.verify(w, r, &rec, s)
@@ -202,7 +246,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // verify checks the signature with keys and answers a refusal itself.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, rec *Request, keys devauth.KeyStore) (Device, bool) {
-	v := &devauth.Verifier{Keys: keys, Nonces: s.nonces}
+	v := &devauth.Verifier{Keys: keys, Nonces: s.nonces, Clock: s.Clock}
 	res, err := v.Verify(r.Context(), r)
 	if err != nil {
 		rec.VerifyErr = err.Error()
@@ -288,4 +332,53 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, rec *Request) {
 	s.devices[id] = d
 	s.pub[id] = pub
 	answer(w, http.StatusCreated, map[string]any{"device_id": d.ID, "state": d.State})
+}
+
+// event records an accepted device's update event (201) after the checks
+// of the real server: a signed, accepted device, a known kind, progress
+// 0..100, a failed event's error class, a skip reason of
+// project.SkipReasons.
+func (s *Server) event(w http.ResponseWriter, r *http.Request, rec *Request) {
+	d, ok := s.verify(w, r, rec, s)
+	if !ok {
+		return
+	}
+	if s.EventHang != nil {
+		select {
+		case <-s.EventHang:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if s.EventStatus != 0 {
+		problem(w, s.EventStatus, "test", "event refused by the test", nil)
+		return
+	}
+	if d.State != "accepted" {
+		problem(w, http.StatusForbidden, "pending", "the device is "+d.State, nil)
+		return
+	}
+	var e Event
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		problem(w, http.StatusUnprocessableEntity, "bad-event", err.Error(), nil)
+		return
+	}
+	switch {
+	case !slices.Contains(eventKinds, e.Kind) || e.Progress < 0 || e.Progress > 100:
+		problem(w, http.StatusUnprocessableEntity, "bad-event", fmt.Sprintf("kind %q, progress %d", e.Kind, e.Progress), nil)
+		return
+	case e.Kind == "failed" && e.ErrorClass == "":
+		problem(w, http.StatusUnprocessableEntity, "bad-event", "a failed event needs an error class", nil)
+		return
+	case e.Kind == "skipped" && !slices.Contains(skipReasons, e.Reason):
+		problem(w, http.StatusUnprocessableEntity, "bad-event", fmt.Sprintf("skip reason %q", e.Reason), nil)
+		return
+	}
+	e.KeyID = d.KeyID
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusCreated)
 }
