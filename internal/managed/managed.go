@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/devauth"
+	"github.com/uptrust/uptrust/internal/devnonce"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -61,9 +62,14 @@ type Handler struct {
 	Authority, PathPrefix string
 }
 
-// New returns the handler for project p.
+// New returns the handler for project p. Nonces of requests that change
+// state (POST: enrolment, events) are recorded in the table every server
+// on p's database shares (package devnonce), so a replay to another
+// replica is refused; those of GETs (state, /repo/) in this process's
+// memory: a replayed GET only returns what the device was already sent.
 func New(p *project.Project) *Handler {
-	return &Handler{p: p, nonces: devauth.NewMemoryNonces(0), keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
+	return &Handler{p: p, nonces: devauth.ByMethod{Safe: devauth.NewMemoryNonces(0), Unsafe: devnonce.New(p.Store)},
+		keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
 }
 
 // ServeHTTP implements http.Handler.
