@@ -120,14 +120,15 @@ var eventKinds = []string{store.EventOffered, store.EventDownloading, store.Even
 // or unknown device gets the problem the agent acts on, a malformed event
 // 422 bad-event.
 func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
+	if !jsonBody(w, r) {
+		return
+	}
 	d, ok := h.signedDevice(w, r)
 	if !ok {
 		return
 	}
 	var e Event
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := decodeStrict(r.Body, &e); err != nil {
 		problem(w, http.StatusUnprocessableEntity, "bad-event", "event body: "+err.Error(), nil)
 		return
 	}
@@ -171,6 +172,9 @@ func (h *Handler) verifier(keys devauth.KeyStore) *devauth.Verifier {
 }
 
 func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
+	if !jsonBody(w, r) {
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "reading the body: "+err.Error(), nil)
@@ -181,9 +185,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req enrollRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "enrolment body: "+err.Error(), nil)
 		return
 	}

@@ -76,27 +76,35 @@ type recorded struct {
 	body         []byte
 }
 
-// record signs a request to path with body (nil: none) at signed time.
+// record signs a request to path with body as JSON (nil: none) at time
+// at.
 func record(t *testing.T, method, path string, body any, pub ed25519.PublicKey, priv ed25519.PrivateKey, at time.Time) recorded {
 	t.Helper()
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			t.Fatal(err)
-		}
+	if body == nil {
+		return recordRaw(t, method, path, "", nil, pub, priv, at)
 	}
-	req, err := http.NewRequest(method, "https://"+authority+path, bytes.NewReader(b))
+	b, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b != nil {
-		req.Header.Set("Content-Type", "application/json")
+	return recordRaw(t, method, path, "application/json", b, pub, priv, at)
+}
+
+// recordRaw signs a request to path with body and Content-Type ctype
+// ("": none) at time at.
+func recordRaw(t *testing.T, method, path, ctype string, body []byte, pub ed25519.PublicKey, priv ed25519.PrivateKey, at time.Time) recorded {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+authority+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	if err := devauth.Sign(req, devauth.KeyID(pub), priv, at, devauth.NewNonce()); err != nil {
 		t.Fatal(err)
 	}
-	return recorded{method: method, path: path, header: req.Header, body: b}
+	return recorded{method: method, path: path, header: req.Header, body: body}
 }
 
 // sendTo sends the recorded request to the server at base and returns the
