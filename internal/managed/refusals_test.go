@@ -2,13 +2,11 @@ package managed_test
 
 import (
 	"crypto/ed25519"
-	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/uptrust/uptrust/internal/managed"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/storetest"
 )
 
 // fleet is a SQLite project on a fake clock serving the device API (and
@@ -76,47 +75,12 @@ func (f *fleet) enrolled(version string, accept bool) (ed25519.PublicKey, ed2551
 	return pub, priv, id
 }
 
-// rows is every row of every table of the live schema (Describe), as
-// text, but device_nonces': a request that passed its signature check
-// records its nonce (replay protection) even when it is then refused.
+// rows is every row of every table of the live schema, but
+// device_nonces': a request that passed its signature check records its
+// nonce (replay protection) even when it is then refused.
 func (f *fleet) rows() string {
-	t := f.t
-	t.Helper()
-	tables, err := f.p.Store.Describe(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", filepath.Join(f.p.Dir, "uptrust.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var b strings.Builder
-	for _, tb := range tables {
-		if tb.Name == store.TableDeviceNonces {
-			continue
-		}
-		var cols []string
-		for _, c := range tb.Columns {
-			cols = append(cols, fmt.Sprintf("coalesce(CAST(%q AS TEXT), '')", c.Name))
-		}
-		rows, err := db.QueryContext(t.Context(), fmt.Sprintf("SELECT %s FROM %q", strings.Join(cols, " || '|' || "), tb.Name))
-		if err != nil {
-			t.Fatalf("table %s: %v", tb.Name, err)
-		}
-		var lines []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, s)
-		}
-		rows.Close()
-		slices.Sort(lines)
-		fmt.Fprintf(&b, "%s: %d rows\n%s\n", tb.Name, len(lines), strings.Join(lines, "\n"))
-	}
-	return b.String()
+	f.t.Helper()
+	return storetest.Dump(f.t, f.p.Store, filepath.Join(f.p.Dir, "uptrust.db"), "", store.TableDeviceNonces)
 }
 
 // unchanged fails the test when the database differs from before.
