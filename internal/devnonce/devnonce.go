@@ -15,9 +15,12 @@
 //     key; the upsert is one atomic statement).
 //   - Rows are bounded in time: Use deletes the rows expired for longer
 //     than Margin, at most once every PurgeEvery per process, and
-//     project's purge does the same; a row lives at most 2×skew + Margin +
-//     PurgeEvery (20 minutes with the defaults), so the table holds at
-//     most that many minutes of state-changing device requests.
+//     project's purge (uptrust purge, hourly in uptrust serve) does the
+//     same. While requests arrive a row lives at most 2×skew + Margin +
+//     PurgeEvery (16 minutes with the defaults), so the table holds at
+//     most that many minutes of state-changing device requests; when none
+//     arrive it does not grow, and the hourly purge empties it of
+//     expired rows.
 //   - Rows hold a keyid, a nonce and a time: no client address.
 package devnonce
 

@@ -27,7 +27,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // twoStores opens two handles on one new database: one SQLite file, or
 // one PostgreSQL database.
-func twoStores(t *testing.T, db string) (store.Store, store.Store) {
+func twoStores(t *testing.T, db string) (store.Store, store.Store) { return twoStoresB(t, db) }
+
+func twoStoresB(t testing.TB, db string) (store.Store, store.Store) {
 	t.Helper()
 	var open func() (store.Store, error)
 	if db == "postgres" {

@@ -304,3 +304,42 @@ func TestMalformedDeviceRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestNoClientAddressStored: after an enrolment, a state read, an event
+// and a /repo/ request, sent from 127.0.0.1 and naming a client in
+// X-Forwarded-For and Forwarded, no table holds either address, not even
+// truncated.
+func TestNoClientAddressStored(t *testing.T) {
+	f := newFleet(t, 5)
+	pub, priv := newKey(t)
+	fwd := func(r recorded) recorded {
+		r.header.Set("X-Forwarded-For", "203.0.113.77, 198.51.100.9")
+		r.header.Set("Forwarded", "for=203.0.113.77")
+		r.header.Set("X-Real-IP", "203.0.113.77")
+		return r
+	}
+	now := f.clk.Now()
+	if code, _, out := fwd(record(t, "POST", managed.EnrollPath, enrolBody("thermostat", pub, f.token, map[string]string{"version": "1.0.0"}), pub, priv, now)).sendTo(t, f.url); code != 201 {
+		t.Fatalf("enrol: %d %v", code, out)
+	} else if _, err := f.p.AcceptDevice(t.Context(), out["device_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []recorded{
+		record(t, "GET", managed.StatePath, nil, pub, priv, now),
+		record(t, "POST", managed.EventsPath, map[string]any{"kind": "succeeded", "version": "1.1.0"}, pub, priv, now),
+		record(t, "GET", "/repo/fleet/timestamp.json", nil, pub, priv, now),
+	} {
+		if code, _, out := fwd(r).sendTo(t, f.url); code >= 300 {
+			t.Fatalf("%s %s: %d %v", r.method, r.path, code, out)
+		}
+	}
+	all := storetest.Dump(t, f.p.Store, filepath.Join(f.p.Dir, "uptrust.db"), "")
+	if !strings.Contains(all, "succeeded") {
+		t.Fatalf("the dump misses the event:\n%s", all)
+	}
+	for _, addr := range []string{"127.0.0", "203.0.113", "198.51.100", "::1"} {
+		if strings.Contains(all, addr) {
+			t.Errorf("the database holds %q:\n%s", addr, all)
+		}
+	}
+}
