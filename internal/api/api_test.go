@@ -81,6 +81,46 @@ var rolePolicy = map[string]string{
 	"DELETE /api/v1/devices/{device}":                    "operator",
 }
 
+// matrixRequest is a well-formed body and headers for a route of the
+// matrix, so that a role it allows succeeds.
+func matrixRequest(e *env, method, path string) (string, []string) {
+	body := ""
+	var hdr []string
+	switch {
+	case method == "POST" && strings.HasSuffix(path, "/attestations"):
+		body = `{"item":"CRA-II-5","url":"https://example.com/cvd","note":"the disclosure policy"}`
+	case method == "PUT" && strings.HasSuffix(path, "/market"):
+		body = `{"placed_on":"2027-03-01","expected_use":"7y"}`
+	case method == "POST" && strings.HasSuffix(path, "/tokens"):
+		body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
+	case method == "POST" && strings.HasSuffix(path, "/push"):
+		body = `{"metadata":[]}`
+	case method == "PUT" && strings.HasSuffix(path, "/mode"):
+		body = `{"mode":"managed"}`
+	case method == "PUT" && strings.HasSuffix(path, "/inventory"):
+		body = `{"fields":["version","hardware"]}`
+	case method == "POST" && strings.HasSuffix(path, "/preauthorized-keys"):
+		body = `{"public_key":"` + matrixKey + `"}`
+	case method == "POST" && strings.HasSuffix(path, "/enrollment-tokens"):
+		body = `{"product":"thermostat","uses":3,"expires":"2h"}`
+	case method == "POST" && strings.Contains(path, "/devices/"):
+		body = ""
+	case method == "POST":
+		body = `{"product":"thermostat","version":"1.2.0","percent":20}`
+		hdr = []string{"If-Match", e.etag("thermostat")}
+	case method == "PATCH" && strings.HasSuffix(path, "/settings"):
+		body = `{"report_k":6}`
+		hdr = []string{"If-Match", e.settingsETag()}
+	case method == "PATCH":
+		body = `{"percent":30}`
+		hdr = []string{"If-Match", e.etag("thermostat")}
+	case method == "PUT":
+		body = matrixBlob
+		hdr = []string{"Content-Type", "application/octet-stream", "Upload-Length", fmt.Sprint(len(matrixBlob))}
+	}
+	return body, hdr
+}
+
 // isRead says whether a method only reads.
 func isRead(method string) bool { return method == "GET" || method == "HEAD" }
 
@@ -102,40 +142,7 @@ func TestAuthMatrix(t *testing.T) {
 	for _, rt := range e.api.Routes() {
 		for _, cred := range creds {
 			before := e.state()
-			body := ""
-			var hdr []string
-			switch {
-			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/attestations"):
-				body = `{"item":"CRA-II-5","url":"https://example.com/cvd","note":"the disclosure policy"}`
-			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/market"):
-				body = `{"placed_on":"2027-03-01","expected_use":"7y"}`
-			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/tokens"):
-				body = `{"name":"matrix-new","role":"auditor","expires":"1d"}`
-			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/push"):
-				body = `{"metadata":[]}`
-			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/mode"):
-				body = `{"mode":"managed"}`
-			case rt.Method == "PUT" && strings.HasSuffix(rt.Path, "/inventory"):
-				body = `{"fields":["version","hardware"]}`
-			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/preauthorized-keys"):
-				body = `{"public_key":"` + matrixKey + `"}`
-			case rt.Method == "POST" && strings.HasSuffix(rt.Path, "/enrollment-tokens"):
-				body = `{"product":"thermostat","uses":3,"expires":"2h"}`
-			case rt.Method == "POST" && strings.Contains(rt.Path, "/devices/"):
-				body = ""
-			case rt.Method == "POST":
-				body = `{"product":"thermostat","version":"1.2.0","percent":20}`
-				hdr = []string{"If-Match", e.etag("thermostat")}
-			case rt.Method == "PATCH" && strings.HasSuffix(rt.Path, "/settings"):
-				body = `{"report_k":6}`
-				hdr = []string{"If-Match", e.settingsETag()}
-			case rt.Method == "PATCH":
-				body = `{"percent":30}`
-				hdr = []string{"If-Match", e.etag("thermostat")}
-			case rt.Method == "PUT":
-				body = matrixBlob
-				hdr = []string{"Content-Type", "application/octet-stream", "Upload-Length", fmt.Sprint(len(matrixBlob))}
-			}
+			body, hdr := matrixRequest(e, rt.Method, rt.Path)
 			id := fmt.Sprintf("matrix-%s-%s-%s", rt.Method, strings.ReplaceAll(strings.TrimPrefix(rt.Path, "/api/v1/"), "/", "."), cred)
 			id = strings.NewReplacer("{", "", "}", "").Replace(id)
 			hdr = append(hdr, "X-Request-Id", id)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/store"
 )
 
 // writeJSON writes v indented, with a final newline.
@@ -123,6 +124,9 @@ func cmdPurge(env Env) *cmdline.Command {
 				if res.Uploads > 0 {
 					fmt.Fprintf(env.Stdout, "unfinished uploads: removed %d not continued for %s\n", res.Uploads, project.Period(project.UnfinishedUploadAge))
 				}
+				if res.Nonces > 0 {
+					fmt.Fprintf(env.Stdout, "%s: removed %d whose signature window closed\n", store.TableDeviceNonces, res.Nonces)
+				}
 				return err
 			}
 		}}
@@ -144,6 +148,9 @@ func purgeLoop(ctx context.Context, p *project.Project, logger *slog.Logger, eve
 		}
 		if res.Uploads > 0 {
 			logger.Info("removed unfinished uploads", "uploads", res.Uploads)
+		}
+		if res.Nonces > 0 {
+			logger.Info("removed expired device nonces", "nonces", res.Nonces)
 		}
 		if res.Rows() > 0 {
 			attrs := []any{"rows", res.Rows()}

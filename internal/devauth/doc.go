@@ -100,8 +100,9 @@
 // returned, so safe methods use the per-process MemoryNonces; state-changing
 // requests (POST, PUT, PATCH, DELETE: reports, inventory) write to the
 // database anyway, so one more insert into the shared table costs little
-// there. NonceStore is the interface for that table; its implementations
-// belong to internal/store.
+// there. NonceStore is the interface for that table; internal/devnonce
+// implements it on the device_nonces table of internal/store (schema 8),
+// and internal/managed uses it for its POSTs.
 //
 // # What the server must add around it
 //

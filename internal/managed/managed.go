@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/devauth"
+	"github.com/uptrust/uptrust/internal/devnonce"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -61,9 +62,14 @@ type Handler struct {
 	Authority, PathPrefix string
 }
 
-// New returns the handler for project p.
+// New returns the handler for project p. Nonces of requests that change
+// state (POST: enrolment, events) are recorded in the table every server
+// on p's database shares (package devnonce), so a replay to another
+// replica is refused; those of GETs (state, /repo/) in this process's
+// memory: a replayed GET only returns what the device was already sent.
 func New(p *project.Project) *Handler {
-	return &Handler{p: p, nonces: devauth.NewMemoryNonces(0), keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
+	return &Handler{p: p, nonces: devauth.ByMethod{Safe: devauth.NewMemoryNonces(0), Unsafe: devnonce.New(p.Store)},
+		keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
 }
 
 // ServeHTTP implements http.Handler.
@@ -114,14 +120,15 @@ var eventKinds = []string{store.EventOffered, store.EventDownloading, store.Even
 // or unknown device gets the problem the agent acts on, a malformed event
 // 422 bad-event.
 func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
+	if !jsonBody(w, r) {
+		return
+	}
 	d, ok := h.signedDevice(w, r)
 	if !ok {
 		return
 	}
 	var e Event
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := decodeStrict(r.Body, &e); err != nil {
 		problem(w, http.StatusUnprocessableEntity, "bad-event", "event body: "+err.Error(), nil)
 		return
 	}
@@ -165,6 +172,9 @@ func (h *Handler) verifier(keys devauth.KeyStore) *devauth.Verifier {
 }
 
 func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
+	if !jsonBody(w, r) {
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "reading the body: "+err.Error(), nil)
@@ -175,9 +185,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req enrollRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "enrolment body: "+err.Error(), nil)
 		return
 	}

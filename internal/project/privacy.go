@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/devauth"
+	"github.com/uptrust/uptrust/internal/devnonce"
 	"github.com/uptrust/uptrust/internal/report"
 	"github.com/uptrust/uptrust/internal/server"
 	"github.com/uptrust/uptrust/internal/store"
@@ -141,6 +143,8 @@ func (p *Project) PrivacyReport(ctx context.Context) (*PrivacyReport, error) {
 			"no cookies, no credentials, no query strings, and the same User-Agent on every device and version; " +
 			"each device computes its rollout share from a random seed that never leaves it",
 		ClientAddresses: "Not stored: no table has a column for them, and a report is added to a daily counter and then dropped. " +
+			"Managed devices are known by their key only: the device API (enrolment, state, events, signed /repo/ requests) reads no client address and stores none, " +
+			"not even truncated (the devices, device_events and device_nonces tables have no column for one). " +
 			"Not logged: the server writes no line per request, and client addresses in net/http's own error messages are replaced by [redacted]",
 		RateLimit: fmt.Sprintf("Reports are rate-limited in memory by a token bucket per client address (%d per second, bursts of %d) "+
 			"and one in total (%d per second, bursts of %d), unless configured otherwise; the per-address table holds a keyed hash "+
@@ -202,6 +206,12 @@ func tablePrivacy(t store.Table, rs RuntimeSettings) TablePrivacy {
 			tp.Kept = fmt.Sprintf("a token is deleted %s after it was revoked or expired (retention.%s %s), by uptrust purge and hourly by uptrust serve; tokens in use are kept",
 				humanPeriod(per), t.Name, src)
 		}
+		return tp
+	}
+	if t.Name == store.TableDeviceNonces {
+		tp.Kept = fmt.Sprintf("a row lives while its request's signature window is open (at most %s), then %s more so that servers whose clocks differ still refuse a replay; "+
+			"deleted by the server itself while it records nonces (at most every %s) and by uptrust purge, so the table holds the last minutes of managed devices' enrolments and events only",
+			humanPeriod(Period(2*devauth.DefaultSkew)), humanPeriod(Period(devnonce.Margin)), humanPeriod(Period(devnonce.PurgeEvery)))
 		return tp
 	}
 	if why, ok := keptReasons[t.Name]; ok {

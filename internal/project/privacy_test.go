@@ -45,6 +45,11 @@ func TestPrivacyReportCoversLiveSchema(t *testing.T) {
 		}
 		per, retained := p.Config.Retention.Period(tb.Name)
 		switch {
+		case tb.Name == store.TableDeviceNonces:
+			// A fixed lifetime (the signature window), not a setting.
+			if rt.Retention != nil || !strings.Contains(rt.Kept, "deleted") || !strings.Contains(rt.Kept, "10m0s") {
+				t.Errorf("table %s: retention %v, kept %q; want no setting, and when rows are deleted", tb.Name, rt.Retention, rt.Kept)
+			}
 		case retained && (rt.Retention == nil || *rt.Retention != per || !strings.Contains(rt.Kept, "deleted")):
 			t.Errorf("table %s: retention %v, kept %q; want %v and when it is deleted", tb.Name, rt.Retention, rt.Kept, per)
 		case !retained && (rt.Retention != nil || !strings.HasPrefix(rt.Kept, project.KeptUntilDeleted+": ")):
@@ -60,6 +65,9 @@ func TestPrivacyReportCoversLiveSchema(t *testing.T) {
 	}
 	if r.ClientAddressesStored || r.ClientAddressesLogged || r.ReportK != project.DefaultReportK || r.Mode != "anonymous" {
 		t.Errorf("report: addresses stored %v logged %v, k %d, mode %s", r.ClientAddressesStored, r.ClientAddressesLogged, r.ReportK, r.Mode)
+	}
+	if !strings.Contains(r.ClientAddresses, "Managed devices are known by their key only") || !strings.Contains(r.ClientAddresses, "not even truncated") {
+		t.Errorf("client address text %q does not say what the device API of managed mode keeps", r.ClientAddresses)
 	}
 	if !strings.Contains(r.RateLimit, "token bucket") {
 		t.Errorf("rate limit text %q does not describe the token bucket", r.RateLimit)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uptrust/uptrust/internal/blob"
+	"github.com/uptrust/uptrust/internal/devnonce"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -178,6 +179,9 @@ type Purged struct {
 	// Uploads is how many unfinished payload uploads older than
 	// UnfinishedUploadAge were discarded.
 	Uploads int
+	// Nonces is the number of device nonces removed (store.TableDeviceNonces):
+	// those whose signature window closed more than devnonce.Margin ago.
+	Nonces int64
 }
 
 // UnfinishedUploadAge is how long an unfinished payload upload (uptrust
@@ -228,6 +232,14 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 		}
 		res.Tables = append(res.Tables, PurgedTable{Table: t.Table, Period: t.Period, Before: before, Rows: n})
 	}
+	// Device nonces have no retention setting: a row is useless once its
+	// signature window closed (package devnonce; not audited, like
+	// unfinished uploads: they record no one's action).
+	nonces, err := p.Store.Purge(ctx, store.TableDeviceNonces, now.Add(-devnonce.Margin))
+	if err != nil {
+		return res, fmt.Errorf("project: purge %s: %w", store.TableDeviceNonces, err)
+	}
+	res.Nonces = nonces
 	if u, ok := p.Blobs.(blob.Uploader); ok {
 		// Unfinished uploads (a push that never resumed) hold no device
 		// data, only bytes nobody references; a week is far past any

@@ -417,6 +417,14 @@ type Store interface {
 	UpdateFleet(ctx context.Context, fn func(tx Tx) error) error
 	// Generation changes after every committed Update.
 	Generation(ctx context.Context) (int64, error)
+	// UseDeviceNonce records n at time now, in one atomic statement. When
+	// the same (KeyID, Nonce) is recorded with an Expires not before now
+	// it records nothing and returns an error wrapping ErrConflict (a
+	// replay); an expired row is replaced. Of concurrent calls with one
+	// (KeyID, Nonce), from any number of Store handles on one database,
+	// exactly one succeeds. It does not change the generation. Empty
+	// KeyID or Nonce is an error.
+	UseDeviceNonce(ctx context.Context, n DeviceNonce, now time.Time) error
 	// AddReport adds n to a report counter for the UTC day of at.
 	AddReport(ctx context.Context, c ReportCount) error
 	// AddReportCapped is AddReport, except that when c's counter does not
@@ -433,8 +441,8 @@ type Store interface {
 	// only way an earlier entry is newer). The last removed entry becomes
 	// the chain's anchor, in the same transaction. TableTokens: tokens
 	// revoked or expired before before. TableDeviceEvents: events whose
-	// Time is before before. Any other table fails with
-	// ErrNotPurgeable.
+	// Time is before before. TableDeviceNonces: nonces whose Expires is
+	// before before. Any other table fails with ErrNotPurgeable.
 	Purge(ctx context.Context, table string, before time.Time) (int64, error)
 	// TouchToken records day (truncated to its UTC day) as the token's
 	// LastUsed when it is later than the one stored. It does not change

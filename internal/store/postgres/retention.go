@@ -27,12 +27,14 @@ func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int6
 	var err error
 	switch {
 	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens &&
-		table != store.TableDeviceEvents:
+		table != store.TableDeviceEvents && table != store.TableDeviceNonces:
 		return 0, fmt.Errorf("store/postgres: %s: %w", what, store.ErrNotPurgeable)
 	case before.Before(minStorable):
 		return 0, nil
 	case table == store.TableDeviceEvents:
 		return s.purgeDeviceEvents(ctx, before)
+	case table == store.TableDeviceNonces:
+		return s.purgeDeviceNonces(ctx, before)
 	case table == store.TableAudit:
 		return s.purgeAudit(ctx, before)
 	case table == store.TableReportCounts:

@@ -272,6 +272,19 @@ CREATE TABLE device_events ( -- purpose: per-device update history of managed de
 
 CREATE INDEX device_events_by_time ON device_events (time);
 `,
+	// 8: managed mode: the nonces of devices' signed requests that change
+	// state, shared by every server on the database (replay protection
+	// across replicas).
+	`
+CREATE TABLE device_nonces ( -- purpose: nonces of managed devices' signed requests that change state (enrolment, events), shared by every server on this database so that a request replayed to another server is refused; a row is deleted minutes after its request, once its signature window closed (by the server itself and by uptrust purge); no client address, no request content
+	keyid text COLLATE "C" NOT NULL CHECK (keyid <> ''), -- purpose: id of the signing key (unpadded base64url SHA-256 of the device's public key); uptrust device erase removes the device's rows
+	nonce text COLLATE "C" NOT NULL CHECK (nonce <> ''), -- purpose: the random nonce the device signed; each is accepted once per key while its window is open
+	expires text COLLATE "C" NOT NULL, -- purpose: when the signature's window closes (UTC); after it the request is refused as too old anyway and the row is deleted
+	PRIMARY KEY (keyid, nonce)
+);
+
+CREATE INDEX device_nonces_by_expires ON device_nonces (expires);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its
