@@ -259,3 +259,12 @@ func (a PercentAssigner) Assign(_ context.Context, dev store.Device) (rollout.As
 	}
 	return rollout.Assignment{RolloutID: id, Version: ro.Version, Wave: 1, Start: ro.Start}, true, nil
 }
+
+// AssignerFunc adapts a function, such as a method value of package
+// project's AssignDevice, to Assigner.
+type AssignerFunc func(ctx context.Context, dev store.Device) (rollout.Assignment, bool, error)
+
+// Assign implements Assigner.
+func (f AssignerFunc) Assign(ctx context.Context, dev store.Device) (rollout.Assignment, bool, error) {
+	return f(ctx, dev)
+}

@@ -1,0 +1,12 @@
+package managed
+
+// ForgetViews drops every cached view, so the next request computes it
+// (BenchmarkViewRecompute).
+func ForgetViews(h *Handler) {
+	h.views.mu.RLock()
+	defer h.views.mu.RUnlock()
+	for _, e := range h.views.byKey {
+		e.cur.Store(nil)
+		e.prev.Store(nil)
+	}
+}
