@@ -1,5 +1,7 @@
 package managed
 
+import "time"
+
 // ForgetViews drops every cached view, so the next request computes it
 // (BenchmarkViewRecompute).
 func ForgetViews(h *Handler) {
@@ -9,4 +11,11 @@ func ForgetViews(h *Handler) {
 		e.cur.Store(nil)
 		e.prev.Store(nil)
 	}
+}
+
+// ForceFullReload makes the next Poll read every device again.
+func ForceFullReload(h *Handler) {
+	h.views.pollMu.Lock()
+	h.views.lastFull = time.Time{}
+	h.views.pollMu.Unlock()
 }

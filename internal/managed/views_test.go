@@ -578,3 +578,51 @@ func TestViewRecomputedOnlyOnChange(t *testing.T) {
 		t.Errorf("%d assignments after the generation changed, want 3", calls)
 	}
 }
+
+// pollWorld is a view world with n accepted devices written in one
+// transaction, polled once.
+func pollWorld(b *testing.B, n int) *viewWorld {
+	w := newViewWorld(b)
+	ctx := context.Background()
+	err := w.p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
+		for i := range n {
+			pub, _, _ := ed25519.GenerateKey(nil)
+			if err := tx.AddDevice(ctx, store.Device{ID: fmt.Sprintf("d-%06d", i), Product: "thermostat", PublicKey: project.EncodePublicKey(pub),
+				State: store.DeviceAccepted, Enrolled: t0, Updated: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.clk.Advance(time.Hour) // the devices' changes are older than the poll margin
+	managed.ForceFullReload(w.h)
+	w.poll()
+	return w
+}
+
+// BenchmarkPollUnchanged is the steady-state poll of 10,000 devices on
+// SQLite: the generation and the devices changed since the last poll
+// (none).
+func BenchmarkPollUnchanged(b *testing.B) {
+	w := pollWorld(b, 10_000)
+	for b.Loop() {
+		if err := w.h.Poll(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPollFull reads 10,000 devices again (after a generation change
+// and every minute).
+func BenchmarkPollFull(b *testing.B) {
+	w := pollWorld(b, 10_000)
+	for b.Loop() {
+		managed.ForceFullReload(w.h)
+		if err := w.h.Poll(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -272,6 +272,11 @@ CREATE TABLE device_events ( -- purpose: per-device update history of managed de
 
 CREATE INDEX device_events_by_time ON device_events (time);
 `,
+	// 8: the servers' device caches poll for the devices changed since
+	// their last poll (package managed) every 2 s.
+	`
+CREATE INDEX devices_by_updated ON devices (updated);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its
