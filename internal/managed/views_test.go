@@ -626,3 +626,67 @@ func BenchmarkPollFull(b *testing.B) {
 		}
 	}
 }
+
+// Two servers on one database (replicas) each keep their own cache: both
+// serve a device the same bytes (the view is a pure function of the
+// database), and a decommissioning reaches each at its next poll.
+func TestViewReplicas(t *testing.T) {
+	w := newViewWorld(t)
+	a := w.enrol(true)
+	h2 := managed.New(w.p)
+	srv2, err := server.New(server.Config{Source: w.p, Devices: h2, Clock: w.clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := &viewWorld{t: t, p: w.p, clk: w.clk, h: h2, srv: srv2}
+	w.poll()
+	w2.poll()
+	one, two := w.get(&a, fleetMeta+"timestamp.json"), w2.get(&a, fleetMeta+"timestamp.json")
+	if one.Code != 200 || two.Code != 200 || !bytes.Equal(one.Body.Bytes(), two.Body.Bytes()) || one.Header().Get("ETag") != two.Header().Get("ETag") {
+		t.Errorf("replicas answer %d and %d, same bytes %v", one.Code, two.Code, bytes.Equal(one.Body.Bytes(), two.Body.Bytes()))
+	}
+	if rec := w2.get(&a, fleetMeta+"timestamp.json", "If-None-Match", one.Header().Get("ETag")); rec.Code != 304 {
+		t.Errorf("the other replica's ETag: %d, want 304", rec.Code)
+	}
+	w.clk.Advance(time.Second)
+	if _, err := w.p.DecommissionDevice(t.Context(), a.id); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []*viewWorld{w, w2} {
+		r.poll()
+		if rec := r.get(&a, fleetMeta+"timestamp.json"); rec.Code != 403 {
+			t.Errorf("replica %d after its poll: %d, want 403", i+1, rec.Code)
+		}
+	}
+}
+
+// Requests the view does not serve are refused without effect.
+func TestViewBadRequests(t *testing.T) {
+	w := newViewWorld(t)
+	a := w.enrol(true)
+	w.poll()
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodPost, fleetMeta + "timestamp.json", 405},
+		{http.MethodDelete, fleetMeta + "1.targets.json", 405},
+		{http.MethodGet, fleetMeta + "x.targets.json", 404},
+		{http.MethodGet, fleetMeta + "targets.json", 404},
+		{http.MethodGet, fleetMeta + "99999999999999999999999.snapshot.json", 404},
+		{http.MethodGet, fleetMeta + "-1.snapshot.json", 404},
+	} {
+		req := httptest.NewRequest(c.method, "http://u.example"+c.path, nil)
+		if err := devauth.Sign(req, devauth.KeyID(a.pub), a.priv, w.clk.Now(), devauth.NewNonce()); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		w.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != c.status {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, rec.Code, c.status)
+		}
+	}
+	if _, err := w.view(&a, nil); err != nil {
+		t.Errorf("the view after the bad requests: %v", err)
+	}
+}
