@@ -53,6 +53,9 @@ type world struct {
 	url    string // the proxy's URL: what devices talk to
 	direct string // the server's own URL
 	images map[string][]byte
+	// devicePoll is the device handler's Poll (nil without one): reload
+	// runs it after the server's reload, as the server's poll loop does.
+	devicePoll func(context.Context) error
 }
 
 type worldOptions struct {
@@ -87,6 +90,9 @@ func (w *world) withDevices(h http.Handler) {
 	}
 	serve(w.t, srv, ln, nil)
 	w.srv = srv
+	if p, ok := h.(interface{ Poll(context.Context) error }); ok {
+		w.devicePoll = p.Poll
+	}
 	w.direct = "http://" + ln.Addr().String()
 	w.proxy = newProxy(w.t, w.direct)
 	w.url = w.proxy.url
@@ -180,6 +186,11 @@ func (w *world) reload() {
 	w.t.Helper()
 	if w.srv != nil {
 		if err := w.srv.Reload(context.Background()); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	if w.devicePoll != nil {
+		if err := w.devicePoll(context.Background()); err != nil {
 			w.t.Fatal(err)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package managed serves the device side of managed mode on the public
-// listener: enrolment, a device's state and its update events
-// (docs/device-protocol.md). The
+// listener: enrolment, a device's state, its update events and its own
+// view of the fleet repository (docs/device-protocol.md). The
 // operator's side (accept, reject, decommission, export, erase) is the
 // management API's; the rules (tokens, pre-authorised keys, declared
 // inventory) are package project's.
@@ -15,6 +15,13 @@
 //   - Refusals are problem documents with the `code` the agent acts on;
 //     signature refusals say no more than devauth.Problem's code.
 //   - No client address is read or kept.
+//   - A signed /repo/ request (Gate) is answered from memory: the device
+//     cache (refreshed by Poll at the server's poll interval, so an
+//     operator's accept, reject or decommission reaches every replica
+//     within it) and the device's own fleet view (package director),
+//     computed when the store's generation or the device's record changed
+//     and only then. The view served is the one of the key that verified
+//     the signature, never one a path or parameter names.
 package managed
 
 import (
@@ -29,11 +36,10 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"sync"
-	"time"
 
 	"github.com/uptrust/uptrust/internal/devauth"
 	"github.com/uptrust/uptrust/internal/devnonce"
+	"github.com/uptrust/uptrust/internal/director"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/store"
 )
@@ -57,7 +63,7 @@ var actor = project.Actor{Name: "device-api"}
 type Handler struct {
 	p      *project.Project
 	nonces devauth.NonceStore
-	keys   *keyCache
+	views  *views
 	// Authority and PathPrefix are passed to devauth.Verifier (see there).
 	Authority, PathPrefix string
 }
@@ -67,10 +73,24 @@ type Handler struct {
 // on p's database shares (package devnonce), so a replay to another
 // replica is refused; those of GETs (state, /repo/) in this process's
 // memory: a replayed GET only returns what the device was already sent.
+// Its device cache is empty until the first Poll; the server calls Poll
+// before serving and then at every poll of its content.
 func New(p *project.Project) *Handler {
-	return &Handler{p: p, nonces: devauth.ByMethod{Safe: devauth.NewMemoryNonces(0), Unsafe: devnonce.New(p.Store)},
-		keys: &keyCache{p: p, keys: map[string]ed25519.PublicKey{}}}
+	return &Handler{p: p, nonces: devauth.ByMethod{Safe: devauth.NewMemoryNonces(0), Unsafe: devnonce.New(p.Store)}, views: newViews(p)}
 }
+
+// SetAssigner makes a decide what each managed device should run,
+// instead of today's single per-product rollout
+// (director.PercentAssigner); call it before serving. Assignments are
+// recomputed when the store's generation or the device's record changes,
+// and only then.
+func (h *Handler) SetAssigner(a director.Assigner) { h.views.assigner = a }
+
+// Poll refreshes the device cache and, when the store's generation
+// changed, what the per-device fleet views are computed from (see
+// pollMargin). A decision of the operator (accept, reject, decommission)
+// reaches every replica's cache at its next Poll.
+func (h *Handler) Poll(ctx context.Context) error { return h.views.poll(ctx) }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -237,7 +257,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	h.keys.add(pub)
+	h.views.put(d)
 	status := http.StatusCreated
 	if existed {
 		status = http.StatusOK
@@ -264,12 +284,12 @@ func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
 // and returns false. Pending devices are returned: each route decides what
 // they may do.
 func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.Device, bool) {
-	res, err := h.verifier(h.keys).Verify(r.Context(), r)
+	res, err := h.verifier(h.views).Verify(r.Context(), r)
 	if err != nil {
 		signatureProblem(w, err)
 		return store.Device{}, false
 	}
-	pub, _ := h.keys.DeviceKey(r.Context(), res.KeyID)
+	pub, _ := h.views.DeviceKey(r.Context(), res.KeyID)
 	d, err := h.p.Store.DeviceByKey(r.Context(), project.EncodePublicKey(pub))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -352,82 +372,38 @@ func (k oneKey) DeviceKey(_ context.Context, id string) (ed25519.PublicKey, erro
 	return nil, fmt.Errorf("%w: the signature's keyid is not the enrolled key's", devauth.ErrUnknownKey)
 }
 
-// keyCache answers keyids from memory: devices sign with keyid =
-// devauth.KeyID(public key) and the store holds public keys. An unknown
-// keyid reloads the keys from the store at most once a second, so random
-// keyids cannot turn into a query each.
-type keyCache struct {
-	p      *project.Project
-	mu     sync.Mutex
-	keys   map[string]ed25519.PublicKey
-	loaded time.Time
-}
-
-// reloadEvery bounds how often an unknown keyid reloads the keys.
-const reloadEvery = time.Second
-
-func (c *keyCache) add(pub ed25519.PublicKey) {
-	c.mu.Lock()
-	c.keys[devauth.KeyID(pub)] = pub
-	c.mu.Unlock()
-}
-
-// DeviceKey implements devauth.KeyStore.
-func (c *keyCache) DeviceKey(ctx context.Context, id string) (ed25519.PublicKey, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pub, ok := c.keys[id]; ok {
-		return pub, nil
-	}
-	if now := time.Now(); now.Sub(c.loaded) >= reloadEvery {
-		c.loaded = now
-		if err := c.reloadLocked(ctx); err != nil {
-			return nil, err
-		}
-		if pub, ok := c.keys[id]; ok {
-			return pub, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %s", devauth.ErrUnknownKey, id)
-}
-
-func (c *keyCache) reloadLocked(ctx context.Context) error {
-	keys := map[string]ed25519.PublicKey{}
-	f := store.DeviceFilter{Limit: 1000}
-	for {
-		devs, err := c.p.Store.Devices(ctx, f)
-		if err != nil {
-			return fmt.Errorf("managed: loading device keys: %w", err)
-		}
-		for _, d := range devs {
-			raw, err := base64.StdEncoding.DecodeString(d.PublicKey)
-			if err == nil && len(raw) == ed25519.PublicKeySize {
-				keys[devauth.KeyID(raw)] = raw
-			}
-		}
-		if len(devs) < f.Limit {
-			break
-		}
-		f.AfterID = devs[len(devs)-1].ID
-	}
-	c.keys = keys
-	return nil
-}
-
 // Gate checks a signed request for /repo/ from a managed device: it
-// returns true when the request may be served, and otherwise answers it
-// (401 for a refused signature, 403 for a key that is not enrolled or a
-// device that is pending, rejected or decommissioned). Requests without a
-// signature are not the gate's: anonymous devices never sign.
+// returns true when the request may be served from the shared content,
+// and otherwise answers it: 401 for a refused signature, 403 for a key
+// that is not enrolled or a device that is pending, rejected or
+// decommissioned, and for an accepted device's request of the fleet's
+// timestamp, snapshot or targets, the device's own view (200, or 304 when
+// If-None-Match names its ETag; 404 for a version that is not its view's).
+// Requests without a signature are not the gate's: anonymous devices never
+// sign, and keep the shared view.
 //
-// It reads the device's state from the store on every signed request, so
-// that a decommissioning takes effect at once; the per-device fleet view
-// will answer unchanged devices from memory instead.
+// The view is chosen by the key that verified the signature, never by the
+// path or a parameter: a device can only read its own. Everything Gate
+// reads is in memory (the device cache that Poll refreshes, the view
+// computed when the generation or the device record changed), so an
+// unchanged device's check never touches the database.
 func (h *Handler) Gate(w http.ResponseWriter, r *http.Request) bool {
-	d, ok := h.signedDevice(w, r)
-	if ok && d.State != store.DeviceAccepted {
-		problem(w, http.StatusForbidden, "pending", "the operator has not accepted this device yet", nil)
+	res, err := h.verifier(h.views).Verify(r.Context(), r)
+	if err != nil {
+		signatureProblem(w, err)
 		return false
 	}
-	return ok
+	e := h.views.lookup(res.KeyID)
+	if e == nil {
+		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
+		return false
+	}
+	if refusal(w, e.dev.Load()) {
+		return false
+	}
+	if name, ok := isViewPath(r.URL.Path); ok {
+		h.serveView(w, r, e, name)
+		return false
+	}
+	return true
 }

@@ -27,6 +27,16 @@ type fleet struct {
 	clk   *clock.Fake
 	url   string
 	token string
+	h     *managed.Handler
+}
+
+// poll makes the handler's device cache see the database, as the server's
+// poll loop does every few seconds.
+func (f *fleet) poll() {
+	f.t.Helper()
+	if err := f.h.Poll(f.t.Context()); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func newFleet(t *testing.T, uses int) *fleet {
@@ -44,7 +54,7 @@ func newFleet(t *testing.T, uses int) *fleet {
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &fleet{t: t, p: p, clk: clk, url: srv.URL, token: token}
+	return &fleet{t: t, p: p, clk: clk, url: srv.URL, token: token, h: h}
 }
 
 // do signs and sends one request at the fake clock's time.
@@ -71,6 +81,7 @@ func (f *fleet) enrolled(version string, accept bool) (ed25519.PublicKey, ed2551
 		if _, err := f.p.AcceptDevice(f.t.Context(), id); err != nil {
 			f.t.Fatal(err)
 		}
+		f.poll()
 	}
 	return pub, priv, id
 }
@@ -153,6 +164,7 @@ func TestRefusedDevicesGetNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			f.poll()
 			before := f.rows()
 			for _, rq := range []struct {
 				method, path string
@@ -324,6 +336,7 @@ func TestNoClientAddressStored(t *testing.T) {
 	} else if _, err := f.p.AcceptDevice(t.Context(), out["device_id"].(string)); err != nil {
 		t.Fatal(err)
 	}
+	f.poll()
 	for _, r := range []recorded{
 		record(t, "GET", managed.StatePath, nil, pub, priv, now),
 		record(t, "POST", managed.EventsPath, map[string]any{"kind": "succeeded", "version": "1.1.0"}, pub, priv, now),

@@ -179,3 +179,10 @@ func (p *Project) reportRowsPerDay() int {
 	}
 	return DefaultReportRowsPerDay
 }
+
+// FleetOnlineKeys returns the fleet repository's online signers (targets,
+// snapshot, timestamp): package managed signs each managed device's own
+// fleet view with them.
+func (p *Project) FleetOnlineKeys() (repo.OnlineKeys, error) {
+	return p.keys.online(deviceapi.RepoFleet)
+}

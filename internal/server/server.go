@@ -69,7 +69,10 @@ type Config struct {
 	// under deviceapi.DevicePrefix, reports excepted; nil answers 404.
 	// When it also has a method Gate(http.ResponseWriter, *http.Request)
 	// bool, requests under /repo/ that carry a device signature
-	// (Signature-Input) are served only when Gate returns true.
+	// (Signature-Input) are served only when Gate returns true (Gate
+	// answers the others itself). When it has a method Poll(ctx) error,
+	// Run calls it after each content poll (and once before serving), so
+	// its caches follow the database at the same interval.
 	Devices http.Handler
 	// Resigner re-signs online metadata. When nil there is no resign loop.
 	Resigner Resigner
@@ -135,6 +138,7 @@ type Server struct {
 	reports     ReportSink
 	devices     http.Handler
 	deviceGate  func(http.ResponseWriter, *http.Request) bool
+	devicePoll  func(context.Context) error
 	resigner    Resigner
 	resignEvery time.Duration
 	pollEvery   time.Duration
@@ -228,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 		reports:           cfg.Reports,
 		devices:           cfg.Devices,
 		deviceGate:        gateOf(cfg.Devices),
+		devicePoll:        pollOf(cfg.Devices),
 		resigner:          cfg.Resigner,
 		resignEvery:       orDefault(cfg.ResignEvery, DefaultResignEvery),
 		pollEvery:         orDefault(cfg.PollEvery, DefaultPollEvery),
@@ -411,6 +416,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	if err := s.reload(ctx, false); err != nil {
 		s.logger.Error("initial content load failed; will retry", "err", err)
 	}
+	s.pollDevices(ctx)
 
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -469,6 +475,21 @@ func (s *Server) pollLoop(ctx context.Context) {
 		if err := s.reload(ctx, false); err != nil && ctx.Err() == nil {
 			s.logger.Error("content reload failed; serving previous content", "err", err)
 		}
+		s.pollDevices(ctx)
+	}
+}
+
+// pollDevices lets the device handler refresh its caches.
+func (s *Server) pollDevices(ctx context.Context) {
+	if s.devicePoll == nil {
+		return
+	}
+	// A poll may read every device (after a generation change): longer
+	// than the generation query, still bounded.
+	gctx, cancel := context.WithTimeout(ctx, 6*s.generationTimeout)
+	defer cancel()
+	if err := s.devicePoll(gctx); err != nil && ctx.Err() == nil {
+		s.logger.Error("device cache poll failed; serving the devices known before", "err", err)
 	}
 }
 
@@ -503,6 +524,14 @@ func (r redactWriter) Write(p []byte) (int, error) {
 	}
 	r.logger.Warn("http server", "detail", msg)
 	return len(p), nil
+}
+
+// pollOf returns h's Poll method, or nil.
+func pollOf(h http.Handler) func(context.Context) error {
+	if p, ok := h.(interface{ Poll(context.Context) error }); ok {
+		return p.Poll
+	}
+	return nil
 }
 
 // gateOf returns h's Gate method, or nil.

@@ -285,6 +285,11 @@ CREATE TABLE device_nonces ( -- purpose: nonces of managed devices' signed reque
 
 CREATE INDEX device_nonces_by_expires ON device_nonces (expires);
 `,
+	// 9: the servers' device caches poll for the devices changed since
+	// their last poll (package managed) every 2 s.
+	`
+CREATE INDEX devices_by_updated ON devices (updated);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its

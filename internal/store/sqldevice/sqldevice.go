@@ -194,6 +194,15 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 	if f.AfterID != "" {
 		add("id > $%d", f.AfterID)
 	}
+	if !f.UpdatedSince.IsZero() {
+		// Stored times are UTC in one fixed-width layout, so they sort
+		// as text.
+		since, err := sqlrow.EncodeTime(f.UpdatedSince)
+		if err != nil {
+			return nil, fmt.Errorf("%s: devices: updated since: %w", db.Name(), err)
+		}
+		add("updated >= $%d", since)
+	}
 	q := `SELECT ` + deviceCols + ` FROM devices`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")

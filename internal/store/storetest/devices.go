@@ -123,6 +123,23 @@ func testDevices(t *testing.T, s store.Store) {
 	}
 	err = s.Update(ctx, func(tx store.Tx) error { return tx.PutDevice(ctx, device("d-x", "p", "k", store.DevicePending)) })
 	wantNotFound(t, "PutDevice of an unknown device", err)
+	// The changes a server polls for: d-a changed at +1h, the others at +1s.
+	for _, tc := range []struct {
+		since time.Time
+		want  []string
+	}{
+		{at(time.Hour), []string{"d-a"}},
+		{at(time.Hour + time.Nanosecond), nil},
+		{at(time.Second), []string{"d-a", "d-b", "d-c"}},
+		{at(time.Minute), []string{"d-a"}},
+	} {
+		if got := ids(store.DeviceFilter{UpdatedSince: tc.since}); !slices.Equal(got, tc.want) {
+			t.Errorf("Devices(UpdatedSince %v) = %v, want %v", tc.since, got, tc.want)
+		}
+	}
+	if got := ids(store.DeviceFilter{UpdatedSince: at(time.Second), State: store.DeviceAccepted, Product: "q"}); !slices.Equal(got, []string{"d-c"}) {
+		t.Errorf("Devices(UpdatedSince and more) = %v, want [d-c]", got)
+	}
 }
 
 func testEnrollmentTokens(t *testing.T, s store.Store) {
