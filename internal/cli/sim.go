@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -24,7 +25,12 @@ func cmdSim(env Env) *cmdline.Command {
 		Long: `Every device has its own Ed25519 key and signs every request, enrols with the
 enrolment token of --token-file, verifies both repositories with TUF, downloads
 and hashes the release into an in-memory slot, and sends the outcome as a signed
-event (failed for a --fail-ratio share of the devices). After the enrolment of
+event (failed for a --fail-ratio share of the devices). A check whose root probe
+and timestamps are byte for byte those verified at the device's last check
+(which found nothing to install) ends there, as go-tuf would download nothing
+more: the server sees the agent's requests, the simulator spares the CPU of
+verifying the same bytes again; --full-verify runs TUF's whole workflow at
+every check. After the enrolment of
 all devices, each checks every --interval (± --jitter). The run ends after
 --duration, after --checks checks per device, or on Ctrl-C, and prints the
 summary: devices enrolled and accepted, checks per second, p50/p99 of a check,
@@ -51,6 +57,8 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 			fleetRoot := fs.String("fleet-root", "", "trusted fleet root.json `file` (default: the project's)")
 			conc := fs.Int("concurrency", 64, "checks in flight at once")
 			conns := fs.Int("conns", 0, "HTTP connections kept open to the server (default: --concurrency)")
+			cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the polling (not of the enrolment) to `file`")
+			full := fs.Bool("full-verify", false, "run TUF's whole client workflow at every check, as the agent does (default: only when the root probe or a timestamp changed)")
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
@@ -88,12 +96,31 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 				if *asJSON {
 					progress = env.Stderr
 				}
-				sum, err := fleetsim.Run(ctx, fleetsim.Options{Server: *server, Product: *product, Hardware: *hardware,
+				var polling func(bool)
+				var profErr error
+				if *cpuProfile != "" {
+					f, err := os.Create(*cpuProfile)
+					if err != nil {
+						return fmt.Errorf("sim: --cpuprofile: %w", err)
+					}
+					defer f.Close()
+					polling = func(started bool) {
+						if started {
+							profErr = pprof.StartCPUProfile(f)
+						} else if profErr == nil {
+							pprof.StopCPUProfile()
+						}
+					}
+				}
+				sum, err := fleetsim.Run(ctx, fleetsim.Options{Polling: polling, FullVerify: *full, Server: *server, Product: *product, Hardware: *hardware,
 					Version: *version, SecurityVersion: *sv, Token: token, ReleaseRoot: roots[0], FleetRoot: roots[1],
 					Devices: *n, Interval: *interval, Jitter: *jitter, FailRatio: *failRatio, Duration: *duration,
 					Checks: *checks, Concurrency: *conc, Conns: *conns, Progress: progress})
 				if sum == nil {
 					return err
+				}
+				if profErr != nil {
+					err = errors.Join(err, fmt.Errorf("sim: --cpuprofile: %w", profErr))
 				}
 				if *asJSON {
 					enc := json.NewEncoder(env.Stdout)
@@ -115,7 +142,7 @@ func printSimSummary(env Env, s *fleetsim.Summary) {
 		s.Devices, s.Enrolled, s.Accepted, s.Pending, s.Refused, s.EnrolSeconds)
 	fmt.Fprintf(w, "checks\t%d in %.1f s: %.0f/s, p50 %.1f ms, p99 %.1f ms (schedule lag p99 %.1f ms)\n",
 		s.Checks, s.Seconds, s.ChecksPerSec, s.CheckP50Ms, s.CheckP99Ms, s.LagP99Ms)
-	fmt.Fprintf(w, "requests\t%d signed (%.0f/s)\n", s.Requests, s.RequestsPerS)
+	fmt.Fprintf(w, "requests\t%d signed (%.0f/s); %d checks ran TUF's whole workflow\n", s.Requests, s.RequestsPerS, s.Verified)
 	fmt.Fprintf(w, "updates\t%d succeeded, %d failed, %s of payload hashed\n", s.Succeeded, s.Failed, sizeString(s.PayloadBytes))
 	var vs []string
 	for v, n := range s.Versions {

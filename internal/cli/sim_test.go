@@ -99,6 +99,12 @@ func TestSim(t *testing.T) {
 		t.Errorf("%d failed events stored, want 2", failed)
 	}
 
+	// --full-verify: go-tuf runs at the first check and at both polls.
+	sum, r = runSim(t, s, tokenFile, "--devices", "1", "--checks", "2", "--full-verify")
+	if r.code != 0 || sum.Verified != 3 || sum.Checks != 2 || sum.Succeeded != 1 {
+		t.Errorf("sim --full-verify: %+v, %v", sum, r)
+	}
+
 	// The text summary.
 	r = run(t, nil, "sim", "--server", "http://"+s.public, "--product", "thermostat", "--dir", s.dir,
 		"--token-file", tokenFile, "--devices", "1", "--checks", "1")

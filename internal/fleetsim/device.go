@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
+	"unique"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/multirepo"
@@ -52,6 +54,9 @@ type device struct {
 	fields  []string     // declared inventory fields, from GET state
 	checks  int
 	stopped bool
+	// settled: the last check was a full one that found nothing to
+	// install (see quick).
+	settled bool
 }
 
 // memSlot is the device's A/B pair in memory: of each slot only the
@@ -286,7 +291,12 @@ const (
 // it into the inactive slot; decide its outcome (failRatio); send the
 // outcome as a signed event.
 func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
-	m, fetchers, err := s.refresh(ctx, d)
+	same, pre, err := s.quick(ctx, d, time.Now())
+	if err != nil || same {
+		return outcomeNone, err
+	}
+	d.settled = false
+	m, fetchers, us, err := s.refresh(ctx, d, pre)
 	if err != nil {
 		return outcomeNone, err
 	}
@@ -296,14 +306,16 @@ func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
 	}
 	if err != nil {
 		for _, f := range fetchers {
-			f.cache.files = nil
+			f.cache.files, f.cache.ts = nil, unique.Handle[string]{}
 		}
 		return outcomeNone, err
 	}
-	for _, f := range fetchers {
-		f.commit()
+	for i, f := range fetchers {
+		f.commit(us[i])
 	}
+	s.stats.verified.Add(1)
 	if target == "" {
+		d.settled = true
 		return outcomeNone, nil
 	}
 	m2, _ := release.ManifestFromCustom(rel.Custom)

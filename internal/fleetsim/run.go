@@ -74,8 +74,17 @@ type Options struct {
 	// Concurrency is how many checks run at once (default 64); Conns the
 	// HTTP connections kept open to the server (default Concurrency).
 	Concurrency, Conns int
+	// FullVerify runs go-tuf's whole client workflow at every check, as
+	// the agent does. Without it a check whose root probe and timestamps
+	// are byte for byte those verified at the device's last check, which
+	// found nothing to install, ends after those requests (see quick): the
+	// server sees the same requests, the simulator spares the CPU.
+	FullVerify bool
 	// Progress receives a line per phase; nil for none.
 	Progress io.Writer
+	// Polling, when set, is called when the measured polling starts
+	// (true) and ends (false), e.g. to profile just that.
+	Polling func(started bool)
 }
 
 // Sim is the shared, immutable part of a run, and its counters.
@@ -85,7 +94,9 @@ type Sim struct {
 	repoMap                          *multirepo.MultiRepoMapType
 	transport                        *http.Transport
 	failRatio                        float64
+	fullVerify                       bool
 	stats                            stats
+	reqBase                          int64 // requests before the polling
 }
 
 // Summary is the result of a run (`uptrust sim --json` prints it).
@@ -95,15 +106,21 @@ type Summary struct {
 	Accepted int `json:"accepted"`
 	Pending  int `json:"pending"`
 	Refused  int `json:"refused"`
-	// EnrolSeconds is the time the enrolment of all devices took.
+	// EnrolSeconds is the time the enrolment and first check of all
+	// devices took (not measured as checks).
 	EnrolSeconds float64 `json:"enrol_seconds"`
 	// Checks are the update checks that succeeded, in Seconds of polling.
-	Checks        int64          `json:"checks"`
-	Seconds       float64        `json:"seconds"`
-	ChecksPerSec  float64        `json:"checks_per_second"`
-	CheckP50Ms    float64        `json:"check_p50_ms"`
-	CheckP99Ms    float64        `json:"check_p99_ms"`
-	LagP99Ms      float64        `json:"schedule_lag_p99_ms"`
+	Checks int64 `json:"checks"`
+	// Verified are the checks of the whole run (first checks included)
+	// that ran go-tuf's client workflow: every check with FullVerify, else
+	// those that saw new metadata.
+	Verified     int64   `json:"verified_checks"`
+	Seconds      float64 `json:"seconds"`
+	ChecksPerSec float64 `json:"checks_per_second"`
+	CheckP50Ms   float64 `json:"check_p50_ms"`
+	CheckP99Ms   float64 `json:"check_p99_ms"`
+	LagP99Ms     float64 `json:"schedule_lag_p99_ms"`
+	// Requests are the signed requests sent while polling.
 	Requests      int64          `json:"requests"`
 	RequestsPerS  float64        `json:"requests_per_second"`
 	Succeeded     int64          `json:"updates_succeeded"`
@@ -173,7 +190,7 @@ func New(o Options) (*Sim, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &Sim{server: server, product: o.Product, hardware: o.Hardware, token: o.Token,
-		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio}, nil
+		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio, fullVerify: o.FullVerify}, nil
 }
 
 func (o *Options) concurrency() int {
@@ -230,9 +247,20 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			s.stats.fail(err)
 		}
 	})
-	sum.EnrolSeconds = time.Since(t0).Seconds()
 	s.count(devs, sum)
-	progress(o, "enrolled %d of %d devices in %.1f s: %d accepted, %d pending, %d refused",
+	if sum.Accepted > 0 {
+		// The first check of every accepted device (the one that installs
+		// what is rolled out, as after a fleet's first start) is not
+		// measured: polling measures the steady state.
+		progress(o, "first check of %d accepted devices", sum.Accepted)
+		parallel(ctx, o.concurrency(), len(devs), func(i int) {
+			if devs[i].state == stateAccepted {
+				s.once(ctx, &devs[i], false)
+			}
+		})
+	}
+	sum.EnrolSeconds = time.Since(t0).Seconds()
+	progress(o, "enrolled %d of %d devices and checked once in %.1f s: %d accepted, %d pending, %d refused",
 		sum.Enrolled, o.Devices, sum.EnrolSeconds, sum.Accepted, sum.Pending, sum.Refused)
 	if sum.Enrolled == 0 {
 		s.finish(sum, devs, 0)
@@ -250,8 +278,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		pctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
 	}
+	if o.Polling != nil {
+		o.Polling(true)
+	}
 	t1 := time.Now()
+	s.reqBase = s.stats.requests.Load()
 	s.poll(pctx, o, devs)
+	if o.Polling != nil {
+		o.Polling(false)
+	}
 	s.count(devs, sum)
 	s.finish(sum, devs, time.Since(t1))
 	return sum, nil
@@ -318,15 +353,16 @@ func (s *Sim) count(devs []device, sum *Summary) {
 func (s *Sim) finish(sum *Summary, devs []device, polled time.Duration) {
 	st := &s.stats
 	sum.Checks = st.checks.Load()
+	sum.Verified = st.verified.Load()
 	sum.Seconds = polled.Seconds()
+	sum.Requests = st.requests.Load() - s.reqBase
 	if sum.Seconds > 0 {
 		sum.ChecksPerSec = float64(sum.Checks) / sum.Seconds
-		sum.RequestsPerS = float64(st.requests.Load()) / sum.Seconds
+		sum.RequestsPerS = float64(sum.Requests) / sum.Seconds
 	}
 	sum.CheckP50Ms = ms(st.checkTime.quantile(0.50))
 	sum.CheckP99Ms = ms(st.checkTime.quantile(0.99))
 	sum.LagP99Ms = ms(st.lag.quantile(0.99))
-	sum.Requests = st.requests.Load()
 	sum.Succeeded, sum.Failed = st.succeeded.Load(), st.failed.Load()
 	sum.PayloadBytes = st.payloadBytes.Load()
 	sum.ErrorKinds = st.errorKinds()
@@ -379,7 +415,7 @@ func (s *Sim) poll(ctx context.Context, o Options, devs []device) {
 				d := &devs[it.dev]
 				start := time.Now()
 				s.stats.lag.add(start.Sub(it.at))
-				s.once(ctx, d)
+				s.once(ctx, d, true)
 				d.checks++
 				if d.stopped || o.Checks > 0 && d.checks >= o.Checks {
 					if left.Add(-1) == 0 {
@@ -402,8 +438,9 @@ func (s *Sim) poll(ctx context.Context, o Options, devs []device) {
 }
 
 // once is one check of d: the device API while it is not accepted, then an
-// update check.
-func (s *Sim) once(ctx context.Context, d *device) {
+// update check, counted in the checks and their latency when measure is
+// set.
+func (s *Sim) once(ctx context.Context, d *device, measure bool) {
 	if d.state == statePending {
 		if err := s.readState(ctx, d); err != nil {
 			s.stats.fail(err)
@@ -438,8 +475,10 @@ func (s *Sim) once(ctx context.Context, d *device) {
 		}
 		return
 	}
-	s.stats.checks.Add(1)
-	s.stats.checkTime.add(time.Since(t))
+	if measure {
+		s.stats.checks.Add(1)
+		s.stats.checkTime.add(time.Since(t))
+	}
 }
 
 // refusedRepo says whether a check failed on a 403 of a /repo/ request.

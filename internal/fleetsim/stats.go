@@ -67,6 +67,7 @@ type stats struct {
 	requests     atomic.Int64
 	payloadBytes atomic.Int64
 	checks       atomic.Int64 // successful update checks
+	verified     atomic.Int64 // checks that ran go-tuf (see quick)
 	checkTime    histogram
 	lag          histogram // how late checks started against their schedule
 	succeeded    atomic.Int64
@@ -101,7 +102,7 @@ func (s *stats) fail(err error) {
 func (s *stats) errorKinds() []ErrorKind {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []ErrorKind
+	out := []ErrorKind{}
 	for _, e := range s.errors {
 		out = append(out, *e)
 	}
