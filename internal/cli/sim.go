@@ -48,6 +48,7 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 			jitter := fs.Float64("jitter", 0.1, "share of --interval drawn at random either way, 0 to 0.5")
 			failRatio := fs.Float64("fail-ratio", 0, "share of devices whose install fails, 0 to 1")
 			duration := fs.Duration("duration", 0, "stop polling after this long (0: no limit)")
+			rounds := fs.Int("rounds", 1, "repeat the polling of --duration this many times, each round reported on its own")
 			checks := fs.Int("checks", 0, "stop once every device made this many checks (0: no limit)")
 			tokenFile := fs.String("token-file", "", "`file` whose first line is the enrolment token")
 			hardware := fs.String("hardware", "", "the devices' hardware revision (default: any)")
@@ -115,7 +116,7 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 				sum, err := fleetsim.Run(ctx, fleetsim.Options{Polling: polling, FullVerify: *full, Server: *server, Product: *product, Hardware: *hardware,
 					Version: *version, SecurityVersion: *sv, Token: token, ReleaseRoot: roots[0], FleetRoot: roots[1],
 					Devices: *n, Interval: *interval, Jitter: *jitter, FailRatio: *failRatio, Duration: *duration,
-					Checks: *checks, Concurrency: *conc, Conns: *conns, Progress: progress})
+					Checks: *checks, Rounds: *rounds, Concurrency: *conc, Conns: *conns, Progress: progress})
 				if sum == nil {
 					return err
 				}
@@ -142,6 +143,11 @@ func printSimSummary(env Env, s *fleetsim.Summary) {
 		s.Devices, s.Enrolled, s.Accepted, s.Pending, s.Refused, s.EnrolSeconds)
 	fmt.Fprintf(w, "checks\t%d in %.1f s: %.0f/s, p50 %.1f ms, p99 %.1f ms (schedule lag p99 %.1f ms)\n",
 		s.Checks, s.Seconds, s.ChecksPerSec, s.CheckP50Ms, s.CheckP99Ms, s.LagP99Ms)
+	for i, r := range s.Rounds {
+		if len(s.Rounds) > 1 {
+			fmt.Fprintf(w, "  round %d\t%d checks in %.1f s: %.0f/s, p50 %.1f ms, p99 %.1f ms\n", i+1, r.Checks, r.Seconds, r.ChecksPerSec, r.CheckP50Ms, r.CheckP99Ms)
+		}
+	}
 	fmt.Fprintf(w, "requests\t%d signed (%.0f/s); %d checks ran TUF's whole workflow\n", s.Requests, s.RequestsPerS, s.Verified)
 	fmt.Fprintf(w, "updates\t%d succeeded, %d failed, %s of payload hashed\n", s.Succeeded, s.Failed, sizeString(s.PayloadBytes))
 	var vs []string

@@ -134,6 +134,7 @@ func TestSimBadInput(t *testing.T) {
 		{[]string{"--server", "http://" + s.public, "--token-file", filepath.Join(t.TempDir(), "none")}, 1, "enrolment token"},
 		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--fail-ratio", "1.5"}, 1, "fail ratio 1.5"},
 		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--release-root", bogus}, 1, "release root"},
+		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--rounds", "2"}, 1, "rounds need a duration"},
 		{[]string{"--token-file", tokenFile}, 2, "--server and --product are required"},
 	} {
 		r := run(t, nil, append(base, tc.args...)...)

@@ -300,7 +300,7 @@ func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
 	if err != nil {
 		return outcomeNone, err
 	}
-	target, rel, err := s.choose(m, d)
+	target, rel, top, err := s.choose(m, d)
 	if err == nil && target != "" {
 		err = s.download(ctx, d, target, rel)
 	}
@@ -329,6 +329,9 @@ func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
 	} else {
 		d.slot.active ^= 1
 		d.version, d.secVer = m2.Version, max(d.secVer, m2.SecurityVersion)
+		// The highest offered release now runs: the same metadata would
+		// decide nothing at the next check.
+		d.settled = top
 	}
 	body, _ := json.Marshal(ev)
 	if _, err := s.do(ctx, d, http.MethodPost, deviceapi.DevicePrefix+"events", body, maxDeviceAnswer, http.StatusCreated, http.StatusOK); err != nil {
@@ -351,8 +354,8 @@ func (s *Sim) fails(d *device, version string) bool {
 }
 
 // choose returns the target to install ("" for none) with the release
-// repository's entry.
-func (s *Sim) choose(m *multirepo.MultiRepoClient, d *device) (string, *metadata.TargetFiles, error) {
+// repository's entry, and whether it is the highest version offered.
+func (s *Sim) choose(m *multirepo.MultiRepoClient, d *device) (string, *metadata.TargetFiles, bool, error) {
 	var versions []string
 	for p := range m.TUFClients["fleet"].GetTopLevelTargets() {
 		if v, ok := strings.CutPrefix(p, s.product+"/"); ok && release.ValidVersion(v) == nil {
@@ -362,7 +365,7 @@ func (s *Sim) choose(m *multirepo.MultiRepoClient, d *device) (string, *metadata
 	sort.Slice(versions, func(i, j int) bool { return release.CompareVersions(versions[i], versions[j]) > 0 })
 	for _, v := range versions {
 		if release.CompareVersions(v, d.version) <= 0 {
-			return "", nil, nil
+			return "", nil, false, nil
 		}
 		if v == d.failed {
 			continue
@@ -370,38 +373,38 @@ func (s *Sim) choose(m *multirepo.MultiRepoClient, d *device) (string, *metadata
 		name := release.TargetName(s.product, v)
 		info, _, err := m.GetTargetInfo(name)
 		if err != nil {
-			return "", nil, &tufError{repo: "both", err: fmt.Errorf("%s: the repositories do not agree: %w", name, err)}
+			return "", nil, false, &tufError{repo: "both", err: fmt.Errorf("%s: the repositories do not agree: %w", name, err)}
 		}
 		rel, err := m.TUFClients["release"].GetTargetInfo(name)
 		if err != nil || !rel.Equal(*info) {
-			return "", nil, &tufError{repo: "both", err: fmt.Errorf("%s: the repositories do not agree", name)}
+			return "", nil, false, &tufError{repo: "both", err: fmt.Errorf("%s: the repositories do not agree", name)}
 		}
 		fleet, err := m.TUFClients["fleet"].GetTargetInfo(name)
 		if err != nil {
-			return "", nil, &tufError{repo: "fleet", err: err}
+			return "", nil, false, &tufError{repo: "fleet", err: err}
 		}
 		man, err := release.ManifestFromCustom(rel.Custom)
 		if err != nil || man.Product != s.product || man.Version != v {
-			return "", nil, fmt.Errorf("fleetsim: %s: bad manifest (%v)", name, err)
+			return "", nil, false, fmt.Errorf("fleetsim: %s: bad manifest (%v)", name, err)
 		}
 		if s.hardware != "" && !man.SupportsHardware(s.hardware) {
 			continue
 		}
 		if man.SecurityVersion < d.secVer {
-			return "", nil, fmt.Errorf("fleetsim: %s: security version %d below the device's %d", name, man.SecurityVersion, d.secVer)
+			return "", nil, false, fmt.Errorf("fleetsim: %s: security version %d below the device's %d", name, man.SecurityVersion, d.secVer)
 		}
 		if fleet.Custom != nil {
 			rule, err := rollout.RuleFromCustom(*fleet.Custom)
 			if err != nil {
-				return "", nil, err
+				return "", nil, false, err
 			}
 			if rule != nil && !rollout.Admit(*rule, rollout.Bucket(d.seed[:], s.product, v)).Admitted {
-				return "", nil, nil // waiting for its wave
+				return "", nil, false, nil // waiting for its wave
 			}
 		}
-		return name, rel, nil
+		return name, rel, v == versions[0], nil
 	}
-	return "", nil, nil
+	return "", nil, false, nil
 }
 
 // download fetches the target (signed) and hashes it into the inactive

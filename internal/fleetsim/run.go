@@ -71,6 +71,9 @@ type Options struct {
 	// cancelled ctx, ends a run.
 	Duration time.Duration
 	Checks   int
+	// Rounds repeats the polling of Duration (default 1), each round
+	// reported on its own in Summary.Rounds, the devices enrolled once.
+	Rounds int
 	// Concurrency is how many checks run at once (default 64); Conns the
 	// HTTP connections kept open to the server (default Concurrency).
 	Concurrency, Conns int
@@ -96,7 +99,8 @@ type Sim struct {
 	failRatio                        float64
 	fullVerify                       bool
 	stats                            stats
-	reqBase                          int64 // requests before the polling
+	reqBase                          int64       // requests before the polling
+	round                            *roundStats // set between rounds only
 }
 
 // Summary is the result of a run (`uptrust sim --json` prints it).
@@ -133,6 +137,8 @@ type Summary struct {
 	HeapBytes     uint64         `json:"heap_bytes"`
 	HeapPerDevice float64        `json:"heap_bytes_per_device"`
 	Versions      map[string]int `json:"versions"`
+	// Rounds are the rounds of polling; the fields above cover them all.
+	Rounds []Round `json:"rounds"`
 }
 
 // Validate checks o and names the first problem.
@@ -155,8 +161,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("fleetsim: jitter %v: want a fraction in [0, 0.5]", o.Jitter)
 	case o.FailRatio < 0 || o.FailRatio > 1 || o.FailRatio != o.FailRatio:
 		return fmt.Errorf("fleetsim: fail ratio %v: want a fraction in [0, 1]", o.FailRatio)
-	case o.Duration < 0 || o.Checks < 0:
-		return errors.New("fleetsim: negative duration or checks")
+	case o.Duration < 0 || o.Checks < 0 || o.Rounds < 0:
+		return errors.New("fleetsim: negative duration, checks or rounds")
+	case o.Rounds > 1 && o.Duration == 0:
+		return errors.New("fleetsim: rounds need a duration")
 	case o.Concurrency < 0 || o.Conns < 0:
 		return errors.New("fleetsim: negative concurrency or connections")
 	case release.ValidVersion(o.Version) != nil:
@@ -270,26 +278,56 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return sum, errors.New("fleetsim: no device enrolled")
 	}
 
-	progress(o, "polling every %v (±%.0f %%)", o.Interval, o.Jitter*100)
-	runtime.GC()
-	pctx := ctx
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
+	rounds := max(o.Rounds, 1)
 	if o.Polling != nil {
 		o.Polling(true)
 	}
 	t1 := time.Now()
 	s.reqBase = s.stats.requests.Load()
-	s.poll(pctx, o, devs)
+	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
+		progress(o, "polling every %v (±%.0f %%), round %d of %d", o.Interval, o.Jitter*100, r, rounds)
+		runtime.GC()
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if o.Duration > 0 {
+			pctx, cancel = context.WithTimeout(ctx, o.Duration)
+		}
+		s.round = &roundStats{}
+		req0, t := s.stats.requests.Load(), time.Now()
+		s.poll(pctx, o, devs)
+		cancel()
+		secs := time.Since(t).Seconds()
+		rs := Round{Checks: s.round.checks.Load(), Seconds: secs, Requests: s.stats.requests.Load() - req0,
+			CheckP50Ms: ms(s.round.checkTime.quantile(0.5)), CheckP99Ms: ms(s.round.checkTime.quantile(0.99)),
+			LagP99Ms: ms(s.round.lag.quantile(0.99))}
+		if secs > 0 {
+			rs.ChecksPerSec = float64(rs.Checks) / secs
+		}
+		sum.Rounds = append(sum.Rounds, rs)
+		progress(o, "round %d: %d checks in %.1f s = %.0f/s, p50 %.1f ms, p99 %.1f ms", r, rs.Checks, secs, rs.ChecksPerSec, rs.CheckP50Ms, rs.CheckP99Ms)
+	}
 	if o.Polling != nil {
 		o.Polling(false)
 	}
 	s.count(devs, sum)
 	s.finish(sum, devs, time.Since(t1))
 	return sum, nil
+}
+
+// Round is one round of polling (Options.Rounds).
+type Round struct {
+	Checks       int64   `json:"checks"`
+	Seconds      float64 `json:"seconds"`
+	ChecksPerSec float64 `json:"checks_per_second"`
+	CheckP50Ms   float64 `json:"check_p50_ms"`
+	CheckP99Ms   float64 `json:"check_p99_ms"`
+	LagP99Ms     float64 `json:"schedule_lag_p99_ms"`
+	Requests     int64   `json:"requests"`
+}
+
+// roundStats are the counters of the current round.
+type roundStats struct {
+	checks         atomic.Int64
+	checkTime, lag histogram
 }
 
 // probe makes sure the server answers at all (an anonymous GET of the
@@ -415,6 +453,7 @@ func (s *Sim) poll(ctx context.Context, o Options, devs []device) {
 				d := &devs[it.dev]
 				start := time.Now()
 				s.stats.lag.add(start.Sub(it.at))
+				s.round.lag.add(start.Sub(it.at))
 				s.once(ctx, d, true)
 				d.checks++
 				if d.stopped || o.Checks > 0 && d.checks >= o.Checks {
@@ -478,6 +517,8 @@ func (s *Sim) once(ctx context.Context, d *device, measure bool) {
 	if measure {
 		s.stats.checks.Add(1)
 		s.stats.checkTime.add(time.Since(t))
+		s.round.checks.Add(1)
+		s.round.checkTime.add(time.Since(t))
 	}
 }
 
