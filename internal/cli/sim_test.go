@@ -167,3 +167,35 @@ func deviceExport(t *testing.T, s *served, id string) api.DeviceExport {
 	}
 	return x
 }
+
+// TestSimPending: devices enrolled with a token that does not accept them
+// wait, asking their state at each poll, until the operator accepts them;
+// then they update.
+func TestSimPending(t *testing.T) {
+	s, _ := managedServe(t)
+	r := mustRun(t, nil, s.as("operator", "enrollment-token", "create", "--product", "thermostat", "--uses", "2")...)
+	tokenFile := writeFile(t, t.TempDir(), "token", r.stdout)
+	done := make(chan result, 1)
+	go func() {
+		done <- run(t, nil, "sim", "--server", "http://"+s.public, "--product", "thermostat", "--dir", s.dir,
+			"--token-file", tokenFile, "--interval", "20ms", "--devices", "2", "--checks", "1", "--json")
+	}()
+	accepted := 0
+	for accepted < 2 {
+		for _, d := range deviceList(t, s) {
+			if d.State == "pending" {
+				mustRun(t, nil, s.as("operator", "device", "accept", d.ID)...)
+				accepted++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r = <-done
+	var sum fleetsim.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); r.code != 0 || err != nil {
+		t.Fatalf("sim: %v (%v)", r, err)
+	}
+	if sum.Enrolled != 2 || sum.Accepted != 2 || sum.Succeeded != 2 || sum.Versions["1.2.0"] != 2 || sum.Errors != 0 {
+		t.Errorf("summary: %+v", sum)
+	}
+}

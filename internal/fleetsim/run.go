@@ -67,7 +67,8 @@ type Options struct {
 	// FailRatio is the share of devices whose install fails, in [0, 1].
 	FailRatio float64
 	// Duration ends the polling (0: no limit); Checks ends it once every
-	// device made that many checks (0: no limit). One of them, or a
+	// device made that many update checks (0: no limit; a pending device
+	// makes none until the operator accepts it). One of them, or a
 	// cancelled ctx, ends a run.
 	Duration time.Duration
 	Checks   int
@@ -454,8 +455,9 @@ func (s *Sim) poll(ctx context.Context, o Options, devs []device) {
 				start := time.Now()
 				s.stats.lag.add(start.Sub(it.at))
 				s.round.lag.add(start.Sub(it.at))
-				s.once(ctx, d, true)
-				d.checks++
+				if s.once(ctx, d, true) {
+					d.checks++
+				}
 				if d.stopped || o.Checks > 0 && d.checks >= o.Checks {
 					if left.Add(-1) == 0 {
 						cancel()
@@ -478,20 +480,22 @@ func (s *Sim) poll(ctx context.Context, o Options, devs []device) {
 
 // once is one check of d: the device API while it is not accepted, then an
 // update check, counted in the checks and their latency when measure is
-// set.
-func (s *Sim) once(ctx context.Context, d *device, measure bool) {
+// set. It reports whether an update check ran (what Options.Checks
+// counts: a pending device waits for the operator as long as the run
+// lasts).
+func (s *Sim) once(ctx context.Context, d *device, measure bool) bool {
 	if d.state == statePending {
 		if err := s.readState(ctx, d); err != nil {
 			s.stats.fail(err)
-			return
+			return false
 		}
 	}
 	switch d.state {
 	case stateRefused:
 		d.stopped = true
-		return
+		return false
 	case statePending:
-		return
+		return false
 	}
 	t := time.Now()
 	out, err := s.check(ctx, d)
@@ -503,7 +507,7 @@ func (s *Sim) once(ctx context.Context, d *device, measure bool) {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return // the run ended during the check
+			return true // the run ended during the check
 		}
 		s.stats.fail(err)
 		if refusedRepo(err) {
@@ -512,7 +516,7 @@ func (s *Sim) once(ctx context.Context, d *device, measure bool) {
 				s.stats.fail(err)
 			}
 		}
-		return
+		return true
 	}
 	if measure {
 		s.stats.checks.Add(1)
@@ -520,6 +524,7 @@ func (s *Sim) once(ctx context.Context, d *device, measure bool) {
 		s.round.checks.Add(1)
 		s.round.checkTime.add(time.Since(t))
 	}
+	return true
 }
 
 // refusedRepo says whether a check failed on a 403 of a /repo/ request.
