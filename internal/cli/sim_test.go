@@ -199,3 +199,39 @@ func TestSimPending(t *testing.T) {
 		t.Errorf("summary: %+v", sum)
 	}
 }
+
+// TestSimDecommissioned: a device decommissioned while it polls is refused
+// at its next check, learns its state from the device API and stops; the
+// other one keeps polling.
+func TestSimDecommissioned(t *testing.T) {
+	s, tokenFile := managedServe(t)
+	done := make(chan result, 1)
+	go func() {
+		done <- run(t, nil, "sim", "--server", "http://"+s.public, "--product", "thermostat", "--dir", s.dir,
+			"--token-file", tokenFile, "--interval", "5ms", "--devices", "2", "--checks", "1000", "--json")
+	}()
+	var victim string
+	for victim == "" {
+		for _, d := range deviceList(t, s) {
+			if len(deviceExport(t, s, d.ID).Events) > 0 {
+				victim = d.ID
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mustRun(t, nil, s.as("operator", "device", "decommission", victim)...)
+	r := <-done
+	var sum fleetsim.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); r.code != 0 || err != nil {
+		t.Fatalf("sim: %v (%v)", r, err)
+	}
+	if sum.Refused != 1 || sum.Accepted != 1 || sum.Errors == 0 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	for _, k := range sum.ErrorKinds {
+		if !strings.Contains(k.Example, "403") || !strings.Contains(k.Example, "decommissioned") {
+			t.Errorf("error %+v: want a 403 decommissioned refusal", k)
+		}
+	}
+}

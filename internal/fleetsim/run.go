@@ -142,7 +142,7 @@ type Summary struct {
 	Rounds []Round `json:"rounds"`
 }
 
-// Validate checks o and names the first problem.
+// validate checks o and names the first problem.
 func (o *Options) validate() error {
 	u, err := url.Parse(o.Server)
 	switch {
@@ -530,7 +530,8 @@ func (s *Sim) once(ctx context.Context, d *device, measure bool) bool {
 // refusedRepo says whether a check failed on a 403 of a /repo/ request.
 func refusedRepo(err error) bool {
 	var h *metadata.ErrDownloadHTTP
-	return errors.As(err, &h) && h.StatusCode == http.StatusForbidden
+	var se *statusError
+	return errors.As(err, &h) && h.StatusCode == http.StatusForbidden || errors.As(err, &se) && se.status == http.StatusForbidden
 }
 
 // due is a device's next check.
