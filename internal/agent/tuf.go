@@ -36,6 +36,11 @@ func repoMap(server string) *multirepo.MultiRepoMapType {
 	}
 }
 
+// RepoMap is repoMap for other clients of the two repositories (the
+// fleet simulator, internal/fleetsim), so that they apply the agent's
+// TAP 4 rules and no copy of them.
+func RepoMap(server string) *multirepo.MultiRepoMapType { return repoMap(server) }
+
 // repos is one refresh of both repositories.
 type repos struct {
 	multi *multirepo.MultiRepoClient

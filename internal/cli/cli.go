@@ -70,7 +70,7 @@ the current directory). Commands that read print a table, or JSON with --json.`,
 		Commands: []*cmdline.Command{
 			cmdInit(env), cmdProduct(env), cmdRelease(env), cmdRollout(env), cmdKeys(env), cmdRoot(env),
 			cmdCompliance(env), cmdServe(env), cmdMigrate(env), cmdBlobs(env), cmdServerKit(env), cmdPush(env), cmdPull(env), cmdMirror(env), cmdReports(env), cmdPrivacy(env),
-			cmdPurge(env), cmdAudit(env), cmdToken(env), cmdSettings(env), cmdEnrollmentToken(env), cmdDevice(env), cmdDemo(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
+			cmdPurge(env), cmdAudit(env), cmdToken(env), cmdSettings(env), cmdEnrollmentToken(env), cmdDevice(env), cmdDemo(env), cmdSim(env), cmdSimulateDevice(env), cmdSimulateBoot(env),
 		},
 		ExitCodes: []cmdline.ExitCode{
 			{Code: ExitShallNotMet, Meaning: "compliance: a \"shall\" provision is not met (uptrust compliance)"},
