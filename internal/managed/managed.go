@@ -300,8 +300,12 @@ func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.De
 		return d, false
 	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
 		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
+		h.views.put(d)
 		return d, false
 	}
+	// The store's record is the newest: the cache takes it now rather
+	// than at its next poll (a device told "accepted" goes on at once).
+	h.views.put(d)
 	return d, true
 }
 
@@ -398,7 +402,11 @@ func (h *Handler) Gate(w http.ResponseWriter, r *http.Request) bool {
 		problem(w, http.StatusForbidden, "not-enrolled", "this key is not enrolled: enrol again", nil)
 		return false
 	}
-	if refusal(w, e.dev.Load()) {
+	d := e.dev.Load()
+	if d.State == store.DevicePending {
+		d = h.views.recheck(r.Context(), e, d)
+	}
+	if refusal(w, d) {
 		return false
 	}
 	if name, ok := isViewPath(r.URL.Path); ok {

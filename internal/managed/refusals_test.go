@@ -356,3 +356,27 @@ func TestNoClientAddressStored(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptedReachesGateBeforePoll: a device the cache holds as pending
+// and the operator accepted since is served at its next /repo/ request,
+// without waiting for the handler's poll (its record is read again), and
+// the state endpoint's answer updates the cache too.
+func TestAcceptedReachesGateBeforePoll(t *testing.T) {
+	f := newFleet(t, 5)
+	for _, via := range []string{"repo", "state"} {
+		t.Run(via, func(t *testing.T) {
+			pub, priv, id := f.enrolled("1.0.0", false)
+			if _, err := f.p.AcceptDevice(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+			if via == "state" {
+				if code, out := f.do("GET", managed.StatePath, nil, pub, priv); code != 200 || out["state"] != store.DeviceAccepted {
+					t.Fatalf("state: %d %v", code, out)
+				}
+			}
+			if code, _, out := record(t, "GET", "/repo/fleet/timestamp.json", nil, pub, priv, f.clk.Now()).sendTo(t, f.url); code != 200 {
+				t.Errorf("/repo/ of the device accepted since its enrolment, before any poll: %d %v, want 200", code, out)
+			}
+		})
+	}
+}

@@ -66,6 +66,9 @@ type entry struct {
 	dev atomic.Pointer[store.Device]
 	// mu serialises the computation of the device's view.
 	mu sync.Mutex
+	// rechecked is when (Unix nanoseconds) a pending device's record was
+	// last read from the store by recheck.
+	rechecked atomic.Int64
 	// cur is the latest view, prev the one before (a device that read
 	// the timestamp just before cur replaced it still finds its snapshot
 	// and targets).
@@ -422,6 +425,29 @@ func etagMatches(values []string, etag string) bool {
 		}
 	}
 	return false
+}
+
+// recheckEvery bounds how often a pending device's /repo/ requests read
+// its record from the store (recheck).
+const recheckEvery = time.Second
+
+// recheck returns the record of a device the cache holds as pending, read
+// again from the store at most once per recheckEvery: an operator's accept
+// reaches this server's cache at its next poll, but a device told
+// "accepted" by the state endpoint (perhaps through another replica)
+// checks at once. Pending devices are not the hot path.
+func (v *views) recheck(ctx context.Context, e *entry, d *store.Device) *store.Device {
+	now := time.Now().UnixNano()
+	last := e.rechecked.Load()
+	if now-last < int64(recheckEvery) || !e.rechecked.CompareAndSwap(last, now) {
+		return d
+	}
+	fresh, err := v.p.Store.DeviceByKey(ctx, d.PublicKey)
+	if err != nil {
+		return d
+	}
+	v.put(fresh)
+	return &fresh
 }
 
 // refusal answers a device that may not read metadata: pending, rejected
