@@ -42,25 +42,8 @@ for tool in go curl python3 sha256sum; do command -v "$tool" >/dev/null || die "
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || die "nginx not found (apt-get install nginx-light)"
 
-WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/uptrust-bench-push.XXXXXX")
-PIDS=()
-cleanup() {
-	set +e
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-	local i
-	for ((i = 0; i < 600; i++)); do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. "$(dirname "$0")/lib/bench.sh"
+bench_workdir "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/uptrust-bench-push"
 # measure CMD...: prints "seconds peak_rss_kib"
 measure() {
 	/usr/bin/time -v -o "$WORK/time.txt" "$@" >"$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt" "$WORK/time.txt" >&2; die "$1 failed"; }
