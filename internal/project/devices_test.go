@@ -199,8 +199,8 @@ func TestEraseDevice(t *testing.T) {
 			needles := []string{project.EncodePublicKey(key), hex.EncodeToString(raw), "rev-b-unique-hw", "9.8.7-unique",
 				"slot-unique", "message-unique-text"}
 			after := tableTexts(t, p, dbURL)
-			if len(after) < 20 {
-				t.Errorf("scanned %d tables, want every table of schema 7 (20)", len(after))
+			if len(after) < 22 {
+				t.Errorf("scanned %d tables, want every table of schema 8 (22)", len(after))
 			}
 			for table, rows := range after {
 				for _, row := range rows {

@@ -1,5 +1,5 @@
 // Package sqldevice implements the device tables of managed mode (schema
-// 7) once for both SQL stores (internal/store/sqlite and
+// 7; managed rollouts, groups and tags in schema 8, waves.go) once for both SQL stores (internal/store/sqlite and
 // internal/store/postgres). Queries are written with PostgreSQL's $n
 // placeholders; the SQLite adapter rewrites them to SQLite's ?n, which
 // binds the same way. Each store passes a DB adapter over its reader or
@@ -370,6 +370,7 @@ func DeleteDevice(ctx context.Context, db DB, id string) error {
 		arg string
 	}{
 		{`DELETE FROM device_events WHERE device = $1`, id},
+		{`DELETE FROM device_labels WHERE device = $1`, id},
 		{`DELETE FROM preauthorized_keys WHERE public_key = $1`, d.PublicKey},
 		{`DELETE FROM devices WHERE id = $1`, id},
 	} {

@@ -199,8 +199,8 @@ func TestSchemaComments(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if tables != 20 {
-		t.Errorf("found %d tables, want 20", tables)
+	if tables != 22 {
+		t.Errorf("found %d tables, want 22", tables)
 	}
 }
 

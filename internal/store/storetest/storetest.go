@@ -92,6 +92,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PreauthorizedKeys", testPreauthorizedKeys},
 		{"DeviceEventsAndDelete", testDeviceEventsAndDelete},
 		{"UpdateFleet", testUpdateFleet},
+		{"ManagedRollouts", testManagedRollouts},
+		{"DeviceLabelsAndOutcomes", testDeviceLabelsAndOutcomes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
