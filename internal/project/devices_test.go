@@ -170,13 +170,21 @@ func TestEraseDevice(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			for _, l := range []struct{ kind, name string }{{store.LabelGroup, "lab-unique"}, {store.LabelTag, "eu-unique"}} {
+				for _, id := range []string{d.ID, keep.ID} {
+					if err := p.AddDeviceLabel(ctx, id, l.kind, l.name); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
 			x, err := p.ExportDevice(ctx, d.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			b, _ := json.Marshal(x)
 			for _, want := range []string{d.ID, project.EncodePublicKey(key), "rev-b-unique-hw", "9.8.7-unique", "slot-unique",
-				"message-unique-text", "postponed_by_owner", `"downloading"`, "device.accept", "device.enroll"} {
+				"message-unique-text", "postponed_by_owner", `"downloading"`, "device.accept", "device.enroll", "lab-unique", "eu-unique"} {
 				if !strings.Contains(string(b), want) {
 					t.Errorf("export lacks %q: %s", want, b)
 				}
@@ -213,6 +221,9 @@ func TestEraseDevice(t *testing.T) {
 						t.Errorf("after the erase, table %s still names the device: %s", table, row)
 					}
 				}
+			}
+			if len(before["device_labels"]) != 4 || len(after["device_labels"]) != 2 {
+				t.Errorf("device_labels: %d rows before the erase, %d after; want 4, then the other device's 2", len(before["device_labels"]), len(after["device_labels"]))
 			}
 			if got := strings.Join(after["devices"], "\n"); !strings.Contains(got, keep.ID) || len(after["device_events"]) != 1 {
 				t.Errorf("the other device or its event went too: devices %v, %d events", after["devices"], len(after["device_events"]))
