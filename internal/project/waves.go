@@ -471,6 +471,27 @@ func (p *Project) Tick(ctx context.Context) (int, error) {
 	return steps, errors.Join(errs...)
 }
 
+// DecideEvery is how often `uptrust serve` runs the decision loop (Tick,
+// through ResignDue). Waves soak for minutes or hours; counting more often
+// would only load the database.
+const DecideEvery = 10 * time.Second
+
+// tickDue runs Tick when DecideEvery has passed since this Project last
+// did (at once on the first call).
+func (p *Project) tickDue(ctx context.Context) (int, error) {
+	now := p.Clock.Now()
+	p.waves.mu.Lock()
+	due := p.waves.lastTick.IsZero() || now.Sub(p.waves.lastTick) >= DecideEvery || now.Before(p.waves.lastTick)
+	if due {
+		p.waves.lastTick = now
+	}
+	p.waves.mu.Unlock()
+	if !due {
+		return 0, nil
+	}
+	return p.Tick(ctx)
+}
+
 // decideRollout takes Decide's steps for one rollout until it stays,
 // persisting each step with its audit entry in one transaction. A step is
 // written only if the rollout's state is still the one it was decided
@@ -538,6 +559,8 @@ type rolloutCache struct {
 	mu  sync.Mutex
 	gen int64
 	by  map[string][]ManagedRollout
+	// lastTick is when tickDue last ran Tick.
+	lastTick time.Time
 }
 
 func (p *Project) productRollouts(ctx context.Context, product string) ([]ManagedRollout, error) {

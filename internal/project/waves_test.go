@@ -411,3 +411,55 @@ func TestManagedRolloutRefusals(t *testing.T) {
 		t.Errorf("pause of an unknown rollout: %v", err)
 	}
 }
+
+// TestResignDueDecides: `uptrust serve` runs the decision loop through
+// ResignDue, under the re-signing lease: a rollout scheduled for later
+// starts on the first call after its start time, and nothing is offered
+// before.
+func TestResignDueDecides(t *testing.T) {
+	ctx := t.Context()
+	f := newWavesFleet(t, "sqlite")
+	d := f.enroll(nil)
+	pl, err := rollout.ParsePlan(rollout.PlanFlags{Waves: "100%", MaxFailure: "5%", MinSuccess: "1", Soak: "0s",
+		Start: t0.Add(time.Hour).Format(time.RFC3339)}, f.clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.p.StartManagedRollout(ctx, "thermostat", "1.1.0", "", pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State.Phase != rollout.PhaseScheduled {
+		t.Fatalf("state %+v, want scheduled", r.State)
+	}
+	if _, err := f.p.ResignDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.assigned(d); ok || f.state(r.ID).Phase != rollout.PhaseScheduled {
+		t.Fatalf("before its start: offered %v, state %+v", ok, f.state(r.ID))
+	}
+	f.clk.Advance(time.Hour)
+	changed, err := f.p.ResignDue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f.state(r.ID); !changed || s.Phase != rollout.PhaseActive || !s.Since.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after its start: changed %v, state %+v; want active since the start", changed, s)
+	}
+	if a, ok := f.assigned(d); !ok || a.Wave != 1 {
+		t.Errorf("after the start: %+v, %v", a, ok)
+	}
+	// Another process without the lease decides nothing.
+	other, err := project.Open(ctx, f.p.Dir, project.Options{Clock: f.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	f.event(d.ID, store.EventSucceeded)
+	if n, err := other.Tick(ctx); err != nil || n != 0 {
+		t.Errorf("Tick without the lease: %d steps, %v", n, err)
+	}
+	if n := f.tick(); n != 1 || f.state(r.ID).Phase != rollout.PhaseComplete {
+		t.Errorf("Tick with the lease: %d steps, state %+v; want complete", n, f.state(r.ID))
+	}
+}
