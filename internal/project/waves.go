@@ -142,7 +142,8 @@ func checkSelection(ctx context.Context, r store.Reader, product string, sel rol
 // StartManagedRollout creates a rollout in waves of a published release of
 // a managed product, selecting devices by filter (rollout.ParseSelector
 // syntax; "" selects all), and takes its first decision at once (a plan
-// starting now is active in wave 1 when this returns). Bad input — an
+// starting now is active in wave 1 when this returns; the decision loop
+// takes every later step). Bad input — an
 // anonymous product, an unpublished version, a bad filter, an unknown
 // group or tag, an undeclared inventory field, an invalid plan — is
 // refused with an error naming it, and nothing is written.
@@ -172,9 +173,19 @@ func (p *Project) StartManagedRollout(ctx context.Context, product, version, fil
 	if err != nil {
 		return fail(err)
 	}
-	planJSON, _ := json.Marshal(plan)
-	stateJSON, _ := json.Marshal(rollout.NewState())
 	now := p.Clock.Now().UTC()
+	// The first decision is taken with the start, in the same transaction
+	// and audit entry: a plan starting now is active in wave 1 at once.
+	// Later steps are the decision loop's (Tick).
+	state, step, err := rollout.Decide(plan, rollout.NewState(), make([]rollout.Counts, len(plan.Waves)), now)
+	if err != nil {
+		return fail(invalidf("%v", err))
+	}
+	if step.Action != rollout.ActionStart {
+		state = rollout.NewState()
+	}
+	planJSON, _ := json.Marshal(plan)
+	stateJSON, _ := json.Marshal(state)
 	err = p.Store.Update(ctx, func(tx store.Tx) error {
 		if err := checkSelection(ctx, tx, product, sel); err != nil {
 			return err
@@ -191,12 +202,12 @@ func (p *Project) StartManagedRollout(ctx context.Context, product, version, fil
 		if s := sel.String(); s != "" {
 			detail += "; select " + s
 		}
+		if step.Action == rollout.ActionStart {
+			detail += "; " + step.Reason
+		}
 		return audit(ctx, tx, now, ActionWavesStart, product+"/"+version, detail)
 	})
 	if err != nil {
-		return fail(err)
-	}
-	if _, err := p.decideRollout(ctx, id); err != nil {
 		return fail(err)
 	}
 	return p.ManagedRollout(ctx, id)
@@ -240,19 +251,12 @@ func (p *Project) PauseRollout(ctx context.Context, id, reason string) (ManagedR
 }
 
 // ResumeRollout resumes a paused or halted rollout (rollout.Resume): its
-// active wave soaks again from now. The next decision checks the failure
-// ratios again.
+// active wave soaks again from now. The next decision (Tick) checks the
+// failure ratios again.
 func (p *Project) ResumeRollout(ctx context.Context, id string) (ManagedRollout, error) {
-	m, err := p.operate(ctx, id, ActionWavesResume, func(pl rollout.Plan, st rollout.State, now time.Time) (rollout.State, error) {
+	return p.operate(ctx, id, ActionWavesResume, func(pl rollout.Plan, st rollout.State, now time.Time) (rollout.State, error) {
 		return rollout.Resume(pl, st, now)
 	})
-	if err != nil {
-		return m, err
-	}
-	if _, err := p.decideRollout(ctx, id); err != nil {
-		return m, err
-	}
-	return p.ManagedRollout(ctx, id)
 }
 
 // AbortRollout stops the rollout id for good (rollout.Abort).

@@ -208,8 +208,11 @@ func testManagedRolloutWaves(t *testing.T, db string) {
 	if s := f.state(r.ID); s.Phase != rollout.PhaseActive || s.Wave != 1 || !s.Since.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("after the soak: %+v, want wave 2 active since t0+1h", s)
 	}
-	if es := f.decisions(project.ActionWavesDecide); len(es) != 2 || !strings.Contains(es[1].Detail, "advance") {
-		t.Errorf("decision audit entries %+v, want start and advance", es)
+	if es := f.decisions(project.ActionWavesDecide); len(es) != 1 || !strings.Contains(es[0].Detail, "advance") {
+		t.Errorf("decision audit entries %+v, want the advance", es)
+	}
+	if es := f.decisions(project.ActionWavesStart); len(es) != 1 || !strings.Contains(es[0].Detail, "wave 1 of 3 (20%) started") {
+		t.Errorf("start audit entries %+v, want one saying wave 1 started", es)
 	}
 	for _, d := range by[1] {
 		if a, ok := f.assigned(d); !ok || a.Wave != 2 {
@@ -255,13 +258,19 @@ func testManagedRolloutWaves(t *testing.T, db string) {
 	if _, err := f.p.ResumeRollout(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if s := f.state(r.ID); s.Phase != rollout.PhaseHalted {
-		t.Errorf("resumed with 50%% failures: %+v, want halted again", s)
+	if s := f.state(r.ID); s.Phase != rollout.PhaseActive {
+		t.Errorf("resumed: %+v, want active", s)
+	}
+	if n := f.tick(); n != 1 || f.state(r.ID).Phase != rollout.PhaseHalted {
+		t.Errorf("resumed with 50%% failures: %d steps, %+v; want halted again", n, f.state(r.ID))
 	}
 	f.event(w2[0].ID, store.EventSucceeded)
 	f.event(w2[1].ID, store.EventSucceeded)
 	if _, err := f.p.ResumeRollout(ctx, r.ID); err != nil {
 		t.Fatal(err)
+	}
+	if n := f.tick(); n != 0 {
+		t.Errorf("resumed after retries succeeded: %d steps, want none (soaks again)", n)
 	}
 	if s := f.state(r.ID); s.Phase != rollout.PhaseActive || s.Wave != 1 {
 		t.Fatalf("resumed after retries succeeded: %+v", s)
@@ -311,7 +320,12 @@ func TestManagedRolloutCompletesAndSupersedes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A zero soak and no success needed: the single wave passes at once.
+	// A zero soak and no success needed: the single wave passes at the
+	// first decision.
+	if n := f.tick(); n != 1 {
+		t.Fatalf("%d steps, want 1", n)
+	}
+	old, _ = f.p.ManagedRollout(ctx, old.ID)
 	if old.State.Phase != rollout.PhaseComplete {
 		t.Fatalf("old rollout %+v, want complete", old.State)
 	}
