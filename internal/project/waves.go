@@ -123,7 +123,7 @@ func checkSelection(ctx context.Context, r store.Reader, product string, sel rol
 				return err
 			}
 			if len(ls) == 0 {
-				return invalidf("project: --select: unknown %s %q: no device of %s is in it (uptrust device %s add)", kind, name, product, kind)
+				return invalidf("--select: unknown %s %q: no device of %s is in it (uptrust device %s add)", kind, name, product, kind)
 			}
 		}
 	}
@@ -133,7 +133,7 @@ func checkSelection(ctx context.Context, r store.Reader, product string, sel rol
 	}
 	for _, f := range sel.Names("inventory") {
 		if !slices.Contains(pol.Inventory, f) {
-			return invalidf("project: --select: inventory field %q is not declared by %s (declared: %s)", f, product, strings.Join(pol.Inventory, ", "))
+			return invalidf("--select: inventory field %q is not declared by %s (declared: %s)", f, product, strings.Join(pol.Inventory, ", "))
 		}
 	}
 	return nil
