@@ -556,18 +556,28 @@ func (p *Project) decideRollout(ctx context.Context, id string) (int, error) {
 	return steps, nil
 }
 
-// rolloutCache keeps each product's decoded rollouts for one store
-// generation, so that AssignDevice reads them once per change of anything
-// served rather than once per device.
+// rolloutCache keeps, for one store generation, each product's decoded
+// rollouts and (when a filter looks at them) its devices' groups and tags,
+// so that AssignDevice reads them once per change of anything served
+// rather than once per device. Everything cached changes only through
+// store.Update, which changes the generation.
 type rolloutCache struct {
 	mu  sync.Mutex
 	gen int64
-	by  map[string][]ManagedRollout
+	by  map[string]*productWaves
 	// lastTick is when tickDue last ran Tick.
 	lastTick time.Time
 }
 
-func (p *Project) productRollouts(ctx context.Context, product string) ([]ManagedRollout, error) {
+// productWaves is what AssignDevice needs of one product.
+type productWaves struct {
+	rollouts []ManagedRollout
+	// labels maps a device to its groups and tags; nil when no rollout
+	// looks at them.
+	labels map[string]rollout.Facts
+}
+
+func (p *Project) productWaves(ctx context.Context, product string) (*productWaves, error) {
 	gen, err := p.Store.Generation(ctx)
 	if err != nil {
 		return nil, err
@@ -575,9 +585,9 @@ func (p *Project) productRollouts(ctx context.Context, product string) ([]Manage
 	c := &p.waves
 	c.mu.Lock()
 	if c.gen == gen && c.by != nil {
-		if rs, ok := c.by[product]; ok {
+		if pw, ok := c.by[product]; ok {
 			c.mu.Unlock()
-			return rs, nil
+			return pw, nil
 		}
 	}
 	c.mu.Unlock()
@@ -585,17 +595,33 @@ func (p *Project) productRollouts(ctx context.Context, product string) ([]Manage
 	if err != nil {
 		return nil, err
 	}
-	rs, err := decodeRollouts(raw)
-	if err != nil {
+	pw := &productWaves{}
+	if pw.rollouts, err = decodeRollouts(raw); err != nil {
 		return nil, err
+	}
+	if needsLabels(pw.rollouts) {
+		ls, err := p.Store.DeviceLabels(ctx, store.LabelFilter{Product: product})
+		if err != nil {
+			return nil, err
+		}
+		pw.labels = map[string]rollout.Facts{}
+		for _, l := range ls {
+			fa := pw.labels[l.Device]
+			if l.Kind == store.LabelGroup {
+				fa.Groups = append(fa.Groups, l.Name)
+			} else {
+				fa.Tags = append(fa.Tags, l.Name)
+			}
+			pw.labels[l.Device] = fa
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen || c.by == nil {
-		c.gen, c.by = gen, map[string][]ManagedRollout{}
+		c.gen, c.by = gen, map[string]*productWaves{}
 	}
-	c.by[product] = rs
-	return rs, nil
+	c.by[product] = pw
+	return pw, nil
 }
 
 // AssignDevice returns the release dev should run now, as its product's
@@ -605,31 +631,24 @@ func (p *Project) productRollouts(ctx context.Context, product string) ([]Manage
 // Plan.WaveOf) has started — or, when no rollout owns it, the newest
 // complete rollout selecting it. A device owned by a scheduled, paused,
 // halted or aborted rollout, one no rollout selects, and a device not
-// accepted get false and a zero Assignment. The product's rollouts are
-// read once per store generation; a device's groups and tags are read
-// only when some rollout's filter looks at them.
+// accepted get false and a zero Assignment. It reads the store generation
+// and nothing else per device: the product's rollouts, and its devices'
+// groups and tags when some rollout's filter looks at them, are read once
+// per store generation (see rolloutCache).
 func (p *Project) AssignDevice(ctx context.Context, dev store.Device) (rollout.Assignment, bool, error) {
 	if dev.State != store.DeviceAccepted {
 		return rollout.Assignment{}, false, nil
 	}
-	rs, err := p.productRollouts(ctx, dev.Product)
-	if err != nil || len(rs) == 0 {
-		return rollout.Assignment{}, false, err
+	pw, err := p.productWaves(ctx, dev.Product)
+	if err != nil {
+		return rollout.Assignment{}, false, fmt.Errorf("project: assign device %s: %w", dev.ID, err)
 	}
-	fa := rollout.Facts{Inventory: dev.Inventory}
-	if needsLabels(rs) {
-		ls, err := p.Store.DeviceLabels(ctx, store.LabelFilter{Device: dev.ID})
-		if err != nil {
-			return rollout.Assignment{}, false, fmt.Errorf("project: assign device %s: %w", dev.ID, err)
-		}
-		for _, l := range ls {
-			if l.Kind == store.LabelGroup {
-				fa.Groups = append(fa.Groups, l.Name)
-			} else {
-				fa.Tags = append(fa.Tags, l.Name)
-			}
-		}
+	rs := pw.rollouts
+	if len(rs) == 0 {
+		return rollout.Assignment{}, false, nil
 	}
+	fa := pw.labels[dev.ID] // zero when no rollout looks at labels
+	fa.Inventory = dev.Inventory
 	var chosen *ManagedRollout
 	if id, ok := owner(rs, fa); ok {
 		for i := range rs {
