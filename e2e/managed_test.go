@@ -50,7 +50,7 @@ func TestManagedEnrolment(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.publish("1.1.0", 2, release.KindSecurity)
-	w.rollout("1.1.0", 100)
+	w.managedRollout("1.1.0", "", "100%")
 	// One cycle installs, reboots and commits (sim.Device.Cycle); the
 	// agent sends the steps as the device's own signed events, and its
 	// report's outcome too.
@@ -80,7 +80,7 @@ func TestManagedEnrolment(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.publish("1.2.0", 3, release.KindSecurity)
-	w.rollout("1.2.0", 100)
+	w.managedRollout("1.2.0", "", "100%")
 	// The server refuses its signed update check (403 decommissioned);
 	// the agent then asks its state and stops.
 	refused := false

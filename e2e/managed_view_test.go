@@ -17,12 +17,31 @@ import (
 	"github.com/uptrust/uptrust/internal/store"
 )
 
+// managedRollout starts a managed rollout of version in waves (such as
+// "50%,100%") for the devices filter selects: a wave advances once all
+// its devices (at most 1000) succeeded, with no soak; a failure ratio
+// above 50 % halts it. The server reloads.
+func (w *world) managedRollout(version, filter, waves string) project.ManagedRollout {
+	w.t.Helper()
+	pl, err := rollout.ParsePlan(rollout.PlanFlags{Waves: waves, MaxFailure: "50%", MinSuccess: "1000", Soak: "0s"}, w.p.Clock.Now())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	r, err := w.p.StartManagedRollout(context.Background(), product, version, filter, pl)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.reload()
+	return r
+}
+
 // TestManagedOwnView: the real agent in managed mode updates from its own
-// fleet view. Of two accepted devices under one rollout percent, the one
-// the server selected updates and the other is offered nothing (its own
-// view lists no release), while the shared view anonymous devices read
-// still carries the percent; a halted rollout offers nothing to anyone,
-// and resuming it updates both.
+// fleet view through a managed rollout in waves, which publishes nothing
+// in the shared fleet view: the device's targets come from the release
+// repository. Of the devices the rollout selects, those of the open
+// first wave update; those of the second wave are offered nothing until
+// the decision loop (Tick) opens it, then update too; a device outside
+// the selection is offered nothing throughout.
 func TestManagedOwnView(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, worldOptions{})
@@ -34,16 +53,11 @@ func TestManagedOwnView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rolloutID = product + "/1.1.0"
-	// Enrol until two devices fall in different percent steps of the
-	// rollout's buckets.
-	type enrolled struct {
-		d      *sim.Device
-		bucket int
-	}
-	var devs []enrolled
-	var lo, hi *enrolled
-	for i := 0; i < 5 && hi == nil; i++ {
+	// Four devices: three tagged pilot, one not.
+	sims := map[string]*sim.Device{}
+	var pilots []string
+	outside := ""
+	for i := range 4 {
 		d := w.device(fmt.Sprintf("v%d", i), 1)
 		if err := d.SetConfig(func(c *agent.Config) { c.Mode = agent.ModeManaged; c.EnrollmentToken = tok.Text }); err != nil {
 			t.Fatal(err)
@@ -55,69 +69,83 @@ func TestManagedOwnView(t *testing.T) {
 		if err != nil || len(all) != i+1 {
 			t.Fatalf("devices: %d, %v", len(all), err)
 		}
-		known := map[int]bool{}
-		for _, e := range devs {
-			known[e.bucket] = true
-		}
 		for _, sd := range all {
-			b := rollout.WaveBucket(rolloutID, sd.ID)
-			if !known[b] {
-				devs = append(devs, enrolled{d, b})
-			}
-		}
-		for a := range devs {
-			for b := range devs {
-				if devs[a].bucket/100 < devs[b].bucket/100 {
-					lo, hi = &devs[a], &devs[b]
+			if sims[sd.ID] == nil {
+				sims[sd.ID] = d
+				if i < 3 {
+					pilots = append(pilots, sd.ID)
+					if err := w.p.AddDeviceLabel(ctx, sd.ID, store.LabelTag, "pilot"); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					outside = sd.ID
 				}
 			}
 		}
 	}
-	if hi == nil {
-		t.Fatal("five devices in one percent step of the buckets")
-	}
-	percent := hi.bucket / 100 // admits buckets below percent*100: lo, not hi
 	w.publish("1.1.0", 2, release.KindSecurity)
-	w.rollout("1.1.0", percent)
-	w.cycle(lo.d)
-	w.assertRunning(lo.d, "1.1.0")
-	if chk := w.cycle(hi.d); chk.Action != "none" || !strings.Contains(chk.Reason, "no release") {
-		t.Errorf("the unselected device: %q (%s), want none: no release offered", chk.Action, chk.Reason)
-	}
-	w.assertRunning(hi.d, "1.0.0")
-	// The shared view (unsigned, as anonymous devices read it) still
-	// offers the release under the percent.
-	if r := sharedRule(t, w.url, rolloutID); r.Percent != percent || r.Halted {
-		t.Errorf("the shared view's rule %+v, want percent %d", r, percent)
-	}
-
-	// Halted: nobody is offered 1.2.0; resumed: both update.
-	w.publish("1.2.0", 3, release.KindSecurity)
-	w.rollout("1.2.0", 100)
-	if _, err := w.p.ChangeRollout(ctx, product, func(r *store.Rollout) { r.Halted = true }); err != nil {
-		t.Fatal(err)
-	}
-	w.reload()
-	for _, e := range []*enrolled{lo, hi} {
-		if chk := w.cycle(e.d); chk.Action != "none" {
-			t.Errorf("%s under a halted rollout: %q (%s)", e.d.Name, chk.Action, chk.Reason)
+	// A rollout whose first wave holds some pilots and not all (the
+	// buckets depend on the random rollout ID: abort and start again
+	// until they split).
+	var ro project.ManagedRollout
+	var first, second []string
+	for range 30 {
+		ro = w.managedRollout("1.1.0", "tag=pilot", "50%,100%")
+		first, second = nil, nil
+		for _, id := range pilots {
+			if ro.Plan.WaveOf(rollout.WaveBucket(ro.ID, id)) == 0 {
+				first = append(first, id)
+			} else {
+				second = append(second, id)
+			}
+		}
+		if len(first) > 0 && len(second) > 0 {
+			break
+		}
+		if _, err := w.p.AbortRollout(ctx, ro.ID, "the waves did not split the pilots"); err != nil {
+			t.Fatal(err)
 		}
 	}
-	w.assertRunning(lo.d, "1.1.0")
-	w.assertRunning(hi.d, "1.0.0")
-	if _, err := w.p.ChangeRollout(ctx, product, func(r *store.Rollout) { r.Halted = false }); err != nil {
-		t.Fatal(err)
+	if len(first) == 0 || len(second) == 0 {
+		t.Fatal("30 rollouts never split three pilots over two waves")
+	}
+	for _, id := range first {
+		w.cycle(sims[id])
+		w.assertRunning(sims[id], "1.1.0")
+	}
+	for _, id := range append(append([]string(nil), second...), outside) {
+		if chk := w.cycle(sims[id]); chk.Action != "none" || !strings.Contains(chk.Reason, "no release") {
+			t.Errorf("device %s (not in an open wave): %q (%s), want none: no release offered", id, chk.Action, chk.Reason)
+		}
+		w.assertRunning(sims[id], "1.0.0")
+	}
+	// The shared view (what anonymous devices read) offers nothing.
+	if offered := sharedTargets(t, w.url); offered[product+"/1.1.0"] {
+		t.Errorf("a managed rollout published %s/1.1.0 in the shared fleet view", product)
+	}
+	// Every device of the first wave succeeded: the decision loop opens
+	// the second.
+	if steps, err := w.p.Tick(ctx); err != nil || steps == 0 {
+		t.Fatalf("Tick: %d steps, %v", steps, err)
+	}
+	st, err := w.p.RolloutStatus(ctx, ro.ID)
+	if err != nil || st.Rollout.State.Wave != 1 {
+		t.Fatalf("after Tick: %+v, %v; want the second wave open", st.Rollout.State, err)
 	}
 	w.reload()
-	for _, e := range []*enrolled{lo, hi} {
-		w.cycle(e.d)
-		w.assertRunning(e.d, "1.2.0")
+	for _, id := range second {
+		w.cycle(sims[id])
+		w.assertRunning(sims[id], "1.1.0")
 	}
+	if chk := w.cycle(sims[outside]); chk.Action != "none" {
+		t.Errorf("the device outside the selection: %q (%s)", chk.Action, chk.Reason)
+	}
+	w.assertRunning(sims[outside], "1.0.0")
 }
 
-// sharedRule reads the shared fleet view unsigned, as an anonymous device
-// does, and returns the rollout rule of target.
-func sharedRule(t *testing.T, base, target string) *rollout.Rule {
+// sharedTargets reads the shared fleet view unsigned, as an anonymous
+// device does, and returns the target paths it lists.
+func sharedTargets(t *testing.T, base string) map[string]bool {
 	t.Helper()
 	read := func(path string) []byte {
 		code, body, _ := get(t, base+"/repo/fleet/metadata/"+path)
@@ -138,13 +166,9 @@ func sharedRule(t *testing.T, base, target string) *rollout.Rule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tf, ok := tg.Signed.Targets[target]
-	if !ok || tf.Custom == nil {
-		t.Fatalf("the shared view does not offer %s", target)
+	out := map[string]bool{}
+	for p := range tg.Signed.Targets {
+		out[p] = true
 	}
-	r, err := rollout.RuleFromCustom(*tf.Custom)
-	if err != nil || r == nil {
-		t.Fatalf("rule of %s: %v", target, err)
-	}
-	return r
+	return out
 }

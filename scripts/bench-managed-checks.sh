@@ -94,7 +94,7 @@ for kind in $DATABASES; do
 	"$U" product mode thermostat managed --dir "$dir" >/dev/null
 	"$U" product inventory thermostat --fields version,slot --dir "$dir" >/dev/null
 	"$U" enrollment-token create --product thermostat --uses "$DEVICES" --expires 24h --auto-accept --dir "$dir" >"$WORK/token-$kind" 2>/dev/null
-	"$U" rollout start thermostat 1.1.0 --percent 100 --dir "$dir" >/dev/null
+	"$U" rollout start thermostat 1.1.0 --waves 100% --max-failure 100% --min-success 0 --soak 0s --dir "$dir" >/dev/null
 	port=$(free_port) aport=$(free_port) PPROF=127.0.0.1:$(free_port)
 	UPTRUST_PPROF_LISTEN=$PPROF "$U" serve --dir "$dir" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$aport" >"$WORK/serve-$kind.log" 2>&1 &
 	spid=$!

@@ -155,7 +155,7 @@ func TestExitCodesInHelp(t *testing.T) {
 // TestUsageExitCodes: no command, an unknown command, an unknown flag or a
 // missing subcommand exit 2 with usage on stderr.
 func TestUsageExitCodes(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"rollout"}, {"rollout", "pause", "x"}, {"audit", "--frobnicate"}, {"completion", "tcsh"}, {"help", "nope"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"rollout"}, {"rollout", "frobnicate", "x"}, {"audit", "--frobnicate"}, {"completion", "tcsh"}, {"help", "nope"}} {
 		r := run(t, "uptrust", args...)
 		if r.Code != 2 || !strings.Contains(r.Stderr, "usage") {
 			t.Errorf("uptrust %v: %v; want exit 2 with usage", args, r)
@@ -225,7 +225,7 @@ func TestCompletionListsEveryFlag(t *testing.T) {
 		want []string
 	}{
 		{"uptrust", []string{"rol"}, []string{":words", "rollout"}},
-		{"uptrust", []string{"rollout", ""}, []string{":words", "halt", "list", "resume", "set-percent", "start"}},
+		{"uptrust", []string{"rollout", ""}, []string{":words", "abort", "halt", "list", "pause", "resume", "set-percent", "start", "status"}},
 		{"uptrust", []string{"release", "add", "--dir", "x", "--k"}, []string{":words", "--kind"}},
 		{"uptrust", []string{"release", "add", "--notes", ""}, []string{":files"}},
 		{"uptrust", []string{"completion", ""}, []string{":words", "bash", "fish", "zsh"}},
@@ -260,7 +260,7 @@ func TestBashCompletion(t *testing.T) {
 		bin, line, want string
 	}{
 		{"uptrust", "uptrust rol", "rollout"},
-		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust rollout star", "start"},
 		{"uptrust", "uptrust release add thermostat --delta", "--delta-from"},
 		{"uptrust", "uptrust release add --notes main_t", "main_test.go"},
 		{"uptrust-agent", "uptrust-agent --config /etc/a.json pol", "policy"},
@@ -288,7 +288,7 @@ func TestZshCompletion(t *testing.T) {
 	for _, tc := range []struct {
 		bin, line, want string
 	}{
-		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust rollout star", "start"},
 		{"uptrust", "uptrust reports --", "--dir --help --json --k --server --token"},
 		{"uptrust", "uptrust mirror export --dir ", "FILES"},
 		{"uptrust-agent", "uptrust-agent co", "completion consent"},
@@ -325,7 +325,7 @@ func TestFishCompletion(t *testing.T) {
 	for _, tc := range []struct {
 		bin, line, want string
 	}{
-		{"uptrust", "uptrust rollout st", "start"},
+		{"uptrust", "uptrust rollout star", "start"},
 		{"uptrust", "uptrust product show --j", "--json"},
 		{"uptrust-agent", "uptrust-agent --config x.json sta", "status"},
 	} {

@@ -184,7 +184,7 @@ func (a *API) routes() []Route {
 		{"GET", Prefix + "/blobs/{sha256}", access.Push, a.getBlob},
 		{"HEAD", Prefix + "/blobs/{sha256}", access.Push, a.headBlob},
 		{"PUT", Prefix + "/blobs/{sha256}", access.Push, a.putBlob},
-	}, a.deviceRoutes()...)
+	}, append(a.wavesRoutes(), a.deviceRoutes()...)...)
 }
 
 // ServeHTTP implements http.Handler.
@@ -268,6 +268,9 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request, rts []Route) {
 // auditAction is the project's audit action of a mutating route.
 func auditAction(rt *Route) string {
 	if act := complianceAction(rt.Method, rt.Path); act != "" {
+		return act
+	}
+	if act := wavesAuditAction(rt.Method, rt.Path); act != "" {
 		return act
 	}
 	switch {

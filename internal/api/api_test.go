@@ -20,7 +20,7 @@ import (
 func concrete(path string) string {
 	path = strings.Replace(path, "/metadata/{repo}/{role}/{version}", "/metadata/release/targets/1", 1)
 	return strings.NewReplacer("{product}", "thermostat", "{version}", "1.1.0", "{name}", "t-spare", "{item}", "CRA-II-5", "{sha256}", matrixBlobSHA,
-		"{device}", matrixDevice, "{id}", matrixEnrollToken).Replace(path)
+		"{device}", matrixDevice, "{id}", matrixEnrollToken, "{rollout}", matrixRollout).Replace(path)
 }
 
 // rolePolicy is who may call each route, written out here rather than
@@ -79,6 +79,19 @@ var rolePolicy = map[string]string{
 	"POST /api/v1/devices/{device}/reject":               "operator",
 	"POST /api/v1/devices/{device}/decommission":         "operator",
 	"DELETE /api/v1/devices/{device}":                    "operator",
+	// Managed rollouts in waves are the operator's, like rollouts; groups
+	// and tags are device management.
+	"GET /api/v1/managed-rollouts":                   "admin,release-manager,operator,auditor",
+	"POST /api/v1/managed-rollouts":                  "operator",
+	"GET /api/v1/managed-rollouts/{rollout}":         "admin,release-manager,operator,auditor",
+	"POST /api/v1/managed-rollouts/{rollout}/pause":  "operator",
+	"POST /api/v1/managed-rollouts/{rollout}/resume": "operator",
+	"POST /api/v1/managed-rollouts/{rollout}/abort":  "operator",
+	"GET /api/v1/products/{product}/device-labels":   "admin,operator,auditor",
+	"PUT /api/v1/devices/{device}/groups/{name}":     "operator",
+	"DELETE /api/v1/devices/{device}/groups/{name}":  "operator",
+	"PUT /api/v1/devices/{device}/tags/{name}":       "operator",
+	"DELETE /api/v1/devices/{device}/tags/{name}":    "operator",
 }
 
 // matrixRequest is a well-formed body and headers for a route of the
@@ -104,6 +117,12 @@ func matrixRequest(e *env, method, path string) (string, []string) {
 	case method == "POST" && strings.HasSuffix(path, "/enrollment-tokens"):
 		body = `{"product":"thermostat","uses":3,"expires":"2h"}`
 	case method == "POST" && strings.Contains(path, "/devices/"):
+		body = ""
+	case method == "POST" && strings.HasSuffix(path, "/managed-rollouts"):
+		body = `{"product":"thermostat","version":"1.1.0","waves":"50%,100%","max_failure":"5%","min_success":2,"soak":"30m"}`
+	case method == "POST" && strings.Contains(path, "/managed-rollouts/"):
+		body = ""
+	case method == "PUT" && (strings.Contains(path, "/groups/") || strings.Contains(path, "/tags/")):
 		body = ""
 	case method == "POST":
 		body = `{"product":"thermostat","version":"1.2.0","percent":20}`

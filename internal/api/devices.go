@@ -13,6 +13,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -90,12 +91,17 @@ type DeviceEvent struct {
 type DeviceExport struct {
 	Device Device        `json:"device"`
 	Events []DeviceEvent `json:"events"`
-	Audit  []AuditEntry  `json:"audit"`
+	// Labels are the device's static groups and tags.
+	Labels []DeviceLabelJSON `json:"labels"`
+	Audit  []AuditEntry      `json:"audit"`
 }
 
 // DeviceExportOf returns x as the API shows it.
 func DeviceExportOf(x project.DeviceExport) DeviceExport {
-	out := DeviceExport{Device: DeviceOf(x.Device), Events: []DeviceEvent{}, Audit: []AuditEntry{}}
+	out := DeviceExport{Device: DeviceOf(x.Device), Events: []DeviceEvent{}, Labels: []DeviceLabelJSON{}, Audit: []AuditEntry{}}
+	for _, l := range x.Labels {
+		out.Labels = append(out.Labels, DeviceLabelOf(l))
+	}
 	for _, e := range x.Events {
 		out.Events = append(out.Events, DeviceEvent{Seq: e.Seq, Time: e.Time.UTC(), Kind: e.Kind, Version: e.Version,
 			Progress: e.Progress, ErrorClass: e.ErrorClass, Message: e.Message, Reason: e.Reason})
@@ -149,7 +155,7 @@ func deviceStatus(err error) int {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, store.ErrConflict), errors.Is(err, project.ErrNotManaged):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, project.ErrNotManaged), errors.Is(err, rollout.ErrTransition):
 		return http.StatusConflict
 	case errors.Is(err, project.ErrInvalid):
 		return http.StatusUnprocessableEntity

@@ -25,6 +25,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
+	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -33,7 +34,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // matrixDevice and matrixEnrollToken are the ids of the pending device and
 // the enrolment token the newest env holds (tests in this package do not
 // run in parallel).
-var matrixDevice, matrixEnrollToken string
+var matrixDevice, matrixEnrollToken, matrixRollout string
 
 // matrixKey is a public key the matrix pre-authorises.
 const matrixKey = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
@@ -112,6 +113,16 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	matrixDevice, matrixEnrollToken = dev.ID, et.Token.ID
+	// A managed rollout in waves, for its routes.
+	plan, err := rollout.ParsePlan(rollout.PlanFlags{Waves: "10%,100%", MaxFailure: "5%", MinSuccess: "1", Soak: "1h"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr, err := p.StartManagedRollout(ctx, "thermostat", "1.2.0", "", plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matrixRollout = mr.ID
 	e := &env{t: t, p: p, clk: clk, tokens: map[string]string{}}
 	// Real tokens, created through the project: one per role, one that
 	// expires, one revoked, and t-spare for the revocation route.

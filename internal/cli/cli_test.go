@@ -306,7 +306,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rollout", "start", "thermostat", "1.1.0", "--dir", dir}, ""},
 		{[]string{"rollout", "set-percent", "thermostat", "half", "--dir", dir}, ""},
 		{[]string{"rollout", "halt", "--dir", dir}, ""},
-		{[]string{"rollout", "pause", "thermostat", "--dir", dir}, ""},
+		{[]string{"rollout", "pause", "--dir", dir}, ""},
+		{[]string{"rollout", "start", "thermostat", "1.1.0", "--percent", "5", "--soak", "1h", "--dir", dir}, "one or the other"},
 		{[]string{"serve", "extra", "--dir", dir}, ""},
 	} {
 		r := run(t, nil, tc.args...)

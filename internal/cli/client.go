@@ -46,7 +46,8 @@ var remoteCommands = []string{"rollout start", "rollout set-percent", "rollout h
 	"settings show", "settings set", "compliance", "compliance attest", "compliance withdraw", "compliance attestations",
 	"compliance market", "product mode", "product inventory", "enrollment-token create", "enrollment-token list",
 	"enrollment-token revoke", "device list", "device show", "device accept", "device reject", "device decommission",
-	"device preauthorize", "device export", "device erase"}
+	"device preauthorize", "device export", "device erase", "rollout status", "rollout pause", "rollout abort",
+	"device group add", "device group remove", "device group list", "device tag add", "device tag remove", "device tag list"}
 
 // checkGlobalRemote refuses --server or --token before a command that
 // cannot run against a server, which would otherwise run on the project

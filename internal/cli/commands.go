@@ -527,34 +527,6 @@ func cmdRollout(env Env) *cmdline.Command {
 				}
 			}}
 	}
-	start := &cmdline.Command{Name: "start", Args: "PRODUCT VERSION", Synopsis: "offer VERSION to a share of PRODUCT's devices",
-		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
-			dir := dirFlag(fs, env)
-			percent := fs.Int("percent", -1, "share of devices, 0..100 (required)")
-			rf := addRemote(fs, env)
-			return func(ctx context.Context, pos []string) error {
-				if len(pos) != 2 || *percent < 0 {
-					return usagef("rollout start: want PRODUCT VERSION --percent P")
-				}
-				if c, err := rf.client(); err != nil || c != nil {
-					if err != nil {
-						return err
-					}
-					return remoteStartRollout(ctx, env, c, pos[0], pos[1], *percent)
-				}
-				p, err := openProject(ctx, env, *dir)
-				if err != nil {
-					return err
-				}
-				defer p.Close()
-				ro, err := p.StartRollout(ctx, pos[0], pos[1], *percent)
-				if err != nil {
-					return err
-				}
-				printRollout(env, ro)
-				return nil
-			}
-		}}
 	setPercent := change("set-percent", "PRODUCT P", "change the share of devices offered the rollout", 2,
 		func(pos []string) (func(*store.Rollout), error) {
 			pc, err := strconv.Atoi(pos[1])
@@ -565,10 +537,10 @@ func cmdRollout(env Env) *cmdline.Command {
 		})
 	halt := change("halt", "PRODUCT", "stop offering the rollout to more devices", 1,
 		func([]string) (func(*store.Rollout), error) { return func(r *store.Rollout) { r.Halted = true }, nil })
-	resume := change("resume", "PRODUCT", "offer a halted rollout again", 1,
-		func([]string) (func(*store.Rollout), error) { return func(r *store.Rollout) { r.Halted = false }, nil })
 	return &cmdline.Command{Name: "rollout", Synopsis: "offer releases to devices, in stages",
-		Sub: []*cmdline.Command{start, setPercent, halt, resume, cmdRolloutList(env)}}
+		Sub: []*cmdline.Command{cmdRolloutStart(env), setPercent, halt, cmdRolloutResume(env), cmdRolloutList(env),
+			cmdRolloutStatus(env), cmdRolloutOp(env, "pause", "pause a managed product's rollout in waves"),
+			cmdRolloutOp(env, "abort", "stop a managed product's rollout in waves for good")}}
 }
 
 func changeRollout(ctx context.Context, env Env, dir, product string, fn func(*store.Rollout)) error {

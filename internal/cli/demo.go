@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/uptrust/uptrust/internal/cmdline"
@@ -15,15 +16,33 @@ import (
 func cmdDemo(env Env) *cmdline.Command {
 	return &cmdline.Command{Name: "demo", Synopsis: "run a whole update of simulated devices against a temporary project and server",
 		Flags: func(fs *flag.FlagSet) cmdline.RunFunc {
-			n := fs.Int("devices", 10, "number of simulated devices")
+			n := fs.Int("devices", 0, "number of simulated devices (default 10, or 30 with --managed)")
 			asJSON := fs.Bool("json", false, "print the summary as JSON")
+			isManaged := fs.Bool("managed", false, "managed mode: devices enrol, a rollout in waves halts itself on a failing wave")
+			waves := fs.String("waves", "", "with --managed: cumulative wave `SHARES` (default 10%,40%,100%)")
+			maxFailure := fs.String("max-failure", "", "with --managed: highest tolerated failure ratio of a wave (default 20%)")
+			minSuccess := fs.String("min-success", "", "with --managed: successes a wave needs before the next (default 2)")
+			soak := fs.String("soak", "", "with --managed: soak of each wave; the demo does not wait, so only 0s (default)")
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
 					return usagef("demo takes no arguments")
 				}
+				if *n < 0 {
+					return usagef("demo: --devices %d: want a positive number", *n)
+				}
 				var progress io.Writer = env.Stdout
 				if *asJSON {
 					progress = env.Stderr
+				}
+				if *isManaged {
+					return runManagedDemo(ctx, env, demo.ManagedOptions{Devices: *n, Waves: *waves, MaxFailure: *maxFailure,
+						MinSuccess: *minSuccess, Soak: *soak, Progress: progress}, *asJSON)
+				}
+				if *waves != "" || *maxFailure != "" || *minSuccess != "" || *soak != "" {
+					return usagef("demo: --waves, --max-failure, --min-success and --soak need --managed")
+				}
+				if *n == 0 {
+					*n = 10
 				}
 				s, err := demo.Run(ctx, demo.Options{Devices: *n, Progress: progress})
 				if err != nil {
@@ -64,6 +83,44 @@ func cmdDemo(env Env) *cmdline.Command {
 				return nil
 			}
 		}}
+}
+
+// runManagedDemo runs `uptrust demo --managed` and prints its summary.
+// It fails unless the rollout halted itself, as the demo shows.
+func runManagedDemo(ctx context.Context, env Env, o demo.ManagedOptions, asJSON bool) error {
+	s, err := demo.RunManaged(ctx, o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(env.Stdout)
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DEVICE\tWAVE\tBEFORE\tAFTER\tHEALTH\tHISTORY OF "+s.Release)
+		for _, r := range s.Results {
+			health := "ok"
+			if r.Failing {
+				health = "FAILS"
+			}
+			hist := strings.Join(r.Events, " > ")
+			if !r.Offered {
+				hist = "never offered"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.Wave, r.Before, r.After, health, hist)
+		}
+		tw.Flush()
+		fmt.Fprintf(env.Stdout, "\n%s", s.Text())
+		fmt.Fprintf(env.Stdout, "in %.1f s\n", s.Seconds)
+	}
+	if s.Phase != "halted" {
+		return fmt.Errorf("demo: the rollout did not halt itself (it is %s)", s.Phase)
+	}
+	return nil
 }
 
 // sizeString formats n bytes for people: B, KiB or MiB.

@@ -248,7 +248,8 @@ holds about a device; erase removes all of it.`,
 			cmdDeviceState(env, "accept", "accept a pending or rejected device"),
 			cmdDeviceState(env, "reject", "reject a device: it gets nothing until accepted again"),
 			cmdDeviceState(env, "decommission", "take a device out of service for good"),
-			cmdDevicePreauthorize(env), cmdDeviceExport(env), cmdDeviceErase(env)}}
+			cmdDevicePreauthorize(env), cmdDeviceExport(env), cmdDeviceErase(env),
+			cmdDeviceLabel(env, store.LabelGroup), cmdDeviceLabel(env, store.LabelTag)}}
 }
 
 func printDevices(env Env, ds []api.Device) error {

@@ -11,14 +11,15 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
 // Assigner decides what one managed device should run now. Package
-// project's AssignDevice (rollouts in waves) is meant to implement it;
-// PercentAssigner adapts today's single per-product rollout.
+// project's AssignDevice (rollouts in waves) implements it, through
+// AssignerFunc.
 type Assigner interface {
 	Assign(ctx context.Context, dev store.Device) (rollout.Assignment, bool, error)
 }
@@ -40,8 +41,13 @@ type Input struct {
 	Version int64
 	Expires Expiry
 	// Shared is the shared fleet targets role (what anonymous devices
-	// read), from which the device's targets are taken.
+	// read); its targets outside any product are listed in every view.
 	Shared *metadata.TargetsType
+	// Release is the release repository's targets role of the device's
+	// product (repo.ProductRole), signed by the product's offline key:
+	// an assignment's targets are taken from it. Nil when the product has
+	// none; then an assignment is ErrNotOffered.
+	Release *metadata.TargetsType
 	// Assignment is the device's assignment; nil when it has none.
 	Assignment *rollout.Assignment
 }
@@ -55,9 +61,9 @@ type View struct {
 }
 
 // ErrNotOffered is returned (wrapped) by Build when the assigned release
-// is not offered in the shared fleet view, so its length and hashes are
-// unknown to the fleet repository.
-var ErrNotOffered = errors.New("director: the assigned release is not offered in the shared fleet view")
+// is not among the release repository's targets of the device's product,
+// so no offline key signed it.
+var ErrNotOffered = errors.New("director: the assigned release is not in the release repository")
 
 // Build computes and signs a device's view. It is a pure function of in
 // (Ed25519 signatures are deterministic): the same input gives the same
@@ -78,7 +84,11 @@ func Build(in Input) (View, error) {
 	if in.Expires.Targets.IsZero() || in.Expires.Snapshot.IsZero() || in.Expires.Timestamp.IsZero() {
 		return View{}, fmt.Errorf("director: device %s: every document needs an expiry", in.Device)
 	}
-	sel, err := Select(in.Shared.Targets, in.Product, in.Assignment)
+	var rel map[string]*metadata.TargetFiles
+	if in.Release != nil {
+		rel = in.Release.Targets
+	}
+	sel, err := Select(in.Shared.Targets, rel, in.Product, in.Assignment)
 	if err != nil {
 		return View{}, fmt.Errorf("director: device %s: %w", in.Device, err)
 	}
@@ -126,21 +136,23 @@ func metaFile(version int64, body []byte) *metadata.MetaFiles {
 	return mf
 }
 
-// Select returns the targets a device of product should see, taken from
-// the shared fleet targets:
-//   - no assignment: none of the product's targets;
-//   - an assignment of version V: every target of the product the shared
-//     view lists ("<product>/V", its security-only companions, the deltas
-//     of the offer), with the same length and hashes, provided the shared
-//     view offers "<product>/V"; the offered releases (the targets that
-//     carry a rollout rule) get ManagedCustom instead of the shared rule;
-//   - targets of other products are never listed; targets outside any
-//     product ("name" without a "/") are kept.
+// Select returns the targets a device of product should see:
+//   - targets outside any product ("name" without a "/") of the shared
+//     fleet targets are kept; no product's shared targets are listed;
+//   - no assignment: nothing else;
+//   - an assignment of version V: from release, the release repository's
+//     targets of product, "<product>/V", the security-only builds
+//     published for V (release.Manifest.SecurityOnlyOf) and the deltas
+//     of those releases (release.Manifest.Deltas), each with the release
+//     repository's path, length and hashes, so both repositories agree
+//     as the agent requires; the offered releases get ManagedCustom
+//     (rule at percent 100, rollout, wave, window), the deltas none.
 //
-// An assignment of a version the shared view does not offer is
-// ErrNotOffered: the shared view lists one offer per product, so the
-// companions and deltas listed there are those of that offer.
-func Select(shared map[string]*metadata.TargetFiles, product string, a *rollout.Assignment) (map[string]*metadata.TargetFiles, error) {
+// The view thus never depends on what the shared view offers (managed
+// rollouts publish nothing there) and can only list what the offline
+// release keys signed. An assignment of a version release does not list
+// is ErrNotOffered.
+func Select(shared, release map[string]*metadata.TargetFiles, product string, a *rollout.Assignment) (map[string]*metadata.TargetFiles, error) {
 	out := map[string]*metadata.TargetFiles{}
 	for path, tf := range shared {
 		if !strings.Contains(path, "/") {
@@ -151,40 +163,65 @@ func Select(shared map[string]*metadata.TargetFiles, product string, a *rollout.
 		return out, nil
 	}
 	prefix := product + "/"
-	main, ok := shared[prefix+a.Version]
-	if !ok || !hasRule(main) {
+	main, ok := release[prefix+a.Version]
+	if !ok {
 		return nil, fmt.Errorf("%w (%s%s)", ErrNotOffered, prefix, a.Version)
 	}
 	custom, err := managedCustom(*a)
 	if err != nil {
 		return nil, err
 	}
-	for path, tf := range shared {
-		if !strings.HasPrefix(path, prefix) {
-			continue
+	offered := map[string]*metadata.TargetFiles{prefix + a.Version: main}
+	for path, tf := range release {
+		if m := manifestOf(tf); strings.HasPrefix(path, prefix) && m != nil && m.SecurityOnlyOf == a.Version {
+			offered[path] = tf
 		}
-		c := *tf
-		c.Hashes = metadata.Hashes{}
-		for k, v := range tf.Hashes {
-			c.Hashes[k] = append([]byte(nil), v...)
+	}
+	for path, tf := range offered {
+		raw := json.RawMessage(append([]byte(nil), custom...))
+		c := copyTarget(tf)
+		c.Custom = &raw
+		out[path] = c
+		m := manifestOf(tf)
+		if m == nil {
+			return nil, fmt.Errorf("director: release target %s carries no release manifest", path)
 		}
-		if hasRule(tf) {
-			raw := json.RawMessage(append([]byte(nil), custom...))
-			c.Custom = &raw
+		for _, d := range m.Deltas {
+			dt, ok := release[d.Target]
+			if !ok || !strings.HasPrefix(d.Target, prefix) {
+				return nil, fmt.Errorf("%w (delta %s of %s)", ErrNotOffered, d.Target, path)
+			}
+			dc := copyTarget(dt)
+			dc.Custom = nil
+			out[d.Target] = dc
 		}
-		out[path] = &c
 	}
 	return out, nil
 }
 
-// hasRule says whether a fleet target carries a rollout rule: an offered
-// release (a delta carries none).
-func hasRule(tf *metadata.TargetFiles) bool {
-	if tf.Custom == nil {
-		return false
+// copyTarget copies tf's path, length and hashes (not its custom
+// metadata).
+func copyTarget(tf *metadata.TargetFiles) *metadata.TargetFiles {
+	c := *tf
+	c.Custom = nil
+	c.Hashes = metadata.Hashes{}
+	for k, v := range tf.Hashes {
+		c.Hashes[k] = append([]byte(nil), v...)
 	}
-	r, err := rollout.RuleFromCustom(*tf.Custom)
-	return err == nil && r != nil
+	return &c
+}
+
+// manifestOf is the release manifest in a release target's custom
+// metadata, or nil (a delta, or no manifest).
+func manifestOf(tf *metadata.TargetFiles) *release.Manifest {
+	if tf.Custom == nil {
+		return nil
+	}
+	m, err := release.ManifestFromCustom(tf.Custom)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // managedCustom is the custom metadata of an offered release in a
@@ -234,30 +271,6 @@ func managedCustom(a rollout.Assignment) ([]byte, error) {
 //     and a generation at least as high, so its version is higher too.
 func Version(generation, shared int64, deviceUpdated time.Time) int64 {
 	return generation + shared + deviceUpdated.UnixMilli()
-}
-
-// PercentAssigner is the Assigner of today's single per-product rollout
-// (store.Rollout: percent, halted): a device is assigned the rollout's
-// release when the rollout is not halted and the device's
-// rollout.WaveBucket(product+"/"+version, device ID) is within the percent,
-// as wave 1 with no window. The lead swaps it for project's AssignDevice
-// when rollouts in waves land.
-type PercentAssigner struct {
-	// Rollouts are the rollouts by product, as read at one generation.
-	Rollouts map[string]store.Rollout
-}
-
-// Assign implements Assigner; it reads nothing but a.Rollouts.
-func (a PercentAssigner) Assign(_ context.Context, dev store.Device) (rollout.Assignment, bool, error) {
-	ro, ok := a.Rollouts[dev.Product]
-	if !ok || ro.Halted {
-		return rollout.Assignment{}, false, nil
-	}
-	id := ro.Product + "/" + ro.Version
-	if !rollout.Admit(rollout.Rule{Percent: ro.Percent}, rollout.WaveBucket(id, dev.ID)).Admitted {
-		return rollout.Assignment{}, false, nil
-	}
-	return rollout.Assignment{RolloutID: id, Version: ro.Version, Wave: 1, Start: ro.Start}, true, nil
 }
 
 // AssignerFunc adapts a function, such as a method value of package

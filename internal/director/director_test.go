@@ -1,7 +1,8 @@
 package director
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -11,9 +12,9 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/uptrust/uptrust/internal/keys"
+	"github.com/uptrust/uptrust/internal/release"
 	"github.com/uptrust/uptrust/internal/repo"
 	"github.com/uptrust/uptrust/internal/rollout"
-	"github.com/uptrust/uptrust/internal/store"
 )
 
 var t0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
@@ -22,6 +23,8 @@ var t0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 type fleet struct {
 	root []byte
 	keys repo.OnlineKeys
+	// rel is the release repository's targets of thermostat (releases).
+	rel *metadata.TargetsType
 }
 
 func newFleet(t testing.TB) fleet {
@@ -34,7 +37,7 @@ func newFleet(t testing.TB) fleet {
 		return k
 	}
 	rootKey := gen()
-	f := fleet{keys: repo.OnlineKeys{Targets: gen(), Snapshot: gen(), Timestamp: gen()}}
+	f := fleet{keys: repo.OnlineKeys{Targets: gen(), Snapshot: gen(), Timestamp: gen()}, rel: releases(t)}
 	root := metadata.Root(t0.AddDate(1, 0, 0))
 	for role, k := range map[string]*keys.Key{metadata.ROOT: rootKey, metadata.TARGETS: f.keys.Targets.(*keys.Key),
 		metadata.SNAPSHOT: f.keys.Snapshot.(*keys.Key), metadata.TIMESTAMP: f.keys.Timestamp.(*keys.Key)} {
@@ -53,7 +56,8 @@ func newFleet(t testing.TB) fleet {
 }
 
 // shared is a shared fleet targets role offering thermostat 1.2.0 at 10 %
-// with a security-only companion and a delta, and another product's offer.
+// (as an anonymous rollout publishes it), another product's offer and a
+// target outside any product.
 func shared(t testing.TB) *metadata.TargetsType {
 	t.Helper()
 	rule, err := rollout.MarshalCustom(rollout.Rule{Percent: 10, Start: t0})
@@ -61,10 +65,42 @@ func shared(t testing.TB) *metadata.TargetsType {
 		t.Fatal(err)
 	}
 	md := metadata.Targets(t0.AddDate(0, 0, 7))
-	for path, custom := range map[string][]byte{"thermostat/1.2.0": rule, "thermostat/1.1.1-sec": rule,
-		"thermostat/1.2.0.delta-1.1.0": nil, "camera/3.0.0": rule} {
-		md.Signed.Targets[path] = repo.NewTarget(repo.TargetInfo{Path: path, Length: int64(len(path)), SHA256: []byte(path + "-sha-padding-to-32-bytes......")[:32], Custom: custom})
+	for path, custom := range map[string][]byte{"thermostat/1.2.0": rule, "camera/3.0.0": rule, "notice.txt": nil} {
+		md.Signed.Targets[path] = repo.NewTarget(repo.TargetInfo{Path: path, Length: 1, SHA256: make([]byte, 32), Custom: custom})
 	}
+	return &md.Signed
+}
+
+func sha(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// releases is the release repository's targets role of thermostat: 1.0.0,
+// 1.2.0 with a delta from 1.1.0, its security-only build 1.1.1-sec, an
+// unrelated security-only build of 1.0.0 and the support declaration.
+func releases(t testing.TB) *metadata.TargetsType {
+	t.Helper()
+	md := metadata.Targets(t0.AddDate(1, 0, 0))
+	add := func(m *release.Manifest) {
+		m.Product, m.Hardware, m.Payload = "thermostat", []string{"rev-a"}, release.Payload{Type: "rootfs", Compression: release.CompressionNone}
+		m.Impact = release.Impact{DataCollection: release.ChangeNone, Functionality: release.ChangeNone}
+		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		custom, _ := json.Marshal(release.Custom{Uptrust: m})
+		path := release.TargetName(m.Product, m.Version)
+		md.Signed.Targets[path] = repo.NewTarget(repo.TargetInfo{Path: path, Length: int64(len(path)), SHA256: sha(path), Custom: custom})
+	}
+	delta := release.DeltaTargetName("thermostat", "1.2.0", "1.1.0")
+	add(&release.Manifest{Version: "1.0.0", Kind: release.KindFeature})
+	add(&release.Manifest{Version: "1.2.0", Kind: release.KindFeature, Deltas: []release.Delta{{From: "1.1.0", Target: delta,
+		Length: int64(len(delta)), SHA256: hex.EncodeToString(sha(delta)), SourceLength: 1, SourceSHA256: hex.EncodeToString(sha("src"))}}})
+	add(&release.Manifest{Version: "1.1.1-sec", Kind: release.KindSecurity, SecurityOnly: true, SecurityOnlyOf: "1.2.0"})
+	add(&release.Manifest{Version: "1.0.1-sec", Kind: release.KindSecurity, SecurityOnly: true, SecurityOnlyOf: "1.0.0"})
+	md.Signed.Targets[delta] = repo.NewTarget(repo.TargetInfo{Path: delta, Length: int64(len(delta)), SHA256: sha(delta)})
+	sup := release.SupportTargetName("thermostat")
+	md.Signed.Targets[sup] = repo.NewTarget(repo.TargetInfo{Path: sup, Length: 3, SHA256: sha(sup)})
 	return &md.Signed
 }
 
@@ -73,7 +109,7 @@ func assignment() *rollout.Assignment {
 }
 
 func input(f fleet, version int64, a *rollout.Assignment, sh *metadata.TargetsType) Input {
-	return Input{Keys: f.keys, Device: "d-1", Product: "thermostat", Version: version, Shared: sh, Assignment: a,
+	return Input{Keys: f.keys, Device: "d-1", Product: "thermostat", Version: version, Shared: sh, Release: f.rel, Assignment: a,
 		Expires: Expiry{Targets: t0.AddDate(0, 0, 7), Snapshot: t0.AddDate(0, 0, 7), Timestamp: t0.AddDate(0, 0, 1)}}
 }
 
@@ -116,7 +152,8 @@ func TestBuildAssigned(t *testing.T) {
 	if got.Version != 42 || tm.Snapshot.Signed.Version != 42 || tm.Timestamp.Signed.Version != 42 {
 		t.Errorf("versions %d/%d/%d, want 42", got.Version, tm.Snapshot.Signed.Version, tm.Timestamp.Signed.Version)
 	}
-	want := []string{"thermostat/1.2.0", "thermostat/1.1.1-sec", "thermostat/1.2.0.delta-1.1.0"}
+	rel := releases(t)
+	want := []string{"thermostat/1.2.0", "thermostat/1.1.1-sec", release.DeltaTargetName("thermostat", "1.2.0", "1.1.0"), "notice.txt"}
 	if len(got.Targets) != len(want) {
 		t.Errorf("targets %v, want %v", keysOf(got.Targets), want)
 	}
@@ -126,8 +163,12 @@ func TestBuildAssigned(t *testing.T) {
 			t.Errorf("target %s missing", p)
 			continue
 		}
-		if tf.Length != sh.Targets[p].Length || !tf.Hashes.Equal(sh.Targets[p].Hashes) {
-			t.Errorf("target %s: length or hashes differ from the shared view", p)
+		src := rel.Targets[p]
+		if p == "notice.txt" {
+			src = sh.Targets[p]
+		}
+		if tf.Length != src.Length || !tf.Hashes.Equal(src.Hashes) {
+			t.Errorf("target %s: length or hashes differ from the release repository's", p)
 		}
 	}
 	var c rollout.Custom
@@ -140,7 +181,7 @@ func TestBuildAssigned(t *testing.T) {
 	if c.Uptrust.Managed == nil || *c.Uptrust.Managed != (rollout.ManagedCustom{Rollout: "r-1", Wave: 2, Window: "Mon-Fri 02:00-04:00 Europe/Berlin"}) {
 		t.Errorf("managed %+v", c.Uptrust.Managed)
 	}
-	if got.Targets["thermostat/1.2.0.delta-1.1.0"].Custom != nil {
+	if got.Targets[release.DeltaTargetName("thermostat", "1.2.0", "1.1.0")].Custom != nil {
 		t.Error("the delta got custom metadata")
 	}
 	// The shared view is not changed.
@@ -151,6 +192,26 @@ func TestBuildAssigned(t *testing.T) {
 	v2, err := Build(input(f, 42, assignment(), sh))
 	if err != nil || string(v2.Timestamp) != string(v.Timestamp) || string(v2.Targets) != string(v.Targets) {
 		t.Errorf("a second build differs (err %v)", err)
+	}
+}
+
+// A release the shared view does not offer (a managed rollout publishes
+// nothing there) is listed from the release repository all the same.
+func TestBuildWithoutSharedOffer(t *testing.T) {
+	f := newFleet(t)
+	sh := shared(t)
+	delete(sh.Targets, "thermostat/1.2.0")
+	v, err := Build(input(f, 3, assignment(), sh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := verify(t, f, nil, v, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := tm.Targets[metadata.TARGETS].Signed.Targets["thermostat/1.2.0"]
+	if tf == nil || tf.Length != f.rel.Targets["thermostat/1.2.0"].Length || !tf.Hashes.Equal(f.rel.Targets["thermostat/1.2.0"].Hashes) {
+		t.Errorf("thermostat/1.2.0 in the view: %+v, want the release repository's target", tf)
 	}
 }
 
@@ -172,8 +233,8 @@ func TestBuildUnassigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tm.Targets[metadata.TARGETS].Signed.Targets); n != 0 {
-		t.Errorf("%d targets for an unassigned device, want none", n)
+	if got := tm.Targets[metadata.TARGETS].Signed.Targets; len(got) != 1 || got["notice.txt"] == nil {
+		t.Errorf("targets %v for an unassigned device, want only the one outside any product", keysOf(got))
 	}
 }
 
@@ -222,11 +283,16 @@ func TestBuildBadInput(t *testing.T) {
 		"no product":  func() Input { i := input(f, 1, nil, sh); i.Product = ""; return i }(),
 		"no expiry":   func() Input { i := input(f, 1, nil, sh); i.Expires.Timestamp = time.Time{}; return i }(),
 		"not offered": input(f, 1, &rollout.Assignment{RolloutID: "r", Version: "9.9.9", Wave: 1}, sh),
-		"no wave":     input(f, 1, &rollout.Assignment{RolloutID: "r", Version: "1.2.0"}, sh),
+		"no release repository targets": func() Input {
+			i := input(f, 1, &rollout.Assignment{RolloutID: "r", Version: "1.2.0", Wave: 1}, sh)
+			i.Release = nil
+			return i
+		}(),
+		"no wave": input(f, 1, &rollout.Assignment{RolloutID: "r", Version: "1.2.0"}, sh),
 	} {
 		if _, err := Build(in); err == nil {
 			t.Errorf("%s: no error", name)
-		} else if name == "not offered" && !errors.Is(err, ErrNotOffered) {
+		} else if (name == "not offered" || name == "no release repository targets") && !errors.Is(err, ErrNotOffered) {
 			t.Errorf("%s: %v, want ErrNotOffered", name, err)
 		}
 	}
@@ -240,47 +306,6 @@ func TestVersionMonotone(t *testing.T) {
 		if v <= base {
 			t.Errorf("a change of the %s gives %d, not above %d", name, v, base)
 		}
-	}
-}
-
-func TestPercentAssigner(t *testing.T) {
-	ctx := context.Background()
-	ro := store.Rollout{Product: "thermostat", Version: "1.2.0", Percent: 50, Start: t0}
-	a := PercentAssigner{Rollouts: map[string]store.Rollout{"thermostat": ro}}
-	in, out := 0, 0
-	for i := range 400 {
-		dev := store.Device{ID: "d-" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Product: "thermostat"}
-		got, ok, err := a.Assign(ctx, dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := rollout.WaveBucket("thermostat/1.2.0", dev.ID) < 50*rollout.Buckets/100
-		if ok != want {
-			t.Fatalf("device %s assigned %v, want %v", dev.ID, ok, want)
-		}
-		if ok {
-			in++
-			if got != (rollout.Assignment{RolloutID: "thermostat/1.2.0", Version: "1.2.0", Wave: 1, Start: t0}) {
-				t.Errorf("assignment %+v", got)
-			}
-		} else {
-			out++
-		}
-	}
-	if in == 0 || out == 0 {
-		t.Errorf("50%%: %d in, %d out", in, out)
-	}
-	ro.Halted = true
-	a.Rollouts["thermostat"] = ro
-	ro100 := store.Rollout{Product: "camera", Version: "3.0.0", Percent: 100}
-	a.Rollouts["camera"] = ro100
-	for _, dev := range []store.Device{{ID: "x", Product: "thermostat"}, {ID: "y", Product: "none"}} {
-		if _, ok, _ := a.Assign(ctx, dev); ok {
-			t.Errorf("%+v assigned under a halted or missing rollout", dev)
-		}
-	}
-	if _, ok, _ := a.Assign(ctx, store.Device{ID: "z", Product: "camera"}); !ok {
-		t.Error("100% does not assign")
 	}
 }
 

@@ -5,11 +5,13 @@
 // key asked, and caches it; this package is the pure core (no I/O).
 //
 // Invariants:
-//   - A device's targets are taken from the shared fleet targets role with
-//     the same paths, lengths and hashes (Select): the view can only
-//     choose among what the shared fleet view offers, and the agent still
-//     needs the offline release keys to sign every target (TAP 4), so a
-//     compromised server chooses among releases the offline keys signed.
+//   - A device's targets are taken from the release repository's targets
+//     role of its product with the same paths, lengths and hashes
+//     (Select): the view can only choose among what the offline release
+//     keys signed, and the agent still needs those keys to sign every
+//     target (TAP 4), so a compromised server chooses among releases the
+//     offline keys signed. The shared fleet view (anonymous devices') is
+//     not needed: managed rollouts publish nothing there.
 //   - An assigned device sees its release, the security-only companions
 //     and the deltas of that offer, each offered release with
 //     rollout.Custom's rule at percent 100 (the server admitted it) and

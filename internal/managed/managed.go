@@ -79,9 +79,9 @@ func New(p *project.Project) *Handler {
 	return &Handler{p: p, nonces: devauth.ByMethod{Safe: devauth.NewMemoryNonces(0), Unsafe: devnonce.New(p.Store)}, views: newViews(p)}
 }
 
-// SetAssigner makes a decide what each managed device should run,
-// instead of today's single per-product rollout
-// (director.PercentAssigner); call it before serving. Assignments are
+// SetAssigner makes a decide what each managed device should run
+// instead of the project's managed rollouts in waves
+// (project.AssignDevice, the default); call it before serving. Assignments are
 // recomputed when the store's generation or the device's record changes,
 // and only then.
 func (h *Handler) SetAssigner(a director.Assigner) { h.views.assigner = a }
@@ -282,7 +282,7 @@ func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
 // key made it; otherwise it answers the problem (401 for the signature, 403
 // not-enrolled, 403 with the state for a rejected or decommissioned device)
 // and returns false. Pending devices are returned: each route decides what
-// they may do.
+// they may do. The record read replaces the device cache's.
 func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.Device, bool) {
 	res, err := h.verifier(h.views).Verify(r.Context(), r)
 	if err != nil {
@@ -298,7 +298,13 @@ func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.De
 	case err != nil:
 		h.fail(w, err)
 		return d, false
-	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
+	}
+	// The record just read is newer than or as new as the cache's: keep
+	// it, so that /repo/ on this replica agrees with what the device is
+	// told here (an accepted device is not refused as pending until the
+	// next poll).
+	h.views.put(d)
+	if d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned {
 		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
 		h.views.put(d)
 		return d, false

@@ -54,9 +54,12 @@ type fleetState struct {
 	// sharedMax is the highest version of the shared fleet targets,
 	// snapshot and timestamp (a term of director.Version).
 	sharedMax int64
-	expires   director.Expiry
-	keys      repo.OnlineKeys
-	assigner  director.Assigner
+	// release holds, by product, the release repository's targets role
+	// of the product (products/PRODUCT), whose targets assignments offer.
+	release  map[string]*metadata.TargetsType
+	expires  director.Expiry
+	keys     repo.OnlineKeys
+	assigner director.Assigner
 }
 
 // entry is one device in the cache. Its record is replaced by polls; its
@@ -101,8 +104,9 @@ func newDoc(b []byte) *doc {
 // views is the device cache and the per-device fleet views.
 type views struct {
 	p *project.Project
-	// assigner, when set, replaces the PercentAssigner of each
-	// generation.
+	// assigner decides what each device runs: the project's managed
+	// rollouts in waves (project.AssignDevice) unless SetAssigner
+	// replaced it.
 	assigner director.Assigner
 
 	mu    sync.RWMutex
@@ -117,7 +121,7 @@ type views struct {
 }
 
 func newViews(p *project.Project) *views {
-	return &views{p: p, byKey: map[string]*entry{}}
+	return &views{p: p, byKey: map[string]*entry{}, assigner: director.AssignerFunc(p.AssignDevice)}
 }
 
 func keyOf(d store.Device) (string, bool) {
@@ -274,19 +278,33 @@ func (v *views) loadFleet(ctx context.Context, gen int64) (*fleetState, error) {
 	if fs.keys, err = v.p.FleetOnlineKeys(); err != nil {
 		return nil, fmt.Errorf("managed: fleet online keys: %w", err)
 	}
-	fs.assigner = v.assigner
-	if fs.assigner == nil {
-		ros, err := v.p.Store.Rollouts(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("managed: rollouts: %w", err)
-		}
-		pa := director.PercentAssigner{Rollouts: map[string]store.Rollout{}}
-		for _, r := range ros {
-			pa.Rollouts[r.Product] = r
-		}
-		fs.assigner = pa
+	if fs.release, err = releaseTargets(ctx, v.p.Store); err != nil {
+		return nil, err
 	}
+	fs.assigner = v.assigner
 	return fs, nil
+}
+
+// releaseTargets reads the release repository's targets role of every
+// product (the offline-signed product roles devices verify targets
+// against).
+func releaseTargets(ctx context.Context, r store.Reader) (map[string]*metadata.TargetsType, error) {
+	prods, err := r.Products(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("managed: products: %w", err)
+	}
+	out := map[string]*metadata.TargetsType{}
+	for _, pr := range prods {
+		md, err := repo.LoadTargets(ctx, r, deviceapi.RepoRelease, repo.ProductRole(pr.Name))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("managed: release targets of %s: %w", pr.Name, err)
+		}
+		out[pr.Name] = &md.Signed
+	}
+	return out, nil
 }
 
 // errNoFleet: no poll has loaded the fleet yet.
@@ -309,7 +327,7 @@ func (v *views) view(ctx context.Context, e *entry) (*servedView, error) {
 	if cv := e.cur.Load(); cv != nil && cv.generation == fs.generation && cv.updated.Equal(dev.Updated) {
 		return cv, nil
 	}
-	in := director.Input{Keys: fs.keys, Device: dev.ID, Product: dev.Product, Shared: fs.shared, Expires: fs.expires,
+	in := director.Input{Keys: fs.keys, Device: dev.ID, Product: dev.Product, Shared: fs.shared, Release: fs.release[dev.Product], Expires: fs.expires,
 		Version: director.Version(fs.generation, fs.sharedMax, dev.Updated)}
 	a, ok, err := fs.assigner.Assign(ctx, *dev)
 	if err != nil {

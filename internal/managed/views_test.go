@@ -34,8 +34,9 @@ var t0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
 const fleetMeta = "/repo/fleet/metadata/"
 
-// viewWorld is a managed product with release 1.1.0 offered to all, the
-// real server with the managed handler, and a fake clock.
+// viewWorld is a managed product with release 1.1.0 offered to all by a
+// managed rollout of one wave, the real server with the managed handler
+// (whose default assigner is project.AssignDevice), and a fake clock.
 type viewWorld struct {
 	t   testing.TB
 	p   *project.Project
@@ -43,6 +44,8 @@ type viewWorld struct {
 	h   *managed.Handler
 	srv *server.Server
 	tok string
+	// rollout is the ID of the managed rollout offering 1.1.0.
+	rollout string
 }
 
 type dev struct {
@@ -72,7 +75,8 @@ func newViewWorld(t testing.TB) *viewWorld {
 			t.Fatal(err)
 		}
 	}
-	if _, err := p.StartRollout(ctx, "thermostat", "1.1.0", 100); err != nil {
+	ro, err := p.StartManagedRollout(ctx, "thermostat", "1.1.0", "", wavePlan(t, "100%", clk.Now()))
+	if err != nil {
 		t.Fatal(err)
 	}
 	tok, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: "thermostat", Uses: 100})
@@ -84,9 +88,20 @@ func newViewWorld(t testing.TB) *viewWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &viewWorld{t: t, p: p, clk: clk, h: h, srv: srv, tok: tok.Text}
+	w := &viewWorld{t: t, p: p, clk: clk, h: h, srv: srv, tok: tok.Text, rollout: ro.ID}
 	w.poll()
 	return w
+}
+
+// wavePlan is a plan of the cumulative waves (such as "50%,100%") that
+// starts at now and waits an hour and 1000 successes per wave.
+func wavePlan(t testing.TB, waves string, now time.Time) rollout.Plan {
+	t.Helper()
+	pl, err := rollout.ParsePlan(rollout.PlanFlags{Waves: waves, MaxFailure: "5%", MinSuccess: "1000", Soak: "1h"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl
 }
 
 // poll is what the server's poll loop does every 2 s.
@@ -205,7 +220,7 @@ func TestOwnView(t *testing.T) {
 	if err := json.Unmarshal(*tf.Custom, &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Uptrust.Rollout == nil || c.Uptrust.Rollout.Percent != 100 || c.Uptrust.Managed == nil || c.Uptrust.Managed.Rollout != "thermostat/1.1.0" || c.Uptrust.Managed.Wave != 1 {
+	if c.Uptrust.Rollout == nil || c.Uptrust.Rollout.Percent != 100 || c.Uptrust.Managed == nil || c.Uptrust.Managed.Rollout != w.rollout || c.Uptrust.Managed.Wave != 1 {
 		t.Errorf("custom %s", *tf.Custom)
 	}
 	// Same length and hashes as the release repository.
@@ -240,8 +255,8 @@ func TestOwnView(t *testing.T) {
 	if rec := w.get(&a, fmt.Sprintf("%s%d.snapshot.json", fleetMeta, sts.Signed.Meta["snapshot.json"].Version)); rec.Code != 404 {
 		t.Errorf("the shared snapshot through a device's key: %d, want 404", rec.Code)
 	}
-	// A halted rollout: the device is offered nothing, once polled.
-	if _, err := w.p.ChangeRollout(t.Context(), "thermostat", func(r *store.Rollout) { r.Halted = true }); err != nil {
+	// A paused rollout: the device is offered nothing, once polled.
+	if _, err := w.p.PauseRollout(t.Context(), w.rollout, "test"); err != nil {
 		t.Fatal(err)
 	}
 	w.poll()
@@ -250,7 +265,7 @@ func TestOwnView(t *testing.T) {
 		t.Fatalf("the view after halting, after the earlier one: %v", err)
 	}
 	if got := targetsOf(tm); len(got) != 0 {
-		t.Errorf("targets under a halted rollout: %v", got)
+		t.Errorf("targets under a paused rollout: %v", got)
 	}
 }
 
@@ -258,14 +273,16 @@ func TestOwnView(t *testing.T) {
 // the path or a parameter.
 func TestViewIsTheSigners(t *testing.T) {
 	w := newViewWorld(t)
-	if _, err := w.p.StartRollout(t.Context(), "thermostat", "1.1.0", 50); err != nil {
+	// A newer rollout owns every device; its first wave is half of them.
+	ro, err := w.p.StartManagedRollout(t.Context(), "thermostat", "1.1.0", "", wavePlan(t, "50%,100%", w.clk.Now()))
+	if err != nil {
 		t.Fatal(err)
 	}
-	// One device in the 50 % and one out.
+	// One device in the first wave and one out.
 	var in, out *dev
 	for i := 0; i < 40 && (in == nil || out == nil); i++ {
 		d := w.enrol(true)
-		if rollout.WaveBucket("thermostat/1.1.0", d.id) < rollout.Buckets/2 {
+		if ro.Plan.WaveOf(rollout.WaveBucket(ro.ID, d.id)) == 0 {
 			in = &d
 		} else {
 			out = &d
@@ -368,7 +385,7 @@ func TestViewRefusals(t *testing.T) {
 	if err := w.p.EraseDevice(t.Context(), pending.id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.p.StartRollout(t.Context(), "thermostat", "1.1.0", 90); err != nil {
+	if _, err := w.p.PauseRollout(t.Context(), w.rollout, "a new generation"); err != nil {
 		t.Fatal(err)
 	}
 	w.poll()
@@ -531,7 +548,7 @@ func TestViewRecomputedOnlyOnChange(t *testing.T) {
 	}))
 	a := w.enrol(true)
 	// A new generation, so that the assigner set above takes over.
-	if _, err := w.p.StartRollout(t.Context(), "thermostat", "1.1.0", 100); err != nil {
+	if _, err := w.p.PauseRollout(t.Context(), w.rollout, "a new generation"); err != nil {
 		t.Fatal(err)
 	}
 	w.poll()
@@ -569,7 +586,7 @@ func TestViewRecomputedOnlyOnChange(t *testing.T) {
 		t.Errorf("%d assignments after the device changed, want 2", calls)
 	}
 	// The generation changes.
-	if _, err := w.p.ChangeRollout(t.Context(), "thermostat", func(r *store.Rollout) { r.Percent = 99 }); err != nil {
+	if _, err := w.p.ResumeRollout(t.Context(), w.rollout); err != nil {
 		t.Fatal(err)
 	}
 	w.poll()

@@ -684,6 +684,8 @@ func (p *Project) AddDeviceEvent(ctx context.Context, id string, e store.DeviceE
 type DeviceExport struct {
 	Device store.Device        `json:"device"`
 	Events []store.DeviceEvent `json:"events"`
+	// Labels are its static groups and tags.
+	Labels []store.DeviceLabel `json:"labels"`
 	// Audit holds the audit entries naming the device.
 	Audit []store.AuditEntry `json:"audit"`
 }
@@ -698,6 +700,12 @@ func (p *Project) ExportDevice(ctx context.Context, id string) (DeviceExport, er
 	if x.Events, err = p.Store.DeviceEvents(ctx, id); err != nil {
 		return x, fmt.Errorf("project: export device %s: %w", id, err)
 	}
+	if x.Labels, err = p.Store.DeviceLabels(ctx, store.LabelFilter{Device: id}); err != nil {
+		return x, fmt.Errorf("project: export device %s: %w", id, err)
+	}
+	if x.Labels == nil {
+		x.Labels = []store.DeviceLabel{}
+	}
 	if x.Audit, err = p.Store.AuditQuery(ctx, store.AuditFilter{Object: id}); err != nil {
 		return x, fmt.Errorf("project: export device %s: %w", id, err)
 	}
@@ -710,8 +718,8 @@ func (p *Project) ExportDevice(ctx context.Context, id string) (DeviceExport, er
 	return x, nil
 }
 
-// EraseDevice removes device id from every table (its events and any
-// pre-authorisation of its key with it); the audit entry device.erase
+// EraseDevice removes device id from every table (its events, its groups
+// and tags and any pre-authorisation of its key with it); the audit entry device.erase
 // names the ID. The device must enrol again to get anything.
 func (p *Project) EraseDevice(ctx context.Context, id string) error {
 	err := p.Store.UpdateFleet(ctx, func(tx store.Tx) error {

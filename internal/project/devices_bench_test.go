@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
 )
 
@@ -63,4 +64,73 @@ func BenchmarkEnroll(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(size()-before)/float64(b.N), "dbbytes/device")
+}
+
+// BenchmarkAssignDevice is the per-device cost of AssignDevice, which the
+// per-device fleet view calls when a device's view is recomputed: three
+// rollouts of the product (one selecting a group, so the device's labels
+// are read), the product's rollouts read once per store generation.
+func BenchmarkAssignDevice(b *testing.B) {
+	ctx := b.Context()
+	clk := clock.NewFake(t0)
+	p, err := project.Init(ctx, b.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clk}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.AddProduct(ctx, thermostat()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetProductMode(ctx, "thermostat", store.ModeManaged); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetInventoryFields(ctx, "thermostat", []string{"version", "hardware"}); err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []string{"1.1.0", "1.2.0", "1.3.0"} {
+		if _, err := p.AddRelease(ctx, releaseSpec("thermostat", v, 2, "image "+v)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tk, err := p.CreateEnrollmentToken(ctx, project.EnrollmentTokenSpec{Product: "thermostat", Uses: 64, AutoAccept: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	devs := make([]store.Device, 64)
+	for i := range devs {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		d, err := p.Enroll(ctx, "thermostat", pub, tk.Text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if devs[i], err = p.UpdateInventory(ctx, d.ID, map[string]string{"hardware": "rev-a", "version": "1.0.0"}); err != nil {
+			b.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := p.AddDeviceLabel(ctx, d.ID, store.LabelGroup, "lab"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, s := range []struct{ version, sel string }{{"1.1.0", ""}, {"1.2.0", "hardware=rev-a"}, {"1.3.0", "group=lab"}} {
+		pl, err := rollout.ParsePlan(rollout.PlanFlags{Waves: "10%,50%,100%", MaxFailure: "5%", MinSuccess: "1", Soak: "1h"}, clk.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.StartManagedRollout(ctx, "thermostat", s.version, s.sel, pl); err != nil {
+			b.Fatal(err)
+		}
+	}
+	admitted := 0
+	b.ResetTimer()
+	for i := range b.N {
+		_, ok, err := p.AssignDevice(ctx, devs[i%len(devs)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ok {
+			admitted++
+		}
+	}
+	b.ReportMetric(float64(admitted)/float64(b.N), "admitted/op")
 }

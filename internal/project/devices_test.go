@@ -170,13 +170,21 @@ func TestEraseDevice(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			for _, l := range []struct{ kind, name string }{{store.LabelGroup, "lab-unique"}, {store.LabelTag, "eu-unique"}} {
+				for _, id := range []string{d.ID, keep.ID} {
+					if err := p.AddDeviceLabel(ctx, id, l.kind, l.name); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
 			x, err := p.ExportDevice(ctx, d.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			b, _ := json.Marshal(x)
 			for _, want := range []string{d.ID, project.EncodePublicKey(key), "rev-b-unique-hw", "9.8.7-unique", "slot-unique",
-				"message-unique-text", "postponed_by_owner", `"downloading"`, "device.accept", "device.enroll"} {
+				"message-unique-text", "postponed_by_owner", `"downloading"`, "device.accept", "device.enroll", "lab-unique", "eu-unique"} {
 				if !strings.Contains(string(b), want) {
 					t.Errorf("export lacks %q: %s", want, b)
 				}
@@ -199,8 +207,8 @@ func TestEraseDevice(t *testing.T) {
 			needles := []string{project.EncodePublicKey(key), hex.EncodeToString(raw), "rev-b-unique-hw", "9.8.7-unique",
 				"slot-unique", "message-unique-text"}
 			after := tableTexts(t, p, dbURL)
-			if len(after) < 20 {
-				t.Errorf("scanned %d tables, want every table of schema 7 (20)", len(after))
+			if len(after) < 23 {
+				t.Errorf("scanned %d tables, want every table of schema 10 (23)", len(after))
 			}
 			for table, rows := range after {
 				for _, row := range rows {
@@ -213,6 +221,9 @@ func TestEraseDevice(t *testing.T) {
 						t.Errorf("after the erase, table %s still names the device: %s", table, row)
 					}
 				}
+			}
+			if len(before["device_labels"]) != 4 || len(after["device_labels"]) != 2 {
+				t.Errorf("device_labels: %d rows before the erase, %d after; want 4, then the other device's 2", len(before["device_labels"]), len(after["device_labels"]))
 			}
 			if got := strings.Join(after["devices"], "\n"); !strings.Contains(got, keep.ID) || len(after["device_events"]) != 1 {
 				t.Errorf("the other device or its event went too: devices %v, %d events", after["devices"], len(after["device_events"]))

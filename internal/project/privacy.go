@@ -98,6 +98,8 @@ var keptReasons = map[string]string{
 	"devices":             "one row per enrolled device of a managed product while it is in the fleet: uptrust device erase removes it (with its events and key), decommissioning keeps it refused until erased",
 	"enrollment_tokens":   "one row per enrolment token the operator created, kept so a device's enrolment can be traced to its token; revoke tokens no longer needed",
 	"preauthorized_keys":  "one row per device key the operator pre-authorised until that device enrols (the row then goes) or is erased",
+	"managed_rollouts":    "one row per rollout in waves the operator started: its plan, selection filter and decision state, the record of what was offered to whom and why it halted; it names no device (devices are selected by the filter when they ask)",
+	"device_labels":       "one row per group or tag the operator gave a managed device, kept while the device is in the fleet: uptrust device group/tag remove deletes one, uptrust device erase removes them all with the device",
 }
 
 // reportFieldDocs describes the fields of report.Report by JSON name. The

@@ -160,6 +160,8 @@ type Project struct {
 
 	holderOnce sync.Once
 	holder     string // see LeaseHolder
+
+	waves rolloutCache // see AssignDevice
 }
 
 // Options for Open and Init.

@@ -103,7 +103,9 @@ const ResignLeaseTTL = 10 * time.Second
 
 // ResignDue implements server.Resigner: when this process holds (or can
 // take) the ResignLease, it re-signs the online roles of both repositories
-// that have less than half their lifetime left; otherwise it does nothing.
+// that have less than half their lifetime left and, at most every
+// DecideEvery, runs the decision loop of managed rollouts (Tick);
+// otherwise it does nothing.
 // It writes (and so bumps the store generation) only when something is
 // due.
 func (p *Project) ResignDue(ctx context.Context) (bool, error) {
@@ -136,7 +138,10 @@ func (p *Project) ResignDue(ctx context.Context) (bool, error) {
 			return changed, fmt.Errorf("project: re-signing %s: %w", name, err)
 		}
 	}
-	return changed, nil
+	// The decision loop of managed rollouts runs under the same lease, so
+	// that only one replica decides.
+	steps, err := p.tickDue(ctx)
+	return changed || steps > 0, err
 }
 
 // LeaseHolder is the random id this Project holds store leases under,

@@ -44,6 +44,14 @@ type Spec struct {
 	// RebootCommand goes into agent.json for runs of the uptrust-agent
 	// binary on this device (default: the agent's default).
 	RebootCommand []string
+	// Mode is the agent's mode: agent.ModeAnonymous (the default) or
+	// agent.ModeManaged, which enrols with EnrollmentToken and signs its
+	// requests with the key in KeyFile (relative to the device's
+	// directory; the agent's default, in its data directory, when empty;
+	// created at the first start).
+	Mode            string
+	EnrollmentToken string
+	KeyFile         string
 }
 
 // Device is one simulated device.
@@ -87,7 +95,8 @@ func New(dir string, s Spec) (*Device, error) {
 		}
 	}
 	cfg := agent.Config{Server: s.Server, Product: s.Product, Hardware: s.Hardware, DataDir: "data",
-		Slot: agent.SlotConfig{Backend: "file", Dir: "slots"}, ReleaseRoot: "release-root.json", FleetRoot: "fleet-root.json", RebootCommand: s.RebootCommand}
+		Slot: agent.SlotConfig{Backend: "file", Dir: "slots"}, ReleaseRoot: "release-root.json", FleetRoot: "fleet-root.json", RebootCommand: s.RebootCommand,
+		Mode: s.Mode, EnrollmentToken: s.EnrollmentToken, KeyFile: s.KeyFile}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "agent.json")
 	if err := atomicfile.WriteFile(cfgPath, b, 0o644); err != nil {

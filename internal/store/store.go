@@ -329,6 +329,21 @@ type Reader interface {
 	PreauthorizedKeys(ctx context.Context, product string) ([]PreauthorizedKey, error)
 	// DeviceEvents returns a device's events in Seq order.
 	DeviceEvents(ctx context.Context, device string) ([]DeviceEvent, error)
+	// LatestDeviceEvents returns, for each device of f.Product that has
+	// events for f.Version at or after f.Since, the latest of them (highest
+	// Seq), ordered by device: one event per device, for counting a
+	// rollout's devices by their latest state.
+	LatestDeviceEvents(ctx context.Context, f OutcomeFilter) ([]DeviceEvent, error)
+
+	// ManagedRollout returns the managed rollout id; ErrNotFound when
+	// unknown.
+	ManagedRollout(ctx context.Context, id string) (ManagedRollout, error)
+	// ManagedRollouts returns a product's managed rollouts (every
+	// product's when product is ""), ordered by product, then Seq.
+	ManagedRollouts(ctx context.Context, product string) ([]ManagedRollout, error)
+	// DeviceLabels returns the labels f selects, ordered by kind, name,
+	// then device.
+	DeviceLabels(ctx context.Context, f LabelFilter) ([]DeviceLabel, error)
 }
 
 // Tx is a transaction: reads see its own writes.
@@ -384,8 +399,9 @@ type Tx interface {
 	// PutDevice replaces the State, Inventory and Updated of the device
 	// d.ID; ErrNotFound when unknown.
 	PutDevice(ctx context.Context, d Device) error
-	// DeleteDevice removes the device id, its events and the
-	// pre-authorisation of its key; ErrNotFound when unknown.
+	// DeleteDevice removes the device id, its events, its labels (groups
+	// and tags) and the pre-authorisation of its key; ErrNotFound when
+	// unknown.
 	DeleteDevice(ctx context.Context, id string) error
 	// AddEnrollmentToken stores e; a taken ID is ErrConflict, an unknown
 	// product ErrNotFound; Revoked must be zero and Uses not negative.
@@ -402,6 +418,21 @@ type Tx interface {
 	// AddDeviceEvent appends e to its device's history, setting Seq to
 	// one more than the device's last; an unknown device is ErrNotFound.
 	AddDeviceEvent(ctx context.Context, e DeviceEvent) error
+
+	// AddManagedRollout stores r with Seq one more than the highest of its
+	// product's rollouts (r.Seq is ignored). A taken ID is ErrConflict, an
+	// unknown release ErrNotFound; ID must not be empty and Plan and State
+	// must be JSON objects.
+	AddManagedRollout(ctx context.Context, r ManagedRollout) error
+	// PutManagedRolloutState replaces the State and Updated of the rollout
+	// id; ErrNotFound when unknown.
+	PutManagedRolloutState(ctx context.Context, id string, state []byte, updated time.Time) error
+	// AddDeviceLabel stores l; the same label twice is ErrConflict, an
+	// unknown device ErrNotFound; Kind must be LabelGroup or LabelTag and
+	// Name not empty.
+	AddDeviceLabel(ctx context.Context, l DeviceLabel) error
+	// DeleteDeviceLabel removes the label; ErrNotFound when absent.
+	DeleteDeviceLabel(ctx context.Context, device, kind, name string) error
 }
 
 // Store is a persistent store.

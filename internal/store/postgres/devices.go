@@ -123,3 +123,28 @@ func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now tim
 func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
 	return sqldevice.PurgeNonces(ctx, db{q: s.pool}, before)
 }
+
+func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {
+	return sqldevice.LatestDeviceEvents(ctx, db{q: r.q}, f)
+}
+func (r reader) ManagedRollout(ctx context.Context, id string) (store.ManagedRollout, error) {
+	return sqldevice.ManagedRollout(ctx, db{q: r.q}, id)
+}
+func (r reader) ManagedRollouts(ctx context.Context, product string) ([]store.ManagedRollout, error) {
+	return sqldevice.ManagedRollouts(ctx, db{q: r.q}, product)
+}
+func (r reader) DeviceLabels(ctx context.Context, f store.LabelFilter) ([]store.DeviceLabel, error) {
+	return sqldevice.DeviceLabels(ctx, db{q: r.q}, f)
+}
+func (t *txn) AddManagedRollout(ctx context.Context, r store.ManagedRollout) error {
+	return sqldevice.AddManagedRollout(ctx, db{q: t.q, tx: t}, r)
+}
+func (t *txn) PutManagedRolloutState(ctx context.Context, id string, state []byte, updated time.Time) error {
+	return sqldevice.PutManagedRolloutState(ctx, db{q: t.q, tx: t}, id, state, updated)
+}
+func (t *txn) AddDeviceLabel(ctx context.Context, l store.DeviceLabel) error {
+	return sqldevice.AddDeviceLabel(ctx, db{q: t.q, tx: t}, l)
+}
+func (t *txn) DeleteDeviceLabel(ctx context.Context, device, kind, name string) error {
+	return sqldevice.DeleteDeviceLabel(ctx, db{q: t.q, tx: t}, device, kind, name)
+}

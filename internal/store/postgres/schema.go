@@ -290,6 +290,34 @@ CREATE INDEX device_nonces_by_expires ON device_nonces (expires);
 	`
 CREATE INDEX devices_by_updated ON devices (updated);
 `,
+	// 10: managed rollouts in waves (uptrust rollout start --waves),
+	// static device groups and tags.
+	`
+CREATE TABLE managed_rollouts ( -- purpose: rollouts in waves of managed products (uptrust rollout start --waves): the operator's plan, the selection filter and the state the decision loop persisted; holds no device data (devices are selected lazily by the filter, never listed)
+	id text COLLATE "C" PRIMARY KEY CHECK (id <> ''), -- purpose: random identifier of the rollout, in the API, the audit log and the devices' per-device view
+	product text COLLATE "C" NOT NULL REFERENCES products (name), -- purpose: product the rollout is for
+	seq bigint NOT NULL CHECK (seq >= 1), -- purpose: order of the product's rollouts by creation; the newest one selecting a device owns it
+	version text COLLATE "C" NOT NULL, -- purpose: release version offered
+	selection text COLLATE "C" NOT NULL, -- purpose: selection filter as the operator wrote it (such as group=lab,hardware=rev-a); empty selects every device
+	plan text COLLATE "C" NOT NULL, -- purpose: JSON of the plan: cumulative waves, maximum failure ratio, minimum successes, soak, start, maintenance window
+	state text COLLATE "C" NOT NULL, -- purpose: JSON of the decision state: phase, active wave, since when, why paused, halted or aborted
+	created text COLLATE "C" NOT NULL, -- purpose: when the rollout was created (UTC); who created it is in the audit log
+	updated text COLLATE "C" NOT NULL, -- purpose: when its state last changed (UTC)
+	FOREIGN KEY (product, version) REFERENCES releases (product, version)
+);
+
+CREATE TABLE device_labels ( -- purpose: static groups and tags of managed devices (uptrust device group, uptrust device tag), for selecting devices in rollouts; removed with the device by uptrust device erase
+	device text COLLATE "C" NOT NULL REFERENCES devices (id), -- purpose: device labelled
+	kind text COLLATE "C" NOT NULL CHECK (kind IN ('group', 'tag')), -- purpose: whether the label is a static group or a tag
+	name text COLLATE "C" NOT NULL CHECK (name <> ''), -- purpose: the group or tag name chosen by the operator
+	added text COLLATE "C" NOT NULL, -- purpose: when the label was added (UTC)
+	PRIMARY KEY (device, kind, name)
+);
+
+CREATE UNIQUE INDEX managed_rollouts_by_seq ON managed_rollouts (product, seq);
+CREATE INDEX device_labels_by_name ON device_labels (kind, name, device);
+CREATE INDEX device_events_by_version ON device_events (version, device, seq);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its

@@ -1,5 +1,6 @@
 // Package sqldevice implements the device tables of managed mode (schema
-// 7, and the shared nonces of schema 8) once for both SQL stores (internal/store/sqlite and
+// 7; the shared nonces of schema 8; managed rollouts, groups and tags of
+// schema 10 in waves.go) once for both SQL stores (internal/store/sqlite and
 // internal/store/postgres). Queries are written with PostgreSQL's $n
 // placeholders; the SQLite adapter rewrites them to SQLite's ?n, which
 // binds the same way. Each store passes a DB adapter over its reader or
@@ -379,6 +380,7 @@ func DeleteDevice(ctx context.Context, db DB, id string) error {
 		arg string
 	}{
 		{`DELETE FROM device_events WHERE device = $1`, id},
+		{`DELETE FROM device_labels WHERE device = $1`, id},
 		{`DELETE FROM preauthorized_keys WHERE public_key = $1`, d.PublicKey},
 		{`DELETE FROM device_nonces WHERE keyid = $1`, KeyID(d.PublicKey)},
 		{`DELETE FROM devices WHERE id = $1`, id},

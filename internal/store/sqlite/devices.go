@@ -131,3 +131,28 @@ func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now tim
 func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
 	return sqldevice.PurgeNonces(ctx, db{s.w}, before)
 }
+
+func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {
+	return sqldevice.LatestDeviceEvents(ctx, db{r.q}, f)
+}
+func (r reader) ManagedRollout(ctx context.Context, id string) (store.ManagedRollout, error) {
+	return sqldevice.ManagedRollout(ctx, db{r.q}, id)
+}
+func (r reader) ManagedRollouts(ctx context.Context, product string) ([]store.ManagedRollout, error) {
+	return sqldevice.ManagedRollouts(ctx, db{r.q}, product)
+}
+func (r reader) DeviceLabels(ctx context.Context, f store.LabelFilter) ([]store.DeviceLabel, error) {
+	return sqldevice.DeviceLabels(ctx, db{r.q}, f)
+}
+func (t *txn) AddManagedRollout(ctx context.Context, r store.ManagedRollout) error {
+	return sqldevice.AddManagedRollout(ctx, db{t.q}, r)
+}
+func (t *txn) PutManagedRolloutState(ctx context.Context, id string, state []byte, updated time.Time) error {
+	return sqldevice.PutManagedRolloutState(ctx, db{t.q}, id, state, updated)
+}
+func (t *txn) AddDeviceLabel(ctx context.Context, l store.DeviceLabel) error {
+	return sqldevice.AddDeviceLabel(ctx, db{t.q}, l)
+}
+func (t *txn) DeleteDeviceLabel(ctx context.Context, device, kind, name string) error {
+	return sqldevice.DeleteDeviceLabel(ctx, db{t.q}, device, kind, name)
+}

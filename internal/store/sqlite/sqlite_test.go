@@ -199,8 +199,8 @@ func TestSchemaComments(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if tables != 21 {
-		t.Errorf("found %d tables, want 21", tables)
+	if tables != 23 {
+		t.Errorf("found %d tables, want 23", tables)
 	}
 }
 

@@ -93,6 +93,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeviceEventsAndDelete", testDeviceEventsAndDelete},
 		{"UpdateFleet", testUpdateFleet},
 		{"DeviceNonces", testDeviceNonces},
+		{"ManagedRollouts", testManagedRollouts},
+		{"DeviceLabelsAndOutcomes", testDeviceLabelsAndOutcomes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
