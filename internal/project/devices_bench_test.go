@@ -3,6 +3,7 @@ package project_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -133,4 +134,67 @@ func BenchmarkAssignDevice(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(admitted)/float64(b.N), "admitted/op")
+}
+
+// BenchmarkWaveCounts is one count of a rollout's waves over 10,000
+// accepted devices of which half reported an outcome (RolloutStatus; the
+// decision loop counts the same way before each Decide) on SQLite.
+func BenchmarkWaveCounts(b *testing.B) {
+	ctx := b.Context()
+	clk := clock.NewFake(t0)
+	p, err := project.Init(ctx, b.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clk}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.AddProduct(ctx, thermostat()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetProductMode(ctx, "thermostat", store.ModeManaged); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.AddRelease(ctx, releaseSpec("thermostat", "1.1.0", 2, "image")); err != nil {
+		b.Fatal(err)
+	}
+	pl, err := rollout.ParsePlan(rollout.PlanFlags{Waves: "1%,10%,50%,100%", MaxFailure: "5%", MinSuccess: "20", Soak: "1h"}, clk.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := p.StartManagedRollout(ctx, "thermostat", "1.1.0", "", pl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 10_000
+	err = p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
+		for i := range n {
+			id := fmt.Sprintf("dbench%06d", i)
+			if err := tx.AddDevice(ctx, store.Device{ID: id, Product: "thermostat", PublicKey: "key-" + id, State: store.DeviceAccepted,
+				Inventory: map[string]string{}, Enrolled: t0, Updated: t0}); err != nil {
+				return err
+			}
+			if i%2 == 0 {
+				if err := tx.AddDeviceEvent(ctx, store.DeviceEvent{Device: id, Time: t0, Kind: store.EventSucceeded, Version: "1.1.0"}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		st, err := p.RolloutStatus(ctx, r.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		members := 0
+		for _, w := range st.Waves {
+			members += w.Counts.Members
+		}
+		if members != n {
+			b.Fatalf("%d members, want %d", members, n)
+		}
+	}
 }

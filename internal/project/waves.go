@@ -463,7 +463,11 @@ func (p *Project) Tick(ctx context.Context) (int, error) {
 	var errs []error
 	for _, r := range rs {
 		var st rollout.State
-		if err := json.Unmarshal(r.State, &st); err != nil || st.Phase.Terminal() {
+		if err := json.Unmarshal(r.State, &st); err != nil {
+			errs = append(errs, fmt.Errorf("project: rollout %s: stored state: %w", r.ID, err))
+			continue
+		}
+		if st.Phase.Terminal() {
 			continue
 		}
 		n, err := p.decideRollout(ctx, r.ID)
@@ -503,7 +507,11 @@ func (p *Project) tickDue(ctx context.Context) (int, error) {
 func (p *Project) decideRollout(ctx context.Context, id string) (int, error) {
 	steps := 0
 	for range 64 { // Decide reaches a fixed point within len(waves)+1 steps
-		m, err := p.ManagedRollout(ctx, id)
+		raw, err := p.Store.ManagedRollout(ctx, id)
+		if err != nil {
+			return steps, fmt.Errorf("project: rollout %s: %w", id, err)
+		}
+		m, err := decodeRollout(raw)
 		if err != nil {
 			return steps, err
 		}
@@ -522,7 +530,7 @@ func (p *Project) decideRollout(ctx context.Context, id string) (int, error) {
 		if !step.Changed() {
 			return steps, nil
 		}
-		from, _ := json.Marshal(m.State)
+		from := raw.State
 		to, _ := json.Marshal(next)
 		stale := false
 		err = p.Store.Update(ctx, func(tx store.Tx) error {
