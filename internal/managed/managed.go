@@ -306,12 +306,8 @@ func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.De
 	h.views.put(d)
 	if d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned {
 		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
-		h.views.put(d)
 		return d, false
 	}
-	// The store's record is the newest: the cache takes it now rather
-	// than at its next poll (a device told "accepted" goes on at once).
-	h.views.put(d)
 	return d, true
 }
 
