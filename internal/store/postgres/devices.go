@@ -13,7 +13,8 @@ import (
 )
 
 // The device tables of managed mode (schema 7) are implemented once in
-// internal/store/sqldevice; db adapts a querier to it.
+// internal/store/sqldevice, and the SQL both stores share in
+// internal/store/sqlshared; db adapts a querier to them.
 
 type db struct {
 	q querier
@@ -49,6 +50,10 @@ func (d db) Exec(ctx context.Context, query string, args ...any) (int64, error) 
 func (db) NoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
 
 func (db) Unique(err error) bool { return pgCode(err) == uniqueViolation }
+
+func (db) ForeignKey(err error) bool { return pgCode(err) == foreignKeyViolation }
+
+func (db) InsertionOrder() string { return "id" }
 
 func (db) Err(ctx context.Context, what string, err error) error { return dbErr(ctx, what, err) }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"regexp"
+	"sync"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -15,15 +16,26 @@ import (
 )
 
 // The device tables of managed mode (schema 7) are implemented once in
-// internal/store/sqldevice; db adapts a querier to it.
+// internal/store/sqldevice, and the SQL both stores share in
+// internal/store/sqlshared; db adapts a querier to them.
 
 type db struct{ q querier }
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
+// rewritten caches rewrite's results: the shared queries are a fixed set.
+var rewritten sync.Map // string -> string
+
 // rewrite turns PostgreSQL's $n into SQLite's ?n, which binds the n-th
 // argument the same way.
-func rewrite(query string) string { return placeholder.ReplaceAllString(query, "?$1") }
+func rewrite(query string) string {
+	if r, ok := rewritten.Load(query); ok {
+		return r.(string)
+	}
+	r := placeholder.ReplaceAllString(query, "?$1")
+	rewritten.Store(query, r)
+	return r
+}
 
 func (db) Name() string { return "store/sqlite" }
 
@@ -57,6 +69,10 @@ func (db) Unique(err error) bool {
 	c := sqliteCode(err)
 	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
+
+func (db) ForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
+
+func (db) InsertionOrder() string { return "rowid" }
 
 func (db) Err(ctx context.Context, what string, err error) error { return dbErr(ctx, what, err) }
 
