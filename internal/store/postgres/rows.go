@@ -17,7 +17,6 @@ var (
 	scanAttestation = sqlrow.Attestation
 	scanCompletion  = sqlrow.Completion
 	scanMarket      = sqlrow.Market
-	scanToken       = sqlrow.Token
 	scanAudit       = sqlrow.Audit
 	encodeTime      = sqlrow.EncodeTime
 	decodeTime      = sqlrow.DecodeTime
