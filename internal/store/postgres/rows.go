@@ -14,9 +14,6 @@ var (
 	scanRollout     = sqlrow.Rollout
 	scanMetadata    = sqlrow.Metadata
 	scanReportCount = sqlrow.ReportCount
-	scanAttestation = sqlrow.Attestation
-	scanCompletion  = sqlrow.Completion
-	scanMarket      = sqlrow.Market
 	scanAudit       = sqlrow.Audit
 	encodeTime      = sqlrow.EncodeTime
 	decodeTime      = sqlrow.DecodeTime
