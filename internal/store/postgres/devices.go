@@ -113,18 +113,8 @@ func (t *txn) AddDeviceEvent(ctx context.Context, e store.DeviceEvent) error {
 	return sqldevice.AddDeviceEvent(ctx, db{q: t.q, tx: t}, e)
 }
 
-// purgeDeviceEvents is Purge of store.TableDeviceEvents.
-func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeEvents(ctx, db{q: s.pool}, before)
-}
-
 // UseDeviceNonce records a device nonce in one statement on the pool; see
 // store.Store.
 func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now time.Time) error {
 	return sqldevice.UseNonce(ctx, db{q: s.pool}, n, now)
-}
-
-// purgeDeviceNonces is Purge of store.TableDeviceNonces.
-func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeNonces(ctx, db{q: s.pool}, before)
 }

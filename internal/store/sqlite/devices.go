@@ -132,18 +132,8 @@ func (t *txn) AddDeviceEvent(ctx context.Context, e store.DeviceEvent) error {
 	return sqldevice.AddDeviceEvent(ctx, db{t.q}, e)
 }
 
-// purgeDeviceEvents is Purge of store.TableDeviceEvents.
-func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeEvents(ctx, db{s.w}, before)
-}
-
 // UseDeviceNonce records a device nonce on the writer connection; see
 // store.Store.
 func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now time.Time) error {
 	return sqldevice.UseNonce(ctx, db{s.w}, n, now)
-}
-
-// purgeDeviceNonces is Purge of store.TableDeviceNonces.
-func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeNonces(ctx, db{s.w}, before)
 }
