@@ -9,14 +9,8 @@ type scanner = sqlrow.Scanner
 const timeLayout = sqlrow.TimeLayout
 
 var (
-	scanProduct     = sqlrow.Product
-	scanRelease     = sqlrow.Release
-	scanRollout     = sqlrow.Rollout
-	scanMetadata    = sqlrow.Metadata
-	scanReportCount = sqlrow.ReportCount
-	scanAudit       = sqlrow.Audit
-	encodeTime      = sqlrow.EncodeTime
-	decodeTime      = sqlrow.DecodeTime
-	encodeDay       = sqlrow.EncodeDay
-	decodeDay       = sqlrow.DecodeDay
+	scanAudit  = sqlrow.Audit
+	encodeTime = sqlrow.EncodeTime
+	decodeTime = sqlrow.DecodeTime
+	encodeDay  = sqlrow.EncodeDay
 )
