@@ -9,8 +9,6 @@ type scanner = sqlrow.Scanner
 const timeLayout = sqlrow.TimeLayout
 
 var (
-	scanAudit  = sqlrow.Audit
-	encodeTime = sqlrow.EncodeTime
 	decodeTime = sqlrow.DecodeTime
 	encodeDay  = sqlrow.EncodeDay
 )
