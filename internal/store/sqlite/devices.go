@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -23,17 +25,31 @@ type db struct{ q querier }
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
-// rewritten caches rewrite's results: the shared queries are a fixed set.
-var rewritten sync.Map // string -> string
+// rewritten caches rewrite's results. The shared queries are a fixed set,
+// but a few carry a literal (LIMIT n), so the cache stops growing at about
+// maxRewritten entries; later queries are rewritten each time.
+var (
+	rewritten  sync.Map // string -> string
+	nRewritten atomic.Int64
+)
+
+const maxRewritten = 1024
 
 // rewrite turns PostgreSQL's $n into SQLite's ?n, which binds the n-th
-// argument the same way.
+// argument the same way. A query without $ is returned as it is.
 func rewrite(query string) string {
+	if !strings.Contains(query, "$") {
+		return query
+	}
 	if r, ok := rewritten.Load(query); ok {
 		return r.(string)
 	}
 	r := placeholder.ReplaceAllString(query, "?$1")
-	rewritten.Store(query, r)
+	if nRewritten.Load() < maxRewritten {
+		if _, loaded := rewritten.LoadOrStore(query, r); !loaded {
+			nRewritten.Add(1)
+		}
+	}
 	return r
 }
 
