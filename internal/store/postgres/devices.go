@@ -13,7 +13,8 @@ import (
 )
 
 // The device tables of managed mode (schema 7) are implemented once in
-// internal/store/sqldevice; db adapts a querier to it.
+// internal/store/sqldevice, and the SQL both stores share in
+// internal/store/sqlshared; db adapts a querier to them.
 
 type db struct {
 	q querier
@@ -49,6 +50,10 @@ func (d db) Exec(ctx context.Context, query string, args ...any) (int64, error) 
 func (db) NoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
 
 func (db) Unique(err error) bool { return pgCode(err) == uniqueViolation }
+
+func (db) ForeignKey(err error) bool { return pgCode(err) == foreignKeyViolation }
+
+func (db) InsertionOrder() string { return "id" }
 
 func (db) Err(ctx context.Context, what string, err error) error { return dbErr(ctx, what, err) }
 
@@ -108,20 +113,10 @@ func (t *txn) AddDeviceEvent(ctx context.Context, e store.DeviceEvent) error {
 	return sqldevice.AddDeviceEvent(ctx, db{q: t.q, tx: t}, e)
 }
 
-// purgeDeviceEvents is Purge of store.TableDeviceEvents.
-func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeEvents(ctx, db{q: s.pool}, before)
-}
-
 // UseDeviceNonce records a device nonce in one statement on the pool; see
 // store.Store.
 func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now time.Time) error {
 	return sqldevice.UseNonce(ctx, db{q: s.pool}, n, now)
-}
-
-// purgeDeviceNonces is Purge of store.TableDeviceNonces.
-func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeNonces(ctx, db{q: s.pool}, before)
 }
 
 func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {

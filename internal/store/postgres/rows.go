@@ -9,19 +9,6 @@ type scanner = sqlrow.Scanner
 const timeLayout = sqlrow.TimeLayout
 
 var (
-	scanProduct     = sqlrow.Product
-	scanRelease     = sqlrow.Release
-	scanRollout     = sqlrow.Rollout
-	scanMetadata    = sqlrow.Metadata
-	scanReportCount = sqlrow.ReportCount
-	scanAttestation = sqlrow.Attestation
-	scanCompletion  = sqlrow.Completion
-	scanMarket      = sqlrow.Market
-	scanSetting     = sqlrow.Setting
-	scanToken       = sqlrow.Token
-	scanAudit       = sqlrow.Audit
-	encodeTime      = sqlrow.EncodeTime
-	decodeTime      = sqlrow.DecodeTime
-	encodeDay       = sqlrow.EncodeDay
-	decodeDay       = sqlrow.DecodeDay
+	decodeTime = sqlrow.DecodeTime
+	encodeDay  = sqlrow.EncodeDay
 )

@@ -20,12 +20,7 @@ import (
 )
 
 // Rows is a result set of database/sql or pgx.
-type Rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-	Close()
-}
+type Rows = sqlrow.Rows
 
 // DB is what a store gives this package: one querier (a pool for reads, a
 // transaction for Tx methods) and its error classification.
@@ -55,34 +50,11 @@ const (
 )
 
 func one[T any](ctx context.Context, db DB, what string, scan func(sqlrow.Scanner) (T, error), query string, args ...any) (T, error) {
-	v, err := scan(db.QueryRow(ctx, query, args...))
-	if err != nil && db.NoRows(err) {
-		return v, fmt.Errorf("%s: %s: %w", db.Name(), what, store.ErrNotFound)
-	}
-	if err != nil {
-		return v, db.Err(ctx, what, err)
-	}
-	return v, nil
+	return sqlrow.One(ctx, db, what, scan, query, args...)
 }
 
 func all[T any](ctx context.Context, db DB, what string, scan func(sqlrow.Scanner) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return nil, db.Err(ctx, what, err)
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, db.Err(ctx, what, err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, db.Err(ctx, what, err)
-	}
-	return out, nil
+	return sqlrow.All(ctx, db, what, scan, query, args...)
 }
 
 func scanPolicy(s sqlrow.Scanner) (store.DevicePolicy, error) {

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
@@ -15,15 +18,40 @@ import (
 )
 
 // The device tables of managed mode (schema 7) are implemented once in
-// internal/store/sqldevice; db adapts a querier to it.
+// internal/store/sqldevice, and the SQL both stores share in
+// internal/store/sqlshared; db adapts a querier to them.
 
 type db struct{ q querier }
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
+// rewritten caches rewrite's results. The shared queries are a fixed set,
+// but a few carry a literal (LIMIT n), so the cache stops growing at about
+// maxRewritten entries; later queries are rewritten each time.
+var (
+	rewritten  sync.Map // string -> string
+	nRewritten atomic.Int64
+)
+
+const maxRewritten = 1024
+
 // rewrite turns PostgreSQL's $n into SQLite's ?n, which binds the n-th
-// argument the same way.
-func rewrite(query string) string { return placeholder.ReplaceAllString(query, "?$1") }
+// argument the same way. A query without $ is returned as it is.
+func rewrite(query string) string {
+	if !strings.Contains(query, "$") {
+		return query
+	}
+	if r, ok := rewritten.Load(query); ok {
+		return r.(string)
+	}
+	r := placeholder.ReplaceAllString(query, "?$1")
+	if nRewritten.Load() < maxRewritten {
+		if _, loaded := rewritten.LoadOrStore(query, r); !loaded {
+			nRewritten.Add(1)
+		}
+	}
+	return r
+}
 
 func (db) Name() string { return "store/sqlite" }
 
@@ -57,6 +85,10 @@ func (db) Unique(err error) bool {
 	c := sqliteCode(err)
 	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
+
+func (db) ForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
+
+func (db) InsertionOrder() string { return "rowid" }
 
 func (db) Err(ctx context.Context, what string, err error) error { return dbErr(ctx, what, err) }
 
@@ -116,20 +148,10 @@ func (t *txn) AddDeviceEvent(ctx context.Context, e store.DeviceEvent) error {
 	return sqldevice.AddDeviceEvent(ctx, db{t.q}, e)
 }
 
-// purgeDeviceEvents is Purge of store.TableDeviceEvents.
-func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeEvents(ctx, db{s.w}, before)
-}
-
 // UseDeviceNonce records a device nonce on the writer connection; see
 // store.Store.
 func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now time.Time) error {
 	return sqldevice.UseNonce(ctx, db{s.w}, n, now)
-}
-
-// purgeDeviceNonces is Purge of store.TableDeviceNonces.
-func (s *Store) purgeDeviceNonces(ctx context.Context, before time.Time) (int64, error) {
-	return sqldevice.PurgeNonces(ctx, db{s.w}, before)
 }
 
 func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {

@@ -2,67 +2,24 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/sqlshared"
 )
 
 // This file holds what the privacy side of the server needs from the
 // database: the audit log, age-based purging and a description of the live
 // schema generated from its "-- purpose:" comments.
 
-// minStorable is the earliest time the encodings can hold; nothing stored
-// is older, so purging before it deletes nothing.
-var minStorable = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// Purge deletes the rows of table older than before, in one statement on
-// the writer connection, and returns how many it deleted. See store.Store
-// for what "older" means per table. It does not change the generation.
+// Purge deletes the rows of table older than before, in one statement
+// on the writer connection (the audit log: in one transaction, see purgeAudit), and
+// returns how many it deleted; the SQL is in internal/store/sqlshared. See
+// store.Store for what "older" means per table. It does not change the
+// generation.
 func (s *Store) Purge(ctx context.Context, table string, before time.Time) (int64, error) {
-	what := "purge " + table
-	var query, arg string
-	var err error
-	switch {
-	case table != store.TableReportCounts && table != store.TableAudit && table != store.TableTokens &&
-		table != store.TableDeviceEvents && table != store.TableDeviceNonces:
-		return 0, fmt.Errorf("store/sqlite: %s: %w", what, store.ErrNotPurgeable)
-	case before.Before(minStorable):
-		return 0, nil
-	case table == store.TableDeviceEvents:
-		return s.purgeDeviceEvents(ctx, before)
-	case table == store.TableDeviceNonces:
-		return s.purgeDeviceNonces(ctx, before)
-	case table == store.TableAudit:
-		return s.purgeAudit(ctx, before)
-	case table == store.TableReportCounts:
-		// A counter of day D holds reports from [D, D+24h). It goes once D
-		// is before before, that is once D is before before rounded up to
-		// a whole day.
-		b := before.UTC()
-		day := b.Truncate(24 * time.Hour)
-		if day.Before(b) {
-			day = day.Add(24 * time.Hour)
-		}
-		query = `DELETE FROM report_counts WHERE day < ?`
-		arg, err = encodeDay(day)
-	default:
-		query = `DELETE FROM tokens WHERE (revoked <> '' AND revoked < ?1) OR expires < ?1`
-		arg, err = encodeTime(before)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("store/sqlite: %s: %w", what, err)
-	}
-	res, err := s.w.ExecContext(ctx, query, arg)
-	if err != nil {
-		return 0, dbErr(ctx, what, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, dbErr(ctx, what, err)
-	}
-	return n, nil
+	return sqlshared.Purge(ctx, db{s.w}, table, before, s.purgeAudit)
 }
 
 // purposeMarker starts a purpose comment in the schema; see schema.go.

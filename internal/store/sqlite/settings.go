@@ -2,39 +2,24 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/sqlshared"
 )
 
-// This file holds the setting overrides (schema migration 6).
+// The setting overrides (schema migration 6) are in internal/store/sqlshared.
 
 // Settings returns every setting override ordered by name.
 func (r reader) Settings(ctx context.Context) ([]store.Setting, error) {
-	return queryAll(ctx, r.q, "settings", `SELECT name, value, updated FROM settings ORDER BY name`, scanSetting)
+	return sqlshared.Settings(ctx, db{r.q})
 }
 
 // PutSetting creates or replaces a setting override.
 func (t *txn) PutSetting(ctx context.Context, s store.Setting) error {
-	what := "put setting " + s.Name
-	if s.Name == "" || s.Value == "" {
-		return fmt.Errorf("store/sqlite: %s: name and value must not be empty", what)
-	}
-	updated, err := encodeTime(s.Updated)
-	if err != nil {
-		return fmt.Errorf("store/sqlite: %s: %w", what, err)
-	}
-	if _, err := t.q.ExecContext(ctx, `INSERT INTO settings (name, value, updated) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated = excluded.updated`, s.Name, s.Value, updated); err != nil {
-		return dbErr(ctx, what, err)
-	}
-	return nil
+	return sqlshared.PutSetting(ctx, db{t.q}, s)
 }
 
 // DeleteSetting removes a setting override, if there is one.
 func (t *txn) DeleteSetting(ctx context.Context, name string) error {
-	if _, err := t.q.ExecContext(ctx, `DELETE FROM settings WHERE name = ?`, name); err != nil {
-		return dbErr(ctx, "delete setting "+name, err)
-	}
-	return nil
+	return sqlshared.DeleteSetting(ctx, db{t.q}, name)
 }

@@ -1,6 +1,7 @@
 // Package sqlrow decodes rows of the SQL stores (internal/store/sqlite and
 // internal/store/postgres) into store types, and encodes times the way both
-// store them, so the two cannot drift apart.
+// store them, so the two cannot drift apart. It also holds the read side
+// (Querier, One, All) that the shared SQL of both stores runs on.
 //
 // Times are TEXT in TimeLayout: a fixed width (always nine fraction digits,
 // always "Z"), so stored times sort lexically in time order and parse back
@@ -8,6 +9,7 @@
 package sqlrow
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,4 +220,60 @@ func DecodeDay(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("stored day %q: %v", s, err)
 	}
 	return t, nil
+}
+
+// Rows is a result set of database/sql or pgx.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Querier is the read side a store gives the shared SQL
+// (internal/store/sqlshared, internal/store/sqldevice): queries written with
+// PostgreSQL's $n placeholders, which the SQLite store rewrites to ?n.
+type Querier interface {
+	// Name prefixes errors, such as "store/sqlite".
+	Name() string
+	QueryRow(ctx context.Context, query string, args ...any) Scanner
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	// NoRows reports a QueryRow that found nothing.
+	NoRows(err error) bool
+	// Err wraps a database error as the store does (context errors kept).
+	Err(ctx context.Context, what string, err error) error
+}
+
+// One runs query and decodes its single row with scan; no row is an error
+// wrapping store.ErrNotFound.
+func One[T any](ctx context.Context, q Querier, what string, scan func(Scanner) (T, error), query string, args ...any) (T, error) {
+	v, err := scan(q.QueryRow(ctx, query, args...))
+	if err != nil && q.NoRows(err) {
+		return v, fmt.Errorf("%s: %s: %w", q.Name(), what, store.ErrNotFound)
+	}
+	if err != nil {
+		return v, q.Err(ctx, what, err)
+	}
+	return v, nil
+}
+
+// All runs query and decodes every row with scan; no row is an empty result.
+func All[T any](ctx context.Context, q Querier, what string, scan func(Scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, q.Err(ctx, what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, q.Err(ctx, what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, q.Err(ctx, what, err)
+	}
+	return out, nil
 }
