@@ -70,7 +70,9 @@ func TestSim(t *testing.T) {
 		t.Fatalf("devices after the run: %+v", devs)
 	}
 	for _, d := range devs {
-		if d.State != "accepted" || d.Inventory["version"] != "1.0.0" {
+		// After the update the device enrolled again with its new
+		// inventory (the agent's rule): the server has 1.2.0 on slot b.
+		if d.State != "accepted" || d.Inventory["version"] != "1.2.0" || d.Inventory["slot"] != "b" {
 			t.Errorf("device %+v", d)
 		}
 		x := deviceExport(t, s, d.ID)
@@ -104,6 +106,21 @@ func TestSim(t *testing.T) {
 	if r.code != 0 || sum.Verified != 3 || sum.Checks != 2 || sum.Succeeded != 1 {
 		t.Errorf("sim --full-verify: %+v, %v", sum, r)
 	}
+	// Without it a settled device polls as the managed agent does: one
+	// conditional request of its fleet timestamp, answered 304. The first
+	// poll after the install gets a 200 (the new inventory the device
+	// enrolled with changed its view: 1 conditional + 2 root probes + 2
+	// timestamps + the fleet's snapshot and targets = 7 requests), the two
+	// after it a 304 each. With --full-check-every below the polling
+	// interval every poll is full.
+	sum, r = runSim(t, s, tokenFile, "--devices", "1", "--checks", "3")
+	if r.code != 0 || sum.Verified != 2 || sum.Checks != 3 || sum.Requests != 9 || sum.Errors != 0 {
+		t.Errorf("sim, conditional checks: %+v, %v", sum, r)
+	}
+	sum, r = runSim(t, s, tokenFile, "--devices", "1", "--checks", "2", "--full-check-every", "1ns")
+	if r.code != 0 || sum.Verified != 3 || sum.Checks != 2 || sum.Requests <= 2 {
+		t.Errorf("sim --full-check-every 1ns: %+v, %v", sum, r)
+	}
 
 	// The text summary.
 	r = run(t, nil, "sim", "--server", "http://"+s.public, "--product", "thermostat", "--dir", s.dir,
@@ -136,6 +153,7 @@ func TestSimBadInput(t *testing.T) {
 		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--release-root", bogus}, 1, "release root"},
 		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--rounds", "2"}, 1, "rounds need a duration"},
 		{[]string{"--token-file", tokenFile}, 2, "--server and --product are required"},
+		{[]string{"--server", "http://" + s.public, "--token-file", tokenFile, "--full-check-every", "0s"}, 2, "--full-check-every 0s: want a positive duration"},
 	} {
 		r := run(t, nil, append(base, tc.args...)...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {

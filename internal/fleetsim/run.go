@@ -17,6 +17,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"crypto/ed25519"
@@ -78,12 +79,15 @@ type Options struct {
 	// Concurrency is how many checks run at once (default 64); Conns the
 	// HTTP connections kept open to the server (default Concurrency).
 	Concurrency, Conns int
-	// FullVerify runs go-tuf's whole client workflow at every check, as
-	// the agent does. Without it a check whose root probe and timestamps
-	// are byte for byte those verified at the device's last check, which
-	// found nothing to install, ends after those requests (see quick): the
-	// server sees the same requests, the simulator spares the CPU.
+	// FullVerify runs go-tuf's whole client workflow at every check.
+	// Without it the devices check as a managed agent does: after a full
+	// check that found nothing to install, a check is one conditional
+	// request of the device's fleet timestamp, and a 304 ends it, until
+	// the full refresh is due (agent.ConditionalAllowed with FullCheckEvery).
 	FullVerify bool
+	// FullCheckEvery is the agent's full_check_every (default
+	// agent.DefaultFullCheckEvery).
+	FullCheckEvery time.Duration
 	// Progress receives a line per phase; nil for none.
 	Progress io.Writer
 	// Polling, when set, is called when the measured polling starts
@@ -99,6 +103,7 @@ type Sim struct {
 	transport                        *http.Transport
 	failRatio                        float64
 	fullVerify                       bool
+	fullEvery                        time.Duration
 	stats                            stats
 	reqBase                          int64       // requests before the polling
 	round                            *roundStats // set between rounds only
@@ -199,7 +204,8 @@ func New(o Options) (*Sim, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &Sim{server: server, product: o.Product, hardware: o.Hardware, token: o.Token,
-		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio, fullVerify: o.FullVerify}, nil
+		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio, fullVerify: o.FullVerify,
+		fullEvery: cmp.Or(o.FullCheckEvery, agent.DefaultFullCheckEvery)}, nil
 }
 
 func (o *Options) concurrency() int {
