@@ -64,6 +64,7 @@ wait_http() {
 	done
 	return 1
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 echo "building ./bench/pprofwrap (uptrust with pprof on \$UPTRUST_PPROF_LISTEN) and ./bench/pgserver"
@@ -119,12 +120,28 @@ for kind in $DATABASES; do
 	fi
 	"$U" sim --server "$server" --product thermostat --dir "$dir" --token-file "$WORK/token-$kind" \
 		--devices "$DEVICES" --interval "$INTERVAL" --duration "$DURATION" --rounds "$ROUNDS" \
-		--concurrency "$CONCURRENCY" --json "${prof[@]}" >"$WORK/sim-$kind.json" 2>"$log" ||
-		{ cat "$log" >&2; die "sim ($kind) failed"; }
+		--concurrency "$CONCURRENCY" --json "${prof[@]}" >"$WORK/sim-$kind.json" 2>"$log" &
+	simpid=$!
+	PIDS+=($simpid)
+	# CPU time (user+system) of the server and of the simulator over the
+	# rounds: from the start of round 1 to the report of the last round.
+	cpu0="" cpu1=""
+	for ((i = 0; i < 72000; i++)); do
+		[[ -z $cpu0 ]] && grep -q "round 1 of" "$log" && cpu0="$(cpu_ticks "$spid") $(cpu_ticks "$simpid") $(cut -d' ' -f1 /proc/loadavg)"
+		if [[ -n $cpu0 ]] && grep -q "^round $ROUNDS:" "$log"; then
+			cpu1="$(cpu_ticks "$spid") $(cpu_ticks "$simpid") $(cut -d' ' -f1 /proc/loadavg)"
+			break
+		fi
+		kill -0 "$simpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	wait "$simpid" || { cat "$log" >&2; die "sim ($kind) failed"; }
 	[[ -z $profpid ]] || wait "$profpid"
-	python3 - "$WORK/sim-$kind.json" "$kind" <<'EOF' | tee -a "$WORK/results"
+	echo "$cpu0 $cpu1 $(getconf CLK_TCK)" >"$WORK/cpu-$kind"
+	python3 - "$WORK/sim-$kind.json" "$kind" "$WORK/cpu-$kind" <<'EOF' | tee -a "$WORK/results"
 import json, statistics, sys
 s, kind = json.load(open(sys.argv[1])), sys.argv[2]
+cpu = open(sys.argv[3]).read().split()
 errs = ", ".join("%s: %d" % (k["kind"], k["count"]) for k in s["error_kinds"]) or "none"
 print("%s: enrolled %d/%d (accepted %d), enrolment and first check %.1f s; updates %d ok, %d failed; errors: %s"
       % (kind, s["enrolled"], s["devices"], s["accepted"], s["enrol_seconds"], s["updates_succeeded"], s["updates_failed"], errs))
@@ -135,6 +152,11 @@ for i, r in enumerate(s["rounds"], 1):
           % (kind, i, r["checks"], r["seconds"], r["checks_per_second"], r["check_p50_ms"], r["check_p99_ms"],
              r["schedule_lag_p99_ms"], r["requests"] / r["seconds"]))
 rs = s["rounds"]
+if len(cpu) == 7:
+    srv0, sim0, load0, srv1, sim1, load1, tck = cpu
+    n = sum(r["checks"] for r in rs)
+    print("%s: CPU per check over the rounds: server %.0f us, sim %.0f us (%d checks; load average %s at the start, %s at the end)"
+          % (kind, (int(srv1) - int(srv0)) / int(tck) / n * 1e6, s["cpu_seconds"] / n * 1e6, n, load0, load1))
 print("median %-8s %6.0f checks/s  p50 %5.1f ms  p99 %6.1f ms  (%d rounds of %d devices)" % (kind,
       statistics.median(r["checks_per_second"] for r in rs), statistics.median(r["check_p50_ms"] for r in rs),
       statistics.median(r["check_p99_ms"] for r in rs), len(rs), s["devices"]))

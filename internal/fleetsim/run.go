@@ -131,13 +131,16 @@ type Summary struct {
 	CheckP99Ms   float64 `json:"check_p99_ms"`
 	LagP99Ms     float64 `json:"schedule_lag_p99_ms"`
 	// Requests are the signed requests sent while polling.
-	Requests      int64          `json:"requests"`
-	RequestsPerS  float64        `json:"requests_per_second"`
-	Succeeded     int64          `json:"updates_succeeded"`
-	Failed        int64          `json:"updates_failed"`
-	PayloadBytes  int64          `json:"payload_bytes"`
-	Errors        int64          `json:"errors"`
-	ErrorKinds    []ErrorKind    `json:"error_kinds"`
+	Requests     int64       `json:"requests"`
+	RequestsPerS float64     `json:"requests_per_second"`
+	Succeeded    int64       `json:"updates_succeeded"`
+	Failed       int64       `json:"updates_failed"`
+	PayloadBytes int64       `json:"payload_bytes"`
+	Errors       int64       `json:"errors"`
+	ErrorKinds   []ErrorKind `json:"error_kinds"`
+	// CPUSeconds is the simulator's CPU time (user and system) over the
+	// rounds of polling (0 where not measured).
+	CPUSeconds    float64        `json:"cpu_seconds"`
 	RSSBytes      int64          `json:"rss_bytes"`
 	PeakRSSBytes  int64          `json:"peak_rss_bytes"`
 	HeapBytes     uint64         `json:"heap_bytes"`
@@ -289,7 +292,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Polling != nil {
 		o.Polling(true)
 	}
-	t1 := time.Now()
+	t1, cpu1 := time.Now(), cpuTime()
 	s.reqBase = s.stats.requests.Load()
 	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
 		progress(o, "polling every %v (±%.0f %%), round %d of %d", o.Interval, o.Jitter*100, r, rounds)
@@ -312,6 +315,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		sum.Rounds = append(sum.Rounds, rs)
 		progress(o, "round %d: %d checks in %.1f s = %.0f/s, p50 %.1f ms, p99 %.1f ms", r, rs.Checks, secs, rs.ChecksPerSec, rs.CheckP50Ms, rs.CheckP99Ms)
 	}
+	sum.CPUSeconds = (cpuTime() - cpu1).Seconds()
 	if o.Polling != nil {
 		o.Polling(false)
 	}
