@@ -84,7 +84,7 @@ func (f *memFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	if err != nil {
 		var se *statusError
 		if errors.As(err, &se) {
-			return nil, &metadata.ErrDownloadHTTP{StatusCode: se.status, URL: urlPath}
+			return nil, &downloadError{http: &metadata.ErrDownloadHTTP{StatusCode: se.status, URL: urlPath}, status: se}
 		}
 		if errors.Is(err, errTooLong) {
 			return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("download failed for %s, longer than %d bytes", urlPath, maxLength)}
@@ -137,6 +137,18 @@ func (s *Sim) conditional(ctx context.Context, d *device) (bool, error) {
 	}
 	return false, err
 }
+
+// downloadError is an answer with an unexpected status for go-tuf: it is
+// go-tuf's ErrDownloadHTTP (a 404 of the next root ends the root chain),
+// and says what the server said (the problem code, such as
+// decommissioned).
+type downloadError struct {
+	http   *metadata.ErrDownloadHTTP
+	status *statusError
+}
+
+func (e *downloadError) Error() string   { return e.status.Error() }
+func (e *downloadError) Unwrap() []error { return []error{e.http, e.status} }
 
 // tufError is a failure of one repository's metadata.
 type tufError struct {

@@ -299,9 +299,14 @@ func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.De
 		h.fail(w, err)
 		return d, false
 	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
+		h.views.putNewer(d)
 		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
 		return d, false
 	}
+	// What the database says now is at least as fresh as the device cache:
+	// a device that learns here of its acceptance is served by /repo/ at
+	// once, not after the next poll.
+	h.views.putNewer(d)
 	return d, true
 }
 
