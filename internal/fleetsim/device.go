@@ -63,6 +63,8 @@ type device struct {
 	// sentInv is the inventory the server has (inventoryKey), sent with
 	// the last enrolment.
 	sentInv string
+	// reenrolled: the last check enrolled again (reenrol).
+	reenrolled bool
 }
 
 // memSlot is the device's A/B pair in memory: of each slot only the
@@ -244,6 +246,7 @@ func (s *Sim) reenrol(ctx context.Context, d *device) error {
 	if len(d.fields) == 0 || inventoryKey(inv) == d.sentInv {
 		return nil
 	}
+	d.reenrolled = true
 	return s.postEnrol(ctx, d, inv)
 }
 

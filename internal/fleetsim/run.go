@@ -275,6 +275,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			if devs[i].state == stateAccepted {
 				s.once(ctx, &devs[i], false)
 			}
+			// A device that enrolled again with its new inventory has a
+			// new fleet view (its record changed): its next check is a
+			// full one, made here too, so that polling starts settled.
+			if d := &devs[i]; d.state == stateAccepted && d.reenrolled {
+				d.reenrolled = false
+				s.once(ctx, d, false)
+			}
 		})
 	}
 	sum.EnrolSeconds = time.Since(t0).Seconds()
