@@ -322,6 +322,11 @@ func (c *Config) validateMode() error {
 	if c.FullCheckEvery != 0 && c.FullCheckEvery < units.Duration(time.Minute) {
 		return fmt.Errorf("full_check_every %v is too short (at least 1m)", time.Duration(c.FullCheckEvery))
 	}
+	if every := c.fullCheckEvery(); c.StaleAfter != 0 && every >= time.Duration(c.StaleAfter) {
+		// Conditional checks do not renew last_refresh: the device would
+		// call its metadata stale while 304s end its checks.
+		return fmt.Errorf("full_check_every %v is not below stale_after %v", every, time.Duration(c.StaleAfter))
+	}
 	if c.EnrollmentToken != "" && c.EnrollmentTokenFile != "" {
 		return errors.New("enrollment_token and enrollment_token_file are both set: use one")
 	}

@@ -125,7 +125,8 @@ func TestManagedConditionalDue(t *testing.T) {
 	}
 }
 
-// A full_check_every shorter than a minute is refused; anonymous mode
+// A full_check_every shorter than a minute, or not below stale_after
+// (conditional checks do not renew the last refresh), is refused; anonymous mode
 // refuses it (it sends no validator).
 func TestFullCheckEveryConfig(t *testing.T) {
 	w, ds := managedWorld(t)
@@ -136,6 +137,7 @@ func TestFullCheckEveryConfig(t *testing.T) {
 		want  string
 	}{
 		{ModeManaged, time.Second, "full_check_every 1s is too short"},
+		{ModeManaged, 14 * 24 * time.Hour, "full_check_every 336h0m0s is not below stale_after 336h0m0s"},
 		{ModeAnonymous, time.Hour, "full_check_every is set but mode is \"anonymous\""},
 	} {
 		cfg := *d.cfg
