@@ -3,14 +3,17 @@
 # `uptrust sim` enrols DEVICES simulated devices (each its own Ed25519 key,
 # every request signed and verified by the server) into a managed product
 # with an auto-accepting enrolment token, then all of them poll every
-# INTERVAL for DURATION; a check is the whole TUF refresh of both
-# repositories (release and fleet: root, timestamp, and snapshot/targets
-# when they changed), signed like the agent's. It reports checks/s and the
+# INTERVAL for DURATION; a check is the managed agent's: one signed
+# conditional request of the device's own fleet timestamp, a 304 ending it,
+# and the whole TUF refresh of both repositories when the view changed or a
+# full refresh is due (docs/device-protocol.md, "Conditional checks"). It
+# reports checks/s, server and simulator CPU per check, and the
 # p50/p99 of a check, on a server on SQLite and one on PostgreSQL (a
 # throwaway server started by ./bench/pgserver), the median of ROUNDS rounds
 # each. The release is rolled out first, so the first check of every device
-# also downloads and hashes it and sends its event; the rounds after the
-# enrolment measure steady-state checks.
+# also downloads and hashes it, sends its event and enrols again with its
+# new inventory (then checks once more: its view changed); the rounds after
+# that measure steady-state checks.
 #
 # Goal (issue 15): at least 5,000 checks/s with p99 under 50 ms, on this
 # 2-core machine with the load generator beside the server. The demand is
