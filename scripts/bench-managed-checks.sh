@@ -3,14 +3,17 @@
 # `uptrust sim` enrols DEVICES simulated devices (each its own Ed25519 key,
 # every request signed and verified by the server) into a managed product
 # with an auto-accepting enrolment token, then all of them poll every
-# INTERVAL for DURATION; a check is the whole TUF refresh of both
-# repositories (release and fleet: root, timestamp, and snapshot/targets
-# when they changed), signed like the agent's. It reports checks/s and the
+# INTERVAL for DURATION; a check is the managed agent's: one signed
+# conditional request of the device's own fleet timestamp, a 304 ending it,
+# and the whole TUF refresh of both repositories when the view changed or a
+# full refresh is due (docs/device-protocol.md, "Conditional checks"). It
+# reports checks/s, server and simulator CPU per check, and the
 # p50/p99 of a check, on a server on SQLite and one on PostgreSQL (a
 # throwaway server started by ./bench/pgserver), the median of ROUNDS rounds
 # each. The release is rolled out first, so the first check of every device
-# also downloads and hashes it and sends its event; the rounds after the
-# enrolment measure steady-state checks.
+# also downloads and hashes it, sends its event and enrols again with its
+# new inventory (then checks once more: its view changed); the rounds after
+# that measure steady-state checks.
 #
 # Goal (issue 15): at least 5,000 checks/s with p99 under 50 ms, on this
 # 2-core machine with the load generator beside the server. The demand is
@@ -64,6 +67,7 @@ wait_http() {
 	done
 	return 1
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 echo "building ./bench/pprofwrap (uptrust with pprof on \$UPTRUST_PPROF_LISTEN) and ./bench/pgserver"
@@ -119,12 +123,28 @@ for kind in $DATABASES; do
 	fi
 	"$U" sim --server "$server" --product thermostat --dir "$dir" --token-file "$WORK/token-$kind" \
 		--devices "$DEVICES" --interval "$INTERVAL" --duration "$DURATION" --rounds "$ROUNDS" \
-		--concurrency "$CONCURRENCY" --json "${prof[@]}" >"$WORK/sim-$kind.json" 2>"$log" ||
-		{ cat "$log" >&2; die "sim ($kind) failed"; }
+		--concurrency "$CONCURRENCY" --json "${prof[@]}" >"$WORK/sim-$kind.json" 2>"$log" &
+	simpid=$!
+	PIDS+=($simpid)
+	# CPU time (user+system) of the server and of the simulator over the
+	# rounds: from the start of round 1 to the report of the last round.
+	cpu0="" cpu1=""
+	for ((i = 0; i < 72000; i++)); do
+		[[ -z $cpu0 ]] && grep -q "round 1 of" "$log" && cpu0="$(cpu_ticks "$spid") $(cpu_ticks "$simpid") $(cut -d' ' -f1 /proc/loadavg)"
+		if [[ -n $cpu0 ]] && grep -q "^round $ROUNDS:" "$log"; then
+			cpu1="$(cpu_ticks "$spid") $(cpu_ticks "$simpid") $(cut -d' ' -f1 /proc/loadavg)"
+			break
+		fi
+		kill -0 "$simpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	wait "$simpid" || { cat "$log" >&2; die "sim ($kind) failed"; }
 	[[ -z $profpid ]] || wait "$profpid"
-	python3 - "$WORK/sim-$kind.json" "$kind" <<'EOF' | tee -a "$WORK/results"
+	echo "$cpu0 $cpu1 $(getconf CLK_TCK)" >"$WORK/cpu-$kind"
+	python3 - "$WORK/sim-$kind.json" "$kind" "$WORK/cpu-$kind" <<'EOF' | tee -a "$WORK/results"
 import json, statistics, sys
 s, kind = json.load(open(sys.argv[1])), sys.argv[2]
+cpu = open(sys.argv[3]).read().split()
 errs = ", ".join("%s: %d" % (k["kind"], k["count"]) for k in s["error_kinds"]) or "none"
 print("%s: enrolled %d/%d (accepted %d), enrolment and first check %.1f s; updates %d ok, %d failed; errors: %s"
       % (kind, s["enrolled"], s["devices"], s["accepted"], s["enrol_seconds"], s["updates_succeeded"], s["updates_failed"], errs))
@@ -135,6 +155,11 @@ for i, r in enumerate(s["rounds"], 1):
           % (kind, i, r["checks"], r["seconds"], r["checks_per_second"], r["check_p50_ms"], r["check_p99_ms"],
              r["schedule_lag_p99_ms"], r["requests"] / r["seconds"]))
 rs = s["rounds"]
+if len(cpu) == 7:
+    srv0, sim0, load0, srv1, sim1, load1, tck = cpu
+    n = sum(r["checks"] for r in rs)
+    print("%s: CPU per check over the rounds: server %.0f us, sim %.0f us (%d checks; load average %s at the start, %s at the end)"
+          % (kind, (int(srv1) - int(srv0)) / int(tck) / n * 1e6, s["cpu_seconds"] / n * 1e6, n, load0, load1))
 print("median %-8s %6.0f checks/s  p50 %5.1f ms  p99 %6.1f ms  (%d rounds of %d devices)" % (kind,
       statistics.median(r["checks_per_second"] for r in rs), statistics.median(r["check_p50_ms"] for r in rs),
       statistics.median(r["check_p99_ms"] for r in rs), len(rs), s["devices"]))

@@ -149,6 +149,12 @@ type Config struct {
 	// accepts it. Optional, at most one of the two; managed mode only.
 	EnrollmentToken     string `json:"enrollment_token,omitempty"`
 	EnrollmentTokenFile string `json:"enrollment_token_file,omitempty"`
+	// FullCheckEvery bounds the conditional checks of a managed device
+	// (quick.go): the whole TUF refresh of both repositories runs at least
+	// this often, and whenever trusted metadata expires within it; it is
+	// also how long a forged 304 can hide a new fleet view from the device
+	// (default 1h, at least 1m). Managed mode only.
+	FullCheckEvery units.Duration `json:"full_check_every,omitempty"`
 }
 
 // The agent's modes (Config.Mode).
@@ -302,12 +308,24 @@ func (c *Config) validateMode() error {
 		return fmt.Errorf("mode %q is unknown (want %q or %q)", c.Mode, ModeAnonymous, ModeManaged)
 	}
 	if !c.Managed() {
-		for name, v := range map[string]string{"key_file": c.KeyFile, "enrollment_token": c.EnrollmentToken, "enrollment_token_file": c.EnrollmentTokenFile} {
+		full := ""
+		if c.FullCheckEvery != 0 {
+			full = time.Duration(c.FullCheckEvery).String()
+		}
+		for name, v := range map[string]string{"key_file": c.KeyFile, "enrollment_token": c.EnrollmentToken, "enrollment_token_file": c.EnrollmentTokenFile, "full_check_every": full} {
 			if v != "" {
 				return fmt.Errorf("%s is set but mode is %q: it applies to managed mode only (set \"mode\": \"managed\")", name, c.Mode)
 			}
 		}
 		return nil
+	}
+	if c.FullCheckEvery != 0 && c.FullCheckEvery < units.Duration(time.Minute) {
+		return fmt.Errorf("full_check_every %v is too short (at least 1m)", time.Duration(c.FullCheckEvery))
+	}
+	if every := c.fullCheckEvery(); c.StaleAfter != 0 && every >= time.Duration(c.StaleAfter) {
+		// Conditional checks do not renew last_refresh: the device would
+		// call its metadata stale while 304s end its checks.
+		return fmt.Errorf("full_check_every %v is not below stale_after %v", every, time.Duration(c.StaleAfter))
 	}
 	if c.EnrollmentToken != "" && c.EnrollmentTokenFile != "" {
 		return errors.New("enrollment_token and enrollment_token_file are both set: use one")
@@ -321,6 +339,14 @@ func (c *Config) validateMode() error {
 		c.KeyFile = filepath.Join(c.DataDir, "device.key")
 	}
 	return nil
+}
+
+// fullCheckEvery is FullCheckEvery, or its default when unset.
+func (c *Config) fullCheckEvery() time.Duration {
+	if c.FullCheckEvery == 0 {
+		return DefaultFullCheckEvery
+	}
+	return time.Duration(c.FullCheckEvery)
 }
 
 // lossBudget is PowerLossBudget, or its default when unset.

@@ -16,6 +16,16 @@ import (
 // reported once; they are not errors of the agent.
 func (a *Agent) checkAndInstall(ctx context.Context, s *State) (*Check, error) {
 	chk := &Check{At: a.clock.Now().UTC(), Action: "none"}
+	if a.cfg.Managed() && a.conditionalCheck(ctx, s, chk.At) {
+		// The fleet view verified at the last full check is still the
+		// server's (quick.go): nothing changed, the check ends here.
+		chk.Reason = "the fleet view is unchanged since the last full check (304 Not Modified)"
+		if s.LastCheck != nil {
+			chk.Offered = s.LastCheck.Offered
+		}
+		s.LastCheck = chk
+		return chk, a.record(s)
+	}
 	d, err := a.decide(ctx, s, a.refTime(ctx, s))
 	if err == nil {
 		err = d.Err
@@ -104,6 +114,7 @@ func (a *Agent) dropPartial(s *State, err error) error {
 // refused.
 func (a *Agent) decide(ctx context.Context, s *State, now time.Time) (Decision, error) {
 	now = now.UTC()
+	s.FullRefresh = nil
 	for attempt := 0; ; attempt++ {
 		r, err := a.refresh(ctx, now)
 		if err != nil {
@@ -124,6 +135,7 @@ func (a *Agent) decide(ctx context.Context, s *State, now time.Time) (Decision, 
 		}
 		s.Waiting = a.hold(s, d.Held, now)
 		keepWindow(s, offers, d, a.clock.Now())
+		a.recordFull(s, r, a.clock.Now().UTC(), d.Err == nil && d.Install == nil && d.Skip == "" && len(d.Held) == 0 && !pendingWork(s))
 		return d, nil
 	}
 }

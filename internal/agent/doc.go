@@ -6,7 +6,11 @@
 // enrols with the server and signs its requests; it updates only once the
 // server accepted it, tells the server the steps of each update as signed
 // events (events.go, best effort) and honours the maintenance window of
-// its own fleet view (window.go).
+// its own fleet view (window.go). Its steady-state check is one conditional
+// request of its own fleet timestamp, and a 304 ends it until a full TUF
+// refresh is due (quick.go, which states the security argument: a forged
+// 304 can hide a new view for at most full_check_every and never make the
+// device install anything).
 //
 // Where things are:
 //   - phases.go: the state machine as one table — each phase, the steps it

@@ -83,6 +83,11 @@ type Enrolment struct {
 	State string `json:"state,omitempty"`
 	// InventoryFields are the fields the product declares (GET state).
 	InventoryFields []string `json:"inventory_fields,omitempty"`
+	// Inventory is the inventory the last successful enrolment sent, so
+	// the server's; null when unknown (a record from before it was kept).
+	// An accepted device whose declared values differ from it enrols
+	// again, once per check, to replace the server's (after an update).
+	Inventory map[string]string `json:"inventory"`
 	// At is when the server last answered.
 	At time.Time `json:"at"`
 	// Problem is the server's last refusal of an enrolment that leaves the
@@ -198,10 +203,25 @@ func (a *Agent) enrolled(ctx context.Context, s *State) (*Enrolment, error) {
 	if e == nil || e.KeyID != a.devKeyID {
 		e = &Enrolment{KeyID: a.devKeyID}
 	}
+	known := a.inventoryValues(ctx, s)
 	if e.State == EnrolAccepted {
+		inv := inventory(e.InventoryFields, known)
+		if e.Inventory != nil && sameInventory(inv, e.Inventory) {
+			return e, nil
+		}
+		// The declared values changed since the server last had them
+		// (an update was committed): POST enroll replaces them. A failure
+		// does not stop the update check; the next check tries again.
+		prev := *e
+		if err := a.enrol(ctx, e, inv); err != nil {
+			a.log.Warn("could not send the changed inventory; trying again at the next check", "err", err)
+			return &prev, nil
+		}
+		if err := saveEnrolment(a.cfg.DataDir, e); err != nil {
+			a.log.Warn("saving the enrolment record", "err", err)
+		}
 		return e, nil
 	}
-	known := a.inventoryValues(ctx, s)
 	sent := inventory(e.InventoryFields, known)
 	err = a.enrol(ctx, e, sent)
 	if err == nil && (e.State == EnrolPending || e.State == EnrolAccepted) {
@@ -250,7 +270,7 @@ func (a *Agent) enrol(ctx context.Context, e *Enrolment, inv map[string]string) 
 	if got.DeviceID == "" {
 		return errors.New("agent: enrolment: the server answered no device_id")
 	}
-	e.DeviceID, e.State, e.Problem = got.DeviceID, got.State, nil
+	e.DeviceID, e.State, e.Problem, e.Inventory = got.DeviceID, got.State, nil, inv
 	return nil
 }
 

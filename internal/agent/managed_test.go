@@ -191,12 +191,31 @@ func TestManagedRestartReusesKeyAndUpdatesOnceAccepted(t *testing.T) {
 			t.Fatalf("%s %s not signed by the device key (signed %v, keyid %q)", r.Method, r.Path, r.Signed, r.KeyID)
 		}
 	}
-	// Accepted: no more enrolment, the update check runs on.
+	// Accepted: no more enrolment, the update check runs on, until the
+	// declared inventory changes: the committed update changes version,
+	// and the agent enrols once more to replace the server's inventory.
+	if _, err := d.managedCheck(); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := requests(t, ds); len(again) != len(enrols) {
+		t.Fatalf("the accepted device enrolled again (%d enrolments, was %d)", len(again), len(enrols))
+	}
 	w.publish(project.ReleaseSpec{Version: "1.1.0", Kind: release.KindSecurity, SecurityVersion: 2})
 	w.rollout("1.1.0", 100)
 	installs(t, d, "1.1.0")
-	if again, _, _ := requests(t, ds); len(again) != len(enrols) {
-		t.Fatalf("the accepted device enrolled again (%d enrolments, was %d)", len(again), len(enrols))
+	again, _, _ := requests(t, ds)
+	if len(again) != len(enrols)+1 || again[len(again)-1].Inventory["version"] != "1.1.0" {
+		t.Fatalf("after the update %d enrolments (was %d), last inventory %v; want one more with version 1.1.0",
+			len(again), len(enrols), again[len(again)-1].Inventory)
+	}
+	if inv := ds.Devices()[keyID].Inventory; inv["version"] != "1.1.0" {
+		t.Fatalf("the server's inventory after the update: %v", inv)
+	}
+	if _, err := d.managedCheck(); err != nil {
+		t.Fatal(err)
+	}
+	if more, _, _ := requests(t, ds); len(more) != len(again) {
+		t.Fatalf("the unchanged inventory was sent again (%d enrolments, was %d)", len(more), len(again))
 	}
 
 	// Decommissioned later: the server refuses the signed update check,

@@ -113,6 +113,10 @@ type State struct {
 	// reference time of that check (see referenceTime), so it never moves
 	// back when the clock does.
 	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// FullRefresh is the last full check of a managed device that found
+	// nothing to install, for its conditional checks (quick.go); nil when
+	// the next check must be a full one.
+	FullRefresh *FullRefresh `json:"full_refresh,omitempty"`
 	// Offered lists the versions offered at the last successful refresh,
 	// highest first.
 	Offered []string `json:"offered,omitempty"`

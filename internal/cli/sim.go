@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/cmdline"
 	"github.com/uptrust/uptrust/internal/fleetsim"
 	"github.com/uptrust/uptrust/internal/project"
@@ -25,12 +26,13 @@ func cmdSim(env Env) *cmdline.Command {
 		Long: `Every device has its own Ed25519 key and signs every request, enrols with the
 enrolment token of --token-file, verifies both repositories with TUF, downloads
 and hashes the release into an in-memory slot, and sends the outcome as a signed
-event (failed for a --fail-ratio share of the devices). A check whose root probe
-and timestamps are byte for byte those verified at the device's last check
-(which found nothing to install) ends there, as go-tuf would download nothing
-more: the server sees the agent's requests, the simulator spares the CPU of
-verifying the same bytes again; --full-verify runs TUF's whole workflow at
-every check. After the enrolment of
+event (failed for a --fail-ratio share of the devices). The devices check as
+the managed agent does: after a full check that found nothing to install, a
+check is one conditional request of the device's own fleet timestamp, and a
+304 Not Modified ends it, until a full refresh is due (every
+--full-check-every, before trusted metadata expires, or when something is
+pending); a device whose inventory changed after an update enrols again with
+it. --full-verify runs TUF's whole workflow at every check. After the enrolment of
 all devices, each checks every --interval (± --jitter). The run ends after
 --duration, after --checks checks per device, or on Ctrl-C, and prints the
 summary: devices enrolled and accepted, checks per second, p50/p99 of a check,
@@ -59,7 +61,8 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 			conc := fs.Int("concurrency", 64, "checks in flight at once")
 			conns := fs.Int("conns", 0, "HTTP connections kept open to the server (default: --concurrency)")
 			cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the polling (not of the enrolment) to `file`")
-			full := fs.Bool("full-verify", false, "run TUF's whole client workflow at every check, as the agent does (default: only when the root probe or a timestamp changed)")
+			full := fs.Bool("full-verify", false, "run TUF's whole client workflow at every check (default: the managed agent's conditional checks)")
+			fullEvery := fs.Duration("full-check-every", agent.DefaultFullCheckEvery, "the agent's full_check_every: the longest time between two full checks of a device")
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, pos []string) error {
 				if len(pos) != 0 {
@@ -67,6 +70,9 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 				}
 				if *server == "" || *product == "" {
 					return usagef("sim: --server and --product are required")
+				}
+				if *fullEvery <= 0 {
+					return usagef("sim: --full-check-every %v: want a positive duration", *fullEvery)
 				}
 				token := ""
 				if *tokenFile != "" {
@@ -113,7 +119,7 @@ project's device roots under --dir (device/release-root.json, device/fleet-root.
 						}
 					}
 				}
-				sum, err := fleetsim.Run(ctx, fleetsim.Options{Polling: polling, FullVerify: *full, Server: *server, Product: *product, Hardware: *hardware,
+				sum, err := fleetsim.Run(ctx, fleetsim.Options{Polling: polling, FullVerify: *full, FullCheckEvery: *fullEvery, Server: *server, Product: *product, Hardware: *hardware,
 					Version: *version, SecurityVersion: *sv, Token: token, ReleaseRoot: roots[0], FleetRoot: roots[1],
 					Devices: *n, Interval: *interval, Jitter: *jitter, FailRatio: *failRatio, Duration: *duration,
 					Checks: *checks, Rounds: *rounds, Concurrency: *conc, Conns: *conns, Progress: progress})

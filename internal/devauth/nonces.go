@@ -51,27 +51,31 @@ func (b ByMethod) Use(ctx context.Context, n Nonce, now time.Time) error {
 	return b.Unsafe.Use(ctx, n, now)
 }
 
-// DefaultNonceCapacity is MemoryNonces' default bound: enough for about
-// 3,500 requests/s with the default 5-minute skew (a nonce lives at most
-// 2×Skew: created may be Skew ahead of the server's clock).
-const DefaultNonceCapacity = 1 << 21
+// DefaultNonceCapacity is MemoryNonces' default bound: 20 million
+// nonces, enough for about 33,000 signed requests/s with the default
+// 5-minute skew (a nonce lives at most 2×Skew: created may be Skew ahead
+// of the server's clock), at about 23 bytes a nonce measured over a full
+// window (TestMemoryNoncesBytes: Go map slots of 8 bytes, growth
+// doubling), so about 460 MB when full; memory is taken as nonces arrive,
+// not up front, and handed back as buckets are dropped.
+const DefaultNonceCapacity = 20_000_000
 
 const (
 	nonceShards = 16
-	// sweepEvery is how often a shard drops expired nonces when not full.
-	sweepEvery = 10 * time.Second
-	// fullSweepEvery bounds the sweeps of a full shard, so that a store
-	// full of live nonces does not scan itself on every request.
-	fullSweepEvery = time.Second
+	// bucketWidth is the span of Until times one bucket holds: a bucket is
+	// dropped whole once its end is past, so a nonce may be remembered
+	// (and its reuse refused) up to bucketWidth after its Until.
+	bucketWidth = int64(30 * time.Second)
 )
 
 // MemoryNonces is a NonceStore in this process's memory, bounded to a
 // capacity: when a shard is full of live nonces it refuses (ErrNoncesFull)
 // rather than forgetting one. It keeps a 64-bit keyed hash of (keyid,
-// nonce) and the Until time, about 20 bytes a nonce; the hash's key is
-// random per process, so no one can aim a collision, and an accidental
-// one (a genuine request refused as a replay) has a chance of about
-// live/2^64 per request. Safe for concurrent use.
+// nonce) in a set per 30-second span of Until (bucketWidth), per shard;
+// sets are dropped whole once their span is past, so nothing is ever
+// scanned. The hash's key is random per process, so no one can aim a
+// collision, and an accidental one (a genuine request refused as a replay)
+// has a chance of about live/2^64 per request. Safe for concurrent use.
 type MemoryNonces struct {
 	seed     maphash.Seed
 	perShard int
@@ -79,9 +83,17 @@ type MemoryNonces struct {
 }
 
 type nonceShard struct {
-	mu        sync.Mutex
-	until     map[uint64]int64 // hash → Until in Unix nanoseconds
-	nextSweep int64
+	mu sync.Mutex
+	// buckets are ordered by end; n counts their nonces.
+	buckets []nonceBucket
+	n       int
+	_       [40]byte // keeps shards on separate cache lines
+}
+
+// nonceBucket holds the nonces whose Until is in (end-bucketWidth, end].
+type nonceBucket struct {
+	end int64
+	set map[uint64]struct{}
 }
 
 // NewMemoryNonces returns a MemoryNonces holding at most capacity live
@@ -90,14 +102,11 @@ func NewMemoryNonces(capacity int) *MemoryNonces {
 	if capacity <= 0 {
 		capacity = DefaultNonceCapacity
 	}
-	m := &MemoryNonces{seed: maphash.MakeSeed(), perShard: (capacity + nonceShards - 1) / nonceShards}
-	for i := range m.shards {
-		m.shards[i].until = make(map[uint64]int64)
-	}
-	return m
+	return &MemoryNonces{seed: maphash.MakeSeed(), perShard: (capacity + nonceShards - 1) / nonceShards}
 }
 
-// Use implements NonceStore.
+// Use implements NonceStore. A nonce is refused as replayed while the
+// bucket holding it lives: until its Until, and at most bucketWidth more.
 func (m *MemoryNonces) Use(_ context.Context, n Nonce, now time.Time) error {
 	var h maphash.Hash
 	h.SetSeed(m.seed)
@@ -107,47 +116,54 @@ func (m *MemoryNonces) Use(_ context.Context, n Nonce, now time.Time) error {
 	k := h.Sum64()
 	s := &m.shards[k>>60] // nonceShards == 16: the top 4 bits
 	t := now.UnixNano()
+	u := n.Until.UnixNano()
+	end := u - u%bucketWidth
+	if end < u {
+		end += bucketWidth
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u, ok := s.until[k]; ok && u >= t {
-		return refuse(ErrReplayed, fmt.Sprintf("nonce %q of key %q already used", n.Value, n.KeyID))
+	// Drop the buckets whose every nonce is past its Until.
+	drop := 0
+	for drop < len(s.buckets) && s.buckets[drop].end < t {
+		s.n -= len(s.buckets[drop].set)
+		drop++
 	}
-	if t >= s.nextSweep {
-		s.sweep(t)
-		s.nextSweep = t + int64(sweepEvery)
+	if drop > 0 {
+		s.buckets = append(s.buckets[:0], s.buckets[drop:]...)
 	}
-	if len(s.until) >= m.perShard {
-		if t+int64(sweepEvery-fullSweepEvery) >= s.nextSweep {
-			s.sweep(t)
-			s.nextSweep = t + int64(sweepEvery)
-		}
-		if len(s.until) >= m.perShard {
-			return refuse(ErrNoncesFull, fmt.Sprintf("%d live nonces in a shard", len(s.until)))
+	for i := range s.buckets {
+		if _, ok := s.buckets[i].set[k]; ok {
+			return refuse(ErrReplayed, fmt.Sprintf("nonce %q of key %q already used", n.Value, n.KeyID))
 		}
 	}
-	s.until[k] = n.Until.UnixNano()
+	if s.n >= m.perShard {
+		return refuse(ErrNoncesFull, fmt.Sprintf("%d live nonces in a shard", s.n))
+	}
+	i := len(s.buckets)
+	for i > 0 && s.buckets[i-1].end >= end {
+		i--
+	}
+	if i == len(s.buckets) || s.buckets[i].end != end {
+		s.buckets = append(s.buckets, nonceBucket{})
+		copy(s.buckets[i+1:], s.buckets[i:])
+		s.buckets[i] = nonceBucket{end: end, set: make(map[uint64]struct{})}
+	}
+	s.buckets[i].set[k] = struct{}{}
+	s.n++
 	return nil
 }
 
-// Len returns the number of nonces held, expired ones not yet swept
+// Len returns the number of nonces held, those of buckets not yet dropped
 // included.
 func (m *MemoryNonces) Len() int {
 	n := 0
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.until)
+		n += s.n
 		s.mu.Unlock()
 	}
 	return n
-}
-
-// sweep drops the nonces whose Until is before t. The caller holds s.mu.
-func (s *nonceShard) sweep(t int64) {
-	for k, u := range s.until {
-		if u < t {
-			delete(s.until, k)
-		}
-	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,12 +31,13 @@ func TestMemoryNoncesExpiry(t *testing.T) {
 		t.Errorf("same nonce, other key: %v", err)
 	}
 	// Past Until the nonce may be forgotten (Verify refuses such a request
-	// as too old before asking).
-	if err := m.Use(ctx, n, t0.Add(DefaultSkew+time.Nanosecond)); err != nil {
-		t.Errorf("use past Until: %v", err)
+	// as too old before asking); its bucket is dropped at most bucketWidth
+	// later.
+	if err := m.Use(ctx, n, t0.Add(DefaultSkew+time.Duration(bucketWidth)+time.Nanosecond)); err != nil {
+		t.Errorf("use past Until and its bucket: %v", err)
 	}
-	// Sweeps drop expired nonces: 10,000 nonces living 1 s each, one every
-	// 100 ms, leave about (1 s + sweepEvery) / 100 ms of them held.
+	// Buckets past their end are dropped: 10,000 nonces living 1 s each,
+	// one every 100 ms, leave at most (1 s + bucketWidth) / 100 ms held.
 	m = NewMemoryNonces(0)
 	for i := range 10000 {
 		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
@@ -43,8 +46,8 @@ func TestMemoryNoncesExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := m.Len(); got > 200 {
-		t.Errorf("%d nonces held after 10,000 short-lived ones, want about 110", got)
+	if got, most := m.Len(), int((time.Second+time.Duration(bucketWidth))/(100*time.Millisecond))+1; got == 0 || got > most {
+		t.Errorf("%d nonces held after 10,000 short-lived ones, want 1 to %d", got, most)
 	}
 }
 
@@ -86,6 +89,52 @@ func TestMemoryNoncesFull(t *testing.T) {
 	if !refusedAll {
 		t.Error("a full store accepted a nonce again")
 	}
+}
+
+// A replay with another Until (another created) is refused too: every
+// live bucket is looked at.
+func TestMemoryNoncesOtherUntil(t *testing.T) {
+	m := NewMemoryNonces(0)
+	n := nonceAt("k", "nonce-0123456789abc", t0)
+	if err := m.Use(t.Context(), n, t0); err != nil {
+		t.Fatal(err)
+	}
+	n2 := nonceAt("k", n.Value, t0.Add(2*time.Minute))
+	if err := m.Use(t.Context(), n2, t0.Add(time.Minute)); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("same nonce, later created: %v, want ErrReplayed", err)
+	}
+}
+
+// TestMemoryNoncesBytes measures the memory a held nonce costs (reported,
+// and bounded so that DefaultNonceCapacity's statement holds).
+func TestMemoryNoncesBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the memory measurement (1M nonces)")
+	}
+	const count = 1 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := NewMemoryNonces(count + count/8) // room for the shards' imbalance
+	// 10 minutes of requests at count/600 s: every bucket of a full window.
+	for i := range count {
+		at := t0.Add(time.Duration(i) * (600 * time.Second / count))
+		n := Nonce{KeyID: "k", Value: strconv.Itoa(i), Created: at, Until: at.Add(2 * DefaultSkew)}
+		if err := m.Use(t.Context(), n, at); err != nil {
+			t.Fatalf("nonce %d: %v", i, err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if m.Len() != count {
+		t.Fatalf("%d held, want %d", m.Len(), count)
+	}
+	per := float64(after.HeapAlloc-before.HeapAlloc) / count
+	t.Logf("%.1f bytes a nonce (%d nonces, %d buckets a shard)", per, count, len(m.shards[0].buckets))
+	if per > 32 {
+		t.Errorf("%.1f bytes a nonce, want at most 32 (DefaultNonceCapacity's doc says about 23)", per)
+	}
+	runtime.KeepAlive(m)
 }
 
 // Of concurrent uses of one nonce, exactly one succeeds.

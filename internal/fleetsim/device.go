@@ -22,6 +22,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/multirepo"
 
+	"github.com/uptrust/uptrust/internal/agent"
 	"github.com/uptrust/uptrust/internal/agent/payload"
 	"github.com/uptrust/uptrust/internal/devauth"
 	"github.com/uptrust/uptrust/internal/deviceapi"
@@ -54,9 +55,16 @@ type device struct {
 	fields  []string     // declared inventory fields, from GET state
 	checks  int
 	stopped bool
-	// settled: the last check was a full one that found nothing to
-	// install (see quick).
+	// settled: the last full check found nothing to install; full is
+	// then what it verified, for the agent's conditional check
+	// (agent.ConditionalAllowed), zero otherwise.
 	settled bool
+	full    agent.FullRefresh
+	// sentInv is the inventory the server has (inventoryKey), sent with
+	// the last enrolment.
+	sentInv string
+	// reenrolled: the last check enrolled again (reenrol).
+	reenrolled bool
 }
 
 // memSlot is the device's A/B pair in memory: of each slot only the
@@ -105,6 +113,11 @@ var errTooLong = errors.New("fleetsim: answer longer than allowed")
 // do sends one request signed with d's key (a fresh nonce, redirects
 // signed anew) and returns the body of a status in ok, at most max bytes.
 func (s *Sim) do(ctx context.Context, d *device, method, urlPath string, body []byte, max int64, ok ...int) ([]byte, error) {
+	return s.doHeader(ctx, d, method, urlPath, body, max, "", ok...)
+}
+
+// doHeader is do with an If-None-Match of inm when not "".
+func (s *Sim) doHeader(ctx context.Context, d *device, method, urlPath string, body []byte, max int64, inm string, ok ...int) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -118,6 +131,9 @@ func (s *Sim) do(ctx context.Context, d *device, method, urlPath string, body []
 		return nil, fmt.Errorf("fleetsim: %s %s: %w", method, urlPath, err)
 	}
 	req.Header.Set("User-Agent", "uptrust-sim")
+	if inm != "" {
+		req.Header.Set("If-None-Match", inm)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -204,7 +220,34 @@ func (s *Sim) postEnrol(ctx context.Context, d *device, inv map[string]string) e
 	if err != nil {
 		return err
 	}
+	d.sentInv = inventoryKey(inv)
 	return d.record(b)
+}
+
+// inventoryKey is inv as one comparable string.
+func inventoryKey(inv map[string]string) string {
+	keys := make([]string, 0, len(inv))
+	for k := range inv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + inv[k] + "\n")
+	}
+	return b.String()
+}
+
+// reenrol repeats the enrolment when the declared inventory changed since
+// the server last had it (after an update), as the agent does: once, the
+// next check tries again if it fails.
+func (s *Sim) reenrol(ctx context.Context, d *device) error {
+	inv := d.inventory()
+	if len(d.fields) == 0 || inventoryKey(inv) == d.sentInv {
+		return nil
+	}
+	d.reenrolled = true
+	return s.postEnrol(ctx, d, inv)
 }
 
 func (s *Sim) readState(ctx context.Context, d *device) error {
@@ -291,12 +334,21 @@ const (
 // it into the inactive slot; decide its outcome (failRatio); send the
 // outcome as a signed event.
 func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
-	same, pre, err := s.quick(ctx, d, time.Now())
-	if err != nil || same {
-		return outcomeNone, err
+	now := time.Now()
+	if !s.fullVerify {
+		full := &d.full
+		if !d.settled {
+			full = nil
+		}
+		if ok, _ := agent.ConditionalAllowed(full, false, now, s.fullEvery); ok {
+			same, err := s.conditional(ctx, d)
+			if err != nil || same {
+				return outcomeNone, err
+			}
+		}
 	}
-	d.settled = false
-	m, fetchers, us, err := s.refresh(ctx, d, pre)
+	d.settled, d.full = false, agent.FullRefresh{}
+	m, fetchers, us, err := s.refresh(ctx, d)
 	if err != nil {
 		return outcomeNone, err
 	}
@@ -315,8 +367,8 @@ func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
 	}
 	s.stats.verified.Add(1)
 	if target == "" {
-		d.settled = true
-		return outcomeNone, nil
+		d.settle(now)
+		return outcomeNone, s.reenrol(ctx, d)
 	}
 	m2, _ := release.ManifestFromCustom(rel.Custom)
 	ev := map[string]any{"kind": "succeeded", "version": m2.Version}
@@ -331,13 +383,29 @@ func (s *Sim) check(ctx context.Context, d *device) (outcome, error) {
 		d.version, d.secVer = m2.Version, max(d.secVer, m2.SecurityVersion)
 		// The highest offered release now runs: the same metadata would
 		// decide nothing at the next check.
-		d.settled = top
+		if top {
+			d.settle(now)
+		}
 	}
 	body, _ := json.Marshal(ev)
 	if _, err := s.do(ctx, d, http.MethodPost, deviceapi.DevicePrefix+"events", body, maxDeviceAnswer, http.StatusCreated, http.StatusOK); err != nil {
 		return out, fmt.Errorf("fleetsim: event %s: %w", ev["kind"], err)
 	}
+	if err := s.reenrol(ctx, d); err != nil {
+		return out, fmt.Errorf("fleetsim: enrolling again with the new inventory: %w", err)
+	}
 	return out, nil
+}
+
+// settle records that d's full check at now leaves nothing to install:
+// the next checks may be conditional (agent.ConditionalAllowed).
+func (d *device) settle(now time.Time) {
+	exp := d.repos[0].expires
+	if e := d.repos[1].expires; e.Before(exp) {
+		exp = e
+	}
+	d.settled = true
+	d.full = agent.FullRefresh{At: now, Expires: exp, Validator: agent.TimestampValidator([]byte(d.repos[1].ts.Value()))}
 }
 
 // fails decides, the same way for a device and a version every time,

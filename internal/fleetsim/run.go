@@ -17,6 +17,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"crypto/ed25519"
@@ -78,12 +79,15 @@ type Options struct {
 	// Concurrency is how many checks run at once (default 64); Conns the
 	// HTTP connections kept open to the server (default Concurrency).
 	Concurrency, Conns int
-	// FullVerify runs go-tuf's whole client workflow at every check, as
-	// the agent does. Without it a check whose root probe and timestamps
-	// are byte for byte those verified at the device's last check, which
-	// found nothing to install, ends after those requests (see quick): the
-	// server sees the same requests, the simulator spares the CPU.
+	// FullVerify runs go-tuf's whole client workflow at every check.
+	// Without it the devices check as a managed agent does: after a full
+	// check that found nothing to install, a check is one conditional
+	// request of the device's fleet timestamp, and a 304 ends it, until
+	// the full refresh is due (agent.ConditionalAllowed with FullCheckEvery).
 	FullVerify bool
+	// FullCheckEvery is the agent's full_check_every (default
+	// agent.DefaultFullCheckEvery).
+	FullCheckEvery time.Duration
 	// Progress receives a line per phase; nil for none.
 	Progress io.Writer
 	// Polling, when set, is called when the measured polling starts
@@ -99,6 +103,7 @@ type Sim struct {
 	transport                        *http.Transport
 	failRatio                        float64
 	fullVerify                       bool
+	fullEvery                        time.Duration
 	stats                            stats
 	reqBase                          int64       // requests before the polling
 	round                            *roundStats // set between rounds only
@@ -126,13 +131,16 @@ type Summary struct {
 	CheckP99Ms   float64 `json:"check_p99_ms"`
 	LagP99Ms     float64 `json:"schedule_lag_p99_ms"`
 	// Requests are the signed requests sent while polling.
-	Requests      int64          `json:"requests"`
-	RequestsPerS  float64        `json:"requests_per_second"`
-	Succeeded     int64          `json:"updates_succeeded"`
-	Failed        int64          `json:"updates_failed"`
-	PayloadBytes  int64          `json:"payload_bytes"`
-	Errors        int64          `json:"errors"`
-	ErrorKinds    []ErrorKind    `json:"error_kinds"`
+	Requests     int64       `json:"requests"`
+	RequestsPerS float64     `json:"requests_per_second"`
+	Succeeded    int64       `json:"updates_succeeded"`
+	Failed       int64       `json:"updates_failed"`
+	PayloadBytes int64       `json:"payload_bytes"`
+	Errors       int64       `json:"errors"`
+	ErrorKinds   []ErrorKind `json:"error_kinds"`
+	// CPUSeconds is the simulator's CPU time (user and system) over the
+	// rounds of polling (0 where not measured).
+	CPUSeconds    float64        `json:"cpu_seconds"`
 	RSSBytes      int64          `json:"rss_bytes"`
 	PeakRSSBytes  int64          `json:"peak_rss_bytes"`
 	HeapBytes     uint64         `json:"heap_bytes"`
@@ -199,7 +207,8 @@ func New(o Options) (*Sim, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &Sim{server: server, product: o.Product, hardware: o.Hardware, token: o.Token,
-		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio, fullVerify: o.FullVerify}, nil
+		roots: [2][]byte{o.ReleaseRoot, o.FleetRoot}, repoMap: agent.RepoMap(server), transport: tr, failRatio: o.FailRatio, fullVerify: o.FullVerify,
+		fullEvery: cmp.Or(o.FullCheckEvery, agent.DefaultFullCheckEvery)}, nil
 }
 
 func (o *Options) concurrency() int {
@@ -266,6 +275,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			if devs[i].state == stateAccepted {
 				s.once(ctx, &devs[i], false)
 			}
+			// A device that enrolled again with its new inventory has a
+			// new fleet view (its record changed): its next check is a
+			// full one, made here too, so that polling starts settled.
+			if d := &devs[i]; d.state == stateAccepted && d.reenrolled {
+				d.reenrolled = false
+				s.once(ctx, d, false)
+			}
 		})
 	}
 	sum.EnrolSeconds = time.Since(t0).Seconds()
@@ -283,7 +299,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Polling != nil {
 		o.Polling(true)
 	}
-	t1 := time.Now()
+	t1, cpu1 := time.Now(), cpuTime()
 	s.reqBase = s.stats.requests.Load()
 	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
 		progress(o, "polling every %v (±%.0f %%), round %d of %d", o.Interval, o.Jitter*100, r, rounds)
@@ -306,6 +322,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		sum.Rounds = append(sum.Rounds, rs)
 		progress(o, "round %d: %d checks in %.1f s = %.0f/s, p50 %.1f ms, p99 %.1f ms", r, rs.Checks, secs, rs.ChecksPerSec, rs.CheckP50Ms, rs.CheckP99Ms)
 	}
+	sum.CPUSeconds = (cpuTime() - cpu1).Seconds()
 	if o.Polling != nil {
 		o.Polling(false)
 	}

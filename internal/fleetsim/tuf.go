@@ -23,7 +23,7 @@ import (
 // memory: the newest verified root (when it rotated past the provisioned
 // one) and the versioned metadata documents (N.snapshot.json,
 // N.targets.json, delegated roles) the last successful refresh verified.
-// The timestamp is downloaded at every check, as go-tuf does.
+// The timestamp is downloaded at every full check, as go-tuf does.
 //
 // Documents are unique.Handles: the shared release repository's bytes are
 // held once for all devices and freed when no device holds them any more.
@@ -35,18 +35,10 @@ type repoCache struct {
 	files []cachedFile
 	// ts is the timestamp the last full refresh verified, rootVersion the
 	// trusted root's version then, and expires the earliest expiry of the
-	// trusted root, timestamp, snapshot and targets (see quick).
+	// trusted root, timestamp, snapshot and targets (see device.full).
 	ts          unique.Handle[string]
 	rootVersion int64
 	expires     time.Time
-}
-
-// prefetched is an answer check already has for this refresh: the probe
-// of the next root and the timestamp, which quick fetched.
-type prefetched struct {
-	name   string
-	status int
-	data   []byte
 }
 
 type cachedFile struct {
@@ -72,7 +64,6 @@ type memFetcher struct {
 	got   []cachedFile
 	root  unique.Handle[string] // the newest root downloaded
 	ts    unique.Handle[string] // the timestamp downloaded
-	pre   []prefetched
 }
 
 var _ fetcher.Fetcher = (*memFetcher)(nil)
@@ -81,18 +72,6 @@ var _ fetcher.Fetcher = (*memFetcher)(nil)
 func (f *memFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
 	name := path.Base(urlPath)
 	isRoot := strings.HasSuffix(name, ".root.json")
-	for i, p := range f.pre {
-		if p.name == name {
-			f.pre = append(f.pre[:i:i], f.pre[i+1:]...)
-			if p.status != http.StatusOK {
-				return nil, &metadata.ErrDownloadHTTP{StatusCode: p.status, URL: urlPath}
-			}
-			if name == "timestamp.json" {
-				f.ts = unique.Make(string(p.data))
-			}
-			return p.data, nil
-		}
-	}
 	if name != "timestamp.json" && !isRoot {
 		for _, c := range f.cache.files {
 			if c.name == name {
@@ -105,7 +84,7 @@ func (f *memFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	if err != nil {
 		var se *statusError
 		if errors.As(err, &se) {
-			return nil, &metadata.ErrDownloadHTTP{StatusCode: se.status, URL: urlPath}
+			return nil, &downloadError{http: &metadata.ErrDownloadHTTP{StatusCode: se.status, URL: urlPath}, status: se}
 		}
 		if errors.Is(err, errTooLong) {
 			return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("download failed for %s, longer than %d bytes", urlPath, maxLength)}
@@ -143,45 +122,33 @@ func (f *memFetcher) commit(u *updater.Updater) {
 	f.cache.expires = exp
 }
 
-// quick is the start of every check: it fetches, signed, what go-tuf
-// fetches first from each repository (the next root version, expected to
-// be 404, and the timestamp) and reports whether the check can end there:
-// d settled at its last check (nothing to install), no root rotated, both
-// timestamps are byte for byte the ones the last full refresh verified,
-// and nothing of it has expired. Then go-tuf would download nothing more
-// and reach the same trusted metadata, and the same decision. Otherwise
-// the answers are returned for the full refresh, which verifies them
-// without fetching them again. fullVerify turns the shortcut off (go-tuf
-// runs at every check, as in the agent).
-func (s *Sim) quick(ctx context.Context, d *device, now time.Time) (bool, [2][]prefetched, error) {
-	var pre [2][]prefetched
-	same := d.settled && !s.fullVerify
-	for i, name := range []string{deviceapi.RepoRelease, deviceapi.RepoFleet} {
-		c := &d.repos[i]
-		if c.rootVersion == 0 {
-			return false, pre, nil // never refreshed: go-tuf from the start
-		}
-		base := s.server + deviceapi.RepoBase(name)
-		next := fmt.Sprintf("%d.root.json", c.rootVersion+1)
-		_, err := s.get(ctx, d, deviceapi.MetadataDir(base)+"/"+next, deviceapi.DefaultMaxRootBytes)
-		var se *statusError
-		switch {
-		case errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusForbidden):
-			pre[i] = append(pre[i], prefetched{name: next, status: se.status})
-		case err != nil:
-			return false, pre, &tufError{repo: name, err: err}
-		default:
-			return false, [2][]prefetched{}, nil // a new root: go-tuf fetches it
-		}
-		ts, err := s.get(ctx, d, deviceapi.MetadataDir(base)+"/timestamp.json", deviceapi.DefaultMaxTimestampBytes)
-		if err != nil {
-			return false, pre, &tufError{repo: name, err: err}
-		}
-		pre[i] = append(pre[i], prefetched{name: "timestamp.json", status: http.StatusOK, data: ts})
-		same = same && c.ts == unique.Make(string(ts)) && now.Before(c.expires)
+// conditional sends the agent's conditional request (agent.ConditionalAllowed
+// decided it may): GET of the device's fleet timestamp with the validator
+// of the one it verified last. It says whether the server answered 304.
+func (s *Sim) conditional(ctx context.Context, d *device) (bool, error) {
+	u := s.server + deviceapi.MetadataDir(deviceapi.FleetBase) + "/timestamp.json"
+	_, err := s.doHeader(ctx, d, http.MethodGet, u, nil, deviceapi.DefaultMaxTimestampBytes, d.full.Validator, http.StatusNotModified)
+	if err == nil {
+		return true, nil
 	}
-	return same, pre, nil
+	var se *statusError
+	if errors.As(err, &se) {
+		return false, nil // the full check follows and judges the answer
+	}
+	return false, err
 }
+
+// downloadError is an answer with an unexpected status for go-tuf: it is
+// go-tuf's ErrDownloadHTTP (a 404 of the next root ends the root chain),
+// and says what the server said (the problem code, such as
+// decommissioned).
+type downloadError struct {
+	http   *metadata.ErrDownloadHTTP
+	status *statusError
+}
+
+func (e *downloadError) Error() string   { return e.status.Error() }
+func (e *downloadError) Unwrap() []error { return []error{e.http, e.status} }
 
 // tufError is a failure of one repository's metadata.
 type tufError struct {
@@ -197,7 +164,7 @@ func (e *tufError) Unwrap() error { return e.err }
 // threshold and length checks), exactly as the agent's refresh but with
 // the cache in memory. The fetchers are returned for commit once the
 // whole check succeeded.
-func (s *Sim) refresh(ctx context.Context, d *device, pre [2][]prefetched) (*multirepo.MultiRepoClient, []*memFetcher, []*updater.Updater, error) {
+func (s *Sim) refresh(ctx context.Context, d *device) (*multirepo.MultiRepoClient, []*memFetcher, []*updater.Updater, error) {
 	m := &multirepo.MultiRepoClient{
 		TUFClients: map[string]*updater.Updater{},
 		Config:     &multirepo.MultiRepoConfig{RepoMap: s.repoMap, TrustedRoots: map[string][]byte{}},
@@ -215,7 +182,7 @@ func (s *Sim) refresh(ctx context.Context, d *device, pre [2][]prefetched) (*mul
 		if err != nil {
 			return nil, nil, nil, &tufError{repo: name, err: err}
 		}
-		f := &memFetcher{ctx: ctx, sim: s, dev: d, cache: c, pre: pre[i]}
+		f := &memFetcher{ctx: ctx, sim: s, dev: d, cache: c}
 		cfg.RemoteTargetsURL = deviceapi.TargetsDir(base)
 		cfg.LocalMetadataDir, cfg.LocalTargetsDir = noLocalDir, noLocalDir
 		cfg.DisableLocalCache = true

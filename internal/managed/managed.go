@@ -298,16 +298,15 @@ func (h *Handler) signedDevice(w http.ResponseWriter, r *http.Request) (store.De
 	case err != nil:
 		h.fail(w, err)
 		return d, false
-	}
-	// The record just read is newer than or as new as the cache's: keep
-	// it, so that /repo/ on this replica agrees with what the device is
-	// told here (an accepted device is not refused as pending until the
-	// next poll).
-	h.views.put(d)
-	if d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned {
+	case d.State == store.DeviceRejected || d.State == store.DeviceDecommissioned:
+		h.views.putNewer(d)
 		problem(w, http.StatusForbidden, d.State, "the operator "+d.State+" this device", nil)
 		return d, false
 	}
+	// What the database says now is at least as fresh as the device cache:
+	// a device that learns here of its acceptance is served by /repo/ at
+	// once, not after the next poll.
+	h.views.putNewer(d)
 	return d, true
 }
 

@@ -153,6 +153,36 @@ func (v *views) put(d store.Device) {
 	e.dev.Store(&d)
 }
 
+// putNewer is put unless the cache holds a record of d changed later
+// (d was read before a change the cache already has, such as a
+// decommissioning): a record read from the database never takes the cache
+// back.
+func (v *views) putNewer(d store.Device) {
+	id, ok := keyOf(d)
+	if !ok {
+		return
+	}
+	e := v.lookup(id)
+	if e == nil {
+		v.mu.Lock()
+		if e = v.byKey[id]; e == nil {
+			e = &entry{}
+			v.byKey[id] = e
+		}
+		v.mu.Unlock()
+	}
+	d.Inventory = maps.Clone(d.Inventory)
+	for {
+		cur := e.dev.Load()
+		if cur != nil && cur.Updated.After(d.Updated) {
+			return
+		}
+		if e.dev.CompareAndSwap(cur, &d) {
+			return
+		}
+	}
+}
+
 func (v *views) lookup(keyID string) *entry {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
@@ -464,8 +494,8 @@ func (v *views) recheck(ctx context.Context, e *entry, d *store.Device) *store.D
 	if err != nil {
 		return d
 	}
-	v.put(fresh)
-	return &fresh
+	v.putNewer(fresh)
+	return e.dev.Load()
 }
 
 // refusal answers a device that may not read metadata: pending, rejected

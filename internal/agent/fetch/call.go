@@ -26,6 +26,12 @@ var ErrAnswerTooLong = errors.New("fetch: answer too long")
 // retry: its callers (enrolment) act again at their next check. Only a
 // failure to get an answer is an error.
 func (c *Client) Call(ctx context.Context, method, rawURL string, body []byte, maxLength int64) (*Answer, error) {
+	return c.CallHeader(ctx, method, rawURL, body, maxLength, nil)
+}
+
+// CallHeader is Call with the request header fields hdr added (such as
+// If-None-Match); it cannot replace User-Agent, Accept or Content-Type.
+func (c *Client) CallHeader(ctx context.Context, method, rawURL string, body []byte, maxLength int64, hdr http.Header) (*Answer, error) {
 	if err := c.CheckURL(rawURL); err != nil {
 		return nil, err
 	}
@@ -38,6 +44,11 @@ func (c *Client) Call(ctx context.Context, method, rawURL string, body []byte, m
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %s %s: %w", method, rawURL, err)
+	}
+	for k, vs := range hdr {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set("Accept", "application/json, application/problem+json")
