@@ -48,25 +48,8 @@ die() { echo "bench-managed-checks: $*" >&2; exit 1; }
 for tool in go curl python3; do command -v "$tool" >/dev/null || die "$tool not found"; done
 [[ -d cmd/uptrust ]] || die "run from the repository root"
 
-WORK=$(mktemp -d /tmp/bench-managed.XXXXXX)
-PIDS=()
-cleanup() {
-	set +e
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-	local i
-	for ((i = 0; i < 600; i++)); do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. "$(dirname "$0")/lib/bench.sh"
+bench_workdir /tmp/bench-managed
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
