@@ -63,6 +63,9 @@ type DeviceFilter struct {
 	Product, State string
 	// AfterID selects devices whose ID sorts after it: a cursor.
 	AfterID string
+	// UpdatedSince selects devices whose Updated is at or after it: the
+	// changes a server polls for (package managed).
+	UpdatedSince time.Time
 	// Limit caps how many come back when positive.
 	Limit int
 }

@@ -327,6 +327,9 @@ type Reader interface {
 	// PreauthorizedKeys returns a product's pre-authorised keys (every
 	// product's when product is ""), ordered by creation, then key.
 	PreauthorizedKeys(ctx context.Context, product string) ([]PreauthorizedKey, error)
+	// DeviceCount returns how many devices of product are in state (any
+	// state when state is "").
+	DeviceCount(ctx context.Context, product, state string) (int64, error)
 	// DeviceEvents returns a device's events in Seq order.
 	DeviceEvents(ctx context.Context, device string) ([]DeviceEvent, error)
 	// LatestDeviceEvents returns, for each device of f.Product that has

@@ -113,6 +113,10 @@ func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64,
 	return sqldevice.PurgeEvents(ctx, db{q: s.pool}, before)
 }
 
+func (r reader) DeviceCount(ctx context.Context, product, state string) (int64, error) {
+	return sqldevice.DeviceCount(ctx, db{q: r.q}, product, state)
+}
+
 func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {
 	return sqldevice.LatestDeviceEvents(ctx, db{q: r.q}, f)
 }

@@ -194,6 +194,15 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 	if f.AfterID != "" {
 		add("id > $%d", f.AfterID)
 	}
+	if !f.UpdatedSince.IsZero() {
+		// Stored times are UTC in one fixed-width layout, so they sort
+		// as text.
+		since, err := sqlrow.EncodeTime(f.UpdatedSince)
+		if err != nil {
+			return nil, fmt.Errorf("%s: devices: updated since: %w", db.Name(), err)
+		}
+		add("updated >= $%d", since)
+	}
 	q := `SELECT ` + deviceCols + ` FROM devices`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
@@ -203,6 +212,16 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
 	}
 	return all(ctx, db, "devices", scanDevice, q, args...)
+}
+
+// DeviceCount counts devices; see store.Reader.
+func DeviceCount(ctx context.Context, db DB, product, state string) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, `SELECT count(*) FROM devices WHERE product = $1 AND ($2 = '' OR state = $2)`, product, state).Scan(&n)
+	if err != nil {
+		return 0, db.Err(ctx, "count devices of "+product, err)
+	}
+	return n, nil
 }
 
 // EnrollmentToken reads a token; see store.Reader.

@@ -121,6 +121,10 @@ func (s *Store) purgeDeviceEvents(ctx context.Context, before time.Time) (int64,
 	return sqldevice.PurgeEvents(ctx, db{s.w}, before)
 }
 
+func (r reader) DeviceCount(ctx context.Context, product, state string) (int64, error) {
+	return sqldevice.DeviceCount(ctx, db{r.q}, product, state)
+}
+
 func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {
 	return sqldevice.LatestDeviceEvents(ctx, db{r.q}, f)
 }
