@@ -31,9 +31,9 @@ import (
 //   - the product's groups and tags when some rollout's filter looks at
 //     them and the store generation moved (labels change through
 //     store.Update, which bumps it);
-//   - the rollout's events at or after the previous read's start minus
-//     countOverlap (store.LatestDeviceEvents with that Since), merged by
-//     the per-device Seq: the latest event overall is the one with the
+//   - the product's events received at or after the previous read's
+//     start minus countOverlap (store.DeviceEventsSince), merged by the
+//     per-device Seq: the latest event overall is the one with the
 //     highest Seq;
 //   - the product's rollouts (a handful of rows) at every count: when
 //     their ids, phases or filters change, every device's owner is
@@ -325,15 +325,22 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-// refreshEvents brings m's latest events up to date (p.counts.mu held).
+// refreshEvents brings m's latest events up to date (p.counts.mu held):
+// in full (store.LatestDeviceEvents since m was created) the first time,
+// then by the product's events received since the previous read minus
+// countOverlap (store.DeviceEventsSince, by device_events_by_time),
+// keeping per device the highest Seq of m's version at or after m's
+// creation.
 func (p *Project) refreshEvents(ctx context.Context, ft *fleetTally, m ManagedRollout) (*rolloutTally, error) {
 	now := p.Clock.Now()
 	rt := ft.rollouts[m.ID]
-	since := m.Created
-	if rt != nil && rt.cursor.Add(-countOverlap).After(since) {
-		since = rt.cursor.Add(-countOverlap)
+	var evs []store.DeviceEvent
+	var err error
+	if rt == nil {
+		evs, err = p.Store.LatestDeviceEvents(ctx, store.OutcomeFilter{Product: m.Product, Version: m.Version, Since: m.Created})
+	} else {
+		evs, err = p.Store.DeviceEventsSince(ctx, m.Product, rt.cursor.Add(-countOverlap))
 	}
-	evs, err := p.Store.LatestDeviceEvents(ctx, store.OutcomeFilter{Product: m.Product, Version: m.Version, Since: since})
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +349,9 @@ func (p *Project) refreshEvents(ctx context.Context, ft *fleetTally, m ManagedRo
 		ft.rollouts[m.ID] = rt
 	}
 	for _, e := range evs {
+		if e.Version != m.Version || e.Time.Before(m.Created) {
+			continue
+		}
 		if cur, ok := rt.latest[e.Device]; !ok || e.Seq > cur.seq {
 			rt.latest[e.Device] = latestEvent{seq: e.Seq, kind: e.Kind}
 		}
