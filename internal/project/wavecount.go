@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,9 +19,10 @@ import (
 // and their latest events each time (1.5 s at 100,000 devices). The
 // counter below keeps, per product and in memory, what counting needs —
 // each accepted device's selection facts, the rollout that owns it and
-// its wave bucket there, and per rollout each device's latest event for
-// its version — and brings it up to date at each count by reading only
-// what changed since the previous count:
+// its wave bucket there, per rollout each device's latest event for its
+// version, and the counts per wave themselves, moved device by device as
+// devices change (fleetTally.place) — and brings it up to date at each
+// count by reading only what changed since the previous count:
 //
 //   - devices whose Updated is at or after the previous read's start
 //     minus countOverlap (enrolment, acceptance, decommissioning, an
@@ -92,26 +94,83 @@ type fleetTally struct {
 	labels   bool
 	labelGen int64
 	devices  map[string]*tallyDevice
-	// claims is the key of the rollouts the owners were computed for.
+	// claims is the key of the rollouts the owners were computed for;
+	// plans are those rollouts' plans.
 	claims   string
+	plans    map[string]rollout.Plan
 	rollouts map[string]*rolloutTally
 }
 
 // tallyDevice is one accepted device. When stale is false, owner is the
 // rollout owning it under fleetTally.claims ("" for none) and bucket its
-// rollout.WaveBucket there.
+// rollout.WaveBucket there. The device is counted in wave inWave of
+// rollout inRollout ("" for none) with the kind of event inKind (see
+// fleetTally.place).
 type tallyDevice struct {
 	facts  rollout.Facts
 	owner  string
 	bucket int
 	stale  bool
+
+	inRollout, inKind string
+	inWave            int
 }
 
 // rolloutTally holds each device's latest event for the rollout's
-// version since it was created, as read up to cursor.
+// version since it was created, as read up to cursor, and the counts per
+// wave of the devices placed in it.
 type rolloutTally struct {
 	cursor time.Time
 	latest map[string]latestEvent
+	counts []rollout.Counts
+}
+
+// add adds n devices with the latest event kind to wave w.
+func (rt *rolloutTally) add(w int, kind string, n int) {
+	c := &rt.counts[w]
+	c.Members += n
+	switch kind {
+	case store.EventSucceeded:
+		c.Succeeded += n
+	case store.EventFailed:
+		c.Failed += n
+	case store.EventRolledBack:
+		c.RolledBack += n
+	case store.EventSkipped:
+		c.Skipped += n
+	case store.EventOffered, store.EventDownloading, store.EventInstalling, store.EventRebooting:
+		c.Offered += n
+	}
+}
+
+// place moves device id's contribution to the counts where it belongs
+// now: the wave of its owner, when the owner's events are tallied, with
+// its latest event there. Every change of a device's owner, bucket or
+// latest event is followed by a place, so each rollout's counts are the
+// sum over the devices placed in it.
+func (ft *fleetTally) place(id string, d *tallyDevice) {
+	r, w, k := "", 0, ""
+	if rt := ft.rollouts[d.owner]; d.owner != "" && rt != nil {
+		if wave := ft.plans[d.owner].WaveOf(d.bucket); wave >= 0 && wave < len(rt.counts) {
+			r, w, k = d.owner, wave, rt.latest[id].kind
+		}
+	}
+	if r == d.inRollout && w == d.inWave && k == d.inKind {
+		return
+	}
+	ft.unplace(d)
+	if r != "" {
+		ft.rollouts[r].add(w, k, 1)
+	}
+	d.inRollout, d.inWave, d.inKind = r, w, k
+}
+
+// unplace removes device d's contribution from the counts.
+func (ft *fleetTally) unplace(d *tallyDevice) {
+	if d.inRollout != "" {
+		ft.rollouts[d.inRollout].add(d.inWave, d.inKind, -1)
+	}
+	d.inRollout, d.inWave, d.inKind = "", 0, ""
 }
 
 type latestEvent struct {
@@ -165,34 +224,10 @@ func (p *Project) waveCounts(ctx context.Context, m ManagedRollout) ([]rollout.C
 	}
 	rt, err := p.refreshEvents(ctx, ft, m)
 	if err != nil {
-		delete(ft.rollouts, m.ID)
+		c.products[m.Product] = nil
 		return fail(err)
 	}
-	counts := make([]rollout.Counts, len(m.Plan.Waves))
-	for id, d := range ft.devices {
-		if d.owner != m.ID {
-			continue
-		}
-		k := m.Plan.WaveOf(d.bucket)
-		if k < 0 {
-			continue
-		}
-		w := &counts[k]
-		w.Members++
-		switch rt.latest[id].kind {
-		case store.EventSucceeded:
-			w.Succeeded++
-		case store.EventFailed:
-			w.Failed++
-		case store.EventRolledBack:
-			w.RolledBack++
-		case store.EventSkipped:
-			w.Skipped++
-		case store.EventOffered, store.EventDownloading, store.EventInstalling, store.EventRebooting:
-			w.Offered++
-		}
-	}
-	return counts, nil
+	return slices.Clone(rt.counts), nil
 }
 
 // refreshFleet brings the product's tally up to date (p.counts.mu held)
@@ -214,9 +249,9 @@ func (p *Project) refreshFleet(ctx context.Context, product string, all []Manage
 		}
 		for _, d := range ds {
 			if d.State != store.DeviceAccepted {
-				delete(ft.devices, d.ID)
-				for _, rt := range ft.rollouts {
-					delete(rt.latest, d.ID)
+				if td := ft.devices[d.ID]; td != nil {
+					ft.unplace(td)
+					delete(ft.devices, d.ID)
 				}
 				continue
 			}
@@ -255,6 +290,10 @@ func (p *Project) refreshFleet(ctx context.Context, product string, all []Manage
 	key := claimsKey(all)
 	everyone := key != ft.claims
 	ft.claims = key
+	ft.plans = make(map[string]rollout.Plan, len(all))
+	for _, r := range all {
+		ft.plans[r.ID] = r.Plan
+	}
 	claims := make([]rollout.Claim, len(all))
 	for i, r := range all {
 		claims[i] = rollout.Claim{ID: r.ID, Seq: r.Seq, Phase: r.State.Phase}
@@ -274,6 +313,7 @@ func (p *Project) refreshFleet(ctx context.Context, product string, all []Manage
 			}
 		}
 		d.stale = false
+		ft.place(id, d)
 	}
 	return ft, nil
 }
@@ -344,8 +384,9 @@ func (p *Project) refreshEvents(ctx context.Context, ft *fleetTally, m ManagedRo
 	if err != nil {
 		return nil, err
 	}
-	if rt == nil {
-		rt = &rolloutTally{latest: make(map[string]latestEvent, len(evs))}
+	first := rt == nil
+	if first {
+		rt = &rolloutTally{latest: make(map[string]latestEvent, len(evs)), counts: make([]rollout.Counts, len(m.Plan.Waves))}
 		ft.rollouts[m.ID] = rt
 	}
 	for _, e := range evs {
@@ -354,6 +395,16 @@ func (p *Project) refreshEvents(ctx context.Context, ft *fleetTally, m ManagedRo
 		}
 		if cur, ok := rt.latest[e.Device]; !ok || e.Seq > cur.seq {
 			rt.latest[e.Device] = latestEvent{seq: e.Seq, kind: e.Kind}
+			if d := ft.devices[e.Device]; d != nil && !first {
+				ft.place(e.Device, d)
+			}
+		}
+	}
+	if first { // place the devices m owns
+		for id, d := range ft.devices {
+			if d.owner == m.ID {
+				ft.place(id, d)
+			}
 		}
 	}
 	rt.cursor = now
