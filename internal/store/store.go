@@ -338,8 +338,8 @@ type Reader interface {
 	// rollout's devices by their latest state.
 	LatestDeviceEvents(ctx context.Context, f OutcomeFilter) ([]DeviceEvent, error)
 	// DeviceEventsSince returns the events of product's devices received
-	// at or after since, every version, ordered by device, then Seq: what
-	// changed since an incremental count's previous read.
+	// at or after since, every version, ordered by Time, device, then Seq:
+	// what changed since an incremental count's previous read.
 	DeviceEventsSince(ctx context.Context, product string, since time.Time) ([]DeviceEvent, error)
 
 	// ManagedRollout returns the managed rollout id; ErrNotFound when

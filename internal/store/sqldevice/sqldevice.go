@@ -216,8 +216,12 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 
 // DeviceCount counts devices; see store.Reader.
 func DeviceCount(ctx context.Context, db DB, product, state string) (int64, error) {
+	q, args := `SELECT count(*) FROM devices WHERE product = $1`, []any{product}
+	if state != "" {
+		q, args = q+` AND state = $2`, append(args, state) // devices_by_product (product, state, id) then
+	}
 	var n int64
-	err := db.QueryRow(ctx, `SELECT count(*) FROM devices WHERE product = $1 AND ($2 = '' OR state = $2)`, product, state).Scan(&n)
+	err := db.QueryRow(ctx, q, args...).Scan(&n)
 	if err != nil {
 		return 0, db.Err(ctx, "count devices of "+product, err)
 	}

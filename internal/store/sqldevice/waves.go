@@ -117,7 +117,7 @@ func DeviceEventsSince(ctx context.Context, db DB, product string, since time.Ti
 	return all(ctx, db, "device events since", scanEvent, `SELECT `+strings.Join(cols, ", ")+`
 		FROM device_events e CROSS JOIN devices d
 		WHERE d.id = e.device AND e.time >= $1 AND d.product = $2
-		ORDER BY e.device, e.seq`, s, product)
+		ORDER BY e.time, e.device, e.seq`, s, product)
 }
 
 func jsonObject(b []byte) bool {
