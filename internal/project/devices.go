@@ -738,6 +738,5 @@ func (p *Project) EraseDevice(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("project: erase device %s: %w", id, err)
 	}
-	p.counts.invalidate() // nothing of the device stays in the rollouts' counts
 	return nil
 }

@@ -26,10 +26,13 @@ import (
 //
 //   - devices whose Updated is at or after the previous read's start
 //     minus countOverlap (enrolment, acceptance, decommissioning, an
-//     inventory report and a mode change all set Updated), and the
-//     number of accepted devices of the product: the cache after the
-//     delta holds every accepted device, so a smaller number means a
-//     device was erased, and anything but equality reloads in full;
+//     inventory report and a mode change all set Updated);
+//   - the audit entries of erasures (ActionDeviceErase, written in the
+//     erasure's transaction, by any replica) after the last one seen;
+//   - at most every countVerify, the number of accepted devices of the
+//     product, as a check (it costs a pass over an index): the cache
+//     after the deltas holds every accepted device, so anything but
+//     equality (a write the overlap missed) reloads in full;
 //   - the product's groups and tags when some rollout's filter looks at
 //     them and the store generation moved (labels change through
 //     store.Update, which bumps it);
@@ -59,7 +62,8 @@ import (
 // committed more than countOverlap after its own timestamp (clocks of
 // replicas further apart than that), events purged by the retention of
 // another replica — is corrected by a full reload at least every
-// countResync; a purge or an erase through this Project reloads at once.
+// countResync; a purge of device events through this Project reloads at
+// once.
 // The first count after a start or a lease change reads everything once.
 
 const (
@@ -70,6 +74,8 @@ const (
 	// countResync bounds how long a product's counts are kept by deltas
 	// alone before a full reload.
 	countResync = 10 * time.Minute
+	// countVerify is how often the number of accepted devices is checked.
+	countVerify = time.Minute
 )
 
 // waveCounter is the per-product cache of the counts; its zero value is
@@ -77,8 +83,8 @@ const (
 type waveCounter struct {
 	mu       sync.Mutex
 	products map[string]*fleetTally
-	// epoch changes when something this Project did (an erase, a purge of
-	// device events) calls for full reloads.
+	// epoch changes when something this Project did (a purge of device
+	// events) calls for full reloads.
 	epoch int64
 	// reloads counts full reloads of a product (for tests and profiling).
 	reloads int64
@@ -86,9 +92,12 @@ type waveCounter struct {
 
 // fleetTally is what counting needs of one product's accepted devices.
 type fleetTally struct {
-	epoch  int64
-	loaded time.Time // start of the last full load
-	cursor time.Time // start of the last read of devices
+	epoch    int64
+	loaded   time.Time // start of the last full load
+	cursor   time.Time // start of the last read of devices
+	verified time.Time // start of the last check of the number of devices
+	// eraseSeq is the audit Seq of the last erasure seen.
+	eraseSeq int64
 	// labels: the facts hold groups and tags, read at store generation
 	// labelGen.
 	labels   bool
@@ -262,16 +271,40 @@ func (p *Project) refreshFleet(ctx context.Context, product string, all []Manage
 			}
 			td.facts.Inventory, td.stale = d.Inventory, true
 		}
-		n, err := p.Store.DeviceCount(ctx, product, store.DeviceAccepted)
+		es, err := p.Store.AuditQuery(ctx, store.AuditFilter{Action: ActionDeviceErase, Outcome: store.OutcomeOK, AfterSeq: ft.eraseSeq})
 		if err != nil {
 			return nil, err
 		}
-		full = n != int64(len(ft.devices)) // an erased device, or a write the overlap missed
+		for _, e := range es {
+			if td := ft.devices[e.Object]; td != nil {
+				ft.unplace(td)
+				delete(ft.devices, e.Object)
+			}
+			for _, rt := range ft.rollouts { // nothing of it stays in memory
+				delete(rt.latest, e.Object)
+			}
+			ft.eraseSeq = max(ft.eraseSeq, e.Seq)
+		}
+		if now.Sub(ft.verified) >= countVerify || now.Before(ft.verified) {
+			n, err := p.Store.DeviceCount(ctx, product, store.DeviceAccepted)
+			if err != nil {
+				return nil, err
+			}
+			full = n != int64(len(ft.devices)) // a write the overlap missed
+			ft.verified = now
+		}
 		ft.cursor = now
 	}
 	if full {
 		c.reloads++
-		ft = &fleetTally{epoch: c.epoch, loaded: now, cursor: now, labelGen: -1, rollouts: map[string]*rolloutTally{}}
+		ft = &fleetTally{epoch: c.epoch, loaded: now, cursor: now, verified: now, labelGen: -1, rollouts: map[string]*rolloutTally{}}
+		es, err := p.Store.AuditQuery(ctx, store.AuditFilter{Action: ActionDeviceErase, Outcome: store.OutcomeOK, Newest: true, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		if len(es) > 0 {
+			ft.eraseSeq = es[0].Seq
+		}
 		ds, err := p.Store.Devices(ctx, store.DeviceFilter{Product: product, State: store.DeviceAccepted})
 		if err != nil {
 			return nil, err

@@ -65,6 +65,29 @@ func testWaveCountsMatch(t *testing.T, db string) {
 	}
 	const rounds = 40
 	compared := 0
+	compare := func(round int) {
+		t.Helper()
+		for _, id := range ids {
+			inc, direct, err := f.p.WaveCounts(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(inc, direct) {
+				t.Fatalf("round %d, rollout %s: incremental counts %+v, straightforward %+v", round, id, inc, direct)
+			}
+			m, err := f.p.ManagedRollout(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := f.clk.Now()
+			s1, step1, err1 := rollout.Decide(m.Plan, m.State, inc, now)
+			s2, step2, err2 := rollout.Decide(m.Plan, m.State, direct, now)
+			if !reflect.DeepEqual(s1, s2) || !reflect.DeepEqual(step1, step2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Fatalf("round %d, rollout %s: decisions differ: %+v %+v vs %+v %+v", round, id, s1, step1, s2, step2)
+			}
+			compared++
+		}
+	}
 	for round := range rounds {
 		if round == 10 { // a newer rollout supersedes the rev-b devices
 			ids = append(ids, start("1.2.0", "hardware=rev-b", "50%,100%").ID)
@@ -131,28 +154,30 @@ func testWaveCountsMatch(t *testing.T, db string) {
 			f.clk.Advance(5 * time.Minute)
 			f.tick() // the decision loop's own steps, on incremental counts
 		}
-		for _, id := range ids {
-			inc, direct, err := f.p.WaveCounts(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(inc, direct) {
-				t.Fatalf("round %d, rollout %s: incremental counts %+v, straightforward %+v", round, id, inc, direct)
-			}
-			m, err := f.p.ManagedRollout(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			now := f.clk.Now()
-			s1, step1, err1 := rollout.Decide(m.Plan, m.State, inc, now)
-			s2, step2, err2 := rollout.Decide(m.Plan, m.State, direct, now)
-			if !reflect.DeepEqual(s1, s2) || !reflect.DeepEqual(step1, step2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
-				t.Fatalf("round %d, rollout %s: decisions differ: %+v %+v vs %+v %+v", round, id, s1, step1, s2, step2)
-			}
-			compared++
-		}
+		compare(round)
 	}
+	// An erasure and a decommissioning seconds after a count (before the
+	// next check of the number of devices) leave the counts at once.
 	reloads := f.p.CountReloads()
+	for _, op := range []string{"erase", "decommission"} {
+		f.clk.Advance(time.Second)
+		id := live[len(live)-1]
+		live = live[:len(live)-1]
+		var err error
+		if op == "erase" {
+			err = f.p.EraseDevice(ctx, id)
+		} else {
+			_, err = f.p.DecommissionDevice(ctx, id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		compare(rounds)
+	}
+	if n := f.p.CountReloads(); n != reloads {
+		t.Errorf("%d full reloads after an erasure and a decommissioning, want none", n-reloads)
+	}
+	reloads = f.p.CountReloads()
 	t.Logf("%d comparisons, %d full reloads, %d devices accepted", compared, reloads, len(live))
 	if reloads >= rounds/2 {
 		t.Errorf("%d full reloads in %d rounds: the deltas are not used", reloads, rounds)
