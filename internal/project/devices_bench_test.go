@@ -13,6 +13,7 @@ import (
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
 )
 
 // BenchmarkEnroll enrols b.N devices of a managed product on SQLite with
@@ -140,19 +141,25 @@ func BenchmarkAssignDevice(b *testing.B) {
 // BenchmarkWaveCounts is one count of a rollout's waves (RolloutStatus;
 // the decision loop counts the same way before each Decide) over 10,000
 // and 100,000 accepted devices of which half reported an outcome, on
-// SQLite, in the steady state of the decision loop: between two counts,
-// DecideEvery apart, one device reports an event (not timed). The first count (cold, after
-// a restart or a lease change) is reported as cold-ms.
+// SQLite and PostgreSQL, in the steady state of the decision loop:
+// between two counts, DecideEvery apart, one device reports an event (not
+// timed). The first count (cold, after a restart or a lease change) is
+// reported as cold-ms.
 func BenchmarkWaveCounts(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) { benchmarkWaveCounts(b, n) })
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) { benchmarkWaveCounts(b, "", n) })
+	}
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("postgres/devices=%d", n), func(b *testing.B) { benchmarkWaveCounts(b, pgtest.URL(b), n) })
 	}
 }
 
-func benchmarkWaveCounts(b *testing.B, n int) {
+func benchmarkWaveCounts(b *testing.B, database string, n int) {
 	ctx := b.Context()
 	clk := clock.NewFake(t0)
-	p, err := project.Init(ctx, b.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clk}})
+	o := project.InitOptions{Dev: true, Options: project.Options{Clock: clk}}
+	o.Database = database
+	p, err := project.Init(ctx, b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
