@@ -14,6 +14,8 @@ import (
 
 	"github.com/uptrust/uptrust/internal/access"
 	"github.com/uptrust/uptrust/internal/api"
+	"github.com/uptrust/uptrust/internal/project"
+	"github.com/uptrust/uptrust/internal/release"
 )
 
 // concrete fills a route's path parameters with objects the env has.
@@ -124,6 +126,8 @@ func matrixRequest(e *env, method, path string) (string, []string) {
 		body = ""
 	case method == "PUT" && (strings.Contains(path, "/groups/") || strings.Contains(path, "/tags/")):
 		body = ""
+	case method == "POST" && path == "/api/v1/rollouts":
+		body = `{"product":"lamp","version":"1.2.0","percent":20}`
 	case method == "POST":
 		body = `{"product":"thermostat","version":"1.2.0","percent":20}`
 		hdr = []string{"If-Match", e.etag("thermostat")}
@@ -157,6 +161,9 @@ func isRole(cred string) bool {
 // naming the token, its role and the outcome.
 func TestAuthMatrix(t *testing.T) {
 	e := newEnv(t)
+	// Percent rollouts are for anonymous products (thermostat is managed):
+	// the matrix starts one of lamp, which has none yet (no If-Match).
+	addLamp(t, e, false)
 	creds := []string{credNone, credExpired, credRevoked, credMalformed, credUnknown, "admin", "release-manager", "operator", "auditor"}
 	for _, rt := range e.api.Routes() {
 		for _, cred := range creds {
@@ -280,14 +287,55 @@ func TestBadInput(t *testing.T) {
 // each answer's ETag is the new one and the old one is then stale; the
 // audit log has one entry per change, the project's, naming the token,
 // its role and the request id; and the history lists the changes.
+// addLamp adds the anonymous product lamp with releases 1.1.0 and 1.2.0,
+// and a percent rollout of 1.1.0 at 10 % when rollout is true.
+func addLamp(t *testing.T, e *env, rollout bool) {
+	t.Helper()
+	ctx := t.Context()
+	if err := e.p.AddProduct(ctx, project.ProductSpec{Name: "lamp", Hardware: []string{"v1"}, SupportUntil: "2031-12-31"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"1.1.0", "1.2.0"} {
+		if _, err := e.p.AddRelease(ctx, project.ReleaseSpec{Product: "lamp", Version: v, Payload: strings.NewReader("lamp " + v),
+			Kind: release.KindSecurity, SecurityVersion: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rollout {
+		if _, err := e.p.StartRollout(ctx, "lamp", "1.1.0", 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPercentRolloutRefusedForManaged: POST /api/v1/rollouts (a percent
+// rollout) on a managed product is a 409 naming the wave flags, audited as
+// refused, and changes nothing.
+func TestPercentRolloutRefusedForManaged(t *testing.T) {
+	e := newEnv(t)
+	before := e.state()
+	resp, b := e.do("POST", "/api/v1/rollouts", "operator", `{"product":"thermostat","version":"1.2.0","percent":5}`,
+		"If-Match", e.etag("thermostat"), "X-Request-Id", "percent-managed")
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "--waves") || !strings.Contains(string(b), "managed") {
+		t.Errorf("percent rollout of a managed product: %d %s, want 409 naming --waves", resp.StatusCode, b)
+	}
+	if after := e.state(); after != before {
+		t.Error("the refused percent rollout changed the state")
+	}
+	if got := e.auditWith("percent-managed"); len(got) != 1 || !strings.Contains(got[0], " refused t-operator (operator) percent-managed") {
+		t.Errorf("audit %q, want one refused entry", got)
+	}
+}
+
 func TestRolloutChanges(t *testing.T) {
 	e := newEnv(t)
-	etag := e.etag("thermostat")
+	addLamp(t, e, true)
+	etag := e.etag("lamp")
 	steps := []struct{ method, path, body, check string }{
-		{"POST", "/api/v1/rollouts", `{"product":"thermostat","version":"1.2.0","percent":5}`, `"version":"1.2.0","percent":5,"halted":false`},
-		{"PATCH", "/api/v1/rollouts/thermostat", `{"percent":50}`, `"percent":50,"halted":false`},
-		{"PATCH", "/api/v1/rollouts/thermostat", `{"halted":true}`, `"percent":50,"halted":true`},
-		{"PATCH", "/api/v1/rollouts/thermostat", `{"halted":false,"percent":100}`, `"percent":100,"halted":false`},
+		{"POST", "/api/v1/rollouts", `{"product":"lamp","version":"1.2.0","percent":5}`, `"version":"1.2.0","percent":5,"halted":false`},
+		{"PATCH", "/api/v1/rollouts/lamp", `{"percent":50}`, `"percent":50,"halted":false`},
+		{"PATCH", "/api/v1/rollouts/lamp", `{"halted":true}`, `"percent":50,"halted":true`},
+		{"PATCH", "/api/v1/rollouts/lamp", `{"halted":false,"percent":100}`, `"percent":100,"halted":false`},
 	}
 	for i, s := range steps {
 		e.clk.Advance(60e9)
@@ -297,24 +345,24 @@ func TestRolloutChanges(t *testing.T) {
 			t.Fatalf("step %d: %d %s, want %s", i, resp.StatusCode, b, s.check)
 		}
 		next := resp.Header.Get("ETag")
-		if next == "" || next == etag || next != e.etag("thermostat") {
-			t.Errorf("step %d: ETag %q (before %q, now %q)", i, next, etag, e.etag("thermostat"))
+		if next == "" || next == etag || next != e.etag("lamp") {
+			t.Errorf("step %d: ETag %q (before %q, now %q)", i, next, etag, e.etag("lamp"))
 		}
 		if got := e.auditWith(id); len(got) != 1 || !strings.Contains(got[0], " ok t-operator (operator) "+id) {
 			t.Errorf("step %d: audit %q", i, got)
 		}
 		// The old ETag is stale now.
-		if resp, _ := e.do("PATCH", "/api/v1/rollouts/thermostat", "operator", `{"percent":1}`, "If-Match", etag); resp.StatusCode != 412 {
+		if resp, _ := e.do("PATCH", "/api/v1/rollouts/lamp", "operator", `{"percent":1}`, "If-Match", etag); resp.StatusCode != 412 {
 			t.Errorf("step %d: the previous ETag: %d, want 412", i, resp.StatusCode)
 		}
 		etag = next
 	}
-	ro, err := e.p.Store.Rollout(t.Context(), "thermostat")
+	ro, err := e.p.Store.Rollout(t.Context(), "lamp")
 	if err != nil || ro.Version != "1.2.0" || ro.Percent != 100 || ro.Halted {
 		t.Errorf("stored rollout %+v, %v", ro, err)
 	}
 	var hist api.Page[api.AuditEntry]
-	_, b := e.do("GET", "/api/v1/rollouts/thermostat/history", "auditor", "")
+	_, b := e.do("GET", "/api/v1/rollouts/lamp/history", "auditor", "")
 	if err := json.Unmarshal(b, &hist); err != nil {
 		t.Fatal(err)
 	}

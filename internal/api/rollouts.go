@@ -134,6 +134,10 @@ func (a *API) startRollout(w http.ResponseWriter, r *http.Request, _ project.Pri
 	}
 	// The project audits the start, by the token of the request.
 	ro, err := a.p.StartRollout(ctx, body.Product, body.Version, *body.Percent)
+	if errors.Is(err, project.ErrManaged) {
+		refuse(http.StatusConflict, err.Error())
+		return
+	}
 	if err != nil {
 		_ = a.failed(r, action, object, err.Error())
 		writeProblem(w, r, http.StatusInternalServerError, err.Error())

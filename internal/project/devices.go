@@ -90,7 +90,10 @@ var SkipReasons = []string{
 
 // Errors of device-facing calls.
 var (
-	ErrNotManaged    = errors.New("project: product is not in managed mode")
+	ErrNotManaged = errors.New("project: product is not in managed mode")
+	// ErrManaged: an anonymous-mode operation (a percent rollout) on a
+	// managed product; the API answers 409.
+	ErrManaged       = errors.New("project: product is in managed mode")
 	ErrDeviceRefused = errors.New("project: device refused")
 	ErrDevicePending = errors.New("project: device is waiting for the operator to accept it")
 	ErrDeviceUnknown = errors.New("project: device is not enrolled")

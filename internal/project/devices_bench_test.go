@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/uptrust/uptrust/internal/clock"
 	"github.com/uptrust/uptrust/internal/project"
 	"github.com/uptrust/uptrust/internal/rollout"
 	"github.com/uptrust/uptrust/internal/store"
+	"github.com/uptrust/uptrust/internal/store/postgres/pgtest"
 )
 
 // BenchmarkEnroll enrols b.N devices of a managed product on SQLite with
@@ -136,13 +138,28 @@ func BenchmarkAssignDevice(b *testing.B) {
 	b.ReportMetric(float64(admitted)/float64(b.N), "admitted/op")
 }
 
-// BenchmarkWaveCounts is one count of a rollout's waves over 10,000
-// accepted devices of which half reported an outcome (RolloutStatus; the
-// decision loop counts the same way before each Decide) on SQLite.
+// BenchmarkWaveCounts is one count of a rollout's waves (RolloutStatus;
+// the decision loop counts the same way before each Decide) over 10,000
+// and 100,000 accepted devices of which half reported an outcome, on
+// SQLite and PostgreSQL, in the steady state of the decision loop:
+// between two counts, DecideEvery apart, one device reports an event (not
+// timed). The first count (cold, after a restart or a lease change) is
+// reported as cold-ms.
 func BenchmarkWaveCounts(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) { benchmarkWaveCounts(b, "", n) })
+	}
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("postgres/devices=%d", n), func(b *testing.B) { benchmarkWaveCounts(b, pgtest.URL(b), n) })
+	}
+}
+
+func benchmarkWaveCounts(b *testing.B, database string, n int) {
 	ctx := b.Context()
 	clk := clock.NewFake(t0)
-	p, err := project.Init(ctx, b.TempDir(), project.InitOptions{Dev: true, Options: project.Options{Clock: clk}})
+	o := project.InitOptions{Dev: true, Options: project.Options{Clock: clk}}
+	o.Database = database
+	p, err := project.Init(ctx, b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -164,7 +181,6 @@ func BenchmarkWaveCounts(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const n = 10_000
 	err = p.Store.UpdateFleet(ctx, func(tx store.Tx) error {
 		for i := range n {
 			id := fmt.Sprintf("dbench%06d", i)
@@ -183,8 +199,7 @@ func BenchmarkWaveCounts(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for range b.N {
+	count := func() {
 		st, err := p.RolloutStatus(ctx, r.ID)
 		if err != nil {
 			b.Fatal(err)
@@ -197,4 +212,21 @@ func BenchmarkWaveCounts(b *testing.B) {
 			b.Fatalf("%d members, want %d", members, n)
 		}
 	}
+	// The fleet enrolled a while ago; the decision loop counts every
+	// DecideEvery.
+	clk.Advance(time.Hour)
+	start := time.Now()
+	count()
+	cold := time.Since(start)
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		clk.Advance(project.DecideEvery)
+		if _, err := p.AddDeviceEvent(ctx, fmt.Sprintf("dbench%06d", (2*i+1)%n), store.DeviceEvent{Kind: store.EventFailed, Version: "1.1.0", ErrorClass: "health-check"}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		count()
+	}
+	b.ReportMetric(float64(cold.Microseconds())/1000, "cold-ms")
 }

@@ -139,10 +139,17 @@ type FleetCustom struct {
 // StartRollout offers a published release to the product's devices: the
 // fleet repository's targets role lists the release's target with the same
 // length and hashes and the rollout rule, replacing any earlier offer for
-// the product.
+// the product. A managed product is refused with an error wrapping
+// ErrManaged that names the wave flags (its rollouts are in waves:
+// StartManagedRollout); nothing is written.
 func (p *Project) StartRollout(ctx context.Context, product, version string, percent int) (store.Rollout, error) {
 	if err := p.CheckProduct(ctx, product); err != nil {
 		return store.Rollout{}, err
+	}
+	if pol, err := devicePolicy(ctx, p.Store, product); err != nil {
+		return store.Rollout{}, fmt.Errorf("project: start rollout of %s %s: %w", product, version, err)
+	} else if pol.Mode == store.ModeManaged {
+		return store.Rollout{}, fmt.Errorf("project: start rollout of %s %s: %w: a percent rollout is for anonymous products; start a rollout in waves (uptrust rollout start with --waves, --max-failure, --min-success, --soak and optionally --select, --start, --window; POST /api/v1/managed-rollouts)", product, version, ErrManaged)
 	}
 	now := p.Clock.Now().UTC()
 	ro := store.Rollout{Product: product, Version: version, Percent: percent, Start: now, Updated: now}

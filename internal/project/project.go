@@ -161,7 +161,8 @@ type Project struct {
 	holderOnce sync.Once
 	holder     string // see LeaseHolder
 
-	waves rolloutCache // see AssignDevice
+	waves  rolloutCache // see AssignDevice
+	counts waveCounter  // see waveCounts
 }
 
 // Options for Open and Init.

@@ -230,6 +230,9 @@ func (p *Project) Purge(ctx context.Context) (Purged, error) {
 		if err != nil {
 			return res, fmt.Errorf("project: purge %s: %w", t.Table, err)
 		}
+		if t.Table == store.TableDeviceEvents && n > 0 {
+			p.counts.invalidate() // the rollouts' counts are read again in full
+		}
 		res.Tables = append(res.Tables, PurgedTable{Table: t.Table, Period: t.Period, Before: before, Rows: n})
 	}
 	// Device nonces have no retention setting: a row is useless once its

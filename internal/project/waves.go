@@ -45,7 +45,8 @@ import (
 // Counting: a wave's counts are its owned, accepted devices, each counted
 // once by its latest event for the rollout's version received since the
 // rollout was created (store.LatestDeviceEvents). Skips, owners' choices
-// included, are never failures.
+// included, are never failures. The counts are kept up to date
+// incrementally in memory (wavecount.go).
 
 // Audit actions of managed rollouts and device labels.
 const (
@@ -331,13 +332,6 @@ func (p *Project) RolloutStatus(ctx context.Context, id string) (RolloutStatus, 
 	return RolloutStatus{Rollout: m, Waves: ws}, nil
 }
 
-// fleetFacts are the accepted devices of a product with what selection
-// filters look at.
-type fleetFacts struct {
-	devices []store.Device
-	facts   map[string]rollout.Facts
-}
-
 func needsLabels(rs []ManagedRollout) bool {
 	for _, r := range rs {
 		if r.Selector.NeedsLabels() {
@@ -347,36 +341,6 @@ func needsLabels(rs []ManagedRollout) bool {
 	return false
 }
 
-func readFleet(ctx context.Context, r store.Reader, product string, labels bool) (fleetFacts, error) {
-	ds, err := r.Devices(ctx, store.DeviceFilter{Product: product, State: store.DeviceAccepted})
-	if err != nil {
-		return fleetFacts{}, err
-	}
-	f := fleetFacts{devices: ds, facts: make(map[string]rollout.Facts, len(ds))}
-	for _, d := range ds {
-		f.facts[d.ID] = rollout.Facts{Inventory: d.Inventory}
-	}
-	if labels {
-		ls, err := r.DeviceLabels(ctx, store.LabelFilter{Product: product})
-		if err != nil {
-			return fleetFacts{}, err
-		}
-		for _, l := range ls {
-			fa, ok := f.facts[l.Device]
-			if !ok {
-				continue
-			}
-			if l.Kind == store.LabelGroup {
-				fa.Groups = append(fa.Groups, l.Name)
-			} else {
-				fa.Tags = append(fa.Tags, l.Name)
-			}
-			f.facts[l.Device] = fa
-		}
-	}
-	return f, nil
-}
-
 // owner returns the rollout among rs that owns a device with facts fa.
 func owner(rs []ManagedRollout, fa rollout.Facts) (string, bool) {
 	claims := make([]rollout.Claim, len(rs))
@@ -384,65 +348,6 @@ func owner(rs []ManagedRollout, fa rollout.Facts) (string, bool) {
 		claims[i] = rollout.Claim{ID: r.ID, Seq: r.Seq, Phase: r.State.Phase, Selects: r.Selector.Matches(fa)}
 	}
 	return rollout.Owner(claims)
-}
-
-// waveCounts counts the devices m owns per wave by their latest event for
-// m's version since m was created.
-func (p *Project) waveCounts(ctx context.Context, m ManagedRollout) ([]rollout.Counts, error) {
-	fail := func(err error) ([]rollout.Counts, error) {
-		return nil, fmt.Errorf("project: counting rollout %s: %w", m.ID, err)
-	}
-	rs, err := p.Store.ManagedRollouts(ctx, m.Product)
-	if err != nil {
-		return fail(err)
-	}
-	all, err := decodeRollouts(rs)
-	if err != nil {
-		return fail(err)
-	}
-	// The rollout as persisted by the caller may be newer than the list.
-	for i := range all {
-		if all[i].ID == m.ID {
-			all[i] = m
-		}
-	}
-	fleet, err := readFleet(ctx, p.Store, m.Product, needsLabels(all))
-	if err != nil {
-		return fail(err)
-	}
-	evs, err := p.Store.LatestDeviceEvents(ctx, store.OutcomeFilter{Product: m.Product, Version: m.Version, Since: m.Created})
-	if err != nil {
-		return fail(err)
-	}
-	latest := make(map[string]string, len(evs))
-	for _, e := range evs {
-		latest[e.Device] = e.Kind
-	}
-	counts := make([]rollout.Counts, len(m.Plan.Waves))
-	for _, d := range fleet.devices {
-		if id, ok := owner(all, fleet.facts[d.ID]); !ok || id != m.ID {
-			continue
-		}
-		k := m.Plan.WaveOf(rollout.WaveBucket(m.ID, d.ID))
-		if k < 0 {
-			continue
-		}
-		c := &counts[k]
-		c.Members++
-		switch latest[d.ID] {
-		case store.EventSucceeded:
-			c.Succeeded++
-		case store.EventFailed:
-			c.Failed++
-		case store.EventRolledBack:
-			c.RolledBack++
-		case store.EventSkipped:
-			c.Skipped++
-		case store.EventOffered, store.EventDownloading, store.EventInstalling, store.EventRebooting:
-			c.Offered++
-		}
-	}
-	return counts, nil
 }
 
 // Tick runs the decision loop once, when this server holds the re-signing

@@ -404,6 +404,14 @@ func TestManagedRolloutRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want an error with %q (%v)", c.name, err, c.want, c.is)
 		}
 	}
+	// The percent rollout of anonymous products is refused for a managed
+	// one, naming the wave flags; nothing is written.
+	if _, err := f.p.StartRollout(ctx, "thermostat", "1.1.0", 10); !errors.Is(err, project.ErrManaged) || !strings.Contains(err.Error(), "--waves") {
+		t.Errorf("percent rollout of a managed product: %v, want ErrManaged naming --waves", err)
+	}
+	if ro, err := f.p.Store.Rollout(ctx, "thermostat"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("percent rollout stored after its refusal: %+v, %v", ro, err)
+	}
 	if rs, err := f.p.ManagedRollouts(ctx, ""); err != nil || len(rs) != 0 {
 		t.Errorf("rollouts after refusals: %+v, %v", rs, err)
 	}
@@ -417,6 +425,10 @@ func TestManagedRolloutRefusals(t *testing.T) {
 		if err := f.p.AddDeviceLabel(ctx, d.ID, c.kind, c.name); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("AddDeviceLabel(%s %q): %v, want %q", c.kind, c.name, err, c.want)
 		}
+	}
+	// The anonymous product keeps its percent rollout.
+	if _, err := f.p.StartRollout(ctx, "lamp", "1.0.0", 10); err != nil {
+		t.Errorf("percent rollout of an anonymous product: %v", err)
 	}
 	if err := f.p.AddDeviceLabel(ctx, "dnope", store.LabelGroup, "lab"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("label of an unknown device: %v", err)

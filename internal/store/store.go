@@ -327,6 +327,9 @@ type Reader interface {
 	// PreauthorizedKeys returns a product's pre-authorised keys (every
 	// product's when product is ""), ordered by creation, then key.
 	PreauthorizedKeys(ctx context.Context, product string) ([]PreauthorizedKey, error)
+	// DeviceCount returns how many devices of product are in state (any
+	// state when state is "").
+	DeviceCount(ctx context.Context, product, state string) (int64, error)
 	// DeviceEvents returns a device's events in Seq order.
 	DeviceEvents(ctx context.Context, device string) ([]DeviceEvent, error)
 	// LatestDeviceEvents returns, for each device of f.Product that has
@@ -334,6 +337,10 @@ type Reader interface {
 	// Seq), ordered by device: one event per device, for counting a
 	// rollout's devices by their latest state.
 	LatestDeviceEvents(ctx context.Context, f OutcomeFilter) ([]DeviceEvent, error)
+	// DeviceEventsSince returns the events of product's devices received
+	// at or after since, every version, ordered by Time, device, then Seq:
+	// what changed since an incremental count's previous read.
+	DeviceEventsSince(ctx context.Context, product string, since time.Time) ([]DeviceEvent, error)
 
 	// ManagedRollout returns the managed rollout id; ErrNotFound when
 	// unknown.

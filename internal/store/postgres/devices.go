@@ -119,6 +119,12 @@ func (s *Store) UseDeviceNonce(ctx context.Context, n store.DeviceNonce, now tim
 	return sqldevice.UseNonce(ctx, db{q: s.pool}, n, now)
 }
 
+func (r reader) DeviceCount(ctx context.Context, product, state string) (int64, error) {
+	return sqldevice.DeviceCount(ctx, db{q: r.q}, product, state)
+}
+func (r reader) DeviceEventsSince(ctx context.Context, product string, since time.Time) ([]store.DeviceEvent, error) {
+	return sqldevice.DeviceEventsSince(ctx, db{q: r.q}, product, since)
+}
 func (r reader) LatestDeviceEvents(ctx context.Context, f store.OutcomeFilter) ([]store.DeviceEvent, error) {
 	return sqldevice.LatestDeviceEvents(ctx, db{q: r.q}, f)
 }

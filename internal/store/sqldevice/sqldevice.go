@@ -187,6 +187,20 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 	return all(ctx, db, "devices", scanDevice, q, args...)
 }
 
+// DeviceCount counts devices; see store.Reader.
+func DeviceCount(ctx context.Context, db DB, product, state string) (int64, error) {
+	q, args := `SELECT count(*) FROM devices WHERE product = $1`, []any{product}
+	if state != "" {
+		q, args = q+` AND state = $2`, append(args, state) // devices_by_product (product, state, id) then
+	}
+	var n int64
+	err := db.QueryRow(ctx, q, args...).Scan(&n)
+	if err != nil {
+		return 0, db.Err(ctx, "count devices of "+product, err)
+	}
+	return n, nil
+}
+
 // EnrollmentToken reads a token; see store.Reader.
 func EnrollmentToken(ctx context.Context, db DB, id string) (store.EnrollmentToken, error) {
 	return one(ctx, db, "enrollment token "+id, scanToken, `SELECT `+tokenCols+` FROM enrollment_tokens WHERE id = $1`, id)

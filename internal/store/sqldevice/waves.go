@@ -102,6 +102,24 @@ func LatestDeviceEvents(ctx context.Context, db DB, f store.OutcomeFilter) ([]st
 		ORDER BY e.device`, f.Product, f.Version, since)
 }
 
+// DeviceEventsSince reads the events received since a time; see
+// store.Reader. The CROSS JOIN makes SQLite read the events first, by
+// device_events_by_time (PostgreSQL plans it as an inner join).
+func DeviceEventsSince(ctx context.Context, db DB, product string, since time.Time) ([]store.DeviceEvent, error) {
+	s, err := sqlrow.EncodeTime(since)
+	if err != nil {
+		return nil, fmt.Errorf("%s: device events since: %w", db.Name(), err)
+	}
+	cols := make([]string, 0, 9)
+	for _, c := range strings.Split(eventCols, ", ") {
+		cols = append(cols, "e."+c)
+	}
+	return all(ctx, db, "device events since", scanEvent, `SELECT `+strings.Join(cols, ", ")+`
+		FROM device_events e CROSS JOIN devices d
+		WHERE d.id = e.device AND e.time >= $1 AND d.product = $2
+		ORDER BY e.time, e.device, e.seq`, s, product)
+}
+
 func jsonObject(b []byte) bool {
 	var m map[string]json.RawMessage
 	return json.Unmarshal(b, &m) == nil && m != nil

@@ -311,6 +311,14 @@ CREATE UNIQUE INDEX managed_rollouts_by_seq ON managed_rollouts (product, seq);
 CREATE INDEX device_labels_by_name ON device_labels (kind, name, device);
 CREATE INDEX device_events_by_version ON device_events (version, device, seq);
 `,
+	// 11: the
+	// decision loop counts a rollout's waves incrementally (package
+	// project, wavecount.go), reading at each count only the product's
+	// devices changed since the last one (and the events received since
+	// then, through device_events_by_time).
+	`
+CREATE INDEX devices_by_product_updated ON devices (product, updated);
+`,
 }
 
 // migrationCode is Go code that completes a migration, run in its
