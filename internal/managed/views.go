@@ -258,6 +258,16 @@ func (v *views) poll(ctx context.Context) error {
 // reloadAll reads every device again; devices no longer stored are
 // forgotten.
 func (v *views) reloadAll(ctx context.Context) error {
+	// The pages are not one snapshot: a device that enrols while they are
+	// read (and is put here by its enrolment) may sort before the cursor.
+	// Only entries the cache held before the reload began are dropped when
+	// the pages do not name them (erased devices).
+	v.mu.RLock()
+	before := make(map[string]*entry, len(v.byKey))
+	for id, e := range v.byKey {
+		before[id] = e
+	}
+	v.mu.RUnlock()
 	seen := map[string]bool{}
 	f := store.DeviceFilter{Limit: 1000}
 	for {
@@ -277,8 +287,8 @@ func (v *views) reloadAll(ctx context.Context) error {
 		f.AfterID = devs[len(devs)-1].ID
 	}
 	v.mu.Lock()
-	for id := range v.byKey {
-		if !seen[id] {
+	for id, e := range v.byKey {
+		if !seen[id] && before[id] == e {
 			delete(v.byKey, id)
 		}
 	}
