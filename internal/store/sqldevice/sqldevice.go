@@ -152,12 +152,8 @@ func DeviceByKey(ctx context.Context, db DB, key string) (store.Device, error) {
 
 // Devices lists devices; see store.Reader.
 func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
+	var c conds
+	add := c.add
 	if f.Product != "" {
 		add("product = $%d", f.Product)
 	}
@@ -177,14 +173,12 @@ func Devices(ctx context.Context, db DB, f store.DeviceFilter) ([]store.Device, 
 		add("updated >= $%d", since)
 	}
 	q := `SELECT ` + deviceCols + ` FROM devices`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	q += c.where()
 	q += ` ORDER BY id`
 	if f.Limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
 	}
-	return all(ctx, db, "devices", scanDevice, q, args...)
+	return all(ctx, db, "devices", scanDevice, q, c.args...)
 }
 
 // DeviceCount counts devices; see store.Reader.
@@ -505,4 +499,25 @@ func boolInt(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// conds collects the conditions of a filtered query with their $n
+// arguments, in order.
+type conds struct {
+	terms []string
+	args  []any
+}
+
+// add appends cond, whose one %d becomes the $n of v.
+func (c *conds) add(cond string, v any) {
+	c.args = append(c.args, v)
+	c.terms = append(c.terms, fmt.Sprintf(cond, len(c.args)))
+}
+
+// where is " WHERE a AND b …", or "" without conditions.
+func (c *conds) where() string {
+	if len(c.terms) == 0 {
+		return ""
+	}
+	return ` WHERE ` + strings.Join(c.terms, " AND ")
 }

@@ -58,12 +58,8 @@ func ManagedRollouts(ctx context.Context, db DB, product string) ([]store.Manage
 
 // DeviceLabels lists labels; see store.Reader.
 func DeviceLabels(ctx context.Context, db DB, f store.LabelFilter) ([]store.DeviceLabel, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
+	var c conds
+	add := c.add
 	if f.Product != "" {
 		add("l.device IN (SELECT id FROM devices WHERE product = $%d)", f.Product)
 	}
@@ -77,11 +73,9 @@ func DeviceLabels(ctx context.Context, db DB, f store.LabelFilter) ([]store.Devi
 		add("l.name = $%d", f.Name)
 	}
 	q := `SELECT l.device, l.kind, l.name, l.added FROM device_labels l`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
+	q += c.where()
 	q += ` ORDER BY l.kind, l.name, l.device`
-	return all(ctx, db, "device labels", scanLabel, q, args...)
+	return all(ctx, db, "device labels", scanLabel, q, c.args...)
 }
 
 // LatestDeviceEvents reads the latest event of each device for a version;
